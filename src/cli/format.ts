@@ -1,0 +1,106 @@
+/** CLI: validate, inspect, convert, pack, unpack. */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import type { Command } from 'commander';
+import { AgentVaultError } from '../core/errors';
+import { readAgentFile, toV2 } from '../format/af';
+import { validateAnyPath, type ValidationReport, type Finding } from '../format/validate-any';
+import { describeFile } from '../format/inspect';
+import { writeFileAtomic } from '../core/fs';
+import { packAgentFile, unpackArchive } from '../format/pack';
+
+export function registerFormatCommands(program: Command): void {
+  program
+    .command('validate')
+    .description('Validate agent files (.af v1, v2, double-encoded v2) and snapshot archives against the schemas and reference checks')
+    .argument('<files...>', 'agent files or snapshot archives')
+    .option('--json', 'print one JSON report per file (an array)')
+    .option('-q, --quiet', 'print only errors')
+    .addHelpText('after', '\nExit codes: 0 all valid (warnings allowed), 1 at least one invalid, 2 usage or I/O error.')
+    .action(async (files: string[], opts: { json?: boolean; quiet?: boolean }) => {
+      const reports: ValidationReport[] = [];
+      let ioError = false;
+      for (const f of files) {
+        try {
+          reports.push(await validateAnyPath(f));
+        } catch (e) {
+          if (e instanceof AgentVaultError && e.exitCode === 2) {
+            ioError = true;
+            process.stderr.write(`agent-vault: ${e.message}\n`);
+            reports.push({ file: f, valid: false, errors: [{ severity: 'error', code: e.code, message: e.message, pointer: '' }], warnings: [] });
+          } else throw e;
+        }
+      }
+      if (opts.json) process.stdout.write(JSON.stringify(reports, null, 2) + '\n');
+      else for (const r of reports) process.stdout.write(renderReport(r, !!opts.quiet));
+      process.exitCode = ioError ? 2 : reports.every((r) => r.valid) ? 0 : 1;
+    });
+
+  program
+    .command('inspect')
+    .description('Show what an agent file or snapshot archive holds: format, Letta revision, agents and counts')
+    .argument('<file>', 'agent file or snapshot archive')
+    .option('--json', 'machine-readable output')
+    .action(async (file: string, opts: { json?: boolean }) => {
+      const info = await describeFile(file);
+      process.stdout.write(opts.json ? JSON.stringify(info, null, 2) + '\n' : info.text);
+    });
+
+  program
+    .command('convert')
+    .description('Convert an agent file to Letta .af v2 (v1 is upgraded, double-encoded v2 is decoded)')
+    .argument('<file>', 'agent file')
+    .requiredOption('--to <version>', 'target format (only "v2")')
+    .option('-o, --output <file>', 'write here instead of standard output')
+    .option('--force', 'overwrite the output file if it exists')
+    .action(async (file: string, opts: { to: string; output?: string; force?: boolean }) => {
+      if (opts.to !== 'v2') throw new AgentVaultError('usage', `--to ${opts.to}: only "v2" is supported`, { exitCode: 2 });
+      const parsed = await readAgentFile(file);
+      const json = JSON.stringify(toV2(parsed), null, 2) + '\n';
+      if (opts.output) {
+        await writeFileAtomic(opts.output, json, { overwrite: !!opts.force });
+        process.stderr.write(`wrote ${opts.output} (v2, from ${parsed.format})\n`);
+      } else process.stdout.write(json);
+    });
+
+  program
+    .command('pack')
+    .description('Pack an agent file into a snapshot archive (one .af v2 entry per agent, checksummed)')
+    .argument('<file>', 'agent file (.af v1, v2 or double-encoded v2)')
+    .requiredOption('-o, --output <archive>', 'archive to write')
+    .option('--force', 'overwrite the archive if it exists')
+    .action(async (file: string, opts: { output: string; force?: boolean }) => {
+      const res = await packAgentFile(file, opts.output, { overwrite: !!opts.force });
+      process.stdout.write(`wrote ${res.path}: ${res.manifest.agents.length} agent(s), ${res.manifest.entries.length} entries, ${res.bytes} bytes\n`);
+    });
+
+  program
+    .command('unpack')
+    .description('Unpack a snapshot archive into .af v2 files (checksums verified first)')
+    .argument('<archive>', 'snapshot archive')
+    .requiredOption('-o, --output <dir>', 'folder to write into')
+    .option('--force', 'overwrite existing files')
+    .action(async (archive: string, opts: { output: string; force?: boolean }) => {
+      const res = await unpackArchive(archive, opts.output, { overwrite: !!opts.force });
+      for (const f of res.files) process.stdout.write(`wrote ${path.relative(process.cwd(), f) || f}\n`);
+    });
+}
+
+export function renderFinding(file: string | undefined, f: Finding): string {
+  const where = `${file ?? '<input>'}${f.line ? `:${f.line}:${f.column ?? 1}` : ''}`;
+  return `${where}: ${f.severity} [${f.code}] ${f.message}${f.pointer ? ` (at ${f.pointer})` : ''}\n`;
+}
+
+export function renderReport(r: ValidationReport, quiet: boolean): string {
+  let s = '';
+  if (!quiet) {
+    const what = r.format ? ` (${r.format}${r.revision ? `, revision ${r.revision}` : ''}${r.version ? `, Letta ${r.version}` : ''})` : '';
+    const verdict = r.valid ? (r.warnings.length ? `valid with ${r.warnings.length} warning(s)` : 'valid') : `invalid: ${r.errors.length} error(s)`;
+    s += `${r.file ?? '<input>'}: ${verdict}${what}\n`;
+  }
+  for (const f of r.errors) s += '  ' + renderFinding(r.file, f);
+  if (!quiet) for (const f of r.warnings) s += '  ' + renderFinding(r.file, f);
+  return s;
+}
+
+export { fs };
