@@ -4,8 +4,10 @@
  */
 import type { Command } from 'commander';
 import { registerDiffCommands } from './diff';
+import { registerQdrantCommands } from './qdrant';
 
 export function registerExtraCommands(_program: Command): void {
   // wired in as each concern lands
   registerDiffCommands(_program);
+  registerQdrantCommands(_program);
 }

@@ -35,24 +35,35 @@ export interface ReadNote {
 export const MAX_AGENT_FILE_BYTES = 2 * 1024 * 1024 * 1024 - 1;
 
 export async function readAgentFile(path: string): Promise<ParsedAgentFile> {
-  let buf: Buffer;
+  let text: string;
   try {
     const st = await fs.stat(path);
     if (st.isDirectory()) throw new AgentVaultError('io', `${path} is a directory, not an agent file`, { exitCode: 2, location: { file: path } });
     if (st.size > MAX_AGENT_FILE_BYTES) {
       throw new AgentVaultError('too-large', `${path} is ${st.size} bytes; agent files over 2 GiB are not supported`, { location: { file: path } });
     }
-    buf = await fs.readFile(path);
+    // Decoding inside readFile frees the bytes before parsing starts: the buffer is as large as
+    // the file and must not stay alive next to the text and the parsed document (peak memory).
+    text = await fs.readFile(path, 'utf8');
+    // A bad byte decodes to U+FFFD; only then are the bytes read again to find it (a real
+    // U+FFFD in the text is legal and passes the exact check).
+    if (text.includes('\uFFFD')) text = decodeAgentFileBytes(await fs.readFile(path), path);
   } catch (e) {
     if (e instanceof AgentVaultError) throw e;
     const code = (e as NodeJS.ErrnoException).code;
     const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (e as Error).message;
     throw new AgentVaultError('io', `cannot read ${path}: ${why}`, { exitCode: 2, location: { file: path } });
   }
-  return parseAgentFileBytes(buf, path);
+  if (text.length === 0) return parseAgentFileBytes(Buffer.alloc(0), path);
+  return parseAgentFileText(text, path);
 }
 
 export function parseAgentFileBytes(buf: Buffer, source?: string): ParsedAgentFile {
+  return parseAgentFileText(decodeAgentFileBytes(buf, source), source);
+}
+
+/** UTF-8 text of an agent file, or an AgentVaultError naming the first bad byte. */
+export function decodeAgentFileBytes(buf: Buffer, source?: string): string {
   if (buf.length === 0) {
     throw new AgentVaultError('empty', `${source ?? 'input'} is empty (0 bytes): not an agent file`, { location: { file: source, line: 1, column: 1 } });
   }
@@ -67,7 +78,7 @@ export function parseAgentFileBytes(buf: Buffer, source?: string): ParsedAgentFi
       { location: { file: source, line, column } },
     );
   }
-  return parseAgentFileText(buf.toString('utf8'), source);
+  return buf.toString('utf8');
 }
 
 export function parseAgentFileText(input: string, source?: string): ParsedAgentFile {

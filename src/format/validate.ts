@@ -307,28 +307,29 @@ const ID_PATTERN: Record<string, RegExp> = Object.fromEntries(Object.entries(ID_
 export function checkV2References(doc: AgentFileV2): Finding[] {
   const out: Finding[] = [];
   if (!isObj(doc)) return out;
-  const ids = new Map<string, { kind: string; pointer: string }>();
-  const byKind: Record<string, Set<string>> = {};
-  const register = (kind: string, id: unknown, pointer: string) => {
+  // Compact registries: one string per id (its kind) and message indexes, not objects, so a
+  // file with hundreds of thousands of messages costs little beyond the parsed document.
+  const ids = new Map<string, string>();
+  const locate = (id: string): string => firstPointerOf(doc, id);
+  const register = (kind: string, id: unknown, pointer: () => string) => {
     if (!str(id)) return;
     if (ID_PATTERN[kind] && !ID_PATTERN[kind].test(id)) {
       out.push({
         severity: 'error',
         code: 'id-format',
-        pointer: pointer + '/id',
+        pointer: pointer() + '/id',
         message: `${kind} id "${id}" is not of the form "${ID_PREFIX[kind]}-<number>"; Letta's import rejects file-local ids of any other form`,
       });
     }
-    (byKind[kind] ??= new Set()).add(id);
     const prev = ids.get(id);
-    if (prev) {
+    if (prev !== undefined) {
       out.push({
         severity: 'error',
         code: 'duplicate-id',
-        pointer,
-        message: `id "${id}" is used twice: by this ${kind} and by the ${prev.kind} at ${prev.pointer} (ids must be unique across the whole file)`,
+        pointer: pointer(),
+        message: `id "${id}" is used twice: by this ${kind} and by the ${prev} at ${locate(id)} (ids must be unique across the whole file)`,
       });
-    } else ids.set(id, { kind, pointer });
+    } else ids.set(id, kind);
   };
   const top: [string, string][] = [
     ['agents', 'agent'],
@@ -340,24 +341,30 @@ export function checkV2References(doc: AgentFileV2): Finding[] {
     ['mcp_servers', 'mcp_server'],
     ['skills', 'skill'],
   ];
-  for (const [field, kind] of top) arr(doc[field]).forEach((x, i) => isObj(x) && register(kind, x.id, `/${field}/${i}`));
-  const agentMessages = new Map<string, Map<string, { pointer: string; msg: Record<string, any> }>>();
+  for (const [field, kind] of top) arr(doc[field]).forEach((x, i) => isObj(x) && register(kind, x.id, () => `/${field}/${i}`));
+  /** per agent id: in-context message id → index in that agent's messages (only in-context ones are kept) */
+  const agentMessages = new Map<string, Map<string, number>>();
   arr(doc.agents).forEach((a, ai) => {
     if (!isObj(a)) return;
-    const msgs = new Map<string, { pointer: string; msg: Record<string, any> }>();
+    const wanted = new Set(arr(a.in_context_message_ids).filter(str));
+    const msgs = new Map<string, number>();
     agentMessages.set(String(a.id), msgs);
-    arr(a.messages).forEach((m, mi) => {
-      if (!isObj(m)) return;
-      const p = `/agents/${ai}/messages/${mi}`;
-      register('message', m.id, p);
-      if (str(m.id)) msgs.set(m.id, { pointer: p, msg: m });
+    const list = arr(a.messages);
+    for (let mi = 0; mi < list.length; mi++) {
+      const m = list[mi];
+      if (!isObj(m)) continue;
+      const id = m.id;
+      register('message', id, () => `/agents/${ai}/messages/${mi}`);
+      if (str(id) && wanted.has(id)) msgs.set(id, mi);
       if (str(m.agent_id) && str(a.id) && m.agent_id !== a.id) {
-        out.push({ severity: 'warning', code: 'message-agent-mismatch', pointer: p + '/agent_id', message: `message "${m.id}" says it belongs to "${m.agent_id}" but is listed under agent "${a.id}"` });
+        out.push({ severity: 'warning', code: 'message-agent-mismatch', pointer: `/agents/${ai}/messages/${mi}/agent_id`, message: `message "${id}" says it belongs to "${m.agent_id}" but is listed under agent "${a.id}"` });
       }
-    });
+    }
   });
 
-  const has = (kind: string, id: string) => byKind[kind]?.has(id) ?? false;
+  const blockById = new Map<string, Record<string, any>>();
+  arr(doc.blocks).forEach((b) => isObj(b) && str(b.id) && blockById.set(b.id, b));
+  const has = (kind: string, id: string) => ids.get(id) === kind;
   const dangling = (pointer: string, owner: string, field: string, kind: string, id: unknown) => {
     if (!str(id)) return;
     if (has(kind, id)) return;
@@ -367,7 +374,7 @@ export function checkV2References(doc: AgentFileV2): Finding[] {
       code: 'dangling-reference',
       pointer,
       message: wrongKind
-        ? `${owner} field "${field}" refers to "${id}", which is a ${wrongKind.kind} (${wrongKind.pointer}), not a ${kind}`
+        ? `${owner} field "${field}" refers to "${id}", which is a ${wrongKind} (${locate(id)}), not a ${kind}`
         : `${owner} field "${field}" refers to ${kind} "${id}", which is not in the file (dangling reference)`,
     });
   };
@@ -383,7 +390,8 @@ export function checkV2References(doc: AgentFileV2): Finding[] {
       ['group_ids', 'group'],
     ];
     for (const [field, kind] of refs) arr(a[field]).forEach((id, i) => dangling(`${ap}/${field}/${i}`, owner, field, kind, id));
-    const msgs = agentMessages.get(String(a.id)) ?? new Map();
+    const msgs = agentMessages.get(String(a.id)) ?? new Map<string, number>();
+    const msgList = arr(a.messages);
     const seenInContext = new Set<string>();
     arr(a.in_context_message_ids).forEach((id, i) => {
       if (!str(id)) return;
@@ -397,7 +405,7 @@ export function checkV2References(doc: AgentFileV2): Finding[] {
           code: 'dangling-reference',
           pointer: p,
           message: elsewhere
-            ? `${owner} field "in_context_message_ids" refers to "${id}", which is not one of this agent's messages (it is a ${elsewhere.kind} at ${elsewhere.pointer})`
+            ? `${owner} field "in_context_message_ids" refers to "${id}", which is not one of this agent's messages (it is a ${elsewhere} at ${locate(id)})`
             : `${owner} field "in_context_message_ids" refers to message "${id}", which is not in the file (dangling reference)`,
         });
       }
@@ -413,8 +421,6 @@ export function checkV2References(doc: AgentFileV2): Finding[] {
     });
     // Block labels must be unique per agent (Letta: UNIQUE(agent_id, block_label)).
     const labels = new Map<string, string>();
-    const blockById = new Map<string, Record<string, any>>();
-    arr(doc.blocks).forEach((b) => isObj(b) && str(b.id) && blockById.set(b.id, b));
     arr(a.block_ids).forEach((bid, i) => {
       const b = str(bid) ? blockById.get(bid) : undefined;
       if (!b || !str(b.label)) return;
@@ -423,11 +429,12 @@ export function checkV2References(doc: AgentFileV2): Finding[] {
         out.push({ severity: 'error', code: 'duplicate-block-label', pointer: `${ap}/block_ids/${i}`, message: `${owner} has two blocks labelled "${b.label}" ("${prev}" and "${bid}"); Letta allows one block per label per agent` });
       } else labels.set(b.label, bid);
     });
-    checkToolPairs(
-      arr(a.in_context_message_ids).filter(str).map((id) => msgs.get(id)).filter((x): x is { pointer: string; msg: Record<string, any> } => !!x),
-      owner,
-      out,
-    );
+    const inContext: { pointer: string; msg: Record<string, any> }[] = [];
+    for (const id of arr(a.in_context_message_ids)) {
+      const mi = str(id) ? msgs.get(id) : undefined;
+      if (mi !== undefined) inContext.push({ pointer: `${ap}/messages/${mi}`, msg: msgList[mi] });
+    }
+    checkToolPairs(inContext, owner, out);
   });
 
   arr(doc.groups).forEach((g, gi) => {
@@ -448,6 +455,21 @@ export function checkV2References(doc: AgentFileV2): Finding[] {
     } else toolNames.set(t.name, ti);
   });
   return out;
+}
+
+/** JSON Pointer of the first object carrying this id (only used to word an error). */
+function firstPointerOf(doc: AgentFileV2, id: string): string {
+  const fields = ['agents', 'blocks', 'tools', 'groups', 'files', 'sources', 'mcp_servers', 'skills'];
+  for (const f of fields) {
+    const i = arr(doc[f]).findIndex((x) => isObj(x) && x.id === id);
+    if (i >= 0) return `/${f}/${i}`;
+  }
+  const agents = arr(doc.agents);
+  for (let ai = 0; ai < agents.length; ai++) {
+    const mi = arr(agents[ai]?.messages).findIndex((m) => isObj(m) && m.id === id);
+    if (mi >= 0) return `/agents/${ai}/messages/${mi}`;
+  }
+  return '?';
 }
 
 /** Tool call ids a message opens and closes, in any of Letta's message shapes. */

@@ -1,0 +1,427 @@
+/**
+ * Restore of Qdrant collections from an archive, all-or-nothing:
+ *
+ * 1. plan: read and check the manifest's `qdrant` section; for each target that exists, compare
+ *    its fingerprint with the archive's and refuse a mismatch naming the settings; refuse to
+ *    overwrite an existing collection without `overwrite`;
+ * 2. verify: extract each snapshot to a temporary file and check its SHA-256 against the manifest
+ *    before anything is uploaded (unless `skipChecksumVerify`);
+ * 3. apply: absent target → create it from the fingerprint, then recover the snapshot by multipart
+ *    upload; existing target → take a server-side safety snapshot (and download it) first;
+ * 4. check: fingerprint and exact point count of every restored collection;
+ * 5. on any failure: delete the collections this restore created and recover pre-existing ones
+ *    from their safety snapshots, then check they are back to their previous fingerprint and count.
+ */
+import { createHash } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { AgentVaultError, errorMessage } from '../core/errors';
+import type { QdrantConnection } from './connection';
+import { ensureFreeSpace, estimateCollectionBytes } from './diskspace';
+import { QDRANT_EXIT, isNetworkError, isTimeoutError, qdrantCallError, usageError, verificationError } from './errors';
+import { checkManifestFingerprint, createCollectionBody, diffFingerprints, fingerprintFromInfo, formatDifferences, payloadIndexRequests } from './fingerprint';
+import { countPoints, importPoints } from './points';
+import { createServerSnapshot, deleteServerSnapshot, downloadSnapshot, uploadSnapshot } from './snapshots';
+import { POINTS_FORMAT, type CollectionFingerprint, type QdrantCollectionManifest, type QdrantManifestSection, type StatfsFn } from './types';
+
+/** What the restore needs from an opened archive (src/format/archive.ts's reader fits). */
+export interface ArchiveSource {
+  manifest: { qdrant?: unknown };
+  has(name: string): boolean;
+  openStream(name: string): Promise<NodeJS.ReadableStream | Readable> | NodeJS.ReadableStream | Readable;
+}
+
+export interface QdrantRestoreOptions {
+  /** Collections (archive names) to restore; all in the archive when absent or empty. */
+  collections?: string[];
+  /** Restore the (single) selected collection under this name instead, e.g. a staging name. */
+  targetName?: string;
+  /** Allow replacing existing collections whose fingerprint matches (CLI `--force`). */
+  overwrite?: boolean;
+  /** Plan and verify checksums only; change nothing on the server. */
+  dryRun?: boolean;
+  /** Skip our SHA-256 check of the extracted snapshot against the manifest (and the server-side checksum). */
+  skipChecksumVerify?: boolean;
+  /** Restore from the portable points export (`--points` backups) instead of the snapshot. */
+  fromPoints?: boolean;
+  /** Parent directory for temporary files (default: the OS temp directory). */
+  workDir?: string;
+  statfs?: StatfsFn;
+  /** Archive path, for messages. */
+  archiveLabel?: string;
+  /**
+   * After an upload whose outcome is unknown (timeout, broken connection), wait this long before
+   * rolling back and again before re-checking the rollback (default 10 s).
+   */
+  settleMs?: number;
+}
+
+export const DEFAULT_SETTLE_MS = 10_000;
+
+export interface RestorePlanItem {
+  source: string;
+  target: string;
+  exists: boolean;
+  method: 'snapshot' | 'points';
+  points_count: number;
+}
+
+export interface QdrantRestoreResult {
+  dryRun: boolean;
+  serverVersion: string;
+  items: RestorePlanItem[];
+  /** Checksums verified before upload (false when skipped). */
+  checksumsVerified: boolean;
+}
+
+interface PlannedItem extends RestorePlanItem {
+  manifest: QdrantCollectionManifest;
+  serverFingerprint?: CollectionFingerprint;
+  file?: string;
+  /** Points upserted by a points restore. */
+  imported?: number;
+  /** Position in the plan (used in temporary file names). */
+  seq: number;
+}
+
+type JournalEntry =
+  | { kind: 'created'; target: string }
+  | { kind: 'existing'; target: string; safetyFile: string; safetySha256: string; before: { fingerprint: CollectionFingerprint; points_count: number } };
+
+const HEX64 = /^[0-9a-f]{64}$/;
+
+/** Reads and checks the manifest's `qdrant` section (untrusted input). */
+export function readQdrantSection(manifest: { qdrant?: unknown }, label = 'archive'): QdrantManifestSection {
+  const q = manifest.qdrant as Partial<QdrantManifestSection> | undefined;
+  const bad = (msg: string) => new AgentVaultError('QDRANT_MANIFEST', `${label}: manifest ${msg}`, { exitCode: QDRANT_EXIT.VERIFICATION, location: { entry: 'manifest.json' } });
+  if (!q || typeof q !== 'object') throw usageError(`${label} contains no Qdrant collections (its manifest has no "qdrant" section)`);
+  if (!Array.isArray(q.collections)) throw bad('"qdrant.collections" is missing or not a list');
+  if (typeof q.server_version !== 'string') throw bad('"qdrant.server_version" is missing');
+  const seen = new Set<string>();
+  q.collections.forEach((c, i) => {
+    const at = `"qdrant.collections[${i}]"`;
+    if (typeof c !== 'object' || c === null) throw bad(`${at} is not an object`);
+    if (typeof c.name !== 'string' || c.name === '') throw bad(`${at}.name is missing`);
+    if (seen.has(c.name)) throw bad(`${at}: collection '${c.name}' appears twice`);
+    seen.add(c.name);
+    if (!Number.isInteger(c.points_count) || c.points_count < 0) throw bad(`${at}.points_count must be a whole number ≥ 0`);
+    if (c.points_count_exact !== undefined && typeof c.points_count_exact !== 'boolean') throw bad(`${at}.points_count_exact must be true or false`);
+    if (c.points_exported !== undefined && (!Number.isInteger(c.points_exported) || c.points_exported < 0)) throw bad(`${at}.points_exported must be a whole number ≥ 0`);
+    if (typeof c.snapshot_entry !== 'string') throw bad(`${at}.snapshot_entry is missing`);
+    if (typeof c.snapshot_sha256 !== 'string' || !HEX64.test(c.snapshot_sha256)) throw bad(`${at}.snapshot_sha256 must be 64 lowercase hex digits`);
+    if (c.points_entry !== undefined && (typeof c.points_entry !== 'string' || c.points_format !== POINTS_FORMAT)) throw bad(`${at}.points_entry/points_format is invalid (expected format ${POINTS_FORMAT})`);
+    checkManifestFingerprint(c.fingerprint, c.fingerprint_sha256, `${at} ('${c.name}')`);
+  });
+  return q as QdrantManifestSection;
+}
+
+function minor(v: string): string {
+  return v.split('.').slice(0, 2).join('.');
+}
+
+async function collectionExists(conn: QdrantConnection, name: string): Promise<boolean> {
+  const r = await conn.call(`checking whether collection '${name}' exists`, (c) => c.collectionExists(name), { retry: true });
+  return r.exists;
+}
+
+async function serverFingerprint(conn: QdrantConnection, name: string): Promise<CollectionFingerprint> {
+  const info = await conn.call(`reading collection '${name}'`, (c) => c.getCollection(name), { retry: true });
+  return fingerprintFromInfo(info, name);
+}
+
+/** Creates an empty collection with the fingerprint's settings and payload indexes. */
+export async function createCollectionFromFingerprint(conn: QdrantConnection, name: string, fp: CollectionFingerprint): Promise<void> {
+  conn.onProgress({ phase: 'create', collection: name });
+  const body = createCollectionBody(fp);
+  // Through the generated API (the client's createCollection drops some fields).
+  await conn.call(`creating collection '${name}'`, (c) => c.api().createCollection({ collection_name: name, ...body }));
+  for (const idx of payloadIndexRequests(fp)) {
+    await conn.call(`creating payload index '${idx.field_name}' on '${name}'`, (c) => c.createPayloadIndex(name, { wait: true, ...idx }));
+  }
+}
+
+/** Streams an archive entry to `dest`, returning its SHA-256 and size. */
+async function extractEntry(reader: ArchiveSource, entry: string, dest: string): Promise<{ sha256: string; size: number }> {
+  const hash = createHash('sha256');
+  let size = 0;
+  const tap = new Transform({
+    transform(chunk: Buffer, _e, cb) {
+      hash.update(chunk);
+      size += chunk.length;
+      cb(null, chunk);
+    },
+  });
+  const src = await reader.openStream(entry);
+  await pipeline(src as Readable, tap, createWriteStream(dest));
+  return { sha256: hash.digest('hex'), size };
+}
+
+async function hashEntry(reader: ArchiveSource, entry: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of (await reader.openStream(entry)) as Readable) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+export async function restoreCollectionsFromSource(reader: ArchiveSource, conn: QdrantConnection, opts: QdrantRestoreOptions = {}): Promise<QdrantRestoreResult> {
+  const label = opts.archiveLabel ?? 'archive';
+  const section = readQdrantSection(reader.manifest, label);
+  const available = section.collections.map((c) => c.name);
+  const wanted = opts.collections && opts.collections.length ? [...new Set(opts.collections)] : available;
+  const unknown = wanted.filter((w) => !available.includes(w));
+  if (unknown.length) throw usageError(`${label} has no Qdrant collection ${unknown.map((u) => `'${u}'`).join(', ')}`, `It contains: ${available.join(', ') || '(none)'}`);
+  if (opts.targetName !== undefined) {
+    if (wanted.length !== 1) throw usageError(`--target-name needs exactly one collection (select it with --collection); ${wanted.length} selected`);
+    if (!/^[A-Za-z0-9_.-]{1,255}$/.test(opts.targetName)) throw usageError(`--target-name '${opts.targetName}' is not a valid collection name (letters, digits, _ . - only)`);
+  }
+  const chosen = section.collections.filter((c) => wanted.includes(c.name));
+  for (const c of chosen) {
+    const entry = opts.fromPoints ? c.points_entry : c.snapshot_entry;
+    if (opts.fromPoints && !entry) throw usageError(`Collection '${c.name}' in ${label} has no points export; it was backed up without --points`, 'Restore from the snapshot (omit --from-points).');
+    if (!reader.has(entry!)) throw verificationError(`${label}: entry ${entry} for collection '${c.name}' is listed in the manifest but missing from the archive`, { entry });
+  }
+
+  const serverVersion = await conn.serverVersion();
+  if (!opts.fromPoints && minor(serverVersion) !== minor(section.server_version)) {
+    conn.onProgress({
+      phase: 'warning',
+      message: `The snapshots were taken on Qdrant ${section.server_version}; this server runs ${serverVersion}. Snapshots may not load across versions` +
+        (chosen.every((c) => c.points_entry) ? '; --from-points restores the portable export instead.' : '.'),
+    });
+  }
+
+  // ---- plan: existence, fingerprints, overwrite permission ----
+  const items: PlannedItem[] = [];
+  for (const c of chosen) {
+    const target = opts.targetName ?? c.name;
+    const exists = await collectionExists(conn, target);
+    const item: PlannedItem = { source: c.name, target, exists, method: opts.fromPoints ? 'points' : 'snapshot', points_count: c.points_count, manifest: c, seq: items.length };
+    if (exists) item.serverFingerprint = await serverFingerprint(conn, target);
+    items.push(item);
+  }
+  const mismatches = items.filter((i) => i.exists).map((i) => ({ i, diffs: diffFingerprints(i.manifest.fingerprint, i.serverFingerprint!) })).filter((m) => m.diffs.length);
+  if (mismatches.length) {
+    throw new AgentVaultError(
+      'QDRANT_FINGERPRINT_MISMATCH',
+      mismatches.map((m) => `Collection '${m.i.target}' on the server does not match '${m.i.source}' in ${label}: ${formatDifferences(m.diffs)}`).join('\n'),
+      { exitCode: QDRANT_EXIT.FINGERPRINT_MISMATCH, hint: 'Nothing was changed. Restore into a new collection with --target-name <name>, or delete/recreate the collection first.' },
+    );
+  }
+  const existing = items.filter((i) => i.exists);
+  if (existing.length && !opts.overwrite) {
+    throw new AgentVaultError('QDRANT_TARGET_EXISTS', `Collection${existing.length > 1 ? 's' : ''} ${existing.map((i) => `'${i.target}'`).join(', ')} already exist${existing.length > 1 ? '' : 's'} on Qdrant at ${conn.url}; not overwritten`, {
+      exitCode: QDRANT_EXIT.USAGE,
+      hint: 'Pass --force to replace them (a safety snapshot is taken first and recovered if the restore fails), or use --target-name.',
+    });
+  }
+
+  // ---- disk space for extracted snapshots and safety snapshots ----
+  const parent = opts.workDir ?? tmpdir();
+  let needed = 0;
+  for (const i of items) {
+    if (i.method === 'snapshot') needed += i.manifest.snapshot_size ?? 0;
+    if (i.exists) needed += 2 * estimateCollectionBytes(i.serverFingerprint!, i.points_count, false);
+  }
+  await ensureFreeSpace(parent, needed, `restoring ${items.length} Qdrant collection(s)`, opts.statfs);
+
+  const work = await mkdtemp(join(parent, 'agent-vault-qdrant-restore-'));
+  let keepWork = false;
+  try {
+    // ---- verify checksums before any upload ----
+    for (const i of items) {
+      conn.onProgress({ phase: 'verify', collection: i.source });
+      if (i.method === 'snapshot') {
+        i.file = join(work, `${i.seq}-${encodeURIComponent(i.source)}.snapshot`);
+        const got = await extractEntry(reader, i.manifest.snapshot_entry, i.file).catch((e: unknown) => {
+          // The archive layer verifies size, CRC-32 and its own sha256 of every entry it streams.
+          if (e instanceof AgentVaultError && e.code === 'checksum') {
+            throw verificationError(`${e.message}. Nothing was uploaded.`, { entry: i.manifest.snapshot_entry, hint: e.hint });
+          }
+          throw e;
+        });
+        if (!opts.skipChecksumVerify && got.sha256 !== i.manifest.snapshot_sha256) {
+          throw verificationError(
+            `${label}: snapshot of collection '${i.source}' (${i.manifest.snapshot_entry}) failed its checksum: manifest sha256 ${i.manifest.snapshot_sha256}, extracted file sha256 ${got.sha256}. Nothing was uploaded.`,
+            { entry: i.manifest.snapshot_entry, hint: 'The archive is damaged. Use another backup (or --skip-checksum-verify at your own risk).' },
+          );
+        }
+      } else if (!opts.skipChecksumVerify && i.manifest.points_sha256) {
+        const got = await hashEntry(reader, i.manifest.points_entry!);
+        if (got !== i.manifest.points_sha256) {
+          throw verificationError(`${label}: points export of '${i.source}' (${i.manifest.points_entry}) failed its checksum: manifest sha256 ${i.manifest.points_sha256}, got ${got}. Nothing was uploaded.`, { entry: i.manifest.points_entry });
+        }
+      }
+    }
+    const plan: RestorePlanItem[] = items.map(({ source, target, exists, method, points_count }) => ({ source, target, exists, method, points_count }));
+    if (opts.dryRun) return { dryRun: true, serverVersion, items: plan, checksumsVerified: !opts.skipChecksumVerify };
+
+    // ---- apply, with a journal for rollback ----
+    const journal: JournalEntry[] = [];
+    const safetySnapshots: { collection: string; name: string }[] = [];
+    try {
+      for (const i of items) await applyOne(conn, reader, i, work, journal, safetySnapshots, opts);
+    } catch (cause) {
+      const settle = opts.settleMs ?? DEFAULT_SETTLE_MS;
+      const ambiguous = cause instanceof AmbiguousUploadError;
+      if (ambiguous) {
+        conn.onProgress({ phase: 'warning', message: `The upload's outcome is unknown (${errorMessage(cause)}); waiting ${settle} ms for the server before rolling back.` });
+        await sleep(settle);
+      }
+      let failures = await rollback(conn, journal);
+      if (ambiguous && !failures.length) {
+        // A recovery the server finished after our rollback would silently undo it: look again.
+        await sleep(settle);
+        failures = await checkRolledBack(conn, journal);
+      }
+      if (failures.length) {
+        keepWork = true;
+        throw new AgentVaultError(
+          'QDRANT_ROLLBACK_FAILED',
+          `Restore failed: ${errorMessage(cause)}\nRollback did NOT complete:\n  ${failures.join('\n  ')}\n` +
+            `Safety snapshots kept on the server: ${safetySnapshots.map((s) => `${s.collection}/${s.name}`).join(', ') || '(none)'}; local copies in ${work}`,
+          { exitCode: QDRANT_EXIT.ROLLBACK_FAILED, cause, hint: 'Recover the listed collections from their safety snapshots (POST /collections/{name}/snapshots/upload) before using them.' },
+        );
+      }
+      await cleanupSafetySnapshots(conn, safetySnapshots);
+      const undone = [...journal].reverse().map((j) => (j.kind === 'created' ? `deleted '${j.target}' (created by this restore)` : `recovered '${j.target}' to its previous state`));
+      throw new AgentVaultError('QDRANT_RESTORE_ROLLED_BACK', `Restore failed and was rolled back: ${errorMessage(cause)}${undone.length ? `\nRolled back: ${undone.join('; ')}` : '\nNothing had been changed yet.'}`, {
+        exitCode: QDRANT_EXIT.RESTORE_ROLLED_BACK,
+        cause,
+      });
+    }
+    await cleanupSafetySnapshots(conn, safetySnapshots);
+    return { dryRun: false, serverVersion, items: plan, checksumsVerified: !opts.skipChecksumVerify };
+  } finally {
+    if (!keepWork) await rm(work, { recursive: true, force: true });
+  }
+}
+
+async function applyOne(
+  conn: QdrantConnection,
+  reader: ArchiveSource,
+  i: PlannedItem,
+  work: string,
+  journal: JournalEntry[],
+  safetySnapshots: { collection: string; name: string }[],
+  opts: QdrantRestoreOptions,
+): Promise<void> {
+  const fp = i.manifest.fingerprint;
+  if (i.exists) {
+    const before = { fingerprint: i.serverFingerprint!, points_count: await countPoints(conn, i.target) };
+    const snap = await createServerSnapshot(conn, i.target);
+    safetySnapshots.push({ collection: i.target, name: snap.name });
+    conn.onProgress({ phase: 'safety-snapshot', collection: i.target, snapshot: snap.name });
+    // Numbered: names differing only in case must not collide on case-insensitive file systems.
+    const safetyFile = join(work, `${i.seq}-${encodeURIComponent(i.target)}.safety.snapshot`);
+    if (snap.size > 0) await ensureFreeSpace(work, 2 * snap.size, `the safety snapshot of '${i.target}'`, opts.statfs);
+    const dl = await downloadSnapshot(conn, i.target, snap.name, safetyFile, { sha256: snap.checksum, size: snap.size });
+    journal.push({ kind: 'existing', target: i.target, safetyFile, safetySha256: dl.sha256, before });
+    // Destructive step from here on.
+    if (i.method === 'points') {
+      await conn.call(`deleting collection '${i.target}' before re-creating it`, (c) => c.deleteCollection(i.target));
+      await createCollectionFromFingerprint(conn, i.target, fp);
+      await upsertFromArchive(conn, reader, i);
+    } else {
+      await uploadOrThrow(conn, i.target, i.file!, opts.skipChecksumVerify ? undefined : i.manifest.snapshot_sha256);
+    }
+  } else {
+    journal.push({ kind: 'created', target: i.target });
+    await createCollectionFromFingerprint(conn, i.target, fp);
+    if (i.method === 'points') await upsertFromArchive(conn, reader, i);
+    else await uploadOrThrow(conn, i.target, i.file!, opts.skipChecksumVerify ? undefined : i.manifest.snapshot_sha256);
+  }
+  // Expected count: the points exported (points restore) or the snapshot's count when it is known exactly.
+  const expected = i.method === 'points' ? i.imported : i.manifest.points_count_exact === false ? undefined : i.points_count;
+  await checkRestored(conn, i.target, fp, expected, `restored collection '${i.target}'`);
+}
+
+/**
+ * A failure whose outcome on the server is unknown: the upload timed out or the connection broke,
+ * so the server may still be recovering the snapshot (a client-side abort does not stop it).
+ */
+class AmbiguousUploadError extends AgentVaultError {}
+
+async function uploadOrThrow(conn: QdrantConnection, target: string, file: string, checksum: string | undefined): Promise<void> {
+  conn.onProgress({ phase: 'upload', collection: target });
+  try {
+    await uploadSnapshot(conn, target, file, { checksum });
+  } catch (e) {
+    const err = qdrantCallError(`recovering collection '${target}' from the uploaded snapshot`, conn.url, e);
+    if (isTimeoutError(e) || isNetworkError(e)) throw new AmbiguousUploadError(err.code, err.message, { exitCode: err.exitCode, hint: err.hint, cause: e });
+    throw err;
+  }
+}
+
+async function upsertFromArchive(conn: QdrantConnection, reader: ArchiveSource, i: PlannedItem): Promise<void> {
+  const entry = i.manifest.points_entry!;
+  const stream = (await reader.openStream(entry)) as Readable;
+  const n = await importPoints(conn, i.target, stream instanceof Readable ? stream : Readable.from(stream), entry);
+  i.imported = n;
+  if (i.manifest.points_exported !== undefined && n !== i.manifest.points_exported) {
+    throw verificationError(`${entry}: ${n} points read, the manifest records ${i.manifest.points_exported} exported`, { entry });
+  }
+}
+
+/** Fails unless `name` has exactly the fingerprint and (when given) point count. */
+async function checkRestored(conn: QdrantConnection, name: string, fp: CollectionFingerprint, count: number | undefined, what: string): Promise<void> {
+  const actual = await serverFingerprint(conn, name);
+  const diffs = diffFingerprints(fp, actual);
+  if (diffs.length) throw verificationError(`${what}: settings differ from the expected ones after recovery: ${formatDifferences(diffs)}`);
+  if (count === undefined) return;
+  const n = await countPoints(conn, name);
+  if (n !== count) throw verificationError(`${what}: has ${n} points after recovery, expected ${count}`);
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Re-checks that every journal entry is (still) undone; returns what is not. */
+async function checkRolledBack(conn: QdrantConnection, journal: JournalEntry[]): Promise<string[]> {
+  const failures: string[] = [];
+  for (const j of journal) {
+    try {
+      if (j.kind === 'created') {
+        if (await collectionExists(conn, j.target)) failures.push(`'${j.target}': exists again after the rollback deleted it (the server finished the interrupted recovery late)`);
+      } else {
+        await checkRestored(conn, j.target, j.before.fingerprint, j.before.points_count, `collection '${j.target}' after rollback (re-checked)`);
+      }
+    } catch (e) {
+      failures.push(`'${j.target}': ${errorMessage(e)}`);
+    }
+  }
+  return failures;
+}
+
+/** Undoes the journal in reverse; returns a description of every step that failed. */
+async function rollback(conn: QdrantConnection, journal: JournalEntry[]): Promise<string[]> {
+  const failures: string[] = [];
+  for (const j of [...journal].reverse()) {
+    try {
+      if (j.kind === 'created') {
+        conn.onProgress({ phase: 'rollback', collection: j.target, action: 'delete' });
+        if (await collectionExists(conn, j.target)) {
+          await conn.call(`deleting collection '${j.target}' (rollback)`, (c) => c.deleteCollection(j.target), { retry: true });
+        }
+      } else {
+        conn.onProgress({ phase: 'rollback', collection: j.target, action: 'recover' });
+        // Recovering overwrites the whole collection, so repeating it after a transient failure is safe.
+        await conn.withRetry(`recovering '${j.target}' from its safety snapshot`, () => uploadSnapshot(conn, j.target, j.safetyFile, { checksum: j.safetySha256 }));
+        await checkRestored(conn, j.target, j.before.fingerprint, j.before.points_count, `collection '${j.target}' after rollback`);
+      }
+    } catch (e) {
+      failures.push(`'${j.target}': ${j.kind === 'created' ? 'could not delete the collection created by this restore' : 'could not recover it from its safety snapshot'} — ${errorMessage(e)}`);
+    }
+  }
+  return failures;
+}
+
+async function cleanupSafetySnapshots(conn: QdrantConnection, snaps: { collection: string; name: string }[]): Promise<void> {
+  for (const s of snaps) {
+    await deleteServerSnapshot(conn, s.collection, s.name).catch((e: unknown) =>
+      conn.onProgress({ phase: 'warning', message: `Could not delete safety snapshot '${s.name}' of '${s.collection}': ${errorMessage(e)}` }),
+    );
+  }
+}
+

@@ -1,0 +1,159 @@
+/**
+ * `agent-vault qdrant list|backup|restore` and its documented exit codes, run in-process through
+ * commander and main.ts's error handler. Against the Qdrant TEST DOUBLE — no real Qdrant runs in
+ * this test suite.
+ */
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { Command } from 'commander';
+import { handleError } from '../../src/cli/main';
+import { registerQdrantCommands, type QdrantCliDeps } from '../../src/cli/qdrant';
+import { QDRANT_EXIT } from '../../src/qdrant/errors';
+import { STACK_TRACE } from '../helpers/cli';
+import { ARCHIVAL_COLLECTION, MEMORY_COLLECTION, seedStandard, startEnv, writeRequests, type Env } from './helpers';
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+async function run(args: string[], deps: QdrantCliDeps = {}): Promise<Run> {
+  let stdout = '';
+  let stderr = '';
+  const program = new Command()
+    .name('agent-vault')
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => (stdout += s), writeErr: (s) => (stderr += s) });
+  registerQdrantCommands(program, { env: {}, ...deps, stdout: (s) => (stdout += s), stderr: (s) => (stderr += s) });
+  let code = 0;
+  try {
+    await program.parseAsync(args, { from: 'user' });
+  } catch (e) {
+    // main.ts's handler prints to process.stderr; capture it.
+    const write = process.stderr.write.bind(process.stderr);
+    process.stderr.write = ((s: string) => ((stderr += s), true)) as typeof process.stderr.write;
+    try {
+      code = handleError(e);
+    } finally {
+      process.stderr.write = write;
+    }
+  }
+  assert.doesNotMatch(stderr, STACK_TRACE, 'never a stack trace');
+  return { code, stdout, stderr };
+}
+
+describe('agent-vault qdrant CLI (against the Qdrant TEST DOUBLE, not a real Qdrant)', () => {
+  let env: Env;
+  beforeEach(async () => {
+    env = await startEnv();
+    seedStandard(env.double);
+  });
+  afterEach(async () => env.cleanup());
+  const archive = () => join(env.dir, 'q.avault');
+  const fast = ['--retries', '0'];
+
+  it('backup → list archive → list server → restore, exit 0', async () => {
+    const b = await run(['qdrant', 'backup', '--url', env.double.url, '--out', archive(), '--points', ...fast]);
+    assert.equal(b.code, 0, b.stderr);
+    assert.match(b.stdout, /^agent_memory: 25 points, snapshot .* sha256 [0-9a-f]{64}, 25 points exported$/m);
+    assert.match(b.stdout, /^wrote .*q\.avault \(.*, 2 collection\(s\), Qdrant 1\.18\.0\)$/m);
+
+    const la = await run(['qdrant', 'list', archive()]);
+    assert.equal(la.code, 0);
+    assert.match(la.stdout, /^agent_memory\t25 points\tvectors: colbert, image, text\tsparse: keywords\tindexes: body, kind, rank\t.*\t\+points$/m);
+    assert.match(la.stdout, /^archival\t7 points\tvectors: \(unnamed\)/m);
+    const laJson = JSON.parse((await run(['qdrant', 'list', archive(), '--json'])).stdout) as { name: string }[];
+    assert.deepEqual(laJson.map((c) => c.name), [MEMORY_COLLECTION, ARCHIVAL_COLLECTION]);
+
+    const ls = await run(['qdrant', 'list', '--url', env.double.url, '--json']);
+    assert.equal(ls.code, 0);
+    const server = JSON.parse(ls.stdout) as { server_version: string; collections: { name: string; points_count: number }[] };
+    assert.equal(server.server_version, '1.18.0');
+    assert.deepEqual(server.collections.map((c) => [c.name, c.points_count]), [[MEMORY_COLLECTION, 25], [ARCHIVAL_COLLECTION, 7]]);
+
+    env.double.collections.clear();
+    const r = await run(['qdrant', 'restore', archive(), '--url', env.double.url, ...fast]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^restored 'agent_memory' → 'agent_memory' \(new collection, 25 points, from snapshot\)$/m);
+    assert.equal(env.double.collections.size, 2);
+  });
+
+  it('--dry-run prints the plan and changes nothing; --target-name restores under another name', async () => {
+    await run(['qdrant', 'backup', '--url', env.double.url, '--out', archive()]);
+    env.double.requests.length = 0;
+    const d = await run(['qdrant', 'restore', archive(), '--url', env.double.url, '--collection', ARCHIVAL_COLLECTION, '--target-name', 'staging', '--dry-run']);
+    assert.equal(d.code, 0, d.stderr);
+    assert.match(d.stdout, /would restore 'archival' → 'staging' \(new collection, 7 points, from snapshot\)/);
+    assert.match(d.stdout, /dry run: nothing was changed; checksums verified/);
+    assert.deepEqual(writeRequests(env.double), []);
+    const t = await run(['qdrant', 'restore', archive(), '--url', env.double.url, '--collection', ARCHIVAL_COLLECTION, '--target-name', 'staging']);
+    assert.equal(t.code, 0, t.stderr);
+    assert.ok(env.double.collections.has('staging'));
+  });
+
+  it('exit 2: existing target without --force, bad options, missing --url, unknown collection', async () => {
+    await run(['qdrant', 'backup', '--url', env.double.url, '--out', archive()]);
+    const exists = await run(['qdrant', 'restore', archive(), '--url', env.double.url]);
+    assert.equal(exists.code, QDRANT_EXIT.USAGE);
+    assert.match(exists.stderr, /already exist.*not overwritten/);
+    assert.match(exists.stderr, /hint: Pass --force/);
+    assert.equal((await run(['qdrant', 'restore', archive(), '--url', env.double.url, '--force', ...fast])).code, 0);
+
+    assert.equal((await run(['qdrant', 'backup', '--url', env.double.url, '--out', archive()])).code, QDRANT_EXIT.USAGE, 'archive exists');
+    assert.equal((await run(['qdrant', 'backup', '--url', env.double.url, '--out', archive(), '--timeout', 'soon'])).code, QDRANT_EXIT.USAGE);
+    const noUrl = await run(['qdrant', 'backup', '--out', join(env.dir, 'n.avault')]);
+    assert.equal(noUrl.code, QDRANT_EXIT.USAGE);
+    assert.match(noUrl.stderr, /--url is required/);
+    const unknown = await run(['qdrant', 'backup', '--url', env.double.url, '--out', join(env.dir, 'u.avault'), '--collection', 'nope']);
+    assert.equal(unknown.code, QDRANT_EXIT.USAGE);
+    assert.match(unknown.stderr, /Collection 'nope' not found .*\nhint: Existing collections: agent_memory, archival/);
+    const keyEnv = await run(['qdrant', 'list', '--url', env.double.url, '--api-key-env', 'NOT_SET']);
+    assert.equal(keyEnv.code, QDRANT_EXIT.USAGE);
+  });
+
+  it('exit 3 connection, 4 disk, 5 rolled back, 6 fingerprint mismatch', async () => {
+    await run(['qdrant', 'backup', '--url', env.double.url, '--out', archive(), '--collection', ARCHIVAL_COLLECTION]);
+
+    const disk = await run(['qdrant', 'backup', '--url', env.double.url, '--out', join(env.dir, 'd.avault')], { statfs: async () => ({ bavail: 0, bsize: 4096 }) });
+    assert.equal(disk.code, QDRANT_EXIT.DISK);
+    assert.match(disk.stderr, /Not enough free disk space/);
+
+    env.double.faults.recoverFailure = { times: 1 };
+    const rb = await run(['qdrant', 'restore', archive(), '--url', env.double.url, '--force', ...fast]);
+    assert.equal(rb.code, QDRANT_EXIT.RESTORE_ROLLED_BACK);
+    assert.match(rb.stderr, /rollback: recovering 'archival' from its safety snapshot/);
+    assert.match(rb.stderr, /Restore failed and was rolled back/);
+
+    env.double.collections.delete(ARCHIVAL_COLLECTION);
+    env.double.seedCollection(ARCHIVAL_COLLECTION, { vectors: { size: 3, distance: 'Cosine' } });
+    const mm = await run(['qdrant', 'restore', archive(), '--url', env.double.url, '--force']);
+    assert.equal(mm.code, QDRANT_EXIT.FINGERPRINT_MISMATCH);
+    assert.match(mm.stderr, /vectors\.\(unnamed\)\.distance \(archive "Euclid", server "Cosine"\)/);
+
+    const url = env.double.url;
+    await env.double.stop();
+    const conn = await run(['qdrant', 'list', '--url', url, ...fast]);
+    assert.equal(conn.code, QDRANT_EXIT.CONNECTION);
+    assert.match(conn.stderr, /agent-vault: Qdrant at http:\/\/127\.0\.0\.1:\d+: reading the server version \(GET \/\) failed: .*ECONNREFUSED/);
+    await env.double.start();
+  });
+
+  it('reads the API key from QDRANT_API_KEY or --api-key-env and never prints it', async () => {
+    const keyed = await startEnv({ apiKey: 'k-123456789' });
+    try {
+      seedStandard(keyed.double);
+      const dest = join(keyed.dir, 'k.avault');
+      const noKey = await run(['qdrant', 'list', '--url', keyed.double.url, ...fast]);
+      assert.equal(noKey.code, QDRANT_EXIT.CONNECTION);
+      assert.match(noKey.stderr, /HTTP 401/);
+      const a = await run(['qdrant', 'backup', '--url', keyed.double.url, '--out', dest], { env: { QDRANT_API_KEY: 'k-123456789' } });
+      assert.equal(a.code, 0, a.stderr);
+      const b = await run(['qdrant', 'list', '--url', keyed.double.url, '--api-key-env', 'MY_QDRANT_KEY'], { env: { MY_QDRANT_KEY: 'k-123456789' } });
+      assert.equal(b.code, 0, b.stderr);
+      for (const r of [noKey, a, b]) assert.ok(!(r.stdout + r.stderr).includes('k-123456789'));
+    } finally {
+      await keyed.cleanup();
+    }
+  });
+});

@@ -1,0 +1,140 @@
+/**
+ * Schema fingerprints. Collection info comes from the Qdrant TEST DOUBLE (no real Qdrant runs in
+ * this test suite), created through the same request bodies a real server accepts.
+ */
+import assert from 'node:assert/strict';
+import {
+  canonicalJson,
+  checkManifestFingerprint,
+  createCollectionBody,
+  diffFingerprints,
+  fingerprintFromInfo,
+  fingerprintSha256,
+  formatDifferences,
+  payloadIndexRequests,
+} from '../../src/qdrant/fingerprint';
+import { QDRANT_EXIT } from '../../src/qdrant/errors';
+import type { CollectionFingerprint, Schemas } from '../../src/qdrant/types';
+import { MEMORY_CREATE, MEMORY_INDEXES } from './helpers';
+import { QdrantTestDouble } from './qdrant-test-double';
+
+function infoOf(create: Schemas['CreateCollection'], indexes: Record<string, Schemas['PayloadFieldSchema']> = {}): Schemas['CollectionInfo'] {
+  const d = new QdrantTestDouble();
+  d.seedCollection('c', create, { indexes });
+  return d.dumpCollection('c')!.info;
+}
+
+describe('qdrant schema fingerprints', () => {
+  const memory = () => fingerprintFromInfo(infoOf(MEMORY_CREATE, MEMORY_INDEXES), 'agent_memory');
+
+  it('captures named, multivector and sparse vectors, HNSW, quantization, payload indexes, shards and on-disk payload', () => {
+    const fp = memory();
+    assert.deepEqual(fp, {
+      fingerprint_version: 1,
+      vectors: {
+        kind: 'named',
+        params: {
+          colbert: { size: 2, distance: 'Cosine', multivector: { comparator: 'max_sim' } },
+          image: { size: 3, distance: 'Dot', datatype: 'float16', on_disk: true },
+          text: { size: 4, distance: 'Cosine' },
+        },
+      },
+      sparse_vectors: { keywords: { index: { on_disk: false }, modifier: 'idf' } },
+      hnsw: { m: 32, ef_construct: 200, full_scan_threshold: 10000, on_disk: false },
+      quantization: { scalar: { type: 'int8', quantile: 0.99, always_ram: true } },
+      payload_indexes: {
+        body: { data_type: 'text', params: { type: 'text', tokenizer: 'word', lowercase: true } },
+        kind: { data_type: 'keyword' },
+        rank: { data_type: 'integer', params: { type: 'integer', lookup: true, range: true } },
+      },
+      shard_number: 2,
+      sharding_method: 'auto',
+      on_disk_payload: false,
+    } satisfies CollectionFingerprint);
+  });
+
+  it('distinguishes a single unnamed vector and a sparse-only collection', () => {
+    const single = fingerprintFromInfo(infoOf({ vectors: { size: 3, distance: 'Euclid' } }), 's');
+    assert.deepEqual(single.vectors, { kind: 'single', params: { size: 3, distance: 'Euclid' } });
+    assert.equal(single.on_disk_payload, true);
+    const sparseOnly = fingerprintFromInfo(infoOf({ sparse_vectors: { bm25: {} } }), 'sp');
+    assert.deepEqual(sparseOnly.vectors, { kind: 'none' });
+    assert.deepEqual(sparseOnly.sparse_vectors, { bm25: {} });
+  });
+
+  it('hashes canonically: key order does not matter, values do', () => {
+    const fp = memory();
+    const reordered = JSON.parse(canonicalJson(fp)) as CollectionFingerprint;
+    const shuffled = Object.fromEntries(Object.entries(reordered).reverse()) as unknown as CollectionFingerprint;
+    assert.equal(fingerprintSha256(shuffled), fingerprintSha256(fp));
+    assert.notEqual(fingerprintSha256({ ...fp, shard_number: 3 }), fingerprintSha256(fp));
+  });
+
+  it('ignores the index-building thread count, which is not part of the data shape', () => {
+    const a = fingerprintFromInfo(infoOf({ vectors: { size: 3, distance: 'Dot' }, hnsw_config: { max_indexing_threads: 2 } }), 'a');
+    const b = fingerprintFromInfo(infoOf({ vectors: { size: 3, distance: 'Dot' }, hnsw_config: { max_indexing_threads: 8 } }), 'b');
+    assert.deepEqual(diffFingerprints(a, b), []);
+  });
+
+  it('names every differing setting', () => {
+    const archive = memory();
+    const server = fingerprintFromInfo(
+      infoOf(
+        {
+          ...MEMORY_CREATE,
+          vectors: { text: { size: 4, distance: 'Dot' }, 'my vector': { size: 5, distance: 'Cosine' } },
+          sparse_vectors: {},
+          on_disk_payload: true,
+          quantization_config: null,
+        },
+        { kind: 'integer' },
+      ),
+      'x',
+    );
+    const text = formatDifferences(diffFingerprints(archive, server));
+    for (const part of [
+      'vectors.text.distance (archive "Cosine", server "Dot")',
+      'vectors.image (archive {"datatype":"float16","distance":"Dot","on_disk":true,"size":3}, server (not set))',
+      'vectors."my vector" (archive (not set), server {"distance":"Cosine","size":5})',
+      'sparse_vectors.keywords (archive {"index":{"on_disk":false},"modifier":"idf"}, server (not set))',
+      'on_disk_payload (archive false, server true)',
+      'quantization (archive {"scalar":{"always_ram":true,"quantile":0.99,"type":"int8"}}, server (not set))',
+      'payload_indexes.kind.data_type (archive "keyword", server "integer")',
+      'payload_indexes.rank (archive',
+    ]) {
+      assert.ok(text.includes(part), `expected «${part}» in: ${text}`);
+    }
+    const modes = diffFingerprints(archive, fingerprintFromInfo(infoOf({ vectors: { size: 4, distance: 'Cosine' } }), 'y'));
+    assert.ok(modes.some((d) => d.setting === 'vectors_mode' && d.archive === 'named' && d.server === 'single'));
+  });
+
+  it('recreates an equivalent empty collection from a fingerprint', () => {
+    for (const [create, indexes] of [
+      [MEMORY_CREATE, MEMORY_INDEXES],
+      [{ vectors: { size: 3, distance: 'Euclid' }, sharding_method: 'custom', shard_number: 1 }, {}],
+      [{ sparse_vectors: { bm25: { modifier: 'idf' } } }, { tenant: { type: 'keyword', is_tenant: true } }],
+    ] as [Schemas['CreateCollection'], Record<string, Schemas['PayloadFieldSchema']>][]) {
+      const fp = fingerprintFromInfo(infoOf(create, indexes), 'orig');
+      const d = new QdrantTestDouble();
+      const idx = Object.fromEntries(payloadIndexRequests(fp).map((r) => [r.field_name, r.field_schema]));
+      d.seedCollection('copy', createCollectionBody(fp), { indexes: idx });
+      assert.deepEqual(fingerprintFromInfo(d.dumpCollection('copy')!.info, 'copy'), fp);
+    }
+  });
+
+  it('checks fingerprints read from a manifest (untrusted input)', () => {
+    const fp = memory();
+    assert.deepEqual(checkManifestFingerprint(fp, fingerprintSha256(fp), 'c'), fp);
+    const cases: [unknown, RegExp][] = [
+      [undefined, /fingerprint is missing/],
+      [{ ...fp, fingerprint_version: 2 }, /unsupported fingerprint_version 2/],
+      [{ ...fp, vectors: { kind: 'weird' } }, /vectors\.kind must be single, named or none/],
+      [{ ...fp, payload_indexes: null }, /payload_indexes is missing/],
+      [{ ...fp, shard_number: '2' }, /shard_number.*wrong type/],
+    ];
+    for (const [bad, re] of cases) {
+      assert.throws(() => checkManifestFingerprint(bad, 'x', 'qdrant.collections[0]'), (e: Error & { exitCode?: number }) => re.test(e.message) && e.exitCode === QDRANT_EXIT.VERIFICATION);
+    }
+    assert.throws(() => checkManifestFingerprint(fp, '0'.repeat(64), 'c'), /does not match the fingerprint/);
+  });
+});

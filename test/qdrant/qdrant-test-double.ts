@@ -1,0 +1,523 @@
+/**
+ * TEST DOUBLE of a Qdrant server — NOT Qdrant. No real Qdrant runs anywhere in this test suite.
+ *
+ * A small in-memory HTTP server that answers the REST endpoints Agent Vault uses, with response
+ * bodies typed against the OpenAPI types shipped in `@qdrant/js-client-rest` (via `ClientApi`
+ * and `Schemas`), so a response shape that drifts from the real API fails to type-check:
+ *
+ *   GET /                                            version info
+ *   GET /collections                                 list
+ *   GET|PUT|DELETE /collections/{c}                  info / create / delete
+ *   GET /collections/{c}/exists
+ *   PUT /collections/{c}/index                       create payload index
+ *   POST|GET /collections/{c}/snapshots              create / list snapshots
+ *   GET|DELETE /collections/{c}/snapshots/{s}        download (binary) / delete
+ *   PUT /collections/{c}/snapshots/recover           recover from URL of this server
+ *   POST /collections/{c}/snapshots/upload           recover from multipart upload (field `snapshot`)
+ *   POST /collections/{c}/points/scroll | /points/count,  PUT /collections/{c}/points (upsert)
+ *
+ * Snapshots are the double's own opaque format (a header, a block of all 256 byte values so that
+ * any text decoding corrupts them, and a JSON dump of config, payload indexes and points); code
+ * under test must treat them as opaque bytes, as it must with real Qdrant's tar files.
+ *
+ * Fault modes (`faults`, each with a `times` budget): drop the connection mid-download, stall a
+ * download, serve corrupted snapshot bytes (checksum mismatch), fail during recover after having
+ * damaged the target, delay or fail arbitrary requests.
+ */
+import { createHash } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { QdrantOkBody, QdrantOperation, Schemas } from '../../src/qdrant/types';
+
+type PointId = Schemas['ExtendedPointId'];
+interface StoredPoint {
+  id: PointId;
+  vector: Schemas['VectorStructOutput'];
+  payload: Schemas['Payload'];
+}
+interface StoredIndex {
+  data_type: Schemas['PayloadSchemaType'];
+  params?: Schemas['PayloadSchemaParams'];
+}
+interface StoredCollection {
+  config: Schemas['CollectionConfig'];
+  payload_schema: Record<string, StoredIndex>;
+  points: Map<string, StoredPoint>;
+}
+interface StoredSnapshot {
+  bytes: Buffer;
+  description: Schemas['SnapshotDescription'];
+}
+
+interface Times {
+  times: number;
+}
+export interface DoubleFaults {
+  /** Send this many bytes of a snapshot download, then destroy the connection. */
+  downloadDropAfterBytes?: Times & { bytes: number };
+  /** Send this many bytes of a snapshot download, then send nothing more (client must time out). */
+  downloadStall?: Times & { bytes: number };
+  /** Serve snapshot bytes with one byte flipped (the advertised checksum stays that of the true bytes). */
+  corruptDownload?: Times;
+  /** On snapshot upload: damage the target collection (drop half its points, change hnsw.m), then answer 500. */
+  recoverFailure?: Times;
+  /** Wait `ms` before answering matching requests. */
+  delay?: Times & { method?: string; path: RegExp; ms: number };
+  /** Answer matching requests with this HTTP status and an ErrorResponse body. */
+  failStatus?: Times & { method?: string; path: RegExp; status: number };
+}
+
+export interface LoggedRequest {
+  method: string;
+  path: string;
+  query: string;
+  headers: http.IncomingHttpHeaders;
+  contentType?: string;
+}
+
+const SNAPSHOT_MAGIC = Buffer.from('AGENT-VAULT QDRANT TEST DOUBLE SNAPSHOT v1\n', 'latin1');
+const BINARY_BLOCK = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+
+class HttpError extends Error {
+  constructor(readonly status: number, message: string) {
+    super(message);
+  }
+}
+
+function pointKey(id: PointId): string {
+  return typeof id === 'number' ? `n:${id}` : `s:${id.toLowerCase()}`;
+}
+
+function comparePointIds(a: PointId, b: PointId): number {
+  if (typeof a === 'number' && typeof b === 'number') return a - b;
+  if (typeof a === 'number') return -1;
+  if (typeof b === 'number') return 1;
+  return a.toLowerCase() < b.toLowerCase() ? -1 : a.toLowerCase() > b.toLowerCase() ? 1 : 0;
+}
+
+function clone<T>(v: T): T {
+  return v === undefined ? v : (JSON.parse(JSON.stringify(v)) as T);
+}
+
+function isVectorParams(v: unknown): v is Schemas['VectorParams'] {
+  return typeof v === 'object' && v !== null && 'size' in v && 'distance' in v;
+}
+
+const DISTANCES = new Set(['Cosine', 'Euclid', 'Dot', 'Manhattan']);
+
+export class QdrantTestDouble {
+  readonly collections = new Map<string, StoredCollection>();
+  readonly snapshots = new Map<string, Map<string, StoredSnapshot>>();
+  readonly requests: LoggedRequest[] = [];
+  faults: DoubleFaults = {};
+  version: string;
+  apiKey?: string;
+  private server?: http.Server;
+  private seq = 0;
+  private opSeq = 0;
+  private stalled = new Set<http.ServerResponse>();
+
+  constructor(opts: { apiKey?: string; version?: string } = {}) {
+    this.apiKey = opts.apiKey;
+    this.version = opts.version ?? '1.18.0';
+  }
+
+  get url(): string {
+    const addr = this.server?.address() as AddressInfo | null;
+    if (!addr) throw new Error('test double not started');
+    return `http://127.0.0.1:${addr.port}`;
+  }
+
+  async start(): Promise<this> {
+    this.server = http.createServer((req, res) => {
+      this.handle(req, res).catch((e: unknown) => {
+        if (!res.headersSent) this.sendError(res, e instanceof HttpError ? e.status : 500, e instanceof Error ? e.message : String(e));
+        else res.destroy();
+      });
+    });
+    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
+    return this;
+  }
+
+  async stop(): Promise<void> {
+    if (!this.server) return;
+    for (const r of this.stalled) r.destroy();
+    this.server.closeAllConnections();
+    await new Promise<void>((resolve) => this.server!.close(() => resolve()));
+    this.server = undefined;
+  }
+
+  // ---------- helpers for tests (direct state access, no HTTP) ----------
+
+  /** Creates a collection as `PUT /collections/{name}` would, plus payload indexes and points. */
+  seedCollection(name: string, create: Schemas['CreateCollection'], opts: { indexes?: Record<string, Schemas['PayloadFieldSchema']>; points?: Schemas['PointStruct'][] } = {}): void {
+    this.createCollection(name, create);
+    for (const [field, schema] of Object.entries(opts.indexes ?? {})) this.createIndex(name, { field_name: field, field_schema: schema });
+    if (opts.points) this.upsert(name, opts.points);
+  }
+
+  /** Full state of a collection: `GET /collections/{name}` info and every point sorted by id. */
+  dumpCollection(name: string): { info: Schemas['CollectionInfo']; points: StoredPoint[] } | undefined {
+    const c = this.collections.get(name);
+    if (!c) return undefined;
+    return { info: this.info(c), points: this.sortedPoints(c).map((p) => clone(p)) };
+  }
+
+  serverSnapshotNames(collection: string): string[] {
+    return [...(this.snapshots.get(collection)?.keys() ?? [])];
+  }
+
+  // ---------- HTTP ----------
+
+  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://double');
+    const method = (req.method ?? 'GET').toUpperCase();
+    const path = url.pathname;
+    this.requests.push({ method, path, query: url.search, headers: req.headers, contentType: req.headers['content-type'] });
+    const body = await readBody(req);
+
+    if (this.apiKey !== undefined) {
+      const key = req.headers['api-key'];
+      const bearer = req.headers.authorization?.replace(/^Bearer\s+/i, '');
+      if (key !== this.apiKey && bearer !== this.apiKey) {
+        this.sendError(res, 401, 'Must provide an API key or an Authorization bearer token');
+        return;
+      }
+    }
+    const delay = this.faults.delay;
+    if (delay && delay.times > 0 && (!delay.method || delay.method === method) && delay.path.test(path)) {
+      delay.times--;
+      await new Promise((r) => setTimeout(r, delay.ms));
+    }
+    const fail = this.faults.failStatus;
+    if (fail && fail.times > 0 && (!fail.method || fail.method === method) && fail.path.test(path)) {
+      fail.times--;
+      this.sendError(res, fail.status, `Service internal error: simulated HTTP ${fail.status}`);
+      return;
+    }
+
+    const seg = path.split('/').filter(Boolean).map(decodeURIComponent);
+    const json = (): unknown => {
+      if (body.length === 0) return {};
+      try {
+        return JSON.parse(body.toString('utf8'));
+      } catch {
+        throw new HttpError(400, 'Format error in JSON body');
+      }
+    };
+
+    if (seg.length === 0 && method === 'GET') return this.ok(res, 'root', { title: 'qdrant - vector search engine (TEST DOUBLE)', version: this.version, commit: null });
+    if (seg[0] !== 'collections') throw new HttpError(404, `Not found: ${path}`);
+    if (seg.length === 1 && method === 'GET') {
+      return this.ok(res, 'getCollections', { result: { collections: [...this.collections.keys()].sort().map((name) => ({ name })) }, status: 'ok', time: 0.0001 });
+    }
+    const name = seg[1];
+    if (seg.length === 2) {
+      if (method === 'GET') return this.ok(res, 'getCollection', { result: this.info(this.need(name)), status: 'ok', time: 0.0001 });
+      if (method === 'PUT') {
+        this.createCollection(name, json() as Schemas['CreateCollection']);
+        return this.ok(res, 'createCollection', { result: true, status: 'ok', time: 0.0001 });
+      }
+      if (method === 'DELETE') {
+        const existed = this.collections.delete(name);
+        return this.ok(res, 'deleteCollection', { result: existed, status: 'ok', time: 0.0001 });
+      }
+    }
+    if (seg.length === 3 && seg[2] === 'exists' && method === 'GET') {
+      return this.ok(res, 'collectionExists', { result: { exists: this.collections.has(name) }, status: 'ok', time: 0.0001 });
+    }
+    if (seg.length === 3 && seg[2] === 'index' && method === 'PUT') {
+      this.createIndex(name, json() as Schemas['CreateFieldIndex']);
+      return this.ok(res, 'createFieldIndex', { result: { operation_id: ++this.opSeq, status: 'completed' }, status: 'ok', time: 0.0001 });
+    }
+    if (seg[2] === 'snapshots') {
+      if (seg.length === 3 && method === 'POST') return this.ok(res, 'createSnapshot', { result: this.createSnapshot(name), status: 'ok', time: 0.0001 });
+      if (seg.length === 3 && method === 'GET') {
+        this.need(name);
+        return this.ok(res, 'listSnapshots', { result: [...(this.snapshots.get(name)?.values() ?? [])].map((s) => s.description), status: 'ok', time: 0.0001 });
+      }
+      if (seg.length === 4 && seg[3] === 'upload' && method === 'POST') return this.upload(req, res, name, url, body);
+      if (seg.length === 4 && seg[3] === 'recover' && method === 'PUT') {
+        const rq = json() as Schemas['SnapshotRecover'];
+        const m = /\/collections\/([^/]+)\/snapshots\/([^/?]+)$/.exec(new URL(rq.location, 'http://x').pathname);
+        const snap = m ? this.snapshots.get(decodeURIComponent(m[1]))?.get(decodeURIComponent(m[2])) : undefined;
+        if (!snap) throw new HttpError(400, `Bad request: snapshot location ${rq.location} is not a snapshot on this server`);
+        this.recover(name, snap.bytes, rq.checksum ?? undefined);
+        return this.ok(res, 'recoverFromSnapshot', { result: true, status: 'ok', time: 0.0001 });
+      }
+      if (seg.length === 4 && method === 'GET') return this.download(res, name, seg[3]);
+      if (seg.length === 4 && method === 'DELETE') {
+        const snaps = this.snapshots.get(name);
+        if (!snaps?.delete(seg[3])) throw new HttpError(404, `Not found: Snapshot ${seg[3]} not found`);
+        return this.ok(res, 'deleteSnapshot', { result: true, status: 'ok', time: 0.0001 });
+      }
+    }
+    if (seg[2] === 'points') {
+      if (seg.length === 3 && method === 'PUT') {
+        const rq = json() as Schemas['PointInsertOperations'];
+        if (!('points' in rq)) throw new HttpError(400, 'Bad request: the test double only supports the points-list form of upsert');
+        this.upsert(name, rq.points);
+        return this.ok(res, 'upsertPoints', { result: { operation_id: ++this.opSeq, status: 'completed' }, status: 'ok', time: 0.0001 });
+      }
+      if (seg.length === 4 && seg[3] === 'scroll' && method === 'POST') {
+        return this.ok(res, 'scrollPoints', { result: this.scroll(name, json() as Schemas['ScrollRequest']), status: 'ok', time: 0.0001 });
+      }
+      if (seg.length === 4 && seg[3] === 'count' && method === 'POST') {
+        const rq = json() as Schemas['CountRequest'];
+        if (rq.filter) throw new HttpError(400, 'Bad request: the test double does not support count filters');
+        return this.ok(res, 'countPoints', { result: { count: this.need(name).points.size }, status: 'ok', time: 0.0001 });
+      }
+    }
+    throw new HttpError(404, `Not found: ${method} ${path} is not implemented by the test double`);
+  }
+
+  /** Sends a 200 JSON body typed as the OpenAPI 200 response of operation `op`. */
+  private ok<K extends QdrantOperation>(res: http.ServerResponse, op: K, body: QdrantOkBody<K>): void {
+    void op;
+    const text = JSON.stringify(body);
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+    res.end(text);
+  }
+
+  private sendError(res: http.ServerResponse, status: number, error: string): void {
+    const body: Schemas['ErrorResponse'] = { status: { error }, time: 0.0001 };
+    const text = JSON.stringify(body);
+    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+    res.end(text);
+  }
+
+  private need(name: string): StoredCollection {
+    const c = this.collections.get(name);
+    if (!c) throw new HttpError(404, `Not found: Collection \`${name}\` doesn't exist!`);
+    return c;
+  }
+
+  private info(c: StoredCollection): Schemas['CollectionInfo'] {
+    const payload_schema: Schemas['CollectionInfo']['payload_schema'] = {};
+    for (const [field, idx] of Object.entries(c.payload_schema)) {
+      let n = 0;
+      for (const p of c.points.values()) if (p.payload && field in p.payload) n++;
+      payload_schema[field] = { data_type: idx.data_type, ...(idx.params ? { params: clone(idx.params) } : {}), points: n };
+    }
+    return {
+      status: 'green',
+      optimizer_status: 'ok',
+      indexed_vectors_count: 0,
+      points_count: c.points.size,
+      segments_count: 1,
+      config: clone(c.config),
+      payload_schema,
+    };
+  }
+
+  private createCollection(name: string, rq: Schemas['CreateCollection']): void {
+    if (!/^[A-Za-z0-9_.-]{1,255}$/.test(name)) throw new HttpError(400, `Wrong input: Collection name \`${name}\` is not allowed`);
+    if (this.collections.has(name)) throw new HttpError(400, `Wrong input: Collection \`${name}\` already exists!`);
+    const checkParams = (p: unknown, where: string) => {
+      if (!isVectorParams(p) || !(p.size > 0) || !DISTANCES.has(p.distance)) throw new HttpError(400, `Wrong input: invalid vector params for ${where}`);
+    };
+    const vectors = rq.vectors ?? {};
+    if (isVectorParams(vectors)) checkParams(vectors, 'the unnamed vector');
+    else for (const [n, p] of Object.entries(vectors)) checkParams(p, `vector ${n}`);
+    const hnsw: Schemas['HnswConfig'] = { m: 16, ef_construct: 100, full_scan_threshold: 10000, max_indexing_threads: 0, on_disk: false };
+    for (const [k, v] of Object.entries(rq.hnsw_config ?? {})) if (v !== null && v !== undefined) (hnsw as Record<string, unknown>)[k] = v;
+    const params: Schemas['CollectionParams'] = {
+      vectors: clone(vectors) as Schemas['VectorsConfig'],
+      shard_number: rq.shard_number ?? 1,
+      replication_factor: rq.replication_factor ?? 1,
+      write_consistency_factor: rq.write_consistency_factor ?? 1,
+      on_disk_payload: rq.on_disk_payload ?? true,
+    };
+    if (rq.sharding_method === 'custom') params.sharding_method = 'custom';
+    if (rq.sparse_vectors && Object.keys(rq.sparse_vectors).length) params.sparse_vectors = clone(rq.sparse_vectors);
+    this.collections.set(name, {
+      config: {
+        params,
+        hnsw_config: hnsw,
+        optimizer_config: { deleted_threshold: 0.2, vacuum_min_vector_number: 1000, default_segment_number: 0, max_segment_size: null, memmap_threshold: null, indexing_threshold: 10000, flush_interval_sec: 5, max_optimization_threads: null },
+        wal_config: { wal_capacity_mb: 32, wal_segments_ahead: 0 },
+        quantization_config: rq.quantization_config ? clone(rq.quantization_config) : null,
+        strict_mode_config: { enabled: false },
+      },
+      payload_schema: {},
+      points: new Map(),
+    });
+  }
+
+  private createIndex(name: string, rq: Schemas['CreateFieldIndex']): void {
+    const c = this.need(name);
+    const schema = rq.field_schema;
+    if (!rq.field_name || schema === undefined || schema === null) throw new HttpError(400, 'Wrong input: field_name and field_schema are required');
+    if (typeof schema === 'string') c.payload_schema[rq.field_name] = { data_type: schema };
+    else c.payload_schema[rq.field_name] = { data_type: (schema as { type: Schemas['PayloadSchemaType'] }).type, params: clone(schema as Schemas['PayloadSchemaParams']) };
+  }
+
+  private checkVector(c: StoredCollection, v: unknown, id: PointId): void {
+    const vectors = c.config.params.vectors ?? {};
+    const sparse = c.config.params.sparse_vectors ?? {};
+    const dense = (p: Schemas['VectorParams'], val: unknown, label: string) => {
+      if (p.multivector_config) {
+        if (!Array.isArray(val) || !val.every((row) => Array.isArray(row) && row.length === p.size)) throw new HttpError(400, `Wrong input: Vector dimension error for ${label} of point ${id}: expected multivector of dim ${p.size}`);
+      } else if (!Array.isArray(val) || val.length !== p.size || !val.every((x) => typeof x === 'number')) {
+        throw new HttpError(400, `Wrong input: Vector dimension error for ${label} of point ${id}: expected dim: ${p.size}, got ${Array.isArray(val) ? val.length : typeof val}`);
+      }
+    };
+    if (isVectorParams(vectors)) return dense(vectors, v, 'the unnamed vector');
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new HttpError(400, `Wrong input: point ${id} must give named vectors`);
+    for (const [n, val] of Object.entries(v)) {
+      const p = (vectors as Record<string, Schemas['VectorParams'] | undefined>)[n];
+      if (p) dense(p, val, `vector ${n}`);
+      else if (n in sparse) {
+        const s = val as Schemas['SparseVector'];
+        if (!Array.isArray(s?.indices) || !Array.isArray(s?.values) || s.indices.length !== s.values.length) throw new HttpError(400, `Wrong input: invalid sparse vector ${n} of point ${id}`);
+      } else throw new HttpError(400, `Wrong input: Not existing vector name error: ${n}`);
+    }
+  }
+
+  private upsert(name: string, points: Schemas['PointStruct'][]): void {
+    const c = this.need(name);
+    for (const p of points) {
+      if (!(typeof p.id === 'number' || typeof p.id === 'string')) throw new HttpError(400, 'Wrong input: invalid point id');
+      this.checkVector(c, p.vector, p.id);
+    }
+    for (const p of points) {
+      c.points.set(pointKey(p.id), { id: p.id, vector: clone(p.vector) as Schemas['VectorStructOutput'], payload: clone((p.payload ?? {}) as Schemas['Payload']) });
+    }
+  }
+
+  private sortedPoints(c: StoredCollection): StoredPoint[] {
+    return [...c.points.values()].sort((a, b) => comparePointIds(a.id, b.id));
+  }
+
+  private scroll(name: string, rq: Schemas['ScrollRequest']): Schemas['ScrollResult'] {
+    const c = this.need(name);
+    if (rq.filter) throw new HttpError(400, 'Bad request: the test double does not support scroll filters');
+    const limit = rq.limit ?? 10;
+    let all = this.sortedPoints(c);
+    const offset = rq.offset as PointId | null | undefined;
+    if (offset !== undefined && offset !== null) all = all.filter((p) => comparePointIds(p.id, offset) >= 0);
+    const page = all.slice(0, limit);
+    const withVector = rq.with_vector ?? false;
+    const withPayload = rq.with_payload ?? true;
+    const points: Schemas['Record'][] = page.map((p) => {
+      const r: Schemas['Record'] = { id: p.id };
+      if (withPayload !== false) r.payload = clone(p.payload);
+      if (withVector === true) r.vector = clone(p.vector);
+      else if (Array.isArray(withVector)) r.vector = Object.fromEntries(Object.entries(p.vector).filter(([k]) => withVector.includes(k))) as Schemas['VectorStructOutput'];
+      return r;
+    });
+    return { points, next_page_offset: all.length > limit ? all[limit].id : null };
+  }
+
+  private encodeSnapshot(c: StoredCollection): Buffer {
+    const dump = JSON.stringify({ config: c.config, payload_schema: c.payload_schema, points: this.sortedPoints(c) });
+    return Buffer.concat([SNAPSHOT_MAGIC, BINARY_BLOCK, Buffer.from(dump, 'utf8')]);
+  }
+
+  private decodeSnapshot(bytes: Buffer): StoredCollection {
+    const bad = () => new HttpError(400, 'Bad request: Snapshot file is corrupted or not a snapshot');
+    if (bytes.length < SNAPSHOT_MAGIC.length + 256 || !bytes.subarray(0, SNAPSHOT_MAGIC.length).equals(SNAPSHOT_MAGIC)) throw bad();
+    if (!bytes.subarray(SNAPSHOT_MAGIC.length, SNAPSHOT_MAGIC.length + 256).equals(BINARY_BLOCK)) throw bad();
+    let dump: { config: Schemas['CollectionConfig']; payload_schema: Record<string, StoredIndex>; points: StoredPoint[] };
+    try {
+      dump = JSON.parse(bytes.subarray(SNAPSHOT_MAGIC.length + 256).toString('utf8'));
+    } catch {
+      throw bad();
+    }
+    return { config: dump.config, payload_schema: dump.payload_schema, points: new Map(dump.points.map((p) => [pointKey(p.id), p])) };
+  }
+
+  private createSnapshot(name: string): Schemas['SnapshotDescription'] {
+    const c = this.need(name);
+    const bytes = this.encodeSnapshot(c);
+    const stamp = new Date(Date.UTC(2025, 0, 1, 0, 0, ++this.seq)).toISOString().replace(/\.\d+Z$/, '').replace(/:/g, '-');
+    const snapName = `${name}-${this.seq}-${stamp}.snapshot`;
+    const description: Schemas['SnapshotDescription'] = {
+      name: snapName,
+      creation_time: stamp,
+      size: bytes.length,
+      checksum: createHash('sha256').update(bytes).digest('hex'),
+    };
+    if (!this.snapshots.has(name)) this.snapshots.set(name, new Map());
+    this.snapshots.get(name)!.set(snapName, { bytes, description });
+    return description;
+  }
+
+  private download(res: http.ServerResponse, name: string, snapName: string): void {
+    const snap = this.snapshots.get(name)?.get(snapName);
+    if (!snap) throw new HttpError(404, `Not found: Snapshot ${snapName} not found`);
+    let bytes = snap.bytes;
+    const corrupt = this.faults.corruptDownload;
+    if (corrupt && corrupt.times > 0) {
+      corrupt.times--;
+      bytes = Buffer.from(bytes);
+      bytes[bytes.length - 2] ^= 0xff;
+    }
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': bytes.length, 'content-disposition': `attachment; filename="${snapName}"` });
+    const drop = this.faults.downloadDropAfterBytes;
+    if (drop && drop.times > 0) {
+      drop.times--;
+      res.write(bytes.subarray(0, drop.bytes), () => setTimeout(() => res.destroy(), 10));
+      return;
+    }
+    const stall = this.faults.downloadStall;
+    if (stall && stall.times > 0) {
+      stall.times--;
+      this.stalled.add(res);
+      res.write(bytes.subarray(0, stall.bytes));
+      res.on('close', () => this.stalled.delete(res));
+      return;
+    }
+    // Several chunks, so streaming and hashing see more than one piece.
+    const step = Math.max(1, Math.ceil(bytes.length / 4));
+    for (let i = 0; i < bytes.length; i += step) res.write(bytes.subarray(i, i + step));
+    res.end();
+  }
+
+  private recover(name: string, bytes: Buffer, checksum: string | undefined): void {
+    if (checksum) {
+      const actual = createHash('sha256').update(bytes).digest('hex');
+      if (actual !== checksum.toLowerCase()) throw new HttpError(400, `Bad request: Snapshot checksum mismatch: expected ${checksum}, got ${actual}`);
+    }
+    const restored = this.decodeSnapshot(bytes);
+    const fault = this.faults.recoverFailure;
+    if (fault && fault.times > 0) {
+      fault.times--;
+      // Fail half-way, leaving damage behind, as a crashed recovery could.
+      const existing = this.collections.get(name);
+      const victim = existing ?? { ...restored, points: new Map([...restored.points].slice(0, Math.ceil(restored.points.size / 2))) };
+      if (existing) {
+        const keys = [...existing.points.keys()];
+        for (const k of keys.slice(0, Math.ceil(keys.length / 2))) existing.points.delete(k);
+        existing.config.hnsw_config.m += 1;
+      } else this.collections.set(name, victim);
+      throw new HttpError(500, 'Service internal error: simulated failure during snapshot recovery (test double fault)');
+    }
+    this.collections.set(name, restored);
+  }
+
+  private async upload(req: http.IncomingMessage, res: http.ServerResponse, name: string, url: URL, body: Buffer): Promise<void> {
+    const ct = req.headers['content-type'] ?? '';
+    if (!ct.startsWith('multipart/form-data')) throw new HttpError(400, `Bad request: expected multipart/form-data with a 'snapshot' file, got content-type ${ct || '(none)'}`);
+    const priority = url.searchParams.get('priority');
+    if (priority !== null && !['no_sync', 'snapshot', 'replica'].includes(priority)) throw new HttpError(400, `Bad request: unknown priority ${priority}`);
+    // Parse the multipart body with the platform's own parser (Fetch API Response.formData()).
+    let form: FormData;
+    try {
+      form = await new Response(body, { headers: { 'content-type': ct } }).formData();
+    } catch {
+      throw new HttpError(400, 'Bad request: malformed multipart body');
+    }
+    const file = form.get('snapshot');
+    if (!file || typeof file === 'string') throw new HttpError(400, "Bad request: multipart field 'snapshot' with a file is required");
+    const bytes = Buffer.from(await file.arrayBuffer());
+    this.recover(name, bytes, url.searchParams.get('checksum') ?? undefined);
+    this.ok(res, 'recoverFromUploadedSnapshot', { result: true, status: 'ok', time: 0.0001 });
+  }
+}
+
+async function readBody(req: http.IncomingMessage): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of req) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
