@@ -1,0 +1,32 @@
+/** CLI: `agent-vault diff <A> <B>` — the semantic diff of two agent states. */
+import { Option, type Command } from 'commander';
+import { diffPaths } from '../diff';
+import { renderReport, type DiffFormat } from '../diff/render';
+
+/** Colour only for a terminal, and never when NO_COLOR is set (https://no-color.org). */
+export function useColor(stream: NodeJS.WriteStream = process.stdout): boolean {
+  if (process.env.NO_COLOR !== undefined && process.env.NO_COLOR !== '') return false;
+  if (process.env.FORCE_COLOR !== undefined && process.env.FORCE_COLOR !== '0' && process.env.FORCE_COLOR !== '') return true;
+  return !!stream.isTTY;
+}
+
+export function registerDiffCommands(program: Command): void {
+  program
+    .command('diff')
+    .description('What changed between two agent states: system prompt, memory blocks, tools, workflows, LLM and embedding configs, messages, passages, environment')
+    .argument('<A>', 'the old state: snapshot archive or agent file (.af v1, v2, double-encoded v2)')
+    .argument('<B>', 'the new state: snapshot archive or agent file')
+    .option('--agent <id-or-name>', 'only this agent (by id or name, on either side)')
+    .addOption(new Option('--format <format>', 'output format').choices(['text', 'md', 'json']).default('text'))
+    .option('--exit-code', 'exit with 1 when the states differ, 0 when they do not (like git diff --exit-code)')
+    .addHelpText(
+      'after',
+      '\nAgents are matched by database id, then by name; blocks by label; tools by name; messages by id, then position.\n' +
+        'Exit codes: 0 done (with --exit-code: no differences), 1 (only with --exit-code) differences found, 2 usage or I/O error.',
+    )
+    .action(async (a: string, b: string, opts: { agent?: string; format: DiffFormat; exitCode?: boolean }) => {
+      const report = await diffPaths(a, b, { agent: opts.agent });
+      process.stdout.write(renderReport(report, opts.format, { color: opts.format === 'text' && useColor() }));
+      process.exitCode = opts.exitCode && !report.identical ? 1 : 0;
+    });
+}

@@ -1,0 +1,406 @@
+/**
+ * Where the two sides of a diff come from: a snapshot archive, an agent file (.af v1 upgraded,
+ * v2, double-encoded v2), or a live agent (any provider of an exported .af v2 document plus its
+ * passages — src/letta/export.ts plugs in here).
+ *
+ * Messages and passages are streamed in batches, never loaded whole from an archive: an archive
+ * source cuts each message out of the agent entry as it is inflated (see af-stream.ts), and the
+ * same pass leaves the rest of the entry (the agent's configuration) for `loadAgent`.
+ */
+import { AgentVaultError, errorMessage } from '../core/errors';
+import { readAgentFile, toV2 } from '../format/af';
+import { openArchive, type ArchiveReader, type ManifestAgent } from '../format/archive';
+import { parseVectorHeader, VECTOR_HEADER_SIZE } from '../format/vectors';
+import { isArchivePath } from '../format/validate-any';
+import type { AgentFileV2 } from '../format/types';
+import { AgentFileSplitter } from './af-stream';
+import { EntryStreams, type ChunkReader } from './entry-stream';
+import { MessageBatch } from './messages';
+import { PassageBatch, vectorBytes } from './passages';
+import { buildAgentState, isFileLocalId, type AgentRef, type AgentState } from './state';
+
+export type { AgentRef, AgentState } from './state';
+export { MessageBatch, type MessageItem } from './messages';
+export { PassageBatch, type PassageItem } from './passages';
+
+export interface AgentStateSource {
+  readonly kind: 'archive' | 'agent-file' | 'live';
+  readonly label: string;
+  /** e.g. "archive v1", "v1", "v2-double-encoded", "live" */
+  readonly format: string;
+  listAgents(): Promise<AgentRef[]>;
+  loadAgent(id: string): Promise<AgentState>;
+  /**
+   * The agent's messages in sequence order, in batches (iterate a batch for its items). A batch
+   * is valid until the next one is asked for: its memory may be reused.
+   */
+  iterateMessages?(id: string): AsyncIterable<MessageBatch>;
+  /**
+   * The agent's archival passages with their vectors, in batches (valid until the next one is
+   * asked for); absent when the source has none (an agent file).
+   */
+  iteratePassages?(id: string): AsyncIterable<PassageBatch>;
+  close(): Promise<void>;
+}
+
+const MESSAGE_BATCH = 1024;
+
+function refFor(id: string, name: unknown): AgentRef {
+  return { id, name: typeof name === 'string' ? name : null, originalId: !isFileLocalId(id) };
+}
+
+function agentsOf(doc: AgentFileV2, where: string): Record<string, unknown>[] {
+  if (!Array.isArray(doc.agents)) throw new AgentVaultError('invalid-agent-file', `${where}: "agents" must be a list`, { location: { file: where, pointer: '/agents' } });
+  return doc.agents.map((a, i) => {
+    if (!a || typeof a !== 'object' || Array.isArray(a) || typeof a.id !== 'string') {
+      throw new AgentVaultError('invalid-agent-file', `${where}: agents[${i}] is not an agent with an "id"`, { location: { file: where, pointer: `/agents/${i}` } });
+    }
+    return a as Record<string, unknown>;
+  });
+}
+
+function noAgent(label: string, id: string): AgentVaultError {
+  return new AgentVaultError('no-agent', `${label} has no agent ${JSON.stringify(id)}`, { exitCode: 2, location: { file: label } });
+}
+
+// ---------------------------------------------------------------------------------------------
+// a whole .af document in memory: agent files and live exports
+
+/** Something that can export live agents (the Letta database export plugs in here). */
+export interface LiveAgentProvider {
+  /** e.g. "postgres://…/letta" (no password) */
+  label: string;
+  /** The agents as one .af v2 document, as Letta's export (or src/letta/export.ts) writes it. */
+  exportAgentFile(): Promise<AgentFileV2>;
+  /** The database id of a document agent id, when the document uses file-local ids. */
+  originalId?(docAgentId: string): string | undefined;
+  /** The agent's archival passages (by document agent id), each with its embedding. */
+  iteratePassages?(docAgentId: string): AsyncIterable<{ passage: Record<string, unknown>; embedding: ArrayLike<number> | null }>;
+  close?(): Promise<void>;
+}
+
+class DocumentSource implements AgentStateSource {
+  private readonly refs: AgentRef[];
+  private readonly indexById = new Map<string, number>();
+  private readonly names = new Map<string, string | null>();
+  readonly iteratePassages?: (id: string) => AsyncIterable<PassageBatch>;
+
+  constructor(
+    readonly kind: 'agent-file' | 'live',
+    readonly label: string,
+    readonly format: string,
+    private readonly doc: AgentFileV2,
+    originalId?: (docAgentId: string) => string | undefined,
+    private readonly provider?: LiveAgentProvider,
+  ) {
+    const agents = agentsOf(doc, label);
+    this.refs = agents.map((a, i) => {
+      const docId = a.id as string;
+      const ref = refFor(originalId?.(docId) ?? docId, a.name);
+      this.indexById.set(ref.id, i);
+      this.names.set(docId, ref.name);
+      return ref;
+    });
+    if (provider?.iteratePassages) this.iteratePassages = (id: string) => this.passages(id);
+  }
+
+  async listAgents(): Promise<AgentRef[]> {
+    return this.refs.map((r) => ({ ...r }));
+  }
+
+  private index(id: string): number {
+    const i = this.indexById.get(id);
+    if (i === undefined) throw noAgent(this.label, id);
+    return i;
+  }
+
+  async loadAgent(id: string): Promise<AgentState> {
+    const i = this.index(id);
+    return buildAgentState(this.doc, i, this.refs[i], (docId) => this.names.get(docId) ?? null);
+  }
+
+  async *iterateMessages(id: string): AsyncGenerator<MessageBatch> {
+    const agent = this.doc.agents[this.index(id)];
+    const list = (Array.isArray(agent.messages) ? agent.messages : []) as Array<Record<string, unknown>>;
+    for (let i = 0; i < list.length; i += MESSAGE_BATCH) yield MessageBatch.objects(list.slice(i, i + MESSAGE_BATCH));
+  }
+
+  private async *passages(id: string): AsyncGenerator<PassageBatch> {
+    const docId = this.doc.agents[this.index(id)].id;
+    let objs: Array<Record<string, unknown>> = [];
+    let vecs: Array<Buffer | null> = [];
+    for await (const rec of this.provider!.iteratePassages!(docId)) {
+      objs.push(rec.passage);
+      vecs.push(vectorBytes(rec.embedding));
+      if (objs.length >= MESSAGE_BATCH) {
+        yield PassageBatch.objects(objs, vecs);
+        objs = [];
+        vecs = [];
+      }
+    }
+    if (objs.length) yield PassageBatch.objects(objs, vecs);
+  }
+
+  async close(): Promise<void> {
+    await this.provider?.close?.();
+  }
+}
+
+export async function openAgentFileSource(path: string): Promise<AgentStateSource> {
+  const parsed = await readAgentFile(path);
+  return new DocumentSource('agent-file', path, parsed.format, toV2(parsed));
+}
+
+/** A live agent state: whatever the provider exports now (e.g. drift since the last snapshot). */
+export async function openLiveSource(provider: LiveAgentProvider): Promise<AgentStateSource> {
+  const doc = await provider.exportAgentFile();
+  return new DocumentSource('live', provider.label, 'live', doc, provider.originalId?.bind(provider), provider);
+}
+
+// ---------------------------------------------------------------------------------------------
+// snapshot archives
+
+interface CachedEntry {
+  doc: AgentFileV2;
+  messageCounts: number[];
+}
+
+class ArchiveSource implements AgentStateSource {
+  readonly kind = 'archive' as const;
+  readonly format: string;
+  private readonly cache = new Map<string, CachedEntry>();
+  private readonly names: Map<string, string | null>;
+
+  constructor(
+    private readonly reader: ArchiveReader,
+    private readonly streams: EntryStreams,
+  ) {
+    this.format = `archive v${reader.manifest.format_version}`;
+    this.names = new Map(reader.manifest.agents.map((a) => [a.id, a.name ?? null]));
+  }
+
+  get label(): string {
+    return this.reader.path;
+  }
+
+  async listAgents(): Promise<AgentRef[]> {
+    return this.reader.manifest.agents.map((a) => refFor(a.id, a.name));
+  }
+
+  private agent(id: string): ManifestAgent {
+    const a = this.reader.manifest.agents.find((x) => x.id === id);
+    if (!a) throw noAgent(this.label, id);
+    return a;
+  }
+
+  /** Index of the agent inside its entry: agents sharing an entry are in manifest order. */
+  private slot(a: ManifestAgent): number {
+    return this.reader.manifest.agents.filter((x) => x.entry === a.entry).findIndex((x) => x.id === a.id);
+  }
+
+  private where(entry: string): string {
+    return `${this.reader.path}!${entry}`;
+  }
+
+  async *iterateMessages(id: string): AsyncGenerator<MessageBatch> {
+    const a = this.agent(id);
+    const where = this.where(a.entry);
+    const slot = this.slot(a);
+    const splitter = new AgentFileSplitter(where, slot);
+    const stream = this.streams.stream(a.entry);
+    try {
+      for await (const chunk of stream) {
+        splitter.push(chunk);
+        const got = splitter.take();
+        if (got.length) yield MessageBatch.raw(got.bufs, got.starts, got.ends);
+      }
+      const outer = splitter.end();
+      let doc: AgentFileV2;
+      try {
+        doc = JSON.parse(outer.toString('utf8')) as AgentFileV2;
+      } catch (e) {
+        throw new AgentVaultError('invalid-agent-file', `${where}: invalid JSON: ${errorMessage(e)}`, { location: { file: this.reader.path, entry: a.entry } });
+      }
+      const agents = agentsOf(doc, where);
+      const found = agents.length === 1 ? 0 : agents.findIndex((x) => x.id === a.id);
+      if (found !== slot && !(agents.length === 1 && slot === 0)) {
+        throw new AgentVaultError('invalid-archive', `${where}: agent ${JSON.stringify(a.id)} is not where the manifest order puts it in this entry`, { location: { file: this.reader.path, entry: a.entry } });
+      }
+      this.cache.set(a.entry, { doc, messageCounts: splitter.messageCounts });
+    } finally {
+      await stream.return(undefined);
+    }
+  }
+
+  async loadAgent(id: string): Promise<AgentState> {
+    const a = this.agent(id);
+    if (!this.cache.has(a.entry)) {
+      for await (const _ of this.iterateMessages(id)) {
+        /* one pass that skips the messages fills the cache */
+      }
+    }
+    const { doc, messageCounts } = this.cache.get(a.entry)!;
+    const slot = this.slot(a);
+    const index = doc.agents.length === 1 ? 0 : slot;
+    return buildAgentState(doc, index, refFor(a.id, a.name), (docId) => this.names.get(docId) ?? null, messageCounts[index] ?? 0);
+  }
+
+  async *iteratePassages(id: string): AsyncGenerator<PassageBatch> {
+    const a = this.agent(id);
+    if (!a.passages_entry) return;
+    const lines = this.streams.stream(a.passages_entry);
+    const vectors = a.vectors_entry ? await this.streams.chunks(a.vectors_entry) : null;
+    try {
+      yield* passageBatches(lines, vectors, this.where(a.passages_entry), a.vectors_entry ? this.where(a.vectors_entry) : '');
+    } finally {
+      await Promise.allSettled([lines.return(undefined), vectors?.close()]);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.streams.close();
+    await this.reader.close();
+  }
+}
+
+/**
+ * Vector rows from a ChunkReader (whose chunk is overwritten by the next read): a row is a range
+ * of the current chunk, or a small copy when it straddles two chunks.
+ */
+class RowReader {
+  private chunk: Buffer = Buffer.alloc(0);
+  private off = 0;
+  recordSize = 0;
+
+  constructor(
+    private readonly reader: ChunkReader,
+    private readonly where: string,
+  ) {}
+
+  /** Rows left in the current chunk (readable without a read that would overwrite it). */
+  get ready(): number {
+    return this.recordSize ? Math.floor((this.chunk.length - this.off) / this.recordSize) : 0;
+  }
+
+  /** The next `n` bytes as [buffer, start]: a range of the chunk, or a copy across chunk edges (null at the end). */
+  private async take(n: number): Promise<[Buffer, number] | null> {
+    if (this.chunk.length - this.off >= n) {
+      const r: [Buffer, number] = [this.chunk, this.off];
+      this.off += n;
+      return r;
+    }
+    const out = Buffer.allocUnsafe(n);
+    let have = this.chunk.copy(out, 0, this.off);
+    this.chunk = Buffer.alloc(0);
+    this.off = 0;
+    while (have < n) {
+      const c = await this.reader.next();
+      if (c === null) {
+        if (have > 0) throw new AgentVaultError('corrupt', `${this.where}: the vector file ends with a partial record`, { location: { file: this.where } });
+        return null;
+      }
+      const k = Math.min(n - have, c.length);
+      c.copy(out, have, 0, k);
+      have += k;
+      this.chunk = c;
+      this.off = k;
+    }
+    return [out, 0];
+  }
+
+  async header(): Promise<void> {
+    const h = await this.take(VECTOR_HEADER_SIZE);
+    if (!h) throw new AgentVaultError('corrupt', `${this.where}: vector file is shorter than its ${VECTOR_HEADER_SIZE}-byte header`, { location: { file: this.where } });
+    this.recordSize = parseVectorHeader(h[0].subarray(h[1], h[1] + VECTOR_HEADER_SIZE), undefined, this.where).recordSize;
+  }
+
+  /** The next row as [buffer, start], or null at the end of the file. */
+  row(): Promise<[Buffer, number] | null> {
+    return this.take(this.recordSize);
+  }
+}
+
+/**
+ * Passages of an archive: jsonl lines joined with vector rows (line i ↔ row i), in batches. A
+ * batch is handed out before a read would overwrite the vector chunk its rows point into (the
+ * consumer is done with a batch when it asks for the next one).
+ */
+async function* passageBatches(lines: AsyncIterable<Buffer>, vectors: ChunkReader | null, where: string, vectorsWhere: string): AsyncGenerator<PassageBatch> {
+  const rows = vectors ? new RowReader(vectors, vectorsWhere) : null;
+  if (rows) await rows.header();
+  let batch = PassageBatch.lines(rows !== null);
+  let carry: Buffer | null = null;
+  let lineNo = 0;
+  /** Adds a line (bytes start..end of buf) with its row; returns false when the batch must go out first. */
+  const add = async (buf: Buffer, start: number, end: number): Promise<void> => {
+    lineNo++;
+    if (end > start && buf[end - 1] === 0x0d) end--;
+    let blank = true;
+    for (let k = start; k < end && blank; k++) if (buf[k] > 0x20) blank = false;
+    if (blank) return;
+    batch.lineBufs!.push(buf);
+    batch.lineStarts!.push(start);
+    batch.lineEnds!.push(end);
+    if (rows) {
+      const r = await rows.row();
+      if (!r) throw new AgentVaultError('corrupt', `${where}:${lineNo}: there are more passages than vectors in ${vectorsWhere}`, { location: { file: where, line: lineNo } });
+      batch.vecBufs!.push(r[0]);
+      batch.vecStarts!.push(r[1]);
+      batch.vecEnds!.push(r[1] + rows.recordSize);
+    }
+    batch.length++;
+  };
+  /** Whether the next line's row would need a new vector chunk (so the batch must go out first). */
+  const mustFlush = (): boolean => rows !== null && rows.ready === 0 && batch.length > 0;
+  for await (const chunk of lines) {
+    let start = 0;
+    let nl = chunk.indexOf(0x0a);
+    if (carry !== null && nl >= 0) {
+      if (mustFlush()) {
+        yield batch;
+        batch = PassageBatch.lines(rows !== null);
+      }
+      const line: Buffer = Buffer.concat([carry, chunk.subarray(0, nl)]);
+      await add(line, 0, line.length);
+      carry = null;
+      start = nl + 1;
+      nl = chunk.indexOf(0x0a, start);
+    }
+    while (nl >= 0) {
+      if (mustFlush()) {
+        yield batch;
+        batch = PassageBatch.lines(rows !== null);
+      }
+      await add(chunk, start, nl);
+      start = nl + 1;
+      nl = chunk.indexOf(0x0a, start);
+    }
+    if (start < chunk.length) carry = carry ? Buffer.concat([carry, chunk.subarray(start)]) : Buffer.from(chunk.subarray(start));
+  }
+  if (carry !== null) {
+    if (mustFlush()) {
+      yield batch;
+      batch = PassageBatch.lines(rows !== null);
+    }
+    await add(carry, 0, carry.length);
+  }
+  if (batch.length) yield batch;
+  if (rows && (await rows.row()) !== null) {
+    throw new AgentVaultError('corrupt', `${vectorsWhere}: there are more vectors than passages in ${where}`, { location: { file: vectorsWhere } });
+  }
+}
+
+export async function openArchiveSource(path: string): Promise<AgentStateSource> {
+  const reader = await openArchive(path);
+  try {
+    return new ArchiveSource(reader, await EntryStreams.open(path, reader.manifest.entries));
+  } catch (e) {
+    await reader.close();
+    throw e;
+  }
+}
+
+/** An archive (detected by its zip signature, not its name) or an agent file. */
+export async function openSource(path: string): Promise<AgentStateSource> {
+  return (await isArchivePath(path)) ? openArchiveSource(path) : openAgentFileSource(path);
+}

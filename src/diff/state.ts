@@ -1,0 +1,108 @@
+/**
+ * AgentState: one agent's configuration as the diff sees it (the .af v2 agent with its blocks,
+ * tools and groups resolved), independent of where it came from.
+ */
+import type { AgentFileV2 } from '../format/types';
+
+export interface AgentRef {
+  id: string;
+  name: string | null;
+  /** true for a database id (agent-<uuid>), false for a file-local one (agent-0, agent-1, …) */
+  originalId: boolean;
+}
+
+/** A group of agents (multi-agent workflow), as seen from the agent that owns it. */
+export interface GroupView {
+  id: string;
+  manager_type: string | null;
+  /** manager agent's name (or id when the name is unknown) */
+  manager: string | null;
+  /** member agents' names (or ids), sorted */
+  members: string[];
+  /** manager_config without manager_type / manager_agent_id */
+  config: Record<string, unknown>;
+  /** labels of the shared blocks, sorted */
+  shared_blocks: string[];
+  description: string | null;
+}
+
+export type Obj = Record<string, unknown>;
+
+export interface AgentState {
+  ref: AgentRef;
+  /** the agent object without `messages` */
+  agent: Obj;
+  blocks: Obj[];
+  tools: Obj[];
+  groups: GroupView[];
+  messageCount: number;
+  inContextIds: string[];
+}
+
+export const FILE_LOCAL_AGENT_ID = /^agent-\d+$/;
+
+export function isFileLocalId(id: string): boolean {
+  return FILE_LOCAL_AGENT_ID.test(id);
+}
+
+const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+const strings = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : []);
+const str = (v: unknown): string | null => (typeof v === 'string' ? v : null);
+
+function objects(v: unknown): Obj[] {
+  return Array.isArray(v) ? v.filter(isObj) : [];
+}
+
+/**
+ * The state of `doc.agents[index]`. `nameOf` names agents referenced by groups (the source knows
+ * all of its agents, an archive entry only one); `messageCount` overrides the length of the
+ * agent's (possibly emptied) `messages`.
+ */
+export function buildAgentState(doc: AgentFileV2, index: number, ref: AgentRef, nameOf: (docAgentId: string) => string | null, messageCount?: number): AgentState {
+  const agents = objects(doc.agents);
+  const agent = agents[index];
+  const { messages, ...rest } = agent;
+  const byId = (list: Obj[]): Map<string, Obj> => new Map(list.filter((o) => typeof o.id === 'string').map((o) => [o.id as string, o]));
+  const blocksById = byId(objects(doc.blocks));
+  const toolsById = byId(objects(doc.tools));
+  const blocks = strings(agent.block_ids)
+    .map((id) => blocksById.get(id))
+    .filter((b): b is Obj => !!b);
+  const tools = strings(agent.tool_ids)
+    .map((id) => toolsById.get(id))
+    .filter((t): t is Obj => !!t);
+  const agentId = str(agent.id) ?? '';
+  const ownGroupIds = new Set(strings(agent.group_ids));
+  const name = (id: string): string => nameOf(id) ?? (agents.find((a) => a.id === id)?.name as string | undefined) ?? id;
+  const groups: GroupView[] = [];
+  for (const g of objects(doc.groups)) {
+    const mc = isObj(g.manager_config) ? g.manager_config : {};
+    const managerId = str(mc.manager_agent_id);
+    const members = strings(g.agent_ids);
+    // A group is reported under one agent only (its manager, else its first member), so that a
+    // change of the group is one change, not one per member.
+    const owner = managerId ?? members[0] ?? null;
+    if (owner !== null ? owner !== agentId : !ownGroupIds.has(str(g.id) ?? '\0')) continue;
+    const { manager_type, manager_agent_id: _m, ...config } = mc;
+    groups.push({
+      id: str(g.id) ?? '',
+      manager_type: str(manager_type),
+      manager: managerId ? name(managerId) : null,
+      members: members.map(name).sort(),
+      config,
+      shared_blocks: strings(g.shared_block_ids)
+        .map((id) => str(blocksById.get(id)?.label) ?? id)
+        .sort(),
+      description: str(g.description),
+    });
+  }
+  return {
+    ref,
+    agent: rest,
+    blocks,
+    tools,
+    groups,
+    messageCount: messageCount ?? (Array.isArray(messages) ? messages.length : 0),
+    inContextIds: strings(agent.in_context_message_ids),
+  };
+}
