@@ -1,6 +1,7 @@
 /** CLI: `agent-vault diff <A> <B>` — the semantic diff of two agent states. */
 import { Option, type Command } from 'commander';
-import { diffPaths } from '../diff';
+import { diffSources } from '../diff';
+import { openSideSpec } from '../diff/live';
 import { renderReport, type DiffFormat } from '../diff/render';
 
 /** Colour only for a terminal, and never when NO_COLOR is set (https://no-color.org). */
@@ -15,8 +16,10 @@ export function registerDiffCommands(program: Command): void {
     .command('diff')
     .description('What changed between two agent states: system prompt, memory blocks, tools, workflows, LLM and embedding configs, messages, passages, environment')
     .argument('<A>', 'the old state: snapshot archive or agent file (.af v1, v2, double-encoded v2)')
-    .argument('<B>', 'the new state: snapshot archive or agent file')
+    .argument('<B>', 'the new state: snapshot archive, agent file, or a live Letta database (postgres://… URL or pglite:<dir>) for drift since A')
     .option('--agent <id-or-name>', 'only this agent (by id or name, on either side)')
+    .option('--schema <name>', 'schema of a live Letta database', 'letta')
+    .option('--org <id>', 'organization of a live Letta database')
     .addOption(new Option('--format <format>', 'output format').choices(['text', 'md', 'json']).default('text'))
     .option('--exit-code', 'exit with 1 when the states differ, 0 when they do not (like git diff --exit-code)')
     .addHelpText(
@@ -24,8 +27,20 @@ export function registerDiffCommands(program: Command): void {
       '\nAgents are matched by database id, then by name; blocks by label; tools by name; messages by id, then position.\n' +
         'Exit codes: 0 done (with --exit-code: no differences), 1 (only with --exit-code) differences found, 2 usage or I/O error.',
     )
-    .action(async (a: string, b: string, opts: { agent?: string; format: DiffFormat; exitCode?: boolean }) => {
-      const report = await diffPaths(a, b, { agent: opts.agent });
+    .action(async (a: string, b: string, opts: { agent?: string; schema: string; org?: string; format: DiffFormat; exitCode?: boolean }) => {
+      const side = { agent: opts.agent, schema: opts.schema, organizationId: opts.org };
+      const A = await openSideSpec(a, side);
+      let report;
+      try {
+        const B = await openSideSpec(b, side);
+        try {
+          report = await diffSources(A, B, { agent: opts.agent });
+        } finally {
+          await B.close();
+        }
+      } finally {
+        await A.close();
+      }
       process.stdout.write(renderReport(report, opts.format, { color: opts.format === 'text' && useColor() }));
       process.exitCode = opts.exitCode && !report.identical ? 1 : 0;
     });
