@@ -2,13 +2,16 @@
 //   node scripts/build.mjs          dist/extension.js (+ dist/cli.js when src/cli/main.ts exists)
 //   node scripts/build.mjs --tests  also bundles the in-host extension test suite to
 //                                   out/test/extension/suite/index.js
+//   node scripts/build.mjs --cli-only  only dist/cli.js (+ its PGlite files)
 import { build } from 'esbuild';
-import { existsSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const withTests = process.argv.includes('--tests');
+const cliOnly = process.argv.includes('--cli-only');
 
 const common = {
   bundle: true,
@@ -22,22 +25,79 @@ const common = {
   absWorkingDir: root,
 };
 
-const jobs = [
-  build({
-    ...common,
-    entryPoints: ['src/extension/extension.ts'],
-    outfile: 'dist/extension.js',
-    external: ['vscode'],
-  }),
-];
+/*
+ * PGlite (embedded Postgres in WASM) loads pglite.wasm, pglite.data, initdb.wasm and pgvector's
+ * vector.tar.gz from files next to its own module. Its ESM build finds them through
+ * `import.meta.url`, which a CommonJS bundle does not have, so:
+ *   - the CLI bundle takes PGlite's CommonJS build (it uses `__filename`, i.e. dist/cli.js) and the
+ *     four files are copied into dist/ beside it;
+ *   - the extension (which only talks to PostgreSQL servers) gets a stub instead of PGlite, which
+ *     keeps ~15 MB of WASM out of the .vsix; using PGlite there fails with a clear error.
+ */
+const require = createRequire(import.meta.url);
+const PGLITE_PACKAGES = /^@electric-sql\/pglite(-pgvector)?$/;
+
+function pgliteCommonJs() {
+  return {
+    name: 'pglite-commonjs',
+    setup(b) {
+      b.onResolve({ filter: PGLITE_PACKAGES }, (args) => ({ path: require.resolve(args.path, { paths: [root] }) }));
+    },
+  };
+}
+
+function pgliteStub() {
+  return {
+    name: 'pglite-stub',
+    setup(b) {
+      b.onResolve({ filter: PGLITE_PACKAGES }, (args) => ({ path: args.path, namespace: 'pglite-stub' }));
+      b.onLoad({ filter: /.*/, namespace: 'pglite-stub' }, () => ({
+        contents: `const fail = () => { const { AgentVaultError } = require(${JSON.stringify(join(root, 'src/core/errors.ts'))}); throw new AgentVaultError('pglite-unavailable', 'the embedded PGlite database is not available in the VS Code extension; connect to a PostgreSQL server, or use the agent-vault CLI'); };
+export class PGlite { constructor() { fail(); } static create() { fail(); } }
+export const vector = { name: 'pgvector', setup: fail };`,
+        loader: 'js',
+        resolveDir: root,
+      }));
+    },
+  };
+}
+
+function copyPgliteAssets() {
+  const pgliteDir = dirname(require.resolve('@electric-sql/pglite', { paths: [root] }));
+  const vectorDir = dirname(require.resolve('@electric-sql/pglite-pgvector', { paths: [root] }));
+  mkdirSync(join(root, 'dist'), { recursive: true });
+  for (const [dir, file] of [
+    [pgliteDir, 'pglite.wasm'],
+    [pgliteDir, 'pglite.data'],
+    [pgliteDir, 'initdb.wasm'],
+    [vectorDir, 'vector.tar.gz'],
+  ]) {
+    copyFileSync(join(dir, file), join(root, 'dist', file));
+  }
+}
+
+const jobs = [];
+if (!cliOnly) {
+  jobs.push(
+    build({
+      ...common,
+      entryPoints: ['src/extension/extension.ts'],
+      outfile: 'dist/extension.js',
+      external: ['vscode'],
+      plugins: [pgliteStub()],
+    }),
+  );
+}
 
 if (existsSync(join(root, 'src/cli/main.ts'))) {
+  copyPgliteAssets();
   jobs.push(
     build({
       ...common,
       entryPoints: ['src/cli/main.ts'],
       outfile: 'dist/cli.js',
       banner: { js: '#!/usr/bin/env node' },
+      plugins: [pgliteCommonJs()],
     }),
   );
 }
@@ -51,14 +111,16 @@ if (withTests) {
       entryPoints: ['test/extension/suite/index.ts'],
       outfile: 'out/test/extension/suite/index.js',
       // mocha is resolved from node_modules at run time (it has worker/reporter files of its own).
-      external: ['vscode', 'mocha'],
-      plugins: [suiteFilesPlugin()],
+      // vscode-textmate/vscode-oniguruma (grammar tests) load onig.wasm from their package folder.
+      external: ['vscode', 'mocha', 'vscode-textmate', 'vscode-oniguruma'],
+      plugins: [suiteFilesPlugin(), pgliteStub()],
     }),
   );
 }
 
 await Promise.all(jobs);
-console.log(`build: dist/extension.js${jobs.length > 1 && existsSync(join(root, 'src/cli/main.ts')) ? ', dist/cli.js' : ''}${withTests ? ', out/test/extension/suite/index.js' : ''}`);
+const built = [...(cliOnly ? [] : ['dist/extension.js']), ...(existsSync(join(root, 'src/cli/main.ts')) ? ['dist/cli.js'] : []), ...(withTests ? ['out/test/extension/suite/index.js'] : [])];
+console.log(`build: ${built.join(', ')}`);
 
 /** Virtual module `suite-files` that imports every test/extension/suite/**\/*.test.ts in order. */
 function suiteFilesPlugin() {

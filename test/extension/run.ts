@@ -11,6 +11,7 @@ import { runTests } from '@vscode/test-electron';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { ENV_NAME, startExtensionTestPg, type StartedPg } from './pg-setup';
 
 const repoRoot = path.resolve(__dirname, '..', '..');
 
@@ -34,7 +35,11 @@ async function main(): Promise<number> {
   const workspace = path.join(profile, 'workspace');
   fs.mkdirSync(workspace);
   const started = Date.now();
+  // The real PostgreSQL the in-host tests export from and restore into (see ./pg-setup.ts).
+  let pg: StartedPg | undefined;
   try {
+    pg = await startExtensionTestPg();
+    console.log(`test PostgreSQL ready on ${pg.info.host}:${pg.info.port} (${((Date.now() - started) / 1000).toFixed(1)}s)`);
     await runTests({
       vscodeExecutablePath,
       extensionDevelopmentPath,
@@ -45,7 +50,7 @@ async function main(): Promise<number> {
         `--user-data-dir=${path.join(profile, 'user-data')}`,
         `--extensions-dir=${path.join(profile, 'extensions')}`,
       ],
-      extensionTestsEnv: { AGENT_VAULT_EXTENSION_TESTS: '1' },
+      extensionTestsEnv: { AGENT_VAULT_EXTENSION_TESTS: '1', [ENV_NAME]: JSON.stringify(pg.info) },
     });
     console.log(`extension tests passed in ${((Date.now() - started) / 1000).toFixed(1)}s`);
     return 0;
@@ -53,6 +58,7 @@ async function main(): Promise<number> {
     console.error(`extension tests failed after ${((Date.now() - started) / 1000).toFixed(1)}s: ${(err as Error).message}`);
     return 1;
   } finally {
+    await pg?.stop().catch((e) => console.error(`stopping the test PostgreSQL: ${(e as Error).message}`));
     fs.rmSync(profile, { recursive: true, force: true, maxRetries: 3 });
   }
 }

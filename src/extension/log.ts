@@ -1,0 +1,91 @@
+/**
+ * The "Agent Vault" output channel, and how a command reports a failure: an error notification
+ * with the message (what and where, never a stack), the hint when there is one, and a "Show Log"
+ * button that opens the channel, where the details (cause, stack) are.
+ */
+import * as vscode from 'vscode';
+import { AgentVaultError, errorMessage, formatLocation } from '../core/errors';
+
+export const SHOW_LOG = 'Show Log';
+
+/** Thrown when the user cancels a long operation (progress notification's Cancel button). */
+export class Cancelled extends Error {
+  constructor() {
+    super('cancelled');
+    this.name = 'Cancelled';
+  }
+}
+
+export class Log implements vscode.Disposable {
+  readonly channel: vscode.LogOutputChannel;
+  /** The last failure reported to the user (read by the extension's tests). */
+  lastError: { title: string; message: string; code?: string } | undefined;
+
+  constructor() {
+    this.channel = vscode.window.createOutputChannel('Agent Vault', { log: true });
+  }
+
+  info(msg: string): void {
+    this.channel.info(msg);
+  }
+
+  warn(msg: string): void {
+    this.channel.warn(msg);
+  }
+
+  show(): void {
+    this.channel.show(true);
+  }
+
+  /**
+   * Reports a failure of `title` ("Export failed", …). Not awaited by callers: a notification's
+   * promise settles only when the user closes it.
+   */
+  report(title: string, e: unknown): void {
+    if (e instanceof Cancelled) {
+      this.info(`${title}: cancelled`);
+      void vscode.window.showInformationMessage(`Agent Vault: ${title.replace(/ failed$/, '')} cancelled.`);
+      return;
+    }
+    const avError = e instanceof AgentVaultError ? e : undefined;
+    let message = errorMessage(e);
+    const where = formatLocation(avError?.location);
+    if (where && !message.includes(where)) message += ` (${where})`;
+    const hint = avError?.hint ? ` — ${avError.hint}` : avError ? '' : ' — see the log for details';
+    this.lastError = { title, message, code: avError?.code };
+    this.channel.error(`${title}: ${message}${avError?.code ? ` [${avError.code}]` : ''}`);
+    if (avError?.hint) this.channel.error(`  hint: ${avError.hint}`);
+    let cause: unknown = (e as { cause?: unknown } | null)?.cause;
+    while (cause) {
+      this.channel.error(`  caused by: ${errorMessage(cause)}`);
+      cause = (cause as { cause?: unknown }).cause;
+    }
+    if (!avError && e instanceof Error && e.stack) this.channel.error(e.stack);
+    void vscode.window.showErrorMessage(`Agent Vault: ${title}: ${message}${hint}`, SHOW_LOG).then((pick) => {
+      if (pick === SHOW_LOG) this.show();
+    });
+  }
+
+  dispose(): void {
+    this.channel.dispose();
+  }
+}
+
+/**
+ * Runs long work under a cancellable progress notification. `work` gets a `check()` to call
+ * between steps (it throws Cancelled once the user cancelled) and a `report(message)`.
+ */
+export function withProgress<T>(
+  title: string,
+  work: (p: { report: (message: string) => void; check: () => void; token: vscode.CancellationToken }) => Promise<T>,
+): Thenable<T> {
+  return vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Agent Vault: ${title}`, cancellable: true }, (progress, token) =>
+    work({
+      report: (message) => progress.report({ message }),
+      check: () => {
+        if (token.isCancellationRequested) throw new Cancelled();
+      },
+      token,
+    }),
+  );
+}

@@ -1,0 +1,352 @@
+/**
+ * The "Snapshots" view: the vault folder's snapshots grouped by agent, newest first. An agent
+ * shows its backup status (stale backup, failed or overdue drill: a warning icon and the reasons);
+ * a snapshot expands into the agent's system prompt, memory blocks, tools, tool rules, models,
+ * messages (N), passages (N) and the snapshot's Qdrant collections. Components open as read-only
+ * documents (./documents.ts).
+ */
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import { errorMessage } from '../core/errors';
+import type { ComponentInfo } from '../diff/components';
+import { readManifest } from '../format/archive';
+import { listCollectionsInArchive, type ArchivedCollectionSummary } from '../qdrant/archive';
+import { listVaultSnapshots, type CatalogAgent, type CatalogSnapshot } from '../vault/catalog';
+import type { StatusPolicy } from '../vault/config';
+import { vaultStatus, type AgentStatus } from '../vault/status';
+import { isFileLocalId } from '../diff/state';
+import { docUri, snapshotLabel, type DocTarget, type SourceCache } from './documents';
+import type { Log } from './log';
+
+export const OPEN_DOC_COMMAND = 'agentVault.openDocument';
+
+export type SnapshotsNode = AgentGroupNode | SnapshotNode | FolderNode | ComponentNode | MessageNode;
+
+export interface AgentGroupNode {
+  type: 'agent';
+  /** the database id, or "name:<name>" for agents with file-local ids (packed .af files) */
+  key: string;
+  /** the agent id in the snapshots (file-local ids may differ per snapshot: see agentIn) */
+  id: string;
+  name: string | null;
+  snapshots: CatalogSnapshot[];
+  status?: AgentStatus;
+}
+
+export interface SnapshotNode {
+  type: 'snapshot';
+  snapshot: CatalogSnapshot;
+  agent: CatalogAgent;
+  /** newer snapshots of the same agent come first; this is the index in that list */
+  position: number;
+  group: AgentGroupNode;
+}
+
+export interface FolderNode {
+  type: 'folder';
+  parent: SnapshotNode;
+  folder: 'blocks' | 'tools' | 'models' | 'collections';
+  label: string;
+  children: SnapshotsNode[];
+}
+
+export interface ComponentNode {
+  type: 'component';
+  parent: SnapshotNode;
+  label: string;
+  description?: string;
+  icon: string;
+  target: DocTarget;
+  fileName?: string;
+}
+
+export interface MessageNode {
+  type: 'message';
+  label: string;
+  description?: string;
+  tooltip?: string;
+  icon: string;
+}
+
+const when = (iso: string): string => {
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return iso;
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+};
+
+export function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
+  if (n < 1024 * 1024 * 1024) return `${(n / 1024 / 1024).toFixed(1)} MB`;
+  return `${(n / 1024 / 1024 / 1024).toFixed(2)} GB`;
+}
+
+/** The group's agent inside one snapshot. */
+export function agentIn(s: CatalogSnapshot, g: Pick<AgentGroupNode, 'key'>): CatalogAgent {
+  return s.agents.find((a) => (isFileLocalId(a.id) ? `name:${a.name ?? a.id}` : a.id) === g.key)!;
+}
+
+export class SnapshotsTree implements vscode.TreeDataProvider<SnapshotsNode>, vscode.Disposable {
+  private readonly changed = new vscode.EventEmitter<SnapshotsNode | undefined>();
+  readonly onDidChangeTreeData = this.changed.event;
+  private groups: Promise<AgentGroupNode[]> | undefined;
+  /** Archives opened from elsewhere ("Open Snapshot"), shown with the vault's for this session. */
+  private readonly opened = new Set<string>();
+  private readonly children = new WeakMap<SnapshotNode, Promise<SnapshotsNode[]>>();
+  lastError: string | undefined;
+
+  constructor(
+    private readonly vaultDir: () => string,
+    private readonly policy: () => StatusPolicy,
+    private readonly sources: SourceCache,
+    private readonly log: Log,
+  ) {}
+
+  refresh(): void {
+    this.groups = undefined;
+    this.changed.fire(undefined);
+  }
+
+  addOpened(file: string): void {
+    this.opened.add(path.resolve(file));
+    this.refresh();
+  }
+
+  /** The agent groups, loading the catalog once per refresh. */
+  agentGroups(): Promise<AgentGroupNode[]> {
+    this.groups ??= this.load();
+    return this.groups;
+  }
+
+  private async load(): Promise<AgentGroupNode[]> {
+    const dir = this.vaultDir();
+    this.lastError = undefined;
+    let snaps: CatalogSnapshot[] = [];
+    try {
+      snaps = await listVaultSnapshots(dir);
+    } catch (e) {
+      this.lastError = errorMessage(e);
+      this.log.warn(`reading the vault ${dir}: ${this.lastError}`);
+    }
+    for (const file of this.opened) {
+      if (snaps.some((s) => s.path === file)) continue;
+      try {
+        const m = await readManifest(file);
+        snaps.push({
+          id: path.basename(file),
+          path: file,
+          created_at: m.created_at,
+          bytes: 0,
+          encrypted: m.encryption !== undefined && m.encryption !== null,
+          agents: m.agents.map((a) => ({ id: a.id, name: a.name, counts: a.counts })),
+          collections: [],
+          listed: false,
+        });
+      } catch (e) {
+        this.log.warn(`reading ${file}: ${errorMessage(e)}`);
+      }
+    }
+    let statuses = new Map<string, AgentStatus>();
+    if (snaps.some((s) => s.listed)) {
+      try {
+        const st = await vaultStatus(dir, this.policy());
+        statuses = new Map(st.agents.map((a) => [a.id, a]));
+      } catch (e) {
+        this.log.warn(`backup status of ${dir}: ${errorMessage(e)}`);
+      }
+    }
+    // Agents are grouped by database id; agents packed from .af files have file-local ids
+    // (agent-0, agent-1 … in every file), so those are grouped by name.
+    const groups = new Map<string, AgentGroupNode>();
+    for (const s of snaps) {
+      for (const a of s.agents) {
+        const key = isFileLocalId(a.id) ? `name:${a.name ?? a.id}` : a.id;
+        let g = groups.get(key);
+        if (!g) groups.set(key, (g = { type: 'agent', key, id: a.id, name: a.name, snapshots: [], status: isFileLocalId(a.id) ? undefined : statuses.get(a.id) }));
+        if (a.name) g.name = a.name;
+        g.snapshots.push(s);
+      }
+    }
+    for (const g of groups.values()) g.snapshots.sort((x, y) => (x.created_at < y.created_at ? 1 : x.created_at > y.created_at ? -1 : 0));
+    return [...groups.values()].sort((x, y) => (x.name ?? x.id).localeCompare(y.name ?? y.id));
+  }
+
+  /** The snapshot nodes of an agent, newest first. */
+  snapshotNodes(g: AgentGroupNode): SnapshotNode[] {
+    return g.snapshots.map((s, i) => ({ type: 'snapshot', snapshot: s, agent: agentIn(s, g), position: i, group: g }));
+  }
+
+  async getChildren(node?: SnapshotsNode): Promise<SnapshotsNode[]> {
+    if (!node) {
+      const groups = await this.agentGroups();
+      if (groups.length === 0) {
+        const msg: MessageNode = this.lastError
+          ? { type: 'message', label: 'The vault cannot be read', description: this.lastError, tooltip: this.lastError, icon: 'error' }
+          : { type: 'message', label: 'No snapshots yet', description: this.vaultDir(), tooltip: 'Run "Agent Vault: Export Agents…" or "Import .af into Vault"', icon: 'info' };
+        return [msg];
+      }
+      return groups;
+    }
+    switch (node.type) {
+      case 'agent':
+        return this.snapshotNodes(node);
+      case 'snapshot': {
+        let c = this.children.get(node);
+        if (!c) {
+          c = this.snapshotChildren(node);
+          this.children.set(node, c);
+        }
+        return c;
+      }
+      case 'folder':
+        return node.children;
+      default:
+        return [];
+    }
+  }
+
+  private async snapshotChildren(n: SnapshotNode): Promise<SnapshotsNode[]> {
+    const s = n.snapshot;
+    if (s.error) return [{ type: 'message', label: 'Cannot read this archive', description: s.error, tooltip: s.error, icon: 'error' }];
+    const src = s.path;
+    const comp = (c: ComponentInfo, icon: string): ComponentNode => ({
+      type: 'component',
+      parent: n,
+      label: c.title,
+      description: c.detail,
+      icon,
+      target: { src, agent: n.agent.id, kind: c.ref.kind, key: c.ref.key },
+      fileName: c.fileName,
+    });
+    let components: ComponentInfo[];
+    try {
+      components = (await this.sources.components(src, n.agent.id)).components;
+    } catch (e) {
+      const msg = errorMessage(e);
+      this.log.warn(`reading ${s.path} (agent ${n.agent.id}): ${msg}`);
+      return [{ type: 'message', label: s.encrypted ? 'Encrypted snapshot' : 'Cannot read this snapshot', description: msg, tooltip: msg, icon: s.encrypted ? 'lock' : 'error' }];
+    }
+    const out: SnapshotsNode[] = [];
+    const byKind = (k: string) => components.filter((c) => c.ref.kind === k);
+    out.push(...byKind('system').map((c) => comp(c, 'comment-discussion')));
+    const blocks = byKind('block');
+    out.push({ type: 'folder', parent: n, folder: 'blocks', label: `Memory blocks (${blocks.length})`, children: blocks.map((c) => comp(c, 'note')) });
+    const tools = byKind('tool');
+    out.push({ type: 'folder', parent: n, folder: 'tools', label: `Tools (${tools.length})`, children: tools.map((c) => comp(c, 'tools')) });
+    out.push(...byKind('rules').map((c) => comp(c, 'type-hierarchy')));
+    out.push({ type: 'folder', parent: n, folder: 'models', label: 'Models', children: [...byKind('llm'), ...byKind('embedding')].map((c) => comp(c, 'symbol-misc')) });
+    const counts = n.agent.counts;
+    out.push({ type: 'component', parent: n, label: `Messages (${counts?.messages ?? '?'})`, description: counts ? `${counts.in_context_messages} in context` : undefined, icon: 'comment', target: { src, agent: n.agent.id, kind: 'messages' } });
+    out.push({ type: 'component', parent: n, label: `Passages (${counts?.passages ?? '?'})`, icon: 'database', target: { src, agent: n.agent.id, kind: 'passages' } });
+    let collections: ArchivedCollectionSummary[] = [];
+    try {
+      collections = listCollectionsInArchive(await readManifest(src));
+    } catch (e) {
+      this.log.warn(`Qdrant collections of ${src}: ${errorMessage(e)}`);
+    }
+    if (collections.length) {
+      out.push({
+        type: 'folder',
+        parent: n,
+        folder: 'collections',
+        label: `Qdrant collections (${collections.length})`,
+        children: collections.map((c) => ({
+          type: 'component',
+          parent: n,
+          label: c.name,
+          description: `${c.points_count} points${c.vectors.length ? ` · ${c.vectors.join(', ')}` : ''}${c.has_points_export ? ' · points export' : ''}`,
+          icon: 'layers',
+          target: { src, agent: '', kind: 'collection', key: c.name },
+        })),
+      });
+    }
+    return out;
+  }
+
+  getTreeItem(node: SnapshotsNode): vscode.TreeItem {
+    switch (node.type) {
+      case 'agent': {
+        const item = new vscode.TreeItem(node.name ?? node.id, vscode.TreeItemCollapsibleState.Collapsed);
+        item.id = `agent:${node.key}`;
+        item.contextValue = 'vaultAgent';
+        const st = node.status;
+        const latest = node.snapshots[0];
+        const parts = [`${node.snapshots.length} snapshot${node.snapshots.length === 1 ? '' : 's'}`];
+        if (st?.stale) parts.push('backup stale');
+        if (st?.drill_failed) parts.push('drill failed');
+        else if (st?.drill_overdue) parts.push('drill overdue');
+        item.description = parts.join(' · ');
+        const tip = new vscode.MarkdownString();
+        tip.appendMarkdown(`**${node.name ?? node.id}**  \n\`${node.id}\`  \n`);
+        if (latest) tip.appendMarkdown(`latest snapshot: ${when(latest.created_at)}  \n`);
+        if (st) {
+          tip.appendMarkdown(`backup status: **${st.level}**  \n`);
+          for (const w of st.warnings) tip.appendMarkdown(`- ${w}\n`);
+        }
+        item.tooltip = tip;
+        if (st && st.level !== 'ok') {
+          item.iconPath = new vscode.ThemeIcon(st.level === 'error' ? 'error' : 'warning', new vscode.ThemeColor(st.level === 'error' ? 'list.errorForeground' : 'list.warningForeground'));
+        } else item.iconPath = new vscode.ThemeIcon('hubot');
+        return item;
+      }
+      case 'snapshot': {
+        const s = node.snapshot;
+        const item = new vscode.TreeItem(when(s.created_at), vscode.TreeItemCollapsibleState.Collapsed);
+        item.id = `snapshot:${node.group.key}:${s.path}`;
+        item.contextValue = s.listed ? 'snapshot' : 'snapshotLoose';
+        item.description = `${s.listed ? s.id : path.basename(s.path)}${s.bytes ? ` · ${formatBytes(s.bytes)}` : ''}${s.encrypted ? ' · encrypted' : ''}${s.listed ? '' : ' · not in index'}`;
+        item.iconPath = new vscode.ThemeIcon(s.error ? 'error' : s.encrypted ? 'lock' : 'archive');
+        item.resourceUri = vscode.Uri.file(s.path);
+        const c = node.agent.counts;
+        item.tooltip = `${s.path}\n${s.created_at}\n${c ? `${c.messages} messages, ${c.passages} passages, ${c.blocks} blocks, ${c.tools} tools` : ''}${s.collections.length ? `\nQdrant: ${s.collections.join(', ')}` : ''}${s.error ? `\n${s.error}` : ''}`;
+        return item;
+      }
+      case 'folder': {
+        const item = new vscode.TreeItem(node.label, vscode.TreeItemCollapsibleState.Collapsed);
+        item.id = `folder:${node.parent.group.key}:${node.parent.snapshot.path}:${node.folder}`;
+        item.contextValue = `folder-${node.folder}`;
+        item.iconPath = new vscode.ThemeIcon(node.folder === 'blocks' ? 'notebook' : node.folder === 'tools' ? 'tools' : node.folder === 'models' ? 'chip' : 'layers');
+        return item;
+      }
+      case 'component': {
+        const item = new vscode.TreeItem(node.label, vscode.TreeItemCollapsibleState.None);
+        const t = node.target;
+        item.id = `component:${node.parent.group.key}:${node.parent.snapshot.path}:${t.kind}:${t.key ?? ''}`;
+        item.description = node.description;
+        item.contextValue = `component-${t.kind}`;
+        item.iconPath = new vscode.ThemeIcon(node.icon);
+        const s = node.parent.snapshot;
+        const uri = docUri(t, { snapshot: snapshotLabel(s.path, s.listed ? s.id : undefined), agent: node.parent.agent.name ?? node.parent.agent.id, fileName: node.fileName });
+        item.command = { command: OPEN_DOC_COMMAND, title: 'Open', arguments: [uri] };
+        item.tooltip = `${node.label}${node.description ? ` — ${node.description}` : ''}`;
+        return item;
+      }
+      case 'message': {
+        const item = new vscode.TreeItem(node.label, vscode.TreeItemCollapsibleState.None);
+        item.description = node.description;
+        item.tooltip = node.tooltip;
+        item.iconPath = new vscode.ThemeIcon(node.icon);
+        item.contextValue = 'message';
+        return item;
+      }
+    }
+  }
+
+  getParent(node: SnapshotsNode): SnapshotsNode | undefined {
+    switch (node.type) {
+      case 'snapshot':
+        return node.group;
+      case 'folder':
+        return node.parent;
+      case 'component':
+        return node.parent;
+      default:
+        return undefined;
+    }
+  }
+
+  dispose(): void {
+    this.changed.dispose();
+  }
+}
