@@ -54,7 +54,17 @@ export function handleError(e: unknown): number {
   return 70;
 }
 
+/** `agent-vault … | head` closes the pipe early: stop quietly, as Unix tools do. */
+function quietOnBrokenPipe(stream: NodeJS.WriteStream): void {
+  stream.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw e;
+  });
+}
+
 if (require.main === module) {
+  quietOnBrokenPipe(process.stdout);
+  quietOnBrokenPipe(process.stderr);
   main(process.argv.slice(2)).then(
     (code) => process.exit(code),
     (e) => process.exit(handleError(e)),

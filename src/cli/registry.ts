@@ -3,11 +3,16 @@
  * `register…Commands(program)`; this list is the one place that wires them in.
  */
 import type { Command } from 'commander';
+import { registerDemoCommand } from './demo';
 import { registerDiffCommands } from './diff';
+import { registerLettaCommands } from './letta';
 import { registerQdrantCommands } from './qdrant';
+import { registerVaultCommands } from './vault';
 
-export function registerExtraCommands(_program: Command): void {
-  // wired in as each concern lands
-  registerDiffCommands(_program);
-  registerQdrantCommands(_program);
+export function registerExtraCommands(program: Command): void {
+  registerDiffCommands(program);
+  registerLettaCommands(program);
+  registerQdrantCommands(program);
+  registerVaultCommands(program);
+  registerDemoCommand(program);
 }

@@ -8,8 +8,9 @@
  * before its first use.
  *
  * Result shape (shared with the PGlite backend): rows are plain objects keyed by column name;
- * json/jsonb are parsed; bigint (int8) and numeric come back as strings; timestamptz/timestamp/
- * date as Date; bytea as Buffer; vector columns as their text form '[1,2,3]'. Parameters: pass
+ * json/jsonb are parsed; bigint (int8) and numeric come back as strings; timestamptz/timestamp
+ * as exact ISO 8601 text with microseconds and offset ('2024-01-02T03:04:05.123456+00:00', see
+ * ./timestamps.ts) and date as 'YYYY-MM-DD' text; bytea as Buffer; vector columns as their text form '[1,2,3]'. Parameters: pass
  * json values as JSON text (JSON.stringify) and vectors as '[…]' text (see ./vector.ts) — pg
  * would send a JS array as a PostgreSQL array literal.
  *
@@ -19,7 +20,8 @@
  */
 import { readFileSync } from 'node:fs';
 import type { ConnectionOptions } from 'node:tls';
-import { Client, Pool, type PoolClient, type PoolConfig, type QueryResult as PgQueryResult } from 'pg';
+import { from as copyFromStdin } from 'pg-copy-streams';
+import { Client, Pool, types as pgTypes, type PoolClient, type PoolConfig, type QueryResult as PgQueryResult } from 'pg';
 import { AgentVaultError, errorMessage } from '../core/errors';
 import {
   beginStatement,
@@ -29,7 +31,19 @@ import {
   transactionAbortedError,
   transactionFinishedError,
 } from './errors';
+import { PG_DATE, PG_TIMESTAMP, PG_TIMESTAMPTZ, pgDateText, pgTimestampToIso } from './timestamps';
 import type { Db, QueryResult, Queryable, TransactionOptions } from './types';
+
+/** pg's own parsers, except that dates and timestamps stay exact text (see ./timestamps.ts). */
+const PG_TYPES = {
+  getTypeParser(oid: number, format?: 'text' | 'binary'): (value: string) => unknown {
+    if (format !== 'binary') {
+      if (oid === PG_TIMESTAMPTZ || oid === PG_TIMESTAMP) return pgTimestampToIso;
+      if (oid === PG_DATE) return pgDateText;
+    }
+    return (pgTypes.getTypeParser as (oid: number, format?: string) => (value: string) => unknown)(oid, format ?? 'text');
+  },
+};
 
 export type PgSslMode = 'disable' | 'prefer' | 'require' | 'verify-ca' | 'verify-full';
 
@@ -146,6 +160,7 @@ function resolveConfig(opts: PgOpenOptions): ResolvedConfig {
   const envTimeout = env.PGCONNECT_TIMEOUT ? Number(env.PGCONNECT_TIMEOUT) * 1000 : undefined;
   const poolConfig: PoolConfig = {
     connectionString,
+    types: PG_TYPES as PoolConfig['types'],
     ssl: sslConfig(ssl),
     application_name: opts.applicationName ?? env.PGAPPNAME ?? 'agent-vault',
     max: opts.maxConnections ?? 4,
@@ -256,6 +271,28 @@ export class PgDb implements Db {
       },
       async exec(sql: string) {
         await run(sql);
+      },
+      async copyFrom(sql: string, data: readonly Buffer[]) {
+        if (!active) throw transactionFinishedError();
+        try {
+          const stream = client.query(copyFromStdin(sql));
+          const done = new Promise<void>((resolve, reject) => {
+            stream.on('finish', () => resolve());
+            stream.on('error', reject);
+          });
+          for (const chunk of data) {
+            if (!stream.write(chunk)) await new Promise<void>((r) => stream.once('drain', () => r()));
+          }
+          stream.end();
+          await done;
+          return stream.rowCount ?? 0;
+        } catch (e) {
+          if (broken !== undefined || isConnectionLostError(e)) {
+            broken ??= e;
+            throw connectionLostError(target, 'during a transaction', e);
+          }
+          throw e;
+        }
       },
     };
     try {

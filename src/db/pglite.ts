@@ -8,7 +8,8 @@
  * refused with AgentVaultError 'db-nested-call'.
  *
  * Result shape is the pg backend's (see ./pg.ts): rows as objects; json/jsonb parsed; bigint and
- * numeric as strings; timestamptz/timestamp/date as Date; bytea as Buffer; vector columns as text
+ * numeric as strings; timestamptz/timestamp as exact ISO 8601 text and date as 'YYYY-MM-DD' text
+ * (see ./timestamps.ts); bytea as Buffer; vector columns as text
  * '[1,2,3]' (PGlite has no parser for the vector type, same as pg).
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
@@ -16,6 +17,7 @@ import { PGlite, type Results } from '@electric-sql/pglite';
 import { vector } from '@electric-sql/pglite-pgvector';
 import { AgentVaultError, errorMessage } from '../core/errors';
 import { beginStatement, quoteIdent, transactionAbortedError, transactionFinishedError } from './errors';
+import { PG_DATE, PG_TIMESTAMP, PG_TIMESTAMPTZ, pgDateText, pgTimestampToIso } from './timestamps';
 import type { Db, QueryResult, Queryable, TransactionOptions } from './types';
 
 export interface PgliteOpenOptions {
@@ -29,20 +31,14 @@ export interface PgliteOpenOptions {
 
 const INT8 = 20;
 const BYTEA = 17;
-const DATE = 1082;
 
 /** Parsers that make PGlite's values look like node-postgres's. */
 const PG_COMPATIBLE_PARSERS = {
   [INT8]: (v: string) => v,
   [BYTEA]: (v: string) => Buffer.from(v.startsWith('\\x') ? v.slice(2) : v, 'hex'),
-  // pg: a date is local midnight of that day.
-  [DATE]: (v: string) => {
-    const m = /^(\d{4,})-(\d{2})-(\d{2})$/.exec(v);
-    if (!m) return v === 'infinity' ? Infinity : v === '-infinity' ? -Infinity : v;
-    const d = new Date(Number(m[1]), Number(m[2]) - 1, Number(m[3]));
-    if (Number(m[1]) < 100) d.setFullYear(Number(m[1]));
-    return d;
-  },
+  [PG_DATE]: pgDateText,
+  [PG_TIMESTAMPTZ]: pgTimestampToIso,
+  [PG_TIMESTAMP]: pgTimestampToIso,
 };
 
 function toResult<R>(r: Results<any>): QueryResult<R> {
@@ -146,6 +142,13 @@ export class PgliteDb implements Db {
         async exec(sql: string) {
           if (!active) throw transactionFinishedError();
           await pg.exec(sql);
+        },
+        async copyFrom(sql: string, data: readonly Buffer[]) {
+          if (!active) throw transactionFinishedError();
+          // PGlite reads COPY data from the virtual file /dev/blob
+          const fromBlob = sql.replace(/\bFROM\s+STDIN\b/i, "FROM '/dev/blob'");
+          const r = await pg.query(fromBlob, [], { blob: new Blob(data as Buffer[]) });
+          return r.affectedRows ?? 0;
         },
       };
       await pg.exec(begin);

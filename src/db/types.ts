@@ -14,6 +14,12 @@ export interface Queryable {
   query<R = Record<string, any>>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>>;
   /** Several statements, no parameters (DDL scripts). */
   exec(sql: string): Promise<void>;
+  /**
+   * `COPY <table> FROM STDIN …` fed with `data` (any COPY format, e.g. `WITH (FORMAT binary)`);
+   * resolves to the number of rows copied. Implemented by both backends' transaction handles
+   * (bulk loads without per-value text formatting); optional for other Queryables.
+   */
+  copyFrom?(sql: string, data: readonly Buffer[]): Promise<number>;
 }
 
 export type IsolationLevel = 'read committed' | 'repeatable read' | 'serializable';

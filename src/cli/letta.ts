@@ -1,0 +1,237 @@
+/**
+ * CLI: `agent-vault agents | export | restore` against a Letta database (PostgreSQL through a
+ * postgres:// URL or the libpq environment variables, or an embedded PGlite data directory).
+ * Exit codes (docs/CLI.md "letta"): 0 ok · 1 verification failed (damaged archive, invalid agent
+ * file) · 2 usage (bad options, unknown agent, output exists without --force) · 3 connection ·
+ * 4 conflict (an agent exists and --on-conflict=fail) · 5 restore failed and was rolled back ·
+ * 6 schema revision or embedding mismatch refused.
+ */
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import { AgentVaultError } from '../core/errors';
+import { openPg, type PgSslMode } from '../db/pg';
+import { openPglite } from '../db/pglite';
+import type { Db } from '../db/types';
+import { exportAgents, listAgents, type AgentListing } from '../letta/export';
+import { formatPlan, restoreAgents, type OnConflict, type RestoreOptions, type ToolsMode } from '../letta/restore';
+
+export const LETTA_EXIT = { ok: 0, verification: 1, usage: 2, connection: 3, conflict: 4, rolledBack: 5, mismatch: 6 } as const;
+
+export const LETTA_EXIT_HELP = `
+Exit codes:
+  0  success
+  1  verification failed: a damaged archive entry (checksum) or an invalid agent file; nothing was changed
+  2  usage error: bad options, unknown agent, output file exists without --force
+  3  connection failure: the database is unreachable, refused the login, or the connection was lost
+     (a restore in progress is rolled back by the server)
+  4  conflict: an agent already exists and --on-conflict=fail; nothing was changed
+  5  restore failed while writing and was rolled back; nothing was changed
+  6  refused: Letta schema revision or embedding model/dimension mismatch (see --force-schema,
+     --allow-embedding-mismatch); nothing was changed
+
+Connection: --db postgres://user:pass@host:port/db, or the libpq variables PGHOST, PGPORT, PGUSER,
+PGPASSWORD, PGDATABASE, PGSSLMODE, PGSSLROOTCERT; or --embedded <dir> for a PGlite database.`;
+
+export interface LettaCliDeps {
+  stdout?: (s: string) => void;
+  stderr?: (s: string) => void;
+  /** Opens the database (tests inject one); default: from the options. */
+  openDb?: (o: ConnOpts) => Promise<Db>;
+}
+
+interface ConnOpts {
+  db?: string;
+  embedded?: string;
+  schema?: string;
+  sslMode?: string;
+  sslCa?: string;
+  sslCert?: string;
+  sslKey?: string;
+  org?: string;
+}
+
+const SSL_MODES = ['disable', 'prefer', 'require', 'verify-ca', 'verify-full'];
+const CONNECTION_CODES = new Set(['db-connect', 'db-connection-lost', 'db-open', 'db-closed', 'db-ssl-file']);
+
+function collect(v: string, prev: string[] | undefined): string[] {
+  return [...(prev ?? []), v];
+}
+
+function addConnectionOptions(c: Command): Command {
+  return c
+    .option('--db <url>', 'postgres:// URL of the Letta database (default: the libpq PG* environment variables)')
+    .option('--embedded <dir>', 'use the embedded PGlite database in this directory instead of a server')
+    .option('--schema <name>', 'schema that holds Letta\'s tables', 'letta')
+    .addOption(new Option('--ssl-mode <mode>', 'TLS: disable, prefer, require, verify-ca or verify-full (default: from the URL or PGSSLMODE)').choices(SSL_MODES))
+    .option('--ssl-ca <file>', 'CA certificate (PEM) for verify-ca / verify-full')
+    .option('--ssl-cert <file>', 'client certificate (PEM)')
+    .option('--ssl-key <file>', 'client key (PEM)')
+    .option('--org <id>', 'organization: only its agents (agents, export), or where to restore (default: Letta\'s default organization)');
+}
+
+async function defaultOpen(o: ConnOpts): Promise<Db> {
+  if (o.embedded && o.db) throw new AgentVaultError('usage', '--db and --embedded cannot be used together', { exitCode: 2 });
+  if (o.embedded) return openPglite({ dataDir: o.embedded, schema: o.schema });
+  const ssl = o.sslMode || o.sslCa || o.sslCert || o.sslKey ? { mode: (o.sslMode ?? (o.sslCa ? 'verify-full' : 'require')) as PgSslMode, ca: o.sslCa, cert: o.sslCert, key: o.sslKey } : undefined;
+  return openPg({ url: o.db, schema: o.schema, ssl });
+}
+
+/** Re-labels driver/connection failures with exit code 3; other errors pass unchanged. */
+function withExitCodes(e: unknown): unknown {
+  if (e instanceof AgentVaultError) {
+    if (e.code === 'db-bad-url' || e.code === 'db-bad-sslmode' || e.code === 'db-bad-identifier') {
+      return e.exitCode === 2 ? e : new AgentVaultError(e.code, e.message, { location: e.location, hint: e.hint, exitCode: 2, cause: e });
+    }
+    if (CONNECTION_CODES.has(e.code) && e.exitCode !== 3) return new AgentVaultError(e.code, e.message, { location: e.location, hint: e.hint, exitCode: 3, cause: e });
+  }
+  return e;
+}
+
+function pad(s: string, n: number): string {
+  return s.length >= n ? s : s + ' '.repeat(n - s.length);
+}
+
+function renderAgents(agents: AgentListing[]): string {
+  if (agents.length === 0) return 'No agents.\n';
+  const head = ['NAME', 'ID', 'TYPE', 'MESSAGES', 'IN CONTEXT', 'PASSAGES', 'BLOCKS', 'TOOLS', 'LLM', 'EMBEDDING', 'UPDATED'];
+  const rows = agents.map((a) => [
+    a.name ?? '(unnamed)',
+    a.id,
+    a.agent_type ?? '',
+    String(a.messages),
+    String(a.in_context_messages),
+    String(a.passages),
+    String(a.blocks),
+    String(a.tools),
+    a.llm_model ?? '',
+    a.embedding_model ? `${a.embedding_model}${a.embedding_dim ? ` (${a.embedding_dim})` : ''}` : '',
+    a.last_updated ?? '',
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  return [head, ...rows].map((r) => r.map((c, i) => pad(c, widths[i])).join('  ').trimEnd()).join('\n') + '\n';
+}
+
+function choice<T extends string>(name: string, allowed: readonly T[]) {
+  return (v: string): T => {
+    if (!(allowed as readonly string[]).includes(v)) throw new InvalidArgumentError(`${name} must be one of ${allowed.join(', ')}`);
+    return v as T;
+  };
+}
+
+export function registerLettaCommands(program: Command, deps: LettaCliDeps = {}): void {
+  const out = deps.stdout ?? ((s: string) => void process.stdout.write(s));
+  const err = deps.stderr ?? ((s: string) => void process.stderr.write(s));
+  const open = deps.openDb ?? defaultOpen;
+
+  async function withDb<T>(o: ConnOpts, fn: (db: Db) => Promise<T>): Promise<T> {
+    let db: Db | undefined;
+    try {
+      db = await open(o);
+      return await fn(db);
+    } catch (e) {
+      throw withExitCodes(e);
+    } finally {
+      await db?.close().catch(() => undefined);
+    }
+  }
+
+  addConnectionOptions(
+    program
+      .command('agents')
+      .description('List the agents in a Letta database with their message, passage, block and tool counts')
+      .option('--json', 'print JSON'),
+  )
+    .addHelpText('after', LETTA_EXIT_HELP)
+    .action(async (o: ConnOpts & { json?: boolean }) => {
+      const agents = await withDb(o, (db) => listAgents(db, { organizationId: o.org }));
+      out(o.json ? JSON.stringify(agents, null, 2) + '\n' : renderAgents(agents));
+    });
+
+  addConnectionOptions(
+    program
+      .command('export')
+      .description('Export agents (all their messages, archival passages with embeddings, blocks, tools, groups, files) into a snapshot archive, from one consistent snapshot')
+      .requiredOption('-o, --out <archive>', 'archive to write')
+      .option('-a, --agent <id|name>', 'an agent to export, by id or name (repeatable)', collect)
+      .option('-t, --tag <tag>', 'export the agents with this tag (repeatable)', collect)
+      .option('--all', 'export every agent')
+      .option('-f, --force', 'overwrite the archive if it exists')
+      .option('--json', 'print the manifest as JSON')
+      .option('-q, --quiet', 'no progress messages'),
+  )
+    .addHelpText('after', LETTA_EXIT_HELP)
+    .action(async (o: ConnOpts & { out: string; agent?: string[]; tag?: string[]; all?: boolean; force?: boolean; json?: boolean; quiet?: boolean }) => {
+      const wanted = o.agent ?? [];
+      if (!o.all && wanted.length === 0 && !o.tag?.length) throw new AgentVaultError('usage', 'say which agents to export: --agent <id|name>, --tag <tag> or --all', { exitCode: 2 });
+      const res = await withDb(o, (db) =>
+        exportAgents(db, {
+          // an --agent value matches an id or a name
+          select: { refs: wanted, tags: o.tag, all: o.all },
+          organizationId: o.org,
+          out: o.out,
+          overwrite: o.force,
+          onProgress: (e) => {
+            if (o.quiet) return;
+            if (e.phase === 'agent') err(`exporting ${e.index}/${e.total}: ${e.name ?? e.agentId}\n`);
+            else if (e.phase === 'warning') err(`warning: ${e.message}\n`);
+          },
+        }),
+      );
+      if (o.json) {
+        out(JSON.stringify({ path: res.path, bytes: res.bytes, manifest: res.manifest, warnings: res.warnings }, null, 2) + '\n');
+        return;
+      }
+      const m = res.manifest;
+      const msgs = m.agents.reduce((n, a) => n + a.counts.messages, 0);
+      const pas = m.agents.reduce((n, a) => n + a.counts.passages, 0);
+      out(`Exported ${m.agents.length} agent${m.agents.length === 1 ? '' : 's'} (${msgs} messages, ${pas} passages) to ${res.path} (${res.bytes} bytes); Letta revision ${m.source?.letta_revision}, pgvector ${m.source?.pgvector_version ?? 'none'}. Secret values are redacted.\n`);
+    });
+
+  addConnectionOptions(
+    program
+      .command('restore')
+      .description('Restore agents from a snapshot archive or an agent file (.af v1/v2) into a Letta database, in one transaction')
+      .argument('<source>', 'snapshot archive or .af file')
+      .option('-a, --agent <id|name>', 'restore only this agent (repeatable)', collect)
+      .option('--on-conflict <mode>', 'when an agent exists: fail, skip, replace or copy', choice<OnConflict>('--on-conflict', ['fail', 'skip', 'replace', 'copy']), 'fail')
+      .option('--tools <mode>', 'tools that exist by name: keep them or replace them with the archived version', choice<ToolsMode>('--tools', ['keep', 'replace']), 'keep')
+      .option('--dry-run', 'print the plan and change nothing')
+      .option('--force-schema', 'restore even if the Letta schema revisions are not compatible')
+      .option('--allow-embedding-mismatch', 'restore passages even if their embedding model/dimension differs from the target\'s')
+      .option('--user <id>', 'acting user written to _created_by_id (default: Letta\'s default user)')
+      .option('--name-suffix <suffix>', 'suffix for copies (--on-conflict=copy)', '_copy')
+      .option('--new-ids', 'give every restored object a new id (conflicts are then by agent name)')
+      .option('--json', 'print the plan (and the result) as JSON')
+      .option('-q, --quiet', 'print only the summary'),
+  )
+    .addHelpText('after', LETTA_EXIT_HELP)
+    .action(async (source: string, o: ConnOpts & { agent?: string[]; onConflict: OnConflict; tools: ToolsMode; dryRun?: boolean; forceSchema?: boolean; allowEmbeddingMismatch?: boolean; user?: string; nameSuffix?: string; newIds?: boolean; json?: boolean; quiet?: boolean }) => {
+      const opts: RestoreOptions = {
+        agents: o.agent,
+        onConflict: o.onConflict,
+        tools: o.tools,
+        dryRun: o.dryRun,
+        forceSchema: o.forceSchema,
+        allowEmbeddingMismatch: o.allowEmbeddingMismatch,
+        organizationId: o.org,
+        userId: o.user,
+        nameSuffix: o.nameSuffix,
+        newIds: o.newIds,
+      };
+      if (o.dryRun) {
+        const res = await withDb(o, (db) => restoreAgents(db, source, opts));
+        out(o.json ? JSON.stringify(res.plan, null, 2) + '\n' : formatPlan(res.plan));
+        // a dry run exits as the real run would: refused plans are not a success
+        const refusal = res.plan.refusals[0];
+        if (refusal) process.exitCode = refusal.exitCode;
+        return;
+      }
+      const res = await withDb(o, (db) => restoreAgents(db, source, opts));
+      if (o.json) {
+        out(JSON.stringify({ plan: res.plan, agent_ids: res.agentIds, rows: res.rows }, null, 2) + '\n');
+        return;
+      }
+      if (!o.quiet) out(formatPlan(res.plan));
+      const n = Object.keys(res.agentIds).length;
+      out(`Restored ${n} agent${n === 1 ? '' : 's'} (${res.rows.messages ?? 0} messages, ${res.rows.archival_passages ?? 0} passages) in one transaction.\n`);
+    });
+}

@@ -1,0 +1,184 @@
+/**
+ * `agent-vault agents | export | restore` and their documented exit codes, run in-process
+ * through commander and main.ts's error handler, against the real test PostgreSQL (connection by
+ * --db URL, as a user would).
+ */
+import { strict as assert } from 'node:assert';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Command } from 'commander';
+import { registerLettaCommands } from '../../src/cli/letta';
+import { handleError } from '../../src/cli/main';
+import type { Db } from '../../src/db/types';
+import { openArchive } from '../../src/format/archive';
+import { seedAgentFile } from '../../src/letta/seed';
+import { runCli, STACK_TRACE } from '../helpers/cli';
+import { freshLettaDb } from '../helpers/letta-db';
+import { FIXTURES_DIR } from '../helpers/paths';
+import { corruptEntry, tableSnapshot, urlOf } from './support';
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+async function run(args: string[]): Promise<Run> {
+  let stdout = '';
+  let stderr = '';
+  const program = new Command()
+    .name('agent-vault')
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => (stdout += s), writeErr: (s) => (stderr += s) });
+  registerLettaCommands(program, { stdout: (s) => (stdout += s), stderr: (s) => (stderr += s) });
+  for (const c of program.commands) c.exitOverride();
+  let code = 0;
+  const prev = process.exitCode;
+  process.exitCode = undefined;
+  try {
+    await program.parseAsync(args, { from: 'user' });
+    code = typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (e) {
+    const write = process.stderr.write.bind(process.stderr);
+    process.stderr.write = ((s: string) => ((stderr += s), true)) as typeof process.stderr.write;
+    try {
+      code = handleError(e);
+    } finally {
+      process.stderr.write = write;
+    }
+  } finally {
+    process.exitCode = prev;
+  }
+  assert.doesNotMatch(stderr, STACK_TRACE, 'never a stack trace');
+  return { code, stdout, stderr };
+}
+
+describe('agent-vault agents / export / restore (CLI, PostgreSQL)', function () {
+  this.timeout(60000);
+  let dir: string;
+  let src: Db;
+  let dst: Db;
+  let srcUrl: string;
+  let dstUrl: string;
+  let archive: string;
+  let agentId: string;
+
+  before(async () => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'av-cli-'));
+    src = await freshLettaDb('pg');
+    dst = await freshLettaDb('pg');
+    srcUrl = await urlOf(src);
+    dstUrl = await urlOf(dst);
+    const s = await seedAgentFile(src, path.join(FIXTURES_DIR, 'customer-service.v2-early.af'), { passages: { count: 6 } });
+    agentId = s.agents[0].id;
+    archive = path.join(dir, 'cs.avs');
+  });
+  after(async () => {
+    await src.close();
+    await dst.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('agents: lists the agents with their counts', async () => {
+    const r = await run(['agents', '--db', srcUrl]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^NAME\s+ID\s+TYPE\s+MESSAGES\s+IN CONTEXT\s+PASSAGES/m);
+    assert.ok(r.stdout.includes(agentId));
+    const j = await run(['agents', '--db', srcUrl, '--json']);
+    const list = JSON.parse(j.stdout);
+    assert.equal(list.length, 1);
+    assert.equal(list[0].passages, 6);
+    assert.equal(list[0].embedding_dim, 2000, 'this fixture embeds at 2000 dimensions');
+  });
+
+  it('export: writes the archive; refuses to overwrite without --force (exit 2); unknown agent (exit 2)', async () => {
+    const r = await run(['export', '--db', srcUrl, '--agent', 'customer_service', '--out', archive]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /Exported 1 agent \(\d+ messages, 6 passages\).*Letta revision 1c28e167b74f, pgvector 0\.8/);
+    const m = (await openArchive(archive)).manifest;
+    assert.equal(m.agents[0].id, agentId);
+    const again = await run(['export', '--db', srcUrl, '--all', '--out', archive]);
+    assert.equal(again.code, 2);
+    assert.match(again.stderr, /already exists/);
+    const none = await run(['export', '--db', srcUrl, '--agent', 'nobody', '--out', path.join(dir, 'n.avs')]);
+    assert.equal(none.code, 2);
+    assert.match(none.stderr, /No agent with id or name "nobody"/);
+    const noSel = await run(['export', '--db', srcUrl, '--out', path.join(dir, 'n.avs')]);
+    assert.equal(noSel.code, 2);
+  });
+
+  it('restore --dry-run prints the plan and changes nothing; restore writes; a second restore conflicts (exit 4)', async () => {
+    const before = await tableSnapshot(dst);
+    const dry = await run(['restore', archive, '--db', dstUrl, '--dry-run']);
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.match(dry.stdout, /Dry run: nothing will be changed/);
+    assert.match(dry.stdout, /Created: 1 {2}Renamed: 0 {2}Skipped: 0 {2}Replaced: 0 {2}Conflicts: 0/);
+    assert.deepEqual(await tableSnapshot(dst), before);
+    const r = await run(['restore', archive, '--db', dstUrl]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /Restored 1 agent \(\d+ messages, 6 passages\) in one transaction/);
+    const after = await tableSnapshot(dst);
+    const c = await run(['restore', archive, '--db', dstUrl]);
+    assert.equal(c.code, 4);
+    assert.match(c.stderr, /already exists in the target.*customer_service/s);
+    const dc = await run(['restore', archive, '--db', dstUrl, '--dry-run', '--json']);
+    assert.equal(dc.code, 4, 'a dry run exits as the real run would');
+    assert.deepEqual(JSON.parse(dc.stdout).summary.conflicts, ['customer_service']);
+    const skip = await run(['restore', archive, '--db', dstUrl, '--on-conflict', 'skip', '-q']);
+    assert.equal(skip.code, 0);
+    assert.deepEqual(await tableSnapshot(dst), after);
+    const copy = await run(['restore', archive, '--db', dstUrl, '--on-conflict=copy', '--json']);
+    assert.equal(copy.code, 0);
+    assert.deepEqual(JSON.parse(copy.stdout).plan.summary.renamed, ['customer_service → customer_service_copy']);
+    const bad = await run(['restore', archive, '--db', dstUrl, '--on-conflict', 'merge']);
+    assert.equal(bad.code, 2);
+  });
+
+  it('the built CLI bundle (dist/cli.js) exports and restores with passages through PostgreSQL', async () => {
+    const db = await freshLettaDb('pg');
+    try {
+      const url = await urlOf(db);
+      const out = path.join(dir, 'bundle.avs');
+      const e = runCli(['export', '--db', srcUrl, '--all', '-o', out, '-q']);
+      assert.equal(e.code, 0, e.stderr);
+      const r = runCli(['restore', out, '--db', url, '-q']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /Restored 1 agent \(\d+ messages, 6 passages\)/);
+      const l = runCli(['agents', '--db', url, '--json']);
+      assert.equal(JSON.parse(l.stdout)[0].passages, 6);
+    } finally {
+      await db.close();
+    }
+  });
+
+  it('refusals and failures map to their exit codes: 6 revision, 1 damaged archive, 3 connection', async () => {
+    const db = await freshLettaDb('pg');
+    try {
+      const url = await urlOf(db);
+      await db.query(`UPDATE alembic_version SET version_num = 'ffb17eb241fc'`);
+      const rev = await run(['restore', archive, '--db', url]);
+      assert.equal(rev.code, 6);
+      assert.match(rev.stderr, /revision 1c28e167b74f.*revision ffb17eb241fc/s);
+      const forced = await run(['restore', archive, '--db', url, '--force-schema', '-q']);
+      assert.equal(forced.code, 0, forced.stderr);
+    } finally {
+      await db.close();
+    }
+    const m = (await openArchive(archive)).manifest;
+    const bad = path.join(dir, 'bad.avs');
+    writeFileSync(bad, corruptEntry(readFileSync(archive), m.agents[0].vectors_entry!));
+    const ck = await run(['restore', bad, '--db', dstUrl]);
+    assert.equal(ck.code, 1);
+    assert.match(ck.stderr, /damaged; nothing was restored/);
+    const conn = await run(['agents', '--db', 'postgres://nobody:secret@127.0.0.1:1/letta']);
+    assert.equal(conn.code, 3);
+    assert.match(conn.stderr, /Cannot connect to PostgreSQL at 127\.0\.0\.1:1/);
+    assert.doesNotMatch(conn.stderr, /secret/, 'never the password');
+    const url = await run(['agents', '--db', 'mysql://x']);
+    assert.equal(url.code, 2);
+    const notLetta = await run(['agents', '--db', srcUrl, '--schema', 'public']);
+    assert.equal(notLetta.code, 2);
+    assert.match(notLetta.stderr, /no Letta schema/);
+  });
+});
