@@ -18,6 +18,7 @@ import { AgentVaultError, errorMessage } from '../core/errors';
 import { ioError } from '../core/fs';
 import { TOOL_VERSION } from '../core/version';
 import { getValidator } from './schemas';
+import { ArchiveCrypto, openArchiveCrypto, parseEncryptionSection, type ArchiveKey, type DecryptOptions, type EncryptionSection } from './crypto';
 
 /** Integer; bumped only on an incompatible change (see docs/FORMAT.md "Versioning"). */
 export const ARCHIVE_FORMAT_VERSION = 1;
@@ -82,14 +83,8 @@ export interface ManifestSource {
   file_sha256?: string | null;
 }
 
-/** Reserved for issue 7: see docs/FORMAT.md "Encryption". */
-export interface ManifestEncryption {
-  scheme: 'aes-256-gcm-entry-v1';
-  kdf: { name: 'scrypt' | 'raw'; salt?: string; N?: number; r?: number; p?: number };
-  key_check?: string;
-  key_id?: string | null;
-  [k: string]: unknown;
-}
+/** The manifest's `encryption` section: see docs/FORMAT.md §9 and ./crypto.ts. */
+export type ManifestEncryption = EncryptionSection;
 
 export interface Manifest {
   format: 'agent-vault-snapshot';
@@ -111,8 +106,17 @@ export interface AddEntryOptions {
   mediaType?: string;
   /** Deflate (true) or store (false). Default: store for `.vectors`, deflate otherwise. */
   compress?: boolean;
-  /** The bytes are already encrypted (issue 7). Required for entries under `secrets/`. */
+  /**
+   * Ignored: an entry is encrypted exactly when the writer was created with `encryption` (then
+   * every entry is). Kept for compatibility. Entries under `secrets/` need an encrypting writer.
+   */
   encrypted?: boolean;
+}
+
+export interface CreateArchiveOptions {
+  overwrite?: boolean;
+  /** Encrypt every entry (docs/FORMAT.md §9) with this key; the manifest is authenticated. */
+  encryption?: { key: ArchiveKey };
 }
 
 export type ManifestInput = Omit<Manifest, 'format' | 'format_version' | 'entries' | 'tool'> & Partial<Manifest>;
@@ -135,18 +139,32 @@ export interface ArchiveWriter {
 export interface ArchiveReader {
   readonly path: string;
   readonly manifest: Manifest;
+  /** The archive's entries are encrypted (manifest `encryption`). */
+  readonly encrypted: boolean;
+  /** Entries can be read: the archive is not encrypted, or it was opened with the right key. */
+  readonly decryptable: boolean;
   has(name: string): boolean;
   list(): ManifestEntry[];
-  /** Verifies size + sha256; a mismatch is AgentVaultError 'checksum' naming the entry. */
+  /**
+   * Verifies size + sha256 (and, for an encrypted entry, decrypts and authenticates it); a
+   * mismatch is AgentVaultError 'checksum' (or 'decrypt') naming the entry.
+   */
   readEntry(name: string): Promise<Buffer>;
   readJson<T>(name: string): Promise<T>;
   /** Verifies at the end; the stream errors (AgentVaultError 'checksum') on a mismatch. */
   openStream(name: string): Promise<NodeJS.ReadableStream>;
+  /** Every entry's checksums; with a key, every encrypted entry is also decrypted and authenticated. */
   verifyAll(): Promise<{ entry: string; ok: boolean; error?: string }[]>;
   close(): Promise<void>;
 }
 
 export interface OpenArchiveOptions {
+  /**
+   * Passphrase or key of an encrypted archive. Checked at open: a wrong one is 'wrong-key', a
+   * manifest that fails authentication is 'tampered'. Without it an encrypted archive still
+   * opens (manifest, checksums), but reading an encrypted entry is error 'encrypted'.
+   */
+  decrypt?: DecryptOptions;
   /**
    * Check only the manifest (schema, version, entry names), not that it agrees with the zip's
    * directory. Lets a damaged archive still be inspected.
@@ -295,6 +313,19 @@ export function checkManifest(value: unknown, file: string): Manifest {
     if (names.has(k)) throw new AgentVaultError('entry-name', `${where}: entry ${JSON.stringify(e.name)} is listed twice (or collides with ${JSON.stringify(names.get(k))} on a case-insensitive file system)`, { location: { ...loc, pointer: `/entries/${i}` } });
     names.set(k, e.name);
   });
+  const encrypted = manifest.encryption !== undefined && manifest.encryption !== null;
+  manifest.entries.forEach((e, i) => {
+    if (encrypted && e.encrypted !== true) {
+      throw new AgentVaultError('manifest', `${where}: the archive is encrypted but entry ${JSON.stringify(e.name)} is not marked "encrypted"; every entry of an encrypted archive is encrypted`, {
+        location: { ...loc, pointer: `/entries/${i}/encrypted` },
+      });
+    }
+    if (!encrypted && e.encrypted === true) {
+      throw new AgentVaultError('manifest', `${where}: entry ${JSON.stringify(e.name)} is marked "encrypted" but the manifest has no "encryption" section`, {
+        location: { ...loc, pointer: `/entries/${i}/encrypted` },
+      });
+    }
+  });
   const listed = new Set(manifest.entries.map((e) => e.name));
   const agentIds = new Set<string>();
   manifest.agents.forEach((a, i) => {
@@ -330,6 +361,8 @@ class ZipArchiveWriter implements ArchiveWriter {
   private readonly entries: ManifestEntry[] = [];
   private readonly names = new Map<string, string>();
   private readonly pending: Promise<unknown>[] = [];
+  /** Streams being consumed, destroyed when the archive fails so that their producers stop (no hang on a full disk). */
+  private readonly inFlight = new Set<{ src: Readable; meter: Transform }>();
   private readonly mtime = new Date();
   private readonly output: Promise<void>;
   private state: 'open' | 'finishing' | 'done' | 'failed' = 'open';
@@ -343,6 +376,7 @@ class ZipArchiveWriter implements ArchiveWriter {
     private readonly tmp: string,
     private readonly ws: WriteStream,
     private readonly overwrite: boolean,
+    private readonly crypto?: ArchiveCrypto,
   ) {
     this.failed = new Promise<never>((_, reject) => {
       this.rejectFailed = reject;
@@ -371,6 +405,11 @@ class ZipArchiveWriter implements ArchiveWriter {
     this.failure = err;
     this.state = 'failed';
     this.rejectFailed(err);
+    for (const f of this.inFlight) {
+      f.meter.destroy(err);
+      f.src.destroy(err);
+    }
+    this.inFlight.clear();
     this.cleanup = this.removeTemp();
     return err;
   }
@@ -406,15 +445,17 @@ class ZipArchiveWriter implements ArchiveWriter {
         location: { file: this.path, entry: name },
       });
     }
-    if (name.startsWith('secrets/') && !opts?.encrypted) {
+    if (name.startsWith('secrets/') && !this.crypto) {
       throw new AgentVaultError('plaintext-secret', `refusing to write ${JSON.stringify(name)} unencrypted: secrets are never stored in plain text in an archive`, {
         location: { file: this.path, entry: name },
+        hint: 'secrets go only into encrypted archives (--encrypt)',
       });
     }
     this.names.set(k, name);
     const compress = opts?.compress ?? defaultCompress(name);
-    const entry: ManifestEntry = { name, size: 0, sha256: '', media_type: opts?.mediaType ?? defaultMediaType(name), compression: compress ? 'deflate' : 'store' };
-    if (opts?.encrypted) entry.encrypted = true;
+    // encrypted entries are compressed (if at all) before encryption, inside the ciphertext
+    const entry: ManifestEntry = { name, size: 0, sha256: '', media_type: opts?.mediaType ?? defaultMediaType(name), compression: compress && !this.crypto ? 'deflate' : 'store' };
+    if (this.crypto) entry.encrypted = true;
     this.entries.push(entry);
     return entry;
   }
@@ -435,6 +476,15 @@ class ZipArchiveWriter implements ArchiveWriter {
   }
 
   async addBuffer(name: string, data: Buffer, opts?: AddEntryOptions): Promise<void> {
+    if (this.crypto) {
+      // encrypted through the stream path; like an unencrypted buffer, it does not wait for the
+      // zip to consume it (failures surface in finish())
+      const p = this.addStream(name, Readable.from([data]), opts);
+      p.catch(() => undefined);
+      await Promise.resolve();
+      if (this.failure) throw this.failure;
+      return;
+    }
     if (data.length > 0x3fffffff) {
       await this.addStream(name, Readable.from([data]), opts);
       return;
@@ -474,11 +524,18 @@ class ZipArchiveWriter implements ArchiveWriter {
     } catch (e) {
       return Promise.reject(this.fail(e, name));
     }
-    const fed = pipeline(src, meter);
+    const flight = { src, meter };
+    this.inFlight.add(flight);
+    const deflateInside = (opts?.compress ?? defaultCompress(name)) === true;
+    const fed = this.crypto ? pipeline(src, this.crypto.encryptor(name, { deflate: deflateInside }), meter) : pipeline(src, meter);
     fed.catch((e: unknown) => this.fail(wrapSourceError(e, this.path, name), name));
     this.zip.addReadStreamLazy(name, this.zipOptions(entry), (cb) => cb(null, meter));
     const done = (async (): Promise<ManifestEntry> => {
-      await Promise.race([Promise.all([consumed, fed]), this.failed]);
+      try {
+        await Promise.race([Promise.all([consumed, fed]), this.failed]);
+      } finally {
+        this.inFlight.delete(flight);
+      }
       entry.size = size;
       entry.sha256 = hash.digest('hex');
       return { ...entry };
@@ -494,11 +551,16 @@ class ZipArchiveWriter implements ArchiveWriter {
       await Promise.race([Promise.all(this.pending), this.failed]);
       if (this.failure) throw this.failure;
       const manifest = buildManifest(input, this.entries);
+      if (this.crypto) manifest.encryption = this.crypto.section();
+      else if (manifest.encryption !== undefined) {
+        throw new AgentVaultError('manifest', `cannot write ${this.path}: the manifest has an "encryption" section but the writer has no key`, { location: { file: this.path } });
+      }
       checkManifest(JSON.parse(JSON.stringify(manifest)), this.path);
       const text = JSON.stringify(manifest, null, 2) + '\n';
       const buf = Buffer.from(text, 'utf8');
       this.zip.addBuffer(buf, MANIFEST_ENTRY, { mtime: this.mtime, mode: 0o100644, compress: true });
-      this.zip.end({ forceZip64Format: false, comment: `${ARCHIVE_FORMAT} format_version=${manifest.format_version} manifest_sha256=${sha256Hex(buf)}` });
+      const mac = this.crypto ? ` manifest_mac=${this.crypto.manifestMac(buf)}` : '';
+      this.zip.end({ forceZip64Format: false, comment: `${ARCHIVE_FORMAT} format_version=${manifest.format_version} manifest_sha256=${sha256Hex(buf)}${mac}` });
       await Promise.race([this.output, this.failed]);
       const bytes = await fsyncFile(this.tmp);
       await publish(this.tmp, this.path, this.overwrite);
@@ -613,8 +675,9 @@ function existsError(dest: string): AgentVaultError {
  * fsyncs and renames it into place. An existing destination is refused (AgentVaultError 'exists')
  * unless `overwrite`; on any error the temp file is removed.
  */
-export async function createArchiveWriter(destPath: string, opts: { overwrite?: boolean } = {}): Promise<ArchiveWriter> {
+export async function createArchiveWriter(destPath: string, opts: CreateArchiveOptions = {}): Promise<ArchiveWriter> {
   const dest = path.resolve(destPath);
+  const crypto = opts.encryption ? ArchiveCrypto.forWriting(opts.encryption.key) : undefined;
   let st: import('node:fs').Stats | undefined;
   try {
     st = await fsp.lstat(dest);
@@ -639,7 +702,7 @@ export async function createArchiveWriter(destPath: string, opts: { overwrite?: 
   } catch (e) {
     throw ioError(e, tmp, 'create');
   }
-  return new ZipArchiveWriter(dest, tmp, ws, !!opts.overwrite);
+  return new ZipArchiveWriter(dest, tmp, ws, !!opts.overwrite, crypto);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -848,14 +911,21 @@ class ZipArchiveReader implements ArchiveReader {
   private closed = false;
   private readonly live = new Set<Readable>();
   private readonly byName: Map<string, ManifestEntry>;
+  readonly encrypted: boolean;
 
   constructor(
     readonly path: string,
     private readonly opened: OpenedZip,
     readonly manifest: Manifest,
     private readonly manifestSha: string | undefined,
+    private readonly crypto?: ArchiveCrypto,
   ) {
     this.byName = new Map(manifest.entries.map((e) => [e.name, e]));
+    this.encrypted = manifest.encryption !== undefined && manifest.encryption !== null;
+  }
+
+  get decryptable(): boolean {
+    return !this.encrypted || this.crypto !== undefined;
   }
 
   has(name: string): boolean {
@@ -875,13 +945,36 @@ class ZipArchiveReader implements ArchiveReader {
     return { entry: zipEntry, size: m.size, sha256: m.sha256, crc32: zipEntry.crc32 };
   }
 
-  async openStream(name: string): Promise<NodeJS.ReadableStream> {
+  /** @internal The stored bytes (ciphertext for an encrypted entry), verified against the checksums. */
+  async openStored(name: string): Promise<Readable> {
     if (this.closed) throw new AgentVaultError('closed', `${this.path}: the archive is closed`, { location: { file: this.path, entry: name } });
     const exp = this.expected(name);
     const verifier = await openVerifiedStream(this.opened.zip, exp.entry, this.path, name, exp);
     this.live.add(verifier);
     verifier.on('close', () => this.live.delete(verifier));
     return verifier;
+  }
+
+  async openStream(name: string): Promise<NodeJS.ReadableStream> {
+    const isEncrypted = name !== MANIFEST_ENTRY && this.byName.get(name)?.encrypted === true;
+    if (isEncrypted && !this.crypto) {
+      this.expected(name);
+      throw new AgentVaultError('encrypted', `${this.path}: entry ${JSON.stringify(name)} is encrypted; give the passphrase or key to read it`, {
+        location: { file: this.path, entry: name },
+        hint: 'set the passphrase (e.g. AGENT_VAULT_PASSPHRASE) or pass --key-file',
+      });
+    }
+    const stored = await this.openStored(name);
+    if (!isEncrypted) return stored;
+    const dec = this.crypto!.decryptor(name, this.path);
+    stored.on('error', (e) => dec.destroy(e));
+    dec.on('close', () => {
+      if (!stored.destroyed) stored.destroy();
+    });
+    stored.pipe(dec);
+    this.live.add(dec);
+    dec.on('close', () => this.live.delete(dec));
+    return dec;
   }
 
   async readEntry(name: string): Promise<Buffer> {
@@ -901,7 +994,7 @@ class ZipArchiveReader implements ArchiveReader {
     const out: { entry: string; ok: boolean; error?: string }[] = [];
     for (const name of [MANIFEST_ENTRY, ...this.manifest.entries.map((e) => e.name)]) {
       try {
-        const s = await this.openStream(name);
+        const s = this.decryptable ? await this.openStream(name) : await this.openStored(name);
         for await (const _ of s as AsyncIterable<Buffer>) {
           /* drain: verification happens in the stream */
         }
@@ -926,7 +1019,7 @@ class ZipArchiveReader implements ArchiveReader {
   }
 }
 
-async function loadManifest(file: string, opened: OpenedZip): Promise<{ manifest: Manifest; sha: string | undefined }> {
+async function loadManifest(file: string, opened: OpenedZip): Promise<{ manifest: Manifest; sha: string | undefined; bytes: Buffer }> {
   const me = opened.entries.get(MANIFEST_ENTRY);
   if (!me) {
     throw new AgentVaultError('manifest', `${file} is not an Agent Vault snapshot: it has no ${MANIFEST_ENTRY}`, {
@@ -947,7 +1040,7 @@ async function loadManifest(file: string, opened: OpenedZip): Promise<{ manifest
   } catch (e) {
     throw new AgentVaultError('manifest', `${file}!${MANIFEST_ENTRY}: invalid JSON: ${errorMessage(e)}`, { location: { file, entry: MANIFEST_ENTRY } });
   }
-  return { manifest: checkManifest(value, file), sha };
+  return { manifest: checkManifest(value, file), sha, bytes: buf };
 }
 
 /** Checks that the manifest and the zip directory agree (no entry data is read). */
@@ -970,13 +1063,15 @@ export async function openArchive(archivePath: string, opts: OpenArchiveOptions 
   const file = archivePath;
   const opened = await openZip(file);
   try {
-    const { manifest, sha } = await loadManifest(file, opened);
+    const { manifest, sha, bytes } = await loadManifest(file, opened);
     if (!opts.verifyManifestOnly) crossCheck(file, manifest, opened);
-    const reader = new ZipArchiveReader(file, opened, manifest, sha);
+    const crypto = await archiveCrypto(file, manifest, bytes, opened.comment, opts.decrypt);
+    const reader = new ZipArchiveReader(file, opened, manifest, sha, crypto);
     if (opts.verifyEntries) {
       try {
         for (const e of manifest.entries) {
-          for await (const _ of (await reader.openStream(e.name)) as AsyncIterable<Buffer>) {
+          const s = reader.decryptable ? await reader.openStream(e.name) : await reader.openStored(e.name);
+          for await (const _ of s as AsyncIterable<Buffer>) {
             /* drain: the stream verifies */
           }
         }
@@ -990,6 +1085,34 @@ export async function openArchive(archivePath: string, opts: OpenArchiveOptions 
     if (opened.zip.isOpen) opened.zip.close();
     throw e;
   }
+}
+
+/**
+ * The keys of an encrypted archive, after checking the key (wrong → 'wrong-key') and the
+ * manifest's authentication code in the zip comment (missing or wrong → 'tampered').
+ */
+async function archiveCrypto(file: string, manifest: Manifest, manifestBytes: Buffer, comment: string, decrypt: DecryptOptions | undefined): Promise<ArchiveCrypto | undefined> {
+  const encrypted = manifest.encryption !== undefined && manifest.encryption !== null;
+  if (!encrypted) {
+    if (decrypt?.requireEncrypted) {
+      throw new AgentVaultError('not-encrypted', `${file} is not encrypted, but an encrypted archive was expected`, {
+        location: { file, entry: MANIFEST_ENTRY, pointer: '/encryption' },
+        hint: 'an encrypted vault should hold only encrypted snapshots; was this archive replaced?',
+      });
+    }
+    return undefined;
+  }
+  if (!decrypt || (decrypt.passphrase === undefined && decrypt.key === undefined)) return undefined;
+  const section = parseEncryptionSection(manifest.encryption, file);
+  const crypto = await openArchiveCrypto(section, decrypt, file);
+  const mac = /manifest_mac=([0-9a-f]{64})/.exec(comment)?.[1];
+  if (!mac || !crypto.verifyManifestMac(manifestBytes, mac)) {
+    throw new AgentVaultError('tampered', `${file}: the manifest failed authentication${mac ? '' : ' (its authentication code is missing)'}: it was changed after the archive was written`, {
+      location: { file, entry: MANIFEST_ENTRY },
+      hint: 'do not trust this archive; use another copy',
+    });
+  }
+  return crypto;
 }
 
 /** Reads only manifest.json (random access; no other entry's data) — the fast path for listing. */

@@ -216,7 +216,16 @@ export class VectorWriter {
     if (this.used === 0) return;
     const data = Buffer.from(this.chunk.subarray(0, this.used));
     this.used = 0;
+    this.throwIfClosed();
     if (!this.pt.write(data)) await drainOrClose(this.pt);
+    this.throwIfClosed();
+  }
+
+  /** The consumer is gone (e.g. the archive failed: disk full): stop instead of waiting for a drain that never comes. */
+  private throwIfClosed(): void {
+    if (!this.pt.destroyed) return;
+    const cause = this.pt.errored;
+    throw cause instanceof AgentVaultError ? cause : new AgentVaultError('write-failed', `the vector stream was closed by its consumer${cause ? `: ${cause.message}` : ''}`, { cause });
   }
 
   /** Finishes the stream; rejects (and errors the stream) if fewer rows than declared were appended. */
@@ -242,6 +251,7 @@ export class VectorWriter {
 
 function drainOrClose(stream: PassThrough): Promise<void> {
   return new Promise((resolve) => {
+    if (stream.destroyed) return resolve();
     const done = (): void => {
       stream.off('drain', done);
       stream.off('close', done);

@@ -1,0 +1,299 @@
+/**
+ * CLI: vault operations — backup, prune, verify, drill, status (docs/VAULT.md).
+ *
+ * Cron-friendly: `backup` prints nothing on success (unless -v / --json) and exactly one line on
+ * failure. Exit codes: 0 ok; 1 failed (backup failed, verify found a problem, drill failed);
+ * 2 usage or configuration error; 75 the vault is locked by another run (try again later).
+ */
+import { existsSync } from 'node:fs';
+import * as path from 'node:path';
+import type { Command } from 'commander';
+import { AgentVaultError, errorMessage } from '../core/errors';
+import { DEFAULT_CONFIG_FILE, decryptOptions, loadConfig, resolveKeyMaterial, type KeySources, type VaultConfig } from '../vault/config';
+import { runBackup, type BackupResult } from '../vault/backup';
+import { pruneVault } from '../vault/prune';
+import { describeReasons, type RetentionPolicy } from '../vault/retention';
+import { verifyVault } from '../vault/verify';
+import { runDrill } from '../vault/drill';
+import { renderStatus, vaultStatus } from '../vault/status';
+import { readIndex, type VaultLock } from '../vault/vault';
+
+export const EXIT_LOCKED = 75;
+
+interface VaultSelection {
+  config?: string;
+  vault?: string;
+}
+
+interface KeyFlags {
+  passphraseFile?: string;
+  passphraseEnv?: string;
+  keyFile?: string;
+}
+
+function intArg(name: string) {
+  return (v: string): number => {
+    if (!/^\d+$/.test(v)) throw new AgentVaultError('usage', `${name} must be a non-negative integer, got "${v}"`, { exitCode: 2 });
+    return Number(v);
+  };
+}
+
+function numArg(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < 0) throw new AgentVaultError('usage', `${name} must be a non-negative number, got "${v}"`, { exitCode: 2 });
+    return n;
+  };
+}
+
+/** The config (when there is one) and the vault folder: --vault, else --config, else ./agent-vault.json. */
+async function selectVault(o: VaultSelection): Promise<{ cfg?: VaultConfig; vault: string }> {
+  if (o.config || (!o.vault && existsSync(DEFAULT_CONFIG_FILE))) {
+    const cfg = await loadConfig(o.config ?? DEFAULT_CONFIG_FILE);
+    return { cfg, vault: o.vault ? path.resolve(o.vault) : cfg.vault };
+  }
+  if (o.vault) return { vault: path.resolve(o.vault) };
+  throw new AgentVaultError('usage', `no vault given: pass --vault <dir> or --config <file> (or run where ${DEFAULT_CONFIG_FILE} is)`, { exitCode: 2 });
+}
+
+function keySources(o: KeyFlags): KeySources {
+  return { passphraseFile: o.passphraseFile, passphraseEnv: o.passphraseEnv, keyFile: o.keyFile };
+}
+
+function addVaultOptions(c: Command): Command {
+  return c.option('-c, --config <file>', `vault configuration (default: ./${DEFAULT_CONFIG_FILE})`).option('--vault <dir>', 'the vault folder (instead of, or overriding, the configuration)');
+}
+
+function addKeyOptions(c: Command): Command {
+  return c
+    .option('--passphrase-file <file>', 'read the passphrase from this file')
+    .option('--passphrase-env <NAME>', 'read the passphrase from this environment variable (default AGENT_VAULT_PASSPHRASE)')
+    .option('--key-file <file>', 'use this 32-byte key file instead of a passphrase');
+}
+
+function out(s: string): void {
+  process.stdout.write(s);
+}
+function err(s: string): void {
+  process.stderr.write(s);
+}
+
+function oneLine(s: string): string {
+  return s.replace(/\s*\n\s*/g, ' ').trim();
+}
+
+export function registerVaultCommands(program: Command): void {
+  // ------------------------------------------------------------------------------------------- backup
+  const backup = program
+    .command('backup')
+    .description('Back up the configured agents (and Qdrant collections) into a new snapshot in the vault')
+    .requiredOption('-c, --config <file>', 'vault configuration (schemas/vault-config.schema.json)')
+    .option('--encrypt', 'encrypt the snapshot (also: "encryption.enabled" in the configuration)')
+    .option('--wait <seconds>', 'wait this long for a running backup instead of refusing', numArg('--wait'))
+    .option('-v, --verbose', 'print progress to stderr and a summary to stdout')
+    .option('--json', 'print the result as JSON');
+  addKeyOptions(backup)
+    .addHelpText('after', '\nQuiet by default: nothing on success, one line on failure.\nExit codes: 0 ok, 1 backup failed, 2 usage or configuration error, 75 another run holds the vault lock.')
+    .action(async (o: { config: string; encrypt?: boolean; wait?: number; verbose?: boolean; json?: boolean } & KeyFlags) => {
+      let cfg: VaultConfig;
+      try {
+        cfg = await loadConfig(o.config);
+      } catch (e) {
+        err(`agent-vault: backup failed: ${oneLine(errorMessage(e))}\n`);
+        process.exitCode = e instanceof AgentVaultError ? e.exitCode : 1;
+        return;
+      }
+      let held: VaultLock | undefined;
+      const onSignal = (sig: NodeJS.Signals): void => {
+        held?.releaseSync();
+        err(`agent-vault: backup failed: interrupted by ${sig}\n`);
+        process.exit(sig === 'SIGINT' ? 130 : 143);
+      };
+      process.once('SIGINT', onSignal);
+      process.once('SIGTERM', onSignal);
+      try {
+        const r: BackupResult = await runBackup({
+          config: cfg,
+          encrypt: o.encrypt,
+          keys: keySources(o),
+          waitMs: o.wait !== undefined ? o.wait * 1000 : undefined,
+          onProgress: o.verbose ? (m) => err(`backup: ${m}\n`) : undefined,
+          onLocked: (l) => {
+            held = l;
+          },
+        });
+        for (const w of r.warnings) if (o.verbose || /webhook/.test(w)) err(`agent-vault: warning: ${oneLine(w)}\n`);
+        if (o.json) out(JSON.stringify({ ok: true, snapshot: r.snapshot, path: r.path, duration_ms: r.duration_ms, pruned: r.pruned?.removed.map((s) => s.id) ?? null, webhook: r.webhook, warnings: r.warnings }, null, 2) + '\n');
+        else if (o.verbose) {
+          const s = r.snapshot;
+          out(`snapshot ${s.id}: ${s.agents.length} agent(s), ${s.bytes} bytes${s.encrypted ? ', encrypted' : ''}, ${s.probes} probe(s), ${(r.duration_ms / 1000).toFixed(1)} s\n`);
+          if (r.pruned) out(`pruned ${r.pruned.removed.length} snapshot(s)\n`);
+        }
+        process.exitCode = 0;
+      } catch (e) {
+        const extra = (e as { webhook?: { ok: boolean; error?: string } | null }).webhook;
+        const hook = extra && !extra.ok ? ` (the failure webhook failed too: ${extra.error})` : '';
+        if (o.json) out(JSON.stringify({ ok: false, error: { code: (e as AgentVaultError).code ?? 'internal', message: errorMessage(e) } }, null, 2) + '\n');
+        err(`agent-vault: backup failed: ${oneLine(errorMessage(e))}${hook}\n`);
+        process.exitCode = e instanceof AgentVaultError ? (e.code === 'locked' ? EXIT_LOCKED : e.exitCode === 2 && e.code !== 'disk-full' && e.code !== 'io' ? 2 : 1) : 1;
+      } finally {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+      }
+    });
+
+  // ------------------------------------------------------------------------------------------- prune
+  addVaultOptions(
+    program
+      .command('prune')
+      .description('Delete snapshots the retention policy does not keep (grandfather-father-son, per agent; the newest snapshot of an agent is always kept)')
+      .option('--keep-last <n>', 'keep the n newest snapshots', intArg('--keep-last'))
+      .option('--keep-hourly <n>', 'keep the newest snapshot of each of the n newest hours with snapshots', intArg('--keep-hourly'))
+      .option('--keep-daily <n>', 'keep the newest snapshot of each of the n newest days with snapshots', intArg('--keep-daily'))
+      .option('--keep-weekly <n>', 'keep the newest snapshot of each of the n newest ISO weeks with snapshots', intArg('--keep-weekly'))
+      .option('--keep-monthly <n>', 'keep the newest snapshot of each of the n newest months with snapshots', intArg('--keep-monthly'))
+      .option('--keep-yearly <n>', 'keep the newest snapshot of each of the n newest years with snapshots', intArg('--keep-yearly'))
+      .option('--dry-run', 'only print what would be kept and deleted')
+      .option('--wait <seconds>', 'wait this long for a running backup instead of refusing', numArg('--wait'))
+      .option('-q, --quiet', 'print only the summary line')
+      .option('--json', 'print the plan as JSON'),
+  )
+    .addHelpText('after', '\nWithout --keep-* options the configuration\'s "retention" applies. Periods are calendar periods in UTC.\nExit codes: 0 ok, 2 usage error, 75 the vault is locked.')
+    .action(async (o: VaultSelection & { keepLast?: number; keepHourly?: number; keepDaily?: number; keepWeekly?: number; keepMonthly?: number; keepYearly?: number; dryRun?: boolean; wait?: number; quiet?: boolean; json?: boolean }) => {
+      const { cfg, vault } = await selectVault(o);
+      const fromFlags: RetentionPolicy = { keepLast: o.keepLast, keepHourly: o.keepHourly, keepDaily: o.keepDaily, keepWeekly: o.keepWeekly, keepMonthly: o.keepMonthly, keepYearly: o.keepYearly };
+      const anyFlag = Object.values(fromFlags).some((v) => v !== undefined);
+      const { pruneAfterBackup: _p, ...fromConfig } = cfg?.retention ?? {};
+      const policy = anyFlag ? fromFlags : fromConfig;
+      try {
+        const r = await pruneVault(vault, { policy, dryRun: o.dryRun, waitMs: (o.wait ?? 0) * 1000 });
+        if (o.json) {
+          out(JSON.stringify({ dry_run: r.dryRun, policy, kept: r.plan.keep, removed: r.plan.remove.map((d) => ({ id: d.id, created_at: d.created_at })), freed_bytes: r.freedBytes, delete_errors: r.deleteErrors }, null, 2) + '\n');
+        } else {
+          const index = await readIndex(vault);
+          const names = new Map<string, string>();
+          for (const s of [...index.snapshots, ...r.removed]) for (const a of s.agents) if (a.name) names.set(a.id, a.name);
+          if (!o.quiet) {
+            for (const d of r.plan.decisions) {
+              if (d.keep) out(`keep   ${d.id}  ${d.created_at}  ${describeReasons(d.reasons, { names })}\n`);
+              else out(`${r.dryRun ? 'would delete' : 'delete'} ${d.id}  ${d.created_at}\n`);
+            }
+          }
+          out(`${r.dryRun ? 'dry run: would keep' : 'kept'} ${r.plan.keep.length}, ${r.dryRun ? 'would delete' : 'deleted'} ${r.plan.remove.length} snapshot(s) (${(r.freedBytes / 1048576).toFixed(1)} MiB)\n`);
+          for (const e of r.deleteErrors) err(`agent-vault: warning: could not delete ${e}\n`);
+        }
+        process.exitCode = 0;
+      } catch (e) {
+        if (e instanceof AgentVaultError && e.code === 'locked') {
+          err(`agent-vault: ${oneLine(e.message)}\n`);
+          process.exitCode = EXIT_LOCKED;
+          return;
+        }
+        throw e;
+      }
+    });
+
+  // ------------------------------------------------------------------------------------------- verify
+  addKeyOptions(
+    addVaultOptions(
+      program
+        .command('verify')
+        .description("Check every snapshot of the vault: file checksums, manifest schema, entry checksums and decryptability (--deep: decrypt everything, validate agent files, read every vector)")
+        .option('--deep', 'read every entry through: decrypt and authenticate, validate .af schemas, check passages and vectors')
+        .option('--snapshot <id...>', 'only these snapshots')
+        .option('-q, --quiet', 'print only problems and the summary')
+        .option('--json', 'print the report as JSON'),
+    ),
+  )
+    .addHelpText('after', '\nExit codes: 0 every snapshot verified, 1 a problem was found, 2 usage error.')
+    .action(async (o: VaultSelection & KeyFlags & { deep?: boolean; snapshot?: string[]; quiet?: boolean; json?: boolean }) => {
+      const { cfg, vault } = await selectVault(o);
+      const material = await resolveKeyMaterial(cfg?.encryption, keySources(o));
+      const report = await verifyVault(vault, {
+        deep: o.deep,
+        decrypt: decryptOptions(material),
+        only: o.snapshot,
+        onSnapshot: o.json
+          ? undefined
+          : (r) => {
+              if (r.ok && o.quiet) return;
+              out(`${r.ok ? 'ok  ' : 'FAIL'} ${r.id}${r.encrypted ? ' (encrypted)' : ''}${r.ok ? '' : `: ${r.checks.filter((c) => !c.ok).map((c) => `[${c.name}] ${c.message}`).join('; ')}`}\n`);
+            },
+      });
+      if (o.json) out(JSON.stringify(report, null, 2) + '\n');
+      else {
+        for (const u of report.unlisted) out(`note: ${u} is not in the index (a backup interrupted after writing it?); the next backup removes it\n`);
+        for (const l of report.leftovers) out(`note: ${l} is a temp file of an interrupted run; the next backup removes it\n`);
+        const bad = report.snapshots.filter((s) => !s.ok).length;
+        out(`${report.snapshots.length} snapshot(s) verified${report.deep ? ' (deep)' : ''}: ${bad ? `${bad} with problems` : 'all ok'} (${(report.duration_ms / 1000).toFixed(1)} s)\n`);
+      }
+      process.exitCode = report.ok ? 0 : 1;
+    });
+
+  // ------------------------------------------------------------------------------------------- drill
+  addKeyOptions(
+    addVaultOptions(
+      program
+        .command('drill')
+        .description('Restore a snapshot into a scratch database and prove it: row counts, in-context messages, vector searches; reports the time to restore')
+        .argument('<snapshot>', 'snapshot id (or unique prefix), "latest", or the path of an archive')
+        .option('--database <url>', 'restore into this empty scratch PostgreSQL database instead of an embedded PGlite')
+        .option('--database-env <NAME>', 'environment variable holding the scratch database URL')
+        .option('--report-dir <dir>', 'write the drill report here (default: <vault>/drills)')
+        .option('--json', 'print the report as JSON'),
+    ),
+  )
+    .addHelpText('after', '\nExit codes: 0 the drill passed, 1 it failed (the failed checks are named), 2 usage error.')
+    .action(async (snapshot: string, o: VaultSelection & KeyFlags & { database?: string; databaseEnv?: string; reportDir?: string; json?: boolean }) => {
+      const isFile = existsSync(snapshot) && !o.vault && !o.config;
+      const sel = isFile ? { cfg: undefined, vault: undefined } : await selectVault(o);
+      const material = await resolveKeyMaterial(sel.cfg?.encryption, keySources(o));
+      let databaseUrl = o.database;
+      if (o.databaseEnv) {
+        databaseUrl = process.env[o.databaseEnv];
+        if (!databaseUrl) throw new AgentVaultError('usage', `environment variable ${o.databaseEnv} (--database-env) is not set`, { exitCode: 2 });
+      }
+      const report = await runDrill({
+        snapshot,
+        vaultDir: sel.vault,
+        decrypt: decryptOptions(material),
+        databaseUrl,
+        reportDir: o.reportDir ? path.resolve(o.reportDir) : undefined,
+      });
+      if (o.json) out(JSON.stringify(report, null, 2) + '\n');
+      else {
+        const t = report.timings;
+        out(`drill ${report.ok ? 'PASSED' : 'FAILED'}: ${report.snapshot.id ?? report.snapshot.file} → ${report.target}\n`);
+        for (const c of report.checks) out(`  ${c.skipped ? 'skip' : c.ok ? 'ok  ' : 'FAIL'} ${c.name}: ${c.message}\n`);
+        out(`  RTO ${t.rto_ms === null ? '—' : `${(t.rto_ms / 1000).toFixed(2)} s`}; first correct vector search ${t.first_vector_search_ms === null ? '—' : `${(t.first_vector_search_ms / 1000).toFixed(2)} s`}\n`);
+        if (report.files) out(`  report: ${report.files.json} (+ .md)\n`);
+        if (!report.ok) err(`agent-vault: drill failed: ${report.failed_checks.length ? `check(s) ${report.failed_checks.join(', ')}` : report.error?.message ?? 'error'}\n`);
+      }
+      process.exitCode = report.ok ? 0 : 1;
+    });
+
+  // ------------------------------------------------------------------------------------------- status
+  addVaultOptions(
+    program
+      .command('status')
+      .description('Per agent: the age of its newest snapshot against the policy, and its latest drill result')
+      .option('--max-age-hours <h>', 'a newest snapshot older than this is stale (default: config policy.maxAgeHours, else 26)', numArg('--max-age-hours'))
+      .option('--drill-max-age-days <d>', 'no passing drill within this many days is a warning (default: config, else 7)', numArg('--drill-max-age-days'))
+      .option('--snapshots', 'also list every snapshot (id, time, size, agents)')
+      .option('--check', 'exit with 1 when any agent has a warning or a failed drill')
+      .option('--json', 'print the status as JSON'),
+  ).action(async (o: VaultSelection & { maxAgeHours?: number; drillMaxAgeDays?: number; snapshots?: boolean; check?: boolean; json?: boolean }) => {
+    const { cfg, vault } = await selectVault(o);
+    const s = await vaultStatus(vault, { maxAgeHours: o.maxAgeHours ?? cfg?.policy?.maxAgeHours, drillMaxAgeDays: o.drillMaxAgeDays ?? cfg?.policy?.drillMaxAgeDays });
+    const snaps = o.snapshots ? (await readIndex(vault)).snapshots : undefined;
+    if (o.json) out(JSON.stringify(snaps ? { ...s, snapshot_list: snaps } : s, null, 2) + '\n');
+    else {
+      out(renderStatus(s));
+      if (snaps) {
+        out('\nsnapshots:\n');
+        for (const x of snaps) out(`  ${x.id}  ${x.created_at}  ${(x.bytes / 1048576).toFixed(1)} MiB${x.encrypted ? '  encrypted' : ''}  ${x.agents.map((a) => a.name ?? a.id).join(', ')}\n`);
+      }
+    }
+    process.exitCode = o.check && s.level !== 'ok' ? 1 : 0;
+  });
+}

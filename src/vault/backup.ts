@@ -1,0 +1,361 @@
+/**
+ * `agent-vault backup --config agent-vault.json`: one new snapshot in the vault.
+ *
+ * 1. keys are resolved first (a missing passphrase fails before any work);
+ * 2. the vault lock is taken (a second run waits up to lock.waitSeconds, then refuses);
+ * 3. leftovers of interrupted runs are removed;
+ * 4. the agents are exported (src/letta/export.ts) into `<vault>/.tmp/` (mode 0600, removed at the end);
+ * 5. vector probes are computed from the export (./probes.ts);
+ * 6. the snapshot archive is written: every exported entry copied (encrypted with --encrypt),
+ *    plus `vault/probes.json`, the agents' environment variables as `secrets/…` (encrypted
+ *    archives only) and the configured Qdrant collections; temp file + fsync + rename;
+ * 7. the index lists it (atomic rewrite) — only now is it a snapshot;
+ * 8. optionally prune; then the run log line and the webhook.
+ * Any failure: nothing is listed, temp files are removed, the lock is released, the run log gets
+ * the reason, the webhook (if configured for failures) is called, and the error is rethrown.
+ */
+import { createReadStream, promises as fsp } from 'node:fs';
+import { createHash } from 'node:crypto';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { AgentVaultError, errorMessage } from '../core/errors';
+import { TOOL_VERSION } from '../core/version';
+import { openArchive, safeEntrySegment, type ArchiveWriter, type Manifest } from '../format/archive';
+import type { Db } from '../db/types';
+import type { ArchiveKey } from '../format/crypto';
+import { openPg } from '../db/pg';
+import { openPglite } from '../db/pglite';
+import { exportAgents } from '../letta/export';
+import { QdrantConnection } from '../qdrant/connection';
+import { toManifestQdrant } from '../qdrant/archive';
+import { backupCollectionsToSink, type ArchiveSink } from '../qdrant/backup';
+import type { KeySources, VaultConfig } from './config';
+import { resolveKeyMaterial, writingKey } from './config';
+import { computeProbes, PROBES_ENTRY, summariseProbes } from './probes';
+import { pruneVault, type PruneResult } from './prune';
+import { copyArchive } from './rewrite';
+import {
+  acquireLock,
+  appendRunLog,
+  ensureVaultDirs,
+  newRunId,
+  newSnapshotId,
+  readIndex,
+  removeLeftovers,
+  SNAPSHOTS_DIR,
+  SNAPSHOT_EXT,
+  TMP_DIR,
+  writeIndex,
+  type SnapshotRecord,
+  type VaultLock,
+} from './vault';
+import { postWebhook, redactUrl, wantsWebhook, type WebhookResult } from './webhook';
+
+export interface BackupOptions {
+  config: VaultConfig;
+  /** Force encryption on (like `--encrypt`), whatever the config says. */
+  encrypt?: boolean;
+  keys?: KeySources;
+  /** An open source database (the extension, tests); default: opened from config.source. */
+  db?: Db;
+  /** Wait for a running backup/prune this long (default: config lock.waitSeconds, else 0). */
+  waitMs?: number;
+  onProgress?: (message: string) => void;
+  /** Called once the lock is held (tests use it to start a competing run). */
+  onLocked?: (lock: VaultLock) => void | Promise<void>;
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface BackupResult {
+  snapshot: SnapshotRecord;
+  path: string;
+  duration_ms: number;
+  warnings: string[];
+  cleaned: string[];
+  pruned: PruneResult | null;
+  webhook: WebhookResult | null;
+}
+
+/** What the webhook receives (and the run log records, minus `vault`). */
+export interface BackupEvent {
+  event: 'backup.succeeded' | 'backup.failed';
+  ok: boolean;
+  vault: string;
+  config: string | null;
+  host: string;
+  run_id: string;
+  started_at: string;
+  finished_at: string;
+  duration_ms: number;
+  snapshot: { id: string; created_at: string; bytes: number; agents: number; encrypted: boolean } | null;
+  error: { code: string; message: string } | null;
+  tool: { name: 'agent-vault'; version: string };
+}
+
+async function fileSha256(file: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const c of createReadStream(file)) h.update(c as Buffer);
+  return h.digest('hex');
+}
+
+/** Opens the configured source database. */
+export async function openSource(cfg: VaultConfig, env: NodeJS.ProcessEnv = process.env): Promise<Db> {
+  const src = cfg.source;
+  if (src.kind === 'pglite') {
+    let ok = false;
+    try {
+      ok = (await fsp.readdir(src.dataDir)).length > 0;
+    } catch {
+      ok = false;
+    }
+    if (!ok) {
+      throw new AgentVaultError('db-open', `the PGlite database folder ${src.dataDir} does not exist or is empty`, { location: { file: src.dataDir }, exitCode: 1, hint: 'check "source.dataDir" in the configuration' });
+    }
+    return openPglite({ dataDir: src.dataDir, schema: src.schema });
+  }
+  let url = src.url;
+  if (src.urlEnv) {
+    url = env[src.urlEnv];
+    if (!url) throw new AgentVaultError('config', `environment variable ${src.urlEnv} (source.urlEnv) is not set`, { exitCode: 2 });
+  }
+  return openPg({ url, schema: src.schema });
+}
+
+/** The agents' environment variables (values included) for `secrets/<agent>.env.json`. */
+async function readSecrets(db: Db, agentIds: string[]): Promise<Map<string, Array<Record<string, unknown>>>> {
+  const out = new Map<string, Array<Record<string, unknown>>>();
+  if (agentIds.length === 0) return out;
+  const r = await db.query<{ id: string; agent_id: string; key: string; value: string; value_enc: string | null; description: string | null }>(
+    `SELECT id, agent_id, key, value, value_enc, description FROM agent_environment_variables WHERE agent_id = ANY($1::text[]) AND NOT is_deleted ORDER BY agent_id, key`,
+    [agentIds],
+  );
+  for (const row of r.rows) {
+    const list = out.get(row.agent_id) ?? [];
+    list.push({ id: row.id, key: row.key, value: row.value, value_enc: row.value_enc, description: row.description });
+    out.set(row.agent_id, list);
+  }
+  return out;
+}
+
+export function secretsEntryName(agentId: string): string {
+  return `secrets/${safeEntrySegment(agentId)}.env.json`;
+}
+
+async function qdrantSection(cfg: VaultConfig, writer: ArchiveWriter, workDir: string, env: NodeJS.ProcessEnv): Promise<NonNullable<Manifest['qdrant']> | undefined> {
+  const q = cfg.qdrant;
+  if (!q) return undefined;
+  const url = q.urlEnv ? env[q.urlEnv] : q.url;
+  if (!url) throw new AgentVaultError('config', q.urlEnv ? `environment variable ${q.urlEnv} (qdrant.urlEnv) is not set` : '"qdrant" needs "url" or "urlEnv"', { exitCode: 2 });
+  const apiKey = env[q.apiKeyEnv ?? 'QDRANT_API_KEY'] || undefined;
+  const conn = new QdrantConnection({ url, apiKey });
+  const section = await backupCollectionsToSink(plainSink(writer), conn, { collections: q.collections, points: q.points, workDir });
+  return toManifestQdrant(section);
+}
+
+/**
+ * The Qdrant backup checks that what an entry stored is what was downloaded; for an encrypted
+ * archive the writer reports the ciphertext, so the plaintext is measured on the way in.
+ */
+function plainSink(writer: ArchiveWriter): ArchiveSink {
+  return {
+    async addStream(name: string, stream: NodeJS.ReadableStream | AsyncIterable<Buffer | Uint8Array>) {
+      const h = createHash('sha256');
+      let size = 0;
+      async function* measured(): AsyncGenerator<Buffer> {
+        for await (const c of stream as AsyncIterable<Buffer | Uint8Array | string>) {
+          const b = Buffer.isBuffer(c) ? c : typeof c === 'string' ? Buffer.from(c) : Buffer.from(c.buffer, c.byteOffset, c.byteLength);
+          h.update(b);
+          size += b.length;
+          yield b;
+        }
+      }
+      const e = await writer.addStream(name, measured());
+      return { name: e.name, size, sha256: h.digest('hex') };
+    },
+  };
+}
+
+/** Runs one backup. Throws AgentVaultError on failure (after logging it and calling the webhook). */
+export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
+  const cfg = opts.config;
+  const env = opts.env ?? process.env;
+  const vault = cfg.vault;
+  const started = new Date();
+  const runId = newRunId();
+  const progress = opts.onProgress ?? (() => undefined);
+  const warnings: string[] = [];
+  let lock: VaultLock | undefined;
+  let db: Db | undefined;
+  let staged: string | undefined;
+  let finalPath: string | undefined;
+  let listed = false;
+  let snapshot: SnapshotRecord | undefined;
+  let cleaned: string[] = [];
+  let pruned: PruneResult | null = null;
+  let vaultReady = false;
+  let lockedAt: string | null = null;
+  let unlockedAt: string | null = null;
+  const encrypt = opts.encrypt ?? cfg.encryption?.enabled ?? false;
+  const includeSecrets = cfg.includeSecrets ?? true;
+
+  const finish = async (error: unknown): Promise<WebhookResult | null> => {
+    const finished = new Date();
+    const err = error === undefined ? null : { code: error instanceof AgentVaultError ? error.code : 'internal', message: errorMessage(error) };
+    const ev: BackupEvent = {
+      event: err ? 'backup.failed' : 'backup.succeeded',
+      ok: !err,
+      vault,
+      config: cfg.file ?? null,
+      host: os.hostname(),
+      run_id: runId,
+      started_at: started.toISOString(),
+      finished_at: finished.toISOString(),
+      duration_ms: finished.getTime() - started.getTime(),
+      snapshot: snapshot ? { id: snapshot.id, created_at: snapshot.created_at, bytes: snapshot.bytes, agents: snapshot.agents.length, encrypted: snapshot.encrypted } : null,
+      error: err,
+      tool: { name: 'agent-vault', version: TOOL_VERSION },
+    };
+    let hook: WebhookResult | null = null;
+    if (wantsWebhook(cfg.webhook, err ? 'failure' : 'success')) {
+      hook = await postWebhook(cfg.webhook!, ev, env);
+      if (!hook.ok) warnings.push(`webhook ${redactUrl(cfg.webhook!.url)} failed: ${hook.error}`);
+    }
+    if (vaultReady) {
+      await appendRunLog(vault, {
+        run_id: runId,
+        command: 'backup',
+        started_at: ev.started_at,
+        locked_at: lockedAt,
+        unlocked_at: unlockedAt,
+        finished_at: ev.finished_at,
+        duration_ms: ev.duration_ms,
+        ok: ev.ok,
+        host: ev.host,
+        pid: process.pid,
+        snapshot: snapshot?.id ?? null,
+        error: err,
+        agents: snapshot?.agents.map((a) => a.id) ?? [],
+        bytes: snapshot?.bytes ?? null,
+        encrypted: encrypt,
+        webhook: hook ? { ok: hook.ok, status: hook.status ?? null, error: hook.error ?? null } : null,
+        pruned: pruned ? pruned.removed.map((s) => s.id) : null,
+      }).catch((e) => warnings.push(`cannot write the run log: ${errorMessage(e)}`));
+    }
+    return hook;
+  };
+
+  try {
+    // 1. keys (before anything else)
+    let encryption: { key: ArchiveKey } | undefined;
+    const material = encrypt ? await resolveKeyMaterial(cfg.encryption, { ...opts.keys, env }) : undefined;
+    // 2. lock
+    await ensureVaultDirs(vault);
+    vaultReady = true;
+    lock = await acquireLock(vault, { command: 'backup', waitMs: opts.waitMs ?? (cfg.lock?.waitSeconds ?? 0) * 1000 });
+    lockedAt = new Date().toISOString();
+    await opts.onLocked?.(lock);
+    // 3. leftovers
+    const index = await readIndex(vault, { allowMissing: true });
+    cleaned = await removeLeftovers(vault, index);
+    if (cleaned.length) progress(`removed leftovers of an interrupted run: ${cleaned.join(', ')}`);
+    if (material) {
+      const k = await writingKey(material, index.kdf, cfg.encryption?.scrypt);
+      encryption = { key: k.key };
+      if (k.kdf.name === 'scrypt' && (index.kdf?.name !== 'scrypt' || index.kdf.salt !== k.kdf.salt)) index.kdf = k.kdf;
+    }
+    // 4. export
+    db = opts.db ?? (await openSource(cfg, env));
+    const at = new Date();
+    const id = newSnapshotId(at);
+    staged = path.join(vault, TMP_DIR, `${id}.export${SNAPSHOT_EXT}`);
+    progress(`exporting agents into ${staged}`);
+    const exported = await exportAgents(db, {
+      select: cfg.agents ?? { all: true },
+      organizationId: cfg.organizationId,
+      out: staged,
+      createdAt: at.toISOString(),
+      onProgress: (e) => {
+        if (e.phase === 'warning' && e.message) warnings.push(e.message);
+        else if (e.phase === 'agent') progress(`agent ${e.index}/${e.total}: ${e.name ?? e.agentId}`);
+      },
+    });
+    const agentIds = exported.manifest.agents.map((a) => a.id);
+    const secrets = encryption && includeSecrets ? await readSecrets(db, agentIds) : new Map<string, Array<Record<string, unknown>>>();
+    if (!opts.db) {
+      await db.close();
+      db = undefined;
+    }
+    // 5. probes
+    const reader = await openArchive(staged);
+    let record: SnapshotRecord;
+    try {
+      progress('computing vector probes');
+      const probes = await computeProbes(reader, { perAgent: cfg.probes?.perAgent, topK: cfg.probes?.topK, metric: cfg.probes?.metric });
+      // 6. the snapshot archive
+      finalPath = path.join(vault, SNAPSHOTS_DIR, `${id}${SNAPSHOT_EXT}`);
+      progress(`writing ${finalPath}${encryption ? ' (encrypted)' : ''}`);
+      let collections: string[] = [];
+      const res = await copyArchive(reader, finalPath, {
+        encryption,
+        extra: async (w) => {
+          await w.addJson(PROBES_ENTRY, probes);
+          for (const [agentId, vars] of secrets) await w.addJson(secretsEntryName(agentId), { agent_id: agentId, variables: vars });
+          const qdrant = await qdrantSection(cfg, w, path.join(vault, TMP_DIR), env);
+          collections = ((qdrant?.collections ?? []) as Array<{ name?: unknown }>).map((c) => String(c.name ?? ''));
+          return {
+            probes: summariseProbes(probes),
+            secrets: secrets.size ? 'encrypted' : encryption ? 'none' : 'redacted',
+            ...(qdrant ? { qdrant } : {}),
+            vault: { snapshot_id: id, run_id: runId },
+          };
+        },
+      });
+      const bytes = res.bytes;
+      record = {
+        id,
+        file: `${SNAPSHOTS_DIR}/${id}${SNAPSHOT_EXT}`,
+        created_at: res.manifest.created_at,
+        bytes,
+        sha256: await fileSha256(finalPath),
+        encrypted: !!encryption,
+        agents: res.manifest.agents.map((a) => ({ id: a.id, name: a.name, counts: a.counts })),
+        collections,
+        probes: summariseProbes(probes).count,
+        secrets: secrets.size > 0,
+        tool_version: TOOL_VERSION,
+      };
+    } finally {
+      await reader.close();
+    }
+    // 7. list it
+    index.snapshots.push(record);
+    await writeIndex(vault, index);
+    listed = true;
+    snapshot = { ...record, duration_ms: Date.now() - started.getTime() };
+    await fsp.rm(staged, { force: true });
+    staged = undefined;
+    // 8. prune
+    if (cfg.retention?.pruneAfterBackup) {
+      const { pruneAfterBackup: _p, ...policy } = cfg.retention;
+      pruned = await pruneVault(vault, { policy, locked: true, noRunLog: true });
+    }
+    await lock.release();
+    unlockedAt = new Date().toISOString();
+    lock = undefined;
+    const webhook = await finish(undefined);
+    return { snapshot, path: finalPath, duration_ms: Date.now() - started.getTime(), warnings, cleaned, pruned, webhook };
+  } catch (e) {
+    if (staged) await fsp.rm(staged, { force: true }).catch(() => undefined);
+    if (finalPath && !listed) await fsp.rm(finalPath, { force: true }).catch(() => undefined);
+    if (db && !opts.db) await db.close().catch(() => undefined);
+    if (lock) {
+      await lock.release();
+      unlockedAt = new Date().toISOString();
+    }
+    const err = e instanceof AgentVaultError ? e : new AgentVaultError('backup-failed', `backup failed: ${errorMessage(e)}`, { cause: e });
+    const hook = await finish(err);
+    (err as AgentVaultError & { webhook?: WebhookResult | null; warnings?: string[] }).webhook = hook;
+    (err as AgentVaultError & { warnings?: string[] }).warnings = warnings;
+    throw err;
+  }
+}

@@ -1,0 +1,235 @@
+/**
+ * `agent-vault verify [--deep]`: is every snapshot of the vault intact and restorable?
+ *
+ * Per snapshot (always): the file exists with the size and sha256 the index recorded; the
+ * manifest passes its schema and agrees with the zip directory and with the index; every entry's
+ * stored bytes match their size, sha256 and CRC-32; for an encrypted snapshot, the key opens it
+ * (key check) and the manifest authenticates (HMAC).
+ * With `deep`: every entry is also read through (decrypted and authenticated), every agent
+ * file is validated against the .af v2 schema and reference checks, every passage/vector pair is
+ * read (counts as in the manifest), and the recorded probes are well-formed.
+ * Also reported: archives in snapshots/ that the index does not list, and temp leftovers.
+ */
+import { createReadStream, promises as fsp } from 'node:fs';
+import { createHash } from 'node:crypto';
+import * as path from 'node:path';
+import { AgentVaultError, errorMessage } from '../core/errors';
+import { openArchive, type ArchiveReader } from '../format/archive';
+import type { DecryptOptions } from '../format/crypto';
+import { parseAgentFileBytes } from '../format/af';
+import { checkV2References, validateParsed } from '../format/validate';
+import { mergeAgentFiles, readPassages } from '../format/pack';
+import type { AgentFileV2 } from '../format/types';
+import { readProbes } from './probes';
+import { readIndex, snapshotPath, SNAPSHOTS_DIR, SNAPSHOT_EXT, TMP_DIR, type SnapshotRecord } from './vault';
+
+export type VerifyCheckName = 'file' | 'sha256' | 'manifest' | 'index' | 'decrypt' | 'checksums' | 'schemas' | 'passages' | 'probes';
+
+export interface VerifyCheck {
+  name: VerifyCheckName;
+  ok: boolean;
+  message?: string;
+}
+
+export interface SnapshotVerifyResult {
+  id: string;
+  file: string;
+  encrypted: boolean;
+  ok: boolean;
+  checks: VerifyCheck[];
+}
+
+export interface VerifyReport {
+  vault: string;
+  deep: boolean;
+  ok: boolean;
+  snapshots: SnapshotVerifyResult[];
+  /** Archives in snapshots/ that the index does not list (e.g. a backup killed after its rename). */
+  unlisted: string[];
+  /** Temp files of interrupted runs. */
+  leftovers: string[];
+  duration_ms: number;
+}
+
+export interface VerifyOptions {
+  deep?: boolean;
+  decrypt?: DecryptOptions;
+  /** Only these snapshot ids (default: all). */
+  only?: string[];
+  onSnapshot?: (r: SnapshotVerifyResult) => void;
+}
+
+async function fileSha256(file: string): Promise<{ sha256: string; size: number }> {
+  const h = createHash('sha256');
+  let size = 0;
+  for await (const c of createReadStream(file)) {
+    h.update(c as Buffer);
+    size += (c as Buffer).length;
+  }
+  return { sha256: h.digest('hex'), size };
+}
+
+/** Checks one archive file (vault-independent parts); `rec` adds the index comparisons. */
+export async function verifyArchive(file: string, opts: { deep?: boolean; decrypt?: DecryptOptions; rec?: SnapshotRecord } = {}): Promise<VerifyCheck[]> {
+  const checks: VerifyCheck[] = [];
+  const rec = opts.rec;
+  let st;
+  try {
+    st = await fsp.stat(file);
+  } catch (e) {
+    checks.push({ name: 'file', ok: false, message: `${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'the archive file is missing' : errorMessage(e)}` });
+    return checks;
+  }
+  if (rec && st.size !== rec.bytes) {
+    checks.push({ name: 'file', ok: false, message: `${file} is ${st.size} bytes, the index records ${rec.bytes}` });
+  } else checks.push({ name: 'file', ok: true });
+  if (rec) {
+    const { sha256 } = await fileSha256(file);
+    checks.push(sha256 === rec.sha256 ? { name: 'sha256', ok: true } : { name: 'sha256', ok: false, message: `${file}: sha256 is ${sha256}, the index records ${rec.sha256}` });
+  }
+  let reader: ArchiveReader;
+  try {
+    reader = await openArchive(file, { decrypt: opts.decrypt && { ...opts.decrypt, requireEncrypted: rec?.encrypted ?? opts.decrypt.requireEncrypted } });
+  } catch (e) {
+    const code = e instanceof AgentVaultError ? e.code : '';
+    const name: VerifyCheckName = code === 'wrong-key' || code === 'tampered' || code === 'not-encrypted' || code === 'unsupported-encryption' || code === 'encryption' ? 'decrypt' : 'manifest';
+    checks.push({ name, ok: false, message: errorMessage(e) });
+    return checks;
+  }
+  try {
+    checks.push({ name: 'manifest', ok: true });
+    if (rec) {
+      const problems: string[] = [];
+      if (rec.encrypted !== reader.encrypted) problems.push(`the index says ${rec.encrypted ? 'encrypted' : 'not encrypted'}, the archive is ${reader.encrypted ? 'encrypted' : 'not encrypted'}`);
+      const want = rec.agents.map((a) => a.id).sort().join(',');
+      const got = reader.manifest.agents.map((a) => a.id).sort().join(',');
+      if (want !== got) problems.push(`agents differ from the index (index: ${want || 'none'}; manifest: ${got || 'none'})`);
+      checks.push(problems.length ? { name: 'index', ok: false, message: `${file}: ${problems.join('; ')}` } : { name: 'index', ok: true });
+    }
+    if (reader.encrypted) {
+      checks.push(reader.decryptable ? { name: 'decrypt', ok: true } : { name: 'decrypt', ok: false, message: `${file} is encrypted and no passphrase or key was given: decryptability not checked` });
+    }
+    // checksums of the stored bytes; with a key and deep, decrypted too (verifyAll does both)
+    const results = opts.deep ? await reader.verifyAll() : await storedChecksums(reader);
+    const bad = results.filter((r) => !r.ok);
+    checks.push(bad.length ? { name: 'checksums', ok: false, message: bad.map((b) => b.error ?? b.entry).join('; ') } : { name: 'checksums', ok: true });
+    if (opts.deep && bad.length === 0 && reader.decryptable) {
+      checks.push(await deepSchemas(reader));
+      checks.push(await deepPassages(reader));
+      checks.push(await deepProbes(reader));
+    }
+  } finally {
+    await reader.close();
+  }
+  return checks;
+}
+
+/** Checksums of the stored bytes only (no decryption): cheap, needs no key. */
+async function storedChecksums(reader: ArchiveReader): Promise<{ entry: string; ok: boolean; error?: string }[]> {
+  const out: { entry: string; ok: boolean; error?: string }[] = [];
+  const r = reader as ArchiveReader & { openStored?(name: string): Promise<NodeJS.ReadableStream> };
+  for (const e of reader.manifest.entries) {
+    try {
+      const s = r.openStored ? await r.openStored(e.name) : await reader.openStream(e.name);
+      for await (const _ of s as AsyncIterable<Buffer>) {
+        /* the stream verifies */
+      }
+      out.push({ entry: e.name, ok: true });
+    } catch (err) {
+      out.push({ entry: e.name, ok: false, error: errorMessage(err) });
+    }
+  }
+  return out;
+}
+
+/**
+ * Every agent file against the .af v2 schema and the reference checks. References are checked on
+ * the merged document: an agent's file may name objects that live in another agent's file of the
+ * same archive (e.g. the other members of a group), which is not a dangling reference.
+ */
+async function deepSchemas(reader: ArchiveReader): Promise<VerifyCheck> {
+  const problems: string[] = [];
+  const docs: AgentFileV2[] = [];
+  for (const a of reader.manifest.agents) {
+    try {
+      const parsed = parseAgentFileBytes(await reader.readEntry(a.entry), `${reader.path}!${a.entry}`);
+      if (parsed.format !== 'v2') problems.push(`${a.entry} is ${parsed.format}; archive entries must be plain .af v2`);
+      else docs.push(parsed.doc as AgentFileV2);
+      const rep = validateParsed(parsed);
+      const errs = rep.errors.filter((f) => f.code !== 'dangling-reference');
+      for (const f of errs.slice(0, 3)) problems.push(`${a.entry}: ${f.message}${f.pointer ? ` (at ${f.pointer})` : ''}`);
+      if (errs.length > 3) problems.push(`${a.entry}: and ${errs.length - 3} more errors`);
+    } catch (e) {
+      problems.push(`${a.entry}: ${errorMessage(e)}`);
+    }
+  }
+  if (docs.length) {
+    try {
+      const dangling = checkV2References(mergeAgentFiles(docs)).filter((f) => f.severity === 'error' && f.code === 'dangling-reference');
+      for (const f of dangling.slice(0, 3)) problems.push(`merged agent files: ${f.message}`);
+      if (dangling.length > 3) problems.push(`merged agent files: and ${dangling.length - 3} more dangling references`);
+    } catch (e) {
+      problems.push(`the agent files cannot be merged: ${errorMessage(e)}`);
+    }
+  }
+  return problems.length ? { name: 'schemas', ok: false, message: problems.join('; ') } : { name: 'schemas', ok: true };
+}
+
+async function deepPassages(reader: ArchiveReader): Promise<VerifyCheck> {
+  const problems: string[] = [];
+  for (const a of reader.manifest.agents) {
+    if (!a.passages_entry) continue;
+    try {
+      let n = 0;
+      for await (const _ of readPassages(reader, a)) n++;
+      if (n !== a.counts.passages) problems.push(`${a.passages_entry} has ${n} passages, the manifest counts ${a.counts.passages}`);
+    } catch (e) {
+      problems.push(errorMessage(e));
+    }
+  }
+  return problems.length ? { name: 'passages', ok: false, message: problems.join('; ') } : { name: 'passages', ok: true };
+}
+
+async function deepProbes(reader: ArchiveReader): Promise<VerifyCheck> {
+  try {
+    const set = await readProbes(reader);
+    if (!set) return { name: 'probes', ok: true, message: 'no probes recorded' };
+    const ids = new Set(reader.manifest.agents.map((a) => a.id));
+    const strangers = set.agents.filter((a) => !ids.has(a.agent_id)).map((a) => a.agent_id);
+    if (strangers.length) return { name: 'probes', ok: false, message: `probes name agents the archive does not hold: ${strangers.join(', ')}` };
+    return { name: 'probes', ok: true };
+  } catch (e) {
+    return { name: 'probes', ok: false, message: errorMessage(e) };
+  }
+}
+
+export async function verifyVault(vaultDir: string, opts: VerifyOptions = {}): Promise<VerifyReport> {
+  const t0 = Date.now();
+  const index = await readIndex(vaultDir);
+  const results: SnapshotVerifyResult[] = [];
+  const wanted = opts.only ? new Set(opts.only) : undefined;
+  for (const rec of index.snapshots) {
+    if (wanted && !wanted.has(rec.id)) continue;
+    const file = snapshotPath(vaultDir, rec);
+    let checks: VerifyCheck[];
+    try {
+      checks = await verifyArchive(file, { deep: opts.deep, decrypt: opts.decrypt, rec });
+    } catch (e) {
+      checks = [{ name: 'file', ok: false, message: errorMessage(e) }];
+    }
+    const r: SnapshotVerifyResult = { id: rec.id, file: rec.file, encrypted: rec.encrypted, ok: checks.every((c) => c.ok), checks };
+    results.push(r);
+    opts.onSnapshot?.(r);
+  }
+  const listed = new Set(index.snapshots.map((s) => path.resolve(snapshotPath(vaultDir, s))));
+  const unlisted: string[] = [];
+  const leftovers: string[] = [];
+  for (const n of await fsp.readdir(path.join(vaultDir, SNAPSHOTS_DIR)).catch(() => [] as string[])) {
+    const p = path.join(vaultDir, SNAPSHOTS_DIR, n);
+    if (listed.has(path.resolve(p))) continue;
+    if (/\.tmp-[0-9a-f]+$/.test(n)) leftovers.push(`${SNAPSHOTS_DIR}/${n}`);
+    else if (n.endsWith(SNAPSHOT_EXT)) unlisted.push(`${SNAPSHOTS_DIR}/${n}`);
+  }
+  for (const n of await fsp.readdir(path.join(vaultDir, TMP_DIR)).catch(() => [] as string[])) leftovers.push(`${TMP_DIR}/${n}`);
+  return { vault: vaultDir, deep: !!opts.deep, ok: results.every((r) => r.ok), snapshots: results, unlisted, leftovers, duration_ms: Date.now() - t0 };
+}
