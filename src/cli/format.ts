@@ -8,21 +8,23 @@ import { validateAnyPath, type ValidationReport, type Finding } from '../format/
 import { describeFile } from '../format/inspect';
 import { writeFileAtomic } from '../core/fs';
 import { packAgentFile, unpackArchive } from '../format/pack';
+import { addKeyOptions, decryptFromFlags, type KeyFlags } from './keys';
 
 export function registerFormatCommands(program: Command): void {
-  program
+  addKeyOptions(program
     .command('validate')
     .description('Validate agent files (.af v1, v2, double-encoded v2) and snapshot archives against the schemas and reference checks')
     .argument('<files...>', 'agent files or snapshot archives')
     .option('--json', 'print one JSON report per file (an array)')
     .option('-q, --quiet', 'print only errors')
-    .addHelpText('after', '\nExit codes: 0 all valid (warnings allowed), 1 at least one invalid, 2 usage or I/O error.')
-    .action(async (files: string[], opts: { json?: boolean; quiet?: boolean }) => {
+    .addHelpText('after', '\nExit codes: 0 all valid (warnings allowed), 1 at least one invalid (or a wrong passphrase/key), 2 usage or I/O error (an encrypted archive without its key).'))
+    .action(async (files: string[], opts: KeyFlags & { json?: boolean; quiet?: boolean }) => {
       const reports: ValidationReport[] = [];
       let ioError = false;
+      const decrypt = await decryptFromFlags(opts);
       for (const f of files) {
         try {
-          reports.push(await validateAnyPath(f));
+          reports.push(await validateAnyPath(f, { decrypt }));
         } catch (e) {
           if (e instanceof AgentVaultError && e.exitCode === 2) {
             ioError = true;
@@ -36,13 +38,13 @@ export function registerFormatCommands(program: Command): void {
       process.exitCode = ioError ? 2 : reports.every((r) => r.valid) ? 0 : 1;
     });
 
-  program
+  addKeyOptions(program
     .command('inspect')
-    .description('Show what an agent file or snapshot archive holds: format, Letta revision, agents and counts')
+    .description('Show what an agent file or snapshot archive holds: format, Letta revision, agents and counts (an encrypted archive is described from its manifest; with its key the manifest is authenticated)')
     .argument('<file>', 'agent file or snapshot archive')
-    .option('--json', 'machine-readable output')
-    .action(async (file: string, opts: { json?: boolean }) => {
-      const info = await describeFile(file);
+    .option('--json', 'machine-readable output'))
+    .action(async (file: string, opts: KeyFlags & { json?: boolean }) => {
+      const info = await describeFile(file, { decrypt: await decryptFromFlags(opts) });
       process.stdout.write(opts.json ? JSON.stringify(info, null, 2) + '\n' : info.text);
     });
 
@@ -74,14 +76,14 @@ export function registerFormatCommands(program: Command): void {
       process.stdout.write(`wrote ${res.path}: ${res.manifest.agents.length} agent(s), ${res.manifest.entries.length} entries, ${res.bytes} bytes\n`);
     });
 
-  program
+  addKeyOptions(program
     .command('unpack')
-    .description('Unpack a snapshot archive into .af v2 files (checksums verified first)')
+    .description('Unpack a snapshot archive into .af v2 files (checksums verified first; an encrypted archive needs its key)')
     .argument('<archive>', 'snapshot archive')
     .requiredOption('-o, --output <dir>', 'folder to write into')
-    .option('--force', 'overwrite existing files')
-    .action(async (archive: string, opts: { output: string; force?: boolean }) => {
-      const res = await unpackArchive(archive, opts.output, { overwrite: !!opts.force });
+    .option('--force', 'overwrite existing files'))
+    .action(async (archive: string, opts: KeyFlags & { output: string; force?: boolean }) => {
+      const res = await unpackArchive(archive, opts.output, { overwrite: !!opts.force, decrypt: await decryptFromFlags(opts) });
       for (const f of res.files) process.stdout.write(`wrote ${path.relative(process.cwd(), f) || f}\n`);
     });
 }

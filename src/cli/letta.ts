@@ -13,14 +13,17 @@ import { openPglite } from '../db/pglite';
 import type { Db } from '../db/types';
 import { exportAgents, listAgents, type AgentListing } from '../letta/export';
 import { formatPlan, restoreAgents, type OnConflict, type RestoreOptions, type ToolsMode } from '../letta/restore';
+import { addKeyOptions, decryptFromFlags, encryptionFromFlags, type KeyFlags } from './keys';
 
 export const LETTA_EXIT = { ok: 0, verification: 1, usage: 2, connection: 3, conflict: 4, rolledBack: 5, mismatch: 6 } as const;
 
 export const LETTA_EXIT_HELP = `
 Exit codes:
   0  success
-  1  verification failed: a damaged archive entry (checksum) or an invalid agent file; nothing was changed
-  2  usage error: bad options, unknown agent, output file exists without --force
+  1  verification failed: a damaged archive entry (checksum), an invalid agent file, or a wrong
+     passphrase/key for an encrypted archive; nothing was changed
+  2  usage error: bad options, unknown agent, output file exists without --force, an encrypted
+     archive without --passphrase-env / --passphrase-file / --key-file
   3  connection failure: the database is unreachable, refused the login, or the connection was lost
      (a restore in progress is rolled back by the server)
   4  conflict: an agent already exists and --on-conflict=fail; nothing was changed
@@ -146,7 +149,7 @@ export function registerLettaCommands(program: Command, deps: LettaCliDeps = {})
       out(o.json ? JSON.stringify(agents, null, 2) + '\n' : renderAgents(agents));
     });
 
-  addConnectionOptions(
+  addKeyOptions(addConnectionOptions(
     program
       .command('export')
       .description('Export agents (all their messages, archival passages with embeddings, blocks, tools, groups, files) into a snapshot archive, from one consistent snapshot')
@@ -155,13 +158,16 @@ export function registerLettaCommands(program: Command, deps: LettaCliDeps = {})
       .option('-t, --tag <tag>', 'export the agents with this tag (repeatable)', collect)
       .option('--all', 'export every agent')
       .option('-f, --force', 'overwrite the archive if it exists')
+      .option('--encrypt', 'write the archive encrypted (key from --passphrase-env, --passphrase-file or --key-file), with the agents\' secret values inside')
+      .option('--no-secrets', 'with --encrypt: leave the secret values out (redacted, as in a plain archive)')
       .option('--json', 'print the manifest as JSON')
       .option('-q, --quiet', 'no progress messages'),
-  )
+  ))
     .addHelpText('after', LETTA_EXIT_HELP)
-    .action(async (o: ConnOpts & { out: string; agent?: string[]; tag?: string[]; all?: boolean; force?: boolean; json?: boolean; quiet?: boolean }) => {
+    .action(async (o: ConnOpts & KeyFlags & { out: string; agent?: string[]; tag?: string[]; all?: boolean; force?: boolean; encrypt?: boolean; secrets?: boolean; json?: boolean; quiet?: boolean }) => {
       const wanted = o.agent ?? [];
       if (!o.all && wanted.length === 0 && !o.tag?.length) throw new AgentVaultError('usage', 'say which agents to export: --agent <id|name>, --tag <tag> or --all', { exitCode: 2 });
+      const encryption = o.encrypt ? await encryptionFromFlags(o) : undefined;
       const res = await withDb(o, (db) =>
         exportAgents(db, {
           // an --agent value matches an id or a name
@@ -169,6 +175,9 @@ export function registerLettaCommands(program: Command, deps: LettaCliDeps = {})
           organizationId: o.org,
           out: o.out,
           overwrite: o.force,
+          encryption,
+          secrets: o.secrets !== false,
+          lettaEncryptionKey: process.env.LETTA_ENCRYPTION_KEY || undefined,
           onProgress: (e) => {
             if (o.quiet) return;
             if (e.phase === 'agent') err(`exporting ${e.index}/${e.total}: ${e.name ?? e.agentId}\n`);
@@ -183,10 +192,11 @@ export function registerLettaCommands(program: Command, deps: LettaCliDeps = {})
       const m = res.manifest;
       const msgs = m.agents.reduce((n, a) => n + a.counts.messages, 0);
       const pas = m.agents.reduce((n, a) => n + a.counts.passages, 0);
-      out(`Exported ${m.agents.length} agent${m.agents.length === 1 ? '' : 's'} (${msgs} messages, ${pas} passages) to ${res.path} (${res.bytes} bytes); Letta revision ${m.source?.letta_revision}, pgvector ${m.source?.pgvector_version ?? 'none'}. Secret values are redacted.\n`);
+      const secrets = encryption ? (res.secrets ? `Encrypted, with ${res.secrets} secret value${res.secrets === 1 ? '' : 's'} inside.` : o.secrets === false ? 'Encrypted; secret values are redacted.' : 'Encrypted.') : 'Secret values are redacted.';
+      out(`Exported ${m.agents.length} agent${m.agents.length === 1 ? '' : 's'} (${msgs} messages, ${pas} passages) to ${res.path} (${res.bytes} bytes); Letta revision ${m.source?.letta_revision}, pgvector ${m.source?.pgvector_version ?? 'none'}. ${secrets}\n`);
     });
 
-  addConnectionOptions(
+  addKeyOptions(addConnectionOptions(
     program
       .command('restore')
       .description('Restore agents from a snapshot archive or an agent file (.af v1/v2) into a Letta database, in one transaction')
@@ -200,11 +210,12 @@ export function registerLettaCommands(program: Command, deps: LettaCliDeps = {})
       .option('--user <id>', 'acting user written to _created_by_id (default: Letta\'s default user)')
       .option('--name-suffix <suffix>', 'suffix for copies (--on-conflict=copy)', '_copy')
       .option('--new-ids', 'give every restored object a new id (conflicts are then by agent name)')
+      .option('--no-secrets', 'an encrypted archive\'s secret values are not written (restored redacted, as from a plain archive)')
       .option('--json', 'print the plan (and the result) as JSON')
       .option('-q, --quiet', 'print only the summary'),
-  )
+  ))
     .addHelpText('after', LETTA_EXIT_HELP)
-    .action(async (source: string, o: ConnOpts & { agent?: string[]; onConflict: OnConflict; tools: ToolsMode; dryRun?: boolean; forceSchema?: boolean; allowEmbeddingMismatch?: boolean; user?: string; nameSuffix?: string; newIds?: boolean; json?: boolean; quiet?: boolean }) => {
+    .action(async (source: string, o: ConnOpts & KeyFlags & { secrets?: boolean; agent?: string[]; onConflict: OnConflict; tools: ToolsMode; dryRun?: boolean; forceSchema?: boolean; allowEmbeddingMismatch?: boolean; user?: string; nameSuffix?: string; newIds?: boolean; json?: boolean; quiet?: boolean }) => {
       const opts: RestoreOptions = {
         agents: o.agent,
         onConflict: o.onConflict,
@@ -216,6 +227,8 @@ export function registerLettaCommands(program: Command, deps: LettaCliDeps = {})
         userId: o.user,
         nameSuffix: o.nameSuffix,
         newIds: o.newIds,
+        decrypt: await decryptFromFlags(o),
+        secrets: o.secrets !== false,
       };
       if (o.dryRun) {
         const res = await withDb(o, (db) => restoreAgents(db, source, opts));

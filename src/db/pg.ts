@@ -281,7 +281,8 @@ export class PgDb implements Db {
             stream.on('error', reject);
           });
           for (const chunk of data) {
-            if (!stream.write(chunk)) await new Promise<void>((r) => stream.once('drain', () => r()));
+            // a stream that fails (connection lost) never drains: wait for whichever comes first
+            if (!stream.write(chunk)) await Promise.race([new Promise<void>((r) => stream.once('drain', () => r())), done]);
           }
           stream.end();
           await done;

@@ -18,6 +18,7 @@ import { AgentVaultError, errorMessage } from '../core/errors';
 import { ioError } from '../core/fs';
 import { TOOL_VERSION } from '../core/version';
 import { getValidator } from './schemas';
+import { EntryStreams } from './entry-stream';
 import { ArchiveCrypto, openArchiveCrypto, parseEncryptionSection, type ArchiveKey, type DecryptOptions, type EncryptionSection } from './crypto';
 
 /** Integer; bumped only on an incompatible change (see docs/FORMAT.md "Versioning"). */
@@ -155,6 +156,11 @@ export interface ArchiveReader {
   openStream(name: string): Promise<NodeJS.ReadableStream>;
   /** Every entry's checksums; with a key, every encrypted entry is also decrypted and authenticated. */
   verifyAll(): Promise<{ entry: string; ok: boolean; error?: string }[]>;
+  /**
+   * Fast bulk streams over this archive's entries (./entry-stream.ts), decrypting with the key the
+   * archive was opened with. They share the reader's file: close the reader when done.
+   */
+  entryStreams(): EntryStreams;
   close(): Promise<void>;
 }
 
@@ -1004,6 +1010,11 @@ class ZipArchiveReader implements ArchiveReader {
       }
     }
     return out;
+  }
+
+  entryStreams(): EntryStreams {
+    if (this.closed) throw new AgentVaultError('closed', `${this.path}: the archive is closed`, { location: { file: this.path } });
+    return EntryStreams.fromOpenZip(this.path, this.opened.zip, this.opened.entries, this.manifest.entries, this.crypto);
   }
 
   async close(): Promise<void> {

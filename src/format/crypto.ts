@@ -239,6 +239,18 @@ export class ArchiveCrypto {
   }
 }
 
+/** The options that name the key of an encrypted archive (the same on every command). */
+export const KEY_OPTIONS_HINT = 'pass --passphrase-env NAME, --passphrase-file FILE or --key-file FILE (the passphrase or key it was written with)';
+
+/** An encrypted archive was given without its passphrase or key (exit code 2: a usage error). */
+export function noKeyError(file: string, doing = 'nothing was read or changed'): AgentVaultError {
+  return new AgentVaultError('no-key', `${file} is encrypted and no passphrase or key was given; ${doing}. To read it, ${KEY_OPTIONS_HINT}.`, {
+    location: { file },
+    exitCode: 2,
+    hint: 'AGENT_VAULT_PASSPHRASE is read too when it is set',
+  });
+}
+
 /** What a reader is given to open an encrypted archive. */
 export interface DecryptOptions {
   passphrase?: string;

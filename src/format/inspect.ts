@@ -1,6 +1,7 @@
 /** What an agent file or archive holds, for `agent-vault inspect` and the extension. */
 import { readAgentFile, toV2 } from './af';
-import { readManifest, type Manifest } from './archive';
+import { openArchive, type Manifest } from './archive';
+import { KEY_OPTIONS_HINT, type DecryptOptions } from './crypto';
 import { isArchivePath } from './validate-any';
 import type { AgentFileCounts, AgentFileV2 } from './types';
 
@@ -26,7 +27,18 @@ export interface FileDescription {
   counts?: AgentFileCounts;
   agents: AgentSummary[];
   manifest?: Manifest;
+  /** archives: whether the entries are encrypted, and whether the key given opened it (manifest authenticated) */
+  encrypted?: boolean;
+  authenticated?: boolean;
   text: string;
+}
+
+export interface DescribeOptions {
+  /**
+   * Passphrase or key of an encrypted archive: checked (a wrong one is error 'wrong-key') and the
+   * manifest authenticated. Without it an encrypted archive is still described from its manifest.
+   */
+  decrypt?: DecryptOptions;
 }
 
 const s = (v: unknown): string | null => (typeof v === 'string' ? v : null);
@@ -48,9 +60,14 @@ export function summarizeAgents(doc: AgentFileV2): AgentSummary[] {
   }));
 }
 
-export async function describeFile(file: string): Promise<FileDescription> {
+export async function describeFile(file: string, opts: DescribeOptions = {}): Promise<FileDescription> {
   if (await isArchivePath(file)) {
-    const m = await readManifest(file);
+    const hasKey = !!opts.decrypt && (opts.decrypt.passphrase !== undefined || opts.decrypt.key !== undefined);
+    const reader = await openArchive(file, { decrypt: hasKey ? opts.decrypt : undefined });
+    await reader.close();
+    const m = reader.manifest;
+    const encrypted = reader.encrypted;
+    const authenticated = encrypted && reader.decryptable;
     const agents: AgentSummary[] = m.agents.map((a) => ({
       id: a.id,
       name: a.name,
@@ -65,9 +82,14 @@ export async function describeFile(file: string): Promise<FileDescription> {
     }));
     let text = `${file}: Agent Vault snapshot archive, format ${m.format_version}, written ${m.created_at} by agent-vault ${m.tool.version}\n`;
     if (m.source) text += `  source: ${m.source.kind}${m.source.letta_revision ? `, Letta revision ${m.source.letta_revision}` : ''}${m.source.pgvector_version ? `, pgvector ${m.source.pgvector_version}` : ''}\n`;
+    if (encrypted) {
+      text += authenticated
+        ? `  encrypted (${String((m.encryption as { scheme?: unknown }).scheme)}); the key opens it and the manifest authenticates\n`
+        : `  encrypted (${String((m.encryption as { scheme?: unknown }).scheme)}); the manifest below is not authenticated — to check it and read the entries, ${KEY_OPTIONS_HINT}\n`;
+    }
     text += `  ${m.entries.length} entries\n` + renderAgents(agents, m.agents.map((a) => a.counts.passages));
     if (m.qdrant?.collections?.length) text += `  qdrant collections: ${m.qdrant.collections.map((c) => String((c as { name?: unknown }).name)).join(', ')}\n`;
-    return { file, kind: 'archive', format: `archive v${m.format_version}`, revision: m.source?.letta_revision ?? null, version: null, agents, manifest: m, text };
+    return { file, kind: 'archive', format: `archive v${m.format_version}`, revision: m.source?.letta_revision ?? null, version: null, agents, manifest: m, encrypted, authenticated, text };
   }
   const parsed = await readAgentFile(file);
   const agents = summarizeAgents(toV2(parsed));

@@ -21,6 +21,7 @@ import {
   type ManifestAgentCounts,
 } from './archive';
 import { formatFloat32, readVectorsStream } from './vectors';
+import { noKeyError, type DecryptOptions } from './crypto';
 import type { AgentFileV2, AgentV2, Json, JsonObject } from './types';
 
 /** The top-level collections of an .af v2, in Letta's order. */
@@ -361,6 +362,8 @@ export function passageLine(rec: PassageRecord): string {
 
 export interface UnpackOptions {
   overwrite?: boolean;
+  /** Passphrase or key of an encrypted archive (without it, error 'no-key', exit code 2, and nothing is written). */
+  decrypt?: DecryptOptions;
   /** Also extract every entry at its own path under outDir (manifest.json included). */
   raw?: boolean;
 }
@@ -408,8 +411,10 @@ async function writeStreamAtomic(dest: string, produce: (write: (s: string | Buf
  * replace existing files unless `overwrite` (and then writes nothing at all).
  */
 export async function unpackArchive(archivePath: string, outDir: string, opts: UnpackOptions = {}): Promise<{ files: string[] }> {
-  const reader = await openArchive(archivePath);
+  const hasKey = !!opts.decrypt && (opts.decrypt.passphrase !== undefined || opts.decrypt.key !== undefined);
+  const reader = await openArchive(archivePath, { decrypt: hasKey ? opts.decrypt : undefined });
   try {
+    if (reader.encrypted && !reader.decryptable) throw noKeyError(archivePath, 'nothing was written');
     const root = path.resolve(outDir);
     const plan: Array<{ target: string; kind: 'af' | 'passages' | 'raw'; entry: string; agent?: ManifestAgent }> = [];
     for (const a of reader.manifest.agents) {

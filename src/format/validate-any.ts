@@ -8,6 +8,7 @@ import { AgentVaultError } from '../core/errors';
 import { ioError } from '../core/fs';
 import { parseAgentFileBytes } from './af';
 import { openArchive } from './archive';
+import { noKeyError, type DecryptOptions } from './crypto';
 import { validateAgentFilePath, validateParsed, type Finding, type ValidationReport } from './validate';
 
 export type { Finding, ValidationReport };
@@ -28,19 +29,29 @@ export async function isArchivePath(p: string): Promise<boolean> {
   }
 }
 
-export async function validateAnyPath(p: string): Promise<ValidationReport> {
-  return (await isArchivePath(p)) ? validateArchivePath(p) : validateAgentFilePath(p);
+export interface ValidateOptions {
+  /** Passphrase or key of an encrypted archive (without it, an encrypted archive is error 'no-key', exit code 2). */
+  decrypt?: DecryptOptions;
 }
 
-export async function validateArchivePath(p: string): Promise<ValidationReport> {
+export async function validateAnyPath(p: string, opts: ValidateOptions = {}): Promise<ValidationReport> {
+  return (await isArchivePath(p)) ? validateArchivePath(p, opts) : validateAgentFilePath(p);
+}
+
+export async function validateArchivePath(p: string, opts: ValidateOptions = {}): Promise<ValidationReport> {
   const errors: Finding[] = [];
   const warnings: Finding[] = [];
   let reader;
+  const hasKey = !!opts.decrypt && (opts.decrypt.passphrase !== undefined || opts.decrypt.key !== undefined);
   try {
-    reader = await openArchive(p);
+    reader = await openArchive(p, { decrypt: hasKey ? opts.decrypt : undefined });
   } catch (e) {
     if (!(e instanceof AgentVaultError) || e.code === 'io') throw e;
     return { file: p, valid: false, errors: [{ severity: 'error', code: e.code, message: e.message, pointer: e.location?.pointer ?? '' }], warnings };
+  }
+  if (reader.encrypted && !reader.decryptable) {
+    await reader.close();
+    throw noKeyError(p, 'its entries cannot be validated');
   }
   try {
     const bad = new Set<string>();

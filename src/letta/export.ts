@@ -14,8 +14,10 @@
  * The `.af` of each agent follows Letta's own export (letta/services/agent_serialization_manager.py):
  * file-local ids (`agent-0`, `block-3`, `message-17`, …; one id space for the whole archive, so
  * the per-agent files can be merged back into one document), tools sorted by name, messages in
- * `sequence_id` order — but ALL of them, not Letta's last 50. Secrets are redacted (keys kept,
- * values ''). What Letta's format has no field for travels in the top-level `agent_vault` object
+ * `sequence_id` order — but ALL of them, not Letta's last 50. Secrets are redacted in the .af (keys
+ * kept, values ''); an encrypted export (`encryption`) writes the whole archive encrypted as it
+ * streams (no plaintext file) and carries the values in `secrets/<agent-id>.env.json` entries
+ * (./secrets.ts says where a value comes from). What Letta's format has no field for travels in the top-level `agent_vault` object
  * (ignored by Letta's import; see docs/RESTORE.md "The agent_vault extension"): the original
  * database id of every object, the columns the .af drops, identities, the archive row.
  */
@@ -23,9 +25,11 @@ import * as path from 'node:path';
 import { AgentVaultError } from '../core/errors';
 import { iterateBatches } from '../db/cursor';
 import type { Db, Queryable } from '../db/types';
-import { createArchiveWriter, agentEntryName, passagesEntryName, vectorsEntryName, type Manifest, type ManifestAgent } from '../format/archive';
+import { createArchiveWriter, agentEntryName, passagesEntryName, safeEntrySegment, vectorsEntryName, type ArchiveWriter, type Manifest, type ManifestAgent, type ManifestInput } from '../format/archive';
+import type { ArchiveKey } from '../format/crypto';
 import type { Json, JsonObject } from '../format/types';
 import { VectorWriter } from '../format/vectors';
+import { resolveSecretValue, type SecretSource } from './secrets';
 import { readLettaInfo, type LettaDbInfo } from './sql';
 
 // ---------------------------------------------------------------------------------------------
@@ -116,6 +120,53 @@ export interface ExportOptions {
   createdAt?: string;
   /** Read vectors the way pgvector < 0.7 needs (real[] slices instead of subvector); for tests. */
   legacyVectorPath?: boolean;
+  /**
+   * Write the archive encrypted with this key (docs/FORMAT.md §9): every entry is encrypted as it
+   * is streamed (no plaintext file is ever written), and the agents' secret values go into
+   * `secrets/<agent-id>.env.json` entries (unless `secrets: false`).
+   */
+  encryption?: { key: ArchiveKey };
+  /** With `encryption`: include the secret values (default true). Without it they are always redacted. */
+  secrets?: boolean;
+  /**
+   * The Letta server's LETTA_ENCRYPTION_KEY, to decrypt the `value_enc` of environment variables
+   * (without it, `value_enc` is used only when it holds plain text; else the stored `value`).
+   */
+  lettaEncryptionKey?: string;
+  /**
+   * Called inside the export's snapshot transaction before an agent's vectors are written; the
+   * returned observer sees every vector as it goes into the archive (the vault records its
+   * probes this way).
+   */
+  onAgentVectors?: (ctx: AgentVectorsContext) => Promise<VectorObserver | null>;
+  /**
+   * Adds entries after the agents' (the writer is still open; the snapshot transaction has ended)
+   * and returns manifest fields to set.
+   */
+  extraEntries?: (writer: ArchiveWriter, agents: ManifestAgent[]) => Promise<Partial<ManifestInput> | void>;
+}
+
+/** An agent's archival vectors, for an observer (ExportOptions.onAgentVectors). */
+export interface AgentVectorsContext {
+  agentId: string;
+  archiveId: string;
+  /** the true dimension (what the vectors entry holds) */
+  dim: number;
+  /** passages (each gets a vector row; one without an embedding a null) */
+  count: number;
+  /** manifest.created_at of the export */
+  createdAt: string;
+  /** ids of the agent's passages that have an embedding, in the order the vectors are written */
+  embeddedIds(): Promise<string[]>;
+  /** the embeddings of these passages at the true dimension, as the archive holds them */
+  vectors(ids: string[]): Promise<Map<string, Float32Array>>;
+}
+
+export interface VectorObserver {
+  /** a passage's vector (null: the passage has no embedding), in the order written */
+  add(passageId: string, v: Float32Array | null): void;
+  /** after the agent's last vector */
+  end(): Promise<void> | void;
 }
 
 export interface ExportResult {
@@ -123,6 +174,19 @@ export interface ExportResult {
   manifest: Manifest;
   bytes: number;
   warnings: string[];
+  /** environment variables whose values the archive holds (encrypted exports), 0 otherwise */
+  secrets: number;
+}
+
+/** `secrets/<agent-id>.env.json`: an agent's environment variables with their values (encrypted archives only). */
+export function secretsEntryName(agentId: string): string {
+  return `secrets/${safeEntrySegment(agentId)}.env.json`;
+}
+
+/** What a secrets entry holds (docs/FORMAT.md, "Entries"). */
+export interface SecretsEntry {
+  agent_id: string;
+  variables: Array<{ id: string; key: string; value: string; value_enc: string | null; value_source: SecretSource; description: string | null; created_at: string | null; updated_at: string | null }>;
 }
 
 /** Key of the extension object in each exported .af (see the module comment). */
@@ -552,7 +616,9 @@ export async function exportAgents(db: Db, opts: ExportOptions): Promise<ExportR
     if (e.phase === 'warning' && e.message) warnings.push(e.message);
     await opts.onProgress?.(e);
   };
-  const writer = await createArchiveWriter(out, { overwrite: opts.overwrite });
+  const writer = await createArchiveWriter(out, { overwrite: opts.overwrite, encryption: opts.encryption });
+  const withSecrets = !!opts.encryption && opts.secrets !== false;
+  let secretCount = 0;
   try {
     const input = await db.transaction(
       async (tx) => {
@@ -569,32 +635,61 @@ export async function exportAgents(db: Db, opts: ExportOptions): Promise<ExportR
         const manifestAgents: ManifestAgent[] = [];
         for (const [i, p] of plans.entries()) {
           await progress({ phase: 'agent', agentId: p.row.id, name: p.row.name, index: i + 1, total: plans.length });
-          manifestAgents.push(await writeAgent(tx, writer, info, L, ids, p, { createdAt, batchSize: opts.batchSize, progress, index: i + 1, total: plans.length }));
+          manifestAgents.push(
+            await writeAgent(tx, writer, info, L, ids, p, { createdAt, batchSize: opts.batchSize, progress, index: i + 1, total: plans.length, onAgentVectors: opts.onAgentVectors }),
+          );
+          if (withSecrets) secretCount += await writeSecrets(writer, p.row.id as string, L.env.get(p.row.id) ?? [], opts.lettaEncryptionKey, progress);
         }
         return { info, manifestAgents };
       },
       { isolation: 'repeatable read', readOnly: true },
     );
+    const source = {
+      kind: db.kind === 'pglite' ? ('pglite' as const) : ('postgres' as const),
+      letta_revision: input.info.revision,
+      pgvector_version: input.info.pgvectorVersion,
+      postgres_version: input.info.postgresVersion,
+      database: input.info.database,
+      schema: input.info.schema,
+      organization_id: opts.organizationId ?? null,
+    };
+    const more = (await opts.extraEntries?.(writer, input.manifestAgents)) ?? {};
     const res = await writer.finish({
       created_at: createdAt,
-      source: {
-        kind: db.kind === 'pglite' ? 'pglite' : 'postgres',
-        letta_revision: input.info.revision,
-        pgvector_version: input.info.pgvectorVersion,
-        postgres_version: input.info.postgresVersion,
-        database: input.info.database,
-        schema: input.info.schema,
-        organization_id: opts.organizationId ?? null,
-      },
+      source,
       agents: input.manifestAgents,
-      secrets: 'redacted',
+      secrets: !withSecrets ? 'redacted' : secretCount > 0 ? 'encrypted' : 'none',
+      ...more,
     });
     await progress({ phase: 'done' });
-    return { ...res, warnings };
+    return { ...res, warnings, secrets: secretCount };
   } catch (e) {
     await writer.abort();
     throw e;
   }
+}
+
+/** The agent's environment variables with their values, as an entry of an encrypted archive; returns how many. */
+async function writeSecrets(writer: ArchiveWriter, agentId: string, env: Row[], lettaKey: string | undefined, progress: (e: ExportProgress) => Promise<void>): Promise<number> {
+  if (env.length === 0) return 0;
+  const variables: SecretsEntry['variables'] = [];
+  for (const e of env) {
+    const r = resolveSecretValue({ key: String(e.key), value: e.value, value_enc: e.value_enc }, lettaKey);
+    if (r.warning) await progress({ phase: 'warning', agentId, message: `agent ${agentId}: ${r.warning}` });
+    variables.push({
+      id: e.id,
+      key: e.key,
+      value: r.value,
+      value_enc: typeof e.value_enc === 'string' ? e.value_enc : null,
+      value_source: r.source,
+      description: e.description ?? null,
+      created_at: e.created_at ?? null,
+      updated_at: e.updated_at ?? null,
+    });
+  }
+  const entry: SecretsEntry = { agent_id: agentId, variables };
+  await writer.addJson(secretsEntryName(agentId), entry, { mediaType: 'application/json' });
+  return variables.length;
 }
 
 async function planIds(tx: Queryable, L: Loaded, ids: FileIds): Promise<AgentPlan[]> {
@@ -648,7 +743,7 @@ async function writeAgent(
   L: Loaded,
   ids: FileIds,
   p: AgentPlan,
-  o: { createdAt: string; batchSize?: number; progress: (e: ExportProgress) => Promise<void>; index: number; total: number },
+  o: { createdAt: string; batchSize?: number; progress: (e: ExportProgress) => Promise<void>; index: number; total: number; onAgentVectors?: ExportOptions['onAgentVectors'] },
 ): Promise<ManifestAgent> {
   const a = p.row;
   const agentId = a.id as string;
@@ -884,10 +979,25 @@ async function writeAgent(
       if (dim === null || !Number.isInteger(dim) || dim < 1) dim = await trueDimension(tx, link.id, cnt.rows[0].maxdim);
       passagesEntry = passagesEntryName(agentId);
       vectorsEntry = vectorsEntryName(agentId);
-      await writePassages(tx, writer, info, link.id as string, agentId, dim ?? 1, passages, passagesEntry, vectorsEntry, {
+      const vdim = dim ?? 1;
+      const observer = o.onAgentVectors
+        ? await o.onAgentVectors({
+            agentId,
+            archiveId: link.id as string,
+            dim: vdim,
+            count: passages,
+            createdAt: o.createdAt,
+            embeddedIds: async () =>
+              (await tx.query<{ id: string }>(`SELECT id FROM archival_passages WHERE archive_id = $1 AND NOT is_deleted AND embedding IS NOT NULL ORDER BY id`, [link.id])).rows.map((r) => r.id),
+            vectors: (pids) => readVectorsById(tx, info, link.id as string, vdim, pids),
+          })
+        : null;
+      await writePassages(tx, writer, info, link.id as string, agentId, vdim, passages, passagesEntry, vectorsEntry, {
         batchSize: o.batchSize ?? 500,
         progress: (n) => o.progress({ phase: 'passages', agentId, name: a.name, index: o.index, total: o.total, rows: n }),
+        observer,
       });
+      await observer?.end();
     }
   }
 
@@ -919,6 +1029,25 @@ async function writeAgent(
   } as ManifestAgent;
 }
 
+/** Some passages' embeddings at the true dimension (the first `dim` values; what the archive holds). */
+async function readVectorsById(tx: Queryable, info: LettaDbInfo, archiveId: string, dim: number, ids: string[]): Promise<Map<string, Float32Array>> {
+  const out = new Map<string, Float32Array>();
+  if (ids.length === 0) return out;
+  const trimmed = info.hasSubvector ? `subvector(embedding, 1, $3)` : `((embedding::real[])[1:$3])::vector`;
+  const r = await tx.query<{ id: string; v: Buffer }>(
+    `SELECT id, vector_send(${trimmed}) AS v FROM archival_passages WHERE archive_id = $1 AND id = ANY($2::text[]) AND embedding IS NOT NULL AND vector_dims(embedding) >= $3`,
+    [archiveId, ids, dim],
+  );
+  for (const row of r.rows) {
+    const vec = new Float32Array(dim);
+    const bytes = Buffer.from(vec.buffer);
+    row.v.copy(bytes, 0, 4, 4 + dim * 4);
+    bytes.swap32();
+    out.set(row.id, vec);
+  }
+  return out;
+}
+
 /** Without a recorded embedding_dim: the position of the last non-zero value over all passages. */
 async function trueDimension(tx: Queryable, archiveId: string, maxDims: number | null): Promise<number> {
   const r = await tx.query<{ d: number | null }>(
@@ -939,7 +1068,7 @@ async function writePassages(
   count: number,
   passagesEntry: string,
   vectorsEntry: string,
-  o: { batchSize: number; progress: (n: number) => Promise<void> },
+  o: { batchSize: number; progress: (n: number) => Promise<void>; observer?: VectorObserver | null },
 ): Promise<void> {
   const lineSql = `SELECT p.id, p.text, p.archive_id, p.embedding_config, p.metadata_, p.tags,
             COALESCE((SELECT json_agg(t.tag ORDER BY t.tag) FROM passage_tags t WHERE t.passage_id = p.id AND NOT t.is_deleted), '[]'::json) AS passage_tags,
@@ -983,6 +1112,7 @@ async function writePassages(
           );
         }
         if (r.v === null) {
+          o.observer?.add(r.id, null);
           await vw.append(zero);
           continue;
         }
@@ -990,6 +1120,7 @@ async function writePassages(
         const bytes = Buffer.from(vec.buffer);
         r.v.copy(bytes, 0, 4, 4 + dim * 4);
         bytes.swap32(); // big-endian → little-endian (and aligned, unlike the driver's buffer)
+        o.observer?.add(r.id, vec);
         await vw.append(vec);
       }
       n += rows.length;

@@ -4,9 +4,14 @@
  * v2). docs/RESTORE.md is the user-facing description; the rules in short:
  *
  * - Checksums of an archive are verified BEFORE the transaction opens (a damaged archive changes
- *   nothing). Then ONE transaction: the plan is computed from the target as it is inside that
- *   transaction, the guards run, and every table is written with set-based bulk inserts in an
- *   order that satisfies every foreign key. Any failure rolls everything back.
+ *   nothing); the same pass keeps each agent file without its messages and checks the messages.
+ *   Then ONE transaction: the plan is computed from the target as it is inside that transaction,
+ *   the guards run, and every table is written in an order that satisfies every foreign key:
+ *   small tables with set-based inserts, messages / passages / passage tags with COPY, streamed
+ *   from the archive in batches (no agent file is held whole; ./copy.ts, ./rows.ts). Any failure
+ *   rolls everything back.
+ * - Encrypted archives are read with the key given (`decrypt`); their secret values
+ *   (`secrets/` entries) are written into agent_environment_variables.value (value_enc NULL).
  * - Conflict: an agent of the source whose original database id exists in the target; for
  *   sources without database ids (plain .af files, packed archives) or when new ids are asked
  *   for, an agent of the target organization with the same name. `onConflict` decides:
@@ -22,17 +27,23 @@
  *   or dimension is not among the target's existing passages/archives are refused unless
  *   `allowEmbeddingMismatch`. Both messages name both sides.
  */
-import { AgentVaultError } from '../core/errors';
+import { AgentVaultError, errorMessage } from '../core/errors';
 import type { Db, Queryable } from '../db/types';
 import { readAgentFile, toV2, parseAgentFileBytes } from '../format/af';
+import { AgentFileSplitter } from '../format/af-stream';
 import { openArchive, type ArchiveReader, type ManifestAgent } from '../format/archive';
-import { readPassages } from '../format/pack';
-import type { AgentFileV1, AgentFileV2, AgentV2, Json, JsonObject, MessageV2 } from '../format/types';
+import { noKeyError, type DecryptOptions } from '../format/crypto';
+import type { EntryStreams } from '../format/entry-stream';
+import { passageBatches, rawPassageBatch } from '../format/passage-stream';
+import { verifyRangesInWorker } from '../format/verify-worker';
+import type { AgentFileV1, AgentFileV2, AgentV2, Json } from '../format/types';
 import { isArchivePath } from '../format/validate-any';
 import { COMPATIBLE_REVISIONS, isCompatibleRevision } from './compat';
 import { DEFAULT_ORG_ID, DEFAULT_USER_ID } from './ddl';
 import { AV_EXT } from './export';
-import { BulkInserter, bulkInsert, describeWriteError, type BulkInsertOptions, loadColumns, newId, qi, readLettaInfo, type ColumnInfo, type LettaDbInfo } from './sql';
+import { binaryKinds, CopyBinary, CopyPump, copySql, CopyText, COPY_BATCH_BYTES, TimestampReader } from './copy';
+import { checkMessage, MessageRows, MESSAGE_COPY_COLUMNS, newMessageStats, PassageRows, PASSAGE_COPY_COLUMNS, PASSAGE_COPY_KINDS, PASSAGE_TAG_COPY_COLUMNS, type MessageStats } from './rows';
+import { bulkInsert, describeWriteError, loadColumns, newId, qi, readLettaInfo, type ColumnInfo, type LettaDbInfo } from './sql';
 
 export type OnConflict = 'fail' | 'skip' | 'replace' | 'copy';
 export type ToolsMode = 'keep' | 'replace';
@@ -85,6 +96,16 @@ export interface RestoreOptions {
   newIds?: boolean;
   /** With newIds: do not treat an existing agent of the same name as a conflict (Letta's import allows duplicates). */
   allowDuplicateNames?: boolean;
+  /**
+   * The passphrase or key of an encrypted archive (what openArchive takes). Without it an
+   * encrypted archive is refused (error 'no-key', exit code 2); a wrong one is 'wrong-key' (1).
+   */
+  decrypt?: DecryptOptions;
+  /**
+   * Write the secret values an encrypted archive carries (its `secrets/` entries) into
+   * agent_environment_variables.value (default true). false: like a plain archive (redacted).
+   */
+  secrets?: boolean;
   /** Awaited before each table is written (tests pause here to break the connection). */
   onStep?: (step: RestoreStep) => void | Promise<void>;
   onProgress?: (e: { step: RestoreStep; rows: number }) => void | Promise<void>;
@@ -114,7 +135,17 @@ export interface PlanRefusal {
 }
 
 export interface RestorePlan {
-  source: { path: string | null; kind: 'archive' | 'agent-file'; format: string | null; revision: string | null; source_kind: string | null };
+  source: {
+    path: string | null;
+    kind: 'archive' | 'agent-file';
+    format: string | null;
+    revision: string | null;
+    source_kind: string | null;
+    /** an encrypted archive (read with the key given) */
+    encrypted: boolean;
+    /** secret values (environment variables) the restore writes: only an encrypted archive has them */
+    secret_values: number;
+  };
   target: { database: string; schema: string; revision: string; organization_id: string; user_id: string };
   dry_run: boolean;
   agents: PlanAgent[];
@@ -160,16 +191,28 @@ interface SrcObject {
 
 interface SrcAgent extends SrcObject {
   name: string | null;
+  /** the document (archive entry) the agent is in, and its position in that document's agents */
   doc: number;
+  slot: number;
   manifest: ManifestAgent | null;
   messageCount: number;
   inContext: string[];
-  /** original database ids of the in-context messages (null where the file has none) */
-  inContextDb: (string | null)[];
+  /** ids of messages other rows refer to: the in-context ids and the approval targets */
+  refs: Set<string>;
+  /** approval_request_id values that name a message of this agent */
+  approvalRefs: Set<string>;
   archive: Obj | null;
   environment: Obj[];
   identities: Obj[];
   passages: number;
+}
+
+/** Raw messages (JSON objects), message k = bufs[k] bytes starts[k]..ends[k]. */
+interface RawMessages {
+  length: number;
+  bufs: Buffer[];
+  starts: number[];
+  ends: number[];
 }
 
 interface SourceModel {
@@ -179,6 +222,10 @@ interface SourceModel {
   revision: string | null;
   sourceKind: string | null;
   reader: ArchiveReader | null;
+  streams: EntryStreams | null;
+  encrypted: boolean;
+  /** secret values of an encrypted archive (secrets/ entries): manifest agent id → key → variable */
+  secrets: Map<string, Map<string, Obj>>;
   agents: SrcAgent[];
   blocks: Map<string, SrcObject>;
   tools: Map<string, SrcObject>;
@@ -190,8 +237,8 @@ interface SourceModel {
   dbIds: Map<string, string>;
   /** file id → columns the .af has no field for (agent_vault.rows) */
   rows: Map<string, Obj>;
-  /** the full document of slice i (messages included) */
-  loadDoc(i: number): Promise<AgentFileV2>;
+  /** The agent's messages in file order, in batches (streamed from an archive, never held whole). */
+  messages(a: SrcAgent): AsyncGenerator<RawMessages>;
   close(): Promise<void>;
 }
 
@@ -199,55 +246,227 @@ function restoreInvalid(where: string, message: string, pointer?: string): Agent
   return new AgentVaultError('restore-invalid', `${where}: ${message}`, { location: { file: where, pointer }, exitCode: 1 });
 }
 
-async function openSource(src: RestoreSource): Promise<SourceModel> {
+const MESSAGE_BATCH = 1000;
+
+function hasKey(d: DecryptOptions | undefined): d is DecryptOptions {
+  return !!d && (d.passphrase !== undefined || d.key !== undefined);
+}
+
+async function openSource(src: RestoreSource, decrypt: DecryptOptions | undefined): Promise<SourceModel> {
   if (typeof src !== 'string') {
     const parsed = { format: (('agents' in src.doc ? 'v2' : 'v1') as 'v1' | 'v2'), doc: src.doc };
     const doc = toV2(parsed);
-    return buildModel([doc], { path: null, kind: 'agent-file', format: parsed.format, revision: revisionOf(doc), sourceKind: 'agent-file', reader: null, name: src.name ?? 'agent file' });
+    return inMemoryModel(doc, { path: null, format: parsed.format, name: src.name ?? 'agent file' });
   }
-  if (await isArchivePath(src)) {
-    const reader = await openArchive(src);
-    try {
-      // Every entry is read and hashed before anything touches the database.
-      const bad = (await reader.verifyAll()).filter((r) => !r.ok);
-      if (bad.length) {
-        throw new AgentVaultError('checksum', `${src}: ${bad.length === 1 ? 'an entry is' : `${bad.length} entries are`} damaged; nothing was restored. ${bad.map((b) => b.error ?? b.entry).join('; ')}`, {
-          location: { file: src, entry: bad[0].entry },
-          exitCode: 1,
-          hint: 'use another copy of the archive',
-        });
-      }
-      const docs: AgentFileV2[] = [];
-      for (const a of reader.manifest.agents) docs.push(await readArchiveDoc(reader, a));
-      const m = reader.manifest;
-      const model = await buildModel(docs, {
-        path: src,
-        kind: 'archive',
-        format: m.source?.file_format ?? 'v2',
-        revision: m.source?.letta_revision ?? revisionOf(docs[0]),
-        sourceKind: m.source?.kind ?? null,
-        reader,
-        name: src,
-      });
-      model.agents.forEach((a) => {
-        a.manifest = m.agents[a.doc] ?? null;
-        a.passages = a.manifest?.passages_entry ? (a.manifest.counts?.passages ?? 0) : 0;
-      });
-      return model;
-    } catch (e) {
-      await reader.close();
-      throw e;
-    }
-  }
+  if (await isArchivePath(src)) return openArchiveSource(src, decrypt);
   const parsed = await readAgentFile(src);
   const doc = toV2(parsed);
-  return buildModel([doc], { path: src, kind: 'agent-file', format: parsed.format, revision: revisionOf(doc), sourceKind: 'agent-file', reader: null, name: src });
+  return inMemoryModel(doc, { path: src, format: parsed.format, name: src });
 }
 
-async function readArchiveDoc(reader: ArchiveReader, a: ManifestAgent): Promise<AgentFileV2> {
-  const parsed = parseAgentFileBytes(await reader.readEntry(a.entry), `${reader.path}!${a.entry}`);
-  if (parsed.format !== 'v2') throw restoreInvalid(`${reader.path}!${a.entry}`, `archive agent entries must be plain .af v2, this one is ${parsed.format}`);
-  return parsed.doc as AgentFileV2;
+/** A plain agent file, held whole (it is small: Letta's export keeps 50 messages). */
+function inMemoryModel(doc: AgentFileV2, info: { path: string | null; format: string; name: string }): SourceModel {
+  const agentsOf = (): AgentV2[] => (Array.isArray(doc.agents) ? doc.agents : []);
+  const serialised = (a: AgentV2): RawMessages[] => {
+    const msgs: unknown[] = Array.isArray(a.messages) ? a.messages : [];
+    const out: RawMessages[] = [];
+    for (let i = 0; i < msgs.length; i += MESSAGE_BATCH) {
+      const batch: RawMessages = { length: 0, bufs: [], starts: [], ends: [] };
+      for (const m of msgs.slice(i, i + MESSAGE_BATCH)) {
+        const b = Buffer.from(JSON.stringify(m ?? null), 'utf8');
+        batch.bufs.push(b);
+        batch.starts.push(0);
+        batch.ends.push(b.length);
+        batch.length++;
+      }
+      out.push(batch);
+    }
+    return out;
+  };
+  const stats = agentsOf().map((a, ai) => {
+    const st = newMessageStats();
+    if (!isObj(a)) return st;
+    if (a.messages !== undefined && a.messages !== null && !Array.isArray(a.messages)) throw restoreInvalid(info.name, `agent "${a.id}": "messages" must be an array`, `/agents/${ai}/messages`);
+    for (const batch of serialised(a)) for (let k = 0; k < batch.length; k++) checkMessage(batch.bufs[k], batch.starts[k], batch.ends[k], st, info.name, String(a.id));
+    return st;
+  });
+  return buildModel([doc], [stats], {
+    path: info.path,
+    kind: 'agent-file',
+    format: info.format,
+    revision: revisionOf(doc),
+    sourceKind: 'agent-file',
+    reader: null,
+    streams: null,
+    name: info.name,
+    messages: async function* (a) {
+      yield* serialised(agentsOf()[a.slot]);
+    },
+  });
+}
+
+/**
+ * An archive: one pass over every entry before anything else — each entry against its size,
+ * CRC-32 and sha256 (a damaged archive is refused, exit code 1, before any transaction opens), and
+ * for agent files the document without its messages plus a check of every message (ids, roles,
+ * references). The messages are streamed again when they are written; no agent file is held whole.
+ */
+async function openArchiveSource(file: string, decrypt: DecryptOptions | undefined): Promise<SourceModel> {
+  const reader = await openArchive(file, { decrypt: hasKey(decrypt) ? decrypt : undefined });
+  try {
+    if (reader.encrypted && !reader.decryptable) throw noKeyError(file);
+    const streams = reader.entryStreams();
+    const m = reader.manifest;
+    const bad: Array<{ entry: string; error: string }> = [];
+    let invalidDoc: unknown = null;
+    const docs: AgentFileV2[] = [];
+    const stats: MessageStats[][] = [];
+    const agentEntries = new Set(m.agents.map((a) => a.entry));
+    // the other entries (vectors, mostly) are hashed on a worker thread while the agent files are read here
+    const others = m.entries.filter((e) => !agentEntries.has(e.name));
+    const otherBytes = others.reduce((n, e) => n + e.size, 0);
+    const othersChecked = otherBytes >= WORKER_MIN_BYTES ? checkOnWorker(streams, file, others.map((e) => e.name)) : null;
+    othersChecked?.catch(() => undefined);
+    for (const a of m.agents) {
+      const where = `${file}!${a.entry}`;
+      const splitter = new AgentFileSplitter(where);
+      const st: MessageStats[] = [];
+      let failed: unknown = null;
+      try {
+        for await (const chunk of streams.stream(a.entry, { verify: 'sha256' })) {
+          if (failed) continue; // keep reading: a damaged entry is reported as such
+          try {
+            splitter.push(chunk);
+            const got = splitter.take();
+            for (let k = 0; k < got.length; k++) {
+              const ai = got.agents[k];
+              checkMessage(got.bufs[k], got.starts[k], got.ends[k], (st[ai] ??= newMessageStats()), where, `agents[${ai}]`);
+            }
+          } catch (e) {
+            failed = e;
+          }
+        }
+      } catch (e) {
+        bad.push({ entry: a.entry, error: errorMessage(e) });
+        continue;
+      }
+      if (!failed) {
+        try {
+          const parsed = parseAgentFileBytes(splitter.end(), where);
+          if (parsed.format !== 'v2') throw restoreInvalid(where, `archive agent entries must be plain .af v2, this one is ${parsed.format}`);
+          docs.push(parsed.doc as AgentFileV2);
+          stats.push(st);
+          continue;
+        } catch (e) {
+          failed = e;
+        }
+      }
+      invalidDoc ??= failed;
+    }
+    if (othersChecked) bad.push(...(await othersChecked));
+    else {
+      for (const e of others) {
+        try {
+          for await (const _ of streams.stored(e.name, { verify: 'sha256' })) {
+            /* drain: the stream checks */
+          }
+        } catch (err) {
+          bad.push({ entry: e.name, error: errorMessage(err) });
+        }
+      }
+    }
+    if (bad.length) {
+      throw new AgentVaultError('checksum', `${file}: ${bad.length === 1 ? 'an entry is' : `${bad.length} entries are`} damaged; nothing was restored. ${bad.map((b) => b.error).join('; ')}`, {
+        location: { file, entry: bad[0].entry },
+        exitCode: 1,
+        hint: 'use another copy of the archive',
+      });
+    }
+    if (invalidDoc) throw invalidDoc;
+    // secret values (only encrypted archives have secrets/ entries)
+    const secrets = new Map<string, Map<string, Obj>>();
+    for (const e of m.entries) {
+      if (!e.name.startsWith('secrets/')) continue;
+      const chunks: Buffer[] = [];
+      for await (const c of streams.stream(e.name)) chunks.push(c);
+      let v: unknown;
+      try {
+        v = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+      } catch (err) {
+        throw restoreInvalid(`${file}!${e.name}`, `invalid JSON: ${errorMessage(err)}`);
+      }
+      if (!isObj(v) || typeof v.agent_id !== 'string' || !Array.isArray(v.variables)) throw restoreInvalid(`${file}!${e.name}`, 'not a secrets entry ({ agent_id, variables: [...] })');
+      const vars = new Map<string, Obj>();
+      for (const x of v.variables) if (isObj(x) && typeof x.key === 'string' && typeof x.value === 'string') vars.set(x.key, x);
+      secrets.set(v.agent_id, vars);
+    }
+    const model = buildModel(docs, stats, {
+      path: file,
+      kind: 'archive',
+      format: m.source?.file_format ?? 'v2',
+      revision: m.source?.letta_revision ?? revisionOf(docs[0]),
+      sourceKind: m.source?.kind ?? null,
+      reader,
+      streams,
+      name: file,
+      messages: async function* (a) {
+        const entry = m.agents[a.doc].entry;
+        const where = `${file}!${entry}`;
+        const splitter = new AgentFileSplitter(where, a.slot);
+        for await (const chunk of streams.stream(entry)) {
+          splitter.push(chunk);
+          const got = splitter.take();
+          if (got.length) yield got;
+        }
+        splitter.end();
+        if (splitter.messageCounts[a.slot] !== a.messageCount) throw restoreInvalid(where, `agent "${a.fileId}" has ${splitter.messageCounts[a.slot]} messages now, ${a.messageCount} when it was checked`);
+      },
+    });
+    model.encrypted = reader.encrypted;
+    model.secrets = secrets;
+    model.agents.forEach((a) => {
+      a.manifest = m.agents[a.doc] ?? null;
+      a.passages = a.manifest?.passages_entry ? (a.manifest.counts?.passages ?? 0) : 0;
+    });
+    return model;
+  } catch (e) {
+    await reader.close();
+    throw e;
+  }
+}
+
+/** Below this many bytes of other entries, a worker thread costs more than it saves. */
+const WORKER_MIN_BYTES = 16 * 1024 * 1024;
+
+/** Checksums of these entries on a worker thread; the damaged ones, as the pre-pass reports them. */
+async function checkOnWorker(streams: EntryStreams, file: string, names: string[]): Promise<Array<{ entry: string; error: string }>> {
+  const bad: Array<{ entry: string; error: string }> = [];
+  const ranges = [];
+  for (const name of names) {
+    try {
+      ranges.push(await streams.range(name));
+    } catch (e) {
+      bad.push({ entry: name, error: errorMessage(e) });
+    }
+  }
+  let results: Array<{ name: string; error: string | null }>;
+  try {
+    results = await verifyRangesInWorker(file, ranges);
+  } catch {
+    // no worker (or it failed to read): check here instead
+    results = [];
+    for (const r of ranges) {
+      try {
+        for await (const _ of streams.stored(r.name, { verify: 'sha256' })) {
+          /* drain: the stream checks */
+        }
+      } catch (e) {
+        bad.push({ entry: r.name, error: errorMessage(e) });
+      }
+    }
+  }
+  for (const r of results) if (r.error) bad.push({ entry: r.name, error: streams.damaged(r.name, r.error).message });
+  return bad;
 }
 
 function revisionOf(doc: AgentFileV2 | undefined): string | null {
@@ -255,10 +474,22 @@ function revisionOf(doc: AgentFileV2 | undefined): string | null {
   return typeof r === 'string' && r ? r : null;
 }
 
-async function buildModel(
+/** The source model from the documents (without messages, or with them for a plain file) and the checks of their messages. */
+function buildModel(
   docs: AgentFileV2[],
-  info: { path: string | null; kind: 'archive' | 'agent-file'; format: string | null; revision: string | null; sourceKind: string | null; reader: ArchiveReader | null; name: string },
-): Promise<SourceModel> {
+  stats: MessageStats[][],
+  info: {
+    path: string | null;
+    kind: 'archive' | 'agent-file';
+    format: string | null;
+    revision: string | null;
+    sourceKind: string | null;
+    reader: ArchiveReader | null;
+    streams: EntryStreams | null;
+    name: string;
+    messages: (a: SrcAgent) => AsyncGenerator<RawMessages>;
+  },
+): SourceModel {
   const model: SourceModel = {
     path: info.path,
     kind: info.kind,
@@ -266,6 +497,9 @@ async function buildModel(
     revision: info.revision,
     sourceKind: info.sourceKind,
     reader: info.reader,
+    streams: info.streams,
+    encrypted: false,
+    secrets: new Map(),
     agents: [],
     blocks: new Map(),
     tools: new Map(),
@@ -275,14 +509,11 @@ async function buildModel(
     mcp: new Map(),
     dbIds: new Map(),
     rows: new Map(),
-    loadDoc: info.reader ? async (i) => readArchiveDoc(info.reader!, info.reader!.manifest.agents[i]) : async (i) => inMemory[i],
+    messages: info.messages,
     close: async () => {
       await info.reader?.close();
     },
   };
-  const keepDocs = !info.reader;
-  // a plain .af is held whole; archive documents are re-read per agent when written
-  const inMemory: AgentFileV2[] = keepDocs ? docs : [];
   docs.forEach((doc, di) => {
     const where = info.reader ? `${info.name}!${info.reader.manifest.agents[di]?.entry}` : info.name;
     if (!isObj(doc) || !Array.isArray(doc.agents)) throw restoreInvalid(where, 'not an agent file v2 (no "agents" list)', '/agents');
@@ -309,33 +540,27 @@ async function buildModel(
       const p = `/agents/${ai}`;
       if (!isObj(a) || typeof a.id !== 'string') throw restoreInvalid(where, `agents[${ai}] has no string "id"`, `${p}/id`);
       if (model.agents.some((x) => x.fileId === a.id)) throw restoreInvalid(where, `agent id "${a.id}" occurs twice`, `${p}/id`);
-      const messages = Array.isArray(a.messages) ? a.messages : [];
-      const msgIds = new Set<string>();
-      const msgDb = new Map<string, string | null>();
-      messages.forEach((m, mi) => {
-        if (!isObj(m) || typeof m.id !== 'string') throw restoreInvalid(where, `agent "${a.id}": messages[${mi}] has no string "id"`, `${p}/messages/${mi}/id`);
-        if (typeof m.role !== 'string') throw restoreInvalid(where, `agent "${a.id}": message "${m.id}" has no string "role"`, `${p}/messages/${mi}/role`);
-        if (msgIds.has(m.id)) throw restoreInvalid(where, `agent "${a.id}": message id "${m.id}" occurs twice`, `${p}/messages/${mi}/id`);
-        msgIds.add(m.id);
-        const x = (m as Obj)[AV_EXT];
-        msgDb.set(m.id, isObj(x) && typeof x.id === 'string' ? x.id : null);
-      });
+      const st = stats[di]?.[ai] ?? newMessageStats();
       const inContext = strs(a.in_context_message_ids);
       inContext.forEach((id, k) => {
-        if (!msgIds.has(id)) throw restoreInvalid(where, `agent "${a.id}": in_context_message_ids[${k}] names message "${id}", which is not one of the agent's messages`, `${p}/in_context_message_ids/${k}`);
+        if (!st.ids.has(id)) throw restoreInvalid(where, `agent "${a.id}": in_context_message_ids[${k}] names message "${id}", which is not one of the agent's messages`, `${p}/in_context_message_ids/${k}`);
       });
+      const approvalRefs = new Set([...st.approvalRefs].filter((r) => st.ids.has(r)));
+      st.ids.clear(); // only needed for the checks above
       const { messages: _m, ...rest } = a as Obj;
       model.agents.push({
         fileId: a.id,
         dbId: typeof ids[a.id] === 'string' ? ids[a.id] : null,
-        obj: keepDocs ? (a as Obj) : rest,
+        obj: rest,
         extra: isObj(rows[a.id]) ? rows[a.id] : {},
         name: typeof a.name === 'string' ? a.name : null,
         doc: di,
+        slot: ai,
         manifest: null,
-        messageCount: messages.length,
+        messageCount: st.count,
         inContext,
-        inContextDb: inContext.map((id) => msgDb.get(id) ?? null),
+        refs: new Set([...inContext, ...approvalRefs]),
+        approvalRefs,
         archive: isObj(ext.archive) ? ext.archive : null,
         environment: Array.isArray(ext.environment) ? ext.environment.filter(isObj) : [],
         identities: Array.isArray(ext.identities) ? ext.identities.filter(isObj) : [],
@@ -857,7 +1082,15 @@ async function computePlan(tx: Queryable, model: SourceModel, opts: RestoreOptio
 
   const nameOf = (p: PlanAgent) => p.name ?? p.source_id;
   const plan: RestorePlan = {
-    source: { path: model.path, kind: model.kind, format: model.format, revision: model.revision, source_kind: model.sourceKind },
+    source: {
+      path: model.path,
+      kind: model.kind,
+      format: model.format,
+      revision: model.revision,
+      source_kind: model.sourceKind,
+      encrypted: model.encrypted,
+      secret_values: opts.secrets === false ? 0 : restored.reduce((n, a) => n + (a.manifest ? (model.secrets.get(a.manifest.id)?.size ?? 0) : 0), 0),
+    },
     target: { database: info.database, schema: info.schema, revision: info.revision, organization_id: org, user_id: user },
     dry_run: !!opts.dryRun,
     agents: planAgents,
@@ -883,7 +1116,7 @@ async function computePlan(tx: Queryable, model: SourceModel, opts: RestoreOptio
 
 /** The plan of a restore, without changing anything (a read-only transaction). */
 export async function planRestore(db: Db, source: RestoreSource, opts: RestoreOptions = {}): Promise<RestorePlan> {
-  const model = await openSource(source);
+  const model = await openSource(source, opts.decrypt);
   try {
     return await db.transaction(async (tx) => (await computePlan(tx, model, { ...opts, dryRun: true }, describeDb(db))).plan, { isolation: 'repeatable read', readOnly: true });
   } finally {
@@ -898,7 +1131,7 @@ export async function planRestore(db: Db, source: RestoreSource, opts: RestoreOp
  * transaction is rolled back).
  */
 export async function restoreAgents(db: Db, source: RestoreSource, opts: RestoreOptions = {}): Promise<RestoreResult> {
-  const model = await openSource(source); // archive checksums are verified here, before any transaction
+  const model = await openSource(source, opts.decrypt); // archive checksums are verified here, before any transaction
   const where = describeDb(db);
   try {
     if (opts.dryRun) {
@@ -930,16 +1163,6 @@ function describeDb(db: Queryable): string {
 // writing
 
 const WRITTEN_TABLES = RESTORE_STEPS.filter((s) => s !== 'delete');
-
-/** Shortest decimal that reads back as the same float32 (7-9 significant digits). */
-function f32(x: number): number {
-  if (x === 0 || !Number.isFinite(x)) return x;
-  for (let p = 7; p < 9; p++) {
-    const y = Number(x.toPrecision(p));
-    if (Math.fround(y) === x) return y;
-  }
-  return Number(x.toPrecision(9));
-}
 
 async function writeAll(tx: Queryable, model: SourceModel, P: Planned, opts: RestoreOptions): Promise<Partial<Record<RestoreStep, number>>> {
   const { assign: A, restored, org, user, plan } = P;
@@ -1094,14 +1317,16 @@ async function writeAll(tx: Queryable, model: SourceModel, P: Planned, opts: Res
     { defaults: { ...now, properties: `'[]'::json` } },
   );
 
-  // 6. agents, with their final in-context message ids (message_ids has no foreign key)
-  const msgMaps = new Map<string, Map<string, string>>(); // agent file id → message file id → target id
+  // 6. agents, with their in-context message ids (message_ids has no foreign key). Messages that
+  // get new ids have them chosen here; agents keeping their messages' ids learn them while the
+  // messages are written, and their message_ids are set then.
+  const msgMaps = new Map<string, Map<string, string>>(); // agent file id → message file id → target id (referenced messages)
   const agentRows: Obj[] = [];
   for (const a of restored) {
     const o = a.obj;
     const keep = A.keepIds.has(a.fileId);
     const map = new Map<string, string>();
-    a.inContext.forEach((m, k) => map.set(m, keep && a.inContextDb[k] ? a.inContextDb[k]! : newId('message')));
+    if (!keep) for (const m of a.refs) map.set(m, newId('message'));
     msgMaps.set(a.fileId, map);
     const pa = plan.agents.find((p) => p.file_id === a.fileId)!;
     agentRows.push({
@@ -1109,7 +1334,7 @@ async function writeAll(tx: Queryable, model: SourceModel, P: Planned, opts: Res
       name: pa.target_name,
       ...stamps(a.extra),
       description: o.description ?? null,
-      message_ids: a.inContext.map((m) => map.get(m)!),
+      message_ids: keep ? [] : a.inContext.map((m) => map.get(m)!),
       system: o.system ?? null,
       agent_type: o.agent_type ?? null,
       llm_config: o.llm_config ?? null,
@@ -1178,55 +1403,58 @@ async function writeAll(tx: Queryable, model: SourceModel, P: Planned, opts: Res
     { defaults: now },
   );
 
-  // 8. messages, agent by agent, in file order (sequence ids are assigned in that order)
+  // 8. messages, agent by agent, in file order (sequence ids are assigned in that order), streamed
+  // from the source into COPY batches (one batch loads while the next is built)
   await step('messages');
-  const msgCols = ['id', 'agent_id', 'role', 'text', 'model', 'name', 'tool_calls', 'tool_call_id', 'created_at', 'updated_at', 'is_deleted', '_created_by_id', '_last_updated_by_id', 'organization_id', 'otid', 'tool_returns', 'group_id', 'content', 'sender_id', 'batch_item_id', 'is_err', 'approval_request_id', 'approve', 'denial_reason', 'approvals'];
   const groupFileIds = new Set(model.groups.keys());
+  const msgPump = new CopyPump(tx, copySql('messages', MESSAGE_COPY_COLUMNS, false), 'messages', (k) => opts.onProgress?.({ step: 'messages', rows: k }));
+  const msgOut = new CopyText();
+  const msgRows = new MessageRows(msgOut);
+  const keptIds: Array<{ id: string; message_ids: string }> = [];
+  const approvalFixes: Array<{ id: string; target: string }> = [];
+  const flushMessages = async () => {
+    const n = msgOut.rows;
+    await msgPump.send(msgOut.take(), n);
+  };
   for (const a of restored) {
-    const doc = await model.loadDoc(a.doc);
-    const full = (doc.agents as AgentV2[]).find((x) => x.id === a.fileId)!;
     const map = msgMaps.get(a.fileId)!;
     const keep = A.keepIds.has(a.fileId);
-    const messages = (Array.isArray(full.messages) ? full.messages : []) as MessageV2[];
-    for (const m of messages) {
-      if (map.has(m.id)) continue;
-      const x: unknown = m[AV_EXT];
-      map.set(m.id, keep && isObj(x) && typeof x.id === 'string' ? x.id : newId('message'));
+    msgRows.beginAgent({
+      agentId: A.agents.get(a.fileId)!,
+      keepIds: keep,
+      refs: a.refs,
+      approvalRefs: a.approvalRefs,
+      targets: map,
+      group: (gid) => (groupFileIds.has(gid) ? (A.groups.get(gid) ?? null) : model.dbIds.has(gid) ? null : gid),
+      userId: user,
+      organizationId: org,
+      where: `${model.path ?? 'agent file'} (agent "${a.fileId}")`,
+    });
+    for await (const batch of model.messages(a)) {
+      for (let k = 0; k < batch.length; k++) {
+        msgRows.add(batch.bufs[k], batch.starts[k], batch.ends[k]);
+        if (msgOut.size >= COPY_BATCH_BYTES) await flushMessages();
+      }
     }
-    const agentTarget = A.agents.get(a.fileId)!;
-    const inserter = new BulkInserter(tx, 'messages', catalog, msgCols, { defaults: { created_at: 'now()', updated_at: 'now()' }, onBatch: (k) => opts.onProgress?.({ step: 'messages', rows: k }) });
-    for (const m of messages) {
-      const ext: Obj = isObj(m[AV_EXT]) ? (m[AV_EXT] as Obj) : {};
-      let content: Json | undefined = m.content;
-      if (typeof content === 'string') content = [{ type: 'text', text: content }];
-      const gid = typeof m.group_id === 'string' ? m.group_id : null;
-      await inserter.add({
-        id: map.get(m.id),
-        agent_id: agentTarget,
-        role: m.role,
-        text: ext.text ?? null,
-        model: m.model ?? null,
-        name: m.name ?? null,
-        tool_calls: Array.isArray(m.tool_calls) ? m.tool_calls : [],
-        tool_call_id: m.tool_call_id ?? null,
-        created_at: m.created_at ?? null,
-        updated_at: ext.updated_at ?? null,
-        ...base,
-        otid: m.otid ?? null,
-        tool_returns: m.tool_returns ?? null,
-        group_id: gid === null ? null : groupFileIds.has(gid) ? (A.groups.get(gid) ?? null) : (model.dbIds.has(gid) ? null : gid),
-        content: content ?? null,
-        sender_id: m.sender_id ?? null,
-        batch_item_id: m.batch_item_id ?? null,
-        is_err: ext.is_err ?? null,
-        approval_request_id: typeof m.approval_request_id === 'string' ? (map.get(m.approval_request_id) ?? m.approval_request_id) : null,
-        approve: m.approve ?? null,
-        denial_reason: m.denial_reason ?? null,
-        approvals: m.approvals ?? null,
-      });
+    if (keep) keptIds.push({ id: A.agents.get(a.fileId)!, message_ids: JSON.stringify(a.inContext.map((m) => map.get(m)!)) });
+    for (const p of msgRows.pending.splice(0)) {
+      const t = map.get(p.ref);
+      if (t !== undefined) approvalFixes.push({ id: p.id, target: t });
     }
-    await inserter.flush();
-    rows.messages = (rows.messages ?? 0) + inserter.total;
+  }
+  if (msgOut.size) await flushMessages();
+  await msgPump.wait();
+  rows.messages = msgPump.total;
+  try {
+    // in-context ids learned while writing, and approvals that named a later message
+    if (keptIds.length) {
+      await tx.query(`UPDATE agents a SET message_ids = x.ids::json FROM unnest($1::text[], $2::text[]) AS x(id, ids) WHERE a.id = x.id`, [keptIds.map((k) => k.id), keptIds.map((k) => k.message_ids)]);
+    }
+    if (approvalFixes.length) {
+      await tx.query(`UPDATE messages m SET approval_request_id = x.target FROM unnest($1::text[], $2::text[]) AS x(id, target) WHERE m.id = x.id`, [approvalFixes.map((p) => p.id), approvalFixes.map((p) => p.target)]);
+    }
+  } catch (e) {
+    throw describeWriteError(e, 'messages');
   }
 
   // 9. link tables
@@ -1292,13 +1520,17 @@ async function writeAll(tx: Queryable, model: SourceModel, P: Planned, opts: Res
       const vars = isObj(a.obj.secrets) ? a.obj.secrets : isObj(a.obj.tool_exec_environment_variables) ? a.obj.tool_exec_environment_variables : {};
       for (const [k, v] of Object.entries(vars)) keys.set(k, { key: k, value: typeof v === 'string' ? v : '' });
       for (const e of a.environment) if (typeof e.key === 'string') keys.set(e.key, { ...(keys.get(e.key) ?? { value: '' }), ...e });
+      // an encrypted archive carries the values (secrets/ entries); a plain one has them redacted
+      const secret = a.manifest && opts.secrets !== false ? model.secrets.get(a.manifest.id) : undefined;
+      for (const [k, v] of secret ?? []) keys.set(k, { ...(keys.get(k) ?? {}), key: k, description: keys.get(k)?.description ?? v.description ?? null, secret: v.value });
       const carry = A.envCarry.get(a.fileId);
       return [...keys.values()].map((e) => {
-        const kept = carry?.get(e.key);
+        const kept = typeof e.secret === 'string' ? undefined : carry?.get(e.key);
         return {
           id: A.keepIds.has(a.fileId) && typeof e.id === 'string' ? e.id : newId('agent-env'),
           key: e.key,
-          value: kept ? kept.value : (e.value ?? ''),
+          // value_enc stays NULL: Letta encrypts it with its own server key, which this tool cannot know
+          value: typeof e.secret === 'string' ? e.secret : kept ? kept.value : (e.value ?? ''),
           description: e.description ?? null,
           created_at: e.created_at ?? null,
           updated_at: e.updated_at ?? null,
@@ -1380,111 +1612,67 @@ async function writeAll(tx: Queryable, model: SourceModel, P: Planned, opts: Res
     { defaults: { created_at: 'now()' } },
   );
 
+  // archival passages (binary COPY: embeddings in pgvector's binary form, zero-padded to the
+  // column's dimension) and their tags (text COPY), streamed from the archive
   await step('archival_passages');
-  const staging = tx.copyFrom ? await VectorStaging.create(tx, catalog) : null;
-  const tagRows: Obj[] = [];
-  const passageCols = ['id', 'text', 'embedding_config', 'metadata_', 'embedding', 'created_at', 'updated_at', 'is_deleted', '_created_by_id', '_last_updated_by_id', 'organization_id', 'archive_id', 'tags'];
-  for (const a of restored) {
-    if (!A.archiveInsert.has(a.fileId) || !a.manifest?.passages_entry || !model.reader) continue;
-    const archiveId = A.archives.get(a.fileId)!;
-    const keep = A.archiveKeepsIds.has(a.fileId);
-    const inserter = new BulkInserter(tx, 'archival_passages', catalog, passageCols, {
-      defaults: now,
-      onBatch: (k) => opts.onProgress?.({ step: 'archival_passages', rows: k }),
-      ...(staging ? staging.inserterOptions() : {}),
-    });
-    for await (const rec of readPassages(model.reader, a.manifest)) {
-      const p = rec.passage;
-      const id = keep && typeof p.id === 'string' ? p.id : newId('passage');
-      const row: Obj = {
-        id,
-        text: typeof p.text === 'string' ? p.text : '',
-        embedding_config: p.embedding_config ?? null,
-        metadata_: p.metadata_ ?? {},
-        embedding: null,
-        created_at: p.created_at ?? null,
-        updated_at: p.updated_at ?? null,
-        ...base,
-        archive_id: archiveId,
-        tags: p.tags ?? null,
-      };
-      if (staging) row.av_ord = staging.add(rec.embedding);
-      else row.embedding = rec.embedding ? Array.from(rec.embedding, f32) : null;
-      await inserter.add(row);
-      const tags = Array.isArray(p.passage_tags) ? p.passage_tags : Array.isArray(p.tags) ? p.tags : [];
-      for (const tag of new Set(tags.filter((t): t is string => typeof t === 'string'))) tagRows.push({ id: newId('passage-tag'), tag, passage_id: id, archive_id: archiveId, ...base });
+  if (binaryKinds(catalog, 'archival_passages', PASSAGE_COPY_COLUMNS).some((k, i) => k !== PASSAGE_COPY_KINDS[i])) {
+    throw new AgentVaultError('letta-schema-mismatch', `The target table "archival_passages" has column types Agent Vault does not write (its Letta schema revision differs).`, { exitCode: 6 });
+  }
+  const padTo = catalog.get('archival_passages')!.find((c) => c.name === 'embedding')?.vectorDim ?? null;
+  const nowMicros = Number((await tx.query<{ us: string }>(`SELECT (EXTRACT(EPOCH FROM now()) * 1000000)::bigint::text AS us`)).rows[0].us);
+  const passagePump = new CopyPump(tx, copySql('archival_passages', PASSAGE_COPY_COLUMNS, true), 'archival_passages', (k) => opts.onProgress?.({ step: 'archival_passages', rows: k }));
+  const tagPump = new CopyPump(tx, copySql('passage_tags', PASSAGE_TAG_COPY_COLUMNS, false), 'passage_tags', (k) => opts.onProgress?.({ step: 'passage_tags', rows: k }));
+  const passageOut = new CopyBinary();
+  const tagOut = new CopyText();
+  const passageRows = new PassageRows(passageOut, tagOut, new TimestampReader(tx));
+  let tagsStarted = false;
+  const flushPassages = async () => {
+    const n = passageOut.rows;
+    if (n) await passagePump.send(passageOut.take(), n);
+  };
+  const flushTags = async () => {
+    const n = tagOut.rows;
+    if (!n) return;
+    // tags name passages: every passage row so far is sent first (one connection: in order)
+    await flushPassages();
+    if (!tagsStarted) {
+      await passagePump.wait();
+      await step('passage_tags');
+      tagsStarted = true;
     }
-    await inserter.flush();
-    rows.archival_passages = (rows.archival_passages ?? 0) + inserter.total;
+    await tagPump.send(tagOut.take(), n);
+  };
+  for (const a of restored) {
+    if (!A.archiveInsert.has(a.fileId) || !a.manifest?.passages_entry || !model.streams) continue;
+    const m = a.manifest;
+    const where = `${model.path}!${m.passages_entry}`;
+    passageRows.beginAgent({ archiveId: A.archives.get(a.fileId)!, keepIds: A.archiveKeepsIds.has(a.fileId), userId: user, organizationId: org, padTo, nowMicros, where });
+    const lines = model.streams.stream(m.passages_entry!);
+    const vectors = m.vectors_entry ? await model.streams.chunks(m.vectors_entry) : null;
+    try {
+      for await (const batch of passageBatches(lines, vectors, where, m.vectors_entry ? `${model.path}!${m.vectors_entry}` : '', rawPassageBatch)) {
+        for (let k = 0; k < batch.length; k++) {
+          const vb = batch.vecBufs ? batch.vecBufs[k] : null;
+          await passageRows.add(batch.lineBufs![k], batch.lineStarts![k], batch.lineEnds![k], vb, vb ? batch.vecStarts![k] : 0, vb ? batch.vecEnds![k] : 0);
+          if (passageOut.size >= COPY_BATCH_BYTES) await flushPassages();
+          if (tagOut.size >= COPY_BATCH_BYTES) await flushTags();
+        }
+      }
+    } finally {
+      await Promise.allSettled([lines.return(undefined), vectors?.close()]);
+    }
   }
-  await ins('passage_tags', ['id', 'tag', 'passage_id', 'archive_id', 'created_at', 'updated_at', 'is_deleted', '_created_by_id', '_last_updated_by_id', 'organization_id'], tagRows, { defaults: now });
+  await flushPassages();
+  await passagePump.wait();
+  rows.archival_passages = passagePump.total;
+  if (!tagsStarted) {
+    await step('passage_tags');
+    tagsStarted = true;
+  }
+  await flushTags();
+  await tagPump.wait();
+  rows.passage_tags = tagPump.total;
   return rows;
-}
-
-/**
- * Embeddings travel to the server in COPY's binary format (pgvector's own wire form: no float is
- * ever printed as text), into a temporary table, and are joined to the passage rows by a batch
- * position; the INSERT pads them to the column's dimension on the server.
- */
-class VectorStaging {
-  private chunks: Buffer[] = [];
-  private ord = 0;
-
-  private constructor(
-    private readonly tx: Queryable,
-    private readonly padTo: number | null,
-    private readonly columnType: string,
-  ) {}
-
-  static async create(tx: Queryable, catalog: Map<string, ColumnInfo[]>): Promise<VectorStaging> {
-    const col = catalog.get('archival_passages')!.find((c) => c.name === 'embedding');
-    // the vector type as the catalog names it (schema-qualified when not on the search path)
-    const vectorType = (col?.type ?? 'vector').replace(/\(\d+\)$/, '');
-    await tx.query(`CREATE TEMP TABLE IF NOT EXISTS av_restore_vectors (ord integer NOT NULL, v ${vectorType}) ON COMMIT DROP`);
-    await tx.query(`TRUNCATE av_restore_vectors`);
-    return new VectorStaging(tx, col?.vectorDim ?? null, col?.type ?? 'vector');
-  }
-
-  /** Queues a vector for the current batch; returns its position (the join key). */
-  add(v: Float32Array | null): number {
-    const ord = ++this.ord;
-    if (v === null) return ord;
-    const dim = v.length;
-    const b = Buffer.allocUnsafe(2 + 4 + 4 + 4 + 4 + dim * 4);
-    b.writeInt16BE(2, 0); // fields
-    b.writeInt32BE(4, 2);
-    b.writeInt32BE(ord, 6);
-    b.writeInt32BE(4 + dim * 4, 10);
-    b.writeInt16BE(dim, 14); // pgvector: dim, unused, float4 values big-endian
-    b.writeInt16BE(0, 16);
-    const body = b.subarray(18);
-    Buffer.from(v.buffer, v.byteOffset, v.byteLength).copy(body);
-    body.swap32();
-    this.chunks.push(b);
-    return ord;
-  }
-
-  inserterOptions(): Partial<BulkInsertOptions> {
-    const pad = this.padTo !== null ? `(x.v::real[] || array_fill(0::real, ARRAY[${this.padTo} - vector_dims(x.v)]))::${this.columnType}` : 'x.v';
-    return {
-      expressions: { embedding: `CASE WHEN x.v IS NULL THEN NULL ELSE ${pad} END` },
-      extraFields: { av_ord: 'integer' },
-      join: 'LEFT JOIN av_restore_vectors x ON x.ord = r.av_ord',
-      beforeFlush: () => this.flush(),
-      afterFlush: async () => {
-        await this.tx.query(`TRUNCATE av_restore_vectors`);
-      },
-    };
-  }
-
-  private async flush(): Promise<void> {
-    const chunks = this.chunks;
-    this.chunks = [];
-    if (chunks.length === 0) return;
-    const header = Buffer.concat([Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1'), Buffer.alloc(8)]);
-    const trailer = Buffer.from([0xff, 0xff]);
-    await this.tx.copyFrom!(`COPY av_restore_vectors (ord, v) FROM STDIN WITH (FORMAT binary)`, [header, ...chunks, trailer]);
-  }
 }
 
 function dedupe<T extends Obj>(rows: T[]): T[] {
@@ -1512,6 +1700,7 @@ export function formatPlan(plan: RestorePlan): string {
   const lines: string[] = [];
   lines.push(`${plan.dry_run ? 'Dry run: nothing will be changed.\n' : ''}Restore from ${plan.source.path ?? 'an agent file'} (${plan.source.kind}${plan.source.format ? `, ${plan.source.format}` : ''}, Letta revision ${plan.source.revision ?? 'unknown'})`);
   lines.push(`into ${plan.target.database} schema ${plan.target.schema} (revision ${plan.target.revision}), organization ${plan.target.organization_id}`);
+  if (plan.source.encrypted) lines.push(`The archive is encrypted; ${plan.source.secret_values ? `${plan.source.secret_values} secret value${plan.source.secret_values === 1 ? '' : 's'} (environment variables) will be written` : 'no secret values are written'}.`);
   const verb: Record<PlanAction, string> = { create: 'create ', rename: 'copy   ', skip: 'skip   ', replace: 'replace', conflict: 'CONFLICT' };
   lines.push('');
   lines.push('Agents:');

@@ -4,11 +4,12 @@
  * 1. keys are resolved first (a missing passphrase fails before any work);
  * 2. the vault lock is taken (a second run waits up to lock.waitSeconds, then refuses);
  * 3. leftovers of interrupted runs are removed;
- * 4. the agents are exported (src/letta/export.ts) into `<vault>/.tmp/` (mode 0600, removed at the end);
- * 5. vector probes are computed from the export (./probes.ts);
- * 6. the snapshot archive is written: every exported entry copied (encrypted with --encrypt),
- *    plus `vault/probes.json`, the agents' environment variables as `secrets/…` (encrypted
- *    archives only) and the configured Qdrant collections; temp file + fsync + rename;
+ * 4. the agents are exported (src/letta/export.ts) straight into the snapshot archive — encrypted
+ *    as it is written with --encrypt (no plaintext copy anywhere), with the agents' secret values
+ *    as `secrets/…` entries (encrypted archives only); the vector probes (./probes.ts) are
+ *    recorded as the vectors are exported;
+ * 5. `vault/probes.json` and the configured Qdrant collections are added; temp file + fsync +
+ *    rename (the archive writer's);
  * 7. the index lists it (atomic rewrite) — only now is it a snapshot;
  * 8. optionally prune; then the run log line and the webhook.
  * Any failure: nothing is listed, temp files are removed, the lock is released, the run log gets
@@ -20,20 +21,19 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { AgentVaultError, errorMessage } from '../core/errors';
 import { TOOL_VERSION } from '../core/version';
-import { openArchive, safeEntrySegment, type ArchiveWriter, type Manifest } from '../format/archive';
+import type { ArchiveWriter, Manifest } from '../format/archive';
 import type { Db } from '../db/types';
 import type { ArchiveKey } from '../format/crypto';
 import { openPg } from '../db/pg';
 import { openPglite } from '../db/pglite';
-import { exportAgents } from '../letta/export';
+import { exportAgents, secretsEntryName } from '../letta/export';
 import { QdrantConnection } from '../qdrant/connection';
 import { toManifestQdrant } from '../qdrant/archive';
 import { backupCollectionsToSink, type ArchiveSink } from '../qdrant/backup';
 import type { KeySources, VaultConfig } from './config';
 import { resolveKeyMaterial, writingKey } from './config';
-import { computeProbes, PROBES_ENTRY, summariseProbes } from './probes';
+import { probeRecorder, probeSet, PROBES_ENTRY, summariseProbes, type AgentProbes } from './probes';
 import { pruneVault, type PruneResult } from './prune';
-import { copyArchive } from './rewrite';
 import {
   acquireLock,
   appendRunLog,
@@ -121,25 +121,7 @@ export async function openSource(cfg: VaultConfig, env: NodeJS.ProcessEnv = proc
   return openPg({ url, schema: src.schema });
 }
 
-/** The agents' environment variables (values included) for `secrets/<agent>.env.json`. */
-async function readSecrets(db: Db, agentIds: string[]): Promise<Map<string, Array<Record<string, unknown>>>> {
-  const out = new Map<string, Array<Record<string, unknown>>>();
-  if (agentIds.length === 0) return out;
-  const r = await db.query<{ id: string; agent_id: string; key: string; value: string; value_enc: string | null; description: string | null }>(
-    `SELECT id, agent_id, key, value, value_enc, description FROM agent_environment_variables WHERE agent_id = ANY($1::text[]) AND NOT is_deleted ORDER BY agent_id, key`,
-    [agentIds],
-  );
-  for (const row of r.rows) {
-    const list = out.get(row.agent_id) ?? [];
-    list.push({ id: row.id, key: row.key, value: row.value, value_enc: row.value_enc, description: row.description });
-    out.set(row.agent_id, list);
-  }
-  return out;
-}
-
-export function secretsEntryName(agentId: string): string {
-  return `secrets/${safeEntrySegment(agentId)}.env.json`;
-}
+export { secretsEntryName };
 
 async function qdrantSection(cfg: VaultConfig, writer: ArchiveWriter, workDir: string, env: NodeJS.ProcessEnv): Promise<NonNullable<Manifest['qdrant']> | undefined> {
   const q = cfg.qdrant;
@@ -186,7 +168,6 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
   const warnings: string[] = [];
   let lock: VaultLock | undefined;
   let db: Db | undefined;
-  let staged: string | undefined;
   let finalPath: string | undefined;
   let listed = false;
   let snapshot: SnapshotRecord | undefined;
@@ -263,77 +244,61 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
       encryption = { key: k.key };
       if (k.kdf.name === 'scrypt' && (index.kdf?.name !== 'scrypt' || index.kdf.salt !== k.kdf.salt)) index.kdf = k.kdf;
     }
-    // 4. export
+    // 4. export straight into the snapshot (encrypted as it is written: no plaintext copy),
+    //    probes recorded on the way; 5. probes and Qdrant collections added
     db = opts.db ?? (await openSource(cfg, env));
     const at = new Date();
     const id = newSnapshotId(at);
-    staged = path.join(vault, TMP_DIR, `${id}.export${SNAPSHOT_EXT}`);
-    progress(`exporting agents into ${staged}`);
-    const exported = await exportAgents(db, {
+    finalPath = path.join(vault, SNAPSHOTS_DIR, `${id}${SNAPSHOT_EXT}`);
+    progress(`writing ${finalPath}${encryption ? ' (encrypted)' : ''}: exporting the agents straight into it`);
+    const probeOpts = { perAgent: cfg.probes?.perAgent, topK: cfg.probes?.topK, metric: cfg.probes?.metric };
+    const recorded: AgentProbes[] = [];
+    let collections: string[] = [];
+    let probeCount = 0;
+    const res = await exportAgents(db, {
       select: cfg.agents ?? { all: true },
       organizationId: cfg.organizationId,
-      out: staged,
+      out: finalPath,
       createdAt: at.toISOString(),
+      encryption,
+      secrets: includeSecrets,
+      lettaEncryptionKey: env.LETTA_ENCRYPTION_KEY || undefined,
       onProgress: (e) => {
         if (e.phase === 'warning' && e.message) warnings.push(e.message);
         else if (e.phase === 'agent') progress(`agent ${e.index}/${e.total}: ${e.name ?? e.agentId}`);
       },
+      onAgentVectors: (ctx) => probeRecorder(ctx, probeOpts, (p) => void (p && recorded.push(p))),
+      extraEntries: async (w) => {
+        const probes = probeSet(recorded, probeOpts);
+        probeCount = summariseProbes(probes).count;
+        await w.addJson(PROBES_ENTRY, probes);
+        const qdrant = await qdrantSection(cfg, w, path.join(vault, TMP_DIR), env);
+        collections = ((qdrant?.collections ?? []) as Array<{ name?: unknown }>).map((c) => String(c.name ?? ''));
+        return { probes: summariseProbes(probes), ...(qdrant ? { qdrant } : {}), vault: { snapshot_id: id, run_id: runId } };
+      },
     });
-    const agentIds = exported.manifest.agents.map((a) => a.id);
-    const secrets = encryption && includeSecrets ? await readSecrets(db, agentIds) : new Map<string, Array<Record<string, unknown>>>();
     if (!opts.db) {
       await db.close();
       db = undefined;
     }
-    // 5. probes
-    const reader = await openArchive(staged);
-    let record: SnapshotRecord;
-    try {
-      progress('computing vector probes');
-      const probes = await computeProbes(reader, { perAgent: cfg.probes?.perAgent, topK: cfg.probes?.topK, metric: cfg.probes?.metric });
-      // 6. the snapshot archive
-      finalPath = path.join(vault, SNAPSHOTS_DIR, `${id}${SNAPSHOT_EXT}`);
-      progress(`writing ${finalPath}${encryption ? ' (encrypted)' : ''}`);
-      let collections: string[] = [];
-      const res = await copyArchive(reader, finalPath, {
-        encryption,
-        extra: async (w) => {
-          await w.addJson(PROBES_ENTRY, probes);
-          for (const [agentId, vars] of secrets) await w.addJson(secretsEntryName(agentId), { agent_id: agentId, variables: vars });
-          const qdrant = await qdrantSection(cfg, w, path.join(vault, TMP_DIR), env);
-          collections = ((qdrant?.collections ?? []) as Array<{ name?: unknown }>).map((c) => String(c.name ?? ''));
-          return {
-            probes: summariseProbes(probes),
-            secrets: secrets.size ? 'encrypted' : encryption ? 'none' : 'redacted',
-            ...(qdrant ? { qdrant } : {}),
-            vault: { snapshot_id: id, run_id: runId },
-          };
-        },
-      });
-      const bytes = res.bytes;
-      record = {
-        id,
-        file: `${SNAPSHOTS_DIR}/${id}${SNAPSHOT_EXT}`,
-        created_at: res.manifest.created_at,
-        bytes,
-        sha256: await fileSha256(finalPath),
-        encrypted: !!encryption,
-        agents: res.manifest.agents.map((a) => ({ id: a.id, name: a.name, counts: a.counts })),
-        collections,
-        probes: summariseProbes(probes).count,
-        secrets: secrets.size > 0,
-        tool_version: TOOL_VERSION,
-      };
-    } finally {
-      await reader.close();
-    }
+    const record: SnapshotRecord = {
+      id,
+      file: `${SNAPSHOTS_DIR}/${id}${SNAPSHOT_EXT}`,
+      created_at: res.manifest.created_at,
+      bytes: res.bytes,
+      sha256: await fileSha256(finalPath),
+      encrypted: !!encryption,
+      agents: res.manifest.agents.map((a) => ({ id: a.id, name: a.name, counts: a.counts })),
+      collections,
+      probes: probeCount,
+      secrets: res.secrets > 0,
+      tool_version: TOOL_VERSION,
+    };
     // 7. list it
     index.snapshots.push(record);
     await writeIndex(vault, index);
     listed = true;
     snapshot = { ...record, duration_ms: Date.now() - started.getTime() };
-    await fsp.rm(staged, { force: true });
-    staged = undefined;
     // 8. prune
     if (cfg.retention?.pruneAfterBackup) {
       const { pruneAfterBackup: _p, ...policy } = cfg.retention;
@@ -345,7 +310,6 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
     const webhook = await finish(undefined);
     return { snapshot, path: finalPath, duration_ms: Date.now() - started.getTime(), warnings, cleaned, pruned, webhook };
   } catch (e) {
-    if (staged) await fsp.rm(staged, { force: true }).catch(() => undefined);
     if (finalPath && !listed) await fsp.rm(finalPath, { force: true }).catch(() => undefined);
     if (db && !opts.db) await db.close().catch(() => undefined);
     if (lock) {

@@ -3,7 +3,8 @@
  *
  * 1. integrity — every entry's checksums (and, encrypted, its authentication) are checked;
  * 2. decrypt   — (encrypted snapshots) the key opens the archive and its manifest authenticates;
- *                the snapshot is decrypted into a private scratch copy (mode 0700 folder, removed after);
+ *                the restore reads it with the key (entries decrypted in memory: no decrypted copy
+ *                is ever written; the secret values are not restored into the scratch database);
  * 3. restore   — into an embedded in-memory PGlite with Letta's schema (or a given empty scratch
  *                PostgreSQL database), in one transaction, with src/letta/restore.ts;
  *                RTO = drill start → restore committed, minus the time to prepare the empty scratch
@@ -17,7 +18,6 @@
  * The report (JSON + Markdown) goes to `<vault>/drills/` (or --report-dir).
  */
 import { promises as fsp } from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { AgentVaultError, errorMessage } from '../core/errors';
 import { TOOL_VERSION } from '../core/version';
@@ -30,7 +30,6 @@ import { openPglite } from '../db/pglite';
 import { createLettaSchema } from '../letta/ddl';
 import { restoreAgents } from '../letta/restore';
 import { compareProbe, decodeQuery, readProbes, type ProbeHit, type ProbeSet } from './probes';
-import { copyArchive } from './rewrite';
 import { DRILL_CHECKS, writeDrillReport, type DrillAgentResult, type DrillCheck, type DrillCheckName, type DrillReport } from './drill-report';
 import { DRILLS_DIR, findSnapshot, readIndex, snapshotPath, type SnapshotRecord } from './vault';
 
@@ -305,14 +304,12 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
   let createdAt = rec?.created_at ?? null;
   let target = opts.databaseUrl ? redactDbUrl(opts.databaseUrl) : opts.db ? 'the given scratch database' : 'embedded PGlite (in memory)';
   let error: { code: string; message: string } | null = null;
-  let scratchDir: string | undefined;
   let scratch: { db: Db; own: boolean } | undefined;
   let reader: ArchiveReader | undefined;
 
   try {
     // 1 + 2: integrity and decryption
     progress(`checking ${file}`);
-    let plainPath = file;
     try {
       const peek = await openArchive(file, { verifyManifestOnly: true });
       encrypted = peek.encrypted;
@@ -345,10 +342,6 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
     for (const a of manifest.agents) agentResults.set(a.id, { id: a.id, name: a.name });
     const probes = await readProbes(reader);
     if (encrypted) {
-      scratchDir = await fsp.mkdtemp(path.join(os.tmpdir(), 'agent-vault-drill-'));
-      await fsp.chmod(scratchDir, 0o700);
-      plainPath = path.join(scratchDir, 'snapshot.avsnap');
-      await copyArchive(reader, plainPath, { skip: (n) => n.startsWith('secrets/') });
       checks.set('decrypt', true, `decrypted with the ${manifest.encryption && (manifest.encryption as { kdf?: { name?: string } }).kdf?.name === 'raw' ? 'key file' : 'passphrase'}; the manifest authenticates`);
     } else checks.skip('decrypt', 'the snapshot is not encrypted');
     await reader.close();
@@ -365,7 +358,7 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
     progress(`restoring into ${target}`);
     let idMap: Map<string, string>;
     try {
-      idMap = await restoreInto(prepared.db, plainPath, manifest);
+      idMap = await restoreInto(prepared.db, file, manifest, encrypted ? opts.decrypt : undefined);
     } catch (e) {
       timings.restore_ms = Date.now() - tRestore;
       checks.set('restore', false, `the restore failed: ${errorMessage(e)}`);
@@ -413,8 +406,6 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
     await reader?.close().catch(() => undefined);
     if (scratch?.own) await scratch.db.close().catch(() => undefined);
     scratch = undefined;
-    if (scratchDir) await fsp.rm(scratchDir, { recursive: true, force: true }).catch(() => undefined);
-    scratchDir = undefined;
   }
 
   checks.skipRest('not run: an earlier check failed', []);
@@ -446,8 +437,9 @@ class StopDrill extends Error {}
  * Restores the (plain) archive into the scratch database; returns manifest agent id → id in the
  * database.
  */
-async function restoreInto(db: Db, archivePath: string, manifest: Manifest): Promise<Map<string, string>> {
-  const res = await restoreAgents(db, archivePath, { onConflict: 'fail' });
+async function restoreInto(db: Db, archivePath: string, manifest: Manifest, decrypt: DecryptOptions | undefined): Promise<Map<string, string>> {
+  // secrets stay out of the scratch database (restored redacted, as from a plain snapshot)
+  const res = await restoreAgents(db, archivePath, { onConflict: 'fail', decrypt, secrets: false });
   const map = new Map<string, string>();
   for (const a of manifest.agents) map.set(a.id, res.agentIds[a.id] ?? a.id);
   return map;

@@ -2,21 +2,24 @@
  * Vector probes: recorded at backup, replayed by a restore drill.
  *
  * For every agent with archival passages, K passages are picked deterministically (seeded by the
- * agent id and its vector entry's checksum); each becomes a probe query = its embedding plus
- * small seeded Gaussian noise (norm ≈ 10 % of the embedding's), rounded to float32. The expected
- * answer is the top-k passage ids by brute force over the archive's own vectors, with the
- * distance pgvector computes: cosine distance (`<=>`, 1 − cos) or Euclidean (`<->`). Ties are
- * ordered by passage id, as the drill's `ORDER BY distance, id` does. The probes are stored in the
- * archive as `vault/probes.json` (encrypted with the rest when the archive is), and summarised in
- * the manifest's `probes` field.
+ * agent id and the snapshot's time); each becomes a probe query = its embedding plus small seeded
+ * Gaussian noise (norm ≈ 10 % of the embedding's), rounded to float32. The expected answer is the
+ * top-k passage ids by brute force over the archive's own vectors, with the distance pgvector
+ * computes: cosine distance (`<=>`, 1 − cos) or Euclidean (`<->`). Ties are ordered by passage id,
+ * as the drill's `ORDER BY distance, id` does. The probes are stored in the archive as
+ * `vault/probes.json` (encrypted with the rest when the archive is), and summarised in the
+ * manifest's `probes` field.
  *
- * Memory: three streaming passes over the vectors (ids, chosen embeddings, distances); only the
+ * A backup records them while it exports (probeRecorder: the chosen embeddings are read first,
+ * then every vector is compared as it is written into the archive: one pass, nothing staged).
+ * probeAgent() does the same from an existing archive (three streaming passes). Memory: only the
  * probes and their running top-(k+1) are held.
  */
 import { createHash } from 'node:crypto';
 import { AgentVaultError } from '../core/errors';
 import type { ArchiveReader, ManifestAgent } from '../format/archive';
 import { readPassages } from '../format/pack';
+import type { AgentVectorsContext, VectorObserver } from '../letta/export';
 
 export const PROBES_ENTRY = 'vault/probes.json';
 export const PROBES_FORMAT = 'agent-vault-probes';
@@ -264,6 +267,75 @@ export async function probeAgent(reader: ArchiveReader, agent: ManifestAgent, op
       };
     }),
   };
+}
+
+/**
+ * Records an agent's probes while its vectors are exported (ExportOptions.onAgentVectors): picks
+ * the probe passages among those with an embedding (seeded by the agent id and the snapshot time),
+ * reads their embeddings, then keeps the top-(k+1) of every query as the vectors go by.
+ * `done` receives the probes (null: no searchable passage) when the agent's vectors are written.
+ */
+export async function probeRecorder(ctx: AgentVectorsContext, opts: ProbeOptions, done: (p: AgentProbes | null) => void): Promise<VectorObserver | null> {
+  const perAgent = opts.perAgent ?? DEFAULT_PROBES_PER_AGENT;
+  const k = opts.topK ?? DEFAULT_TOP_K;
+  const metric = opts.metric ?? 'cosine';
+  if (perAgent <= 0) return null;
+  const rng = new SeededRandom(`agent-vault-probes\u0000${ctx.agentId}\u0000${ctx.createdAt}`);
+  const pool = await ctx.embeddedIds();
+  // pick without repetition; a zero vector is not searchable: pick another instead
+  const chosen = new Map<string, Float32Array>();
+  let n = 0;
+  while (chosen.size < perAgent && n < pool.length) {
+    const want = Math.min(perAgent - chosen.size, pool.length - n);
+    const picked: string[] = [];
+    for (let i = 0; i < want; i++, n++) {
+      const j = n + rng.int(pool.length - n);
+      [pool[n], pool[j]] = [pool[j], pool[n]];
+      picked.push(pool[n]);
+    }
+    const vecs = await ctx.vectors(picked);
+    for (const id of picked) {
+      const v = vecs.get(id);
+      if (v && !isZero(v)) chosen.set(id, v);
+    }
+  }
+  if (chosen.size === 0) {
+    done(null);
+    return null;
+  }
+  const queries = [...chosen].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)).map(([source, v]) => {
+    let norm = 0;
+    for (let d = 0; d < v.length; d++) norm += v[d] * v[d];
+    const sigma = (0.1 * Math.sqrt(norm)) / Math.sqrt(v.length);
+    const q = new Float32Array(v.length);
+    for (let d = 0; d < v.length; d++) q[d] = v[d] + sigma * rng.gaussian();
+    return { source, q };
+  });
+  const tops = queries.map(() => new TopK(k + 1));
+  let searchable = 0;
+  return {
+    add(id: string, v: Float32Array | null): void {
+      if (!v) return;
+      if (!isZero(v)) searchable++;
+      for (let qi = 0; qi < queries.length; qi++) tops[qi].add(id, distance(metric, queries[qi].q, v));
+    },
+    end(): void {
+      done({
+        agent_id: ctx.agentId,
+        dim: ctx.dim,
+        searchable_passages: searchable,
+        probes: queries.map((q, qi) => {
+          const hits = tops[qi].hits;
+          return { id: `probe-${qi}`, source_passage_id: q.source, query: encodeQuery(q.q), top: hits.slice(0, k), next_distance: hits.length > k ? hits[k].distance : null };
+        }),
+      });
+    },
+  };
+}
+
+/** A probe set from recorded agents. */
+export function probeSet(agents: AgentProbes[], opts: ProbeOptions = {}): ProbeSet {
+  return { format: PROBES_FORMAT, version: 1, metric: opts.metric ?? 'cosine', top_k: opts.topK ?? DEFAULT_TOP_K, agents };
 }
 
 /** Probes of every agent of an archive. */

@@ -3,7 +3,7 @@
  * long sequences in lockstep.
  */
 import { strict as assert } from 'node:assert';
-import { AgentFileSplitter } from '../../src/diff/af-stream';
+import { AgentFileSplitter } from '../../src/format/af-stream';
 import { lockstep, type ItemRecord } from '../../src/diff/lockstep';
 import { compareMessages, MessageBatch } from '../../src/diff/messages';
 import { AgentVaultError } from '../../src/core/errors';

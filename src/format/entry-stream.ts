@@ -1,8 +1,10 @@
 /**
- * Bulk reading of archive entries for the diff: the bytes ArchiveReader.openStream gives, read
- * with 1 MiB file reads and 1 MiB inflate chunks instead of yauzl's 16 KiB pipeline of five
- * streams (on a 2-core machine that per-chunk overhead was most of the time of streaming a
- * 100 MB agent entry).
+ * Bulk reading of archive entries (the diff and the restore): the bytes ArchiveReader.openStream
+ * gives, read with 1 MiB file reads and 1 MiB inflate chunks instead of yauzl's 16 KiB pipeline
+ * of five streams (on a 2-core machine that per-chunk overhead was most of the time of streaming
+ * a 100 MB agent entry). Entries of an encrypted archive are decrypted (and every segment
+ * authenticated) on the way when the streams were opened with the archive's keys
+ * (`ArchiveReader.entryStreams()`).
  *
  * Integrity: every byte is checked against the zip's CRC-32 and the entry's size against the
  * manifest, which catches a damaged or truncated archive. The manifest's sha256 is not
@@ -14,12 +16,16 @@
  * manifest ⇄ zip directory agreement).
  */
 import { createReadStream, promises as fsp } from 'node:fs';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { createHash } from 'node:crypto';
 import { createInflateRaw, crc32 } from 'node:zlib';
 import * as yauzl from 'yauzl';
 import { AgentVaultError, errorMessage } from '../core/errors';
 import { ioError } from '../core/fs';
-import type { ManifestEntry } from '../format/archive';
+import type { ManifestEntry } from './archive';
+import type { ArchiveCrypto } from './crypto';
+import type { StoredRange } from './verify-worker';
 
 const READ_CHUNK = 1 << 20;
 const INFLATE_CHUNK = 1 << 20;
@@ -40,7 +46,17 @@ export class EntryStreams {
     private readonly zip: yauzl.ZipFile,
     private readonly entries: Map<string, yauzl.Entry>,
     private readonly manifest: Map<string, ManifestEntry>,
+    private readonly crypto: ArchiveCrypto | undefined,
+    private readonly ownsZip: boolean,
   ) {}
+
+  /**
+   * Streams over a zip an ArchiveReader already opened (and checked); closing them leaves the
+   * zip open (the reader closes it). With `crypto`, encrypted entries are decrypted.
+   */
+  static fromOpenZip(file: string, zip: yauzl.ZipFile, entries: Map<string, yauzl.Entry>, manifestEntries: ManifestEntry[], crypto?: ArchiveCrypto): EntryStreams {
+    return new EntryStreams(file, zip, entries, new Map(manifestEntries.map((m) => [m.name, m])), crypto, false);
+  }
 
   static async open(file: string, manifestEntries: ManifestEntry[]): Promise<EntryStreams> {
     let zip: yauzl.ZipFile;
@@ -63,15 +79,66 @@ export class EntryStreams {
       zip.close();
       throw new AgentVaultError('truncated', `${file} is truncated or damaged: ${errorMessage(e)}`, { location: { file }, cause: e });
     });
-    return new EntryStreams(file, zip, entries, new Map(manifestEntries.map((m) => [m.name, m])));
+    return new EntryStreams(file, zip, entries, new Map(manifestEntries.map((m) => [m.name, m])), undefined, true);
+  }
+
+  /** Where the entry's stored bytes are in the file and what they must match (for ./verify-worker.ts). */
+  async range(name: string): Promise<StoredRange> {
+    const entry = this.entries.get(name);
+    const expected = this.manifest.get(name);
+    if (!entry || !expected) throw new AgentVaultError('missing-entry', `${this.file}: the archive has no entry ${JSON.stringify(name)}`, { location: { file: this.file, entry: name } });
+    if (entry.compressionMethod !== 0 && entry.compressionMethod !== 8) throw checksumError(this.file, name, `unsupported zip compression method ${entry.compressionMethod}`);
+    let start: number;
+    try {
+      start = (await this.zip.readLocalFileHeaderPromise(entry, { minimal: true })).fileDataStart;
+    } catch (e) {
+      throw checksumError(this.file, name, errorMessage(e), e);
+    }
+    return { name, start, length: entry.compressedSize, method: entry.compressionMethod, size: expected.size, sha256: expected.sha256, crc32: entry.crc32 };
+  }
+
+  /** A mismatch found by a check of the entry (e.g. on a worker thread) as the error stream() would throw. */
+  damaged(name: string, why: string): AgentVaultError {
+    return checksumError(this.file, name, why);
+  }
+
+  /** Whether the entry is stored encrypted (manifest `encrypted`). */
+  isEncrypted(name: string): boolean {
+    return this.manifest.get(name)?.encrypted === true;
   }
 
   /**
-   * The entry's bytes as a stream of Buffers. Size and CRC-32 (and sha256 when asked) are
-   * checked as the bytes go by; a mismatch is thrown (AgentVaultError 'checksum', naming the
-   * entry) at the end.
+   * The entry's bytes as a stream of Buffers (decrypted for an encrypted entry). Size and CRC-32
+   * (and sha256 when asked) of the stored bytes are checked as they go by; a mismatch is thrown
+   * (AgentVaultError 'checksum', naming the entry) at the end. An encrypted entry's segments are
+   * authenticated before they are released ('decrypt' errors); without the archive's keys it is
+   * error 'encrypted'.
    */
   async *stream(name: string, opts: { verify?: 'crc32' | 'sha256' } = {}): AsyncGenerator<Buffer> {
+    if (!this.isEncrypted(name)) {
+      yield* this.stored(name, opts);
+      return;
+    }
+    if (!this.crypto) {
+      throw new AgentVaultError('encrypted', `${this.file}: entry ${JSON.stringify(name)} is encrypted; give the passphrase or key to read it`, {
+        location: { file: this.file, entry: name },
+        exitCode: 2,
+        hint: 'pass --passphrase-env NAME, --passphrase-file FILE or --key-file FILE',
+      });
+    }
+    const dec = this.crypto.decryptor(name, this.file);
+    const fed = pipeline(Readable.from(this.stored(name, opts)), dec);
+    fed.catch(() => undefined);
+    try {
+      for await (const chunk of dec as AsyncIterable<Buffer>) yield chunk;
+      await fed;
+    } finally {
+      dec.destroy();
+    }
+  }
+
+  /** The stored bytes (ciphertext of an encrypted entry), checked as stream() says. */
+  async *stored(name: string, opts: { verify?: 'crc32' | 'sha256' } = {}): AsyncGenerator<Buffer> {
     const entry = this.entries.get(name);
     const expected = this.manifest.get(name);
     if (!entry || !expected) throw new AgentVaultError('missing-entry', `${this.file}: the archive has no entry ${JSON.stringify(name)}`, { location: { file: this.file, entry: name } });
@@ -127,7 +194,7 @@ export class EntryStreams {
     const entry = this.entries.get(name);
     const expected = this.manifest.get(name);
     if (!entry || !expected) throw new AgentVaultError('missing-entry', `${this.file}: the archive has no entry ${JSON.stringify(name)}`, { location: { file: this.file, entry: name } });
-    if (entry.compressionMethod !== 0 || entry.isEncrypted()) {
+    if (entry.compressionMethod !== 0 || entry.isEncrypted() || this.isEncrypted(name)) {
       const it = this.stream(name);
       return { next: async () => ((await it.next()).value as Buffer | undefined) ?? null, close: async () => void (await it.return(undefined)) };
     }
@@ -178,7 +245,7 @@ export class EntryStreams {
   }
 
   close(): void {
-    if (this.zip.isOpen) this.zip.close();
+    if (this.ownsZip && this.zip.isOpen) this.zip.close();
   }
 }
 
