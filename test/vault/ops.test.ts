@@ -170,6 +170,7 @@ describe('vault: lock, webhook, configuration, status', () => {
       index.snapshots.push(rec('s2', '2026-03-02T00:00:00.000Z', [['agent-a', 'Alice']]));
       index.snapshots.push(rec('s3', '2026-03-02T06:00:00.000Z', [['agent-c', 'Carol']]));
       await writeIndex(dir, index);
+      for (const x of index.snapshots) fs.writeFileSync(path.join(dir, x.file), 'archive');
       await writeDrillReport(path.join(dir, 'drills'), drill('s1', '2026-03-01T01:00:00.000Z', true, ['agent-a', 'agent-b']), dir);
       await writeDrillReport(path.join(dir, 'drills'), drill('s2', '2026-03-02T01:00:00.000Z', false, ['agent-a'], ['vector-search']), dir);
       const now = new Date('2026-03-02T12:00:00.000Z');
