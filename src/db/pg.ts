@@ -334,6 +334,8 @@ export class PgDb implements Db {
           broken ??= e;
           if (!identity) throw connectionLostError(target, 'at COMMIT', e);
           const res = await resolveLostCommit(identity, {
+            // how long to keep asking (default 20 s; AGENT_VAULT_COMMIT_CHECK_MS overrides it)
+            timeoutMs: Number(process.env.AGENT_VAULT_COMMIT_CHECK_MS) || undefined,
             connect: async () => {
               const c = await this.pool.connect();
               return { q: { query: async (sql: string, params?: readonly unknown[]) => toResult(await c.query(sql, params as unknown[] | undefined)), exec: async (sql: string) => void (await c.query(sql)) }, release: () => c.release(true) };

@@ -158,7 +158,9 @@ function uniq(v: unknown): number {
 
 /** An agent file's own counts that the manifest records too (messages, in-context, blocks, tools). */
 function countProblems(a: { id: string; entry: string; counts: Record<string, number> }, doc: AgentFileV2): string[] {
-  const agent = (doc.agents as unknown as Array<Record<string, unknown>>).find((x) => x.id === a.id);
+  // an archive's agent file holds one agent (its id inside the .af may be a file-local one)
+  const list = (Array.isArray(doc.agents) ? doc.agents : []) as unknown as Array<Record<string, unknown>>;
+  const agent = list.length === 1 ? list[0] : list.find((x) => x.id === a.id);
   if (!agent) return [`${a.entry} does not hold agent ${a.id}`];
   const got: Record<string, number> = {
     messages: Array.isArray(agent.messages) ? agent.messages.length : 0,
