@@ -454,12 +454,29 @@ const open = fs.promises.open; fs.promises.open = async function (p, ...rest) { 
   });
 
   it('8. verify --deep catches what a drill catches: vectors moved between passages and a message dropped, checksums recomputed', async () => {
-    const { vault, ids } = await vaultWith(1, 'deep');
+    // a source with an agent of 20 messages and one with passages
+    const server = await sharedTestPostgres();
+    const { url } = await server.createDatabase();
+    const db = await openPg({ url });
+    try {
+      await createLettaSchema(db);
+      await seedAgentFile(db, fixturePath('letta-test-agent.v2.af'));
+      const m = await seedAgentFile(db, fixturePath('memgpt-agent.v2-double-encoded.af'));
+      await addSyntheticPassages(db, m.agents[0].id, 30, 'faults-deep');
+    } finally {
+      await db.close();
+    }
+    const dir = tmp.dir('deep');
+    const cfg = writeConfig(dir, { vault: 'vault', source: { kind: 'postgres', urlEnv: 'DEEP_URL' } });
+    const b = await cli(['backup', '--config', cfg], { DEEP_URL: url });
+    assert.equal(b.code, 0, b.stderr);
+    const vault = path.join(dir, 'vault');
     const rec = (await readIndex(vault)).snapshots[0];
+    const ids = [rec.id];
     const file = path.join(vault, rec.file);
     const src = await openArchive(file);
     const victim = src.manifest.agents.find((a) => a.vectors_entry)!;
-    const chatty = src.manifest.agents.find((a) => a.counts.messages > a.counts.in_context_messages)!;
+    const chatty = src.manifest.agents.find((a) => a.counts.messages === 20)!;
     const rewrite = async (dest: string, change: 'vectors' | 'message'): Promise<void> => {
       const w = await createArchiveWriter(dest);
       for (const e of src.manifest.entries) {
@@ -470,9 +487,9 @@ const open = fs.promises.open; fs.promises.open = async function (p, ...rest) { 
         } else if (change === 'message' && e.name === chatty.entry) {
           const doc = JSON.parse((await src.readEntry(e.name)).toString('utf8'));
           const agent = doc.agents[0];
-          const inCtx = new Set(agent.in_context_message_ids);
-          const i = agent.messages.findIndex((m: { id: string }) => !inCtx.has(m.id));
-          agent.messages.splice(i, 1);
+          // drop the last message (and its in-context reference, so that no reference dangles)
+          const [gone] = agent.messages.splice(agent.messages.length - 1, 1);
+          agent.in_context_message_ids = agent.in_context_message_ids.filter((id: string) => id !== gone.id);
           await w.addJson(e.name, doc);
         } else await w.addStream(e.name, await src.openStream(e.name), { mediaType: e.media_type });
       }
