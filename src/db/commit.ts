@@ -84,9 +84,10 @@ export async function resolveLostCommit(tx: TxIdentity, opts: ResolveOptions): P
 /** The error for a COMMIT whose connection was lost, after asking the server. */
 export function lostCommitError(target: string, tx: TxIdentity, res: CommitResolution, cause: unknown): AgentVaultError {
   if (res.outcome === 'aborted') {
+    // the same code as any other lost connection (the transaction was not committed), now confirmed
     return new AgentVaultError(
-      'db-commit-rolled-back',
-      `Lost the connection to PostgreSQL at ${target} at COMMIT (${errorMessage(cause)}); ${res.detail}: nothing was changed.`,
+      'db-connection-lost',
+      `Lost the connection to PostgreSQL at ${target} at COMMIT (${errorMessage(cause)}); ${res.detail}: nothing was changed (the transaction was not committed).`,
       { exitCode: 3, hint: 'Check that the server is reachable, then run the command again.', cause },
     );
   }

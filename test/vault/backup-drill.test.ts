@@ -103,6 +103,7 @@ describe('vault: backup, verify and restore drills (PGlite)', function () {
       [
         ['integrity', true, false],
         ['decrypt', true, true],
+        ['references', true, false],
         ['restore', true, false],
         ['row-counts', true, false],
         ['in-context-messages', true, false],
