@@ -182,6 +182,8 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
   let db: Db | undefined;
   let finalPath: string | undefined;
   let listed = false;
+  /** The export renamed this run's archive into place (only then may a failure remove it). */
+  let exported = false;
   let snapshot: SnapshotRecord | undefined;
   let cleaned: string[] = [];
   let adopted: string[] = [];
@@ -360,6 +362,7 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
         return { probes: summariseProbes(probes), ...(qdrant ? { qdrant } : {}), vault: { snapshot_id: id, run_id: runId } };
       },
     });
+    exported = true;
     if (!opts.db) {
       await db.close();
       db = undefined;
@@ -399,7 +402,8 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
     return { snapshot, path: finalPath, duration_ms: Date.now() - started.getTime(), warnings, cleaned, adopted, rejected, pruned, webhook };
   } catch (e) {
     finished = true;
-    if (finalPath && !listed) await fsp.rm(finalPath, { force: true }).catch(() => undefined);
+    // only the archive this run wrote (the writer removes its own temp file on failure)
+    if (finalPath && exported && !listed) await fsp.rm(finalPath, { force: true }).catch(() => undefined);
     if (db && !opts.db) await db.close().catch(() => undefined);
     if (lock) {
       await lock.release();
