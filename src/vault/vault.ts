@@ -107,7 +107,7 @@ export async function readIndex(vaultDir: string, opts: { allowMissing?: boolean
       throw new AgentVaultError('no-vault', `${vaultDir} is not a vault (it has no ${VAULT_INDEX})`, {
         location: { file: vaultDir },
         exitCode: 2,
-        hint: 'run "agent-vault backup --config <file>" to create it, or check --vault',
+        hint: `if ${path.join(vaultDir, SNAPSHOTS_DIR)} holds snapshot archives, rebuild the index from them with "agent-vault rebuild-index --vault ${vaultDir}"; otherwise run "agent-vault backup --config <file>" to create the vault, or check --vault`,
       });
     }
     throw ioError(e, file, 'read');

@@ -244,6 +244,11 @@ describe('vault: fault injection (issue 10) against PostgreSQL', function () {
     const drill = await cli(['drill', newestFile, '--vault', vault]);
     assert.equal(drill.code, 0, drill.stdout + drill.stderr);
     assert.match(drill.stdout, /drill PASSED/);
+    // prune without an index deletes nothing and names rebuild-index
+    const p0 = await cli(['prune', '--vault', vault, '--keep-last', '1']);
+    assert.equal(p0.code, 2, p0.stderr);
+    assert.match(p0.stderr, /hint: .*agent-vault rebuild-index --vault/);
+    assert.equal(listFiles(path.join(vault, 'snapshots')).length, 4);
     const b1 = await cli(['backup', '--config', cfg], env);
     assert.equal(b1.code, 0, b1.stderr);
     assert.match(b1.stderr, /the index did not list 4 snapshot archive\(s\); they verified and are listed again/);
