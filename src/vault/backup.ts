@@ -3,7 +3,9 @@
  *
  * 1. keys are resolved first (a missing passphrase fails before any work);
  * 2. the vault lock is taken (a second run waits up to lock.waitSeconds, then refuses);
- * 3. leftovers of interrupted runs are removed;
+ * 3. temp files of interrupted runs are removed (this project's own temp-file names only); archives
+ *    the index does not list are verified and listed again, or reported — never removed
+ *    (./reconcile.ts: the archives are the truth, the index is a cache);
  * 4. the agents are exported (src/letta/export.ts) straight into the snapshot archive — encrypted
  *    as it is written with --encrypt (no plaintext copy anywhere), with the agents' secret values
  *    as `secrets/…` entries (encrypted archives only); the vector probes (./probes.ts) are
@@ -11,9 +13,11 @@
  * 5. `vault/probes.json` and the configured Qdrant collections are added; temp file + fsync +
  *    rename (the archive writer's);
  * 7. the index lists it (atomic rewrite) — only now is it a snapshot;
- * 8. optionally prune; then the run log line and the webhook.
- * Any failure: nothing is listed, temp files are removed, the lock is released, the run log gets
- * the reason, the webhook (if configured for failures) is called, and the error is rethrown.
+ * 8. optionally prune (only verified snapshots count, ./prune.ts); then the run log line and the webhook.
+ * Any failure: nothing is listed, this run's temp file (and archive, if it was renamed into place)
+ * is removed, the lock is released, the run log gets the reason, the webhook (if configured for
+ * failures) is called, and the error is rethrown. A signal (the CLI calls `onAbortable`'s
+ * function) does the same synchronously and logs the run as interrupted.
  */
 import { appendFileSync, createReadStream, promises as fsp, readdirSync, rmSync } from 'node:fs';
 import { createHash } from 'node:crypto';
