@@ -129,7 +129,7 @@ export function registerVaultCommands(program: Command): void {
           },
         });
         for (const w of r.warnings) if (o.verbose || /webhook|not in the index|index did not list|prune: /.test(w)) err(`agent-vault: warning: ${oneLine(w)}\n`);
-        if (o.json) out(JSON.stringify({ ok: true, snapshot: r.snapshot, path: r.path, duration_ms: r.duration_ms, pruned: r.pruned?.removed.map((s) => s.id) ?? null, webhook: r.webhook, warnings: r.warnings }, null, 2) + '\n');
+        if (o.json) out(JSON.stringify({ ok: true, snapshot: r.snapshot, path: r.path, duration_ms: r.duration_ms, pruned: r.pruned?.removed.map((s) => s.id) ?? null, cleaned: r.cleaned, adopted: r.adopted, rejected: r.rejected, webhook: r.webhook, warnings: r.warnings }, null, 2) + '\n');
         else if (o.verbose) {
           const s = r.snapshot;
           out(`snapshot ${s.id}: ${s.agents.length} agent(s), ${s.bytes} bytes${s.encrypted ? ', encrypted' : ''}, ${s.probes} probe(s), ${(r.duration_ms / 1000).toFixed(1)} s\n`);
