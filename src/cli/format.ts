@@ -17,17 +17,17 @@ export function registerFormatCommands(program: Command): void {
     .argument('<files...>', 'agent files or snapshot archives')
     .option('--json', 'print one JSON report per file (an array)')
     .option('-q, --quiet', 'print only errors')
-    .addHelpText('after', '\nExit codes: 0 all valid (warnings allowed), 1 at least one invalid (or a wrong passphrase/key), 2 usage or I/O error (an encrypted archive without its key).'))
+    .addHelpText('after', '\nExit codes: 0 all valid (warnings allowed), 1 at least one invalid (or a wrong passphrase/key), 2 usage (no such file, an encrypted archive without its key), 74 I/O error (a file cannot be read).'))
     .action(async (files: string[], opts: KeyFlags & { json?: boolean; quiet?: boolean }) => {
       const reports: ValidationReport[] = [];
-      let ioError = false;
+      let ioError = 0;
       const decrypt = await decryptFromFlags(opts);
       for (const f of files) {
         try {
           reports.push(await validateAnyPath(f, { decrypt }));
         } catch (e) {
-          if (e instanceof AgentVaultError && e.exitCode === 2) {
-            ioError = true;
+          if (e instanceof AgentVaultError && (e.exitCode === 2 || e.exitCode === 74)) {
+            ioError = Math.max(ioError, e.exitCode);
             process.stderr.write(`agent-vault: ${e.message}\n`);
             reports.push({ file: f, valid: false, errors: [{ severity: 'error', code: e.code, message: e.message, pointer: '' }], warnings: [] });
           } else throw e;
@@ -35,7 +35,7 @@ export function registerFormatCommands(program: Command): void {
       }
       if (opts.json) process.stdout.write(JSON.stringify(reports, null, 2) + '\n');
       else for (const r of reports) process.stdout.write(renderReport(r, !!opts.quiet));
-      process.exitCode = ioError ? 2 : reports.every((r) => r.valid) ? 0 : 1;
+      process.exitCode = ioError ? ioError : reports.every((r) => r.valid) ? 0 : 1;
     });
 
   addKeyOptions(program

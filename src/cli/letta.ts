@@ -4,8 +4,12 @@
  * Exit codes (docs/CLI.md "letta"): 0 ok · 1 verification failed (damaged archive, invalid agent
  * file) · 2 usage (bad options, unknown agent, output exists without --force) · 3 connection ·
  * 4 conflict (an agent exists and --on-conflict=fail) · 5 restore failed and was rolled back ·
- * 6 schema revision or embedding mismatch refused.
+ * 6 schema revision or embedding mismatch refused · 7 the connection was lost at COMMIT and the
+ * outcome could not be determined · 74 I/O error (disk full…) · 130/143 interrupted.
  */
+import { readdirSync, rmSync } from 'node:fs';
+import * as nodePath from 'node:path';
+import { onInterrupt } from './exit';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { AgentVaultError } from '../core/errors';
 import { openPg, type PgSslMode } from '../db/pg';
@@ -15,7 +19,7 @@ import { exportAgents, listAgents, type AgentListing } from '../letta/export';
 import { formatPlan, restoreAgents, type OnConflict, type RestoreOptions, type ToolsMode } from '../letta/restore';
 import { addKeyOptions, decryptFromFlags, encryptionFromFlags, type KeyFlags } from './keys';
 
-export const LETTA_EXIT = { ok: 0, verification: 1, usage: 2, connection: 3, conflict: 4, rolledBack: 5, mismatch: 6 } as const;
+export const LETTA_EXIT = { ok: 0, verification: 1, usage: 2, connection: 3, conflict: 4, rolledBack: 5, mismatch: 6, commitUnknown: 7, io: 74 } as const;
 
 export const LETTA_EXIT_HELP = `
 Exit codes:
@@ -25,11 +29,16 @@ Exit codes:
   2  usage error: bad options, unknown agent, output file exists without --force, an encrypted
      archive without --passphrase-env / --passphrase-file / --key-file
   3  connection failure: the database is unreachable, refused the login, or the connection was lost
-     (a restore in progress is rolled back by the server)
+     (a restore in progress is rolled back by the server; lost at COMMIT: a new connection
+     confirmed the rollback)
   4  conflict: an agent already exists and --on-conflict=fail; nothing was changed
   5  restore failed while writing and was rolled back; nothing was changed
   6  refused: Letta schema revision or embedding model/dimension mismatch (see --force-schema,
      --allow-embedding-mismatch); nothing was changed
+  7  the connection was lost at COMMIT and whether the restore committed could not be determined
+     (the message names the transaction id to look up with txid_status)
+ 74  I/O error: a file could not be read or written (disk full, permission denied)
+ 130/143  interrupted by SIGINT/SIGTERM (export: its temp file is removed)
 
 Connection: --db postgres://user:pass@host:port/db, or the libpq variables PGHOST, PGPORT, PGUSER,
 PGPASSWORD, PGDATABASE, PGSSLMODE, PGSSLROOTCERT; or --embedded <dir> for a PGlite database.`;
@@ -168,6 +177,20 @@ export function registerLettaCommands(program: Command, deps: LettaCliDeps = {})
       const wanted = o.agent ?? [];
       if (!o.all && wanted.length === 0 && !o.tag?.length) throw new AgentVaultError('usage', 'say which agents to export: --agent <id|name>, --tag <tag> or --all', { exitCode: 2 });
       const encryption = o.encrypt ? await encryptionFromFlags(o) : undefined;
+      // interrupted (SIGINT/SIGTERM/SIGHUP): remove the archive writer's temp file of this run
+      const outDir = nodePath.dirname(nodePath.resolve(o.out));
+      const tempName = new RegExp(`^${nodePath.basename(o.out).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.tmp-[0-9a-f]{12}$`);
+      const listTemps = (): string[] => {
+        try {
+          return readdirSync(outDir).filter((n) => tempName.test(n));
+        } catch {
+          return [];
+        }
+      };
+      const before = new Set(listTemps());
+      const offInterrupt = onInterrupt('export', () => {
+        for (const n of listTemps()) if (!before.has(n)) rmSync(nodePath.join(outDir, n), { force: true });
+      });
       const res = await withDb(o, (db) =>
         exportAgents(db, {
           // an --agent value matches an id or a name
@@ -184,7 +207,7 @@ export function registerLettaCommands(program: Command, deps: LettaCliDeps = {})
             else if (e.phase === 'warning') err(`warning: ${e.message}\n`);
           },
         }),
-      );
+      ).finally(offInterrupt);
       if (o.json) {
         out(JSON.stringify({ path: res.path, bytes: res.bytes, manifest: res.manifest, warnings: res.warnings }, null, 2) + '\n');
         return;
@@ -238,7 +261,14 @@ export function registerLettaCommands(program: Command, deps: LettaCliDeps = {})
         if (refusal) process.exitCode = refusal.exitCode;
         return;
       }
-      const res = await withDb(o, (db) => restoreAgents(db, source, opts));
+      let commitNote: string | null = null;
+      const res = await withDb(o, async (db) => {
+        const r = await restoreAgents(db, source, opts);
+        const lc = (db as { lastCommit?: { connectionLost: boolean; outcome: string; detail: string; txid: string } | null }).lastCommit;
+        if (lc?.connectionLost && lc.outcome === 'committed') commitNote = `the connection was lost at COMMIT; ${lc.detail}: the restore is complete`;
+        return r;
+      });
+      if (commitNote) err(`agent-vault: note: ${commitNote}\n`);
       if (o.json) {
         out(JSON.stringify({ plan: res.plan, agent_ids: res.agentIds, rows: res.rows }, null, 2) + '\n');
         return;

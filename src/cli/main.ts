@@ -8,7 +8,9 @@ import { registerFormatCommands } from './format';
 import { TOOL_VERSION } from '../core/version';
 import { registerExtraCommands } from './registry';
 
-export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
+import { EXIT } from './exit';
+
+export { EXIT };
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -51,7 +53,7 @@ export function handleError(e: unknown): number {
   process.stderr.write(`agent-vault: internal error: ${errorMessage(e)}\n`);
   if (process.env.AGENT_VAULT_DEBUG && e instanceof Error && e.stack) process.stderr.write(e.stack + '\n');
   else process.stderr.write('hint: set AGENT_VAULT_DEBUG=1 to see the stack trace, and please report it\n');
-  return 70;
+  return EXIT.internal;
 }
 
 /** `agent-vault … | head` closes the pipe early: stop quietly, as Unix tools do. */

@@ -1,9 +1,10 @@
 /**
- * CLI: vault operations — backup, prune, verify, drill, status (docs/VAULT.md).
+ * CLI: vault operations — backup, prune, verify, drill, status, rebuild-index (docs/VAULT.md).
  *
  * Cron-friendly: `backup` prints nothing on success (unless -v / --json) and exactly one line on
- * failure. Exit codes: 0 ok; 1 failed (backup failed, verify found a problem, drill failed);
- * 2 usage or configuration error; 75 the vault is locked by another run (try again later).
+ * failure. Exit codes (docs/CLI.md, ./exit.ts): 0 ok; 1 failed (backup failed, verify or prune
+ * found a damaged snapshot, drill failed); 2 usage or configuration error; 74 I/O error (disk
+ * full…); 75 the vault is locked by another run (try again later); 130/143 interrupted.
  */
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
@@ -16,9 +17,19 @@ import { describeReasons, type RetentionPolicy } from '../vault/retention';
 import { verifyVault } from '../vault/verify';
 import { runDrill } from '../vault/drill';
 import { renderStatus, vaultStatus } from '../vault/status';
-import { readIndex, type VaultLock } from '../vault/vault';
+import { readIndex } from '../vault/vault';
+import { rebuildIndex } from '../vault/reconcile';
+import { EXIT, onInterrupt } from './exit';
 
-export const EXIT_LOCKED = 75;
+export const EXIT_LOCKED = EXIT.locked;
+
+/** The exit code of a vault command's error: locked 75, I/O 74, usage 2, else 1. */
+function vaultExitCode(e: unknown): number {
+  if (!(e instanceof AgentVaultError)) return EXIT.failed;
+  if (e.code === 'locked') return EXIT.locked;
+  if (e.code === 'disk-full' || e.code === 'io') return e.exitCode === EXIT.usage ? EXIT.usage : EXIT.io;
+  return e.exitCode;
+}
 
 interface VaultSelection {
   config?: string;
@@ -93,7 +104,7 @@ export function registerVaultCommands(program: Command): void {
     .option('-v, --verbose', 'print progress to stderr and a summary to stdout')
     .option('--json', 'print the result as JSON');
   addKeyOptions(backup)
-    .addHelpText('after', '\nQuiet by default: nothing on success, one line on failure.\nExit codes: 0 ok, 1 backup failed, 2 usage or configuration error, 75 another run holds the vault lock.')
+    .addHelpText('after', '\nQuiet by default: nothing on success, one line on failure.\nExit codes: 0 ok, 1 backup failed, 2 usage or configuration error, 74 I/O error (disk full…), 75 another run holds the vault lock, 130/143 interrupted (logged in runs.jsonl).')
     .action(async (o: { config: string; encrypt?: boolean; wait?: number; verbose?: boolean; json?: boolean } & KeyFlags) => {
       let cfg: VaultConfig;
       try {
@@ -103,14 +114,9 @@ export function registerVaultCommands(program: Command): void {
         process.exitCode = e instanceof AgentVaultError ? e.exitCode : 1;
         return;
       }
-      let held: VaultLock | undefined;
-      const onSignal = (sig: NodeJS.Signals): void => {
-        held?.releaseSync();
-        err(`agent-vault: backup failed: interrupted by ${sig}\n`);
-        process.exit(sig === 'SIGINT' ? 130 : 143);
-      };
-      process.once('SIGINT', onSignal);
-      process.once('SIGTERM', onSignal);
+      // interrupted: remove this run's temp files, log the run as interrupted, release the lock
+      let abort: ((reason: string) => void) | undefined;
+      const offInterrupt = onInterrupt('backup failed:', (sig) => abort?.(sig));
       try {
         const r: BackupResult = await runBackup({
           config: cfg,
@@ -118,12 +124,12 @@ export function registerVaultCommands(program: Command): void {
           keys: keySources(o),
           waitMs: o.wait !== undefined ? o.wait * 1000 : undefined,
           onProgress: o.verbose ? (m) => err(`backup: ${m}\n`) : undefined,
-          onLocked: (l) => {
-            held = l;
+          onAbortable: (fn) => {
+            abort = fn;
           },
         });
-        for (const w of r.warnings) if (o.verbose || /webhook/.test(w)) err(`agent-vault: warning: ${oneLine(w)}\n`);
-        if (o.json) out(JSON.stringify({ ok: true, snapshot: r.snapshot, path: r.path, duration_ms: r.duration_ms, pruned: r.pruned?.removed.map((s) => s.id) ?? null, webhook: r.webhook, warnings: r.warnings }, null, 2) + '\n');
+        for (const w of r.warnings) if (o.verbose || /webhook|not in the index|index did not list|prune: /.test(w)) err(`agent-vault: warning: ${oneLine(w)}\n`);
+        if (o.json) out(JSON.stringify({ ok: true, snapshot: r.snapshot, path: r.path, duration_ms: r.duration_ms, pruned: r.pruned?.removed.map((s) => s.id) ?? null, cleaned: r.cleaned, adopted: r.adopted, rejected: r.rejected, webhook: r.webhook, warnings: r.warnings }, null, 2) + '\n');
         else if (o.verbose) {
           const s = r.snapshot;
           out(`snapshot ${s.id}: ${s.agents.length} agent(s), ${s.bytes} bytes${s.encrypted ? ', encrypted' : ''}, ${s.probes} probe(s), ${(r.duration_ms / 1000).toFixed(1)} s\n`);
@@ -135,10 +141,9 @@ export function registerVaultCommands(program: Command): void {
         const hook = extra && !extra.ok ? ` (the failure webhook failed too: ${extra.error})` : '';
         if (o.json) out(JSON.stringify({ ok: false, error: { code: (e as AgentVaultError).code ?? 'internal', message: errorMessage(e) } }, null, 2) + '\n');
         err(`agent-vault: backup failed: ${oneLine(errorMessage(e))}${hook}\n`);
-        process.exitCode = e instanceof AgentVaultError ? (e.code === 'locked' ? EXIT_LOCKED : e.exitCode === 2 && e.code !== 'disk-full' && e.code !== 'io' ? 2 : 1) : 1;
+        process.exitCode = vaultExitCode(e);
       } finally {
-        process.off('SIGINT', onSignal);
-        process.off('SIGTERM', onSignal);
+        offInterrupt();
       }
     });
 
@@ -158,7 +163,7 @@ export function registerVaultCommands(program: Command): void {
       .option('-q, --quiet', 'print only the summary line')
       .option('--json', 'print the plan as JSON'),
   )
-    .addHelpText('after', '\nWithout --keep-* options the configuration\'s "retention" applies. Periods are calendar periods in UTC.\nExit codes: 0 ok, 2 usage error, 75 the vault is locked.')
+    .addHelpText('after', '\nWithout --keep-* options the configuration\'s "retention" applies. Periods are calendar periods in UTC.\nOnly snapshots that pass a quick verification (size, sha256, manifest) count; a damaged one is kept and reported.\nExit codes: 0 ok, 1 a snapshot failed verification (kept, named), 2 usage error, 74 I/O error (disk full…), 75 the vault is locked (a backup, prune, drill or verify runs).')
     .action(async (o: VaultSelection & { keepLast?: number; keepHourly?: number; keepDaily?: number; keepWeekly?: number; keepMonthly?: number; keepYearly?: number; dryRun?: boolean; wait?: number; quiet?: boolean; json?: boolean }) => {
       const { cfg, vault } = await selectVault(o);
       const fromFlags: RetentionPolicy = { keepLast: o.keepLast, keepHourly: o.keepHourly, keepDaily: o.keepDaily, keepWeekly: o.keepWeekly, keepMonthly: o.keepMonthly, keepYearly: o.keepYearly };
@@ -168,7 +173,13 @@ export function registerVaultCommands(program: Command): void {
       try {
         const r = await pruneVault(vault, { policy, dryRun: o.dryRun, waitMs: (o.wait ?? 0) * 1000 });
         if (o.json) {
-          out(JSON.stringify({ dry_run: r.dryRun, policy, kept: r.plan.keep, removed: r.plan.remove.map((d) => ({ id: d.id, created_at: d.created_at })), freed_bytes: r.freedBytes, delete_errors: r.deleteErrors }, null, 2) + '\n');
+          out(
+            JSON.stringify(
+              { dry_run: r.dryRun, policy, kept: r.plan.keep, removed: r.plan.remove.map((d) => ({ id: d.id, created_at: d.created_at })), freed_bytes: r.freedBytes, delete_errors: r.deleteErrors, unverified: r.unverified, adopted: r.adopted, rejected: r.rejected, swept: r.swept },
+              null,
+              2,
+            ) + '\n',
+          );
         } else {
           const index = await readIndex(vault);
           const names = new Map<string, string>();
@@ -179,14 +190,19 @@ export function registerVaultCommands(program: Command): void {
               else out(`${r.dryRun ? 'would delete' : 'delete'} ${d.id}  ${d.created_at}\n`);
             }
           }
-          out(`${r.dryRun ? 'dry run: would keep' : 'kept'} ${r.plan.keep.length}, ${r.dryRun ? 'would delete' : 'deleted'} ${r.plan.remove.length} snapshot(s) (${(r.freedBytes / 1048576).toFixed(1)} MiB)\n`);
+          for (const u of r.unverified) out(`KEEP   ${u.id}  fails verification, not counted for retention: ${u.reason}\n`);
+          out(`${r.dryRun ? 'dry run: would keep' : 'kept'} ${r.plan.keep.length + r.unverified.length}, ${r.dryRun ? 'would delete' : 'deleted'} ${r.plan.remove.length} snapshot(s) (${(r.freedBytes / 1048576).toFixed(1)} MiB)\n`);
           for (const e of r.deleteErrors) err(`agent-vault: warning: could not delete ${e}\n`);
         }
-        process.exitCode = 0;
+        if (r.adopted.length) err(`agent-vault: note: the index did not list ${r.adopted.length} archive(s); they verified and are listed again: ${r.adopted.join(', ')}\n`);
+        for (const x of r.rejected) err(`agent-vault: warning: ${x.file} is not in the index and fails verification; left in place: ${oneLine(x.reason)}\n`);
+        if (r.unverified.length) err(`agent-vault: prune: ${r.unverified.length} snapshot(s) fail verification and were kept: ${r.unverified.map((u) => u.id).join(', ')} (run "agent-vault verify")\n`);
+        process.exitCode = r.unverified.length || r.rejected.length ? EXIT.failed : EXIT.ok;
       } catch (e) {
-        if (e instanceof AgentVaultError && e.code === 'locked') {
+        if (e instanceof AgentVaultError) {
           err(`agent-vault: ${oneLine(e.message)}\n`);
-          process.exitCode = EXIT_LOCKED;
+          if (e.hint && e.code !== 'locked') err(`hint: ${e.hint}\n`);
+          process.exitCode = vaultExitCode(e);
           return;
         }
         throw e;
@@ -201,16 +217,18 @@ export function registerVaultCommands(program: Command): void {
         .description("Check every snapshot of the vault: file checksums, manifest schema, entry checksums and decryptability (--deep: decrypt everything, validate agent files, read every vector)")
         .option('--deep', 'read every entry through: decrypt and authenticate, validate .af schemas, check passages and vectors')
         .option('--snapshot <id...>', 'only these snapshots')
+        .option('--wait <seconds>', 'wait this long for a running backup or prune instead of refusing', numArg('--wait'))
         .option('-q, --quiet', 'print only problems and the summary')
         .option('--json', 'print the report as JSON'),
     ),
   )
-    .addHelpText('after', '\nExit codes: 0 every snapshot verified, 1 a problem was found, 2 usage error.')
-    .action(async (o: VaultSelection & KeyFlags & { deep?: boolean; snapshot?: string[]; quiet?: boolean; json?: boolean }) => {
+    .addHelpText('after', '\nExit codes: 0 every snapshot verified, 1 a problem was found, 2 usage error, 74 I/O error, 75 a backup or prune holds the vault.')
+    .action(async (o: VaultSelection & KeyFlags & { deep?: boolean; snapshot?: string[]; wait?: number; quiet?: boolean; json?: boolean }) => {
       const { cfg, vault } = await selectVault(o);
       const material = await resolveKeyMaterial(cfg?.encryption, keySources(o));
       const report = await verifyVault(vault, {
         deep: o.deep,
+        waitMs: (o.wait ?? 0) * 1000,
         decrypt: decryptOptions(material),
         only: o.snapshot,
         onSnapshot: o.json
@@ -222,8 +240,9 @@ export function registerVaultCommands(program: Command): void {
       });
       if (o.json) out(JSON.stringify(report, null, 2) + '\n');
       else {
-        for (const u of report.unlisted) out(`note: ${u} is not in the index (a backup interrupted after writing it?); the next backup removes it\n`);
-        for (const l of report.leftovers) out(`note: ${l} is a temp file of an interrupted run; the next backup removes it\n`);
+        for (const u of report.unlisted) out(`note: ${u} is not in the index; "agent-vault rebuild-index" (or the next backup) verifies it and lists it again\n`);
+        for (const l of report.leftovers) out(`note: ${l} is a temp file of an interrupted run; removed\n`);
+        for (const f of report.foreign) out(`note: ${f} was not written by Agent Vault; left alone\n`);
         const bad = report.snapshots.filter((s) => !s.ok).length;
         out(`${report.snapshots.length} snapshot(s) verified${report.deep ? ' (deep)' : ''}: ${bad ? `${bad} with problems` : 'all ok'} (${(report.duration_ms / 1000).toFixed(1)} s)\n`);
       }
@@ -240,11 +259,12 @@ export function registerVaultCommands(program: Command): void {
         .option('--database <url>', 'restore into this empty scratch PostgreSQL database instead of an embedded PGlite')
         .option('--database-env <NAME>', 'environment variable holding the scratch database URL')
         .option('--report-dir <dir>', 'write the drill report here (default: <vault>/drills)')
+        .option('--wait <seconds>', 'wait this long for a running backup or prune instead of refusing', numArg('--wait'))
         .option('--json', 'print the report as JSON'),
     ),
   )
-    .addHelpText('after', '\nExit codes: 0 the drill passed, 1 it failed (the failed checks are named), 2 usage error.')
-    .action(async (snapshot: string, o: VaultSelection & KeyFlags & { database?: string; databaseEnv?: string; reportDir?: string; json?: boolean }) => {
+    .addHelpText('after', '\nExit codes: 0 the drill passed, 1 it failed (the failed checks are named), 2 usage error, 74 I/O error, 75 a backup or prune holds the vault.')
+    .action(async (snapshot: string, o: VaultSelection & KeyFlags & { database?: string; databaseEnv?: string; reportDir?: string; wait?: number; json?: boolean }) => {
       const isFile = existsSync(snapshot) && !o.vault && !o.config;
       const sel = isFile ? { cfg: undefined, vault: undefined } : await selectVault(o);
       const material = await resolveKeyMaterial(sel.cfg?.encryption, keySources(o));
@@ -259,6 +279,7 @@ export function registerVaultCommands(program: Command): void {
         decrypt: decryptOptions(material),
         databaseUrl,
         reportDir: o.reportDir ? path.resolve(o.reportDir) : undefined,
+        waitMs: (o.wait ?? 0) * 1000,
       });
       if (o.json) out(JSON.stringify(report, null, 2) + '\n');
       else {
@@ -286,14 +307,57 @@ export function registerVaultCommands(program: Command): void {
     const { cfg, vault } = await selectVault(o);
     const s = await vaultStatus(vault, { maxAgeHours: o.maxAgeHours ?? cfg?.policy?.maxAgeHours, drillMaxAgeDays: o.drillMaxAgeDays ?? cfg?.policy?.drillMaxAgeDays });
     const snaps = o.snapshots ? (await readIndex(vault)).snapshots : undefined;
+    const missing = new Set(s.missing.map((m) => m.id));
     if (o.json) out(JSON.stringify(snaps ? { ...s, snapshot_list: snaps } : s, null, 2) + '\n');
     else {
       out(renderStatus(s));
       if (snaps) {
         out('\nsnapshots:\n');
-        for (const x of snaps) out(`  ${x.id}  ${x.created_at}  ${(x.bytes / 1048576).toFixed(1)} MiB${x.encrypted ? '  encrypted' : ''}  ${x.agents.map((a) => a.name ?? a.id).join(', ')}\n`);
+        for (const x of snaps) out(`  ${x.id}  ${x.created_at}  ${(x.bytes / 1048576).toFixed(1)} MiB${x.encrypted ? '  encrypted' : ''}  ${x.agents.map((a) => a.name ?? a.id).join(', ')}${missing.has(x.id) ? '  FILE MISSING' : ''}\n`);
       }
     }
     process.exitCode = o.check && s.level !== 'ok' ? 1 : 0;
   });
+
+  // ------------------------------------------------------------------------------------------- rebuild-index
+  addVaultOptions(
+    program
+      .command('rebuild-index')
+      .description('Rebuild the vault index (vault.json) from the snapshot archives: the archives are the truth, the index is a cache')
+      .option('--dry-run', 'only print what would change')
+      .option('--wait <seconds>', 'wait this long for a running backup, prune, drill or verify instead of refusing', numArg('--wait'))
+      .option('--json', 'print the report as JSON'),
+  )
+    .addHelpText(
+      'after',
+      '\nEvery archive in snapshots/ is verified (manifest and every entry\'s checksums) and listed; one that fails is reported and left in place; a listed snapshot whose archive is gone leaves the index. Nothing is deleted. A damaged vault.json is kept as vault.json.damaged-<time>.\nExit codes: 0 ok, 1 an archive failed verification (reported, left in place), 2 usage error, 74 I/O error, 75 another run holds the vault.',
+    )
+    .action(async (o: VaultSelection & { dryRun?: boolean; wait?: number; json?: boolean }) => {
+      const { vault } = await selectVault(o);
+      let r;
+      try {
+        r = await rebuildIndex(vault, { dryRun: o.dryRun, waitMs: (o.wait ?? 0) * 1000 });
+      } catch (e) {
+        if (e instanceof AgentVaultError) {
+          err(`agent-vault: ${oneLine(e.message)}\n`);
+          if (e.hint && e.code !== 'locked') err(`hint: ${e.hint}\n`);
+          process.exitCode = vaultExitCode(e);
+          return;
+        }
+        throw e;
+      }
+      if (o.json) out(JSON.stringify({ ...r, adopted: r.adopted.map((a) => a.id) }, null, 2) + '\n');
+      else {
+        const would = r.dryRun ? 'would be ' : '';
+        if (r.previous !== 'ok') out(`the index was ${r.previous}${r.backup ? `; ${r.dryRun ? 'it would be kept as' : 'kept as'} ${r.backup}` : ''}\n`);
+        for (const a of r.adopted) out(`${r.dryRun ? 'would list' : 'listed'} ${a.id}  ${a.created_at}  ${a.agents.map((x) => x.name ?? x.id).join(', ')}\n`);
+        for (const m of r.missing) out(`${r.dryRun ? 'would drop' : 'dropped'} ${m.id}: its archive ${m.file} is missing\n`);
+        for (const d of r.damaged) out(`DAMAGED ${d.id}: ${d.reason} (kept listed; see "agent-vault verify")\n`);
+        for (const x of r.rejected) out(`NOT LISTED ${x.file}: fails verification (left in place): ${oneLine(x.reason)}\n`);
+        for (const f of r.foreign) out(`note: ${f} was not written by Agent Vault; left alone\n`);
+        for (const t of r.swept) out(`removed temp file ${t}\n`);
+        out(`index ${r.dryRun ? 'not written (dry run)' : 'written'}: ${r.kept.length + r.damaged.length + r.adopted.length} snapshot(s) (${r.adopted.length} ${would}listed again, ${r.missing.length} ${would}dropped as missing, ${r.rejected.length} archive(s) failing verification)\n`);
+      }
+      process.exitCode = r.rejected.length || r.damaged.length ? EXIT.failed : EXIT.ok;
+    });
 }

@@ -51,8 +51,11 @@ export function ioError(e: unknown, file: string, op: 'read' | 'write' | 'open' 
     EFBIG: 'file too large for the file system',
   };
   const why = (code && reasons[code]) || (e as Error)?.message || String(e);
+  // a path that does not exist, or is a folder where a file is needed (or the reverse), is the
+  // user's to fix (usage, 2); every other failure is an I/O error (74, EX_IOERR): disk full,
+  // permission denied, read-only file system… (docs/CLI.md)
   return new AgentVaultError(code === 'ENOSPC' || code === 'EDQUOT' ? 'disk-full' : 'io', `cannot ${op} ${file}: ${why}`, {
-    exitCode: 2,
+    exitCode: code === 'ENOENT' || code === 'EISDIR' || code === 'ENOTDIR' ? 2 : 74,
     location: { file },
     cause: e,
   });

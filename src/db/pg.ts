@@ -33,6 +33,7 @@ import {
 } from './errors';
 import { PG_DATE, PG_TIMESTAMP, PG_TIMESTAMPTZ, pgDateText, pgTimestampToIso } from './timestamps';
 import type { Db, QueryResult, Queryable, TransactionOptions } from './types';
+import { lostCommitError, resolveLostCommit, TX_IDENTITY_SQL, type CommitOutcome, type TxIdentity } from './commit';
 
 /** pg's own parsers, except that dates and timestamps stay exact text (see ./timestamps.ts). */
 const PG_TYPES = {
@@ -187,6 +188,11 @@ export class PgDb implements Db {
   readonly schema: string;
   private readonly pool: Pool;
   private closed = false;
+  /**
+   * The last read-write transaction's COMMIT: its id and outcome; `connectionLost` when the
+   * connection was lost at COMMIT and a new connection established the outcome (./commit.ts).
+   */
+  lastCommit: (TxIdentity & { outcome: CommitOutcome; detail: string; connectionLost: boolean }) | null = null;
 
   constructor(opts: PgOpenOptions = {}) {
     this.schema = opts.schema ?? 'letta';
@@ -296,8 +302,14 @@ export class PgDb implements Db {
         }
       },
     };
+    let identity: TxIdentity | undefined;
     try {
       await run(begin);
+      if (!opts.readOnly) {
+        // recorded before COMMIT so that a connection lost at COMMIT can be resolved (./commit.ts)
+        const r = await run(TX_IDENTITY_SQL);
+        identity = { txid: String(r.rows[0].txid), pid: Number(r.rows[0].pid) };
+      }
       let result: T;
       try {
         result = await fn(tx);
@@ -320,10 +332,22 @@ export class PgDb implements Db {
       } catch (e) {
         if (broken !== undefined || isConnectionLostError(e)) {
           broken ??= e;
-          throw connectionLostError(target, 'at COMMIT', e);
+          if (!identity) throw connectionLostError(target, 'at COMMIT', e);
+          const res = await resolveLostCommit(identity, {
+            // how long to keep asking (default 20 s; AGENT_VAULT_COMMIT_CHECK_MS overrides it)
+            timeoutMs: Number(process.env.AGENT_VAULT_COMMIT_CHECK_MS) || undefined,
+            connect: async () => {
+              const c = await this.pool.connect();
+              return { q: { query: async (sql: string, params?: readonly unknown[]) => toResult(await c.query(sql, params as unknown[] | undefined)), exec: async (sql: string) => void (await c.query(sql)) }, release: () => c.release(true) };
+            },
+          });
+          this.lastCommit = { ...identity, outcome: res.outcome, detail: res.detail, connectionLost: true };
+          if (res.outcome === 'committed') return result;
+          throw lostCommitError(target, identity, res, broken);
         }
         throw e; // e.g. a deferred constraint failed: the server rolled back
       }
+      this.lastCommit = identity ? { ...identity, outcome: 'committed', detail: 'committed', connectionLost: false } : null;
       if (commit.command === 'ROLLBACK') throw transactionAbortedError(target);
       return result;
     } finally {

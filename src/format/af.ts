@@ -52,7 +52,7 @@ export async function readAgentFile(path: string): Promise<ParsedAgentFile> {
     if (e instanceof AgentVaultError) throw e;
     const code = (e as NodeJS.ErrnoException).code;
     const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (e as Error).message;
-    throw new AgentVaultError('io', `cannot read ${path}: ${why}`, { exitCode: 2, location: { file: path } });
+    throw new AgentVaultError('io', `cannot read ${path}: ${why}`, { exitCode: code === 'ENOENT' ? 2 : 74, location: { file: path } });
   }
   if (text.length === 0) return parseAgentFileBytes(Buffer.alloc(0), path);
   return parseAgentFileText(text, path);

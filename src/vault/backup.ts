@@ -3,7 +3,9 @@
  *
  * 1. keys are resolved first (a missing passphrase fails before any work);
  * 2. the vault lock is taken (a second run waits up to lock.waitSeconds, then refuses);
- * 3. leftovers of interrupted runs are removed;
+ * 3. temp files of interrupted runs are removed (this project's own temp-file names only); archives
+ *    the index does not list are verified and listed again, or reported — never removed
+ *    (./reconcile.ts: the archives are the truth, the index is a cache);
  * 4. the agents are exported (src/letta/export.ts) straight into the snapshot archive — encrypted
  *    as it is written with --encrypt (no plaintext copy anywhere), with the agents' secret values
  *    as `secrets/…` entries (encrypted archives only); the vector probes (./probes.ts) are
@@ -11,11 +13,13 @@
  * 5. `vault/probes.json` and the configured Qdrant collections are added; temp file + fsync +
  *    rename (the archive writer's);
  * 7. the index lists it (atomic rewrite) — only now is it a snapshot;
- * 8. optionally prune; then the run log line and the webhook.
- * Any failure: nothing is listed, temp files are removed, the lock is released, the run log gets
- * the reason, the webhook (if configured for failures) is called, and the error is rethrown.
+ * 8. optionally prune (only verified snapshots count, ./prune.ts); then the run log line and the webhook.
+ * Any failure: nothing is listed, this run's temp file (and archive, if it was renamed into place)
+ * is removed, the lock is released, the run log gets the reason, the webhook (if configured for
+ * failures) is called, and the error is rethrown. A signal (the CLI calls `onAbortable`'s
+ * function) does the same synchronously and logs the run as interrupted.
  */
-import { createReadStream, promises as fsp } from 'node:fs';
+import { appendFileSync, createReadStream, promises as fsp, readdirSync, rmSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -34,6 +38,7 @@ import type { KeySources, VaultConfig } from './config';
 import { resolveKeyMaterial, writingKey } from './config';
 import { probeRecorder, probeSet, PROBES_ENTRY, summariseProbes, type AgentProbes } from './probes';
 import { pruneVault, type PruneResult } from './prune';
+import { adoptUnlisted } from './reconcile';
 import {
   acquireLock,
   appendRunLog,
@@ -41,7 +46,8 @@ import {
   newRunId,
   newSnapshotId,
   readIndex,
-  removeLeftovers,
+  RUN_LOG,
+  sweepTempFiles,
   SNAPSHOTS_DIR,
   SNAPSHOT_EXT,
   TMP_DIR,
@@ -63,6 +69,11 @@ export interface BackupOptions {
   onProgress?: (message: string) => void;
   /** Called once the lock is held (tests use it to start a competing run). */
   onLocked?: (lock: VaultLock) => void | Promise<void>;
+  /**
+   * Receives a synchronous abort function for signal handlers: it removes this run's temp files
+   * (never a listed snapshot), appends an "interrupted" line to the run log and releases the lock.
+   */
+  onAbortable?: (abortSync: (reason: string) => void) => void;
   env?: NodeJS.ProcessEnv;
 }
 
@@ -71,7 +82,12 @@ export interface BackupResult {
   path: string;
   duration_ms: number;
   warnings: string[];
+  /** Temp files of interrupted runs that were removed (only this project's own temp-file names). */
   cleaned: string[];
+  /** Archives the index did not list that verified and were listed again. */
+  adopted: string[];
+  /** Archives the index did not list that failed verification (left in place, reported). */
+  rejected: Array<{ file: string; reason: string }>;
   pruned: PruneResult | null;
   webhook: WebhookResult | null;
 }
@@ -170,8 +186,13 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
   let db: Db | undefined;
   let finalPath: string | undefined;
   let listed = false;
+  /** The export renamed this run's archive into place (only then may a failure remove it). */
+  let exported = false;
   let snapshot: SnapshotRecord | undefined;
   let cleaned: string[] = [];
+  let adopted: string[] = [];
+  let rejected: Array<{ file: string; reason: string }> = [];
+  let currentId: string | undefined;
   let pruned: PruneResult | null = null;
   let vaultReady = false;
   let lockedAt: string | null = null;
@@ -220,10 +241,68 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
         encrypted: encrypt,
         webhook: hook ? { ok: hook.ok, status: hook.status ?? null, error: hook.error ?? null } : null,
         pruned: pruned ? pruned.removed.map((s) => s.id) : null,
+        adopted,
+        rejected: rejected.map((r) => r.file),
       }).catch((e) => warnings.push(`cannot write the run log: ${errorMessage(e)}`));
     }
     return hook;
   };
+
+  let finished = false;
+  opts.onAbortable?.((reason: string) => {
+    if (finished) return;
+    finished = true;
+    // only this run's own files: the archive writer's temp file of this snapshot and, if the
+    // archive was renamed into place but not listed yet, the archive itself (this run wrote it)
+    if (currentId && !listed) {
+      const snapDir = path.join(vault, SNAPSHOTS_DIR);
+      for (const n of (() => {
+        try {
+          return readdirSync(snapDir);
+        } catch {
+          return [] as string[];
+        }
+      })()) {
+        if (n === `${currentId}${SNAPSHOT_EXT}` || (n.startsWith(`${currentId}${SNAPSHOT_EXT}.tmp-`) && /\.tmp-[0-9a-f]{12}$/.test(n))) {
+          try {
+            rmSync(path.join(snapDir, n), { force: true });
+          } catch {
+            /* best effort */
+          }
+        }
+      }
+    }
+    if (vaultReady) {
+      const now = new Date();
+      try {
+        appendFileSync(
+          path.join(vault, RUN_LOG),
+          JSON.stringify({
+            run_id: runId,
+            command: 'backup',
+            started_at: started.toISOString(),
+            locked_at: lockedAt,
+            unlocked_at: now.toISOString(),
+            finished_at: now.toISOString(),
+            duration_ms: now.getTime() - started.getTime(),
+            ok: false,
+            interrupted: true,
+            host: os.hostname(),
+            pid: process.pid,
+            snapshot: listed ? (snapshot?.id ?? currentId ?? null) : null,
+            error: { code: 'interrupted', message: `backup interrupted by ${reason}${listed ? '' : '; no snapshot was written'}` },
+            agents: [],
+            bytes: null,
+            encrypted: encrypt,
+          }) + '\n',
+          { mode: 0o600 },
+        );
+      } catch {
+        /* best effort */
+      }
+    }
+    lock?.releaseSync();
+  });
 
   try {
     // 1. keys (before anything else)
@@ -235,10 +314,19 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
     lock = await acquireLock(vault, { command: 'backup', waitMs: opts.waitMs ?? (cfg.lock?.waitSeconds ?? 0) * 1000 });
     lockedAt = new Date().toISOString();
     await opts.onLocked?.(lock);
-    // 3. leftovers
+    // 3. temp files of interrupted runs (this project's own names only); archives the index does
+    //    not list are verified and listed again, or reported — never removed
     const index = await readIndex(vault, { allowMissing: true });
-    cleaned = await removeLeftovers(vault, index);
-    if (cleaned.length) progress(`removed leftovers of an interrupted run: ${cleaned.join(', ')}`);
+    cleaned = await sweepTempFiles(vault);
+    if (cleaned.length) progress(`removed temp files of an interrupted run: ${cleaned.join(', ')}`);
+    const adoption = await adoptUnlisted(vault, index);
+    adopted = adoption.adopted.map((s) => s.id);
+    rejected = adoption.rejected;
+    if (adopted.length) {
+      await writeIndex(vault, index);
+      warnings.push(`the index did not list ${adopted.length} snapshot archive(s); they verified and are listed again: ${adopted.join(', ')}`);
+    }
+    for (const r of rejected) warnings.push(`${r.file} is not in the index and fails verification; it was left in place: ${r.reason}`);
     if (material) {
       const k = await writingKey(material, index.kdf, cfg.encryption?.scrypt);
       encryption = { key: k.key };
@@ -249,6 +337,7 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
     db = opts.db ?? (await openSource(cfg, env));
     const at = new Date();
     const id = newSnapshotId(at);
+    currentId = id;
     finalPath = path.join(vault, SNAPSHOTS_DIR, `${id}${SNAPSHOT_EXT}`);
     progress(`writing ${finalPath}${encryption ? ' (encrypted)' : ''}: exporting the agents straight into it`);
     const probeOpts = { perAgent: cfg.probes?.perAgent, topK: cfg.probes?.topK, metric: cfg.probes?.metric };
@@ -277,6 +366,7 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
         return { probes: summariseProbes(probes), ...(qdrant ? { qdrant } : {}), vault: { snapshot_id: id, run_id: runId } };
       },
     });
+    exported = true;
     if (!opts.db) {
       await db.close();
       db = undefined;
@@ -304,13 +394,20 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
       const { pruneAfterBackup: _p, ...policy } = cfg.retention;
       pruned = await pruneVault(vault, { policy, locked: true, noRunLog: true });
     }
+    if (pruned) {
+      for (const u of pruned.unverified) warnings.push(`prune: snapshot ${u.id} fails verification and was kept (not counted for retention): ${u.reason}`);
+      for (const e of pruned.deleteErrors) warnings.push(`prune: could not delete ${e}`);
+    }
     await lock.release();
     unlockedAt = new Date().toISOString();
     lock = undefined;
+    finished = true;
     const webhook = await finish(undefined);
-    return { snapshot, path: finalPath, duration_ms: Date.now() - started.getTime(), warnings, cleaned, pruned, webhook };
+    return { snapshot, path: finalPath, duration_ms: Date.now() - started.getTime(), warnings, cleaned, adopted, rejected, pruned, webhook };
   } catch (e) {
-    if (finalPath && !listed) await fsp.rm(finalPath, { force: true }).catch(() => undefined);
+    finished = true;
+    // only the archive this run wrote (the writer removes its own temp file on failure)
+    if (finalPath && exported && !listed) await fsp.rm(finalPath, { force: true }).catch(() => undefined);
     if (db && !opts.db) await db.close().catch(() => undefined);
     if (lock) {
       await lock.release();

@@ -9,8 +9,8 @@ import { DRILLS_DIR } from './vault';
 
 export const DRILL_REPORT_FORMAT = 'agent-vault-drill-report';
 
-export type DrillCheckName = 'integrity' | 'decrypt' | 'restore' | 'row-counts' | 'in-context-messages' | 'vector-search';
-export const DRILL_CHECKS: readonly DrillCheckName[] = ['integrity', 'decrypt', 'restore', 'row-counts', 'in-context-messages', 'vector-search'];
+export type DrillCheckName = 'integrity' | 'decrypt' | 'references' | 'restore' | 'row-counts' | 'in-context-messages' | 'vector-search';
+export const DRILL_CHECKS: readonly DrillCheckName[] = ['integrity', 'decrypt', 'references', 'restore', 'row-counts', 'in-context-messages', 'vector-search'];
 
 export interface DrillCheck {
   name: DrillCheckName;

@@ -3,6 +3,8 @@
  *
  * 1. integrity — every entry's checksums (and, encrypted, its authentication) are checked;
  * 2. decrypt   — (encrypted snapshots) the key opens the archive and its manifest authenticates;
+ * 2b. references — every agent file passes the .af v2 schema and the validator's reference checks
+ *                (the same as `agent-vault validate` and `verify --deep`);
  *                the restore reads it with the key (entries decrypted in memory: no decrypted copy
  *                is ever written; the secret values are not restored into the scratch database);
  * 3. restore   — into an embedded in-memory PGlite with Letta's schema (or a given empty scratch
@@ -31,7 +33,8 @@ import { createLettaSchema } from '../letta/ddl';
 import { restoreAgents } from '../letta/restore';
 import { compareProbe, decodeQuery, readProbes, type ProbeHit, type ProbeSet } from './probes';
 import { DRILL_CHECKS, writeDrillReport, type DrillAgentResult, type DrillCheck, type DrillCheckName, type DrillReport } from './drill-report';
-import { DRILLS_DIR, findSnapshot, readIndex, snapshotPath, type SnapshotRecord } from './vault';
+import { acquireSharedLock, DRILLS_DIR, findSnapshot, readIndex, snapshotPath, type SnapshotRecord, type VaultLock } from './vault';
+import { checkAgentFiles } from './verify';
 
 export interface DrillOptions {
   /** Snapshot id, unique id prefix, "latest", or an archive path. */
@@ -46,6 +49,8 @@ export interface DrillOptions {
   /** Where to write the report; default `<vault>/drills` (or nowhere for a path without a vault). null: do not write. */
   reportDir?: string | null;
   onProgress?: (message: string) => void;
+  /** Wait this long for a running backup/prune before refusing (default 0). */
+  waitMs?: number;
 }
 
 const MAX_FAILURES = 50;
@@ -272,8 +277,15 @@ async function checkProbes(
 
 async function resolveSnapshot(opts: DrillOptions): Promise<{ file: string; rec: SnapshotRecord | null }> {
   if (opts.vaultDir) {
-    const index = await readIndex(opts.vaultDir);
     const direct = await fsp.stat(opts.snapshot).then((s) => s.isFile(), () => false);
+    let index;
+    try {
+      index = await readIndex(opts.vaultDir);
+    } catch (e) {
+      // an archive path needs no index: drill it even when vault.json is missing or damaged
+      if (direct) return { file: path.resolve(opts.snapshot), rec: null };
+      throw e;
+    }
     if (direct && !index.snapshots.some((s) => s.id === opts.snapshot)) {
       const abs = path.resolve(opts.snapshot);
       const rec = index.snapshots.find((s) => path.resolve(snapshotPath(opts.vaultDir!, s)) === abs) ?? null;
@@ -297,6 +309,23 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
   const startedAt = new Date(t0).toISOString();
   const progress = opts.onProgress ?? (() => undefined);
   const { file, rec } = await resolveSnapshot(opts);
+  // a shared lock on the vault: prune waits for (or refuses during) the drill instead of deleting
+  // the snapshot it reads
+  let shared: VaultLock | undefined;
+  if (opts.vaultDir && (await fsp.stat(opts.vaultDir).then((s) => s.isDirectory(), () => false))) {
+    shared = await acquireSharedLock(opts.vaultDir, { command: `drill ${rec?.id ?? path.basename(file)}`, waitMs: opts.waitMs });
+  }
+  try {
+    return await drillLocked(opts, file, rec, t0, startedAt, progress);
+  } finally {
+    await shared?.release();
+  }
+}
+
+async function drillLocked(opts: DrillOptions, file: string, rec: SnapshotRecord | null, t0: number, startedAt: string, progress: (m: string) => void): Promise<DrillReport> {
+  if (!(await fsp.stat(file).then((s) => s.isFile(), () => false))) {
+    throw new AgentVaultError('no-snapshot', `the archive ${file}${rec ? ` of snapshot ${rec.id}` : ''} is missing`, { location: { file }, exitCode: 1, hint: 'run "agent-vault verify" and "agent-vault rebuild-index" to see what the vault holds' });
+  }
   const checks = new Checks();
   const agentResults = new Map<string, DrillAgentResult>();
   const timings = { rto_ms: null as number | null, first_vector_search_ms: null as number | null, verify_ms: null as number | null, schema_ms: null as number | null, restore_ms: null as number | null, checks_ms: null as number | null };
@@ -344,6 +373,13 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
     if (encrypted) {
       checks.set('decrypt', true, `decrypted with the ${manifest.encryption && (manifest.encryption as { kdf?: { name?: string } }).kdf?.name === 'raw' ? 'key file' : 'passphrase'}; the manifest authenticates`);
     } else checks.skip('decrypt', 'the snapshot is not encrypted');
+    const files = await checkAgentFiles(reader);
+    const refProblems = [...files.problems];
+    if (refProblems.length) {
+      checks.set('references', false, `${refProblems.length} problem(s) in the agent files (schema or references)`, refProblems);
+      throw new StopDrill();
+    }
+    checks.set('references', true, `${manifest.agents.length} agent file(s) pass the .af v2 schema and the reference checks`);
     await reader.close();
     reader = undefined;
     timings.verify_ms = Date.now() - t0;

@@ -407,3 +407,37 @@ export function compareProbe(expected: Probe, got: readonly ProbeHit[]): ProbeCo
   }
   return { ok: problems.length === 0, problems };
 }
+
+/**
+ * Replays the recorded probes against the archive's own vectors (brute force, pgvector's distance):
+ * what a drill's vector search checks, without a database. Vectors that were altered or swapped
+ * between passages change the ids or distances and fail, naming agent and probe.
+ */
+export async function replayProbes(reader: ArchiveReader, set: ProbeSet): Promise<{ total: number; passed: number; failures: string[] }> {
+  const failures: string[] = [];
+  let total = 0;
+  let passed = 0;
+  const byId = new Map(reader.manifest.agents.map((a) => [a.id, a]));
+  for (const ap of set.agents) {
+    const agent = byId.get(ap.agent_id);
+    if (!agent) {
+      failures.push(`probes name agent ${ap.agent_id}, which the archive does not hold`);
+      continue;
+    }
+    const queries = ap.probes.map((p) => decodeQuery(p.query, ap.dim, `probe ${p.id} of ${ap.agent_id}`));
+    const tops = queries.map(() => new TopK(set.top_k));
+    const where = `${reader.path}!${agent.passages_entry ?? ''}`;
+    for await (const rec of readPassages(reader, agent)) {
+      if (!rec.embedding) continue;
+      const id = passageId(rec.passage, where);
+      for (let qi = 0; qi < queries.length; qi++) tops[qi].add(id, distance(set.metric, queries[qi], rec.embedding));
+    }
+    ap.probes.forEach((p, qi) => {
+      total++;
+      const cmp = compareProbe(p, tops[qi].hits);
+      if (cmp.ok) passed++;
+      else failures.push(`agent ${agent.name ?? ap.agent_id} (${ap.agent_id}) ${p.id} (near passage ${p.source_passage_id}): ${cmp.problems.slice(0, 3).join('; ')}`);
+    });
+  }
+  return { total, passed, failures };
+}

@@ -1,12 +1,18 @@
 /**
- * `agent-vault prune`: applies the retention policy (./retention.ts) to a vault. Holds the vault
- * lock; drops the removed snapshots from the index first (atomically) and deletes their files
- * after, so an interrupted prune leaves at most unlisted files that the next run removes.
+ * `agent-vault prune`: applies the retention policy (./retention.ts) to a vault. Holds the vault's
+ * exclusive lock (so it waits for, or refuses during, a running drill or verify, which hold shared
+ * locks). First, archives the index does not list are verified and listed again (or reported);
+ * then every listed snapshot gets a quick verification (./reconcile.ts): only snapshots that pass
+ * are counted by the retention rules, so a damaged newest snapshot never displaces a good one; a
+ * snapshot that fails is reported and kept. The removed snapshots leave the index first
+ * (atomically) and their files are deleted after — only files the index listed, which this run
+ * just dropped from it.
  */
 import { promises as fsp } from 'node:fs';
 import { errorMessage } from '../core/errors';
 import { planRetention, type RetentionPlan, type RetentionPolicy } from './retention';
-import { appendRunLog, newRunId, readIndex, snapshotPath, withLock, writeIndex, type SnapshotRecord } from './vault';
+import { adoptUnlisted, quickVerify } from './reconcile';
+import { appendRunLog, newRunId, readIndex, snapshotPath, sweepTempFiles, withLock, writeIndex, type SnapshotRecord } from './vault';
 import * as os from 'node:os';
 
 export interface PruneOptions {
@@ -26,20 +32,49 @@ export interface PruneResult {
   removed: SnapshotRecord[];
   kept: SnapshotRecord[];
   freedBytes: number;
-  /** Files that could not be deleted (they are no longer listed; the next run retries). */
+  /** Files that could not be deleted (they are no longer listed; `rebuild-index` lists them again if they are intact). */
   deleteErrors: string[];
+  /** Listed snapshots that failed the quick verification: kept, and not counted by the rules. */
+  unverified: Array<{ id: string; file: string; reason: string }>;
+  /** Unlisted archives that verified and were listed again before the plan was made. */
+  adopted: string[];
+  /** Unlisted archives that failed verification (left in place). */
+  rejected: Array<{ file: string; reason: string }>;
+  /** Temp files of interrupted runs that were removed. */
+  swept: string[];
 }
 
 async function pruneLocked(vaultDir: string, opts: PruneOptions): Promise<PruneResult> {
   const index = await readIndex(vaultDir);
+  const swept = opts.dryRun ? [] : await sweepTempFiles(vaultDir);
+  const adoption = await adoptUnlisted(vaultDir, index);
+  if (adoption.adopted.length && !opts.dryRun) await writeIndex(vaultDir, index);
+  const unverified: PruneResult['unverified'] = [];
+  const good: SnapshotRecord[] = [];
+  for (const s of index.snapshots) {
+    const why = await quickVerify(vaultDir, s);
+    if (why) unverified.push({ id: s.id, file: s.file, reason: why });
+    else good.push(s);
+  }
   const plan = planRetention(
-    index.snapshots.map((s) => ({ id: s.id, created_at: s.created_at, agents: s.agents.map((a) => a.id), collections: s.collections })),
+    good.map((s) => ({ id: s.id, created_at: s.created_at, agents: s.agents.map((a) => a.id), collections: s.collections })),
     opts.policy,
   );
   const removeIds = new Set(plan.remove.map((d) => d.id));
   const removed = index.snapshots.filter((s) => removeIds.has(s.id));
   const kept = index.snapshots.filter((s) => !removeIds.has(s.id));
-  const result: PruneResult = { dryRun: !!opts.dryRun, plan, removed, kept, freedBytes: removed.reduce((n, s) => n + s.bytes, 0), deleteErrors: [] };
+  const result: PruneResult = {
+    dryRun: !!opts.dryRun,
+    plan,
+    removed,
+    kept,
+    freedBytes: removed.reduce((n, s) => n + s.bytes, 0),
+    deleteErrors: [],
+    unverified,
+    adopted: adoption.adopted.map((s) => s.id),
+    rejected: adoption.rejected,
+    swept,
+  };
   if (opts.dryRun || removed.length === 0) return result;
   index.snapshots = kept;
   await writeIndex(vaultDir, index);
@@ -72,6 +107,8 @@ export async function pruneVault(vaultDir: string, opts: PruneOptions): Promise<
         pid: process.pid,
         removed: r.removed.map((s) => s.id),
         kept: r.kept.length,
+        unverified: r.unverified.map((u) => u.id),
+        adopted: r.adopted,
       }).catch(() => undefined);
     }
     return r;

@@ -7,7 +7,8 @@
  */
 import type { StatusPolicy } from './config';
 import { readDrillReports, type DrillCheckName, type DrillReport } from './drill-report';
-import { lockHolder, readIndex, readRunLog, type LockInfo, type RunLogRecord, type SnapshotRecord } from './vault';
+import { promises as fsp } from 'node:fs';
+import { lockHolders, readIndex, readRunLog, snapshotPath, unlistedFiles, type LockInfo, type RunLogRecord, type SnapshotRecord } from './vault';
 
 export const DEFAULT_MAX_AGE_HOURS = 26;
 export const DEFAULT_DRILL_MAX_AGE_DAYS = 7;
@@ -50,7 +51,16 @@ export interface VaultStatus {
   bytes: number;
   newest_snapshot: { id: string; created_at: string } | null;
   last_backup_run: Pick<RunLogRecord, 'started_at' | 'finished_at' | 'ok' | 'snapshot' | 'error'> | null;
+  /** The holder of the exclusive lock (backup, prune, rebuild-index), if one runs. */
   running: LockInfo | null;
+  /** Holders of shared locks (drills, verifies) running now. */
+  readers: LockInfo[];
+  /** Lock files left by processes that are gone (the next run breaks them). */
+  stale_locks: Array<{ file: string; holder: LockInfo | null; reason: string }>;
+  /** Listed snapshots whose archive file is missing (not counted for the agents). */
+  missing: Array<{ id: string; file: string }>;
+  /** Archives in snapshots/ that the index does not list. */
+  unlisted: string[];
   agents: AgentStatus[];
   level: StatusLevel;
   warnings: string[];
@@ -70,8 +80,9 @@ function round(n: number, digits = 1): number {
 }
 
 /**
- * The status of every agent that has a snapshot in the vault. Reads only the index, the drill
- * reports and the run log (no archive is opened).
+ * The status of every agent that has a snapshot in the vault. Reads the index, the drill
+ * reports, the run log and the lock files, and checks that every listed archive file exists (no
+ * archive is opened).
  */
 export async function vaultStatus(vaultDir: string, policy: StatusPolicy = {}, opts: { now?: Date } = {}): Promise<VaultStatus> {
   const now = (opts.now ?? new Date()).getTime();
@@ -80,8 +91,15 @@ export async function vaultStatus(vaultDir: string, policy: StatusPolicy = {}, o
     drillMaxAgeDays: policy.drillMaxAgeDays ?? DEFAULT_DRILL_MAX_AGE_DAYS,
   };
   const index = await readIndex(vaultDir);
-  const [reports, runs, running] = await Promise.all([readDrillReports(vaultDir), readRunLog(vaultDir, { last: 200 }), lockHolder(vaultDir)]);
+  const [reports, runs, locks, files] = await Promise.all([readDrillReports(vaultDir), readRunLog(vaultDir, { last: 200 }), lockHolders(vaultDir), unlistedFiles(vaultDir, index)]);
+  const running = locks.exclusive;
   const snapsById = new Map(index.snapshots.map((s) => [s.id, s]));
+  const missing: Array<{ id: string; file: string }> = [];
+  const present: SnapshotRecord[] = [];
+  for (const s of index.snapshots) {
+    if (await fsp.stat(snapshotPath(vaultDir, s)).then((st) => st.isFile(), () => false)) present.push(s);
+    else missing.push({ id: s.id, file: s.file });
+  }
 
   const agents = new Map<string, { name: string | null; snaps: SnapshotRecord[]; drills: DrillReport[] }>();
   const entry = (id: string, name: string | null) => {
@@ -90,7 +108,8 @@ export async function vaultStatus(vaultDir: string, policy: StatusPolicy = {}, o
     if (name) e.name = name;
     return e;
   };
-  for (const s of index.snapshots) for (const a of s.agents) entry(a.id, a.name).snaps.push(s);
+  for (const s of present) for (const a of s.agents) entry(a.id, a.name).snaps.push(s);
+  for (const s of missing) for (const a of snapsById.get(s.id)!.agents) entry(a.id, a.name);
   for (const r of reports) {
     const ids = r.agents.length ? r.agents.map((a) => a.id) : (r.snapshot.id ? snapsById.get(r.snapshot.id)?.agents.map((a) => a.id) : undefined) ?? [];
     for (const id of ids) if (agents.has(id)) agents.get(id)!.drills.push(r);
@@ -104,7 +123,10 @@ export async function vaultStatus(vaultDir: string, policy: StatusPolicy = {}, o
     let level: StatusLevel = 'ok';
     const ageH = newest ? (now - Date.parse(newest.created_at)) / HOUR : Infinity;
     const stale = ageH > pol.maxAgeHours;
-    if (stale) {
+    if (!newest) {
+      level = worst(level, 'error');
+      warnings.push('no snapshot archive of this agent is present (every listed file is missing)');
+    } else if (stale) {
       level = worst(level, 'warning');
       warnings.push(`newest snapshot is ${round(ageH)} h old (policy: ${pol.maxAgeHours} h)`);
     }
@@ -155,13 +177,22 @@ export async function vaultStatus(vaultDir: string, policy: StatusPolicy = {}, o
   let level: StatusLevel = out.reduce<StatusLevel>((l, a) => worst(l, a.level), 'ok');
   if (lastBackup && !lastBackup.ok) {
     level = worst(level, 'warning');
-    vaultWarnings.push(`last backup run failed at ${lastBackup.finished_at}: ${lastBackup.error?.message ?? 'unknown error'}`);
+    vaultWarnings.push(`last backup run ${lastBackup.interrupted ? 'was interrupted' : 'failed'} at ${lastBackup.finished_at}: ${lastBackup.error?.message ?? 'unknown error'}`);
   }
+  if (missing.length) {
+    level = worst(level, 'error');
+    vaultWarnings.push(`${missing.length} listed snapshot(s) have no archive file: ${missing.map((m) => m.file).join(', ')}; run "agent-vault rebuild-index" to bring the index in line with the archives`);
+  }
+  if (files.archives.length) {
+    level = worst(level, 'warning');
+    vaultWarnings.push(`${files.archives.length} archive(s) in snapshots/ are not in the index: ${files.archives.join(', ')}; the next backup or "agent-vault rebuild-index" verifies and lists them`);
+  }
+  for (const st of locks.stale) vaultWarnings.push(`stale lock ${st.file}${st.holder ? ` of "${st.holder.command}" (pid ${st.holder.pid} on ${st.holder.host})` : ''}: ${st.reason}; the next run breaks it`);
   if (index.snapshots.length === 0) {
     level = worst(level, 'warning');
     vaultWarnings.push('the vault has no snapshots');
   }
-  const newestSnap = [...index.snapshots].sort((x, y) => (x.created_at < y.created_at ? 1 : -1))[0];
+  const newestSnap = [...present].sort((x, y) => (x.created_at < y.created_at ? 1 : -1))[0];
   return {
     vault: vaultDir,
     generated_at: new Date(now).toISOString(),
@@ -171,6 +202,10 @@ export async function vaultStatus(vaultDir: string, policy: StatusPolicy = {}, o
     newest_snapshot: newestSnap ? { id: newestSnap.id, created_at: newestSnap.created_at } : null,
     last_backup_run: lastBackup ? { started_at: lastBackup.started_at, finished_at: lastBackup.finished_at, ok: lastBackup.ok, snapshot: lastBackup.snapshot ?? null, error: lastBackup.error ?? null } : null,
     running,
+    readers: locks.shared,
+    stale_locks: locks.stale,
+    missing,
+    unlisted: files.archives,
     agents: out,
     level,
     warnings: vaultWarnings,
@@ -187,7 +222,8 @@ function ageText(hours: number): string {
 export function renderStatus(s: VaultStatus): string {
   const lines: string[] = [];
   lines.push(`vault ${s.vault}: ${s.snapshots} snapshot(s), ${(s.bytes / 1048576).toFixed(1)} MiB; policy: backup within ${s.policy.maxAgeHours} h, passing drill within ${s.policy.drillMaxAgeDays} d`);
-  if (s.running) lines.push(`running: ${s.running.command} (pid ${s.running.pid}, since ${s.running.started_at})`);
+  if (s.running) lines.push(`lock: held by "${s.running.command}" (pid ${s.running.pid} on ${s.running.host}, since ${s.running.started_at})`);
+  for (const r of s.readers ?? []) lines.push(`lock: shared by "${r.command}" (pid ${r.pid} on ${r.host}, since ${r.started_at})`);
   if (s.last_backup_run) lines.push(`last backup run: ${s.last_backup_run.ok ? 'ok' : 'FAILED'} at ${s.last_backup_run.finished_at}${s.last_backup_run.error ? ` — ${s.last_backup_run.error.message}` : ''}`);
   for (const w of s.warnings) lines.push(`warning: ${w}`);
   if (s.agents.length) {

@@ -1,18 +1,21 @@
 /**
  * The vault: a folder of snapshot archives with an index.
  *
- *   <vault>/vault.json            the index (source of truth: a snapshot exists when it is listed here)
+ *   <vault>/vault.json            the index: a cache of what the archives say (the archives are the
+ *                                 truth; `rebuildIndex` in ./reconcile.ts rebuilds it from them)
  *   <vault>/snapshots/<id>.avsnap snapshot archives (docs/FORMAT.md), written to a temp file and renamed
- *   <vault>/drills/               drill reports (<snapshot>-<time>.json / .md); each drill writes its own
- *                                 files, so a drill never needs the lock
- *   <vault>/runs.jsonl            run log: one JSON line per backup / prune / verify / drill
- *   <vault>/.lock                 exclusive lock of a running backup / prune (pid + host + start)
+ *   <vault>/drills/               drill reports (<snapshot>-<time>.json / .md)
+ *   <vault>/runs.jsonl            run log: one JSON line per backup / prune (interrupted runs too)
+ *   <vault>/.lock                 exclusive lock of a running backup / prune / rebuild-index
+ *                                 (pid + process start time + boot id + host; heartbeat = mtime)
+ *   <vault>/.readers/<token>.json shared locks of running drills / verifies (prune waits for them)
  *   <vault>/.tmp/                 scratch space of a running backup (same file system as snapshots/)
  *
  * Crash safety: an archive becomes visible only by the atomic rename at the end of its write, and
  * it becomes a snapshot only when the index (itself written atomically: temp file, fsync, rename)
- * lists it. A backup killed at any point leaves at most a temp file or an unlisted archive, which
- * the next run (holding the lock) removes; readers never see a partial snapshot.
+ * lists it. A backup killed at any point leaves at most a temp file (removed by the next run: only
+ * names of this project's own temp-file patterns) or a complete unlisted archive (verified and
+ * listed again by the next run — never deleted); readers never see a partial snapshot.
  */
 import { promises as fsp, readFileSync, unlinkSync } from 'node:fs';
 import * as os from 'node:os';
@@ -86,7 +89,10 @@ export function newSnapshotId(at: Date = new Date()): string {
 }
 
 function indexError(file: string, why: string): AgentVaultError {
-  return new AgentVaultError('vault-index', `${file}: ${why}`, { location: { file }, hint: 'the vault index is damaged; restore vault.json from a copy or rebuild it' });
+  return new AgentVaultError('vault-index', `${file}: ${why}`, {
+    location: { file },
+    hint: `the vault index is only a cache of the archives: rebuild it with "agent-vault rebuild-index --vault ${path.dirname(file)}" (the damaged file is kept as vault.json.damaged-<time>)`,
+  });
 }
 
 /** Reads the index; a folder without one is an empty vault (when `allowMissing`). */
@@ -101,7 +107,7 @@ export async function readIndex(vaultDir: string, opts: { allowMissing?: boolean
       throw new AgentVaultError('no-vault', `${vaultDir} is not a vault (it has no ${VAULT_INDEX})`, {
         location: { file: vaultDir },
         exitCode: 2,
-        hint: 'run "agent-vault backup --config <file>" to create it, or check --vault',
+        hint: `if ${path.join(vaultDir, SNAPSHOTS_DIR)} holds snapshot archives, rebuild the index from them with "agent-vault rebuild-index --vault ${vaultDir}"; otherwise run "agent-vault backup --config <file>" to create the vault, or check --vault`,
       });
     }
     throw ioError(e, file, 'read');
@@ -165,12 +171,27 @@ export function findSnapshot(index: VaultIndex, ref: string, vaultDir = 'vault')
 // ---------------------------------------------------------------------------------------------
 // lock
 
+/** Directory of the shared (reader) locks of running drills and verifies: `<vault>/.readers/<token>.json`. */
+export const READERS_DIR = '.readers';
+/** How often a holder refreshes its lock file's mtime (the heartbeat). */
+export const LOCK_HEARTBEAT_MS = 30_000;
+/** A lock of another host (whose process cannot be checked) without a heartbeat for this long is stale. */
+export const FOREIGN_LOCK_STALE_MS = 10 * 60_000;
+/** Exit code of a run refused because another run holds the vault (EX_TEMPFAIL: try later). */
+export const EXIT_LOCKED = 75;
+
 export interface LockInfo {
   pid: number;
   host: string;
   started_at: string;
   command: string;
   token: string;
+  /** Start time of the process (Linux: /proc/<pid>/stat field 22, clock ticks since boot); null elsewhere. */
+  proc_start?: string | null;
+  /** Linux boot id (/proc/sys/kernel/random/boot_id): a start time is only meaningful within one boot. */
+  boot_id?: string | null;
+  /** 'exclusive' (backup, prune, rebuild-index, catalog writes) or 'shared' (drill, verify). */
+  mode?: 'exclusive' | 'shared';
 }
 
 export interface VaultLock {
@@ -187,8 +208,10 @@ export interface LockOptions {
   /** How long to wait for a running operation to finish (default 0: refuse at once). */
   waitMs?: number;
   pollMs?: number;
-  /** A lock of another host older than this is considered stale (default 24 h). */
+  /** A lock of another host without a heartbeat for this long is considered stale (default 10 min). */
   foreignStaleMs?: number;
+  /** Heartbeat interval (default 30 s). */
+  heartbeatMs?: number;
 }
 
 function pidAlive(pid: number): boolean {
@@ -201,7 +224,50 @@ function pidAlive(pid: number): boolean {
   }
 }
 
-async function readLockInfo(file: string): Promise<{ info: LockInfo | null; mtimeMs: number } | null> {
+/** Field 22 of /proc/<pid>/stat (the process start time in clock ticks since boot); null when unknown. */
+export function processStartTime(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // the command name (field 2) is in parentheses and may contain spaces: split after the last ')'
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const v = rest[22 - 3];
+    return v && /^\d+$/.test(v) ? v : null;
+  } catch {
+    return null;
+  }
+}
+
+let bootIdCache: string | null | undefined;
+function bootId(): string | null {
+  if (bootIdCache === undefined) {
+    try {
+      bootIdCache = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() || null;
+    } catch {
+      bootIdCache = null;
+    }
+  }
+  return bootIdCache;
+}
+
+function newLockInfo(command: string, mode: 'exclusive' | 'shared'): LockInfo {
+  return {
+    pid: process.pid,
+    host: os.hostname(),
+    started_at: new Date().toISOString(),
+    command,
+    token: randomBytes(8).toString('hex'),
+    proc_start: processStartTime(process.pid),
+    boot_id: bootId(),
+    mode,
+  };
+}
+
+interface HeldLock {
+  info: LockInfo | null;
+  mtimeMs: number;
+}
+
+async function readLockInfo(file: string): Promise<HeldLock | null> {
   try {
     const [text, st] = await Promise.all([fsp.readFile(file, 'utf8'), fsp.stat(file)]);
     let info: LockInfo | null = null;
@@ -218,54 +284,154 @@ async function readLockInfo(file: string): Promise<{ info: LockInfo | null; mtim
   }
 }
 
-/** Why an existing lock is stale, or null when its holder may still be running. */
-function staleReason(held: { info: LockInfo | null; mtimeMs: number }, foreignStaleMs: number): string | null {
+/**
+ * Why an existing lock is stale, or null when its holder may still be running. Same host: the
+ * process is gone, or the pid now belongs to another process (its start time differs from the
+ * recorded one), or the lock was taken before the last reboot. Another host: no heartbeat (mtime
+ * refresh) for `foreignStaleMs`.
+ */
+export function staleReason(held: HeldLock, foreignStaleMs: number = FOREIGN_LOCK_STALE_MS): string | null {
   const age = Date.now() - held.mtimeMs;
   if (!held.info) return age > 10_000 ? 'its lock file is unreadable and older than 10 s' : null;
-  if (held.info.host === os.hostname()) return pidAlive(held.info.pid) ? null : `process ${held.info.pid} is gone`;
-  return age > foreignStaleMs ? `it was taken on host ${held.info.host} more than ${Math.round(foreignStaleMs / 3600000)} h ago` : null;
+  const h = held.info;
+  if (h.host === os.hostname()) {
+    if (h.boot_id && bootId() && h.boot_id !== bootId()) return `it was taken before the machine restarted (process ${h.pid})`;
+    if (!pidAlive(h.pid)) return `process ${h.pid} is gone`;
+    if (h.proc_start) {
+      const now = processStartTime(h.pid);
+      if (now !== null && now !== h.proc_start) return `process ${h.pid} is gone (the pid now belongs to another process)`;
+      return null;
+    }
+    // no recorded start time (another platform): fall back to the heartbeat
+    return age > foreignStaleMs ? `its heartbeat stopped ${Math.round(age / 60000)} min ago` : null;
+  }
+  return age > foreignStaleMs ? `it was taken on host ${h.host} and its heartbeat stopped ${Math.round(age / 60000)} min ago` : null;
+}
+
+function lockedError(vaultDir: string, file: string, h: LockInfo | null): AgentVaultError {
+  const what = h?.mode === 'shared' ? 'in use by' : 'locked by';
+  return new AgentVaultError(
+    'locked',
+    h ? `the vault ${vaultDir} is ${what} "${h.command}" (pid ${h.pid} on ${h.host}, since ${h.started_at}); not starting a second run` : `the vault ${vaultDir} is locked (${file}); not starting a second run`,
+    { location: { file }, exitCode: EXIT_LOCKED, hint: h && h.host === os.hostname() ? 'wait for it to finish (--wait <seconds>)' : `if no run is active on ${h?.host ?? 'any host'}, remove ${file}` },
+  );
+}
+
+/** Live shared locks (stale ones are removed on the way). */
+async function liveReaders(vaultDir: string, foreignStaleMs: number): Promise<Array<{ file: string; info: LockInfo }>> {
+  const dir = path.join(vaultDir, READERS_DIR);
+  let names: string[];
+  try {
+    names = await fsp.readdir(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw ioError(e, dir, 'read');
+  }
+  const out: Array<{ file: string; info: LockInfo }> = [];
+  for (const n of names) {
+    if (!/^[0-9a-f]{16}\.json$/.test(n)) continue;
+    const file = path.join(dir, n);
+    const held = await readLockInfo(file);
+    if (!held) continue;
+    if (staleReason(held, foreignStaleMs)) {
+      await fsp.rm(file, { force: true }).catch(() => undefined);
+      continue;
+    }
+    if (held.info) out.push({ file, info: held.info });
+  }
+  return out;
+}
+
+async function writeExclusive(file: string, info: LockInfo): Promise<boolean> {
+  let fh: fsp.FileHandle | undefined;
+  try {
+    fh = await fsp.open(file, 'wx', 0o600);
+    await fh.writeFile(JSON.stringify(info) + '\n');
+    await fh.sync();
+    await fh.close();
+    return true;
+  } catch (e) {
+    await fh?.close().catch(() => undefined);
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    if (fh) await fsp.rm(file, { force: true }).catch(() => undefined);
+    throw ioError(e, file, 'create');
+  }
 }
 
 /**
- * Takes the vault's exclusive lock: `<vault>/.lock` created with O_EXCL holding pid, host, start
- * time and command. A lock whose process is gone (same host) is stale and is broken; otherwise
- * waits up to `waitMs`, then fails with 'locked' naming the holder.
+ * Takes the vault's exclusive lock: `<vault>/.lock` created with O_EXCL holding pid, host, the
+ * process's start time, boot id, start time and command; refreshed by a heartbeat. A stale lock
+ * (see staleReason) is broken. The lock is only held when no live shared lock (drill, verify)
+ * exists either. Otherwise waits up to `waitMs`, then fails with 'locked' naming the holder.
  */
 export async function acquireLock(vaultDir: string, opts: LockOptions): Promise<VaultLock> {
   const file = path.join(vaultDir, LOCK_FILE);
-  const info: LockInfo = { pid: process.pid, host: os.hostname(), started_at: new Date().toISOString(), command: opts.command, token: randomBytes(8).toString('hex') };
+  const info = newLockInfo(opts.command, 'exclusive');
   const deadline = Date.now() + (opts.waitMs ?? 0);
   const pollMs = opts.pollMs ?? 200;
+  const foreignStaleMs = opts.foreignStaleMs ?? FOREIGN_LOCK_STALE_MS;
   for (;;) {
-    let fh: fsp.FileHandle | undefined;
-    try {
-      fh = await fsp.open(file, 'wx', 0o600);
-      await fh.writeFile(JSON.stringify(info) + '\n');
-      await fh.sync();
-      await fh.close();
-      return makeLock(file, info);
-    } catch (e) {
-      await fh?.close().catch(() => undefined);
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') {
-        if (fh) await fsp.rm(file, { force: true }).catch(() => undefined);
-        throw ioError(e, file, 'create');
+    let blocker: LockInfo | null = null;
+    if (await writeExclusive(file, info)) {
+      const lock = makeLock(file, info, opts.heartbeatMs);
+      const readers = await liveReaders(vaultDir, foreignStaleMs);
+      if (readers.length === 0) return lock;
+      await lock.release();
+      blocker = readers[0].info;
+    } else {
+      const held = await readLockInfo(file);
+      if (!held) continue; // released meanwhile
+      if (staleReason(held, foreignStaleMs)) {
+        await breakStaleLock(file, held.info);
+        continue;
       }
+      blocker = held.info;
     }
-    const held = await readLockInfo(file);
-    if (!held) continue; // released meanwhile
-    const stale = staleReason(held, opts.foreignStaleMs ?? 24 * 3600_000);
-    if (stale) {
-      await breakStaleLock(file, held.info);
-      continue;
+    if (Date.now() >= deadline) throw lockedError(vaultDir, file, blocker);
+    await new Promise((r) => setTimeout(r, Math.min(pollMs, Math.max(1, deadline - Date.now()))));
+  }
+}
+
+/**
+ * Takes a shared lock (drill, verify): several may be held at once, but not together with the
+ * exclusive lock, so prune cannot delete a snapshot a drill is reading. The reader publishes
+ * `<vault>/.readers/<token>.json`, then checks the exclusive lock (which, symmetrically, checks
+ * the readers after creating `.lock`): at least one of two racing takers sees the other.
+ */
+export async function acquireSharedLock(vaultDir: string, opts: LockOptions): Promise<VaultLock> {
+  const excl = path.join(vaultDir, LOCK_FILE);
+  const dir = path.join(vaultDir, READERS_DIR);
+  const info = newLockInfo(opts.command, 'shared');
+  const file = path.join(dir, `${info.token}.json`);
+  const deadline = Date.now() + (opts.waitMs ?? 0);
+  const pollMs = opts.pollMs ?? 200;
+  const foreignStaleMs = opts.foreignStaleMs ?? FOREIGN_LOCK_STALE_MS;
+  const exclusiveHolder = async (): Promise<LockInfo | null | undefined> => {
+    for (;;) {
+      const held = await readLockInfo(excl);
+      if (!held) return undefined;
+      if (!staleReason(held, foreignStaleMs)) return held.info;
+      await breakStaleLock(excl, held.info);
     }
-    if (Date.now() >= deadline) {
-      const h = held.info;
-      throw new AgentVaultError(
-        'locked',
-        h ? `the vault ${vaultDir} is locked by "${h.command}" (pid ${h.pid} on ${h.host}, since ${h.started_at}); not starting a second run` : `the vault ${vaultDir} is locked (${file}); not starting a second run`,
-        { location: { file }, exitCode: 1, hint: h && h.host === os.hostname() ? 'wait for it to finish (--wait <seconds>)' : `if no run is active, remove ${file}` },
-      );
+  };
+  for (;;) {
+    let blocker = await exclusiveHolder();
+    if (blocker === undefined) {
+      try {
+        await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
+        await writeExclusive(file, info);
+      } catch (e) {
+        // a read-only vault (e.g. a mounted off-site copy): nothing can delete from it either
+        const code = ((e as AgentVaultError).cause as NodeJS.ErrnoException | undefined)?.code ?? (e as NodeJS.ErrnoException).code;
+        if (code === 'EROFS' || code === 'EACCES' || code === 'EPERM') return { info, path: file, release: async () => undefined, releaseSync: () => undefined };
+        throw ioError(e, dir, 'create');
+      }
+      const lock = makeLock(file, info, opts.heartbeatMs);
+      blocker = await exclusiveHolder();
+      if (blocker === undefined) return lock;
+      await lock.release();
     }
+    if (Date.now() >= deadline) throw lockedError(vaultDir, excl, blocker);
     await new Promise((r) => setTimeout(r, Math.min(pollMs, Math.max(1, deadline - Date.now()))));
   }
 }
@@ -291,7 +457,7 @@ async function breakStaleLock(file: string, staleInfo: LockInfo | null): Promise
   await fsp.rm(moved, { force: true }).catch(() => undefined);
 }
 
-function makeLock(file: string, info: LockInfo): VaultLock {
+function makeLock(file: string, info: LockInfo, heartbeatMs = LOCK_HEARTBEAT_MS): VaultLock {
   let released = false;
   const ours = (text: string): boolean => {
     try {
@@ -300,12 +466,21 @@ function makeLock(file: string, info: LockInfo): VaultLock {
       return false;
     }
   };
+  // heartbeat: refresh the mtime while the lock is ours (another host judges staleness by it)
+  const beat = setInterval(() => {
+    fsp
+      .readFile(file, 'utf8')
+      .then((t) => (ours(t) && !released ? fsp.utimes(file, new Date(), new Date()) : undefined))
+      .catch(() => undefined);
+  }, heartbeatMs);
+  beat.unref();
   return {
     info,
     path: file,
     async release() {
       if (released) return;
       released = true;
+      clearInterval(beat);
       try {
         if (ours(await fsp.readFile(file, 'utf8'))) await fsp.rm(file, { force: true });
       } catch {
@@ -315,6 +490,7 @@ function makeLock(file: string, info: LockInfo): VaultLock {
     releaseSync() {
       if (released) return;
       released = true;
+      clearInterval(beat);
       try {
         if (ours(readFileSync(file, 'utf8'))) unlinkSync(file);
       } catch {
@@ -324,11 +500,34 @@ function makeLock(file: string, info: LockInfo): VaultLock {
   };
 }
 
-/** Who holds the lock now (null when free or stale). */
+/** Who holds the exclusive lock now (null when free or stale). */
 export async function lockHolder(vaultDir: string): Promise<LockInfo | null> {
   const held = await readLockInfo(path.join(vaultDir, LOCK_FILE));
   if (!held?.info) return null;
-  return staleReason(held, 24 * 3600_000) ? null : held.info;
+  return staleReason(held) ? null : held.info;
+}
+
+/** Every lock held now: the exclusive holder (if any) and the live shared holders. Removes nothing. */
+export async function lockHolders(vaultDir: string): Promise<{ exclusive: LockInfo | null; shared: LockInfo[]; stale: Array<{ file: string; holder: LockInfo | null; reason: string }> }> {
+  const stale: Array<{ file: string; holder: LockInfo | null; reason: string }> = [];
+  const excl = path.join(vaultDir, LOCK_FILE);
+  const held = await readLockInfo(excl);
+  let exclusive: LockInfo | null = null;
+  if (held) {
+    const why = staleReason(held);
+    if (why) stale.push({ file: LOCK_FILE, holder: held.info, reason: why });
+    else exclusive = held.info;
+  }
+  const shared: LockInfo[] = [];
+  for (const n of await fsp.readdir(path.join(vaultDir, READERS_DIR)).catch(() => [] as string[])) {
+    if (!/^[0-9a-f]{16}\.json$/.test(n)) continue;
+    const h = await readLockInfo(path.join(vaultDir, READERS_DIR, n));
+    if (!h) continue;
+    const why = staleReason(h);
+    if (why) stale.push({ file: `${READERS_DIR}/${n}`, holder: h.info, reason: why });
+    else if (h.info) shared.push(h.info);
+  }
+  return { exclusive, shared, stale };
 }
 
 /** Runs `fn` holding the vault lock; the lock is released however `fn` ends. */
@@ -341,30 +540,40 @@ export async function withLock<T>(vaultDir: string, opts: LockOptions, fn: (lock
   }
 }
 
+/** Runs `fn` holding a shared lock (drill, verify). */
+export async function withSharedLock<T>(vaultDir: string, opts: LockOptions, fn: (lock: VaultLock) => Promise<T>): Promise<T> {
+  const lock = await acquireSharedLock(vaultDir, opts);
+  try {
+    return await fn(lock);
+  } finally {
+    await lock.release();
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
-// leftovers
+// temp files
+
+/** The archive writer's temp file of a snapshot this project names: `<id>.avsnap.tmp-<12 hex>`. */
+export const SNAPSHOT_TEMP = /^\d{4}-\d{2}-\d{2}T\d{6}Z-[0-9a-f]{6}\.avsnap\.tmp-[0-9a-f]{12}$/;
+/** A snapshot file name this project writes: `<id>.avsnap`. */
+export const SNAPSHOT_NAME = /^(\d{4}-\d{2}-\d{2}T\d{6}Z-[0-9a-f]{6})\.avsnap$/;
+/** writeFileAtomic's temp file of the index, and a stale lock being broken. */
+const VAULT_TEMP = [/^\.vault\.json\.tmp-[0-9a-f]{12}$/, /^\.lock\.stale-[0-9a-f]{8}$/];
 
 /**
- * Removes what interrupted runs left behind: temp files (`*.tmp-*`, `.tmp/`) and complete
- * archives that the index does not list. Call only while holding the lock.
+ * Removes temp files that interrupted runs of this project left behind — only names of its own
+ * patterns: `snapshots/<id>.avsnap.tmp-<hex>`, `.vault.json.tmp-<hex>`, `.lock.stale-<hex>`, and
+ * the contents of the vault's own scratch folder `.tmp/`. Never an archive (`*.avsnap`), never a
+ * file of another name (those are reported by verify and status). Call only while holding a lock
+ * (exclusive or shared: no writer of this project runs then).
  */
-export async function removeLeftovers(vaultDir: string, index: VaultIndex): Promise<string[]> {
+export async function sweepTempFiles(vaultDir: string): Promise<string[]> {
   const removed: string[] = [];
-  const listed = new Set(index.snapshots.map((s) => path.resolve(snapshotPath(vaultDir, s))));
   const snapDir = path.join(vaultDir, SNAPSHOTS_DIR);
-  let names: string[] = [];
-  try {
-    names = await fsp.readdir(snapDir);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError(e, snapDir, 'read');
-  }
-  for (const n of names) {
-    const p = path.join(snapDir, n);
-    if (listed.has(path.resolve(p))) continue;
-    if (/\.tmp-[0-9a-f]+$/.test(n) || n.endsWith(SNAPSHOT_EXT)) {
-      await fsp.rm(p, { force: true, recursive: true });
-      removed.push(path.relative(vaultDir, p));
-    }
+  for (const n of await fsp.readdir(snapDir).catch(() => [] as string[])) {
+    if (!SNAPSHOT_TEMP.test(n)) continue;
+    await fsp.rm(path.join(snapDir, n), { force: true });
+    removed.push(`${SNAPSHOTS_DIR}/${n}`);
   }
   const tmp = path.join(vaultDir, TMP_DIR);
   if (await exists(tmp)) {
@@ -374,7 +583,7 @@ export async function removeLeftovers(vaultDir: string, index: VaultIndex): Prom
     }
   }
   for (const n of await fsp.readdir(vaultDir).catch(() => [] as string[])) {
-    if (/^\.?vault\.json\.tmp-[0-9a-f]+$/.test(n) || /^\.lock\.stale-/.test(n)) {
+    if (VAULT_TEMP.some((re) => re.test(n))) {
       await fsp.rm(path.join(vaultDir, n), { force: true });
       removed.push(n);
     }
@@ -382,6 +591,20 @@ export async function removeLeftovers(vaultDir: string, index: VaultIndex): Prom
   return removed;
 }
 
+/** Files in snapshots/ the index does not list, split into archives and other files (nothing is removed). */
+export async function unlistedFiles(vaultDir: string, index: VaultIndex): Promise<{ archives: string[]; temp: string[]; other: string[] }> {
+  const listed = new Set(index.snapshots.map((s) => path.resolve(snapshotPath(vaultDir, s))));
+  const out = { archives: [] as string[], temp: [] as string[], other: [] as string[] };
+  for (const n of (await fsp.readdir(path.join(vaultDir, SNAPSHOTS_DIR)).catch(() => [] as string[])).sort()) {
+    const p = path.join(vaultDir, SNAPSHOTS_DIR, n);
+    if (listed.has(path.resolve(p))) continue;
+    const rel = `${SNAPSHOTS_DIR}/${n}`;
+    if (SNAPSHOT_TEMP.test(n)) out.temp.push(rel);
+    else if (n.endsWith(SNAPSHOT_EXT)) out.archives.push(rel);
+    else out.other.push(rel);
+  }
+  return out;
+}
 // ---------------------------------------------------------------------------------------------
 // run log
 

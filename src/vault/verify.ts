@@ -6,9 +6,13 @@
  * stored bytes match their size, sha256 and CRC-32; for an encrypted snapshot, the key opens it
  * (key check) and the manifest authenticates (HMAC).
  * With `deep`: every entry is also read through (decrypted and authenticated), every agent
- * file is validated against the .af v2 schema and reference checks, every passage/vector pair is
- * read (counts as in the manifest), and the recorded probes are well-formed.
- * Also reported: archives in snapshots/ that the index does not list, and temp leftovers.
+ * file is validated against the .af v2 schema and the validator's reference checks (the same
+ * ones `agent-vault validate` and `drill` run), each agent's counts (messages, in-context
+ * messages, blocks, tools, passages) are compared with the manifest, every vector is decoded
+ * (finite values, one per passage), and the recorded probes are replayed against the archive's
+ * own vectors (brute force, the drill's vector-search check without a database).
+ * Holds a shared lock (prune waits for it); sweeps temp files of interrupted runs (this
+ * project's own names only). Also reported: archives in snapshots/ that the index does not list.
  */
 import { createReadStream, promises as fsp } from 'node:fs';
 import { createHash } from 'node:crypto';
@@ -20,10 +24,10 @@ import { parseAgentFileBytes } from '../format/af';
 import { checkV2References, validateParsed } from '../format/validate';
 import { mergeAgentFiles, readPassages } from '../format/pack';
 import type { AgentFileV2 } from '../format/types';
-import { readProbes } from './probes';
-import { readIndex, snapshotPath, SNAPSHOTS_DIR, SNAPSHOT_EXT, TMP_DIR, type SnapshotRecord } from './vault';
+import { readProbes, replayProbes } from './probes';
+import { readIndex, snapshotPath, sweepTempFiles, unlistedFiles, withSharedLock, type SnapshotRecord } from './vault';
 
-export type VerifyCheckName = 'file' | 'sha256' | 'manifest' | 'index' | 'decrypt' | 'checksums' | 'schemas' | 'passages' | 'probes';
+export type VerifyCheckName = 'file' | 'sha256' | 'manifest' | 'index' | 'decrypt' | 'checksums' | 'schemas' | 'counts' | 'passages' | 'probes';
 
 export interface VerifyCheck {
   name: VerifyCheckName;
@@ -44,10 +48,12 @@ export interface VerifyReport {
   deep: boolean;
   ok: boolean;
   snapshots: SnapshotVerifyResult[];
-  /** Archives in snapshots/ that the index does not list (e.g. a backup killed after its rename). */
+  /** Archives in snapshots/ that the index does not list (`rebuild-index` or the next backup lists them again after verifying them). */
   unlisted: string[];
-  /** Temp files of interrupted runs. */
+  /** Temp files of interrupted runs (this project's own names) that were removed. */
   leftovers: string[];
+  /** Other files in snapshots/ (not written by this project; left alone). */
+  foreign: string[];
   duration_ms: number;
 }
 
@@ -56,6 +62,8 @@ export interface VerifyOptions {
   decrypt?: DecryptOptions;
   /** Only these snapshot ids (default: all). */
   only?: string[];
+  /** Wait this long for a running backup/prune (default 0: refuse with 'locked'). */
+  waitMs?: number;
   onSnapshot?: (r: SnapshotVerifyResult) => void;
 }
 
@@ -114,7 +122,9 @@ export async function verifyArchive(file: string, opts: { deep?: boolean; decryp
     const bad = results.filter((r) => !r.ok);
     checks.push(bad.length ? { name: 'checksums', ok: false, message: bad.map((b) => b.error ?? b.entry).join('; ') } : { name: 'checksums', ok: true });
     if (opts.deep && bad.length === 0 && reader.decryptable) {
-      checks.push(await deepSchemas(reader));
+      const files = await checkAgentFiles(reader);
+      checks.push(files.check);
+      checks.push(files.counts);
       checks.push(await deepPassages(reader));
       checks.push(await deepProbes(reader));
     }
@@ -142,19 +152,46 @@ async function storedChecksums(reader: ArchiveReader): Promise<{ entry: string; 
   return out;
 }
 
+function uniq(v: unknown): number {
+  return Array.isArray(v) ? new Set(v.filter((x) => typeof x === 'string')).size : 0;
+}
+
+/** An agent file's own counts that the manifest records too (messages, in-context, blocks, tools). */
+function countProblems(a: { id: string; entry: string; counts: Record<string, number> }, doc: AgentFileV2): string[] {
+  // an archive's agent file holds one agent (its id inside the .af may be a file-local one)
+  const list = (Array.isArray(doc.agents) ? doc.agents : []) as unknown as Array<Record<string, unknown>>;
+  const agent = list.length === 1 ? list[0] : list.find((x) => x.id === a.id);
+  if (!agent) return [`${a.entry} does not hold agent ${a.id}`];
+  const got: Record<string, number> = {
+    messages: Array.isArray(agent.messages) ? agent.messages.length : 0,
+    in_context_messages: Array.isArray(agent.in_context_message_ids) ? agent.in_context_message_ids.length : 0,
+    blocks: uniq(agent.block_ids),
+    tools: uniq(agent.tool_ids),
+  };
+  const out: string[] = [];
+  for (const k of Object.keys(got)) if (typeof a.counts[k] === 'number' && got[k] !== a.counts[k]) out.push(`agent ${a.id}: ${k} ${got[k]} in ${a.entry}, ${a.counts[k]} in the manifest`);
+  return out;
+}
+
 /**
- * Every agent file against the .af v2 schema and the reference checks. References are checked on
- * the merged document: an agent's file may name objects that live in another agent's file of the
- * same archive (e.g. the other members of a group), which is not a dangling reference.
+ * Every agent file against the .af v2 schema and the validator's reference checks
+ * (src/format/validate.ts: the same checks as `agent-vault validate`), and each agent's counts
+ * against the manifest. References are checked on the merged document: an agent's file may name
+ * objects that live in another agent's file of the same archive (e.g. the other members of a
+ * group), which is not a dangling reference. Used by `verify --deep` and by `drill`.
  */
-async function deepSchemas(reader: ArchiveReader): Promise<VerifyCheck> {
+export async function checkAgentFiles(reader: ArchiveReader): Promise<{ check: VerifyCheck; counts: VerifyCheck; problems: string[]; countFailures: string[] }> {
   const problems: string[] = [];
+  const countFailures: string[] = [];
   const docs: AgentFileV2[] = [];
   for (const a of reader.manifest.agents) {
     try {
       const parsed = parseAgentFileBytes(await reader.readEntry(a.entry), `${reader.path}!${a.entry}`);
       if (parsed.format !== 'v2') problems.push(`${a.entry} is ${parsed.format}; archive entries must be plain .af v2`);
-      else docs.push(parsed.doc as AgentFileV2);
+      else {
+        docs.push(parsed.doc as AgentFileV2);
+        countFailures.push(...countProblems(a as unknown as { id: string; entry: string; counts: Record<string, number> }, parsed.doc as AgentFileV2));
+      }
       const rep = validateParsed(parsed);
       const errs = rep.errors.filter((f) => f.code !== 'dangling-reference');
       for (const f of errs.slice(0, 3)) problems.push(`${a.entry}: ${f.message}${f.pointer ? ` (at ${f.pointer})` : ''}`);
@@ -172,7 +209,12 @@ async function deepSchemas(reader: ArchiveReader): Promise<VerifyCheck> {
       problems.push(`the agent files cannot be merged: ${errorMessage(e)}`);
     }
   }
-  return problems.length ? { name: 'schemas', ok: false, message: problems.join('; ') } : { name: 'schemas', ok: true };
+  return {
+    check: problems.length ? { name: 'schemas', ok: false, message: problems.join('; ') } : { name: 'schemas', ok: true },
+    counts: countFailures.length ? { name: 'counts', ok: false, message: countFailures.slice(0, 5).join('; ') + (countFailures.length > 5 ? `; and ${countFailures.length - 5} more` : '') } : { name: 'counts', ok: true },
+    problems,
+    countFailures,
+  };
 }
 
 async function deepPassages(reader: ArchiveReader): Promise<VerifyCheck> {
@@ -181,7 +223,20 @@ async function deepPassages(reader: ArchiveReader): Promise<VerifyCheck> {
     if (!a.passages_entry) continue;
     try {
       let n = 0;
-      for await (const _ of readPassages(reader, a)) n++;
+      let dim = -1;
+      for await (const rec of readPassages(reader, a)) {
+        n++;
+        const v = rec.embedding;
+        if (!v) continue;
+        if (dim >= 0 && v.length !== dim) problems.push(`${a.vectors_entry}: vector ${n} has ${v.length} dimensions, the ones before ${dim}`);
+        dim = v.length;
+        for (let i = 0; i < v.length; i++) {
+          if (!Number.isFinite(v[i])) {
+            problems.push(`${a.vectors_entry}: vector ${n} holds a value that is not a finite number`);
+            break;
+          }
+        }
+      }
       if (n !== a.counts.passages) problems.push(`${a.passages_entry} has ${n} passages, the manifest counts ${a.counts.passages}`);
     } catch (e) {
       problems.push(errorMessage(e));
@@ -197,15 +252,23 @@ async function deepProbes(reader: ArchiveReader): Promise<VerifyCheck> {
     const ids = new Set(reader.manifest.agents.map((a) => a.id));
     const strangers = set.agents.filter((a) => !ids.has(a.agent_id)).map((a) => a.agent_id);
     if (strangers.length) return { name: 'probes', ok: false, message: `probes name agents the archive does not hold: ${strangers.join(', ')}` };
-    return { name: 'probes', ok: true };
+    const r = await replayProbes(reader, set);
+    if (r.failures.length) return { name: 'probes', ok: false, message: `${r.total - r.passed} of ${r.total} recorded probe searches return other passages over the archive's vectors: ${r.failures.slice(0, 3).join('; ')}` };
+    return { name: 'probes', ok: true, message: `${r.passed}/${r.total} probe searches return the recorded passages` };
   } catch (e) {
     return { name: 'probes', ok: false, message: errorMessage(e) };
   }
 }
 
 export async function verifyVault(vaultDir: string, opts: VerifyOptions = {}): Promise<VerifyReport> {
+  await readIndex(vaultDir); // "not a vault" before any lock file is created
+  return withSharedLock(vaultDir, { command: opts.deep ? 'verify --deep' : 'verify', waitMs: opts.waitMs }, () => verifyLocked(vaultDir, opts));
+}
+
+async function verifyLocked(vaultDir: string, opts: VerifyOptions): Promise<VerifyReport> {
   const t0 = Date.now();
   const index = await readIndex(vaultDir);
+  const leftovers = await sweepTempFiles(vaultDir);
   const results: SnapshotVerifyResult[] = [];
   const wanted = opts.only ? new Set(opts.only) : undefined;
   for (const rec of index.snapshots) {
@@ -221,15 +284,6 @@ export async function verifyVault(vaultDir: string, opts: VerifyOptions = {}): P
     results.push(r);
     opts.onSnapshot?.(r);
   }
-  const listed = new Set(index.snapshots.map((s) => path.resolve(snapshotPath(vaultDir, s))));
-  const unlisted: string[] = [];
-  const leftovers: string[] = [];
-  for (const n of await fsp.readdir(path.join(vaultDir, SNAPSHOTS_DIR)).catch(() => [] as string[])) {
-    const p = path.join(vaultDir, SNAPSHOTS_DIR, n);
-    if (listed.has(path.resolve(p))) continue;
-    if (/\.tmp-[0-9a-f]+$/.test(n)) leftovers.push(`${SNAPSHOTS_DIR}/${n}`);
-    else if (n.endsWith(SNAPSHOT_EXT)) unlisted.push(`${SNAPSHOTS_DIR}/${n}`);
-  }
-  for (const n of await fsp.readdir(path.join(vaultDir, TMP_DIR)).catch(() => [] as string[])) leftovers.push(`${TMP_DIR}/${n}`);
-  return { vault: vaultDir, deep: !!opts.deep, ok: results.every((r) => r.ok), snapshots: results, unlisted, leftovers, duration_ms: Date.now() - t0 };
+  const files = await unlistedFiles(vaultDir, index);
+  return { vault: vaultDir, deep: !!opts.deep, ok: results.every((r) => r.ok), snapshots: results, unlisted: files.archives, leftovers, foreign: files.other, duration_ms: Date.now() - t0 };
 }

@@ -94,7 +94,7 @@ describe('vault: backup, verify and restore drills (PGlite)', function () {
 
     const v = await verifyVault(vault, { deep: true });
     assert.ok(v.ok, JSON.stringify(v.snapshots[0].checks.filter((c) => !c.ok)));
-    assert.deepEqual(v.snapshots[0].checks.map((c) => c.name), ['file', 'sha256', 'manifest', 'index', 'checksums', 'schemas', 'passages', 'probes']);
+    assert.deepEqual(v.snapshots[0].checks.map((c) => c.name), ['file', 'sha256', 'manifest', 'index', 'checksums', 'schemas', 'counts', 'passages', 'probes']);
 
     const drill = await runDrill({ snapshot: 'latest', vaultDir: vault });
     assert.equal(drill.ok, true, JSON.stringify(drill.checks.filter((c) => !c.ok), null, 1));
@@ -103,6 +103,7 @@ describe('vault: backup, verify and restore drills (PGlite)', function () {
       [
         ['integrity', true, false],
         ['decrypt', true, true],
+        ['references', true, false],
         ['restore', true, false],
         ['row-counts', true, false],
         ['in-context-messages', true, false],
@@ -176,7 +177,7 @@ describe('vault: backup, verify and restore drills (PGlite)', function () {
         assert.equal(bad.ok, false);
         assert.deepEqual(bad.failed_checks, ['decrypt']);
         assert.match(bad.checks.find((c) => c.name === 'decrypt')!.message, /wrong passphrase: the archive cannot be decrypted with it/);
-        assert.deepEqual(bad.checks.filter((c) => c.skipped).map((c) => c.name), ['integrity', 'restore', 'row-counts', 'in-context-messages', 'vector-search']);
+        assert.deepEqual(bad.checks.filter((c) => c.skipped).map((c) => c.name), ['integrity', 'references', 'restore', 'row-counts', 'in-context-messages', 'vector-search']);
         assert.equal((await empty1.query('SELECT count(*)::int AS n FROM agents')).rows[0].n, 0, 'nothing restored');
         assert.equal((await empty1.query('SELECT count(*)::int AS n FROM archival_passages')).rows[0].n, 0);
       } finally {
@@ -278,7 +279,7 @@ describe('vault: backup, verify and restore drills (PGlite)', function () {
     const v = await runDrill({ snapshot: altered, reportDir: dir, db: await freshLettaDb('pglite').then((d) => ((scratchDbs.push(d), d))) });
     assert.equal(v.ok, false);
     assert.deepEqual(v.failed_checks, ['vector-search']);
-    assert.deepEqual(v.checks.filter((c) => c.ok && !c.skipped).map((c) => c.name), ['integrity', 'restore', 'row-counts', 'in-context-messages']);
+    assert.deepEqual(v.checks.filter((c) => c.ok && !c.skipped).map((c) => c.name), ['integrity', 'references', 'restore', 'row-counts', 'in-context-messages']);
     const vs = v.checks.find((c) => c.name === 'vector-search')!;
     assert.match(vs.message, /^3 of 9 probe searches return other passages than recorded$/);
     assert.ok(vs.failures!.every((f) => f.includes(agents[3])), 'only the altered agent fails');

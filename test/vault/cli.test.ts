@@ -6,7 +6,9 @@ import { strict as assert } from 'node:assert';
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { createHash } from 'node:crypto';
 import { openPg } from '../../src/db/pg';
+import { createArchiveWriter } from '../../src/format/archive';
 import type { Db } from '../../src/db/types';
 import { createLettaSchema } from '../../src/letta/ddl';
 import { seedAgentFile } from '../../src/letta/seed';
@@ -211,7 +213,7 @@ fs.createWriteStream = function (file, opts) { const ws = real.call(fs, file, op
       const bigCfg = path.join(dir, 'big.json');
       fs.writeFileSync(bigCfg, JSON.stringify({ vault: 'mnt/vault', source: { kind: 'postgres', urlEnv: 'BIG_URL' }, webhook: { url: hook.url } }));
       const r = await startCli(['backup', '--config', bigCfg], extraEnv);
-      assert.equal(r.code, 1);
+      assert.equal(r.code, 74, 'an I/O error (docs/CLI.md), never the usage code');
       assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
       assert.match(r.stderr, /^agent-vault: backup failed: cannot write .*mnt\/vault\/.*: no space left on the device\n$/);
       assert.doesNotMatch(r.stderr, STACK_TRACE);
@@ -234,10 +236,17 @@ fs.createWriteStream = function (file, opts) { const ws = real.call(fs, file, op
     const pv = path.join(pdir, 'vault');
     await ensureVaultDirs(pv);
     const index = emptyIndex();
+    // prune counts only snapshots that verify (size, sha256, manifest): a tiny real archive of agent-a
+    const one = path.join(pdir, 'one.avsnap');
+    const w = await createArchiveWriter(one);
+    await w.addJson('agents/agent-a.af', { agents: [{ id: 'agent-a', name: 'Alice' }] });
+    await w.finish({ created_at: '2026-01-01T00:00:00.000Z', agents: [{ id: 'agent-a', name: 'Alice', entry: 'agents/agent-a.af', counts: { messages: 0, in_context_messages: 0, blocks: 0, tools: 0, passages: 0, groups: 0, files: 0 } }] });
+    const data = fs.readFileSync(one);
+    const sha256 = createHash('sha256').update(data).digest('hex');
     for (let i = 0; i < 20; i++) {
       const id = `s${String(i).padStart(2, '0')}`;
-      fs.writeFileSync(path.join(pv, 'snapshots', `${id}.avsnap`), 'x');
-      index.snapshots.push({ id, file: `snapshots/${id}.avsnap`, created_at: new Date(Date.UTC(2026, 0, 1 + i, 3)).toISOString(), bytes: 1, sha256: '0'.repeat(64), encrypted: false, agents: [{ id: 'agent-a', name: 'Alice' }], collections: [], probes: 0, secrets: false, tool_version: 't' });
+      fs.writeFileSync(path.join(pv, 'snapshots', `${id}.avsnap`), data);
+      index.snapshots.push({ id, file: `snapshots/${id}.avsnap`, created_at: new Date(Date.UTC(2026, 0, 1 + i, 3)).toISOString(), bytes: data.length, sha256, encrypted: false, agents: [{ id: 'agent-a', name: 'Alice' }], collections: [], probes: 0, secrets: false, tool_version: 't' });
     }
     await writeIndex(pv, index);
     const dry = runCli(['prune', '--vault', pv, '--keep-daily', '3', '--keep-weekly', '3', '--dry-run']);

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { parseConfig, resolveKeyMaterial } from '../../src/vault/config';
 import { postWebhook } from '../../src/vault/webhook';
-import { acquireLock, emptyIndex, ensureVaultDirs, lockHolder, writeIndex, LOCK_FILE, type SnapshotRecord } from '../../src/vault/vault';
+import { acquireLock, acquireSharedLock, emptyIndex, ensureVaultDirs, lockHolder, lockHolders, processStartTime, writeIndex, LOCK_FILE, READERS_DIR, type SnapshotRecord } from '../../src/vault/vault';
 import { vaultStatus, renderStatus } from '../../src/vault/status';
 import { writeDrillReport, type DrillReport } from '../../src/vault/drill-report';
 import { makeTmpRoot, rejectsWith, startHookServer } from './helpers';
@@ -56,6 +56,55 @@ describe('vault: lock, webhook, configuration, status', () => {
       const l3 = await acquireLock(dir, { command: 'backup' });
       await l3.release();
       assert.deepEqual(fs.readdirSync(dir), []);
+    });
+  });
+
+  describe('shared locks (drill, verify) and the exclusive lock (backup, prune)', () => {
+    it('shared holders coexist; the exclusive lock waits for them and they wait for it; stale holders are ignored', async () => {
+      const dir = tmp.dir('shared');
+      const r1 = await acquireSharedLock(dir, { command: 'drill a' });
+      const r2 = await acquireSharedLock(dir, { command: 'verify' });
+      assert.equal(fs.readdirSync(path.join(dir, READERS_DIR)).length, 2);
+      await rejectsWith(acquireLock(dir, { command: 'prune' }), 'locked', /is in use by "drill a"|is in use by "verify"/);
+      assert.equal(fs.existsSync(path.join(dir, LOCK_FILE)), false, 'a refused exclusive taker leaves no lock behind');
+      const holders = await lockHolders(dir);
+      assert.deepEqual(holders.shared.map((h) => h.command).sort(), ['drill a', 'verify']);
+      await r1.release();
+      setTimeout(() => void r2.release(), 200);
+      const x = await acquireLock(dir, { command: 'prune', waitMs: 5000, pollMs: 20 });
+      await rejectsWith(acquireSharedLock(dir, { command: 'drill b' }), 'locked', /locked by "prune"/);
+      await x.release();
+      // a reader whose process is gone does not block
+      const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
+      fs.writeFileSync(path.join(dir, READERS_DIR, 'ab'.repeat(8) + '.json'), JSON.stringify({ pid: Number(dead.stdout), host: os.hostname(), started_at: '2026-01-01T00:00:00Z', command: 'drill old', token: 'ab'.repeat(8), mode: 'shared' }));
+      const y = await acquireLock(dir, { command: 'prune' });
+      await y.release();
+      assert.deepEqual(fs.readdirSync(path.join(dir, READERS_DIR)), []);
+    });
+
+    it('decides staleness by pid and process start time (pid reuse), and by heartbeat for other hosts', async () => {
+      const dir = tmp.dir('reuse');
+      const mine = processStartTime(process.pid);
+      assert.match(String(mine), /^\d+$/, 'the start time is read from /proc/<pid>/stat');
+      const write = (info: Record<string, unknown>): void => fs.writeFileSync(path.join(dir, LOCK_FILE), JSON.stringify({ host: os.hostname(), started_at: '2026-01-01T00:00:00Z', command: 'backup', token: 't', ...info }));
+      write({ pid: process.pid, proc_start: mine });
+      await rejectsWith(acquireLock(dir, { command: 'backup' }), 'locked');
+      write({ pid: process.pid, proc_start: String(Number(mine) + 1) });
+      const l = await acquireLock(dir, { command: 'backup' });
+      assert.ok(l.info.proc_start && l.info.pid === process.pid);
+      await l.release();
+      // another host: a fresh heartbeat holds, an old one is stale
+      write({ pid: 1, host: 'other-host' });
+      await rejectsWith(acquireLock(dir, { command: 'backup' }), 'locked', /pid 1 on other-host/);
+      const old = new Date(Date.now() - 11 * 60_000);
+      fs.utimesSync(path.join(dir, LOCK_FILE), old, old);
+      const l2 = await acquireLock(dir, { command: 'backup', heartbeatMs: 20 });
+      // the holder's heartbeat refreshes the mtime
+      const m0 = fs.statSync(path.join(dir, LOCK_FILE)).mtimeMs;
+      fs.utimesSync(path.join(dir, LOCK_FILE), old, old);
+      await new Promise((r) => setTimeout(r, 150));
+      assert.ok(fs.statSync(path.join(dir, LOCK_FILE)).mtimeMs >= m0 - 1000, 'the heartbeat refreshed the lock file');
+      await l2.release();
     });
   });
 
@@ -170,6 +219,7 @@ describe('vault: lock, webhook, configuration, status', () => {
       index.snapshots.push(rec('s2', '2026-03-02T00:00:00.000Z', [['agent-a', 'Alice']]));
       index.snapshots.push(rec('s3', '2026-03-02T06:00:00.000Z', [['agent-c', 'Carol']]));
       await writeIndex(dir, index);
+      for (const x of index.snapshots) fs.writeFileSync(path.join(dir, x.file), 'archive');
       await writeDrillReport(path.join(dir, 'drills'), drill('s1', '2026-03-01T01:00:00.000Z', true, ['agent-a', 'agent-b']), dir);
       await writeDrillReport(path.join(dir, 'drills'), drill('s2', '2026-03-02T01:00:00.000Z', false, ['agent-a'], ['vector-search']), dir);
       const now = new Date('2026-03-02T12:00:00.000Z');

@@ -4,7 +4,10 @@ import * as path from 'node:path';
 import { bucketOf, isoWeek, planRetention, type RetentionPolicy, type RetentionSnapshot } from '../../src/vault/retention';
 import { pruneVault } from '../../src/vault/prune';
 import { emptyIndex, readIndex, writeIndex, ensureVaultDirs, type SnapshotRecord } from '../../src/vault/vault';
+import { createHash } from 'node:crypto';
+import { packAgentFile } from '../../src/format/pack';
 import { makeTmpRoot, rejectsWith } from './helpers';
+import { fixturePath } from './letta-data';
 
 const DAY = 86400_000;
 const START = Date.UTC(2025, 0, 1, 12, 0, 0); // 2025-01-01T12:00Z
@@ -141,14 +144,23 @@ describe('vault: retention (grandfather-father-son)', () => {
     const tmp = makeTmpRoot('prune');
     after(() => tmp.cleanup());
 
+    // prune counts only snapshots that verify (size, sha256, manifest): every one is a real archive
+    let bytes = 0;
     async function makeVault(): Promise<{ dir: string; recs: SnapshotRecord[] }> {
       const dir = tmp.dir('vault');
       await ensureVaultDirs(dir);
+      const one = path.join(dir, 'one.avsnap');
+      const packed = await packAgentFile(fixturePath('memgpt-agent.v2-double-encoded.af'), one);
+      const data = fs.readFileSync(one);
+      fs.rmSync(one);
+      bytes = data.length;
+      const sha256 = createHash('sha256').update(data).digest('hex');
+      const agent = packed.manifest.agents[0];
       const index = emptyIndex();
       for (const s of daily(400)) {
         const file = `snapshots/${s.id}.avsnap`;
-        fs.writeFileSync(path.join(dir, file), `snapshot ${s.id}`);
-        index.snapshots.push({ id: s.id, file, created_at: s.created_at, bytes: 14, sha256: '0'.repeat(64), encrypted: false, agents: [{ id: 'agent-a', name: 'A' }], collections: [], probes: 0, secrets: false, tool_version: 'test' });
+        fs.writeFileSync(path.join(dir, file), data);
+        index.snapshots.push({ id: s.id, file, created_at: s.created_at, bytes, sha256, encrypted: false, agents: [{ id: agent.id, name: agent.name }], collections: [], probes: 0, secrets: false, tool_version: 'test' });
       }
       await writeIndex(dir, index);
       return { dir, recs: index.snapshots };
@@ -169,7 +181,7 @@ describe('vault: retention (grandfather-father-son)', () => {
       assert.deepEqual(files, index.snapshots.map((s) => path.basename(s.file)).sort());
       assert.deepEqual(index.snapshots.map(date).sort(), res.kept.map(date).sort());
       assert.equal(index.snapshots.length, 29);
-      assert.equal(res.freedBytes, 371 * 14);
+      assert.equal(res.freedBytes, 371 * bytes);
       // idempotent
       const again = await pruneVault(dir, { policy });
       assert.equal(again.removed.length, 0);

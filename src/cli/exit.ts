@@ -1,0 +1,59 @@
+/**
+ * The one exit-code table of every agent-vault command (docs/CLI.md "Exit codes"). A code means
+ * the same thing whichever command returns it; I/O errors never share a code with usage errors.
+ */
+export const EXIT = {
+  /** success */
+  ok: 0,
+  /** the command ran and found or reported a failure: verification failed, a drill failed, a backup failed, invalid input file */
+  failed: 1,
+  /** usage or configuration: bad options, unknown name, missing key, output exists, no such input file */
+  usage: 2,
+  /** connection: a server is unreachable, refused the login, or the connection was lost (the transaction did not commit) */
+  connection: 3,
+  /** refused before any change: an agent exists (--on-conflict=fail), or not enough free disk space for a Qdrant backup */
+  conflict: 4,
+  /** failed while writing and rolled back; nothing was changed */
+  rolledBack: 5,
+  /** refused: schema revision, embedding model/dimension or collection settings do not match */
+  mismatch: 6,
+  /** the connection was lost at COMMIT and whether the transaction committed could not be determined */
+  commitUnknown: 7,
+  /** a Qdrant restore failed and its rollback did not complete */
+  rollbackIncomplete: 8,
+  /** internal error (a bug: please report it) */
+  internal: 70,
+  /** I/O error: a read or write failed (disk full, permission denied, read-only file system…) */
+  io: 74,
+  /** another run holds the vault lock: try again later (EX_TEMPFAIL) */
+  locked: 75,
+  /** interrupted by SIGINT */
+  sigint: 130,
+  /** interrupted by SIGTERM */
+  sigterm: 143,
+} as const;
+
+/** The exit code of an interrupting signal (128 + its number). */
+export function signalExitCode(sig: NodeJS.Signals): number {
+  return sig === 'SIGINT' ? EXIT.sigint : sig === 'SIGTERM' ? EXIT.sigterm : sig === 'SIGHUP' ? 129 : 128 + 15;
+}
+
+/**
+ * Runs `cleanup` (synchronously) when SIGINT, SIGTERM or SIGHUP arrives, prints one line and exits
+ * with 128 + the signal number. Returns a function that removes the handlers.
+ */
+export function onInterrupt(what: string, cleanup: (sig: NodeJS.Signals) => void): () => void {
+  const sigs: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  const handler = (sig: NodeJS.Signals): void => {
+    try {
+      cleanup(sig);
+    } finally {
+      process.stderr.write(`agent-vault: ${what} interrupted by ${sig}\n`);
+      process.exit(signalExitCode(sig));
+    }
+  };
+  for (const s of sigs) process.once(s, handler);
+  return () => {
+    for (const s of sigs) process.off(s, handler);
+  };
+}
