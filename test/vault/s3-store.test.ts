@@ -31,11 +31,11 @@ async function writeRandomFile(file: string, bytes: number): Promise<string> {
     block.writeUInt32LE(i, 0); // every MiB differs
     const b = block.subarray(0, n);
     h.update(b);
-    if (!ws.write(b)) await new Promise((r) => ws.once('drain', r));
+    if (!ws.write(b)) await new Promise<void>((r) => ws.once('drain', () => r()));
     left -= n;
   }
   await new Promise<void>((resolve, reject) => {
-    ws.once("error", reject);
+    ws.once('error', reject);
     ws.end(() => resolve());
   });
   return h.digest('hex');
