@@ -112,6 +112,11 @@ export async function readIndex(vaultDir: string, opts: { allowMissing?: boolean
     }
     throw ioError(e, file, 'read');
   }
+  return parseIndexText(text, file);
+}
+
+/** Parses and checks an index read from `file` (a path, or an object's location in a remote vault). */
+export function parseIndexText(text: string, file: string): VaultIndex {
   let v: unknown;
   try {
     v = JSON.parse(text);

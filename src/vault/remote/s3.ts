@@ -1,0 +1,271 @@
+/**
+ * A vault in an S3-compatible bucket (AWS S3, MinIO, Backblaze B2, Wasabi, Cloudflare R2, …),
+ * through the official AWS SDK v3: `@aws-sdk/client-s3` for requests (signing, retries with
+ * backoff on 5xx, throttling and connection resets) and `@aws-sdk/lib-storage` for streaming
+ * multipart uploads (parts of 8 MiB, at most 4 in flight: memory stays bounded whatever the size).
+ *
+ * Location: `s3://<bucket>[/<prefix>][?endpoint=<url>&region=<region>&path-style=true]`.
+ * Credentials come only from the AWS SDK's standard chain (AWS_ACCESS_KEY_ID /
+ * AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, AWS_PROFILE and ~/.aws files, instance roles); they
+ * are never part of the location or the vault config, and never printed.
+ */
+import { createReadStream } from 'node:fs';
+import type { Readable } from 'node:stream';
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  S3ServiceException,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { AgentVaultError, errorMessage } from '../../core/errors';
+import { LocalStore, streamToFileAtomic, type ObjectInfo, type ObjectStore } from './store';
+
+// The pinned SDK runs on Node 20 (engines >=20); its notice that releases after January 2027 need
+// Node 22 would otherwise be printed by every command that touches S3.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
+export interface S3Location {
+  bucket: string;
+  /** '' or ends with '/' */
+  prefix: string;
+  endpoint?: string;
+  region?: string;
+  pathStyle?: boolean;
+  /** The location as written, without query secrets (there are none to hide: credentials never go here). */
+  display: string;
+}
+
+export function isS3Location(loc: string): boolean {
+  return /^s3:\/\//i.test(loc);
+}
+
+const BUCKET_RE = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+
+export function parseS3Location(loc: string): S3Location {
+  // URL parsing folds "a/../b" into "b": check the segments as written
+  const rawPath = /^s3:\/\/[^/?#]*([^?#]*)/i.exec(loc)?.[1] ?? '';
+  if (rawPath.split('/').some((seg) => seg === '.' || seg === '..')) {
+    throw new AgentVaultError('usage', `the prefix of ${loc} has a "." or ".." segment`, { exitCode: 2 });
+  }
+  let u: URL;
+  try {
+    u = new URL(loc);
+  } catch {
+    throw new AgentVaultError('usage', `${loc} is not a valid s3:// location (expected s3://<bucket>/<prefix>)`, { exitCode: 2 });
+  }
+  if (u.protocol !== 's3:') throw new AgentVaultError('usage', `${loc} is not an s3:// location`, { exitCode: 2 });
+  if (u.username || u.password) {
+    throw new AgentVaultError('usage', `an s3:// location must not hold credentials; use the AWS environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) or an AWS profile`, { exitCode: 2 });
+  }
+  const bucket = u.hostname;
+  if (!BUCKET_RE.test(bucket)) throw new AgentVaultError('usage', `"${bucket}" in ${u.protocol}//${bucket}${u.pathname} is not a valid bucket name (3-63 lower-case letters, digits, dots and hyphens)`, { exitCode: 2 });
+  let prefix = decodeURIComponent(u.pathname).replace(/^\/+/, '');
+  if (prefix && !prefix.endsWith('/')) prefix += '/';
+  if (prefix.split('/').slice(0, -1).some((s) => s === '' || s === '.' || s === '..')) {
+    throw new AgentVaultError('usage', `the prefix of ${loc} has an empty, "." or ".." segment`, { exitCode: 2 });
+  }
+  const known = new Set(['endpoint', 'region', 'path-style']);
+  for (const k of u.searchParams.keys()) if (!known.has(k)) throw new AgentVaultError('usage', `unknown option "${k}" in ${loc} (known: endpoint, region, path-style)`, { exitCode: 2 });
+  const endpoint = u.searchParams.get('endpoint') ?? undefined;
+  if (endpoint && !/^https?:\/\//.test(endpoint)) throw new AgentVaultError('usage', `endpoint ${endpoint} in ${loc} must start with http:// or https://`, { exitCode: 2 });
+  const ps = u.searchParams.get('path-style');
+  return {
+    bucket,
+    prefix,
+    endpoint,
+    region: u.searchParams.get('region') ?? undefined,
+    pathStyle: ps === null ? undefined : ps === '' || ps === 'true' || ps === '1',
+    display: `s3://${bucket}/${prefix}`,
+  };
+}
+
+export interface S3StoreOptions {
+  /** Attempts per request, including the first (default 5): backoff on 5xx, throttling, resets. */
+  maxAttempts?: number;
+  /** Multipart part size in bytes (default 8 MiB; S3's minimum is 5 MiB). */
+  partSize?: number;
+  /** Parts in flight (default 4). */
+  queueSize?: number;
+  /** Use conditional writes (If-None-Match: *) for the lock (default true). */
+  conditionalWrites?: boolean;
+}
+
+/** Maps an S3 failure to an error that names the bucket and key, never a credential. */
+export function s3Error(e: unknown, loc: S3Location, key: string | null, doing: string): AgentVaultError {
+  if (e instanceof AgentVaultError) return e;
+  const where = `s3://${loc.bucket}/${key === null ? loc.prefix : loc.prefix + key}`;
+  const name = (e as { name?: string })?.name ?? '';
+  const status = (e as S3ServiceException)?.$metadata?.httpStatusCode;
+  const auth = ['InvalidAccessKeyId', 'SignatureDoesNotMatch', 'AccessDenied', 'InvalidToken', 'ExpiredToken', 'CredentialsProviderError', 'InvalidClientTokenId'];
+  if (auth.includes(name) || status === 403 || /Could not load credentials/i.test(errorMessage(e))) {
+    return new AgentVaultError('s3-auth', `${doing} ${where}: the bucket "${loc.bucket}" refused the credentials (${name || `HTTP ${status}`})`, {
+      hint: 'check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE, and the bucket policy',
+      cause: e,
+    });
+  }
+  if (name === 'NoSuchBucket') {
+    return new AgentVaultError('s3-no-bucket', `${doing} ${where}: the bucket "${loc.bucket}" does not exist${loc.endpoint ? ` at ${loc.endpoint}` : ''}`, { hint: 'create it (with versioning on) or check the location', cause: e });
+  }
+  if (name === 'AbortError') return new AgentVaultError('interrupted', `${doing} ${where} was cancelled`, { cause: e });
+  const net = (e as NodeJS.ErrnoException)?.code;
+  const what = net ? `${net}` : name ? `${name}${status ? ` (HTTP ${status})` : ''}` : errorMessage(e);
+  return new AgentVaultError('s3-io', `${doing} ${where} failed: ${what}: ${errorMessage(e)}`, { cause: e });
+}
+
+export class S3Store implements ObjectStore {
+  readonly kind = 's3' as const;
+  readonly client: S3Client;
+  readonly loc: S3Location;
+  private readonly opts: Required<S3StoreOptions>;
+
+  constructor(location: string | S3Location, opts: S3StoreOptions = {}) {
+    this.loc = typeof location === 'string' ? parseS3Location(location) : location;
+    this.opts = { maxAttempts: 5, partSize: 8 * 1024 * 1024, queueSize: 4, conditionalWrites: true, ...opts };
+    this.client = new S3Client({
+      endpoint: this.loc.endpoint,
+      region: this.loc.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
+      forcePathStyle: this.loc.pathStyle ?? !!this.loc.endpoint,
+      maxAttempts: this.opts.maxAttempts,
+      retryMode: 'standard',
+      // send a checksum only where the operation needs one; responses are validated when present
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_SUPPORTED',
+    });
+  }
+
+  get location(): string {
+    return this.loc.display;
+  }
+
+  private k(key: string): string {
+    return this.loc.prefix + key;
+  }
+
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    let token: string | undefined;
+    do {
+      let r;
+      try {
+        r = await this.client.send(new ListObjectsV2Command({ Bucket: this.loc.bucket, Prefix: this.k(prefix), ContinuationToken: token }));
+      } catch (e) {
+        throw s3Error(e, this.loc, prefix, 'listing');
+      }
+      for (const o of r.Contents ?? []) {
+        if (!o.Key) continue;
+        yield { key: o.Key.slice(this.loc.prefix.length), size: Number(o.Size ?? 0), lastModified: o.LastModified };
+      }
+      token = r.IsTruncated ? r.NextContinuationToken : undefined;
+    } while (token);
+  }
+
+  async head(key: string): Promise<ObjectInfo | null> {
+    try {
+      const r = await this.client.send(new HeadObjectCommand({ Bucket: this.loc.bucket, Key: this.k(key), ChecksumMode: 'ENABLED' }));
+      const meta = r.Metadata?.['agent-vault-sha256'];
+      return { key, size: Number(r.ContentLength ?? 0), lastModified: r.LastModified, sha256Hex: meta && /^[0-9a-f]{64}$/.test(meta) ? meta : undefined };
+    } catch (e) {
+      if ((e as { name?: string }).name === 'NotFound' || (e as S3ServiceException).$metadata?.httpStatusCode === 404) {
+        // a HEAD on a missing bucket also answers 404: tell them apart
+        if ((e as { name?: string }).name === 'NoSuchBucket') throw s3Error(e, this.loc, key, 'reading');
+        return null;
+      }
+      throw s3Error(e, this.loc, key, 'reading');
+    }
+  }
+
+  async readBytes(key: string): Promise<Buffer | null> {
+    try {
+      const r = await this.client.send(new GetObjectCommand({ Bucket: this.loc.bucket, Key: this.k(key) }));
+      return Buffer.from(await r.Body!.transformToByteArray());
+    } catch (e) {
+      if ((e as { name?: string }).name === 'NoSuchKey') return null;
+      throw s3Error(e, this.loc, key, 'reading');
+    }
+  }
+
+  async readStream(key: string): Promise<Readable> {
+    try {
+      const r = await this.client.send(new GetObjectCommand({ Bucket: this.loc.bucket, Key: this.k(key) }));
+      return r.Body as Readable;
+    } catch (e) {
+      throw s3Error(e, this.loc, key, 'reading');
+    }
+  }
+
+  async writeBytes(key: string, data: Buffer | string, opts: { ifAbsent?: boolean } = {}): Promise<boolean> {
+    if (opts.ifAbsent && !this.opts.conditionalWrites) {
+      throw new AgentVaultError('s3-no-conditional-put', `${this.loc.display}: conditional writes are switched off for this store, so ${key} cannot be created exclusively`);
+    }
+    try {
+      await this.client.send(
+        new PutObjectCommand({ Bucket: this.loc.bucket, Key: this.k(key), Body: data, ChecksumAlgorithm: 'SHA256', IfNoneMatch: opts.ifAbsent ? '*' : undefined }),
+      );
+      return true;
+    } catch (e) {
+      const status = (e as S3ServiceException).$metadata?.httpStatusCode;
+      // 412: another writer's object is there; 409 ConditionalRequestConflict: a racing write
+      if (opts.ifAbsent && (status === 412 || status === 409)) return false;
+      if (opts.ifAbsent && status === 501) {
+        throw new AgentVaultError('s3-no-conditional-put', `${this.loc.display}: the server does not support conditional writes (If-None-Match: *), so ${key} cannot be created exclusively`, {
+          hint: 'see docs/VAULT.md "Object storage": without conditional writes two concurrent runs are not kept apart',
+          cause: e,
+        });
+      }
+      throw s3Error(e, this.loc, key, 'writing');
+    }
+  }
+
+  async uploadFile(key: string, file: string, opts: { sha256Hex: string; signal?: AbortSignal }): Promise<void> {
+    const up = new Upload({
+      client: this.client,
+      // the whole file's SHA-256 rides along as metadata (S3's own SHA-256 of a multipart object is a
+      // checksum of part checksums); every part is checked by the server on arrival
+      params: { Bucket: this.loc.bucket, Key: this.k(key), Body: createReadStream(file), ChecksumAlgorithm: 'SHA256', Metadata: { 'agent-vault-sha256': opts.sha256Hex } },
+      partSize: this.opts.partSize,
+      queueSize: this.opts.queueSize,
+      // on failure the SDK aborts the multipart upload: no orphaned parts, nothing visible
+      leavePartsOnError: false,
+    });
+    const onAbort = (): void => void up.abort().catch(() => undefined);
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      await up.done();
+    } catch (e) {
+      throw s3Error(e, this.loc, key, 'uploading to');
+    } finally {
+      opts.signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  async downloadFile(key: string, file: string, opts: { signal?: AbortSignal } = {}): Promise<{ sha256Hex: string; bytes: number }> {
+    const body = await this.readStream(key);
+    try {
+      return await streamToFileAtomic(body, file, opts.signal);
+    } catch (e) {
+      throw e instanceof AgentVaultError && e.code !== 'io' ? e : s3Error((e as Error).cause ?? e, this.loc, key, 'downloading');
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.loc.bucket, Key: this.k(key) }));
+    } catch (e) {
+      throw s3Error(e, this.loc, key, 'deleting');
+    }
+  }
+
+  async close(): Promise<void> {
+    this.client.destroy();
+  }
+}
+
+/** Opens the store a vault location names: `s3://…` or a local folder. */
+export async function openObjectStore(location: string, opts: S3StoreOptions = {}): Promise<ObjectStore> {
+  if (isS3Location(location)) return new S3Store(location, opts);
+  return new LocalStore(location);
+}
+

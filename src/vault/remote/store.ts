@@ -1,0 +1,209 @@
+/**
+ * Object stores a vault can live in: a local folder or an S3-compatible bucket (s3.ts). Both
+ * hold the same keys ('/'-separated paths relative to the vault's root: `vault.json`,
+ * `snapshots/<id>.avsnap`, `runs.jsonl`, `.lock`), so one vault layout serves both and a vault
+ * can be copied between them key by key.
+ *
+ * Visibility rule shared by both: an object becomes visible only whole (a local file by rename,
+ * an S3 object when its single or multipart upload completes), so a reader never sees a partial
+ * snapshot.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream, promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { AgentVaultError } from '../../core/errors';
+import { ioError } from '../../core/fs';
+
+export interface ObjectInfo {
+  key: string;
+  size: number;
+  lastModified?: Date;
+  /** SHA-256 (hex) of the whole object as recorded by the writer (S3 object metadata), when known. */
+  sha256Hex?: string;
+}
+
+export interface ObjectStore {
+  /** The location as the user wrote it, without any secret. */
+  readonly location: string;
+  readonly kind: 'local' | 's3';
+  /** Every object whose key starts with `prefix`. */
+  list(prefix: string): AsyncIterable<ObjectInfo>;
+  head(key: string): Promise<ObjectInfo | null>;
+  /** Reads a whole (small) object; null when it does not exist. */
+  readBytes(key: string): Promise<Buffer | null>;
+  /** A stream of the object's bytes. */
+  readStream(key: string): Promise<Readable>;
+  /**
+   * Writes a small object whole. With `ifAbsent`, only when no object has that key (false when
+   * one had it); an S3 store without conditional writes refuses with `s3-no-conditional-put`.
+   */
+  writeBytes(key: string, data: Buffer | string, opts?: { ifAbsent?: boolean }): Promise<boolean>;
+  /** Streams a local file into the store (multipart on S3), checked against its SHA-256. */
+  uploadFile(key: string, file: string, opts: { sha256Hex: string; signal?: AbortSignal }): Promise<void>;
+  /** Streams an object into a local file (written whole or not at all) and returns its SHA-256. */
+  downloadFile(key: string, file: string, opts?: { signal?: AbortSignal }): Promise<{ sha256Hex: string; bytes: number }>;
+  delete(key: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+export function sha256Hex(data: Buffer | string): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+/** Temp names of the object-store layer: `<name>.tmp-<12 hex>` beside the target. */
+export function tempNameFor(file: string): string {
+  return path.join(path.dirname(file), `.${path.basename(file)}.tmp-${randomBytes(6).toString('hex')}`);
+}
+
+/** Writes `source` into `file` whole or not at all, hashing on the way. */
+export async function streamToFileAtomic(source: Readable, file: string, signal?: AbortSignal): Promise<{ sha256Hex: string; bytes: number }> {
+  await fsp.mkdir(path.dirname(file), { recursive: true }).catch((e) => {
+    throw ioError(e, path.dirname(file), 'create');
+  });
+  const tmp = tempNameFor(file);
+  const h = createHash('sha256');
+  let bytes = 0;
+  source.on('data', (c: Buffer) => {
+    h.update(c);
+    bytes += c.length;
+  });
+  try {
+    const out = createWriteStream(tmp, { flags: 'wx' });
+    await pipeline(source, out, { signal });
+    const fh = await fsp.open(tmp, 'r+');
+    await fh.sync().finally(() => fh.close());
+    await fsp.rename(tmp, file);
+  } catch (e) {
+    await fsp.rm(tmp, { force: true }).catch(() => undefined);
+    if (e instanceof AgentVaultError) throw e;
+    if ((e as Error)?.name === 'AbortError') throw new AgentVaultError('interrupted', `download into ${file} was cancelled; nothing was written`, { location: { file } });
+    throw ioError(e, file, 'write');
+  }
+  return { sha256Hex: h.digest('hex'), bytes };
+}
+
+export async function fileSha256Hex(file: string): Promise<string> {
+  const h = createHash('sha256');
+  try {
+    for await (const c of createReadStream(file)) h.update(c as Buffer);
+  } catch (e) {
+    throw ioError(e, file, 'read');
+  }
+  return h.digest('hex');
+}
+
+function checkKey(key: string): void {
+  if (!key || key.startsWith('/') || key.split('/').some((s) => s === '' || s === '.' || s === '..')) {
+    throw new AgentVaultError('internal', `not a vault object key: ${JSON.stringify(key)}`);
+  }
+}
+
+/** A vault in a local folder. */
+export class LocalStore implements ObjectStore {
+  readonly kind = 'local' as const;
+  constructor(readonly root: string) {}
+
+  get location(): string {
+    return this.root;
+  }
+
+  private file(key: string): string {
+    checkKey(key);
+    return path.join(this.root, ...key.split('/'));
+  }
+
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    const walk = async function* (dir: string, rel: string): AsyncGenerator<ObjectInfo> {
+      let ents: import('node:fs').Dirent[];
+      try {
+        ents = await fsp.readdir(dir, { withFileTypes: true });
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+        throw ioError(e, dir, 'read');
+      }
+      for (const d of ents.sort((a, b) => (a.name < b.name ? -1 : 1))) {
+        const key = rel ? `${rel}/${d.name}` : d.name;
+        if (d.isDirectory()) yield* walk(path.join(dir, d.name), key);
+        else if (d.isFile()) {
+          const st = await fsp.stat(path.join(dir, d.name)).catch(() => null);
+          if (st) yield { key, size: st.size, lastModified: st.mtime };
+        }
+      }
+    };
+    for await (const o of walk(this.root, '')) if (o.key.startsWith(prefix)) yield o;
+  }
+
+  async head(key: string): Promise<ObjectInfo | null> {
+    const st = await fsp.stat(this.file(key)).catch((e) => {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw ioError(e, this.file(key), 'read');
+    });
+    return st && st.isFile() ? { key, size: st.size, lastModified: st.mtime } : null;
+  }
+
+  async readBytes(key: string): Promise<Buffer | null> {
+    try {
+      return await fsp.readFile(this.file(key));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw ioError(e, this.file(key), 'read');
+    }
+  }
+
+  async readStream(key: string): Promise<Readable> {
+    const f = this.file(key);
+    const fh = await fsp.open(f, 'r').catch((e) => {
+      throw ioError(e, f, 'open');
+    });
+    return fh.createReadStream();
+  }
+
+  async writeBytes(key: string, data: Buffer | string, opts: { ifAbsent?: boolean } = {}): Promise<boolean> {
+    const f = this.file(key);
+    await fsp.mkdir(path.dirname(f), { recursive: true }).catch((e) => {
+      throw ioError(e, path.dirname(f), 'create');
+    });
+    const tmp = tempNameFor(f);
+    try {
+      await fsp.writeFile(tmp, data, { flag: 'wx' });
+      const fh = await fsp.open(tmp, 'r+');
+      await fh.sync().finally(() => fh.close());
+      if (opts.ifAbsent) {
+        // link() fails with EEXIST instead of replacing: the local form of If-None-Match: *
+        try {
+          await fsp.link(tmp, f);
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
+          throw e;
+        }
+      } else await fsp.rename(tmp, f);
+      return true;
+    } catch (e) {
+      throw ioError(e, f, 'write');
+    } finally {
+      await fsp.rm(tmp, { force: true }).catch(() => undefined);
+    }
+  }
+
+  async uploadFile(key: string, file: string, opts: { sha256Hex: string; signal?: AbortSignal }): Promise<void> {
+    const got = await streamToFileAtomic(createReadStream(file), this.file(key), opts.signal);
+    if (got.sha256Hex !== opts.sha256Hex) {
+      await fsp.rm(this.file(key), { force: true });
+      throw new AgentVaultError('checksum', `${file} changed while it was copied to ${this.file(key)} (sha256 ${got.sha256Hex}, expected ${opts.sha256Hex}); the copy was removed`, { location: { file } });
+    }
+  }
+
+  async downloadFile(key: string, file: string, opts: { signal?: AbortSignal } = {}): Promise<{ sha256Hex: string; bytes: number }> {
+    return streamToFileAtomic(await this.readStream(key), file, opts.signal);
+  }
+
+  async delete(key: string): Promise<void> {
+    await fsp.rm(this.file(key), { force: true }).catch((e) => {
+      throw ioError(e, this.file(key), 'write');
+    });
+  }
+
+  async close(): Promise<void> {}
+}
