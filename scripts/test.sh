@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # npm test: provisions what the tests need (pgvector built from Debian source, code-server and
 # Chromium for the extension tests), builds, type-checks, then runs every suite:
-#   unit + integration (mocha, real PostgreSQL 15 + pgvector and PGlite; Qdrant test double),
+#   unit + integration (mocha, real PostgreSQL 15 + pgvector and PGlite; S3 via moto; Qdrant test double),
 #   extension (in the real VS Code extension host of code-server), e2e (Playwright + Chromium).
 # Ends with one line "total: N passed, N failed".
 set -uo pipefail
@@ -17,6 +17,8 @@ fi
 
 step "provision pgvector"
 bash scripts/provision-pgvector.sh || fail "could not provision pgvector (see above)"
+step "provision moto (S3-compatible test server)"
+bash scripts/provision-moto.sh || fail "could not provision moto (see above)"
 step "provision code-server + chromium"
 bash scripts/provision-vscode.sh || fail "could not provision code-server/chromium (see above)"
 

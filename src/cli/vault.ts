@@ -19,6 +19,8 @@ import { runDrill } from '../vault/drill';
 import { renderStatus, vaultStatus } from '../vault/status';
 import { readIndex } from '../vault/vault';
 import { rebuildIndex } from '../vault/reconcile';
+import { copyVault } from '../vault/remote/copy';
+import { openObjectStore } from '../vault/remote/s3';
 import { EXIT, onInterrupt } from './exit';
 
 export const EXIT_LOCKED = EXIT.locked;
@@ -359,5 +361,41 @@ export function registerVaultCommands(program: Command): void {
         out(`index ${r.dryRun ? 'not written (dry run)' : 'written'}: ${r.kept.length + r.damaged.length + r.adopted.length} snapshot(s) (${r.adopted.length} ${would}listed again, ${r.missing.length} ${would}dropped as missing, ${r.rejected.length} archive(s) failing verification)\n`);
       }
       process.exitCode = r.rejected.length || r.damaged.length ? EXIT.failed : EXIT.ok;
+    });
+  // ------------------------------------------------------------------------------------------- vault copy
+  const vaultGroup = program.command('vault').description('Operations between vaults (local folders and s3:// locations)');
+  vaultGroup
+    .command('copy')
+    .description('Copy snapshots from one vault to another (local folder ↔ s3://bucket/prefix, S3 ↔ S3), skipping what the target has and verifying what it copies')
+    .argument('<from>', 'source vault: a folder or s3://bucket/prefix[?endpoint=URL&region=R&path-style=true]')
+    .argument('<to>', 'target vault (created when it does not exist yet)')
+    .option('-s, --snapshot <id>', 'copy only this snapshot (id or unique prefix; repeatable)', (v: string, acc: string[] = []) => [...acc, v])
+    .option('--dry-run', 'list what would be copied; change nothing')
+    .option('--wait <seconds>', "wait this long for the target's lock instead of refusing", numArg('--wait'))
+    .option('--json', 'print the result as JSON')
+    .addHelpText(
+      'after',
+      "\nCredentials for s3:// come from the AWS environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE), never from the location.\nA snapshot the target lists with another checksum, or an unlisted archive in its place, is reported and never overwritten.\nExit codes: 0 ok, 1 a conflict or a snapshot missing at the source (reported), 2 usage (bad location, missing bucket), 3 S3 unreachable or credentials refused, 74 local I/O error, 75 the target is locked.",
+    )
+    .action(async (from: string, to: string, o: { snapshot?: string[]; dryRun?: boolean; wait?: number; json?: boolean }) => {
+      const src = await openObjectStore(/^s3:/i.test(from) ? from : path.resolve(from));
+      const dst = await openObjectStore(/^s3:/i.test(to) ? to : path.resolve(to));
+      try {
+        const r = await copyVault(src, dst, { snapshots: o.snapshot, dryRun: o.dryRun, waitMs: (o.wait ?? 0) * 1000 });
+        if (o.json) out(JSON.stringify(r, null, 2) + '\n');
+        else {
+          for (const i of r.items) if (i.action !== 'skipped') out(`${i.action.padEnd(17)} ${i.snapshot}${i.bytes ? `  ${i.bytes} bytes` : ''}${i.detail ? `  (${oneLine(i.detail)})` : ''}\n`);
+          out(`${o.dryRun ? "dry run: " : ""}${r.copied} copied, ${r.adopted} adopted, ${r.skipped} already there, ${r.conflicts} conflict(s), ${r.missing} missing at the source → ${r.to}\n`);
+        }
+        process.exitCode = r.ok ? EXIT.ok : EXIT.failed;
+      } catch (e) {
+        if (!(e instanceof AgentVaultError)) throw e;
+        err(`agent-vault: vault copy failed: ${oneLine(e.message)}\n`);
+        if (e.hint && e.code !== 'locked') err(`hint: ${e.hint}\n`);
+        process.exitCode = vaultExitCode(e);
+      } finally {
+        await src.close();
+        await dst.close();
+      }
     });
 }

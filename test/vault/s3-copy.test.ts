@@ -15,6 +15,7 @@ import { acquireRemoteLock, remoteLockHolder } from '../../src/vault/remote/lock
 import { S3Store } from '../../src/vault/remote/s3';
 import { LocalStore } from '../../src/vault/remote/store';
 import { readIndex, readRunLog } from '../../src/vault/vault';
+import { runCli, STACK_TRACE } from '../helpers/cli';
 import { startMoto, TEST_CREDS, type MotoServer } from '../helpers/moto';
 import { fixturePath } from './letta-data';
 import { makeTmpRoot } from './helpers';
@@ -151,5 +152,48 @@ describe('vault copy: local ↔ S3 ↔ S3', function () {
     await l.release();
     assert.equal(await store.head('.lock'), null);
     await store.close();
+  });
+  describe('agent-vault vault copy (the built CLI)', () => {
+    const env = (): NodeJS.ProcessEnv => ({ AWS_ACCESS_KEY_ID: TEST_CREDS.accessKeyId, AWS_SECRET_ACCESS_KEY: TEST_CREDS.secretAccessKey });
+
+    it('copies local → S3 (exit 0), then reports everything already there; --dry-run changes nothing', async () => {
+      await moto.createBucket('av-cli');
+      const loc = moto.location('av-cli', 'nightly');
+      const dry = runCli(['vault', 'copy', local, loc, '--dry-run'], { env: env() });
+      assert.equal(dry.code, 0, dry.stderr);
+      assert.match(dry.stdout, /would-copy/);
+      assert.equal(await readStoreIndex(new S3Store(loc)), null, 'a dry run writes nothing');
+      const r = runCli(['vault', 'copy', local, loc], { env: env() });
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /3 copied, 0 adopted, 0 already there, 0 conflict\(s\)/);
+      const again = runCli(['vault', 'copy', local, loc, '--json'], { env: env() });
+      assert.equal(again.code, 0, again.stderr);
+      assert.equal(JSON.parse(again.stdout).skipped, 3);
+    });
+
+    it('a missing bucket exits 2 and names it; wrong credentials exit 3, name the bucket, never print the secret', async () => {
+      const nb = runCli(['vault', 'copy', local, moto.location('av-missing-bucket', 'x')], { env: env() });
+      assert.equal(nb.code, 2, nb.stderr);
+      assert.match(nb.stderr, /"av-missing-bucket" does not exist/);
+      const authMoto = await startMoto({ auth: true });
+      try {
+        const wrong = runCli(['vault', 'copy', local, authMoto.location('av-auth-cli', 'x')], { env: { AWS_ACCESS_KEY_ID: 'AKIAWRONGWRONGWRONG2', AWS_SECRET_ACCESS_KEY: 'do-not-print-this-secret-91f2' } });
+        assert.equal(wrong.code, 3, wrong.stderr);
+        assert.match(wrong.stderr, /bucket "av-auth-cli" refused the credentials/);
+        assert.doesNotMatch(wrong.stdout + wrong.stderr, /do-not-print-this-secret/);
+        assert.doesNotMatch(wrong.stderr, STACK_TRACE);
+      } finally {
+        await authMoto.stop();
+      }
+    });
+
+    it('a bad location is a usage error (exit 2), not an internal error', () => {
+      for (const bad of ['s3://KEY:secret@bucket/x', 's3://ab']) {
+        const r = runCli(['vault', 'copy', local, bad], { env: env() });
+        assert.equal(r.code, 2, `${bad}: ${r.stderr}`);
+        assert.doesNotMatch(r.stderr, STACK_TRACE);
+        assert.doesNotMatch(r.stderr, /internal error/);
+      }
+    });
   });
 });
