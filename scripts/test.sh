@@ -25,7 +25,8 @@ bash scripts/provision-vscode.sh || fail "could not provision code-server/chromi
 step "build"
 node scripts/build.mjs || fail "build failed"
 step "type-check"
-npx tsc -p . --noEmit || fail "type errors"
+npx tsc -p . --noEmit || fail "type errors in src/"
+npx tsc -p test --noEmit || fail "type errors in test/, bench/ or scripts/"
 
 counts=$(mktemp)
 trap 'rm -f "$counts"' EXIT
