@@ -237,9 +237,11 @@ export function uploadNameFor(collection: string, tag: string): string {
 }
 
 /**
- * Deletes an uploaded snapshot file from the collection's snapshot folder. A 404 (the collection
- * or the file is gone, e.g. the collection was deleted by a rollback) counts as deleted. Returns
- * an error description instead of throwing.
+ * Deletes an uploaded snapshot file from the collection's snapshot folder. Returns undefined when
+ * it is gone, else a description of why it is left. A 404 for an existing collection means the
+ * file is gone; when the collection itself does not exist (a recovery into a missing name failed
+ * before creating it), Qdrant keeps the file in the folder but its API cannot reach it
+ * (src/common/snapshots.rs looks the collection up first), so it is reported as left behind.
  */
 export async function deleteUploadedSnapshot(conn: QdrantConnection, collection: string, name: string): Promise<string | undefined> {
   try {
@@ -248,7 +250,11 @@ export async function deleteUploadedSnapshot(conn: QdrantConnection, collection:
     );
     return undefined;
   } catch (e) {
-    if (errorStatus(e) === 404) return undefined;
+    if (errorStatus(e) === 404) {
+      const exists = await conn.call(`checking whether collection '${collection}' exists`, (c) => c.collectionExists(collection), { retry: true }).then((r) => r.exists, () => true);
+      if (exists) return undefined;
+      return `collection '${collection}' does not exist, so the API cannot delete it; remove it from the server's snapshots folder (<snapshots_path>/${collection}/${name})`;
+    }
     return e instanceof HttpStatusError ? e.message : errorMessage(e);
   }
 }
