@@ -373,6 +373,10 @@ describe('qdrant backup/restore (against the Qdrant TEST DOUBLE, not a real Qdra
       const e2 = await rejection(restoreQdrantFromArchivePath(bad, env.conn(), { skipChecksumVerify: true }));
       assert.equal(e2.exitCode, QDRANT_EXIT.RESTORE_ROLLED_BACK);
       assert.match(e2.message, /Snapshot file is not a valid snapshot archive/);
+      // The upload into the missing name failed before the server created the collection: Qdrant keeps
+      // the file in the collection's snapshot folder, out of the API's reach; the report says so.
+      assert.match(e2.message, /Snapshot files left on the server \(could not be deleted\): agent_memory\/agent-vault-restore-\S+ \(collection 'agent_memory' does not exist/);
+      assert.equal(env.double.serverSnapshotNames(MEMORY_COLLECTION).length, 1);
       const upload = env.double.requests.find((r) => r.path.endsWith('/snapshots/upload'));
       assert.ok(upload, 'the upload happened');
       assert.equal(new URLSearchParams(upload.query).get('checksum'), null, 'no checksum sent when verification is skipped');

@@ -235,6 +235,18 @@ export class QdrantTestDouble {
     return [...(this.snapshots.get(collection)?.keys() ?? [])];
   }
 
+  /** Makes `GET /cluster` report distributed mode with `peers` peers (src/actix/api/cluster_api.rs). */
+  setDistributed(peers: number): void {
+    this.cluster = {
+      status: 'enabled',
+      peer_id: 1,
+      peers: Object.fromEntries(Array.from({ length: peers }, (_, i) => [String(i + 1), { uri: `http://peer-${i + 1}:6335/` }])),
+      raft_info: { term: 1, commit: 10, pending_operations: 0, leader: 1, role: 'Leader', is_voter: true },
+      consensus_thread_status: { consensus_thread_status: 'working', last_update: '2025-01-01T00:00:00Z' },
+      message_send_failures: {},
+    };
+  }
+
   /** A snapshot file's bytes (tests check it is a tar archive). */
   snapshotBytes(collection: string, name: string): Buffer | undefined {
     return this.snapshots.get(collection)?.get(name)?.bytes;
