@@ -14,7 +14,7 @@
  *   GET|DELETE /collections/{c}/snapshots/{s}        download (binary) / delete
  *   PUT /collections/{c}/snapshots/recover           recover from URL of this server
  *   POST /collections/{c}/snapshots/upload           recover from multipart upload (field `snapshot`)
- *   POST /collections/{c}/points/scroll | /points/count,  PUT /collections/{c}/points (upsert)
+ *   POST /collections/{c}/points/scroll | /points/count | /points/delete,  PUT /collections/{c}/points (upsert)
  *
  *   GET /cluster, GET /collections/{c}/cluster       cluster status / shard states
  *   GET /aliases, GET /collections/{c}/aliases, POST /collections/aliases
@@ -396,6 +396,13 @@ export class QdrantTestDouble {
       }
       if (seg.length === 4 && seg[3] === 'scroll' && method === 'POST') {
         return this.ok(res, 'scrollPoints', { result: this.scroll(name, json() as Schemas['ScrollRequest']), status: 'ok', time: 0.0001 });
+      }
+      if (seg.length === 4 && seg[3] === 'delete' && method === 'POST') {
+        const rq = json() as Schemas['PointsSelector'];
+        if (!('points' in rq)) throw new HttpError(400, 'Bad request: the test double only supports deleting a list of point ids');
+        const c = this.need(name);
+        for (const id of rq.points) c.points.delete(pointKey(id));
+        return this.ok(res, 'deletePoints', { result: { operation_id: ++this.opSeq, status: 'completed' }, status: 'ok', time: 0.0001 });
       }
       if (seg.length === 4 && seg[3] === 'count' && method === 'POST') {
         const rq = json() as Schemas['CountRequest'];
