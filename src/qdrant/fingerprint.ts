@@ -206,12 +206,21 @@ function walk(a: unknown, b: unknown, path: string, out: FingerprintDifference[]
   if (canonicalJson(a) !== canonicalJson(b)) out.push({ setting: path, archive: a, server: b });
 }
 
-/** Settings that differ between the archive's fingerprint and the server's, most specific paths. */
-export function diffFingerprints(archive: CollectionFingerprint, server: CollectionFingerprint): FingerprintDifference[] {
+/** Config sections a newer server may fill with defaults of its own for settings older servers did not have. */
+const DEFAULTS_ADDED_BY_SERVER = ['optimizers.', 'wal.', 'strict_mode.'];
+
+/**
+ * Settings that differ between the archive's fingerprint and the server's, most specific paths.
+ * With `allowServerDefaults` (checking a collection Qdrant just built from the archive's snapshot),
+ * a setting inside the optimizer, WAL or strict-mode config that the archive does not have at all
+ * is not a difference: a newer server adds its defaults for settings the snapshot's version lacked.
+ */
+export function diffFingerprints(archive: CollectionFingerprint, server: CollectionFingerprint, opts: { allowServerDefaults?: boolean } = {}): FingerprintDifference[] {
   const out: FingerprintDifference[] = [];
   const v1Only = archive.fingerprint_version === 1 || server.fingerprint_version === 1;
   walk(comparable(archive, v1Only), comparable(server, v1Only), '', out);
-  return out;
+  if (!opts.allowServerDefaults) return out;
+  return out.filter((d) => !(d.archive === undefined && DEFAULTS_ADDED_BY_SERVER.some((p) => d.setting.startsWith(p))));
 }
 
 function show(v: unknown): string {

@@ -405,7 +405,7 @@ async function applyOne(conn: QdrantConnection, reader: ArchiveSource, i: Planne
     }
   }
   const expected = i.method === 'points' ? i.imported : snapshotCount;
-  await checkRestored(conn, i.target, fp, expected, `restored collection '${i.target}'`);
+  await checkRestored(conn, i.target, fp, expected, `restored collection '${i.target}'`, { allowServerDefaults: true });
   // Aliases the archive records (only under the archived name; see the plan).
   for (const alias of opts.targetName === undefined ? (i.manifest.aliases ?? []) : []) {
     const previous = st.aliases.get(alias);
@@ -497,9 +497,9 @@ async function upsertFromArchive(conn: QdrantConnection, reader: ArchiveSource, 
 }
 
 /** Fails unless `name` has exactly the fingerprint and (when given) point count. */
-async function checkRestored(conn: QdrantConnection, name: string, fp: CollectionFingerprint, count: number | undefined, what: string): Promise<void> {
+async function checkRestored(conn: QdrantConnection, name: string, fp: CollectionFingerprint, count: number | undefined, what: string, opts: { allowServerDefaults?: boolean } = {}): Promise<void> {
   const actual = await serverFingerprint(conn, name);
-  const diffs = diffFingerprints(fp, actual);
+  const diffs = diffFingerprints(fp, actual, opts);
   if (diffs.length) throw verificationError(`${what}: settings differ from the expected ones after recovery: ${formatDifferences(diffs)}`);
   if (count === undefined) return;
   const n = await countPoints(conn, name);

@@ -90,6 +90,12 @@ describe('qdrant schema fingerprints', () => {
     (info.config.params.vectors as Record<string, unknown>).memory = 'ram';
     const withExtra = fingerprintFromInfo(info, 'c');
     assert.deepEqual(formatDifferences(diffFingerprints(plain, withExtra)), 'vectors.(unnamed).memory (archive (not set), server "ram")');
+    // A collection the server just built from the snapshot may carry defaults the archive's server lacked.
+    const newer = structuredClone(plain);
+    newer.optimizers = { ...newer.optimizers, prevent_unoptimized: true };
+    assert.equal(diffFingerprints(plain, newer).length, 1);
+    assert.deepEqual(diffFingerprints(plain, newer, { allowServerDefaults: true }), []);
+    assert.equal(diffFingerprints(plain, { ...newer, optimizers: { ...newer.optimizers, indexing_threshold: 1 } }, { allowServerDefaults: true }).length, 1, 'a changed value still counts');
     // A version-1 fingerprint (older archive) is compared on the version-1 settings only.
     const v1 = { ...plain, fingerprint_version: 1 } as CollectionFingerprint;
     for (const k of ['replication_factor', 'write_consistency_factor', 'optimizers', 'wal', 'strict_mode', 'metadata'] as const) delete v1[k];
