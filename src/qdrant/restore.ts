@@ -29,7 +29,6 @@ import { pipeline } from 'node:stream/promises';
 import { AgentVaultError, errorMessage } from '../core/errors';
 import type { QdrantConnection } from './connection';
 import { changeAliases, clusterInfo, ensureSingleNodeForRestore, listAliases } from './cluster';
-import { collectionPath } from './connection';
 import { ensureFreeSpace, estimateCollectionBytes } from './diskspace';
 import { QDRANT_EXIT, isNetworkError, isTimeoutError, qdrantCallError, usageError, verificationError } from './errors';
 import { checkManifestFingerprint, createCollectionBody, diffFingerprints, fingerprintFromInfo, formatDifferences, payloadIndexRequests } from './fingerprint';
@@ -232,6 +231,13 @@ export async function restoreCollectionsFromSource(reader: ArchiveSource, conn: 
     });
   }
 
+  const custom = chosen.filter((c) => c.fingerprint.sharding_method === 'custom');
+  if (custom.length) {
+    throw new AgentVaultError('QDRANT_CLUSTER', `Collection${custom.length > 1 ? 's' : ''} ${custom.map((c) => `'${c.name}'`).join(', ')} in ${label} use${custom.length > 1 ? '' : 's'} custom sharding; a snapshot or points restore would not re-create their shard keys. Refused.`, {
+      exitCode: QDRANT_EXIT.USAGE,
+      hint: 'Nothing was changed. Create the collection and its shard keys by hand, then restore the points with your own tooling.',
+    });
+  }
   if (!opts.fromPoints) ensureSingleNodeForRestore(conn, await clusterInfo(conn));
   const serverAliases = await listAliases(conn);
 
@@ -331,7 +337,7 @@ export async function restoreCollectionsFromSource(reader: ArchiveSource, conn: 
       }
       // Uploaded files first: once a collection is deleted its snapshot folder is no longer reachable through the API.
       await deleteUploads(conn, st.uploads);
-      failures.push(...(await rollback(conn, st, opts)));
+      failures.push(...(await rollback(conn, st)));
       const leftovers = await deleteUploads(conn, st.uploads);
       if (cause instanceof AmbiguousUploadError && !failures.length) {
         // A recovery the server finished after our rollback would silently undo it: look again.
@@ -532,7 +538,7 @@ async function checkRolledBack(conn: QdrantConnection, journal: JournalEntry[]):
  * deleted and recovered into the missing name, so Qdrant rebuilds it from the safety snapshot's
  * own config, and its aliases are put back.
  */
-async function rollback(conn: QdrantConnection, st: ApplyState, opts: QdrantRestoreOptions): Promise<string[]> {
+async function rollback(conn: QdrantConnection, st: ApplyState): Promise<string[]> {
   const failures: string[] = [];
   for (const j of [...st.journal].reverse()) {
     try {
@@ -575,7 +581,6 @@ async function rollback(conn: QdrantConnection, st: ApplyState, opts: QdrantRest
       failures.push(`'${j.target}': ${what} — ${errorMessage(e)}`);
     }
   }
-  void opts;
   return failures;
 }
 
