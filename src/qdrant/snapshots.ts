@@ -241,7 +241,7 @@ export function uploadNameFor(collection: string, tag: string): string {
  * it is gone, else a description of why it is left. A 404 for an existing collection means the
  * file is gone; when the collection itself does not exist (a recovery into a missing name failed
  * before creating it), Qdrant keeps the file in the folder but its API cannot reach it
- * (src/common/snapshots.rs looks the collection up first), so it is reported as left behind.
+ * (src/common/collections.rs do_list_snapshots and lib/storage/src/content_manager/snapshots/mod.rs do_delete_collection_snapshot look the collection up first), so it is reported as left behind.
  */
 export async function deleteUploadedSnapshot(conn: QdrantConnection, collection: string, name: string): Promise<string | undefined> {
   try {

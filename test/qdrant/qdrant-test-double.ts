@@ -302,7 +302,7 @@ export class QdrantTestDouble {
     if (seg.length === 0 && method === 'GET') return this.ok(res, 'root', { title: 'qdrant - vector search engine (TEST DOUBLE)', version: this.version, commit: null });
     // src/actix/api/cluster_api.rs: `GET /cluster` — {status: "disabled"} on a single node.
     if (seg.length === 1 && seg[0] === 'cluster' && method === 'GET') return this.ok(res, 'clusterStatus', { result: clone(this.cluster), status: 'ok', time: 0.0001 });
-    // src/actix/api/alias_api.rs (list_aliases)
+    // src/actix/api/collections_api.rs (GET /aliases)
     if (seg.length === 1 && seg[0] === 'aliases' && method === 'GET') {
       return this.ok(res, 'getCollectionsAliases', { result: { aliases: [...this.aliases].sort().map(([alias_name, collection_name]) => ({ alias_name, collection_name })) }, status: 'ok', time: 0.0001 });
     }
@@ -364,7 +364,7 @@ export class QdrantTestDouble {
     if (seg[2] === 'snapshots') {
       if (seg.length === 3 && method === 'POST') return this.ok(res, 'createSnapshot', { result: this.createSnapshot(name), status: 'ok', time: 0.0001 });
       if (seg.length === 3 && method === 'GET') {
-        this.need(name); // src/common/snapshots.rs do_list_snapshots: toc.get_collection first (404 when missing)
+        this.need(name); // src/common/collections.rs do_list_snapshots: toc.get_collection first (404 when missing)
         return this.ok(res, 'listSnapshots', { result: [...(this.snapshots.get(name)?.values() ?? [])].map((s) => s.description), status: 'ok', time: 0.0001 });
       }
       if (seg.length === 4 && seg[3] === 'upload' && method === 'POST') return this.upload(req, res, name, url, body);
@@ -381,7 +381,7 @@ export class QdrantTestDouble {
         return this.download(res, name, seg[3]);
       }
       if (seg.length === 4 && method === 'DELETE') {
-        this.need(name); // src/common/snapshots.rs do_delete_collection_snapshot: toc.get_collection first
+        this.need(name); // lib/storage/src/content_manager/snapshots/mod.rs do_delete_collection_snapshot: toc.get_collection first
         const snaps = this.snapshots.get(name);
         if (!snaps?.delete(seg[3])) throw new HttpError(404, `Not found: Snapshot ${seg[3]} not found`);
         return this.ok(res, 'deleteSnapshot', { result: true, status: 'ok', time: 0.0001 });
