@@ -19,6 +19,7 @@ export const DEFAULT_TIMEOUT_MS = 300_000;
 /** undici's own default `headersTimeout`/`bodyTimeout` (Node's built-in fetch uses it). */
 export const UNDICI_DEFAULT_TIMEOUT_MS = 300_000;
 export const DEFAULT_RETRIES = 3;
+const MAX_TIMER_MS = 2_147_483_647;
 export const DEFAULT_RETRY_DELAY_MS = 500;
 
 /** The part of VS Code's SecretStorage we need (no `vscode` import outside src/extension). */
@@ -115,8 +116,9 @@ export class QdrantConnection {
     this.uploadTimeoutMs = opts.uploadTimeoutMs ?? Math.max(this.timeoutMs, 3_600_000);
     this.retries = opts.retries ?? DEFAULT_RETRIES;
     this.retryDelayMs = opts.retryDelayMs ?? DEFAULT_RETRY_DELAY_MS;
-    if (!Number.isFinite(this.timeoutMs) || this.timeoutMs <= 0) throw usageError(`--timeout must be a positive number of milliseconds (got ${opts.timeoutMs})`);
-    if (!Number.isFinite(this.uploadTimeoutMs) || this.uploadTimeoutMs <= 0) throw usageError(`--upload-timeout must be a positive number of milliseconds (got ${opts.uploadTimeoutMs})`);
+    // Timers (AbortSignal.timeout, undici's) fire at once beyond 2^31-1 ms (~24.8 days).
+    if (!Number.isFinite(this.timeoutMs) || this.timeoutMs <= 0 || this.timeoutMs > MAX_TIMER_MS) throw usageError(`--timeout must be a positive number of milliseconds up to ${MAX_TIMER_MS} (got ${opts.timeoutMs})`);
+    if (!Number.isFinite(this.uploadTimeoutMs) || this.uploadTimeoutMs <= 0 || this.uploadTimeoutMs > MAX_TIMER_MS) throw usageError(`--upload-timeout must be a positive number of milliseconds up to ${MAX_TIMER_MS} (got ${opts.uploadTimeoutMs})`);
     if (!Number.isInteger(this.retries) || this.retries < 0) throw usageError(`--retries must be a whole number ≥ 0 (got ${opts.retries})`);
     this.onProgress = opts.onProgress ?? (() => undefined);
     this.#apiKey = opts.apiKey;

@@ -90,6 +90,7 @@ describe('qdrant: real-server behaviour (against the Qdrant TEST DOUBLE, not a r
       assert.equal(def.transferTimeouts('upload').headersTimeout, 3_600_000);
       assert.ok(def.transferTimeouts('upload').bodyTimeout > UNDICI_DEFAULT_TIMEOUT_MS);
       assert.deepEqual(new QdrantConnection({ url: env.double.url, timeoutMs: 900_000 }).transferTimeouts('download'), { headersTimeout: 900_000, bodyTimeout: 900_000 });
+      assert.throws(() => new QdrantConnection({ url: env.double.url, uploadTimeoutMs: 2 ** 31 }), /--upload-timeout must be a positive number of milliseconds up to 2147483647/);
     });
 
     it('a snapshot download whose headers come later than --timeout times out and is retried', async () => {
