@@ -1,7 +1,8 @@
 /**
  * CLI: `agent-vault qdrant list|backup|restore`. Failures are thrown as AgentVaultError and
  * mapped to exit codes by main.ts; the Qdrant codes are documented in docs/CLI.md:
- * 0 ok · 1 verification/checksum failure · 2 usage (incl. existing target without --force)
+ * 0 ok · 1 verification/checksum failure · 2 usage (incl. existing target without --force,
+ * distributed collections and custom sharding refused)
  * · 3 connection/API failure · 4 not enough disk space · 5 restore failed and was rolled back
  * · 6 fingerprint mismatch · 8 restore failed and the rollback did not complete.
  */
@@ -28,7 +29,8 @@ export const QDRANT_EXIT_HELP = `
 Exit codes:
   0  success
   1  verification failed (checksum of a snapshot or download, manifest, post-restore check)
-  2  usage error (bad options; target collection exists without --force; archive exists without --force)
+  2  usage error or refusal (bad options; target collection or alias exists without --force; archive exists
+     without --force; collection with shards on other cluster peers, custom sharding, restore into a multi-peer cluster)
   3  connection failure (unreachable, timeout after retries, API key refused, API error)
   4  not enough free disk space
   5  restore failed; every change was rolled back
@@ -107,8 +109,8 @@ export function registerQdrantCommands(program: Command, deps: QdrantCliDeps = {
     c
       .option('--url <url>', 'Qdrant REST address, e.g. http://127.0.0.1:6333 (default: $QDRANT_URL)')
       .option('--api-key-env <name>', 'environment variable holding the API key (default: QDRANT_API_KEY)')
-      .option('--timeout <ms>', 'per-request timeout; for snapshot downloads, the longest wait without data', positiveInt('--timeout', false))
-      .option('--upload-timeout <ms>', 'longest wait for a snapshot upload incl. recovery on the server (default: max(--timeout, 1 hour))', positiveInt('--upload-timeout', false))
+      .option('--timeout <ms>', 'per-request timeout incl. snapshot creation (default 300000); for snapshot downloads, the longest wait for headers or data', positiveInt('--timeout', false))
+      .option('--upload-timeout <ms>', 'longest wait for a snapshot upload incl. recovery on the server, and for its outcome after an interruption (default: max(--timeout, 1 hour))', positiveInt('--upload-timeout', false))
       .option('--retries <n>', 'extra attempts after a transient failure (default 3)', positiveInt('--retries', true))
       .option('-q, --quiet', 'print only warnings and the result');
 
@@ -135,16 +137,20 @@ export function registerQdrantCommands(program: Command, deps: QdrantCliDeps = {
         return;
       }
       const conn = await connect(o);
-      const version = await conn.serverVersion();
-      const rows = [];
-      for (const name of await listServerCollections(conn)) {
-        const c = await inspectCollection(conn, name);
-        rows.push({ name, points_count: c.points_count, fingerprint_sha256: fingerprintSha256(c.fingerprint), fingerprint: c.fingerprint });
+      try {
+        const version = await conn.serverVersion();
+        const rows = [];
+        for (const name of await listServerCollections(conn)) {
+          const c = await inspectCollection(conn, name);
+          rows.push({ name, points_count: c.points_count, fingerprint_sha256: fingerprintSha256(c.fingerprint), fingerprint: c.fingerprint });
+        }
+        if (o.json) return out(JSON.stringify({ server_version: version, collections: rows }, null, 2) + '\n');
+        err(`Qdrant ${version} at ${conn.url}\n`);
+        if (!rows.length) out('(no collections)\n');
+        for (const r of rows) out(`${r.name}\t${r.points_count} points\tfingerprint ${r.fingerprint_sha256.slice(0, 12)}\n`);
+      } finally {
+        await conn.close();
       }
-      if (o.json) return out(JSON.stringify({ server_version: version, collections: rows }, null, 2) + '\n');
-      err(`Qdrant ${version} at ${conn.url}\n`);
-      if (!rows.length) out('(no collections)\n');
-      for (const r of rows) out(`${r.name}\t${r.points_count} points\tfingerprint ${r.fingerprint_sha256.slice(0, 12)}\n`);
     });
 
   withConnOptions(
@@ -152,7 +158,7 @@ export function registerQdrantCommands(program: Command, deps: QdrantCliDeps = {
       .command('backup')
       .description('Snapshot collections into an archive: streamed download, SHA-256, schema fingerprint, point count')
       .requiredOption('--out <archive>', 'archive to write')
-      .option('--collection <name>', 'collection to back up (repeatable; default: all)', collect)
+      .option('--collection <name>', 'collection (or alias of one) to back up (repeatable; default: all)', collect)
       .option('--points', 'also export every point (vectors + payload) in a portable form that restores across Qdrant versions')
       .option('--keep-server-snapshots', 'do not delete the snapshots on the server after download')
       .option('--force', 'overwrite the archive if it exists'),
@@ -166,7 +172,7 @@ export function registerQdrantCommands(program: Command, deps: QdrantCliDeps = {
         keepServerSnapshots: !!o.keepServerSnapshots,
         overwrite: !!o.force,
         statfs: deps.statfs,
-      });
+      }).finally(() => conn.close());
       for (const c of res.qdrant.collections) {
         out(`${c.name}: ${c.points_count} points, snapshot ${formatBytes(c.snapshot_size)} sha256 ${c.snapshot_sha256}${c.points_entry ? `, ${c.points_exported} points exported` : ''}\n`);
       }
@@ -201,7 +207,7 @@ export function registerQdrantCommands(program: Command, deps: QdrantCliDeps = {
           dryRun: !!o.dryRun,
           skipChecksumVerify: !!o.skipChecksumVerify,
           statfs: deps.statfs,
-        });
+        }).finally(() => conn.close());
         for (const i of res.items) {
           const verb = res.dryRun ? 'would restore' : 'restored';
           out(`${verb} '${i.source}' → '${i.target}' (${i.exists ? 'replacing the existing collection' : 'new collection'}, ${i.points_count} points, from ${i.method})\n`);

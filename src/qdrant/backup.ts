@@ -9,6 +9,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { qdrantSnapshotEntryName } from '../format/archive';
 import type { QdrantConnection } from './connection';
+import { clusterInfo, ensureSnapshotCoversCollection, listAliases } from './cluster';
 import { ensureFreeSpace, estimateCollectionBytes } from './diskspace';
 import { usageError, verificationError } from './errors';
 import { fingerprintFromInfo, fingerprintSha256 } from './fingerprint';
@@ -62,15 +63,25 @@ export async function inspectCollection(conn: QdrantConnection, name: string): P
   return { name, info, fingerprint, points_count };
 }
 
-/** Resolves the selection against the server; unknown names are a usage error naming what exists. */
-export async function selectServerCollections(conn: QdrantConnection, wanted: string[] | undefined): Promise<string[]> {
+/**
+ * Resolves the selection against the server: a name may be a collection or an alias of one (the
+ * collection it points at is backed up); unknown names are a usage error naming what exists.
+ */
+export async function selectServerCollections(conn: QdrantConnection, wanted: string[] | undefined, aliases?: Map<string, string>): Promise<string[]> {
   const all = await listServerCollections(conn);
   if (!wanted || wanted.length === 0) return all;
+  const aliasMap = aliases ?? (await listAliases(conn));
+  wanted = wanted.map((w) => {
+    if (all.includes(w) || !aliasMap.has(w)) return w;
+    const target = aliasMap.get(w)!;
+    conn.onProgress({ phase: 'warning', message: `'${w}' is an alias of collection '${target}'; backing up '${target}'.` });
+    return target;
+  });
   const missing = wanted.filter((w) => !all.includes(w));
   if (missing.length) {
     throw usageError(
       `Collection${missing.length > 1 ? 's' : ''} ${missing.map((m) => `'${m}'`).join(', ')} not found on Qdrant at ${conn.url}`,
-      all.length ? `Existing collections: ${all.join(', ')}` : 'The server has no collections.',
+      all.length ? `Existing collections: ${all.join(', ')}${aliasMap.size ? `; aliases: ${[...aliasMap.keys()].sort().join(', ')}` : ''}` : 'The server has no collections.',
     );
   }
   return [...new Set(wanted)];
@@ -83,10 +94,14 @@ export async function selectServerCollections(conn: QdrantConnection, wanted: st
  */
 export async function backupCollectionsToSink(writer: ArchiveSink, conn: QdrantConnection, opts: QdrantBackupOptions): Promise<QdrantManifestSection> {
   const server_version = await conn.serverVersion();
-  const names = await selectServerCollections(conn, opts.collections);
+  const cluster = await clusterInfo(conn);
+  const aliases = await listAliases(conn);
+  const names = await selectServerCollections(conn, opts.collections, aliases);
   if (names.length === 0) throw usageError(`Qdrant at ${conn.url} has no collections; nothing to back up`);
   const inspected: InspectedCollection[] = [];
   for (const n of names) inspected.push(await inspectCollection(conn, n));
+  // Refuse anything a collection snapshot would not cover completely, before any snapshot is taken.
+  for (const c of inspected) await ensureSnapshotCoversCollection(conn, cluster, c.name, c.fingerprint.sharding_method);
 
   const estimate = inspected.reduce((s, c) => s + estimateCollectionBytes(c.fingerprint, c.points_count, !!opts.points), 0);
   await ensureFreeSpace(opts.workDir, 2 * estimate, `backing up ${inspected.length} Qdrant collection(s) (2 × estimated ${estimate} bytes)`, opts.statfs);
@@ -95,7 +110,12 @@ export async function backupCollectionsToSink(writer: ArchiveSink, conn: QdrantC
   const out: QdrantCollectionManifest[] = [];
   try {
     const bases = entryBases(inspected.map((c) => c.name));
-    for (const col of inspected) out.push(await backupOne(writer, conn, col, tmp, opts, bases.get(col.name)!));
+    for (const col of inspected) {
+      const m = await backupOne(writer, conn, col, tmp, opts, bases.get(col.name)!);
+      const own = [...aliases].filter(([, c]) => c === col.name).map(([a]) => a).sort();
+      if (own.length) m.aliases = own;
+      out.push(m);
+    }
   } finally {
     await rm(tmp, { recursive: true, force: true });
   }

@@ -2,6 +2,7 @@
  * One connection to a Qdrant server: the official REST client for JSON endpoints, plain `fetch`
  * for snapshot transfer, one place for the API key, timeouts, retries and error mapping.
  */
+import { Agent } from 'undici';
 import { QdrantClient } from './client';
 import { AgentVaultError } from '../core/errors';
 import { HttpStatusError, QDRANT_EXIT, isTransient, qdrantCallError, qdrantErrorText, usageError } from './errors';
@@ -10,8 +11,15 @@ import type { ProgressFn } from './types';
 export const DEFAULT_API_KEY_ENV = 'QDRANT_API_KEY';
 /** Key under which the VS Code extension keeps the API key in SecretStorage. */
 export const API_KEY_SECRET = 'agent-vault.qdrant.apiKey';
-export const DEFAULT_TIMEOUT_MS = 120_000;
+/**
+ * Default per-request timeout. At least 300 s: a collection snapshot is created synchronously
+ * (`wait=true`), and a creation the client gives up on is still finished by the server.
+ */
+export const DEFAULT_TIMEOUT_MS = 300_000;
+/** undici's own default `headersTimeout`/`bodyTimeout` (Node's built-in fetch uses it). */
+export const UNDICI_DEFAULT_TIMEOUT_MS = 300_000;
 export const DEFAULT_RETRIES = 3;
+const MAX_TIMER_MS = 2_147_483_647;
 export const DEFAULT_RETRY_DELAY_MS = 500;
 
 /** The part of VS Code's SecretStorage we need (no `vscode` import outside src/extension). */
@@ -93,6 +101,14 @@ export class QdrantConnection {
   readonly retryDelayMs: number;
   readonly onProgress: ProgressFn;
   readonly #apiKey: string | undefined;
+  /**
+   * HTTP agents for snapshot transfer. Node's built-in fetch gives up waiting for response headers
+   * (and between body chunks) after undici's default 300 s, whatever our own timeout says; with
+   * `wait=true` Qdrant answers an upload only after the whole recovery. So, like the official
+   * client (@qdrant/js-client-rest dist/cjs/dispatcher.js: an undici Agent passed as `dispatcher`),
+   * transfers go through our own Agent whose header/body timeouts are the project's options.
+   */
+  readonly #agents = new Map<number, Agent>();
 
   constructor(opts: QdrantConnectionOptions) {
     this.url = normaliseQdrantUrl(opts.url);
@@ -100,8 +116,9 @@ export class QdrantConnection {
     this.uploadTimeoutMs = opts.uploadTimeoutMs ?? Math.max(this.timeoutMs, 3_600_000);
     this.retries = opts.retries ?? DEFAULT_RETRIES;
     this.retryDelayMs = opts.retryDelayMs ?? DEFAULT_RETRY_DELAY_MS;
-    if (!Number.isFinite(this.timeoutMs) || this.timeoutMs <= 0) throw usageError(`--timeout must be a positive number of milliseconds (got ${opts.timeoutMs})`);
-    if (!Number.isFinite(this.uploadTimeoutMs) || this.uploadTimeoutMs <= 0) throw usageError(`--upload-timeout must be a positive number of milliseconds (got ${opts.uploadTimeoutMs})`);
+    // Timers (AbortSignal.timeout, undici's) fire at once beyond 2^31-1 ms (~24.8 days).
+    if (!Number.isFinite(this.timeoutMs) || this.timeoutMs <= 0 || this.timeoutMs > MAX_TIMER_MS) throw usageError(`--timeout must be a positive number of milliseconds up to ${MAX_TIMER_MS} (got ${opts.timeoutMs})`);
+    if (!Number.isFinite(this.uploadTimeoutMs) || this.uploadTimeoutMs <= 0 || this.uploadTimeoutMs > MAX_TIMER_MS) throw usageError(`--upload-timeout must be a positive number of milliseconds up to ${MAX_TIMER_MS} (got ${opts.uploadTimeoutMs})`);
     if (!Number.isInteger(this.retries) || this.retries < 0) throw usageError(`--retries must be a whole number ≥ 0 (got ${opts.retries})`);
     this.onProgress = opts.onProgress ?? (() => undefined);
     this.#apiKey = opts.apiKey;
@@ -116,6 +133,29 @@ export class QdrantConnection {
       checkCompatibility: false,
       headers: opts.apiKey ? { 'api-key': opts.apiKey } : undefined,
     });
+  }
+
+  /** Header and body timeouts the transfer agent of `kind` uses (for tests and docs). */
+  transferTimeouts(kind: 'upload' | 'download'): { headersTimeout: number; bodyTimeout: number } {
+    const ms = kind === 'upload' ? this.uploadTimeoutMs : this.timeoutMs;
+    return { headersTimeout: ms, bodyTimeout: ms };
+  }
+
+  /** The undici Agent for one timeout value (created on first use). */
+  agentFor(ms: number): Agent {
+    let a = this.#agents.get(ms);
+    if (!a) {
+      a = new Agent({ headersTimeout: ms, bodyTimeout: ms, keepAliveTimeout: 10_000, connections: 8 });
+      this.#agents.set(ms, a);
+    }
+    return a;
+  }
+
+  /** Closes the transfer agents (idle keep-alive sockets); the connection stays usable. */
+  async close(): Promise<void> {
+    const agents = [...this.#agents.values()];
+    this.#agents.clear();
+    await Promise.all(agents.map((a) => a.close().catch(() => undefined)));
   }
 
   /** Headers for plain-fetch requests. */
@@ -154,12 +194,23 @@ export class QdrantConnection {
     }
   }
 
-  /** Plain `fetch` with the API key and a total timeout; non-2xx answers throw HttpStatusError. */
-  async fetchOk(path: string, init: RequestInit & { timeoutMs?: number }, what: string): Promise<Response> {
-    const { timeoutMs, ...rest } = init;
+  /**
+   * Plain `fetch` with the API key, a total timeout (`timeoutMs`, unless a `signal` is given) and
+   * an undici Agent whose header/body timeouts are `agentTimeoutMs` (default: `timeoutMs`);
+   * non-2xx answers throw HttpStatusError.
+   */
+  async fetchOk(path: string, init: RequestInit & { timeoutMs?: number; agentTimeoutMs?: number }, what: string): Promise<Response> {
+    const { timeoutMs, agentTimeoutMs, ...rest } = init;
     const headers = new Headers(rest.headers);
     for (const [k, v] of Object.entries(this.authHeaders())) headers.set(k, v);
-    const res = await fetch(this.endpoint(path), { ...rest, headers, signal: rest.signal ?? AbortSignal.timeout(timeoutMs ?? this.timeoutMs) });
+    const total = timeoutMs ?? this.timeoutMs;
+    // `dispatcher` is undici's extension of RequestInit, understood by Node's built-in fetch.
+    const res = await fetch(this.endpoint(path), {
+      ...rest,
+      headers,
+      signal: rest.signal ?? AbortSignal.timeout(total),
+      dispatcher: this.agentFor(agentTimeoutMs ?? total),
+    } as RequestInit);
     if (!res.ok) {
       let detail: string | undefined;
       try {

@@ -71,8 +71,15 @@ export class HttpStatusError extends Error {
 
 /** Timed out waiting for Qdrant (our own timeouts and the client's). */
 export function isTimeoutError(e: unknown): boolean {
-  if (!(e instanceof Error)) return false;
-  return e.name === 'QdrantClientTimeoutError' || e.name === 'TimeoutError' || e.name === 'AbortError' || e.name === 'IdleTimeoutError';
+  let cur: unknown = e;
+  for (let i = 0; i < 5 && cur instanceof Error; i++) {
+    if (cur.name === 'QdrantClientTimeoutError' || cur.name === 'TimeoutError' || cur.name === 'AbortError' || cur.name === 'IdleTimeoutError') return true;
+    // undici's Agent header/body timeouts (HeadersTimeoutError, BodyTimeoutError), wrapped by fetch.
+    const code = (cur as { code?: unknown }).code;
+    if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') return true;
+    cur = (cur as { cause?: unknown }).cause;
+  }
+  return false;
 }
 
 /** Network-level failure: refused, reset, DNS, socket closed mid-body. */
@@ -106,7 +113,11 @@ export function describeQdrantFailure(e: unknown): string {
     const text = qdrantErrorText(e.data);
     return `HTTP ${e.status}${e.statusText ? ` ${e.statusText}` : ''}${text ? ` — ${text}` : ''}`;
   }
-  if (isTimeoutError(e)) return `timed out (${errorMessage(e) || 'no answer'})`;
+  if (isTimeoutError(e)) {
+    const cause = (e as { cause?: unknown }).cause;
+    const inner = e instanceof Error && e.message === 'fetch failed' && cause instanceof Error ? `${cause.message} (${String((cause as { code?: unknown }).code ?? cause.name)})` : errorMessage(e);
+    return `timed out (${inner || 'no answer'})`;
+  }
   if (e instanceof Error) {
     const cause = (e as { cause?: unknown }).cause;
     const code = cause instanceof Error ? (cause as { code?: unknown }).code : undefined;

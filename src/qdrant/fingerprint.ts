@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import { AgentVaultError } from '../core/errors';
 import { QDRANT_EXIT } from './errors';
+import { FINGERPRINT_V2_KEYS } from './types';
 import type {
   CollectionFingerprint,
   CollectionInfo,
@@ -55,8 +56,22 @@ function omitUndefined<T extends object>(o: T): T {
   return o;
 }
 
+const KNOWN_VECTOR_KEYS = new Set(['size', 'distance', 'datatype', 'on_disk', 'multivector_config', 'hnsw_config', 'quantization_config']);
+
+/**
+ * Qdrant's recovery refuses a snapshot unless `params.vectors` equals the collection's as a whole
+ * (lib/storage/src/content_manager/snapshots/recover.rs, "Snapshot is not compatible"), so every
+ * field counts, including ones newer servers add: those are kept verbatim.
+ */
 function denseFingerprint(p: Schemas['VectorParams']): DenseVectorFingerprint {
+  const extra: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(p)) {
+    if (KNOWN_VECTOR_KEYS.has(k)) continue;
+    const c = clean(v);
+    if (c !== undefined) extra[k] = c;
+  }
   return omitUndefined({
+    ...extra,
     size: p.size,
     distance: p.distance,
     datatype: typeof p.datatype === 'string' ? p.datatype : undefined,
@@ -112,8 +127,9 @@ export function fingerprintFromInfo(info: CollectionInfo, collection: string): C
     indexes[field] = omitUndefined({ data_type: idx.data_type, params: cleanObject(idx.params) });
   }
 
+  const numberOr = (v: unknown, d: number) => (typeof v === 'number' ? v : d);
   return omitUndefined({
-    fingerprint_version: 1 as const,
+    fingerprint_version: 2 as const,
     vectors,
     sparse_vectors: sparse,
     hnsw: cleanObject(hnswRaw) ?? {},
@@ -122,6 +138,14 @@ export function fingerprintFromInfo(info: CollectionInfo, collection: string): C
     shard_number: params.shard_number ?? 1,
     sharding_method: typeof params.sharding_method === 'string' ? params.sharding_method : 'auto',
     on_disk_payload: params.on_disk_payload ?? true,
+    // Version 2: the rest of the config a new collection built from the snapshot takes over.
+    replication_factor: numberOr(params.replication_factor, 1),
+    write_consistency_factor: numberOr(params.write_consistency_factor, 1),
+    read_fan_out_factor: typeof params.read_fan_out_factor === 'number' ? params.read_fan_out_factor : undefined,
+    optimizers: cleanObject(info.config.optimizer_config),
+    wal: cleanObject(info.config.wal_config),
+    strict_mode: cleanObject(info.config.strict_mode_config),
+    metadata: cleanObject(info.config.metadata),
   });
 }
 
@@ -133,7 +157,7 @@ export function checkManifestFingerprint(fp: unknown, sha256: unknown, where: st
   const bad = (msg: string) => new AgentVaultError('QDRANT_MANIFEST', `Manifest ${where}: ${msg}`, { exitCode: QDRANT_EXIT.VERIFICATION });
   if (typeof fp !== 'object' || fp === null) throw bad('fingerprint is missing');
   const f = fp as Partial<CollectionFingerprint>;
-  if (f.fingerprint_version !== 1) throw bad(`unsupported fingerprint_version ${JSON.stringify(f.fingerprint_version)} (expected 1)`);
+  if (f.fingerprint_version !== 1 && f.fingerprint_version !== 2) throw bad(`unsupported fingerprint_version ${JSON.stringify(f.fingerprint_version)} (expected 1 or 2)`);
   const kind = (f.vectors as { kind?: unknown } | undefined)?.kind;
   if (kind !== 'single' && kind !== 'named' && kind !== 'none') throw bad(`fingerprint.vectors.kind must be single, named or none`);
   if (typeof f.sparse_vectors !== 'object' || f.sparse_vectors === null) throw bad('fingerprint.sparse_vectors is missing');
@@ -160,9 +184,12 @@ function keyPart(k: string): string {
   return k === UNNAMED || /^[A-Za-z_][A-Za-z0-9_-]*$/.test(k) ? k : JSON.stringify(k);
 }
 
-function comparable(fp: CollectionFingerprint): Record<string, unknown> {
-  const { vectors, fingerprint_version: _v, ...rest } = fp;
+function comparable(fp: CollectionFingerprint, v1Only: boolean): Record<string, unknown> {
+  const { vectors, fingerprint_version: _v, ...all } = fp;
   void _v;
+  const rest: Record<string, unknown> = { ...all };
+  // A version-1 fingerprint (older archive) says nothing about these: not compared.
+  if (v1Only) for (const k of FINGERPRINT_V2_KEYS) delete rest[k];
   const dense = vectors.kind === 'single' ? { [UNNAMED]: vectors.params } : vectors.kind === 'named' ? vectors.params : {};
   return { vectors_mode: vectors.kind, vectors: dense, ...rest };
 }
@@ -179,11 +206,21 @@ function walk(a: unknown, b: unknown, path: string, out: FingerprintDifference[]
   if (canonicalJson(a) !== canonicalJson(b)) out.push({ setting: path, archive: a, server: b });
 }
 
-/** Settings that differ between the archive's fingerprint and the server's, most specific paths. */
-export function diffFingerprints(archive: CollectionFingerprint, server: CollectionFingerprint): FingerprintDifference[] {
+/** Config sections a newer server may fill with defaults of its own for settings older servers did not have. */
+const DEFAULTS_ADDED_BY_SERVER = ['optimizers.', 'wal.', 'strict_mode.'];
+
+/**
+ * Settings that differ between the archive's fingerprint and the server's, most specific paths.
+ * With `allowServerDefaults` (checking a collection Qdrant just built from the archive's snapshot),
+ * a setting inside the optimizer, WAL or strict-mode config that the archive does not have at all
+ * is not a difference: a newer server adds its defaults for settings the snapshot's version lacked.
+ */
+export function diffFingerprints(archive: CollectionFingerprint, server: CollectionFingerprint, opts: { allowServerDefaults?: boolean } = {}): FingerprintDifference[] {
   const out: FingerprintDifference[] = [];
-  walk(comparable(archive), comparable(server), '', out);
-  return out;
+  const v1Only = archive.fingerprint_version === 1 || server.fingerprint_version === 1;
+  walk(comparable(archive, v1Only), comparable(server, v1Only), '', out);
+  if (!opts.allowServerDefaults) return out;
+  return out.filter((d) => !(d.archive === undefined && DEFAULTS_ADDED_BY_SERVER.some((p) => d.setting.startsWith(p))));
 }
 
 function show(v: unknown): string {
@@ -195,7 +232,10 @@ export function formatDifferences(diffs: FingerprintDifference[]): string {
 }
 
 function vectorParamsFromFingerprint(p: DenseVectorFingerprint): Schemas['VectorParams'] {
+  const extra: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(p)) if (!['size', 'distance', 'datatype', 'on_disk', 'multivector', 'hnsw', 'quantization'].includes(k)) extra[k] = v;
   return omitUndefined({
+    ...extra,
     size: p.size,
     distance: p.distance,
     datatype: p.datatype as Schemas['Datatype'] | undefined,
@@ -227,6 +267,12 @@ export function createCollectionBody(fp: CollectionFingerprint): Schemas['Create
     shard_number: fp.shard_number,
     sharding_method: fp.sharding_method as Schemas['ShardingMethod'],
     on_disk_payload: fp.on_disk_payload,
+    replication_factor: fp.replication_factor,
+    write_consistency_factor: fp.write_consistency_factor,
+    optimizers_config: fp.optimizers as Schemas['OptimizersConfigDiff'] | undefined,
+    wal_config: fp.wal as Schemas['WalConfigDiff'] | undefined,
+    strict_mode_config: fp.strict_mode as Schemas['StrictModeConfig'] | undefined,
+    metadata: fp.metadata as Schemas['Payload'] | undefined,
   });
 }
 

@@ -6,11 +6,18 @@
  *    overwrite an existing collection without `overwrite`;
  * 2. verify: extract each snapshot to a temporary file and check its SHA-256 against the manifest
  *    before anything is uploaded (unless `skipChecksumVerify`);
- * 3. apply: absent target → create it from the fingerprint, then recover the snapshot by multipart
- *    upload; existing target → take a server-side safety snapshot (and download it) first;
+ * 3. apply: absent target → upload the snapshot into the missing name, so Qdrant builds the
+ *    collection (config and payload indexes) from the snapshot itself (recover.rs creates a missing
+ *    collection from the snapshot's config; an existing one would keep its own config); existing
+ *    target → take a server-side safety snapshot (and download it) first, then upload; aliases the
+ *    archive records are created pointing at the target; every uploaded file is deleted from the
+ *    server afterwards (Qdrant keeps uploads in the collection's snapshot folder);
  * 4. check: fingerprint and exact point count of every restored collection;
- * 5. on any failure: delete the collections this restore created and recover pre-existing ones
- *    from their safety snapshots, then check they are back to their previous fingerprint and count.
+ * 5. on any failure: when an upload's outcome is unknown (timeout, broken connection), poll the
+ *    collection and shard state until the server has finished (bounded by the upload timeout);
+ *    delete uploaded files, delete the collections this restore created and recover pre-existing
+ *    ones from their safety snapshots, put aliases back, then check they are back to their previous
+ *    fingerprint and count.
  */
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
@@ -21,12 +28,13 @@ import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AgentVaultError, errorMessage } from '../core/errors';
 import type { QdrantConnection } from './connection';
+import { changeAliases, clusterInfo, ensureSingleNodeForRestore, listAliases } from './cluster';
 import { ensureFreeSpace, estimateCollectionBytes } from './diskspace';
 import { QDRANT_EXIT, isNetworkError, isTimeoutError, qdrantCallError, usageError, verificationError } from './errors';
 import { checkManifestFingerprint, createCollectionBody, diffFingerprints, fingerprintFromInfo, formatDifferences, payloadIndexRequests } from './fingerprint';
 import { countPoints, importPoints } from './points';
-import { createServerSnapshot, deleteServerSnapshot, downloadSnapshot, uploadSnapshot } from './snapshots';
-import { POINTS_FORMAT, type CollectionFingerprint, type QdrantCollectionManifest, type QdrantManifestSection, type StatfsFn } from './types';
+import { createServerSnapshot, deleteServerSnapshot, deleteUploadedSnapshot, downloadSnapshot, listServerSnapshots, uploadNameFor, uploadSnapshot } from './snapshots';
+import { POINTS_FORMAT, type CollectionFingerprint, type Schemas, type QdrantCollectionManifest, type QdrantManifestSection, type StatfsFn } from './types';
 
 /** What the restore needs from an opened archive (src/format/archive.ts's reader fits). */
 export interface ArchiveSource {
@@ -54,13 +62,18 @@ export interface QdrantRestoreOptions {
   /** Archive path, for messages. */
   archiveLabel?: string;
   /**
-   * After an upload whose outcome is unknown (timeout, broken connection), wait this long before
-   * rolling back and again before re-checking the rollback (default 10 s).
+   * After an upload whose outcome is unknown (timeout, broken connection), the longest time to poll
+   * the collection and shard state for the server's outcome before rolling back (default: the
+   * connection's upload timeout, at least its per-request timeout).
    */
+  recoveryWaitMs?: number;
+  /** Interval of that polling (default 1 s). */
+  pollIntervalMs?: number;
+  /** @deprecated Former fixed wait before rollback; now only the polling interval when `pollIntervalMs` is not given. */
   settleMs?: number;
 }
 
-export const DEFAULT_SETTLE_MS = 10_000;
+export const DEFAULT_POLL_INTERVAL_MS = 1_000;
 
 export interface RestorePlanItem {
   source: string;
@@ -90,7 +103,31 @@ interface PlannedItem extends RestorePlanItem {
 
 type JournalEntry =
   | { kind: 'created'; target: string }
-  | { kind: 'existing'; target: string; safetyFile: string; safetySha256: string; before: { fingerprint: CollectionFingerprint; points_count: number } };
+  | {
+      kind: 'existing';
+      target: string;
+      safetyFile: string;
+      safetySha256: string;
+      before: { fingerprint: CollectionFingerprint; points_count: number; aliases: string[] };
+    }
+  /** An alias this restore created (`previous` undefined) or re-pointed away from `previous`. */
+  | { kind: 'alias'; target: string; alias: string; previous?: string };
+
+/** A file uploaded into a collection's snapshot folder (Qdrant keeps it until deleted). */
+interface UploadRecord {
+  collection: string;
+  name: string;
+  deleted: boolean;
+}
+
+/** Everything the apply phase tracks for cleanup and rollback. */
+interface ApplyState {
+  journal: JournalEntry[];
+  safetySnapshots: { collection: string; name: string }[];
+  uploads: UploadRecord[];
+  /** Alias name → collection it points at now (kept current while applying). */
+  aliases: Map<string, string>;
+}
 
 const HEX64 = /^[0-9a-f]{64}$/;
 
@@ -114,6 +151,7 @@ export function readQdrantSection(manifest: { qdrant?: unknown }, label = 'archi
     if (typeof c.snapshot_entry !== 'string') throw bad(`${at}.snapshot_entry is missing`);
     if (typeof c.snapshot_sha256 !== 'string' || !HEX64.test(c.snapshot_sha256)) throw bad(`${at}.snapshot_sha256 must be 64 lowercase hex digits`);
     if (c.points_entry !== undefined && (typeof c.points_entry !== 'string' || c.points_format !== POINTS_FORMAT)) throw bad(`${at}.points_entry/points_format is invalid (expected format ${POINTS_FORMAT})`);
+    if (c.aliases !== undefined && (!Array.isArray(c.aliases) || !c.aliases.every((a) => typeof a === 'string' && /^[A-Za-z0-9_.-]{1,255}$/.test(a)))) throw bad(`${at}.aliases must be a list of alias names`);
     checkManifestFingerprint(c.fingerprint, c.fingerprint_sha256, `${at} ('${c.name}')`);
   });
   return q as QdrantManifestSection;
@@ -193,6 +231,16 @@ export async function restoreCollectionsFromSource(reader: ArchiveSource, conn: 
     });
   }
 
+  const custom = chosen.filter((c) => c.fingerprint.sharding_method === 'custom');
+  if (custom.length) {
+    throw new AgentVaultError('QDRANT_CLUSTER', `Collection${custom.length > 1 ? 's' : ''} ${custom.map((c) => `'${c.name}'`).join(', ')} in ${label} use${custom.length > 1 ? '' : 's'} custom sharding; a snapshot or points restore would not re-create their shard keys. Refused.`, {
+      exitCode: QDRANT_EXIT.USAGE,
+      hint: 'Nothing was changed. Create the collection and its shard keys by hand, then restore the points with your own tooling.',
+    });
+  }
+  if (!opts.fromPoints) ensureSingleNodeForRestore(conn, await clusterInfo(conn));
+  const serverAliases = await listAliases(conn);
+
   // ---- plan: existence, fingerprints, overwrite permission ----
   const items: PlannedItem[] = [];
   for (const c of chosen) {
@@ -209,6 +257,21 @@ export async function restoreCollectionsFromSource(reader: ArchiveSource, conn: 
       mismatches.map((m) => `Collection '${m.i.target}' on the server does not match '${m.i.source}' in ${label}: ${formatDifferences(m.diffs)}`).join('\n'),
       { exitCode: QDRANT_EXIT.FINGERPRINT_MISMATCH, hint: 'Nothing was changed. Restore into a new collection with --target-name <name>, or delete/recreate the collection first.' },
     );
+  }
+  // Aliases come back only when restoring under the archived name (a staging copy must not take them over).
+  for (const i of items) {
+    for (const alias of opts.targetName === undefined ? (i.manifest.aliases ?? []) : []) {
+      if (await collectionExists(conn, alias).catch(() => false) && !serverAliases.has(alias)) {
+        throw usageError(`Alias '${alias}' of '${i.source}' in ${label} cannot be restored: a collection of that name exists on Qdrant at ${conn.url}`, 'Nothing was changed.');
+      }
+      const now = serverAliases.get(alias);
+      if (now !== undefined && now !== i.target && !opts.overwrite) {
+        throw new AgentVaultError('QDRANT_TARGET_EXISTS', `Alias '${alias}' points at collection '${now}' on Qdrant at ${conn.url}; the archive has it pointing at '${i.source}'. Not changed.`, {
+          exitCode: QDRANT_EXIT.USAGE,
+          hint: 'Pass --force to re-point it (rolled back if the restore fails).',
+        });
+      }
+    }
   }
   const existing = items.filter((i) => i.exists);
   if (existing.length && !opts.overwrite) {
@@ -259,102 +322,176 @@ export async function restoreCollectionsFromSource(reader: ArchiveSource, conn: 
     if (opts.dryRun) return { dryRun: true, serverVersion, items: plan, checksumsVerified: !opts.skipChecksumVerify };
 
     // ---- apply, with a journal for rollback ----
-    const journal: JournalEntry[] = [];
-    const safetySnapshots: { collection: string; name: string }[] = [];
+    const st: ApplyState = { journal: [], safetySnapshots: [], uploads: [], aliases: new Map(serverAliases) };
     try {
-      for (const i of items) await applyOne(conn, reader, i, work, journal, safetySnapshots, opts);
+      for (const i of items) await applyOne(conn, reader, i, work, st, opts);
     } catch (cause) {
-      const settle = opts.settleMs ?? DEFAULT_SETTLE_MS;
-      const ambiguous = cause instanceof AmbiguousUploadError;
-      if (ambiguous) {
-        conn.onProgress({ phase: 'warning', message: `The upload's outcome is unknown (${errorMessage(cause)}); waiting ${settle} ms for the server before rolling back.` });
-        await sleep(settle);
+      const failures: string[] = [];
+      if (cause instanceof AmbiguousUploadError) {
+        const wait = opts.recoveryWaitMs ?? Math.max(conn.uploadTimeoutMs, conn.timeoutMs);
+        conn.onProgress({ phase: 'warning', message: `The upload's outcome is unknown (${errorMessage(cause)}); polling '${cause.target}' for up to ${wait} ms until the server has finished before rolling back.` });
+        const outcome = await awaitRecoveryOutcome(conn, cause.target, cause.uploadName, cause.expectedCount, wait, opts.pollIntervalMs ?? opts.settleMs ?? DEFAULT_POLL_INTERVAL_MS);
+        if (outcome === 'unknown') {
+          failures.push(`'${cause.target}': the server had not finished the interrupted recovery after ${wait} ms; it may still complete later and overwrite the rolled-back state`);
+        }
       }
-      let failures = await rollback(conn, journal);
-      if (ambiguous && !failures.length) {
+      // Uploaded files first: once a collection is deleted its snapshot folder is no longer reachable through the API.
+      await deleteUploads(conn, st.uploads);
+      failures.push(...(await rollback(conn, st)));
+      const leftovers = await deleteUploads(conn, st.uploads);
+      if (cause instanceof AmbiguousUploadError && !failures.length) {
         // A recovery the server finished after our rollback would silently undo it: look again.
-        await sleep(settle);
-        failures = await checkRolledBack(conn, journal);
+        failures.push(...(await checkRolledBack(conn, st.journal)));
       }
       if (failures.length) {
         keepWork = true;
         throw new AgentVaultError(
           'QDRANT_ROLLBACK_FAILED',
           `Restore failed: ${errorMessage(cause)}\nRollback did NOT complete:\n  ${failures.join('\n  ')}\n` +
-            `Safety snapshots kept on the server: ${safetySnapshots.map((s) => `${s.collection}/${s.name}`).join(', ') || '(none)'}; local copies in ${work}`,
+            `Safety snapshots kept on the server: ${st.safetySnapshots.map((s) => `${s.collection}/${s.name}`).join(', ') || '(none)'}; local copies in ${work}` +
+            (leftovers.length ? `\nUploaded snapshot files that could not be deleted: ${leftovers.join(', ')}` : ''),
           { exitCode: QDRANT_EXIT.ROLLBACK_FAILED, cause, hint: 'Recover the listed collections from their safety snapshots (POST /collections/{name}/snapshots/upload) before using them.' },
         );
       }
-      await cleanupSafetySnapshots(conn, safetySnapshots);
-      const undone = [...journal].reverse().map((j) => (j.kind === 'created' ? `deleted '${j.target}' (created by this restore)` : `recovered '${j.target}' to its previous state`));
-      throw new AgentVaultError('QDRANT_RESTORE_ROLLED_BACK', `Restore failed and was rolled back: ${errorMessage(cause)}${undone.length ? `\nRolled back: ${undone.join('; ')}` : '\nNothing had been changed yet.'}`, {
-        exitCode: QDRANT_EXIT.RESTORE_ROLLED_BACK,
-        cause,
-      });
+      leftovers.push(...(await cleanupSafetySnapshots(conn, st.safetySnapshots)));
+      const undone = [...st.journal].reverse().map((j) =>
+        j.kind === 'created' ? `deleted '${j.target}' (created by this restore)` : j.kind === 'existing' ? `recovered '${j.target}' to its previous state` : j.previous === undefined ? `removed alias '${j.alias}'` : `re-pointed alias '${j.alias}' to '${j.previous}'`,
+      );
+      throw new AgentVaultError(
+        'QDRANT_RESTORE_ROLLED_BACK',
+        `Restore failed and was rolled back: ${errorMessage(cause)}${undone.length ? `\nRolled back: ${undone.join('; ')}` : '\nNothing had been changed yet.'}` +
+          (leftovers.length ? `\nSnapshot files left on the server (could not be deleted): ${leftovers.join(', ')}` : ''),
+        { exitCode: QDRANT_EXIT.RESTORE_ROLLED_BACK, cause },
+      );
     }
-    await cleanupSafetySnapshots(conn, safetySnapshots);
+    const leftovers = [...(await deleteUploads(conn, st.uploads)), ...(await cleanupSafetySnapshots(conn, st.safetySnapshots))];
+    for (const l of leftovers) conn.onProgress({ phase: 'warning', message: `Snapshot file ${l} is left on the server; delete it by hand.` });
     return { dryRun: false, serverVersion, items: plan, checksumsVerified: !opts.skipChecksumVerify };
   } finally {
     if (!keepWork) await rm(work, { recursive: true, force: true });
   }
 }
 
-async function applyOne(
-  conn: QdrantConnection,
-  reader: ArchiveSource,
-  i: PlannedItem,
-  work: string,
-  journal: JournalEntry[],
-  safetySnapshots: { collection: string; name: string }[],
-  opts: QdrantRestoreOptions,
-): Promise<void> {
+async function applyOne(conn: QdrantConnection, reader: ArchiveSource, i: PlannedItem, work: string, st: ApplyState, opts: QdrantRestoreOptions): Promise<void> {
   const fp = i.manifest.fingerprint;
+  const checksum = opts.skipChecksumVerify ? undefined : i.manifest.snapshot_sha256;
+  // Expected count: the points exported (points restore) or the snapshot's count when it is known exactly.
+  const snapshotCount = i.manifest.points_count_exact === false ? undefined : i.points_count;
   if (i.exists) {
-    const before = { fingerprint: i.serverFingerprint!, points_count: await countPoints(conn, i.target) };
+    const aliasesBefore = [...st.aliases].filter(([, c]) => c === i.target).map(([a]) => a).sort();
+    const before = { fingerprint: i.serverFingerprint!, points_count: await countPoints(conn, i.target), aliases: aliasesBefore };
     const snap = await createServerSnapshot(conn, i.target);
-    safetySnapshots.push({ collection: i.target, name: snap.name });
+    st.safetySnapshots.push({ collection: i.target, name: snap.name });
     conn.onProgress({ phase: 'safety-snapshot', collection: i.target, snapshot: snap.name });
     // Numbered: names differing only in case must not collide on case-insensitive file systems.
     const safetyFile = join(work, `${i.seq}-${encodeURIComponent(i.target)}.safety.snapshot`);
     if (snap.size > 0) await ensureFreeSpace(work, 2 * snap.size, `the safety snapshot of '${i.target}'`, opts.statfs);
     const dl = await downloadSnapshot(conn, i.target, snap.name, safetyFile, { sha256: snap.checksum, size: snap.size });
-    journal.push({ kind: 'existing', target: i.target, safetyFile, safetySha256: dl.sha256, before });
+    st.journal.push({ kind: 'existing', target: i.target, safetyFile, safetySha256: dl.sha256, before });
     // Destructive step from here on.
     if (i.method === 'points') {
       await conn.call(`deleting collection '${i.target}' before re-creating it`, (c) => c.deleteCollection(i.target));
+      for (const a of aliasesBefore) st.aliases.delete(a);
+      await createCollectionFromFingerprint(conn, i.target, fp);
+      await changeAliases(conn, `re-creating the aliases of '${i.target}'`, aliasesBefore.map((alias) => ({ create_alias: { alias_name: alias, collection_name: i.target } })));
+      for (const a of aliasesBefore) st.aliases.set(a, i.target);
+      await upsertFromArchive(conn, reader, i);
+    } else {
+      // Qdrant keeps this collection's config and replaces its data; the plan checked the config equals the archive's.
+      await uploadTracked(conn, st, i.target, i.file!, checksum, 'restore', snapshotCount);
+    }
+  } else {
+    st.journal.push({ kind: 'created', target: i.target });
+    if (i.method === 'points') {
       await createCollectionFromFingerprint(conn, i.target, fp);
       await upsertFromArchive(conn, reader, i);
     } else {
-      await uploadOrThrow(conn, i.target, i.file!, opts.skipChecksumVerify ? undefined : i.manifest.snapshot_sha256);
+      // Into a missing collection: Qdrant creates it from the snapshot's own config and payload indexes.
+      await uploadTracked(conn, st, i.target, i.file!, checksum, 'restore', snapshotCount);
     }
-  } else {
-    journal.push({ kind: 'created', target: i.target });
-    await createCollectionFromFingerprint(conn, i.target, fp);
-    if (i.method === 'points') await upsertFromArchive(conn, reader, i);
-    else await uploadOrThrow(conn, i.target, i.file!, opts.skipChecksumVerify ? undefined : i.manifest.snapshot_sha256);
   }
-  // Expected count: the points exported (points restore) or the snapshot's count when it is known exactly.
-  const expected = i.method === 'points' ? i.imported : i.manifest.points_count_exact === false ? undefined : i.points_count;
-  await checkRestored(conn, i.target, fp, expected, `restored collection '${i.target}'`);
+  const expected = i.method === 'points' ? i.imported : snapshotCount;
+  await checkRestored(conn, i.target, fp, expected, `restored collection '${i.target}'`, { allowServerDefaults: true });
+  // Aliases the archive records (only under the archived name; see the plan).
+  for (const alias of opts.targetName === undefined ? (i.manifest.aliases ?? []) : []) {
+    const previous = st.aliases.get(alias);
+    if (previous === i.target) continue;
+    await changeAliases(conn, `creating alias '${alias}' → '${i.target}'`, [{ create_alias: { alias_name: alias, collection_name: i.target } }]);
+    st.journal.push({ kind: 'alias', target: i.target, alias, previous });
+    st.aliases.set(alias, i.target);
+  }
 }
 
 /**
  * A failure whose outcome on the server is unknown: the upload timed out or the connection broke,
- * so the server may still be recovering the snapshot (a client-side abort does not stop it).
+ * so the server may still be recovering the snapshot (a client-side abort does not stop it:
+ * src/actix/helpers.rs `time_or_accept` runs the recovery in a spawned task).
  */
-class AmbiguousUploadError extends AgentVaultError {}
-
-async function uploadOrThrow(conn: QdrantConnection, target: string, file: string, checksum: string | undefined): Promise<void> {
-  conn.onProgress({ phase: 'upload', collection: target });
-  try {
-    await uploadSnapshot(conn, target, file, { checksum });
-  } catch (e) {
-    const err = qdrantCallError(`recovering collection '${target}' from the uploaded snapshot`, conn.url, e);
-    if (isTimeoutError(e) || isNetworkError(e)) throw new AmbiguousUploadError(err.code, err.message, { exitCode: err.exitCode, hint: err.hint, cause: e });
-    throw err;
-  }
+class AmbiguousUploadError extends AgentVaultError {
+  target = '';
+  uploadName = '';
+  expectedCount: number | undefined;
 }
 
+/** Uploads `file` under a unique name, recorded for deletion; deletes it again right after a definite answer. */
+async function uploadTracked(conn: QdrantConnection, st: ApplyState, target: string, file: string, checksum: string | undefined, tag: string, expectedCount: number | undefined): Promise<void> {
+  conn.onProgress({ phase: 'upload', collection: target });
+  const rec: UploadRecord = { collection: target, name: uploadNameFor(target, tag), deleted: false };
+  st.uploads.push(rec);
+  try {
+    await uploadSnapshot(conn, target, file, { checksum, uploadName: rec.name });
+  } catch (e) {
+    const err = qdrantCallError(`recovering collection '${target}' from the uploaded snapshot`, conn.url, e);
+    if (isTimeoutError(e) || isNetworkError(e)) {
+      const amb = new AmbiguousUploadError(err.code, err.message, { exitCode: err.exitCode, hint: err.hint, cause: e });
+      amb.target = target;
+      amb.uploadName = rec.name;
+      amb.expectedCount = expectedCount;
+      throw amb;
+    }
+    throw err;
+  }
+  await deleteUploads(conn, [rec]);
+}
+
+/** Deletes the uploaded files not deleted yet; returns `collection/name` of those that could not be. */
+async function deleteUploads(conn: QdrantConnection, uploads: UploadRecord[]): Promise<string[]> {
+  const left: string[] = [];
+  for (const u of uploads) {
+    if (u.deleted) continue;
+    const err = await deleteUploadedSnapshot(conn, u.collection, u.name);
+    if (err === undefined) u.deleted = true;
+    else left.push(`${u.collection}/${u.name} (${err})`);
+  }
+  return left;
+}
+
+/**
+ * Polls until the server has finished an interrupted recovery of `target`: the uploaded file is in
+ * the collection's snapshot folder (saved before recovery starts: snapshot_api.rs upload_snapshot)
+ * and no local shard is in a recovery state any more (recover.rs sets them to ManualRecovery or
+ * Partial, then Active, or Dead on failure), with the snapshot's point count when it is known.
+ * Returns 'unknown' when `waitMs` passes first.
+ */
+async function awaitRecoveryOutcome(conn: QdrantConnection, target: string, uploadName: string, expected: number | undefined, waitMs: number, intervalMs: number): Promise<'settled' | 'unknown'> {
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    try {
+      if (await collectionExists(conn, target)) {
+        const listed = (await listServerSnapshots(conn, target)).some((d) => d.name === uploadName);
+        const shards = (await conn.call(`reading the shard state of '${target}'`, (c) => c.collectionClusterInfo(target), { retry: true })).local_shards ?? [];
+        const states = shards.map((s) => s.state);
+        const failed = states.some((x) => x === 'Dead');
+        const active = states.every((x) => x === 'Active');
+        if (listed && (failed || (active && (expected === undefined || (await countPoints(conn, target)) === expected)))) return 'settled';
+      }
+    } catch {
+      // The server may be busy with the recovery; keep polling until the deadline.
+    }
+    if (Date.now() >= deadline) return 'unknown';
+    await sleep(Math.min(intervalMs, Math.max(1, deadline - Date.now())));
+  }
+}
 async function upsertFromArchive(conn: QdrantConnection, reader: ArchiveSource, i: PlannedItem): Promise<void> {
   const entry = i.manifest.points_entry!;
   const stream = (await reader.openStream(entry)) as Readable;
@@ -366,9 +503,9 @@ async function upsertFromArchive(conn: QdrantConnection, reader: ArchiveSource, 
 }
 
 /** Fails unless `name` has exactly the fingerprint and (when given) point count. */
-async function checkRestored(conn: QdrantConnection, name: string, fp: CollectionFingerprint, count: number | undefined, what: string): Promise<void> {
+async function checkRestored(conn: QdrantConnection, name: string, fp: CollectionFingerprint, count: number | undefined, what: string, opts: { allowServerDefaults?: boolean } = {}): Promise<void> {
   const actual = await serverFingerprint(conn, name);
-  const diffs = diffFingerprints(fp, actual);
+  const diffs = diffFingerprints(fp, actual, opts);
   if (diffs.length) throw verificationError(`${what}: settings differ from the expected ones after recovery: ${formatDifferences(diffs)}`);
   if (count === undefined) return;
   const n = await countPoints(conn, name);
@@ -384,7 +521,7 @@ async function checkRolledBack(conn: QdrantConnection, journal: JournalEntry[]):
     try {
       if (j.kind === 'created') {
         if (await collectionExists(conn, j.target)) failures.push(`'${j.target}': exists again after the rollback deleted it (the server finished the interrupted recovery late)`);
-      } else {
+      } else if (j.kind === 'existing') {
         await checkRestored(conn, j.target, j.before.fingerprint, j.before.points_count, `collection '${j.target}' after rollback (re-checked)`);
       }
     } catch (e) {
@@ -394,34 +531,67 @@ async function checkRolledBack(conn: QdrantConnection, journal: JournalEntry[]):
   return failures;
 }
 
-/** Undoes the journal in reverse; returns a description of every step that failed. */
-async function rollback(conn: QdrantConnection, journal: JournalEntry[]): Promise<string[]> {
+/**
+ * Undoes the journal in reverse; returns a description of every step that failed. A pre-existing
+ * collection is recovered from its safety snapshot in place when its config is still the one it
+ * had (Qdrant keeps an existing collection's config on recovery); when the config changed, it is
+ * deleted and recovered into the missing name, so Qdrant rebuilds it from the safety snapshot's
+ * own config, and its aliases are put back.
+ */
+async function rollback(conn: QdrantConnection, st: ApplyState): Promise<string[]> {
   const failures: string[] = [];
-  for (const j of [...journal].reverse()) {
+  for (const j of [...st.journal].reverse()) {
     try {
-      if (j.kind === 'created') {
+      if (j.kind === 'alias') {
+        conn.onProgress({ phase: 'rollback', collection: j.target, action: 'delete' });
+        const actions: Schemas['AliasOperations'][] =
+          j.previous === undefined
+            ? [{ delete_alias: { alias_name: j.alias } }]
+            : [{ create_alias: { alias_name: j.alias, collection_name: j.previous } }];
+        await changeAliases(conn, `restoring alias '${j.alias}' (rollback)`, actions);
+        if (j.previous === undefined) st.aliases.delete(j.alias);
+        else st.aliases.set(j.alias, j.previous);
+      } else if (j.kind === 'created') {
         conn.onProgress({ phase: 'rollback', collection: j.target, action: 'delete' });
         if (await collectionExists(conn, j.target)) {
           await conn.call(`deleting collection '${j.target}' (rollback)`, (c) => c.deleteCollection(j.target), { retry: true });
         }
       } else {
         conn.onProgress({ phase: 'rollback', collection: j.target, action: 'recover' });
+        const exists = await collectionExists(conn, j.target);
+        const same = exists && diffFingerprints(j.before.fingerprint, await serverFingerprint(conn, j.target)).length === 0;
+        if (exists && !same) {
+          await deleteUploads(conn, st.uploads);
+          await conn.call(`deleting collection '${j.target}' to rebuild it from its safety snapshot (rollback)`, (c) => c.deleteCollection(j.target), { retry: true });
+        }
+        const rec: UploadRecord = { collection: j.target, name: uploadNameFor(j.target, 'rollback'), deleted: false };
+        st.uploads.push(rec);
         // Recovering overwrites the whole collection, so repeating it after a transient failure is safe.
-        await conn.withRetry(`recovering '${j.target}' from its safety snapshot`, () => uploadSnapshot(conn, j.target, j.safetyFile, { checksum: j.safetySha256 }));
+        await conn.withRetry(`recovering '${j.target}' from its safety snapshot`, () => uploadSnapshot(conn, j.target, j.safetyFile, { checksum: j.safetySha256, uploadName: rec.name }));
+        await deleteUploads(conn, [rec]);
+        if (!same) {
+          const current = await listAliases(conn);
+          const missing = j.before.aliases.filter((a) => current.get(a) !== j.target);
+          await changeAliases(conn, `re-creating the aliases of '${j.target}' (rollback)`, missing.map((alias) => ({ create_alias: { alias_name: alias, collection_name: j.target } })));
+        }
         await checkRestored(conn, j.target, j.before.fingerprint, j.before.points_count, `collection '${j.target}' after rollback`);
       }
     } catch (e) {
-      failures.push(`'${j.target}': ${j.kind === 'created' ? 'could not delete the collection created by this restore' : 'could not recover it from its safety snapshot'} — ${errorMessage(e)}`);
+      const what = j.kind === 'created' ? 'could not delete the collection created by this restore' : j.kind === 'existing' ? 'could not recover it from its safety snapshot' : `could not restore alias '${j.alias}'`;
+      failures.push(`'${j.target}': ${what} — ${errorMessage(e)}`);
     }
   }
   return failures;
 }
 
-async function cleanupSafetySnapshots(conn: QdrantConnection, snaps: { collection: string; name: string }[]): Promise<void> {
+/** Deletes the safety snapshots; returns `collection/name` of those that could not be deleted. */
+async function cleanupSafetySnapshots(conn: QdrantConnection, snaps: { collection: string; name: string }[]): Promise<string[]> {
+  const left: string[] = [];
   for (const s of snaps) {
-    await deleteServerSnapshot(conn, s.collection, s.name).catch((e: unknown) =>
-      conn.onProgress({ phase: 'warning', message: `Could not delete safety snapshot '${s.name}' of '${s.collection}': ${errorMessage(e)}` }),
-    );
+    await deleteServerSnapshot(conn, s.collection, s.name).catch((e: unknown) => {
+      left.push(`${s.collection}/${s.name}`);
+      conn.onProgress({ phase: 'warning', message: `Could not delete safety snapshot '${s.name}' of '${s.collection}': ${errorMessage(e)}` });
+    });
   }
+  return left;
 }
-

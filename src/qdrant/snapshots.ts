@@ -11,7 +11,8 @@ import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AgentVaultError } from '../core/errors';
 import { collectionPath, type QdrantConnection } from './connection';
-import { QDRANT_EXIT, qdrantCallError } from './errors';
+import { errorMessage } from '../core/errors';
+import { HttpStatusError, QDRANT_EXIT, errorStatus, isNetworkError, isTimeoutError, qdrantCallError } from './errors';
 import type { SnapshotDescription } from './types';
 
 class IdleTimeoutError extends Error {
@@ -46,15 +47,64 @@ export async function sha256File(path: string): Promise<{ sha256: string; size: 
   return { sha256: h.digest('hex'), size };
 }
 
-/** Creates a collection snapshot on the server (waits for it). Not retried: a retry could leave a second snapshot. */
+/**
+ * Creates a collection snapshot on the server (waits for it). Not retried: a retry could leave a
+ * second snapshot. Qdrant finishes a creation the client gave up on (src/actix/api/snapshot_api.rs
+ * `create_snapshot` runs it in a spawned task, src/actix/helpers.rs `time_or_accept`), so after a
+ * timeout or broken connection the snapshot that appears is looked for (bounded by the timeout)
+ * and deleted before the error is reported.
+ */
 export async function createServerSnapshot(conn: QdrantConnection, collection: string): Promise<SnapshotDescription> {
-  const snap = await conn.call(`creating a snapshot of collection '${collection}'`, (c) => c.createSnapshot(collection, { wait: true }));
+  const what = `creating a snapshot of collection '${collection}'`;
+  const before = new Set((await listServerSnapshots(conn, collection)).map((d) => d.name));
+  let snap: SnapshotDescription | null | undefined;
+  try {
+    snap = await conn.withRetry(what, () => conn.client.createSnapshot(collection, { wait: true }), false);
+  } catch (e) {
+    if (isTimeoutError(e) || isNetworkError(e)) await deleteLateSnapshots(conn, collection, before);
+    throw qdrantCallError(what, conn.url, e);
+  }
   if (!snap || typeof snap.name !== 'string') {
     throw new AgentVaultError('QDRANT_BAD_RESPONSE', `Qdrant at ${conn.url}: creating a snapshot of '${collection}' returned no snapshot description`, {
       exitCode: QDRANT_EXIT.CONNECTION,
     });
   }
   return snap;
+}
+
+/** The collection's snapshots on the server. */
+export async function listServerSnapshots(conn: QdrantConnection, collection: string): Promise<SnapshotDescription[]> {
+  return conn.call(`listing snapshots of collection '${collection}'`, (c) => c.listSnapshots(collection), { retry: true });
+}
+
+/**
+ * Waits (up to the connection's timeout) for the snapshot a timed-out creation will still write,
+ * and deletes it: a name that was not there before and is named like Qdrant's collection
+ * snapshots (`<collection>-<peer>-<time>.snapshot`, lib/collection/src/collection/snapshots.rs).
+ */
+async function deleteLateSnapshots(conn: QdrantConnection, collection: string, before: Set<string>): Promise<void> {
+  const deadline = Date.now() + conn.timeoutMs;
+  const interval = Math.max(10, Math.min(1000, conn.timeoutMs / 10));
+  for (;;) {
+    let fresh: SnapshotDescription[] = [];
+    try {
+      fresh = (await listServerSnapshots(conn, collection)).filter((d) => !before.has(d.name) && d.name.startsWith(`${collection}-`) && d.name.endsWith('.snapshot'));
+    } catch {
+      fresh = [];
+    }
+    for (const d of fresh) {
+      await deleteServerSnapshot(conn, collection, d.name).then(
+        () => conn.onProgress({ phase: 'warning', message: `Deleted snapshot '${d.name}' of '${collection}', which the server finished after the client had given up waiting for it.` }),
+        (e: unknown) => conn.onProgress({ phase: 'warning', message: `Could not delete snapshot '${d.name}' of '${collection}' (finished by the server after a timeout): ${errorMessage(e)}` }),
+      );
+    }
+    if (fresh.length) return;
+    if (Date.now() >= deadline) {
+      conn.onProgress({ phase: 'warning', message: `A snapshot of '${collection}' whose creation timed out may still be written by the server; check GET /collections/${collection}/snapshots and delete it.` });
+      return;
+    }
+    await new Promise((r) => setTimeout(r, interval));
+  }
 }
 
 /** Deletes a server-side snapshot (retried on transient failures). */
@@ -118,7 +168,7 @@ async function downloadOnce(
   };
   arm();
   try {
-    const res = await conn.fetchOk(path, { method: 'GET', signal: controller.signal }, what);
+    const res = await conn.fetchOk(path, { method: 'GET', signal: controller.signal, agentTimeoutMs: conn.transferTimeouts('download').headersTimeout }, what);
     if (!res.body) throw new PrematureEndError(0, expect.size ?? 0);
     const hash = createHash('sha256');
     let size = 0;
@@ -155,22 +205,56 @@ async function downloadOnce(
 /**
  * Recovers `collection` from a local snapshot file by multipart upload
  * (`POST /collections/{name}/snapshots/upload?wait=true&priority=snapshot[&checksum=…]`, field
- * `snapshot`). Qdrant creates the collection if it does not exist and overwrites it otherwise.
+ * `snapshot`). Qdrant builds the collection from the snapshot if it does not exist; an existing
+ * collection keeps its own config and only its data is replaced (and the upload is refused unless
+ * vector params and shard number equal the snapshot's: lib/storage/src/content_manager/snapshots/recover.rs).
+ * The uploaded file is moved into the collection's snapshot folder under the file name sent and
+ * stays there until deleted (src/actix/api/snapshot_api.rs `do_save_uploaded_snapshot`), so the
+ * caller must delete `uploadName` afterwards (deleteUploadedSnapshot), on success and on failure.
  * Not retried: the caller rolls back instead. Throws the raw error (callers classify it).
  */
-export async function uploadSnapshot(conn: QdrantConnection, collection: string, file: string, opts: { checksum?: string; timeoutMs?: number } = {}): Promise<void> {
+export async function uploadSnapshot(conn: QdrantConnection, collection: string, file: string, opts: { checksum?: string; timeoutMs?: number; uploadName?: string } = {}): Promise<void> {
   const blob = await openAsBlob(file);
   const form = new FormData();
-  form.append('snapshot', blob, basename(file));
+  form.append('snapshot', blob, opts.uploadName ?? basename(file));
   const q = new URLSearchParams({ wait: 'true', priority: 'snapshot' });
   if (opts.checksum) q.set('checksum', opts.checksum);
   const res = await conn.fetchOk(
     `${collectionPath(collection)}/snapshots/upload?${q.toString()}`,
-    { method: 'POST', body: form, timeoutMs: opts.timeoutMs ?? conn.uploadTimeoutMs },
+    { method: 'POST', body: form, timeoutMs: opts.timeoutMs ?? conn.uploadTimeoutMs, agentTimeoutMs: conn.transferTimeouts('upload').headersTimeout },
     `recovering collection '${collection}' from uploaded snapshot ${basename(file)}`,
   );
   const body = (await res.json().catch(() => undefined)) as { result?: unknown } | undefined;
   if (res.status === 200 && body?.result !== true) {
     throw new AgentVaultError('QDRANT_BAD_RESPONSE', `Qdrant at ${conn.url}: snapshot upload for '${collection}' did not report success`, { exitCode: QDRANT_EXIT.CONNECTION });
+  }
+}
+
+/** A server-side file name for an upload that cannot clash with Qdrant's or anyone else's snapshots. */
+export function uploadNameFor(collection: string, tag: string): string {
+  const safe = collection.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 80);
+  return `agent-vault-${tag}-${safe}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}.snapshot`;
+}
+
+/**
+ * Deletes an uploaded snapshot file from the collection's snapshot folder. Returns undefined when
+ * it is gone, else a description of why it is left. A 404 for an existing collection means the
+ * file is gone; when the collection itself does not exist (a recovery into a missing name failed
+ * before creating it), Qdrant keeps the file in the folder but its API cannot reach it
+ * (src/common/collections.rs do_list_snapshots and lib/storage/src/content_manager/snapshots/mod.rs do_delete_collection_snapshot look the collection up first), so it is reported as left behind.
+ */
+export async function deleteUploadedSnapshot(conn: QdrantConnection, collection: string, name: string): Promise<string | undefined> {
+  try {
+    await conn.withRetry(`deleting uploaded snapshot '${name}'`, () =>
+      conn.fetchOk(`${collectionPath(collection)}/snapshots/${encodeURIComponent(name)}?wait=true`, { method: 'DELETE' }, `deleting uploaded snapshot '${name}' of collection '${collection}'`).then((r) => r.arrayBuffer()),
+    );
+    return undefined;
+  } catch (e) {
+    if (errorStatus(e) === 404) {
+      const exists = await conn.call(`checking whether collection '${collection}' exists`, (c) => c.collectionExists(collection), { retry: true }).then((r) => r.exists, () => true);
+      if (exists) return undefined;
+      return `collection '${collection}' does not exist, so the API cannot delete it; remove it from the server's snapshots folder (<snapshots_path>/${collection}/${name})`;
+    }
+    return e instanceof HttpStatusError ? e.message : errorMessage(e);
   }
 }

@@ -23,6 +23,8 @@ export type ExtendedPointId = Schemas['ExtendedPointId'];
 
 /** Normalised settings of one dense vector (named or the single unnamed one). */
 export interface DenseVectorFingerprint {
+  /** Any other VectorParams field the server reports (newer servers), verbatim: Qdrant compares the whole struct. */
+  [other: string]: unknown;
   size: number;
   distance: Schemas['Distance'];
   datatype?: string;
@@ -48,7 +50,11 @@ export interface PayloadIndexFingerprint {
  * the canonical JSON (sorted keys) is stable.
  */
 export interface CollectionFingerprint {
-  fingerprint_version: 1;
+  /**
+   * 1: schema only (older archives); 2: also replication/write-consistency factors, optimizer,
+   * WAL, strict mode and metadata, so a restored collection's config can be checked in full.
+   */
+  fingerprint_version: 1 | 2;
   /** `single`: one unnamed vector; `named`: a map of named vectors; `none`: sparse-only collection. */
   vectors:
     | { kind: 'single'; params: DenseVectorFingerprint }
@@ -61,7 +67,18 @@ export interface CollectionFingerprint {
   shard_number: number;
   sharding_method: string;
   on_disk_payload: boolean;
+  /** Version 2 only (absent in version 1 fingerprints). */
+  replication_factor?: number;
+  write_consistency_factor?: number;
+  read_fan_out_factor?: number;
+  optimizers?: Record<string, unknown>;
+  wal?: Record<string, unknown>;
+  strict_mode?: Record<string, unknown>;
+  metadata?: Record<string, unknown>;
 }
+
+/** Fingerprint keys that only version 2 has. */
+export const FINGERPRINT_V2_KEYS = ['replication_factor', 'write_consistency_factor', 'read_fan_out_factor', 'optimizers', 'wal', 'strict_mode', 'metadata'] as const;
 
 /** One collection in the manifest's `qdrant` section. */
 export type QdrantCollectionManifest = {
@@ -82,6 +99,8 @@ export type QdrantCollectionManifest = {
   snapshot_size: number;
   /** Name the server gave the snapshot (it is deleted from the server after download unless kept). */
   source_snapshot_name: string;
+  /** Aliases that pointed at the collection when it was backed up (restored pointing at the target). */
+  aliases?: string[];
   /** Present with `--points`: JSON Lines, one `{id, vector, payload}` per line. */
   points_entry?: string;
   points_format?: typeof POINTS_FORMAT;

@@ -139,6 +139,21 @@ describe('agent-vault qdrant CLI (against the Qdrant TEST DOUBLE, not a real Qdr
     await env.double.start();
   });
 
+  it('accepts an alias as --collection; refuses a distributed collection with exit 2', async () => {
+    env.double.aliases.set('memory', MEMORY_COLLECTION);
+    const b = await run(['qdrant', 'backup', '--url', env.double.url, '--out', archive(), '--collection', 'memory', ...fast]);
+    assert.equal(b.code, 0, b.stderr);
+    assert.match(b.stderr, /warning: 'memory' is an alias of collection 'agent_memory'; backing up 'agent_memory'/);
+    assert.match(b.stdout, /^agent_memory: 25 points/m);
+
+    env.double.setDistributed(2);
+    env.double.remoteShards.set(ARCHIVAL_COLLECTION, [{ shard_id: 0, peer_id: 2, state: 'Active' }]);
+    const c = await run(['qdrant', 'backup', '--url', env.double.url, '--out', join(env.dir, 'c.avault'), ...fast]);
+    assert.equal(c.code, QDRANT_EXIT.USAGE);
+    assert.match(c.stderr, /distributed mode and collection 'archival' has 1 shard replica\(s\) on other peers/);
+    assert.match(c.stderr, /hint: .*shard snapshot API/);
+  });
+
   it('reads the API key from QDRANT_API_KEY or --api-key-env and never prints it', async () => {
     const keyed = await startEnv({ apiKey: 'k-123456789' });
     try {

@@ -30,7 +30,7 @@ describe('qdrant schema fingerprints', () => {
   it('captures named, multivector and sparse vectors, HNSW, quantization, payload indexes, shards and on-disk payload', () => {
     const fp = memory();
     assert.deepEqual(fp, {
-      fingerprint_version: 1,
+      fingerprint_version: 2,
       vectors: {
         kind: 'named',
         params: {
@@ -50,7 +50,57 @@ describe('qdrant schema fingerprints', () => {
       shard_number: 2,
       sharding_method: 'auto',
       on_disk_payload: false,
+      replication_factor: 1,
+      write_consistency_factor: 1,
+      optimizers: { deleted_threshold: 0.2, vacuum_min_vector_number: 1000, default_segment_number: 0, indexing_threshold: 10000, flush_interval_sec: 5 },
+      wal: { wal_capacity_mb: 32, wal_segments_ahead: 0 },
+      strict_mode: { enabled: false },
     } satisfies CollectionFingerprint);
+  });
+
+  it('version 2 covers the config a collection built from a snapshot takes over (factors, optimizer, WAL, strict mode, metadata)', () => {
+    const base: Schemas['CreateCollection'] = { vectors: { size: 3, distance: 'Dot' } };
+    const plain = fingerprintFromInfo(infoOf(base), 'a');
+    const tuned = fingerprintFromInfo(
+      infoOf({
+        ...base,
+        replication_factor: 2,
+        write_consistency_factor: 2,
+        optimizers_config: { indexing_threshold: 20000 },
+        wal_config: { wal_capacity_mb: 64 },
+        strict_mode_config: { enabled: true, max_query_limit: 100 },
+        metadata: { owner: 'letta' },
+      }),
+      'b',
+    );
+    const text = formatDifferences(diffFingerprints(plain, tuned));
+    for (const part of [
+      'replication_factor (archive 1, server 2)',
+      'write_consistency_factor (archive 1, server 2)',
+      'optimizers.indexing_threshold (archive 10000, server 20000)',
+      'wal.wal_capacity_mb (archive 32, server 64)',
+      'strict_mode.enabled (archive false, server true)',
+      'strict_mode.max_query_limit (archive (not set), server 100)',
+      'metadata (archive (not set), server {"owner":"letta"})',
+    ]) {
+      assert.ok(text.includes(part), `expected «${part}» in: ${text}`);
+    }
+    // Qdrant compares a vector's params as a whole: fields this client version does not know count too.
+    const info = infoOf(base);
+    (info.config.params.vectors as Record<string, unknown>).memory = 'ram';
+    const withExtra = fingerprintFromInfo(info, 'c');
+    assert.deepEqual(formatDifferences(diffFingerprints(plain, withExtra)), 'vectors.(unnamed).memory (archive (not set), server "ram")');
+    // A collection the server just built from the snapshot may carry defaults the archive's server lacked.
+    const newer = structuredClone(plain);
+    newer.optimizers = { ...newer.optimizers, prevent_unoptimized: true };
+    assert.equal(diffFingerprints(plain, newer).length, 1);
+    assert.deepEqual(diffFingerprints(plain, newer, { allowServerDefaults: true }), []);
+    assert.equal(diffFingerprints(plain, { ...newer, optimizers: { ...newer.optimizers, indexing_threshold: 1 } }, { allowServerDefaults: true }).length, 1, 'a changed value still counts');
+    // A version-1 fingerprint (older archive) is compared on the version-1 settings only.
+    const v1 = { ...plain, fingerprint_version: 1 } as CollectionFingerprint;
+    for (const k of ['replication_factor', 'write_consistency_factor', 'optimizers', 'wal', 'strict_mode', 'metadata'] as const) delete v1[k];
+    assert.deepEqual(diffFingerprints(v1, tuned), []);
+    assert.deepEqual(checkManifestFingerprint(v1, fingerprintSha256(v1), 'c'), v1);
   });
 
   it('distinguishes a single unnamed vector and a sparse-only collection', () => {
@@ -112,6 +162,7 @@ describe('qdrant schema fingerprints', () => {
     for (const [create, indexes] of [
       [MEMORY_CREATE, MEMORY_INDEXES],
       [{ vectors: { size: 3, distance: 'Euclid' }, sharding_method: 'custom', shard_number: 1 }, {}],
+      [{ vectors: { size: 3, distance: 'Dot' }, replication_factor: 2, write_consistency_factor: 2, optimizers_config: { indexing_threshold: 0 }, wal_config: { wal_capacity_mb: 8 }, strict_mode_config: { enabled: true }, metadata: { a: 1 } }, {}],
       [{ sparse_vectors: { bm25: { modifier: 'idf' } } }, { tenant: { type: 'keyword', is_tenant: true } }],
     ] as [Schemas['CreateCollection'], Record<string, Schemas['PayloadFieldSchema']>][]) {
       const fp = fingerprintFromInfo(infoOf(create, indexes), 'orig');
@@ -127,7 +178,7 @@ describe('qdrant schema fingerprints', () => {
     assert.deepEqual(checkManifestFingerprint(fp, fingerprintSha256(fp), 'c'), fp);
     const cases: [unknown, RegExp][] = [
       [undefined, /fingerprint is missing/],
-      [{ ...fp, fingerprint_version: 2 }, /unsupported fingerprint_version 2/],
+      [{ ...fp, fingerprint_version: 3 }, /unsupported fingerprint_version 3 \(expected 1 or 2\)/],
       [{ ...fp, vectors: { kind: 'weird' } }, /vectors\.kind must be single, named or none/],
       [{ ...fp, payload_indexes: null }, /payload_indexes is missing/],
       [{ ...fp, shard_number: '2' }, /shard_number.*wrong type/],

@@ -14,17 +14,32 @@
  *   GET|DELETE /collections/{c}/snapshots/{s}        download (binary) / delete
  *   PUT /collections/{c}/snapshots/recover           recover from URL of this server
  *   POST /collections/{c}/snapshots/upload           recover from multipart upload (field `snapshot`)
- *   POST /collections/{c}/points/scroll | /points/count,  PUT /collections/{c}/points (upsert)
+ *   POST /collections/{c}/points/scroll | /points/count | /points/delete,  PUT /collections/{c}/points (upsert)
  *
- * Snapshots are the double's own opaque format (a header, a block of all 256 byte values so that
- * any text decoding corrupts them, and a JSON dump of config, payload indexes and points); code
- * under test must treat them as opaque bytes, as it must with real Qdrant's tar files.
+ *   GET /cluster, GET /collections/{c}/cluster       cluster status / shard states
+ *   GET /aliases, GET /collections/{c}/aliases, POST /collections/aliases
+ *
+ * Behaviour modelled on real Qdrant (each place names the Qdrant source file it mirrors):
+ *   - snapshots are tar archives (lib/collection/src/collection/snapshots.rs writes a tar of
+ *     config.json, payload_index.json and the shard directories);
+ *   - recovery into an EXISTING collection keeps that collection's config and payload indexes,
+ *     replaces only the points, and answers 400 unless vector params and shard number equal the
+ *     snapshot's; recovery into a MISSING collection creates it from the snapshot's config and
+ *     payload indexes (lib/storage/src/content_manager/snapshots/recover.rs);
+ *   - an uploaded snapshot file is moved into the collection's snapshot folder under the file name
+ *     sent and stays listed until deleted (src/actix/api/snapshot_api.rs do_save_uploaded_snapshot);
+ *     deleting a collection does not delete its snapshot folder, and listing/deleting snapshots of
+ *     a missing collection is a 404 (lib/storage/src/content_manager/toc/collection_meta_ops.rs);
+ *   - a request the client abandons keeps running on the server (src/actix/helpers.rs time_or_accept);
+ *   - 401 bodies are plain text, not JSON (src/actix/auth.rs);
+ *   - aliases: create overwrites an existing alias of that name (toc/collection_meta_ops.rs).
+ * Snapshots contain a block of all 256 byte values, so any text decoding of a download is detected.
  *
  * Fault modes (`faults`, each with a `times` budget): drop the connection mid-download, stall a
  * download, serve corrupted snapshot bytes (checksum mismatch), fail during recover after having
  * damaged the target, delay or fail arbitrary requests.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { QdrantOkBody, QdrantOperation, Schemas } from '../../src/qdrant/types';
@@ -43,6 +58,8 @@ interface StoredCollection {
   config: Schemas['CollectionConfig'];
   payload_schema: Record<string, StoredIndex>;
   points: Map<string, StoredPoint>;
+  /** Replica state of the (local) shards: 'Active', or 'ManualRecovery' during a recovery (recover.rs). */
+  shardState?: Schemas['ReplicaState'];
 }
 interface StoredSnapshot {
   bytes: Buffer;
@@ -61,6 +78,8 @@ export interface DoubleFaults {
   corruptDownload?: Times;
   /** On snapshot upload: damage the target collection (drop half its points, change hnsw.m), then answer 500. */
   recoverFailure?: Times;
+  /** On snapshot upload: put the target's shards into ManualRecovery, wait `ms`, then finish the recovery (recover.rs). */
+  slowRecovery?: Times & { ms: number };
   /** Wait `ms` before answering matching requests. */
   delay?: Times & { method?: string; path: RegExp; ms: number };
   /** Answer matching requests with this HTTP status and an ErrorResponse body. */
@@ -75,8 +94,50 @@ export interface LoggedRequest {
   contentType?: string;
 }
 
-const SNAPSHOT_MAGIC = Buffer.from('AGENT-VAULT QDRANT TEST DOUBLE SNAPSHOT v1\n', 'latin1');
 const BINARY_BLOCK = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+
+/** One ustar header + data padded to 512 bytes (POSIX tar, as Qdrant's snapshots are). */
+function tarEntry(name: string, data: Buffer): Buffer {
+  const h = Buffer.alloc(512);
+  h.write(name, 0, 100, 'utf8');
+  h.write('0000644\0', 100, 'latin1');
+  h.write('0000000\0', 108, 'latin1');
+  h.write('0000000\0', 116, 'latin1');
+  h.write(data.length.toString(8).padStart(11, '0') + '\0', 124, 'latin1');
+  h.write('00000000000\0', 136, 'latin1');
+  h.write('        ', 148, 'latin1');
+  h.write('0', 156, 'latin1');
+  h.write('ustar\0' + '00', 257, 'latin1');
+  let sum = 0;
+  for (const b of h) sum += b;
+  h.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 'latin1');
+  const pad = (512 - (data.length % 512)) % 512;
+  return Buffer.concat([h, data, Buffer.alloc(pad)]);
+}
+
+function tarPack(files: [string, Buffer][]): Buffer {
+  return Buffer.concat([...files.map(([n, d]) => tarEntry(n, d)), Buffer.alloc(1024)]);
+}
+
+/** Entries of a ustar archive; throws on anything that is not one (bad checksum, truncated). */
+function tarUnpack(buf: Buffer): Map<string, Buffer> {
+  const out = new Map<string, Buffer>();
+  let off = 0;
+  while (off + 512 <= buf.length) {
+    const h = buf.subarray(off, off + 512);
+    if (h.every((b) => b === 0)) return out;
+    const stored = parseInt(h.subarray(148, 156).toString('latin1').replace(/\0.*$/s, '').trim(), 8);
+    let sum = 0;
+    for (let i = 0; i < 512; i++) sum += i >= 148 && i < 156 ? 32 : h[i];
+    if (sum !== stored || h.subarray(257, 262).toString('latin1') !== 'ustar') throw new Error('not a tar archive');
+    const name = h.subarray(0, 100).toString('utf8').replace(/\0.*$/s, '');
+    const size = parseInt(h.subarray(124, 136).toString('latin1').replace(/\0.*$/s, '').trim(), 8);
+    if (off + 512 + size > buf.length) throw new Error('truncated tar archive');
+    out.set(name, buf.subarray(off + 512, off + 512 + size));
+    off += 512 + size + ((512 - (size % 512)) % 512);
+  }
+  throw new Error('tar archive without end marker');
+}
 
 class HttpError extends Error {
   constructor(readonly status: number, message: string) {
@@ -109,6 +170,12 @@ export class QdrantTestDouble {
   readonly collections = new Map<string, StoredCollection>();
   readonly snapshots = new Map<string, Map<string, StoredSnapshot>>();
   readonly requests: LoggedRequest[] = [];
+  /** alias → collection (lib/storage/src/content_manager/alias_mapping.rs). */
+  readonly aliases = new Map<string, string>();
+  /** `GET /cluster` answer: disabled (single node) unless a test sets a distributed status. */
+  cluster: Schemas['ClusterStatus'] = { status: 'disabled' };
+  /** Shards of each collection living on other peers (distributed mode), for `GET /collections/{c}/cluster`. */
+  remoteShards = new Map<string, Schemas['RemoteShardInfo'][]>();
   faults: DoubleFaults = {};
   version: string;
   apiKey?: string;
@@ -163,8 +230,31 @@ export class QdrantTestDouble {
     return { info: this.info(c), points: this.sortedPoints(c).map((p) => clone(p)) };
   }
 
+  /** Every file in the collection's snapshot folder (also when the collection itself is gone). */
   serverSnapshotNames(collection: string): string[] {
     return [...(this.snapshots.get(collection)?.keys() ?? [])];
+  }
+
+  /** Makes `GET /cluster` report distributed mode with `peers` peers (src/actix/api/cluster_api.rs). */
+  setDistributed(peers: number): void {
+    this.cluster = {
+      status: 'enabled',
+      peer_id: 1,
+      peers: Object.fromEntries(Array.from({ length: peers }, (_, i) => [String(i + 1), { uri: `http://peer-${i + 1}:6335/` }])),
+      raft_info: { term: 1, commit: 10, pending_operations: 0, leader: 1, role: 'Leader', is_voter: true },
+      consensus_thread_status: { consensus_thread_status: 'working', last_update: '2025-01-01T00:00:00Z' },
+      message_send_failures: {},
+    };
+  }
+
+  /** A snapshot file's bytes (tests check it is a tar archive). */
+  snapshotBytes(collection: string, name: string): Buffer | undefined {
+    return this.snapshots.get(collection)?.get(name)?.bytes;
+  }
+
+  /** Resolves an alias the way the server does for collection look-ups (toc resolve_name). */
+  private resolve(name: string): string {
+    return this.collections.has(name) ? name : (this.aliases.get(name) ?? name);
   }
 
   // ---------- HTTP ----------
@@ -180,7 +270,10 @@ export class QdrantTestDouble {
       const key = req.headers['api-key'];
       const bearer = req.headers.authorization?.replace(/^Bearer\s+/i, '');
       if (key !== this.apiKey && bearer !== this.apiKey) {
-        this.sendError(res, 401, 'Must provide an API key or an Authorization bearer token');
+        // src/actix/auth.rs: `HttpResponse::Unauthorized().body(e)` — a plain-text body, not JSON.
+        const text = key === undefined && bearer === undefined ? 'Must provide an API key or an Authorization bearer token' : 'Invalid API key or JWT';
+        res.writeHead(401, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+        res.end(text);
         return;
       }
     }
@@ -207,11 +300,47 @@ export class QdrantTestDouble {
     };
 
     if (seg.length === 0 && method === 'GET') return this.ok(res, 'root', { title: 'qdrant - vector search engine (TEST DOUBLE)', version: this.version, commit: null });
+    // src/actix/api/cluster_api.rs: `GET /cluster` — {status: "disabled"} on a single node.
+    if (seg.length === 1 && seg[0] === 'cluster' && method === 'GET') return this.ok(res, 'clusterStatus', { result: clone(this.cluster), status: 'ok', time: 0.0001 });
+    // src/actix/api/collections_api.rs (GET /aliases)
+    if (seg.length === 1 && seg[0] === 'aliases' && method === 'GET') {
+      return this.ok(res, 'getCollectionsAliases', { result: { aliases: [...this.aliases].sort().map(([alias_name, collection_name]) => ({ alias_name, collection_name })) }, status: 'ok', time: 0.0001 });
+    }
     if (seg[0] !== 'collections') throw new HttpError(404, `Not found: ${path}`);
+    if (seg.length === 2 && seg[1] === 'aliases' && method === 'POST') {
+      this.aliasActions((json() as Schemas['ChangeAliasesOperation']).actions);
+      return this.ok(res, 'updateAliases', { result: true, status: 'ok', time: 0.0001 });
+    }
     if (seg.length === 1 && method === 'GET') {
       return this.ok(res, 'getCollections', { result: { collections: [...this.collections.keys()].sort().map((name) => ({ name })) }, status: 'ok', time: 0.0001 });
     }
-    const name = seg[1];
+    // Aliases resolve for look-ups and data operations, not for create/delete (toc resolve_name).
+    const name = seg.length === 2 && (method === 'PUT' || method === 'DELETE') ? seg[1] : this.resolve(seg[1]);
+    if (seg.length === 3 && seg[2] === 'aliases' && method === 'GET') {
+      this.need(name);
+      return this.ok(res, 'getCollectionAliases', {
+        result: { aliases: [...this.aliases].filter(([, c]) => c === name).sort().map(([alias_name, collection_name]) => ({ alias_name, collection_name })) },
+        status: 'ok',
+        time: 0.0001,
+      });
+    }
+    if (seg.length === 3 && seg[2] === 'cluster' && method === 'GET') {
+      const c = this.need(name);
+      const shards = c.config.params.shard_number ?? 1;
+      const remote = this.remoteShards.get(name) ?? [];
+      const local = Array.from({ length: shards }, (_, i) => i).filter((i) => !remote.some((r) => r.shard_id === i));
+      return this.ok(res, 'collectionClusterInfo', {
+        result: {
+          peer_id: 1,
+          shard_count: shards,
+          local_shards: local.map((shard_id) => ({ shard_id, points_count: Math.round(c.points.size / Math.max(1, local.length)), state: c.shardState ?? 'Active' })),
+          remote_shards: clone(remote),
+          shard_transfers: [],
+        },
+        status: 'ok',
+        time: 0.0001,
+      });
+    }
     if (seg.length === 2) {
       if (method === 'GET') return this.ok(res, 'getCollection', { result: this.info(this.need(name)), status: 'ok', time: 0.0001 });
       if (method === 'PUT') {
@@ -219,7 +348,9 @@ export class QdrantTestDouble {
         return this.ok(res, 'createCollection', { result: true, status: 'ok', time: 0.0001 });
       }
       if (method === 'DELETE') {
+        // The snapshot folder is not removed with the collection (toc/collection_meta_ops.rs delete_collection); aliases are.
         const existed = this.collections.delete(name);
+        for (const [a, c] of [...this.aliases]) if (c === name) this.aliases.delete(a);
         return this.ok(res, 'deleteCollection', { result: existed, status: 'ok', time: 0.0001 });
       }
     }
@@ -233,7 +364,7 @@ export class QdrantTestDouble {
     if (seg[2] === 'snapshots') {
       if (seg.length === 3 && method === 'POST') return this.ok(res, 'createSnapshot', { result: this.createSnapshot(name), status: 'ok', time: 0.0001 });
       if (seg.length === 3 && method === 'GET') {
-        this.need(name);
+        this.need(name); // src/common/collections.rs do_list_snapshots: toc.get_collection first (404 when missing)
         return this.ok(res, 'listSnapshots', { result: [...(this.snapshots.get(name)?.values() ?? [])].map((s) => s.description), status: 'ok', time: 0.0001 });
       }
       if (seg.length === 4 && seg[3] === 'upload' && method === 'POST') return this.upload(req, res, name, url, body);
@@ -242,11 +373,15 @@ export class QdrantTestDouble {
         const m = /\/collections\/([^/]+)\/snapshots\/([^/?]+)$/.exec(new URL(rq.location, 'http://x').pathname);
         const snap = m ? this.snapshots.get(decodeURIComponent(m[1]))?.get(decodeURIComponent(m[2])) : undefined;
         if (!snap) throw new HttpError(400, `Bad request: snapshot location ${rq.location} is not a snapshot on this server`);
-        this.recover(name, snap.bytes, rq.checksum ?? undefined);
+        await this.recover(name, snap.bytes, rq.checksum ?? undefined);
         return this.ok(res, 'recoverFromSnapshot', { result: true, status: 'ok', time: 0.0001 });
       }
-      if (seg.length === 4 && method === 'GET') return this.download(res, name, seg[3]);
+      if (seg.length === 4 && method === 'GET') {
+        this.need(name); // snapshot_api.rs do_get_snapshot: toc.get_collection first
+        return this.download(res, name, seg[3]);
+      }
       if (seg.length === 4 && method === 'DELETE') {
+        this.need(name); // lib/storage/src/content_manager/snapshots/mod.rs do_delete_collection_snapshot: toc.get_collection first
         const snaps = this.snapshots.get(name);
         if (!snaps?.delete(seg[3])) throw new HttpError(404, `Not found: Snapshot ${seg[3]} not found`);
         return this.ok(res, 'deleteSnapshot', { result: true, status: 'ok', time: 0.0001 });
@@ -261,6 +396,13 @@ export class QdrantTestDouble {
       }
       if (seg.length === 4 && seg[3] === 'scroll' && method === 'POST') {
         return this.ok(res, 'scrollPoints', { result: this.scroll(name, json() as Schemas['ScrollRequest']), status: 'ok', time: 0.0001 });
+      }
+      if (seg.length === 4 && seg[3] === 'delete' && method === 'POST') {
+        const rq = json() as Schemas['PointsSelector'];
+        if (!('points' in rq)) throw new HttpError(400, 'Bad request: the test double only supports deleting a list of point ids');
+        const c = this.need(name);
+        for (const id of rq.points) c.points.delete(pointKey(id));
+        return this.ok(res, 'deletePoints', { result: { operation_id: ++this.opSeq, status: 'completed' }, status: 'ok', time: 0.0001 });
       }
       if (seg.length === 4 && seg[3] === 'count' && method === 'POST') {
         const rq = json() as Schemas['CountRequest'];
@@ -310,6 +452,24 @@ export class QdrantTestDouble {
     };
   }
 
+  /** toc/collection_meta_ops.rs update_aliases: create (overwrites an existing alias), delete, rename. */
+  private aliasActions(actions: Schemas['AliasOperations'][]): void {
+    for (const a of actions) {
+      if ('create_alias' in a) {
+        if (!this.collections.has(a.create_alias.collection_name)) throw new HttpError(404, `Not found: Collection \`${a.create_alias.collection_name}\` doesn't exist!`);
+        if (this.collections.has(a.create_alias.alias_name)) throw new HttpError(400, `Wrong input: Collection \`${a.create_alias.alias_name}\` already exists!`);
+        this.aliases.set(a.create_alias.alias_name, a.create_alias.collection_name);
+      } else if ('delete_alias' in a) {
+        if (!this.aliases.delete(a.delete_alias.alias_name)) throw new HttpError(404, `Not found: Alias ${a.delete_alias.alias_name} does not exists!`);
+      } else if ('rename_alias' in a) {
+        const c = this.aliases.get(a.rename_alias.old_alias_name);
+        if (c === undefined) throw new HttpError(404, `Not found: Alias ${a.rename_alias.old_alias_name} does not exists!`);
+        this.aliases.delete(a.rename_alias.old_alias_name);
+        this.aliases.set(a.rename_alias.new_alias_name, c);
+      }
+    }
+  }
+
   private createCollection(name: string, rq: Schemas['CreateCollection']): void {
     if (!/^[A-Za-z0-9_.-]{1,255}$/.test(name)) throw new HttpError(400, `Wrong input: Collection name \`${name}\` is not allowed`);
     if (this.collections.has(name)) throw new HttpError(400, `Wrong input: Collection \`${name}\` already exists!`);
@@ -334,10 +494,12 @@ export class QdrantTestDouble {
       config: {
         params,
         hnsw_config: hnsw,
-        optimizer_config: { deleted_threshold: 0.2, vacuum_min_vector_number: 1000, default_segment_number: 0, max_segment_size: null, memmap_threshold: null, indexing_threshold: 10000, flush_interval_sec: 5, max_optimization_threads: null },
-        wal_config: { wal_capacity_mb: 32, wal_segments_ahead: 0 },
+        // Defaults and merge of the *_config diffs as lib/collection/src/config.rs / operations/config_diff.rs.
+        optimizer_config: merged({ deleted_threshold: 0.2, vacuum_min_vector_number: 1000, default_segment_number: 0, max_segment_size: null, memmap_threshold: null, indexing_threshold: 10000, flush_interval_sec: 5, max_optimization_threads: null }, rq.optimizers_config),
+        wal_config: merged({ wal_capacity_mb: 32, wal_segments_ahead: 0 }, rq.wal_config),
         quantization_config: rq.quantization_config ? clone(rq.quantization_config) : null,
-        strict_mode_config: { enabled: false },
+        strict_mode_config: merged({ enabled: false }, rq.strict_mode_config),
+        ...(rq.metadata && Object.keys(rq.metadata).length ? { metadata: clone(rq.metadata) } : {}),
       },
       payload_schema: {},
       points: new Map(),
@@ -409,22 +571,43 @@ export class QdrantTestDouble {
     return { points, next_page_offset: all.length > limit ? all[limit].id : null };
   }
 
+  /**
+   * A tar archive like Qdrant's collection snapshot (lib/collection/src/collection/snapshots.rs):
+   * `config.json` (collection config), `payload_index.json` (payload index schema), and per shard
+   * a directory; here one `0/points.json` plus `0/binary.bin` holding all 256 byte values.
+   */
   private encodeSnapshot(c: StoredCollection): Buffer {
-    const dump = JSON.stringify({ config: c.config, payload_schema: c.payload_schema, points: this.sortedPoints(c) });
-    return Buffer.concat([SNAPSHOT_MAGIC, BINARY_BLOCK, Buffer.from(dump, 'utf8')]);
+    return tarPack([
+      ['config.json', Buffer.from(JSON.stringify(c.config), 'utf8')],
+      ['payload_index.json', Buffer.from(JSON.stringify({ schema: c.payload_schema }), 'utf8')],
+      ['0/binary.bin', BINARY_BLOCK],
+      ['0/points.json', Buffer.from(JSON.stringify(this.sortedPoints(c)), 'utf8')],
+    ]);
   }
 
   private decodeSnapshot(bytes: Buffer): StoredCollection {
-    const bad = () => new HttpError(400, 'Bad request: Snapshot file is corrupted or not a snapshot');
-    if (bytes.length < SNAPSHOT_MAGIC.length + 256 || !bytes.subarray(0, SNAPSHOT_MAGIC.length).equals(SNAPSHOT_MAGIC)) throw bad();
-    if (!bytes.subarray(SNAPSHOT_MAGIC.length, SNAPSHOT_MAGIC.length + 256).equals(BINARY_BLOCK)) throw bad();
-    let dump: { config: Schemas['CollectionConfig']; payload_schema: Record<string, StoredIndex>; points: StoredPoint[] };
+    const bad = (why: string) => new HttpError(400, `Bad request: Snapshot file is not a valid snapshot archive: ${why}`);
+    let files: Map<string, Buffer>;
     try {
-      dump = JSON.parse(bytes.subarray(SNAPSHOT_MAGIC.length + 256).toString('utf8'));
-    } catch {
-      throw bad();
+      files = tarUnpack(bytes);
+    } catch (e) {
+      throw bad((e as Error).message);
     }
-    return { config: dump.config, payload_schema: dump.payload_schema, points: new Map(dump.points.map((p) => [pointKey(p.id), p])) };
+    const need = (n: string) => {
+      const f = files.get(n);
+      if (!f) throw bad(`${n} missing`);
+      return f;
+    };
+    if (!need('0/binary.bin').equals(BINARY_BLOCK)) throw bad('shard data damaged');
+    try {
+      const config = JSON.parse(need('config.json').toString('utf8')) as Schemas['CollectionConfig'];
+      const payload_schema = (JSON.parse(need('payload_index.json').toString('utf8')) as { schema: Record<string, StoredIndex> }).schema;
+      const points = JSON.parse(need('0/points.json').toString('utf8')) as StoredPoint[];
+      return { config, payload_schema, points: new Map(points.map((p) => [pointKey(p.id), p])) };
+    } catch (e) {
+      if (e instanceof HttpError) throw e;
+      throw bad('unreadable JSON');
+    }
   }
 
   private createSnapshot(name: string): Schemas['SnapshotDescription'] {
@@ -474,26 +657,48 @@ export class QdrantTestDouble {
     res.end();
   }
 
-  private recover(name: string, bytes: Buffer, checksum: string | undefined): void {
+  /**
+   * Recovery as lib/storage/src/content_manager/snapshots/recover.rs does it: a missing collection
+   * is created from the snapshot's config and payload indexes; an existing one keeps its own
+   * config and payload indexes and must have equal vector params and shard number (else 400);
+   * then the shard data (points) is replaced. Shards are in ManualRecovery meanwhile.
+   */
+  private async recover(name: string, bytes: Buffer, checksum: string | undefined): Promise<void> {
     if (checksum) {
       const actual = createHash('sha256').update(bytes).digest('hex');
       if (actual !== checksum.toLowerCase()) throw new HttpError(400, `Bad request: Snapshot checksum mismatch: expected ${checksum}, got ${actual}`);
     }
-    const restored = this.decodeSnapshot(bytes);
+    const snap = this.decodeSnapshot(bytes);
+    let target = this.collections.get(name);
+    if (!target) {
+      target = { config: clone(snap.config), payload_schema: clone(snap.payload_schema), points: new Map() };
+      this.collections.set(name, target);
+    }
+    if (canonical(snap.config.params.vectors) !== canonical(target.config.params.vectors)) {
+      throw new HttpError(400, `Bad request: Snapshot is not compatible with existing collection: Collection vectors: ${JSON.stringify(target.config.params.vectors)} Snapshot Vectors: ${JSON.stringify(snap.config.params.vectors)}`);
+    }
+    if ((snap.config.params.shard_number ?? 1) !== (target.config.params.shard_number ?? 1)) {
+      throw new HttpError(400, `Bad request: Snapshot is not compatible with existing collection: Collection shard number: ${target.config.params.shard_number} Snapshot shard number: ${snap.config.params.shard_number}`);
+    }
     const fault = this.faults.recoverFailure;
     if (fault && fault.times > 0) {
       fault.times--;
       // Fail half-way, leaving damage behind, as a crashed recovery could.
-      const existing = this.collections.get(name);
-      const victim = existing ?? { ...restored, points: new Map([...restored.points].slice(0, Math.ceil(restored.points.size / 2))) };
-      if (existing) {
-        const keys = [...existing.points.keys()];
-        for (const k of keys.slice(0, Math.ceil(keys.length / 2))) existing.points.delete(k);
-        existing.config.hnsw_config.m += 1;
-      } else this.collections.set(name, victim);
+      const keys = [...target.points.keys()];
+      for (const k of keys.slice(0, Math.ceil(keys.length / 2))) target.points.delete(k);
+      if (!keys.length) for (const [k, p] of [...snap.points].slice(0, Math.ceil(snap.points.size / 2))) target.points.set(k, p);
+      target.config.hnsw_config.m += 1;
+      target.shardState = 'Dead';
       throw new HttpError(500, 'Service internal error: simulated failure during snapshot recovery (test double fault)');
     }
-    this.collections.set(name, restored);
+    const slow = this.faults.slowRecovery;
+    if (slow && slow.times > 0) {
+      slow.times--;
+      target.shardState = 'ManualRecovery';
+      await new Promise((r) => setTimeout(r, slow.ms));
+    }
+    target.points = snap.points;
+    target.shardState = undefined;
   }
 
   private async upload(req: http.IncomingMessage, res: http.ServerResponse, name: string, url: URL, body: Buffer): Promise<void> {
@@ -511,9 +716,37 @@ export class QdrantTestDouble {
     const file = form.get('snapshot');
     if (!file || typeof file === 'string') throw new HttpError(400, "Bad request: multipart field 'snapshot' with a file is required");
     const bytes = Buffer.from(await file.arrayBuffer());
-    this.recover(name, bytes, url.searchParams.get('checksum') ?? undefined);
+    const checksum = url.searchParams.get('checksum') ?? undefined;
+    if (checksum) {
+      // snapshot_api.rs upload_snapshot: the checksum is checked before the file is kept.
+      const actual = createHash('sha256').update(bytes).digest('hex');
+      if (actual !== checksum.toLowerCase()) throw new HttpError(400, `Bad request: Checksum mismatch: expected ${checksum}, got ${actual}`);
+    }
+    // do_save_uploaded_snapshot: the file is moved into the collection's snapshot folder under the
+    // (sanitised) file name sent, and stays there after the recovery.
+    const fileName = (file as File).name?.split(/[\\/]/).pop() || `${randomUUID()}`;
+    if (!this.snapshots.has(name)) this.snapshots.set(name, new Map());
+    this.snapshots.get(name)!.set(fileName, {
+      bytes,
+      description: { name: fileName, creation_time: null, size: bytes.length, checksum: createHash('sha256').update(bytes).digest('hex') },
+    });
+    await this.recover(name, bytes, undefined);
     this.ok(res, 'recoverFromUploadedSnapshot', { result: true, status: 'ok', time: 0.0001 });
   }
+}
+
+function merged<T extends object>(defaults: T, diff: unknown): T {
+  const out = { ...defaults } as Record<string, unknown>;
+  if (diff && typeof diff === 'object') for (const [k, v] of Object.entries(diff)) if (v !== null && v !== undefined) out[k] = clone(v);
+  return out as T;
+}
+
+function canonical(v: unknown): string {
+  if (v === null || v === undefined) return 'null';
+  if (typeof v !== 'object') return JSON.stringify(v);
+  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
+  const o = v as Record<string, unknown>;
+  return `{${Object.keys(o).filter((k) => o[k] !== null && o[k] !== undefined).sort().map((k) => `${JSON.stringify(k)}:${canonical(o[k])}`).join(',')}}`;
 }
 
 async function readBody(req: http.IncomingMessage): Promise<Buffer> {

@@ -136,7 +136,7 @@ describe('qdrant transfer, timeouts, retries, API key (against the Qdrant TEST D
     // The server goes on recovering after the client gave up (as Qdrant does): the rollback must
     // wait for it, or the late recovery would re-create the collection after it was deleted.
     env.double.faults.delay = { times: 1, method: 'POST', path: /\/snapshots\/upload$/, ms: 500 };
-    const e = await rejection(restoreQdrantFromArchivePath(out(), env.conn({ uploadTimeoutMs: 100 }), { settleMs: 1000 }));
+    const e = await rejection(restoreQdrantFromArchivePath(out(), env.conn({ uploadTimeoutMs: 100 }), { pollIntervalMs: 20 }));
     assert.equal(e.exitCode, QDRANT_EXIT.RESTORE_ROLLED_BACK);
     assert.match(e.message, /recovering collection 'archival' from the uploaded snapshot failed: timed out/);
     assert.ok(env.events.some((p) => p.phase === 'warning' && /outcome is unknown/.test(p.message)));
@@ -186,7 +186,7 @@ describe('qdrant transfer, timeouts, retries, API key (against the Qdrant TEST D
       keyed.double.collections.delete(MEMORY_COLLECTION);
       await restoreQdrantFromArchivePath(dest, keyed.conn());
       const paths = new Set(keyed.double.requests.map((r) => `${r.method} ${r.path.replace(/snapshots\/[^/]+\.snapshot$/, 'snapshots/{name}')}`));
-      for (const must of ['GET /', 'POST /collections/agent_memory/snapshots', 'GET /collections/agent_memory/snapshots/{name}', 'POST /collections/agent_memory/snapshots/upload', 'PUT /collections/agent_memory']) {
+      for (const must of ['GET /', 'POST /collections/agent_memory/snapshots', 'GET /collections/agent_memory/snapshots/{name}', 'POST /collections/agent_memory/snapshots/upload', 'DELETE /collections/agent_memory/snapshots/{name}']) {
         assert.ok(paths.has(must), `${must} was requested`);
       }
       for (const r of keyed.double.requests) assert.equal(r.headers['api-key'], 's3cr3t-key', `${r.method} ${r.path}`);
@@ -195,10 +195,11 @@ describe('qdrant transfer, timeouts, retries, API key (against the Qdrant TEST D
     });
 
     it('a missing or wrong key is a connection failure (exit 3) with a hint', async () => {
-      for (const apiKey of [undefined, 'wrong']) {
+      // Real Qdrant answers 401 with a plain-text body (src/actix/auth.rs), which the message quotes.
+      for (const [apiKey, text] of [[undefined, /HTTP 401 .*Must provide an API key or an Authorization bearer token/], ['wrong', /HTTP 401 .*Invalid API key or JWT/]] as const) {
         const e = await rejection(backupQdrantToArchive(join(keyed.dir, 'x.avault'), new QdrantConnection({ url: keyed.double.url, apiKey, retries: 0 })));
         assert.equal(e.exitCode, QDRANT_EXIT.CONNECTION);
-        assert.match(e.message, /HTTP 401 .*Must provide an API key/);
+        assert.match(e.message, text);
         assert.match(e.hint ?? '', /QDRANT_API_KEY/);
       }
     });
