@@ -936,7 +936,11 @@ export async function pruneUnreferenced(repo: Repo, opts: PruneOptions = {}): Pr
     await repo.store.delete(indexKey(repo, id));
     await hook('index-deleted');
   }
+  // a repacked pack can come out byte-identical to an unindexed one of an interrupted prune
+  // (plain stores): same name, now indexed again, so it is not deleted
+  const indexed = new Set([...kept, ...w.written].map((p) => p.id));
   for (const pid of [...drop, ...repack]) {
+    if (indexed.has(pid)) continue;
     await repo.store.delete(packKey(repo, pid));
     await hook('pack-deleted');
   }
