@@ -205,95 +205,144 @@ export class Chunker {
     this.keep(b, start);
   }
 
+  /**
+   * End (exclusive) of the record that ends next in b[pos…], or -1 when none ends in b; the
+   * scanner state is advanced to that point (or to the end of b).
+   */
+  private nextBoundary(b: Buffer, pos: number): number {
+    const n = b.length;
+    if (this.kind === 'lines') {
+      const j = b.indexOf(0x0a, pos);
+      return j < 0 ? -1 : j + 1;
+    }
+    if (this.kind === 'vectors') {
+      if (this.vecRecSize === 0) {
+        // the 32-byte header is the first record; dim (u32 LE at offset 8) sets the record size
+        const need = 32 - this.vecHeaderLen;
+        const take = Math.min(need, n - pos);
+        b.copy(this.vecHeader, this.vecHeaderLen, pos, pos + take);
+        this.vecHeaderLen += take;
+        if (this.vecHeaderLen < 32) return -1;
+        const dim = this.vecHeader.readUInt32LE(8);
+        this.vecRecSize = dim >= 1 && dim <= 1 << 20 ? dim * 4 : 4096;
+        return pos + take;
+      }
+      const rest = this.vecRecSize - this.vecPos;
+      if (n - pos >= rest) {
+        this.vecPos = 0;
+        return pos + rest;
+      }
+      this.vecPos += n - pos;
+      return -1;
+    }
+    // json: the `}` closing an object whose parent is an array
+    let i = pos;
+    while (i < n) {
+      if (this.inStr) {
+        if (this.esc) {
+          this.esc = false;
+          i++;
+          continue;
+        }
+        const q = b.indexOf(0x22, i);
+        const stop = q < 0 ? n : q;
+        let k = stop - 1;
+        let bs = 0;
+        while (k >= i && b[k] === 0x5c) {
+          bs++;
+          k--;
+        }
+        if (q < 0) {
+          this.esc = (bs & 1) === 1;
+          return -1;
+        }
+        if ((bs & 1) === 0) this.inStr = false;
+        i = q + 1;
+        continue;
+      }
+      const c = b[i++];
+      if (c === 0x22) this.inStr = true;
+      else if (c === 0x7b || c === 0x5b) {
+        if (this.depth < MAX_TRACKED) this.stack[this.depth] = c === 0x7b ? OBJ : ARR;
+        this.depth++;
+      } else if (c === 0x7d || c === 0x5d) {
+        if (this.depth > 0) this.depth--;
+        if (c === 0x7d && this.depth > 0 && this.depth <= MAX_TRACKED && this.stack[this.depth - 1] === ARR) return i;
+      }
+    }
+    return -1;
+  }
+
   /** Cuts between records (and inside oversized ones). */
   private scanRecords(b: Buffer, out: Buffer[]): void {
+    const rmin = this.params.records.min;
+    const rmax = this.params.records.max;
+    const n = b.length;
+    let start = 0;
+    let pos = 0;
+    while (pos < n) {
+      const e = this.nextBoundary(b, pos);
+      const segEnd = e < 0 ? n : e;
+      const plain = segEnd - pos - (e < 0 ? 0 : 1);
+      if (!this.inside && this.len + plain < rmax) {
+        // fast path: a whole record piece, no cut inside it
+        let rh = this.rh;
+        for (let i = pos; i < segEnd; i++) rh = Math.imul(rh ^ b[i], FNV_PRIME);
+        this.rh = rh;
+        this.len += segEnd - pos;
+        this.recLen += segEnd - pos;
+        if (e >= 0) {
+          const len = this.len;
+          const doCut = len >= rmax || (len >= rmin && rh >>> 0 < Math.min(1, this.recLen / this.recDiv) * 4294967296);
+          this.rh = FNV_OFFSET;
+          this.recLen = 0;
+          if (doCut) {
+            this.cut(b, start, segEnd, out);
+            start = segEnd;
+          }
+        }
+      } else start = this.slowSegment(b, pos, segEnd, e >= 0, start, out);
+      pos = segEnd;
+    }
+    this.keep(b, start);
+  }
+
+  /** Byte by byte through b[pos, segEnd) (a record longer than records.max); returns the new chunk start. */
+  private slowSegment(b: Buffer, pos: number, segEnd: number, endsRecord: boolean, start: number, out: Buffer[]): number {
     const rmin = this.params.records.min;
     const rmax = this.params.records.max;
     const bmin = this.params.bytes.min;
     const bmax = this.params.bytes.max;
     const avg = this.params.bytes.avg;
-    const shiftS = this.shiftS;
-    const shiftL = this.shiftL;
-    const kind = this.kind;
-    const n = b.length;
-    let start = 0;
-    let len = this.len;
-    let rh = this.rh;
-    let recLen = this.recLen;
-    let g = this.g;
-    let inside = this.inside;
-    for (let i = 0; i < n; i++) {
+    for (let i = pos; i < segEnd; i++) {
       const c = b[i];
-      rh = Math.imul(rh ^ c, FNV_PRIME);
-      len++;
-      recLen++;
-      let boundary = false;
-      if (kind === 'lines') boundary = c === 0x0a;
-      else if (kind === 'vectors') {
-        if (this.vecRecSize === 0) {
-          // the 32-byte header is the first record; dim (u32 LE at offset 8) sets the record size
-          this.vecHeader[this.vecHeaderLen++] = c;
-          if (this.vecHeaderLen === 32) {
-            const dim = this.vecHeader.readUInt32LE(8);
-            this.vecRecSize = dim >= 1 && dim <= 1 << 20 ? dim * 4 : 4096;
-            boundary = true;
-          }
-        } else if (++this.vecPos === this.vecRecSize) {
-          this.vecPos = 0;
-          boundary = true;
-        }
-      } else {
-        // json
-        if (this.inStr) {
-          if (this.esc) this.esc = false;
-          else if (c === 0x5c) this.esc = true;
-          else if (c === 0x22) this.inStr = false;
-        } else if (c === 0x22) this.inStr = true;
-        else if (c === 0x7b || c === 0x5b) {
-          if (this.depth < MAX_TRACKED) this.stack[this.depth] = c === 0x7b ? OBJ : ARR;
-          this.depth++;
-        } else if (c === 0x7d || c === 0x5d) {
-          if (this.depth > 0) this.depth--;
-          boundary = c === 0x7d && this.depth > 0 && this.depth <= MAX_TRACKED && this.stack[this.depth - 1] === ARR;
-        }
-      }
-      if (boundary) {
-        let doCut: boolean;
-        if (inside) doCut = true;
-        else if (len < rmin) doCut = false;
-        else if (len >= rmax) doCut = true;
-        else doCut = rh >>> 0 < Math.min(1, recLen / this.recDiv) * 4294967296;
-        rh = FNV_OFFSET;
-        recLen = 0;
-        inside = false;
+      this.rh = Math.imul(this.rh ^ c, FNV_PRIME);
+      this.len++;
+      this.recLen++;
+      if (endsRecord && i === segEnd - 1) {
+        const len = this.len;
+        const doCut = this.inside || len >= rmax || (len >= rmin && this.rh >>> 0 < Math.min(1, this.recLen / this.recDiv) * 4294967296);
+        this.rh = FNV_OFFSET;
+        this.recLen = 0;
+        this.inside = false;
         if (doCut) {
           this.cut(b, start, i + 1, out);
           start = i + 1;
-          len = 0;
-          g = 0;
         }
-        continue;
-      }
-      if (inside) {
-        g = ((g << 1) + GEAR[c]) | 0;
-        if (len >= bmin && ((len < avg ? g >>> shiftS : g >>> shiftL) === 0 || len >= bmax)) {
+      } else if (this.inside) {
+        this.g = ((this.g << 1) + GEAR[c]) | 0;
+        const len = this.len;
+        if (len >= bmin && ((len < avg ? this.g >>> this.shiftS : this.g >>> this.shiftL) === 0 || len >= bmax)) {
           this.cut(b, start, i + 1, out);
           start = i + 1;
-          len = 0;
-          g = 0;
         }
-      } else if (len >= rmax) {
+      } else if (this.len >= rmax) {
         // a record longer than records.max: cut inside it with the gear hash from here on
-        inside = true;
-        g = 0;
+        this.inside = true;
+        this.g = 0;
       }
     }
-    this.len = len;
-    this.rh = rh;
-    this.recLen = recLen;
-    this.g = g;
-    this.inside = inside;
-    this.keep(b, start);
+    return start;
   }
 }
 
