@@ -35,9 +35,25 @@ export interface StoreConfig {
   mac: string | null;
 }
 
-/** The bytes the config MAC covers: the config with `mac: null`, JSON without spaces, keys in written order. */
+/**
+ * Canonical JSON (RFC 8785, JCS) for the values a config holds (strings, integers, booleans,
+ * null, arrays, objects): object keys sorted by UTF-16 code units, no white space.
+ */
+export function canonicalJson(v: unknown): string {
+  if (v === null || typeof v !== 'object') return JSON.stringify(v) ?? 'null';
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+  const o = v as Record<string, unknown>;
+  return `{${Object.keys(o)
+    .filter((k) => o[k] !== undefined)
+    .sort()
+    .map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`)
+    .join(',')}}`;
+}
+
+/** The bytes the config MAC covers: the canonical JSON of the config without its `mac` property. */
 export function configMacBytes(c: StoreConfig): Buffer {
-  return Buffer.from(JSON.stringify({ ...c, mac: null }), 'utf8');
+  const { mac: _mac, ...rest } = c;
+  return Buffer.from(canonicalJson(rest), 'utf8');
 }
 
 export function verifyConfigMac(c: StoreConfig, crypto: ArchiveCrypto): boolean {
