@@ -8,7 +8,7 @@
 import { strict as assert } from 'node:assert';
 import { createHash } from 'node:crypto';
 import * as path from 'node:path';
-import { openArchive, readManifest, type Manifest } from '../../src/format/archive';
+import { createArchiveWriter, openArchive, readManifest, type Manifest } from '../../src/format/archive';
 import { clearKeyCache, keyFromPassphrase, type ArchiveKey } from '../../src/format/crypto';
 import { packAgentFile } from '../../src/format/pack';
 import { exportAgents } from '../../src/letta/export';
@@ -196,6 +196,32 @@ describe('vault: deduplicating store', function () {
         assert.equal(report.snapshots, archives.length + 3);
         assert.equal(report.packsRead, report.packs);
         await rejectsWith(initStore(store), 'exists');
+      });
+
+      it('an empty entry and an unstructured (FastCDC) entry round-trip; bad or missing configs are clear errors', async () => {
+        const src = path.join(tmp.dir('odd'), 'odd.avsnap');
+        const w = await createArchiveWriter(src);
+        const big = Buffer.concat(Array.from({ length: 12000 }, (_, i) => createHash('sha256').update(`n${i}`).digest()));
+        await w.addBuffer('qdrant/empty.snapshot', Buffer.alloc(0));
+        await w.addBuffer('qdrant/c.snapshot', big);
+        await w.finish({ agents: [] });
+        const store = newStore();
+        await initStore(store, { packSize: PACK_SIZE });
+        const repo = await openRepo(store);
+        const s = await ingestArchive(repo, src);
+        const out = path.join(tmp.dir('odd-out'), 'x.avsnap');
+        await exportSnapshotToArchive(repo, s.snapshotId, out);
+        sameEntries(await readManifest(src), await readManifest(out));
+        assert.ok(s.newBlobs >= 4, `${s.newBlobs} blobs`); // 375 KiB cut by FastCDC (avg 64 KiB) + a list blob
+
+        await rejectsWith(openRepo(store, { prefix: 'elsewhere' }), 'no-store');
+        const cfg = JSON.parse((await store.readBytes('store/config.json'))!.toString());
+        await store.writeBytes('store/config.json', JSON.stringify({ ...cfg, version: 2 }));
+        await rejectsWith(openRepo(store), 'format-version', /newer Agent Vault/);
+        await store.writeBytes('store/config.json', '{"format": "agent-vault-store", "version": 1');
+        await rejectsWith(openRepo(store), 'store-format');
+        await store.writeBytes('store/config.json', JSON.stringify(cfg));
+        await rejectsWith(loadSnapshot(await openRepo(store), 'f'.repeat(64)), 'no-snapshot');
       });
 
       it('encrypted store: wrong or missing key refused, config and pack tampering detected, plain store refuses encrypted archives', async () => {
