@@ -9,7 +9,8 @@ import { strict as assert } from 'node:assert';
 import { createHash } from 'node:crypto';
 import * as path from 'node:path';
 import { createArchiveWriter, openArchive, readManifest, type Manifest } from '../../src/format/archive';
-import { clearKeyCache, keyFromPassphrase, type ArchiveKey } from '../../src/format/crypto';
+import { AgentVaultError } from '../../src/core/errors';
+import { ArchiveCrypto, clearKeyCache, decryptBuffer, decryptEntrySync, encryptBuffer, encryptEntrySync, keyFromPassphrase, type ArchiveKey } from '../../src/format/crypto';
 import { packAgentFile } from '../../src/format/pack';
 import { exportAgents } from '../../src/letta/export';
 import { generateSyntheticDb } from '../../src/letta/synth';
@@ -140,6 +141,23 @@ describe('vault: deduplicating store', function () {
     });
   });
 
+  describe('sealing', () => {
+    it('blobs sealed whole and synchronously are the entry format of archives (both directions), bound to their name', async () => {
+      const crypto = ArchiveCrypto.forWriting(key);
+      const plain = Buffer.concat(Array.from({ length: 5000 }, (_, i) => createHash('sha256').update(`p${i}`).digest())); // > 2 segments
+      for (const len of [0, 1, 65536, 65537, plain.length]) {
+        const p = plain.subarray(0, len);
+        const sealed = encryptEntrySync(crypto, 'blob/data/x', p);
+        assert.deepEqual(await decryptBuffer(crypto, 'blob/data/x', sealed), p);
+        const streamed = await encryptBuffer(crypto, 'blob/data/x', p);
+        assert.deepEqual(decryptEntrySync(crypto, 'blob/data/x', streamed, 'f').payload, p);
+        assert.throws(() => decryptEntrySync(crypto, 'blob/data/y', sealed, 'f'), (e: AgentVaultError) => e.code === 'decrypt');
+        const cut = sealed.subarray(0, sealed.length - 1);
+        assert.throws(() => decryptEntrySync(crypto, 'blob/data/x', cut, 'f'), (e: AgentVaultError) => e.code === 'decrypt');
+      }
+    });
+  });
+
   for (const kind of ['local', 's3'] as const) {
     describe(`on ${kind === 'local' ? 'a local folder' : 'S3 (moto)'}`, () => {
       const stores: ObjectStore[] = [];
@@ -195,6 +213,8 @@ describe('vault: deduplicating store', function () {
         assert.deepEqual(report.problems, []);
         assert.equal(report.snapshots, archives.length + 3);
         assert.equal(report.packsRead, report.packs);
+        const subset = await checkRepo(reopened, { readData: 0.3 });
+        assert.ok(subset.ok && subset.packsRead >= 1 && subset.packsRead < subset.packs, `read ${subset.packsRead} of ${subset.packs} packs`);
         await rejectsWith(initStore(store), 'exists');
       });
 
