@@ -15,7 +15,7 @@ import { packAgentFile } from '../../src/format/pack';
 import { exportAgents } from '../../src/letta/export';
 import { generateSyntheticDb } from '../../src/letta/synth';
 import { S3Store } from '../../src/vault/remote/s3';
-import { LocalStore, type ObjectStore } from '../../src/vault/remote/store';
+import { fileSha256Hex, LocalStore, type ObjectStore } from '../../src/vault/remote/store';
 import { Chunker, chunkKindFor } from '../../src/vault/store/chunker';
 import { decodeBlob } from '../../src/vault/store/format';
 import {
@@ -186,7 +186,7 @@ describe('vault: deduplicating store', function () {
         const repo = await openRepo(store);
         const ids: string[] = [];
         for (const a of archives) ids.push((await ingestArchive(repo, a)).snapshotId);
-        const first = await ingestArchive(repo, dbV1);
+        const first = await ingestArchive(repo, dbV1, { sourceSha256: true });
         ids.push(first.snapshotId);
         const again = await ingestArchive(repo, dbV1);
         const changed = await ingestArchive(repo, dbV2);
@@ -202,6 +202,7 @@ describe('vault: deduplicating store', function () {
         const snaps = await listSnapshots(repo);
         assert.equal(snaps.length, archives.length + 3);
         assert.deepEqual(snaps.find((s) => s.id === first.snapshotId)?.agents.map((a) => a.id).sort(), [...synthAgents].sort());
+        assert.equal(snaps.find((s) => s.id === first.snapshotId)?.source?.sha256, await fileSha256Hex(dbV1));
 
         const reopened = await openRepo(store);
         const outDir = tmp.dir('exports');

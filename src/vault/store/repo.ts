@@ -19,7 +19,7 @@ import * as path from 'node:path';
 import { AgentVaultError, errorMessage } from '../../core/errors';
 import { createArchiveWriter, openArchive, safeEntrySegment, type Manifest, type ManifestInput } from '../../format/archive';
 import { ArchiveCrypto, noKeyError, openArchiveCrypto, parseEncryptionSection, type ArchiveKey, type DecryptOptions } from '../../format/crypto';
-import type { ObjectStore } from '../remote/store';
+import { fileSha256Hex, type ObjectStore } from '../remote/store';
 import { Chunker, chunkKindFor, DEFAULT_CHUNKER, listCut, type ChunkerParams, type ChunkKind } from './chunker';
 import {
   checkPackHeader,
@@ -342,6 +342,12 @@ export interface IngestOptions {
   decrypt?: DecryptOptions;
   /** snapshot time (default: now) */
   time?: string;
+  /**
+   * SHA-256 of the archive file, recorded in the snapshot (`source.sha256`) so that a migration can
+   * tell which archives it has imported: the hex digest when the caller knows it (the vault index
+   * does), or true to compute it (one more read of the file).
+   */
+  sourceSha256?: string | true;
 }
 
 /**
@@ -412,12 +418,13 @@ export async function ingestArchive(repo: Repo, archivePath: string, opts: Inges
       addToIndex(repo, w.written);
     }
     const st0 = await fsp.stat(archivePath);
+    const sourceSha = opts.sourceSha256 === true ? await fileSha256Hex(archivePath) : (opts.sourceSha256 ?? null);
     const manifest: Manifest = { ...reader.manifest };
     delete manifest.encryption;
     const snap: SnapshotFile = {
       version: 1,
       time: opts.time ?? new Date().toISOString(),
-      source: { file: path.basename(archivePath), size: st0.size, sha256: null, encrypted: reader.encrypted },
+      source: { file: path.basename(archivePath), size: st0.size, sha256: sourceSha, encrypted: reader.encrypted },
       manifest,
       entries,
     };
