@@ -705,24 +705,23 @@ export async function checkRepo(repo: Repo, opts: CheckOptions = {}): Promise<Ch
   const blobsSeen = new Set<string>();
   for (const { id, snap } of loaded) {
     for (const e of snap.entries) {
-      const hit = (blob: string, p: CheckProblem): void => {
+      const hit = (p: CheckProblem): void => {
         if (!p.snapshots.includes(id)) p.snapshots.push(id);
         if (!p.entries.some((x) => x.snapshot === id && x.entry === e.name)) p.entries.push({ snapshot: id, entry: e.name });
         for (const a of agentsForEntry(snap.manifest, e.name)) if (!p.agents.includes(a)) p.agents.push(a);
-        void blob;
       };
       for (const l of e.lists) {
         blobsSeen.add(l);
         const bad = badBlobs.get(l);
         if (bad) {
-          hit(l, bad);
+          hit(bad);
           continue;
         }
         if (!repo.index.has(l)) {
           const p = mk('missing-blob', snapshotKey(repo, id), `list blob ${l} of ${e.name} is in no index`);
           badBlobs.set(l, p);
           problems.push(p);
-          hit(l, p);
+          hit(p);
           continue;
         }
         let ids: string[];
@@ -733,18 +732,18 @@ export async function checkRepo(repo: Repo, opts: CheckOptions = {}): Promise<Ch
           const p = mk('damaged-pack', packKey(repo, repo.index.get(l)!.pack), errorMessage(err));
           badBlobs.set(l, p);
           problems.push(p);
-          hit(l, p);
+          hit(p);
           continue;
         }
         for (const d of ids) {
           blobsSeen.add(d);
           const b = badBlobs.get(d);
-          if (b) hit(d, b);
+          if (b) hit(b);
           else if (!repo.index.has(d)) {
             const p = mk('missing-blob', snapshotKey(repo, id), `data blob ${d} of ${e.name} is in no index`);
             badBlobs.set(d, p);
             problems.push(p);
-            hit(d, p);
+            hit(p);
           }
         }
       }
@@ -937,7 +936,7 @@ export async function pruneUnreferenced(repo: Repo, opts: PruneOptions = {}): Pr
   // one index for everything that stays, superseding every index file present
   const kept: NewPack[] = keep.map((pid) => ({ id: pid, size: allPacks.get(pid)!.size, blobs: allPacks.get(pid)!.blobs }));
   const oldIndexes = [...repo.indexFiles];
-  const ix = await writeIndex(repo, [...kept, ...w.written], oldIndexes);
+  await writeIndex(repo, [...kept, ...w.written], oldIndexes);
   await hook('index-written');
   for (const id of oldIndexes) {
     await repo.store.delete(indexKey(repo, id));
@@ -951,7 +950,6 @@ export async function pruneUnreferenced(repo: Repo, opts: PruneOptions = {}): Pr
     await repo.store.delete(packKey(repo, pid));
     await hook('pack-deleted');
   }
-  void ix;
   await loadIndex(repo);
   result.bytesAfter = [...repo.packs.values()].reduce((n, p) => n + p.size, 0);
   return result;
