@@ -554,3 +554,69 @@ function collectTransform(t: Transform, input: Buffer): Promise<Buffer> {
     t.end(input);
   });
 }
+
+// ---------------------------------------------------------------------------------------------
+// whole-buffer, synchronous form of the same entry format (the deduplicating store seals many
+// small blobs; a Transform per blob would cost more than the sealing itself)
+
+/**
+ * Seals `payload` as one encrypted entry named `name` (§9.3), synchronously. With `deflated`,
+ * `payload` must already be raw-deflated and the header's deflate flag is set. Byte for byte the
+ * format EntryEncryptor writes, so decryptor()/decryptBuffer() read it.
+ */
+export function encryptEntrySync(crypto: ArchiveCrypto, name: string, payload: Buffer, deflated = false): Buffer {
+  const salt = randomBytes(SALT_BYTES);
+  const header = Buffer.alloc(ENTRY_HEADER_SIZE);
+  ENTRY_MAGIC.copy(header, 0);
+  header[4] = deflated ? FLAG_DEFLATE : 0;
+  salt.copy(header, 8);
+  const key = crypto.entryKey(salt);
+  const aad = Buffer.concat([header, Buffer.from(name, 'utf8')]);
+  const parts: Buffer[] = [header];
+  let counter = 0;
+  let off = 0;
+  while (payload.length - off > SEGMENT_SIZE) {
+    parts.push(sealSegment(key, aad, counter++, false, payload.subarray(off, off + SEGMENT_SIZE)));
+    off += SEGMENT_SIZE;
+  }
+  parts.push(sealSegment(key, aad, counter, true, payload.subarray(off)));
+  return Buffer.concat(parts);
+}
+
+/**
+ * Opens an entry sealed by encryptEntrySync (or EntryEncryptor) under `name`: authenticates every
+ * segment (error 'decrypt' naming `file` and `name` otherwise) and returns the payload and
+ * whether it is raw-deflated (the caller inflates).
+ */
+export function decryptEntrySync(crypto: ArchiveCrypto, name: string, data: Buffer, file: string): { payload: Buffer; deflated: boolean } {
+  if (data.length < ENTRY_HEADER_SIZE + TAG_SIZE) throw decryptError(file, name, 'it is shorter than the encrypted-entry header and one tag');
+  const header = data.subarray(0, ENTRY_HEADER_SIZE);
+  if (!header.subarray(0, 4).equals(ENTRY_MAGIC)) throw decryptError(file, name, 'it does not start with the encrypted-entry header ("AVE1")');
+  const flags = header[4];
+  if (flags & ~FLAG_DEFLATE || header[5] || header[6] || header[7]) throw decryptError(file, name, `its header has unknown flags (${header.subarray(4, 8).toString('hex')})`);
+  const key = crypto.entryKey(Buffer.from(header.subarray(8, 24)));
+  const aad = Buffer.concat([header, Buffer.from(name, 'utf8')]);
+  const full = SEGMENT_SIZE + TAG_SIZE;
+  const out: Buffer[] = [];
+  let off = ENTRY_HEADER_SIZE;
+  let counter = 0;
+  const open = (seg: Buffer, last: boolean): Buffer => {
+    const d = createDecipheriv('aes-256-gcm', key, nonce(counter, last), { authTagLength: TAG_SIZE });
+    d.setAAD(aad);
+    d.setAuthTag(seg.subarray(seg.length - TAG_SIZE));
+    try {
+      return Buffer.concat([d.update(seg.subarray(0, seg.length - TAG_SIZE)), d.final()]);
+    } catch {
+      throw decryptError(file, name, `segment ${counter}${last ? ' (the last)' : ''} does not authenticate: the ciphertext was altered, truncated or extended`);
+    }
+  };
+  while (data.length - off > full) {
+    out.push(open(data.subarray(off, off + full), false));
+    off += full;
+    counter++;
+  }
+  const lastSeg = data.subarray(off);
+  if (lastSeg.length < TAG_SIZE) throw decryptError(file, name, `segment ${counter} (the last) is shorter than its authentication tag`);
+  out.push(open(lastSeg, true));
+  return { payload: out.length === 1 ? out[0] : Buffer.concat(out), deflated: (flags & FLAG_DEFLATE) !== 0 };
+}

@@ -73,3 +73,22 @@ export async function addSyntheticPassages(db: Db, agentId: string, n: number, s
   }
   return ids;
 }
+
+/** Appends 1 % more messages (copies of the latest ones, new ids, dated later) and edits 1 % of the passages (text and embedding). */
+export async function changeOnePercent(db: Db): Promise<{ messages: number; passages: number }> {
+  const cols = (await db.query<{ column_name: string }>(`SELECT column_name FROM information_schema.columns WHERE table_name = 'messages' AND table_schema = current_schema() ORDER BY ordinal_position`)).rows.map((r) => r.column_name);
+  const insertCols = cols.filter((c) => c !== 'sequence_id');
+  const sel = insertCols.map((c) => (c === 'id' ? `'message-' || gen_random_uuid()` : c === 'created_at' ? `created_at + interval '100 days'` : c)).join(', ');
+  const n = (await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM messages`)).rows[0].n;
+  const k = Math.max(1, Math.round(n / 100));
+  await db.query(`INSERT INTO messages (${insertCols.join(', ')}) SELECT ${sel} FROM (SELECT * FROM messages ORDER BY sequence_id DESC LIMIT ${k}) m`);
+  const p = (await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM archival_passages`)).rows[0].n;
+  const kp = Math.max(1, Math.round(p / 100));
+  await db.query(
+    `WITH pick AS (SELECT id, row_number() OVER (ORDER BY id) AS rn FROM archival_passages),
+          chosen AS (SELECT id, rn FROM pick WHERE rn % ${Math.floor(p / kp)} = 0 LIMIT ${kp}),
+          donor AS (SELECT c.id, (SELECT q.embedding FROM archival_passages q JOIN pick pq ON pq.id = q.id WHERE pq.rn = CASE WHEN c.rn = 1 THEN 2 ELSE c.rn - 1 END) AS emb FROM chosen c)
+     UPDATE archival_passages a SET text = a.text || ' (edited)', embedding = d.emb FROM donor d WHERE a.id = d.id`,
+  );
+  return { messages: k, passages: kp };
+}

@@ -197,6 +197,17 @@ export class S3Store implements ObjectStore {
     }
   }
 
+  async readRange(key: string, start: number, length: number): Promise<Buffer> {
+    if (length <= 0) return Buffer.alloc(0);
+    try {
+      const r = await this.client.send(new GetObjectCommand({ Bucket: this.loc.bucket, Key: this.k(key), Range: `bytes=${start}-${start + length - 1}` }));
+      return Buffer.from(await r.Body!.transformToByteArray());
+    } catch (e) {
+      if ((e as { name?: string }).name === 'InvalidRange') return Buffer.alloc(0);
+      throw s3Error(e, this.loc, key, 'reading');
+    }
+  }
+
   async writeBytes(key: string, data: Buffer | string, opts: { ifAbsent?: boolean } = {}): Promise<boolean> {
     if (opts.ifAbsent && !this.opts.conditionalWrites) {
       throw new AgentVaultError('s3-no-conditional-put', `${this.loc.display}: conditional writes are switched off for this store, so ${key} cannot be created exclusively`, { exitCode: 2 });

@@ -36,6 +36,11 @@ export interface ObjectStore {
   /** A stream of the object's bytes. */
   readStream(key: string): Promise<Readable>;
   /**
+   * `length` bytes from `start` (a byte range: a pack's blobs are read without the whole pack);
+   * fewer when the object is shorter; error 'io' / 's3-…' when the object does not exist.
+   */
+  readRange(key: string, start: number, length: number): Promise<Buffer>;
+  /**
    * Writes a small object whole. With `ifAbsent`, only when no object has that key (false when
    * one had it); an S3 store without conditional writes refuses with `s3-no-conditional-put`.
    */
@@ -158,6 +163,27 @@ export class LocalStore implements ObjectStore {
       throw ioError(e, f, 'open');
     });
     return fh.createReadStream();
+  }
+
+  async readRange(key: string, start: number, length: number): Promise<Buffer> {
+    const f = this.file(key);
+    const fh = await fsp.open(f, 'r').catch((e) => {
+      throw ioError(e, f, 'open');
+    });
+    try {
+      const buf = Buffer.allocUnsafe(length);
+      let got = 0;
+      while (got < length) {
+        const { bytesRead } = await fh.read(buf, got, length - got, start + got);
+        if (bytesRead === 0) break;
+        got += bytesRead;
+      }
+      return got === length ? buf : buf.subarray(0, got);
+    } catch (e) {
+      throw ioError(e, f, 'read');
+    } finally {
+      await fh.close();
+    }
   }
 
   async writeBytes(key: string, data: Buffer | string, opts: { ifAbsent?: boolean } = {}): Promise<boolean> {

@@ -1,0 +1,963 @@
+/**
+ * The deduplicating store (docs/FORMAT.md, part II): content-addressed blobs in pack files, index
+ * files mapping blob → pack, snapshot files listing an archive's manifest and per entry its blobs,
+ * all in one ObjectStore (a local folder or an S3 bucket, one file = one object) under a prefix
+ * (default `store/`, beside a vault's own files).
+ *
+ * Writing order makes every run crash-safe: packs first, then the index naming them, then the
+ * snapshot file; prune writes its new packs and its new index before it deletes anything, and a
+ * reader ignores what is not complete (an unindexed pack is invisible; a superseded index is
+ * ignored). Every file except the config is named by the SHA-256 of its stored bytes, so damage
+ * is detectable without the key.
+ *
+ * Concurrency: one writer at a time (ingest, forget, prune); the caller holds the vault lock
+ * (src/vault/remote/lock.ts). Readers (export, list, check) may run beside an ingest.
+ */
+import { randomBytes, createHash } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { AgentVaultError, errorMessage } from '../../core/errors';
+import { createArchiveWriter, openArchive, safeEntrySegment, type Manifest, type ManifestInput } from '../../format/archive';
+import { ArchiveCrypto, noKeyError, openArchiveCrypto, parseEncryptionSection, type ArchiveKey, type DecryptOptions } from '../../format/crypto';
+import { fileSha256Hex, type ObjectStore } from '../remote/store';
+import { Chunker, chunkKindFor, DEFAULT_CHUNKER, listCut, type ChunkerParams, type ChunkKind } from './chunker';
+import {
+  checkPackHeader,
+  compressible,
+  configMac,
+  decodeBlob,
+  decodeMeta,
+  DEFAULT_PACK_SIZE,
+  encodeBlob,
+  encodeMeta,
+  finishPack,
+  headerLength,
+  ID_RE,
+  PACK_TRAILER_SIZE,
+  parseConfig,
+  sha256Hex,
+  STORE_FORMAT,
+  STORE_VERSION,
+  typeCode,
+  typeOf,
+  verifyConfigMac,
+  type BlobType,
+  type Compression,
+  type IndexFile,
+  type PackedBlob,
+  type PackHeader,
+  type SnapshotEntry,
+  type SnapshotFile,
+  type StoreConfig,
+} from './format';
+
+export const DEFAULT_PREFIX = 'store/';
+const CONFIG_KEY = 'config.json';
+/** Blobs of one pack read with one range request when they lie next to each other, up to this many bytes. */
+const MAX_RANGE = 8 * 1024 * 1024;
+
+export interface BlobLoc {
+  pack: string;
+  type: BlobType;
+  offset: number;
+  length: number;
+  rawLength: number;
+  compression: Compression;
+}
+
+export interface Repo {
+  readonly store: ObjectStore;
+  /** '' or ends with '/' */
+  readonly prefix: string;
+  readonly config: StoreConfig;
+  /** the keys of an encrypted store; undefined for a plain one */
+  readonly crypto: ArchiveCrypto | undefined;
+  /** blob id → where it is (live indexes only) */
+  index: Map<string, BlobLoc>;
+  /** live pack id → its size and blob records (from the index) */
+  packs: Map<string, { size: number; blobs: PackedBlob[] }>;
+  /** every index file present (live or superseded) */
+  indexFiles: string[];
+  /** index files that could not be read (hash mismatch, undecodable) */
+  damagedIndexes: Array<{ key: string; message: string }>;
+}
+
+function storeWhere(store: ObjectStore, key: string): string {
+  return `${store.location.replace(/\/+$/, '')}/${key}`;
+}
+
+function normPrefix(p: string | undefined): string {
+  const s = p ?? DEFAULT_PREFIX;
+  if (s === '') return '';
+  if (s.startsWith('/') || s.split('/').some((x, i, a) => (x === '' && i !== a.length - 1) || x === '.' || x === '..')) {
+    throw new AgentVaultError('usage', `not a store prefix: ${JSON.stringify(s)}`, { exitCode: 2 });
+  }
+  return s.endsWith('/') ? s : `${s}/`;
+}
+
+const packKey = (r: Repo, id: string): string => `${r.prefix}data/${id.slice(0, 2)}/${id}`;
+const indexKey = (r: Repo, id: string): string => `${r.prefix}index/${id}`;
+const snapshotKey = (r: Repo, id: string): string => `${r.prefix}snapshots/${id}`;
+
+// ---------------------------------------------------------------------------------------------
+// init / open
+
+export interface InitOptions {
+  prefix?: string;
+  /** encrypt the store with this key (from a passphrase or a key file) */
+  key?: ArchiveKey;
+  chunker?: ChunkerParams;
+  packSize?: number;
+}
+
+/** Creates a new store (error 'exists' when one is there already). */
+export async function initStore(store: ObjectStore, opts: InitOptions = {}): Promise<Repo> {
+  const prefix = normPrefix(opts.prefix);
+  const crypto = opts.key ? ArchiveCrypto.forWriting(opts.key) : undefined;
+  const chunker = opts.chunker ?? DEFAULT_CHUNKER;
+  const config: StoreConfig = {
+    format: STORE_FORMAT,
+    version: STORE_VERSION,
+    id: randomBytes(16).toString('hex'),
+    created_at: new Date().toISOString(),
+    chunker: { records: { ...chunker.records }, bytes: { ...chunker.bytes }, lists: { ...chunker.lists }, gear: 'sha256-v1', record_hash: 'fnv1a-32' },
+    pack_size: opts.packSize ?? DEFAULT_PACK_SIZE,
+    encryption: crypto ? crypto.section() : null,
+    mac: null,
+  };
+  parseConfig(Buffer.from(JSON.stringify(config)), 'new store config'); // checks the parameters
+  if (crypto) config.mac = configMac(config, crypto);
+  const key = `${prefix}${CONFIG_KEY}`;
+  const bytes = Buffer.from(JSON.stringify(config, null, 2) + '\n', 'utf8');
+  let created: boolean;
+  try {
+    created = await store.writeBytes(key, bytes, { ifAbsent: true });
+  } catch (e) {
+    if ((e as AgentVaultError)?.code !== 's3-no-conditional-put') throw e;
+    if (await store.head(key)) created = false;
+    else created = await store.writeBytes(key, bytes);
+  }
+  if (!created) throw new AgentVaultError('exists', `${storeWhere(store, key)} exists: there is a store here already; nothing was changed`, { location: { file: storeWhere(store, key) } });
+  const repo: Repo = { store, prefix, config, crypto, index: new Map(), packs: new Map(), indexFiles: [], damagedIndexes: [] };
+  return repo;
+}
+
+export interface OpenOptions extends DecryptOptions {
+  prefix?: string;
+}
+
+/** Opens a store: reads its config (checking the key of an encrypted one) and its index. */
+export async function openRepo(store: ObjectStore, opts: OpenOptions = {}): Promise<Repo> {
+  const prefix = normPrefix(opts.prefix);
+  const key = `${prefix}${CONFIG_KEY}`;
+  const where = storeWhere(store, key);
+  const bytes = await store.readBytes(key);
+  if (!bytes) throw new AgentVaultError('no-store', `${where} does not exist: there is no store at ${store.location}${prefix ? ` (prefix ${prefix})` : ''}`, { location: { file: where }, exitCode: 2 });
+  const config = parseConfig(bytes, where);
+  let crypto: ArchiveCrypto | undefined;
+  if (config.encryption) {
+    const section = parseEncryptionSection(config.encryption, where);
+    if (opts.passphrase === undefined && opts.key === undefined) throw noKeyError(where, 'nothing was read');
+    crypto = await openArchiveCrypto(section, opts, where);
+    if (!verifyConfigMac(config, crypto)) {
+      throw new AgentVaultError('tampered', `${where}: the store config failed authentication: it was changed after the store was created`, { location: { file: where }, hint: 'do not trust this store; use another copy' });
+    }
+  } else if (opts.requireEncrypted) {
+    throw new AgentVaultError('not-encrypted', `${where}: the store is not encrypted, but an encrypted one was expected`, { location: { file: where } });
+  }
+  const repo: Repo = { store, prefix, config, crypto, index: new Map(), packs: new Map(), indexFiles: [], damagedIndexes: [] };
+  await loadIndex(repo);
+  return repo;
+}
+
+async function listIds(repo: Repo, dir: 'index' | 'snapshots' | 'data'): Promise<{ ids: string[]; sizes: Map<string, number>; unexpected: string[] }> {
+  const ids: string[] = [];
+  const sizes = new Map<string, number>();
+  const unexpected: string[] = [];
+  const base = `${repo.prefix}${dir}/`;
+  for await (const o of repo.store.list(base)) {
+    const rest = o.key.slice(base.length);
+    let id: string | undefined;
+    if (dir === 'data') {
+      const m = /^([0-9a-f]{2})\/([0-9a-f]{64})$/.exec(rest);
+      if (m && m[2].startsWith(m[1])) id = m[2];
+    } else if (ID_RE.test(rest)) id = rest;
+    if (id) {
+      ids.push(id);
+      sizes.set(id, o.size);
+    } else unexpected.push(o.key);
+  }
+  return { ids, sizes, unexpected };
+}
+
+/** Reads a file named by the SHA-256 of its bytes; null when absent; error 'checksum' when the bytes do not match. */
+async function readNamed(repo: Repo, key: string, id: string): Promise<Buffer | null> {
+  const b = await repo.store.readBytes(key);
+  if (!b) return null;
+  if (sha256Hex(b) !== id) throw new AgentVaultError('checksum', `${storeWhere(repo.store, key)} is damaged: its content does not hash to its name`, { location: { file: storeWhere(repo.store, key) } });
+  return b;
+}
+
+/** (Re)loads the live index: every index file not superseded by another one present. */
+export async function loadIndex(repo: Repo): Promise<void> {
+  const { ids } = await listIds(repo, 'index');
+  const files = new Map<string, IndexFile>();
+  const damaged: Array<{ key: string; message: string }> = [];
+  for (const id of ids) {
+    const key = indexKey(repo, id);
+    try {
+      const b = await readNamed(repo, key, id);
+      if (!b) continue; // deleted meanwhile
+      const f = decodeMeta<IndexFile>(b, 'index', repo.crypto, storeWhere(repo.store, key));
+      if (!f || f.version !== 1 || !Array.isArray(f.packs) || !Array.isArray(f.supersedes)) throw new AgentVaultError('store-format', `${storeWhere(repo.store, key)} is not a version 1 index file`);
+      files.set(id, f);
+    } catch (e) {
+      damaged.push({ key, message: errorMessage(e) });
+    }
+  }
+  const superseded = new Set<string>();
+  for (const f of files.values()) for (const s of f.supersedes) superseded.add(s);
+  const index = new Map<string, BlobLoc>();
+  const packs = new Map<string, { size: number; blobs: PackedBlob[] }>();
+  for (const id of [...files.keys()].sort()) {
+    if (superseded.has(id)) continue;
+    for (const p of files.get(id)!.packs) {
+      if (packs.has(p.id)) continue;
+      packs.set(p.id, { size: p.size, blobs: p.blobs });
+      for (const b of p.blobs) {
+        if (!index.has(b[0])) index.set(b[0], { pack: p.id, type: typeOf(b[1]), offset: b[2], length: b[3], rawLength: b[4], compression: b[5] === 'd' ? 'deflate' : 'none' });
+      }
+    }
+  }
+  repo.index = index;
+  repo.packs = packs;
+  repo.indexFiles = ids;
+  repo.damagedIndexes = damaged;
+}
+
+// ---------------------------------------------------------------------------------------------
+// writing blobs
+
+interface NewPack {
+  id: string;
+  size: number;
+  blobs: PackedBlob[];
+}
+
+/** Collects blobs into packs of about config.pack_size and uploads each when full. */
+class PackWriter {
+  private parts: Buffer[] = [];
+  private records: PackedBlob[] = [];
+  private size = 0;
+  /** blobs in the pack being filled or in packs written by this writer but not yet indexed */
+  readonly pending = new Map<string, true>();
+  readonly written: NewPack[] = [];
+  storedBytes = 0;
+
+  constructor(
+    private readonly repo: Repo,
+    private readonly onPackWritten?: () => Promise<void> | void,
+  ) {}
+
+  has(id: string): boolean {
+    return this.pending.has(id);
+  }
+
+  async add(id: string, type: BlobType, stored: Buffer, rawLength: number, compression: Compression): Promise<void> {
+    this.records.push([id, typeCode(type), this.size, stored.length, rawLength, compression === 'deflate' ? 'd' : 'n']);
+    this.parts.push(stored);
+    this.size += stored.length;
+    this.pending.set(id, true);
+    if (this.size >= this.repo.config.pack_size) await this.flush();
+  }
+
+  async flush(): Promise<void> {
+    if (this.records.length === 0) return;
+    const header: PackHeader = { version: 1, blobs: this.records };
+    const data = finishPack(this.parts, header, this.repo.crypto);
+    const id = sha256Hex(data);
+    await this.repo.store.writeBytes(packKey(this.repo, id), data);
+    this.written.push({ id, size: data.length, blobs: this.records });
+    this.storedBytes += data.length;
+    this.parts = [];
+    this.records = [];
+    this.size = 0;
+    await this.onPackWritten?.();
+  }
+}
+
+/** Writes an index file for packs just written; they become visible to readers. */
+async function writeIndex(repo: Repo, packs: NewPack[], supersedes: string[]): Promise<{ id: string; bytes: number }> {
+  const f: IndexFile = { version: 1, supersedes, packs: packs.map((p) => ({ id: p.id, size: p.size, blobs: p.blobs })) };
+  const data = encodeMeta(f, 'index', repo.crypto);
+  const id = sha256Hex(data);
+  await repo.store.writeBytes(indexKey(repo, id), data);
+  return { id, bytes: data.length };
+}
+
+function addToIndex(repo: Repo, packs: NewPack[]): void {
+  for (const p of packs) {
+    repo.packs.set(p.id, { size: p.size, blobs: p.blobs });
+    for (const b of p.blobs) {
+      if (!repo.index.has(b[0])) repo.index.set(b[0], { pack: p.id, type: typeOf(b[1]), offset: b[2], length: b[3], rawLength: b[4], compression: b[5] === 'd' ? 'deflate' : 'none' });
+    }
+  }
+}
+
+interface BlobStats {
+  blobs: number;
+  newBlobs: number;
+  newBytes: number;
+}
+
+async function putBlob(repo: Repo, w: PackWriter, plain: Buffer, type: BlobType, kind: ChunkKind | 'list', st: BlobStats): Promise<string> {
+  const id = sha256Hex(plain);
+  st.blobs++;
+  if (repo.index.has(id) || w.has(id)) return id;
+  const { stored, compression } = encodeBlob(plain, type, id, compressible(kind), repo.crypto);
+  await w.add(id, type, stored, plain.length, compression);
+  st.newBlobs++;
+  st.newBytes += plain.length;
+  return id;
+}
+
+// ---------------------------------------------------------------------------------------------
+// ingest
+
+export interface IngestResult {
+  snapshotId: string;
+  entries: number;
+  /** plaintext bytes of the archive's entries */
+  bytesRead: number;
+  blobs: number;
+  newBlobs: number;
+  /** plaintext bytes of the new blobs */
+  newBytes: number;
+  /** bytes written to the store: packs + index + snapshot file */
+  bytesAdded: number;
+}
+
+export interface IngestOptions {
+  /** passphrase or key of an encrypted archive (the store must be encrypted too) */
+  decrypt?: DecryptOptions;
+  /** snapshot time (default: now) */
+  time?: string;
+  /**
+   * SHA-256 of the archive file, recorded in the snapshot (`source.sha256`) so that a migration can
+   * tell which archives it has imported: the hex digest when the caller knows it (the vault index
+   * does), or true to compute it (one more read of the file).
+   */
+  sourceSha256?: string | true;
+}
+
+/**
+ * Puts a snapshot archive into the store, entry by entry, streaming: writes only the blobs the
+ * store lacks, then the index, then the snapshot file. Checks every entry's size and SHA-256 (plain
+ * archives) or authenticates it (encrypted ones) on the way; nothing becomes visible on failure.
+ */
+export async function ingestArchive(repo: Repo, archivePath: string, opts: IngestOptions = {}): Promise<IngestResult> {
+  const reader = await openArchive(archivePath, { decrypt: opts.decrypt });
+  try {
+    if (reader.encrypted && !repo.crypto) {
+      throw new AgentVaultError('store-not-encrypted', `${archivePath} is encrypted and the store at ${repo.store.location} is not: its secrets would be stored in plain text; nothing was written`, {
+        location: { file: archivePath },
+        hint: 'put encrypted archives into an encrypted store',
+      });
+    }
+    if (reader.encrypted && !reader.decryptable) throw noKeyError(archivePath);
+    const st: BlobStats = { blobs: 0, newBlobs: 0, newBytes: 0 };
+    const w = new PackWriter(repo);
+    const streams = reader.entryStreams();
+    const entries: SnapshotEntry[] = [];
+    let bytesRead = 0;
+    const params = repo.config.chunker;
+    for (const e of reader.manifest.entries) {
+      const kind = chunkKindFor(e.name);
+      const chunker = new Chunker(kind, params);
+      const h = createHash('sha256');
+      let size = 0;
+      const lists: string[] = [];
+      let list: Buffer[] = [];
+      const addId = async (id: string): Promise<void> => {
+        const raw = Buffer.from(id, 'hex');
+        list.push(raw);
+        if (listCut(raw, list.length, params.lists)) {
+          lists.push(await putBlob(repo, w, Buffer.concat(list), 'list', 'list', st));
+          list = [];
+        }
+      };
+      const cr = await streams.chunks(e.name);
+      try {
+        for (;;) {
+          const b = await cr.next();
+          if (!b) break;
+          h.update(b);
+          size += b.length;
+          for (const c of chunker.push(b)) await addId(await putBlob(repo, w, c, 'data', kind, st));
+        }
+      } finally {
+        await cr.close();
+      }
+      for (const c of chunker.end()) await addId(await putBlob(repo, w, c, 'data', kind, st));
+      if (list.length) lists.push(await putBlob(repo, w, Buffer.concat(list), 'list', 'list', st));
+      const sha = h.digest('hex');
+      if (!reader.encrypted && (size !== e.size || sha !== e.sha256)) {
+        throw new AgentVaultError('checksum', `${archivePath}!${e.name} is damaged: ${size} bytes with sha256 ${sha}, the manifest says ${e.size} bytes with ${e.sha256}; nothing was written to the store`, {
+          location: { file: archivePath, entry: e.name },
+        });
+      }
+      bytesRead += size;
+      entries.push({ name: e.name, size, sha256: sha, media_type: e.media_type, ...(e.compression ? { compression: e.compression } : {}), lists });
+    }
+    await w.flush();
+    let bytesAdded = w.storedBytes;
+    if (w.written.length) {
+      const ix = await writeIndex(repo, w.written, []);
+      repo.indexFiles.push(ix.id);
+      bytesAdded += ix.bytes;
+      addToIndex(repo, w.written);
+    }
+    const st0 = await fsp.stat(archivePath);
+    const sourceSha = opts.sourceSha256 === true ? await fileSha256Hex(archivePath) : (opts.sourceSha256 ?? null);
+    const manifest: Manifest = { ...reader.manifest };
+    delete manifest.encryption;
+    const snap: SnapshotFile = {
+      version: 1,
+      time: opts.time ?? new Date().toISOString(),
+      source: { file: path.basename(archivePath), size: st0.size, sha256: sourceSha, encrypted: reader.encrypted },
+      manifest,
+      entries,
+    };
+    const data = encodeMeta(snap, 'snapshot', repo.crypto);
+    const snapshotId = sha256Hex(data);
+    await repo.store.writeBytes(snapshotKey(repo, snapshotId), data);
+    bytesAdded += data.length;
+    return { snapshotId, entries: entries.length, bytesRead, blobs: st.blobs, newBlobs: st.newBlobs, newBytes: st.newBytes, bytesAdded };
+  } finally {
+    await reader.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// reading
+
+export async function loadSnapshot(repo: Repo, id: string): Promise<SnapshotFile> {
+  if (!ID_RE.test(id)) throw new AgentVaultError('no-snapshot', `not a snapshot id: ${JSON.stringify(id)} (64 hex digits)`, { exitCode: 2 });
+  const key = snapshotKey(repo, id);
+  const b = await readNamed(repo, key, id);
+  if (!b) throw new AgentVaultError('no-snapshot', `there is no snapshot ${id} in the store at ${repo.store.location}`, { location: { file: storeWhere(repo.store, key) }, exitCode: 2 });
+  const s = decodeMeta<SnapshotFile>(b, 'snapshot', repo.crypto, storeWhere(repo.store, key));
+  if (!s || s.version !== 1 || !Array.isArray(s.entries) || !s.manifest) throw new AgentVaultError('store-format', `${storeWhere(repo.store, key)} is not a version 1 snapshot file`, { location: { file: storeWhere(repo.store, key) } });
+  return s;
+}
+
+function missingBlob(repo: Repo, id: string, what: string): AgentVaultError {
+  return new AgentVaultError('missing-blob', `the store at ${repo.store.location} has no blob ${id} (${what}); run a check`, { location: { file: repo.store.location } });
+}
+
+/** Reads blobs in order, one range request per run of adjacent blobs of one pack. */
+async function* readBlobs(repo: Repo, ids: string[], what: string): AsyncGenerator<Buffer> {
+  let i = 0;
+  while (i < ids.length) {
+    const first = repo.index.get(ids[i]);
+    if (!first) throw missingBlob(repo, ids[i], what);
+    let j = i + 1;
+    let end = first.offset + first.length;
+    const locs = [first];
+    while (j < ids.length) {
+      const l = repo.index.get(ids[j]);
+      if (!l || l.pack !== first.pack || l.offset !== end || end + l.length - first.offset > MAX_RANGE) break;
+      locs.push(l);
+      end += l.length;
+      j++;
+    }
+    const key = packKey(repo, first.pack);
+    const where = storeWhere(repo.store, key);
+    const buf = await repo.store.readRange(key, first.offset, end - first.offset);
+    if (buf.length !== end - first.offset) throw new AgentVaultError('checksum', `${where} is truncated: blob ${ids[i]} lies beyond its end`, { location: { file: where } });
+    for (let k = 0; k < locs.length; k++) {
+      const l = locs[k];
+      yield decodeBlob(buf.subarray(l.offset - first.offset, l.offset - first.offset + l.length), { id: ids[i + k], type: l.type, rawLength: l.rawLength, compression: l.compression }, repo.crypto, where);
+    }
+    i = j;
+  }
+}
+
+async function readBlob(repo: Repo, id: string, what: string): Promise<Buffer> {
+  for await (const b of readBlobs(repo, [id], what)) return b;
+  throw missingBlob(repo, id, what);
+}
+
+function listIdsOf(list: Buffer): string[] {
+  const out: string[] = [];
+  for (let o = 0; o + 32 <= list.length; o += 32) out.push(list.subarray(o, o + 32).toString('hex'));
+  return out;
+}
+
+/** The data blob ids of an entry, list blob by list blob. */
+async function* entryDataIds(repo: Repo, e: SnapshotEntry): AsyncGenerator<string[]> {
+  for (const l of e.lists) {
+    const list = await readBlob(repo, l, `list of ${e.name}`);
+    if (list.length % 32 !== 0) throw new AgentVaultError('store-format', `list blob ${l} of ${e.name} is not a multiple of 32 bytes`);
+    yield listIdsOf(list);
+  }
+}
+
+/** An entry's plaintext, streamed and checked against its recorded size and SHA-256. */
+export async function* entryContent(repo: Repo, snapshotId: string, e: SnapshotEntry): AsyncGenerator<Buffer> {
+  const h = createHash('sha256');
+  let size = 0;
+  for await (const ids of entryDataIds(repo, e)) {
+    for await (const b of readBlobs(repo, ids, e.name)) {
+      h.update(b);
+      size += b.length;
+      yield b;
+    }
+  }
+  const sha = h.digest('hex');
+  if (size !== e.size || sha !== e.sha256) {
+    throw new AgentVaultError('checksum', `snapshot ${snapshotId}: entry ${e.name} reads back as ${size} bytes with sha256 ${sha}, expected ${e.size} bytes with ${e.sha256}`, { location: { entry: e.name } });
+  }
+}
+
+export interface ExportOptions {
+  /** encrypt the archive with this key (required for snapshots that came from an encrypted archive) */
+  encryption?: { key: ArchiveKey };
+  overwrite?: boolean;
+}
+
+/**
+ * Writes a snapshot as a single-file `.avsnap` (streaming, bounded memory): the same manifest and
+ * the same entries (byte for byte: each entry's SHA-256 is checked against the snapshot's).
+ */
+export async function exportSnapshotToArchive(repo: Repo, snapshotId: string, outPath: string, opts: ExportOptions = {}): Promise<{ path: string; bytes: number; manifest: Manifest }> {
+  const snap = await loadSnapshot(repo, snapshotId);
+  if (snap.source.encrypted && !opts.encryption) {
+    throw new AgentVaultError('no-key', `snapshot ${snapshotId} came from an encrypted archive (it may hold agent secrets); exporting it needs a key to encrypt the new archive with; nothing was written`, { exitCode: 2 });
+  }
+  const writer = await createArchiveWriter(outPath, { overwrite: opts.overwrite, encryption: opts.encryption });
+  try {
+    for (const e of snap.entries) {
+      await writer.addStream(e.name, entryContent(repo, snapshotId, e), { mediaType: e.media_type, compress: e.compression === undefined ? undefined : e.compression === 'deflate' });
+    }
+    const { format: _f, format_version: _v, entries: _e, encryption: _x, ...rest } = snap.manifest;
+    return await writer.finish(rest as ManifestInput);
+  } catch (e) {
+    await writer.abort();
+    throw e;
+  }
+}
+
+export interface SnapshotInfo {
+  id: string;
+  time: string;
+  created_at: string | null;
+  source: SnapshotFile['source'] | null;
+  agents: Array<{ id: string; name: string | null }>;
+  entries: number;
+  /** plaintext bytes of its entries */
+  size: number;
+  /** the snapshot file could not be read */
+  error?: string;
+}
+
+/** Every snapshot in the store, oldest first (an unreadable one is listed with `error`). */
+export async function listSnapshots(repo: Repo): Promise<SnapshotInfo[]> {
+  const { ids } = await listIds(repo, 'snapshots');
+  const out: SnapshotInfo[] = [];
+  for (const id of ids) {
+    try {
+      const s = await loadSnapshot(repo, id);
+      out.push({
+        id,
+        time: s.time,
+        created_at: typeof s.manifest.created_at === 'string' ? s.manifest.created_at : null,
+        source: s.source,
+        agents: (s.manifest.agents ?? []).map((a) => ({ id: a.id, name: a.name })),
+        entries: s.entries.length,
+        size: s.entries.reduce((n, e) => n + e.size, 0),
+      });
+    } catch (e) {
+      if ((e as AgentVaultError)?.code === 'no-snapshot') continue; // deleted meanwhile
+      out.push({ id, time: '', created_at: null, source: null, agents: [], entries: 0, size: 0, error: errorMessage(e) });
+    }
+  }
+  return out.sort((a, b) => (a.time === b.time ? (a.id < b.id ? -1 : 1) : a.time < b.time ? -1 : 1));
+}
+
+// ---------------------------------------------------------------------------------------------
+// check
+
+export interface CheckProblem {
+  kind: 'damaged-index' | 'damaged-snapshot' | 'missing-pack' | 'pack-size' | 'damaged-pack' | 'missing-blob';
+  /** the object key concerned */
+  key: string;
+  message: string;
+  /** snapshots that lose data through it */
+  snapshots: string[];
+  /** agents (ids) whose entries lose data, and the entries */
+  agents: string[];
+  entries: Array<{ snapshot: string; entry: string }>;
+}
+
+export interface CheckReport {
+  ok: boolean;
+  snapshots: number;
+  packs: number;
+  blobs: number;
+  /** packs read whole and their blobs decrypted and hashed (read-data) */
+  packsRead: number;
+  bytesRead: number;
+  problems: CheckProblem[];
+  /** not damage: unindexed packs (an interrupted run; prune adopts them), unexpected files */
+  warnings: Array<{ kind: 'unindexed-pack' | 'unexpected-file'; key: string; message: string }>;
+}
+
+export interface CheckOptions {
+  /** read packs whole and decrypt + hash every blob: all (true), none (false) or this fraction (0…1) of the packs, chosen at random */
+  readData?: boolean | number;
+}
+
+function agentsForEntry(m: Manifest, entry: string): string[] {
+  return (m.agents ?? []).filter((a) => a.entry === entry || a.passages_entry === entry || a.vectors_entry === entry || entry === `secrets/${safeEntrySegment(a.id)}.env.json`).map((a) => a.id);
+}
+
+/**
+ * Checks the store: every index and snapshot file readable, every pack the index names present
+ * with its size, every blob a snapshot needs indexed; with readData, packs read whole, hashed and
+ * every blob authenticated and hashed. Each problem names the snapshots, agents and entries it
+ * affects.
+ */
+export async function checkRepo(repo: Repo, opts: CheckOptions = {}): Promise<CheckReport> {
+  await loadIndex(repo);
+  const problems: CheckProblem[] = [];
+  const warnings: CheckReport['warnings'] = [];
+  const mk = (kind: CheckProblem['kind'], key: string, message: string): CheckProblem => ({ kind, key, message, snapshots: [], agents: [], entries: [] });
+  for (const d of repo.damagedIndexes) problems.push(mk('damaged-index', d.key, d.message));
+  // unexpected files anywhere under the prefix
+  const known = /^(config\.json|data\/[0-9a-f]{2}\/[0-9a-f]{64}|index\/[0-9a-f]{64}|snapshots\/[0-9a-f]{64})$/;
+  for await (const o of repo.store.list(repo.prefix)) {
+    const rest = o.key.slice(repo.prefix.length);
+    if (repo.prefix === '' && !/^(config\.json|data\/|index\/|snapshots\/)/.test(rest)) continue; // a store at the root shares it with the vault's files
+    if (!known.test(rest)) warnings.push({ kind: 'unexpected-file', key: o.key, message: `${o.key} is not a file of the store (left alone)` });
+  }
+  const data = await listIds(repo, 'data');
+  for (const id of data.ids) if (!repo.packs.has(id)) warnings.push({ kind: 'unindexed-pack', key: packKey(repo, id), message: `pack ${id} is in no index (left by an interrupted run; prune adopts or removes it)` });
+  // packs: present, right size
+  const badBlobs = new Map<string, CheckProblem>();
+  const flagPack = (p: CheckProblem, blobIds: Iterable<string>): void => {
+    problems.push(p);
+    for (const b of blobIds) if (!badBlobs.has(b)) badBlobs.set(b, p);
+  };
+  for (const [id, p] of repo.packs) {
+    const size = data.sizes.get(id);
+    if (size === undefined) flagPack(mk('missing-pack', packKey(repo, id), `pack ${id} is missing`), p.blobs.map((b) => b[0]));
+    else if (size !== p.size) flagPack(mk('pack-size', packKey(repo, id), `pack ${id} is ${size} bytes, the index says ${p.size}`), p.blobs.map((b) => b[0]));
+  }
+  // read data
+  let packsRead = 0;
+  let bytesRead = 0;
+  const frac = opts.readData === true ? 1 : typeof opts.readData === 'number' ? Math.max(0, Math.min(1, opts.readData)) : 0;
+  if (frac > 0) {
+    const candidates = [...repo.packs.keys()].filter((id) => data.sizes.get(id) === repo.packs.get(id)!.size);
+    const chosen = frac >= 1 ? candidates : candidates.filter(() => Math.random() < frac);
+    if (frac < 1 && chosen.length === 0 && candidates.length > 0) chosen.push(candidates[Math.floor(Math.random() * candidates.length)]);
+    for (const id of chosen) {
+      const key = packKey(repo, id);
+      const where = storeWhere(repo.store, key);
+      const buf = await repo.store.readBytes(key);
+      packsRead++;
+      if (!buf) {
+        flagPack(mk('missing-pack', key, `pack ${id} is missing`), repo.packs.get(id)!.blobs.map((b) => b[0]));
+        continue;
+      }
+      bytesRead += buf.length;
+      const damaged: string[] = [];
+      const reasons: string[] = [];
+      for (const b of repo.packs.get(id)!.blobs) {
+        try {
+          decodeBlob(buf.subarray(b[2], b[2] + b[3]), { id: b[0], type: typeOf(b[1]), rawLength: b[4], compression: b[5] === 'd' ? 'deflate' : 'none' }, repo.crypto, where);
+        } catch (e) {
+          damaged.push(b[0]);
+          if (reasons.length < 3) reasons.push(errorMessage(e));
+        }
+      }
+      const hashOk = sha256Hex(buf) === id;
+      if (damaged.length || !hashOk) {
+        const msg = `pack ${id} is damaged: ${damaged.length ? `${damaged.length} blob(s) fail their check (${reasons.join('; ')})` : 'its content does not hash to its name (the damage is outside the blobs)'}`;
+        flagPack(mk('damaged-pack', key, msg), damaged);
+      }
+    }
+  }
+  // snapshots: every blob they need indexed (and the lists readable)
+  const snaps = await listIds(repo, 'snapshots');
+  const loaded: Array<{ id: string; snap: SnapshotFile }> = [];
+  for (const id of snaps.ids) {
+    try {
+      loaded.push({ id, snap: await loadSnapshot(repo, id) });
+    } catch (e) {
+      if ((e as AgentVaultError)?.code === 'no-snapshot') continue;
+      const p = mk('damaged-snapshot', snapshotKey(repo, id), errorMessage(e));
+      p.snapshots.push(id);
+      problems.push(p);
+    }
+  }
+  const blobsSeen = new Set<string>();
+  for (const { id, snap } of loaded) {
+    for (const e of snap.entries) {
+      const hit = (p: CheckProblem): void => {
+        if (!p.snapshots.includes(id)) p.snapshots.push(id);
+        if (!p.entries.some((x) => x.snapshot === id && x.entry === e.name)) p.entries.push({ snapshot: id, entry: e.name });
+        for (const a of agentsForEntry(snap.manifest, e.name)) if (!p.agents.includes(a)) p.agents.push(a);
+      };
+      for (const l of e.lists) {
+        blobsSeen.add(l);
+        const bad = badBlobs.get(l);
+        if (bad) {
+          hit(bad);
+          continue;
+        }
+        if (!repo.index.has(l)) {
+          const p = mk('missing-blob', snapshotKey(repo, id), `list blob ${l} of ${e.name} is in no index`);
+          badBlobs.set(l, p);
+          problems.push(p);
+          hit(p);
+          continue;
+        }
+        let ids: string[];
+        try {
+          const list = await readBlob(repo, l, `list of ${e.name}`);
+          ids = listIdsOf(list);
+        } catch (err) {
+          const p = mk('damaged-pack', packKey(repo, repo.index.get(l)!.pack), errorMessage(err));
+          badBlobs.set(l, p);
+          problems.push(p);
+          hit(p);
+          continue;
+        }
+        for (const d of ids) {
+          blobsSeen.add(d);
+          const b = badBlobs.get(d);
+          if (b) hit(b);
+          else if (!repo.index.has(d)) {
+            const p = mk('missing-blob', snapshotKey(repo, id), `data blob ${d} of ${e.name} is in no index`);
+            badBlobs.set(d, p);
+            problems.push(p);
+            hit(p);
+          }
+        }
+      }
+    }
+  }
+  for (const p of problems) {
+    if ((p.kind === 'damaged-pack' || p.kind === 'missing-pack' || p.kind === 'pack-size') && p.snapshots.length) {
+      p.message += `; it affects snapshot(s) ${p.snapshots.join(', ')}${p.agents.length ? `, agent(s) ${p.agents.join(', ')}` : ''} (entries ${[...new Set(p.entries.map((x) => x.entry))].join(', ')})`;
+    }
+  }
+  return { ok: problems.length === 0, snapshots: loaded.length, packs: repo.packs.size, blobs: blobsSeen.size, packsRead, bytesRead, problems, warnings };
+}
+
+// ---------------------------------------------------------------------------------------------
+// forget and prune
+
+/** Removes snapshot files (all ids are checked first: an unknown one changes nothing). */
+export async function forgetSnapshots(repo: Repo, ids: string[]): Promise<{ removed: string[] }> {
+  for (const id of ids) {
+    if (!ID_RE.test(id) || !(await repo.store.head(snapshotKey(repo, id)))) {
+      throw new AgentVaultError('no-snapshot', `there is no snapshot ${JSON.stringify(id)} in the store at ${repo.store.location}; nothing was removed`, { exitCode: 2 });
+    }
+  }
+  for (const id of ids) await repo.store.delete(snapshotKey(repo, id));
+  return { removed: [...ids] };
+}
+
+export type PruneFaultPoint = 'pack-written' | 'index-written' | 'index-deleted' | 'pack-deleted';
+
+export interface PruneOptions {
+  /** a partly used pack is repacked when more than this fraction of its bytes is unused (default 0.05) */
+  maxUnused?: number;
+  /** tests: called at each step; throwing there stops the prune as a kill would */
+  faultHook?: (point: PruneFaultPoint) => void | Promise<void>;
+}
+
+export interface PruneResult {
+  snapshots: number;
+  blobsKept: number;
+  blobsRemoved: number;
+  packsKept: number;
+  packsDeleted: number;
+  packsRepacked: number;
+  packsWritten: number;
+  /** unindexed packs (of an interrupted run) taken into account */
+  packsAdopted: number;
+  bytesBefore: number;
+  bytesAfter: number;
+}
+
+function storeDamaged(repo: Repo, why: string): AgentVaultError {
+  return new AgentVaultError('store-damaged', `the store at ${repo.store.location} is damaged (${why}); prune removed nothing. Run a check`, { location: { file: repo.store.location } });
+}
+
+/**
+ * Mark and sweep: every blob a snapshot references is kept; packs holding only unreferenced
+ * blobs are deleted, packs with more than `maxUnused` unreferenced bytes are repacked. Order:
+ * new packs, then one new index superseding every index present, then deletion of the old
+ * indexes, then of the old packs. A kill at any point leaves every blob a snapshot needs in an
+ * indexed pack (or in an unindexed one that the next prune adopts).
+ */
+export async function pruneUnreferenced(repo: Repo, opts: PruneOptions = {}): Promise<PruneResult> {
+  const hook = opts.faultHook ?? (() => undefined);
+  const maxUnused = opts.maxUnused ?? 0.05;
+  await loadIndex(repo);
+  if (repo.damagedIndexes.length) throw storeDamaged(repo, `index file(s) ${repo.damagedIndexes.map((d) => d.key).join(', ')} cannot be read`);
+  const data = await listIds(repo, 'data');
+  for (const [id, p] of repo.packs) {
+    const size = data.sizes.get(id);
+    if (size === undefined) throw storeDamaged(repo, `pack ${id} is missing`);
+    if (size !== p.size) throw storeDamaged(repo, `pack ${id} has the wrong size`);
+  }
+  // adopt unindexed packs: read their (authenticated) header
+  const adopted = new Map<string, { size: number; blobs: PackedBlob[] }>();
+  for (const id of data.ids) {
+    if (repo.packs.has(id)) continue;
+    const key = packKey(repo, id);
+    const where = storeWhere(repo.store, key);
+    const buf = await repo.store.readBytes(key);
+    if (!buf || sha256Hex(buf) !== id || buf.length < PACK_TRAILER_SIZE) continue; // not a complete pack of ours: left alone (check reports it)
+    try {
+      const hl = headerLength(buf.subarray(buf.length - PACK_TRAILER_SIZE), where);
+      const h = checkPackHeader(decodeMeta<PackHeader>(buf.subarray(buf.length - PACK_TRAILER_SIZE - hl, buf.length - PACK_TRAILER_SIZE), 'pack-header', repo.crypto, where), buf.length, where);
+      adopted.set(id, { size: buf.length, blobs: h.blobs });
+    } catch {
+      continue; // unreadable: left alone
+    }
+  }
+  // where each blob lives: the index first, then adopted packs
+  const loc = new Map<string, string>();
+  for (const [id, l] of repo.index) loc.set(id, l.pack);
+  for (const [pid, p] of adopted) for (const b of p.blobs) if (!loc.has(b[0])) loc.set(b[0], pid);
+  const allPacks = new Map([...repo.packs, ...adopted]);
+  const blobRecord = (id: string): PackedBlob | undefined => allPacks.get(loc.get(id) ?? '')?.blobs.find((b) => b[0] === id);
+  // mark
+  const used = new Set<string>();
+  const snaps = await listIds(repo, 'snapshots');
+  let snapshots = 0;
+  const readAny = async (id: string, what: string): Promise<Buffer> => {
+    const pid = loc.get(id);
+    if (!pid) throw storeDamaged(repo, `blob ${id} (${what}) is in no pack`);
+    const b = repo.packs.has(pid) ? undefined : blobRecord(id);
+    if (!b) return readBlob(repo, id, what);
+    const key = packKey(repo, pid);
+    const raw = await repo.store.readRange(key, b[2], b[3]);
+    return decodeBlob(raw, { id, type: typeOf(b[1]), rawLength: b[4], compression: b[5] === 'd' ? 'deflate' : 'none' }, repo.crypto, storeWhere(repo.store, key));
+  };
+  for (const sid of snaps.ids) {
+    let snap: SnapshotFile;
+    try {
+      snap = await loadSnapshot(repo, sid);
+    } catch (e) {
+      if ((e as AgentVaultError)?.code === 'no-snapshot') continue;
+      throw storeDamaged(repo, `snapshot ${sid} cannot be read: ${errorMessage(e)}`);
+    }
+    snapshots++;
+    for (const e of snap.entries) {
+      for (const l of e.lists) {
+        used.add(l);
+        let list: Buffer;
+        try {
+          list = await readAny(l, `list of ${e.name} in snapshot ${sid}`);
+        } catch (err) {
+          if ((err as AgentVaultError)?.code === 'store-damaged') throw err;
+          throw storeDamaged(repo, errorMessage(err));
+        }
+        for (const d of listIdsOf(list)) {
+          if (!loc.has(d)) throw storeDamaged(repo, `blob ${d} of ${e.name} in snapshot ${sid} is in no pack`);
+          used.add(d);
+        }
+      }
+    }
+  }
+  // classify packs
+  const keep: string[] = [];
+  const drop: string[] = [];
+  const repack: string[] = [];
+  let bytesBefore = 0;
+  for (const [pid, p] of allPacks) {
+    bytesBefore += p.size;
+    let usedBytes = 0;
+    let usedCount = 0;
+    let blobBytes = 0;
+    for (const b of p.blobs) {
+      blobBytes += b[3];
+      if (used.has(b[0]) && loc.get(b[0]) === pid) {
+        usedBytes += b[3];
+        usedCount++;
+      }
+    }
+    if (usedCount === p.blobs.length) keep.push(pid);
+    else if (usedCount === 0) drop.push(pid);
+    else if ((blobBytes - usedBytes) / p.size > maxUnused) repack.push(pid);
+    else keep.push(pid);
+  }
+  const result: PruneResult = {
+    snapshots,
+    blobsKept: used.size,
+    blobsRemoved: 0,
+    packsKept: keep.length,
+    packsDeleted: drop.length,
+    packsRepacked: repack.length,
+    packsWritten: 0,
+    packsAdopted: adopted.size,
+    bytesBefore,
+    bytesAfter: bytesBefore,
+  };
+  for (const [pid, p] of allPacks) for (const b of p.blobs) if (!(used.has(b[0]) && loc.get(b[0]) === pid)) result.blobsRemoved++;
+  if (drop.length === 0 && repack.length === 0 && adopted.size === 0) return result;
+  // repack: copy the used blobs' stored bytes (checked first) into new packs
+  const w = new PackWriter(repo, () => hook('pack-written'));
+  for (const pid of repack) {
+    const key = packKey(repo, pid);
+    const where = storeWhere(repo.store, key);
+    const buf = await repo.store.readBytes(key);
+    if (!buf) throw storeDamaged(repo, `pack ${pid} vanished`);
+    for (const b of allPacks.get(pid)!.blobs) {
+      if (!(used.has(b[0]) && loc.get(b[0]) === pid)) continue;
+      const stored = buf.subarray(b[2], b[2] + b[3]);
+      try {
+        decodeBlob(stored, { id: b[0], type: typeOf(b[1]), rawLength: b[4], compression: b[5] === 'd' ? 'deflate' : 'none' }, repo.crypto, where);
+      } catch (e) {
+        throw storeDamaged(repo, errorMessage(e));
+      }
+      await w.add(b[0], typeOf(b[1]), Buffer.from(stored), b[4], b[5] === 'd' ? 'deflate' : 'none');
+    }
+  }
+  await w.flush();
+  result.packsWritten = w.written.length;
+  // one index for everything that stays, superseding every index file present
+  const kept: NewPack[] = keep.map((pid) => ({ id: pid, size: allPacks.get(pid)!.size, blobs: allPacks.get(pid)!.blobs }));
+  const oldIndexes = [...repo.indexFiles];
+  await writeIndex(repo, [...kept, ...w.written], oldIndexes);
+  await hook('index-written');
+  for (const id of oldIndexes) {
+    await repo.store.delete(indexKey(repo, id));
+    await hook('index-deleted');
+  }
+  // a repacked pack can come out byte-identical to an unindexed one of an interrupted prune
+  // (plain stores): same name, now indexed again, so it is not deleted
+  const indexed = new Set([...kept, ...w.written].map((p) => p.id));
+  for (const pid of [...drop, ...repack]) {
+    if (indexed.has(pid)) continue;
+    await repo.store.delete(packKey(repo, pid));
+    await hook('pack-deleted');
+  }
+  await loadIndex(repo);
+  result.bytesAfter = [...repo.packs.values()].reduce((n, p) => n + p.size, 0);
+  return result;
+}
+
+/** Bytes of the store's files (packs, indexes, snapshots, config): its footprint. */
+export async function storeBytes(repo: Repo): Promise<number> {
+  let n = 0;
+  for await (const o of repo.store.list(repo.prefix)) n += o.size;
+  return n;
+}
