@@ -254,7 +254,7 @@ function bootId(): string | null {
   return bootIdCache;
 }
 
-function newLockInfo(command: string, mode: 'exclusive' | 'shared'): LockInfo {
+export function newLockInfo(command: string, mode: 'exclusive' | 'shared'): LockInfo {
   return {
     pid: process.pid,
     host: os.hostname(),
@@ -267,7 +267,8 @@ function newLockInfo(command: string, mode: 'exclusive' | 'shared'): LockInfo {
   };
 }
 
-interface HeldLock {
+/** A lock as found: its content (null when unreadable) and when its holder last showed life. */
+export interface HeldLock {
   info: LockInfo | null;
   mtimeMs: number;
 }

@@ -2,41 +2,34 @@
  * The exclusive lock of a vault in object storage: a `.lock` object created with a conditional
  * write (`If-None-Match: *`), so of two runs that start together exactly one gets it.
  *
- * Staleness (the same rules as the local lock, docs/VAULT.md): the holder records host, pid, the
- * process's start time (Linux /proc/<pid>/stat field 22, so a reused pid is not mistaken for the
- * holder) and rewrites `heartbeat_at` every `heartbeatMs`. A lock is stale when its holder is on
- * this host and that process is gone (or is another process with the same pid), or when its
- * heartbeat is older than `staleMs` (any host). Breaking a stale lock deletes it and takes it
- * anew with a conditional write; after taking a lock the run reads it back once more after
- * `settleMs`, so two runs that broke the same stale lock at once do not both go on.
+ * The lock record and the staleness rule are the local lock's (../vault.ts: host, pid, process
+ * start time, boot id; `staleReason`): a lock is stale when its holder on this host is gone or
+ * its pid now belongs to another process, or when its heartbeat is older than the stale time.
+ * An object's mtime cannot be touched, so the holder rewrites the object with a new
+ * `heartbeat_at` every `heartbeatMs`. Breaking a stale lock deletes exactly the lock that was
+ * judged stale and takes it anew with a conditional write; after taking a lock the run reads it
+ * back once more after `settleMs`, so two runs that broke the same stale lock at once do not
+ * both go on.
  *
  * Where a server has no conditional writes the lock cannot be taken safely: `acquire` fails with
  * `s3-no-conditional-put` (docs/VAULT.md says what to do).
  */
-import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import * as os from 'node:os';
 import { AgentVaultError } from '../../core/errors';
+import { FOREIGN_LOCK_STALE_MS, LOCK_HEARTBEAT_MS, newLockInfo, staleReason, type LockInfo } from '../vault';
 import type { ObjectStore } from './store';
 
 export const REMOTE_LOCK_KEY = '.lock';
 
-export interface RemoteLockInfo {
-  host: string;
-  pid: number;
-  /** The holder's process start time in clock ticks since boot (Linux), null elsewhere. */
-  pid_start: number | null;
-  command: string;
-  token: string;
-  started_at: string;
+export interface RemoteLockInfo extends LockInfo {
+  /** The holder's last sign of life (rewritten every heartbeat). */
   heartbeat_at: string;
 }
 
 export interface RemoteLockOptions {
   command: string;
-  /** A lock whose heartbeat is older than this is stale (default 15 min). */
+  /** A lock whose heartbeat is older than this is stale (default: the local lock's, 10 min). */
   staleMs?: number;
-  /** How often the holder rewrites its heartbeat (default 60 s). */
+  /** How often the holder rewrites its heartbeat (default: the local lock's, 30 s). */
   heartbeatMs?: number;
   /** How long to wait for another run to finish (default 0: refuse at once). */
   waitMs?: number;
@@ -50,33 +43,6 @@ export interface RemoteLock {
   release(): Promise<void>;
 }
 
-/** Start time of a process in clock ticks since boot (field 22 of /proc/<pid>/stat), or null. */
-export function processStartTicks(pid: number): number | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // the command name (field 2) is in parentheses and may contain spaces: split after the last ')'
-    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const v = Number(rest[22 - 3]);
-    return Number.isFinite(v) ? v : null;
-  } catch {
-    return null;
-  }
-}
-
-function holderGone(info: RemoteLockInfo): boolean {
-  if (info.host !== os.hostname()) return false;
-  const now = processStartTicks(info.pid);
-  if (now === null) {
-    try {
-      process.kill(info.pid, 0);
-      return false;
-    } catch (e) {
-      return (e as NodeJS.ErrnoException).code !== 'EPERM';
-    }
-  }
-  return info.pid_start !== null && now !== info.pid_start;
-}
-
 function parseInfo(b: Buffer | null): RemoteLockInfo | null {
   if (!b) return null;
   try {
@@ -88,19 +54,13 @@ function parseInfo(b: Buffer | null): RemoteLockInfo | null {
 }
 
 /** Why the lock `held` is stale, or null while its holder may still be running. */
-export function remoteStaleReason(held: RemoteLockInfo | null, lastModified: Date | undefined, staleMs: number, now = Date.now()): string | null {
-  if (!held) {
-    const age = lastModified ? now - lastModified.getTime() : Infinity;
-    return age > staleMs ? 'its lock object is unreadable and old' : null;
-  }
-  if (holderGone(held)) return `process ${held.pid} on this host is gone`;
-  const beat = Date.parse(held.heartbeat_at);
-  if (!Number.isFinite(beat) || now - beat > staleMs) return `its last heartbeat (${held.heartbeat_at}, ${held.host}) is older than ${Math.round(staleMs / 60000)} min`;
-  return null;
+export function remoteStaleReason(held: RemoteLockInfo | null, lastModified: Date | undefined, staleMs: number): string | null {
+  const beat = held ? Date.parse(held.heartbeat_at) : lastModified?.getTime() ?? 0;
+  return staleReason({ info: held, mtimeMs: Number.isFinite(beat) ? beat : 0 }, staleMs);
 }
 
 /** Who holds the lock now (null when free or stale). */
-export async function remoteLockHolder(store: ObjectStore, staleMs = 15 * 60_000): Promise<RemoteLockInfo | null> {
+export async function remoteLockHolder(store: ObjectStore, staleMs = FOREIGN_LOCK_STALE_MS): Promise<RemoteLockInfo | null> {
   const head = await store.head(REMOTE_LOCK_KEY);
   if (!head) return null;
   const info = parseInfo(await store.readBytes(REMOTE_LOCK_KEY));
@@ -108,19 +68,11 @@ export async function remoteLockHolder(store: ObjectStore, staleMs = 15 * 60_000
 }
 
 export async function acquireRemoteLock(store: ObjectStore, opts: RemoteLockOptions): Promise<RemoteLock> {
-  const staleMs = opts.staleMs ?? 15 * 60_000;
-  const heartbeatMs = opts.heartbeatMs ?? 60_000;
+  const staleMs = opts.staleMs ?? FOREIGN_LOCK_STALE_MS;
+  const heartbeatMs = opts.heartbeatMs ?? LOCK_HEARTBEAT_MS;
   const deadline = Date.now() + (opts.waitMs ?? 0);
-  const startedAt = new Date().toISOString();
-  const info: RemoteLockInfo = {
-    host: os.hostname(),
-    pid: process.pid,
-    pid_start: processStartTicks(process.pid),
-    command: opts.command,
-    token: randomBytes(8).toString('hex'),
-    started_at: startedAt,
-    heartbeat_at: startedAt,
-  };
+  const base = newLockInfo(opts.command, 'exclusive');
+  const info: RemoteLockInfo = { ...base, heartbeat_at: base.started_at };
   const body = (): string => JSON.stringify(info) + '\n';
   for (;;) {
     if (await store.writeBytes(REMOTE_LOCK_KEY, body(), { ifAbsent: true })) {
@@ -131,21 +83,21 @@ export async function acquireRemoteLock(store: ObjectStore, opts: RemoteLockOpti
       continue;
     }
     const head = await store.head(REMOTE_LOCK_KEY);
+    if (!head) continue; // released meanwhile
     const held = parseInfo(await store.readBytes(REMOTE_LOCK_KEY));
-    if (head && remoteStaleReason(held, head.lastModified, staleMs)) {
+    if (remoteStaleReason(held, head.lastModified, staleMs)) {
       // read once more: break only the very lock that was judged stale
       const again = parseInfo(await store.readBytes(REMOTE_LOCK_KEY));
       if ((again?.token ?? null) === (held?.token ?? null)) await store.delete(REMOTE_LOCK_KEY);
       continue;
     }
-    if (!head) continue; // released meanwhile
     if (Date.now() >= deadline) {
       throw new AgentVaultError(
         'locked',
         held
           ? `the vault ${store.location} is locked by "${held.command}" (pid ${held.pid} on ${held.host}, since ${held.started_at}, last heartbeat ${held.heartbeat_at}); not starting a second run`
           : `the vault ${store.location} is locked (${REMOTE_LOCK_KEY}); not starting a second run`,
-        { hint: 'wait for it to finish (--wait <seconds>); a lock without a heartbeat for 15 minutes is broken automatically' },
+        { hint: `wait for it to finish (--wait <seconds>); a lock without a heartbeat for ${Math.round(staleMs / 60000)} minutes is broken automatically` },
       );
     }
     await new Promise((r) => setTimeout(r, Math.min(opts.pollMs ?? 1000, Math.max(1, deadline - Date.now()))));
