@@ -3,6 +3,7 @@ import { Option, type Command } from 'commander';
 import { diffSources } from '../diff';
 import { openSideSpec } from '../diff/live';
 import { renderReport, type DiffFormat } from '../diff/render';
+import { resolveArchiveArg } from './remote-archive';
 
 /** Colour only for a terminal, and never when NO_COLOR is set (https://no-color.org). */
 export function useColor(stream: NodeJS.WriteStream = process.stdout): boolean {
@@ -28,6 +29,8 @@ export function registerDiffCommands(program: Command): void {
         'Exit codes: 0 done (with --exit-code: no differences), 1 (only with --exit-code) differences found, 2 usage or I/O error.',
     )
     .action(async (a: string, b: string, opts: { agent?: string; schema: string; org?: string; format: DiffFormat; exitCode?: boolean }) => {
+      a = await resolveArchiveArg(a);
+      b = await resolveArchiveArg(b);
       const side = { agent: opts.agent, schema: opts.schema, organizationId: opts.org };
       const A = await openSideSpec(a, side);
       let report;

@@ -9,6 +9,7 @@ import { describeFile } from '../format/inspect';
 import { writeFileAtomic } from '../core/fs';
 import { packAgentFile, unpackArchive } from '../format/pack';
 import { addKeyOptions, decryptFromFlags, type KeyFlags } from './keys';
+import { resolveArchiveArg } from './remote-archive';
 
 export function registerFormatCommands(program: Command): void {
   addKeyOptions(program
@@ -44,6 +45,7 @@ export function registerFormatCommands(program: Command): void {
     .argument('<file>', 'agent file or snapshot archive')
     .option('--json', 'machine-readable output'))
     .action(async (file: string, opts: KeyFlags & { json?: boolean }) => {
+      file = await resolveArchiveArg(file);
       const info = await describeFile(file, { decrypt: await decryptFromFlags(opts) });
       process.stdout.write(opts.json ? JSON.stringify(info, null, 2) + '\n' : info.text);
     });

@@ -18,6 +18,7 @@ import type { Db } from '../db/types';
 import { exportAgents, listAgents, type AgentListing } from '../letta/export';
 import { formatPlan, restoreAgents, type OnConflict, type RestoreOptions, type ToolsMode } from '../letta/restore';
 import { addKeyOptions, decryptFromFlags, encryptionFromFlags, type KeyFlags } from './keys';
+import { resolveArchiveArg } from './remote-archive';
 
 export const LETTA_EXIT = { ok: 0, verification: 1, usage: 2, connection: 3, conflict: 4, rolledBack: 5, mismatch: 6, commitUnknown: 7, io: 74 } as const;
 
@@ -239,6 +240,7 @@ export function registerLettaCommands(program: Command, deps: LettaCliDeps = {})
   ))
     .addHelpText('after', LETTA_EXIT_HELP)
     .action(async (source: string, o: ConnOpts & KeyFlags & { secrets?: boolean; agent?: string[]; onConflict: OnConflict; tools: ToolsMode; dryRun?: boolean; forceSchema?: boolean; allowEmbeddingMismatch?: boolean; user?: string; nameSuffix?: string; newIds?: boolean; json?: boolean; quiet?: boolean }) => {
+      source = await resolveArchiveArg(source);
       const opts: RestoreOptions = {
         agents: o.agent,
         onConflict: o.onConflict,

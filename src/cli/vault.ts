@@ -6,7 +6,8 @@
  * found a damaged snapshot, drill failed); 2 usage or configuration error; 74 I/O error (disk
  * full…); 75 the vault is locked by another run (try again later); 130/143 interrupted.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, promises as fsp } from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Command } from 'commander';
 import { AgentVaultError, errorMessage } from '../core/errors';
@@ -19,8 +20,10 @@ import { runDrill } from '../vault/drill';
 import { renderStatus, vaultStatus } from '../vault/status';
 import { readIndex } from '../vault/vault';
 import { rebuildIndex } from '../vault/reconcile';
-import { copyVault } from '../vault/remote/copy';
-import { openObjectStore } from '../vault/remote/s3';
+import { copyVault, readStoreIndex } from '../vault/remote/copy';
+import { isS3Location } from '../vault/remote/location';
+import { fetchSnapshot, pruneRemote, remoteVaultStatus, runRemoteBackup } from '../vault/remote/remote-vault';
+import { openObjectStore, S3Store } from '../vault/remote/s3';
 import { EXIT, onInterrupt } from './exit';
 
 export const EXIT_LOCKED = EXIT.locked;
@@ -59,13 +62,27 @@ function numArg(name: string) {
   };
 }
 
+/** A folder is made absolute; an s3:// location stays as written. */
+function resolveVault(v: string): string {
+  return isS3Location(v) ? v : path.resolve(v);
+}
+
+/** Commands that need the vault as a folder refuse an s3:// location with what to do instead. */
+function localOnly(vault: string, command: string): void {
+  if (!isS3Location(vault)) return;
+  throw new AgentVaultError('usage', `${command} does not run on an s3:// vault yet (${vault})`, {
+    exitCode: 2,
+    hint: `copy it to a folder first: agent-vault vault copy ${vault} ./vault-copy && agent-vault ${command} --vault ./vault-copy`,
+  });
+}
+
 /** The config (when there is one) and the vault folder: --vault, else --config, else ./agent-vault.json. */
 async function selectVault(o: VaultSelection): Promise<{ cfg?: VaultConfig; vault: string }> {
   if (o.config || (!o.vault && existsSync(DEFAULT_CONFIG_FILE))) {
     const cfg = await loadConfig(o.config ?? DEFAULT_CONFIG_FILE);
-    return { cfg, vault: o.vault ? path.resolve(o.vault) : cfg.vault };
+    return { cfg, vault: o.vault ? resolveVault(o.vault) : cfg.vault };
   }
-  if (o.vault) return { vault: path.resolve(o.vault) };
+  if (o.vault) return { vault: resolveVault(o.vault) };
   throw new AgentVaultError('usage', `no vault given: pass --vault <dir> or --config <file> (or run where ${DEFAULT_CONFIG_FILE} is)`, { exitCode: 2 });
 }
 
@@ -82,6 +99,15 @@ function addKeyOptions(c: Command): Command {
     .option('--passphrase-file <file>', 'read the passphrase from this file')
     .option('--passphrase-env <NAME>', 'read the passphrase from this environment variable (default AGENT_VAULT_PASSPHRASE)')
     .option('--key-file <file>', 'use this 32-byte key file instead of a passphrase');
+}
+
+async function withStore<T>(location: string, fn: (store: S3Store) => Promise<T>): Promise<T> {
+  const store = new S3Store(location);
+  try {
+    return await fn(store);
+  } finally {
+    await store.close();
+  }
 }
 
 function out(s: string): void {
@@ -120,16 +146,17 @@ export function registerVaultCommands(program: Command): void {
       let abort: ((reason: string) => void) | undefined;
       const offInterrupt = onInterrupt('backup failed:', (sig) => abort?.(sig));
       try {
-        const r: BackupResult = await runBackup({
+        const backupOpts = {
           config: cfg,
           encrypt: o.encrypt,
           keys: keySources(o),
           waitMs: o.wait !== undefined ? o.wait * 1000 : undefined,
-          onProgress: o.verbose ? (m) => err(`backup: ${m}\n`) : undefined,
-          onAbortable: (fn) => {
+          onProgress: o.verbose ? (m: string) => err(`backup: ${m}\n`) : undefined,
+          onAbortable: (fn: (reason: string) => void) => {
             abort = fn;
           },
-        });
+        };
+        const r: BackupResult = isS3Location(cfg.vault) ? await withStore(cfg.vault, (store) => runRemoteBackup(store, backupOpts)) : await runBackup(backupOpts);
         for (const w of r.warnings) if (o.verbose || /webhook|not in the index|index did not list|prune: /.test(w)) err(`agent-vault: warning: ${oneLine(w)}\n`);
         if (o.json) out(JSON.stringify({ ok: true, snapshot: r.snapshot, path: r.path, duration_ms: r.duration_ms, pruned: r.pruned?.removed.map((s) => s.id) ?? null, cleaned: r.cleaned, adopted: r.adopted, rejected: r.rejected, webhook: r.webhook, warnings: r.warnings }, null, 2) + '\n');
         else if (o.verbose) {
@@ -173,6 +200,18 @@ export function registerVaultCommands(program: Command): void {
       const { pruneAfterBackup: _p, ...fromConfig } = cfg?.retention ?? {};
       const policy = anyFlag ? fromFlags : fromConfig;
       try {
+        if (isS3Location(vault)) {
+          const rr = await withStore(vault, (store) => pruneRemote(store, policy, { dryRun: o.dryRun, waitMs: (o.wait ?? 0) * 1000 }));
+          if (o.json) out(JSON.stringify({ dry_run: rr.dryRun, policy, kept: rr.kept.map((k) => k.id), removed: rr.removed.map((d) => ({ id: d.id, created_at: d.created_at })), freed_bytes: rr.freedBytes, delete_errors: rr.deleteErrors, unverified: rr.unverified }, null, 2) + '\n');
+          else {
+            if (!o.quiet) for (const d of rr.removed) out(`${rr.dryRun ? 'would delete' : 'delete'} ${d.id}  ${d.created_at}\n`);
+            for (const u of rr.unverified) out(`KEEP   ${u.id}  fails verification, not counted for retention: ${u.reason}\n`);
+            out(`${rr.dryRun ? 'dry run: would keep' : 'kept'} ${rr.kept.length}, ${rr.dryRun ? 'would delete' : 'deleted'} ${rr.removed.length} snapshot(s) (${(rr.freedBytes / 1048576).toFixed(1)} MiB) in ${vault}\n`);
+            for (const e of rr.deleteErrors) err(`agent-vault: warning: could not delete ${e}\n`);
+          }
+          process.exitCode = rr.unverified.length ? EXIT.failed : EXIT.ok;
+          return;
+        }
         const r = await pruneVault(vault, { policy, dryRun: o.dryRun, waitMs: (o.wait ?? 0) * 1000 });
         if (o.json) {
           out(
@@ -227,6 +266,7 @@ export function registerVaultCommands(program: Command): void {
     .addHelpText('after', '\nExit codes: 0 every snapshot verified, 1 a problem was found, 2 usage error, 74 I/O error, 75 a backup or prune holds the vault.')
     .action(async (o: VaultSelection & KeyFlags & { deep?: boolean; snapshot?: string[]; wait?: number; quiet?: boolean; json?: boolean }) => {
       const { cfg, vault } = await selectVault(o);
+      localOnly(vault, 'verify');
       const material = await resolveKeyMaterial(cfg?.encryption, keySources(o));
       const report = await verifyVault(vault, {
         deep: o.deep,
@@ -275,14 +315,21 @@ export function registerVaultCommands(program: Command): void {
         databaseUrl = process.env[o.databaseEnv];
         if (!databaseUrl) throw new AgentVaultError('usage', `environment variable ${o.databaseEnv} (--database-env) is not set`, { exitCode: 2 });
       }
+      let fetched: { dir: string; path: string } | undefined;
+      if (sel.vault && isS3Location(sel.vault)) {
+        // the snapshot is downloaded and checked against the index's SHA-256; the report goes to --report-dir (default: the current folder)
+        const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'agent-vault-drill-'));
+        const got = await withStore(sel.vault, (store) => fetchSnapshot(store, snapshot, dir));
+        fetched = { dir, path: got.path };
+      }
       const report = await runDrill({
-        snapshot,
-        vaultDir: sel.vault,
+        snapshot: fetched ? fetched.path : snapshot,
+        vaultDir: fetched ? undefined : sel.vault,
         decrypt: decryptOptions(material),
         databaseUrl,
-        reportDir: o.reportDir ? path.resolve(o.reportDir) : undefined,
+        reportDir: o.reportDir ? path.resolve(o.reportDir) : fetched ? process.cwd() : undefined,
         waitMs: (o.wait ?? 0) * 1000,
-      });
+      }).finally(() => (fetched ? fsp.rm(fetched.dir, { recursive: true, force: true }) : undefined));
       if (o.json) out(JSON.stringify(report, null, 2) + '\n');
       else {
         const t = report.timings;
@@ -307,8 +354,10 @@ export function registerVaultCommands(program: Command): void {
       .option('--json', 'print the status as JSON'),
   ).action(async (o: VaultSelection & { maxAgeHours?: number; drillMaxAgeDays?: number; snapshots?: boolean; check?: boolean; json?: boolean }) => {
     const { cfg, vault } = await selectVault(o);
-    const s = await vaultStatus(vault, { maxAgeHours: o.maxAgeHours ?? cfg?.policy?.maxAgeHours, drillMaxAgeDays: o.drillMaxAgeDays ?? cfg?.policy?.drillMaxAgeDays });
-    const snaps = o.snapshots ? (await readIndex(vault)).snapshots : undefined;
+    const policy = { maxAgeHours: o.maxAgeHours ?? cfg?.policy?.maxAgeHours, drillMaxAgeDays: o.drillMaxAgeDays ?? cfg?.policy?.drillMaxAgeDays };
+    const remote = isS3Location(vault);
+    const s = remote ? await withStore(vault, (store) => remoteVaultStatus(store, policy)) : await vaultStatus(vault, policy);
+    const snaps = o.snapshots ? (remote ? (await withStore(vault, (store) => readStoreIndex(store)))!.snapshots : (await readIndex(vault)).snapshots) : undefined;
     const missing = new Set(s.missing.map((m) => m.id));
     if (o.json) out(JSON.stringify(snaps ? { ...s, snapshot_list: snaps } : s, null, 2) + '\n');
     else {
@@ -336,6 +385,7 @@ export function registerVaultCommands(program: Command): void {
     )
     .action(async (o: VaultSelection & { dryRun?: boolean; wait?: number; json?: boolean }) => {
       const { vault } = await selectVault(o);
+      localOnly(vault, 'rebuild-index');
       let r;
       try {
         r = await rebuildIndex(vault, { dryRun: o.dryRun, waitMs: (o.wait ?? 0) * 1000 });

@@ -13,6 +13,7 @@ import { keyFromPassphrase, readKeyFile, type ArchiveKey, type DecryptOptions, t
 import type { RetentionPolicy } from './retention';
 import type { WebhookConfig } from './webhook';
 import { checkWebhookUrl } from './webhook';
+import { isS3Location } from './remote/location';
 
 export const DEFAULT_CONFIG_FILE = 'agent-vault.json';
 export const DEFAULT_PASSPHRASE_ENV = 'AGENT_VAULT_PASSPHRASE';
@@ -46,7 +47,7 @@ export interface ProbeConfig {
 export interface VaultConfig {
   /** Absolute path of the file it was read from (undefined when built in code). */
   file?: string;
-  /** Absolute vault folder. */
+  /** Absolute vault folder, or an s3://bucket/prefix location (docs/VAULT.md "Object storage"). */
   vault: string;
   source: SourceConfig;
   agents?: { all?: boolean; ids?: string[]; names?: string[]; tags?: string[] };
@@ -99,7 +100,8 @@ export function parseConfig(text: string, file: string): VaultConfig {
   }
   const cfg = value as VaultConfig;
   const dir = path.dirname(file);
-  const out: VaultConfig = { ...cfg, file, vault: path.resolve(dir, cfg.vault) };
+  // an s3:// location stays as written; a folder is relative to the configuration file
+  const out: VaultConfig = { ...cfg, file, vault: isS3Location(cfg.vault) ? cfg.vault : path.resolve(dir, cfg.vault) };
   if (out.source.kind === 'pglite') out.source = { ...out.source, dataDir: path.resolve(dir, out.source.dataDir) };
   if (out.encryption) {
     out.encryption = { ...out.encryption };

@@ -84,7 +84,15 @@ function round(n: number, digits = 1): number {
  * reports, the run log and the lock files, and checks that every listed archive file exists (no
  * archive is opened).
  */
-export async function vaultStatus(vaultDir: string, policy: StatusPolicy = {}, opts: { now?: Date } = {}): Promise<VaultStatus> {
+export interface VaultStatusOptions {
+  now?: Date;
+  /** Whether a listed snapshot's archive is there (default: the file exists in the folder); a remote vault answers from a listing. */
+  present?: (rec: SnapshotRecord) => boolean;
+  /** The vault as named in the report (default: the folder). */
+  label?: string;
+}
+
+export async function vaultStatus(vaultDir: string, policy: StatusPolicy = {}, opts: VaultStatusOptions = {}): Promise<VaultStatus> {
   const now = (opts.now ?? new Date()).getTime();
   const pol: Required<StatusPolicy> = {
     maxAgeHours: policy.maxAgeHours ?? DEFAULT_MAX_AGE_HOURS,
@@ -97,7 +105,7 @@ export async function vaultStatus(vaultDir: string, policy: StatusPolicy = {}, o
   const missing: Array<{ id: string; file: string }> = [];
   const present: SnapshotRecord[] = [];
   for (const s of index.snapshots) {
-    if (await fsp.stat(snapshotPath(vaultDir, s)).then((st) => st.isFile(), () => false)) present.push(s);
+    if (opts.present ? opts.present(s) : await fsp.stat(snapshotPath(vaultDir, s)).then((st) => st.isFile(), () => false)) present.push(s);
     else missing.push({ id: s.id, file: s.file });
   }
 
@@ -194,7 +202,7 @@ export async function vaultStatus(vaultDir: string, policy: StatusPolicy = {}, o
   }
   const newestSnap = [...present].sort((x, y) => (x.created_at < y.created_at ? 1 : -1))[0];
   return {
-    vault: vaultDir,
+    vault: opts.label ?? vaultDir,
     generated_at: new Date(now).toISOString(),
     policy: pol,
     snapshots: index.snapshots.length,

@@ -22,66 +22,14 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { AgentVaultError, errorMessage } from '../../core/errors';
+import { isS3Location, parseS3Location, type S3Location } from './location';
 import { LocalStore, streamToFileAtomic, type ObjectInfo, type ObjectStore } from './store';
+
+export { isS3Location, parseS3Location, type S3Location } from './location';
 
 // The pinned SDK runs on Node 20 (engines >=20); its notice that releases after January 2027 need
 // Node 22 would otherwise be printed by every command that touches S3.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
-
-export interface S3Location {
-  bucket: string;
-  /** '' or ends with '/' */
-  prefix: string;
-  endpoint?: string;
-  region?: string;
-  pathStyle?: boolean;
-  /** The location as written, without query secrets (there are none to hide: credentials never go here). */
-  display: string;
-}
-
-export function isS3Location(loc: string): boolean {
-  return /^s3:\/\//i.test(loc);
-}
-
-const BUCKET_RE = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
-
-export function parseS3Location(loc: string): S3Location {
-  // URL parsing folds "a/../b" into "b": check the segments as written
-  const rawPath = /^s3:\/\/[^/?#]*([^?#]*)/i.exec(loc)?.[1] ?? '';
-  if (rawPath.split('/').some((seg) => seg === '.' || seg === '..')) {
-    throw new AgentVaultError('usage', `the prefix of ${loc} has a "." or ".." segment`, { exitCode: 2 });
-  }
-  let u: URL;
-  try {
-    u = new URL(loc);
-  } catch {
-    throw new AgentVaultError('usage', `${loc} is not a valid s3:// location (expected s3://<bucket>/<prefix>)`, { exitCode: 2 });
-  }
-  if (u.protocol !== 's3:') throw new AgentVaultError('usage', `${loc} is not an s3:// location`, { exitCode: 2 });
-  if (u.username || u.password) {
-    throw new AgentVaultError('usage', `an s3:// location must not hold credentials; use the AWS environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) or an AWS profile`, { exitCode: 2 });
-  }
-  const bucket = u.hostname;
-  if (!BUCKET_RE.test(bucket)) throw new AgentVaultError('usage', `"${bucket}" in ${u.protocol}//${bucket}${u.pathname} is not a valid bucket name (3-63 lower-case letters, digits, dots and hyphens)`, { exitCode: 2 });
-  let prefix = decodeURIComponent(u.pathname).replace(/^\/+/, '');
-  if (prefix && !prefix.endsWith('/')) prefix += '/';
-  if (prefix.split('/').slice(0, -1).some((s) => s === '' || s === '.' || s === '..')) {
-    throw new AgentVaultError('usage', `the prefix of ${loc} has an empty, "." or ".." segment`, { exitCode: 2 });
-  }
-  const known = new Set(['endpoint', 'region', 'path-style']);
-  for (const k of u.searchParams.keys()) if (!known.has(k)) throw new AgentVaultError('usage', `unknown option "${k}" in ${loc} (known: endpoint, region, path-style)`, { exitCode: 2 });
-  const endpoint = u.searchParams.get('endpoint') ?? undefined;
-  if (endpoint && !/^https?:\/\//.test(endpoint)) throw new AgentVaultError('usage', `endpoint ${endpoint} in ${loc} must start with http:// or https://`, { exitCode: 2 });
-  const ps = u.searchParams.get('path-style');
-  return {
-    bucket,
-    prefix,
-    endpoint,
-    region: u.searchParams.get('region') ?? undefined,
-    pathStyle: ps === null ? undefined : ps === '' || ps === 'true' || ps === '1',
-    display: `s3://${bucket}/${prefix}`,
-  };
-}
 
 export interface S3StoreOptions {
   /** Attempts per request, including the first (default 5): backoff on 5xx, throttling, resets. */

@@ -1,0 +1,62 @@
+/**
+ * Vault locations in object storage: `s3://<bucket>[/<prefix>][?endpoint=<url>&region=<r>&path-style=true]`.
+ * No SDK here: the configuration and the extension can tell a remote vault from a folder without
+ * loading the AWS SDK (./s3.ts opens it).
+ */
+import { AgentVaultError } from '../../core/errors';
+
+export interface S3Location {
+  bucket: string;
+  /** '' or ends with '/' */
+  prefix: string;
+  endpoint?: string;
+  region?: string;
+  pathStyle?: boolean;
+  /** The location as written, without query secrets (there are none to hide: credentials never go here). */
+  display: string;
+}
+
+export function isS3Location(loc: string): boolean {
+  return /^s3:\/\//i.test(loc);
+}
+
+const BUCKET_RE = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+
+export function parseS3Location(loc: string): S3Location {
+  // URL parsing folds "a/../b" into "b": check the segments as written
+  const rawPath = /^s3:\/\/[^/?#]*([^?#]*)/i.exec(loc)?.[1] ?? '';
+  if (rawPath.split('/').some((seg) => seg === '.' || seg === '..')) {
+    throw new AgentVaultError('usage', `the prefix of ${loc} has a "." or ".." segment`, { exitCode: 2 });
+  }
+  let u: URL;
+  try {
+    u = new URL(loc);
+  } catch {
+    throw new AgentVaultError('usage', `${loc} is not a valid s3:// location (expected s3://<bucket>/<prefix>)`, { exitCode: 2 });
+  }
+  if (u.protocol !== 's3:') throw new AgentVaultError('usage', `${loc} is not an s3:// location`, { exitCode: 2 });
+  if (u.username || u.password) {
+    throw new AgentVaultError('usage', `an s3:// location must not hold credentials; use the AWS environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) or an AWS profile`, { exitCode: 2 });
+  }
+  const bucket = u.hostname;
+  if (!BUCKET_RE.test(bucket)) throw new AgentVaultError('usage', `"${bucket}" in ${u.protocol}//${bucket}${u.pathname} is not a valid bucket name (3-63 lower-case letters, digits, dots and hyphens)`, { exitCode: 2 });
+  let prefix = decodeURIComponent(u.pathname).replace(/^\/+/, '');
+  if (prefix && !prefix.endsWith('/')) prefix += '/';
+  if (prefix.split('/').slice(0, -1).some((s) => s === '' || s === '.' || s === '..')) {
+    throw new AgentVaultError('usage', `the prefix of ${loc} has an empty, "." or ".." segment`, { exitCode: 2 });
+  }
+  const known = new Set(['endpoint', 'region', 'path-style']);
+  for (const k of u.searchParams.keys()) if (!known.has(k)) throw new AgentVaultError('usage', `unknown option "${k}" in ${loc} (known: endpoint, region, path-style)`, { exitCode: 2 });
+  const endpoint = u.searchParams.get('endpoint') ?? undefined;
+  if (endpoint && !/^https?:\/\//.test(endpoint)) throw new AgentVaultError('usage', `endpoint ${endpoint} in ${loc} must start with http:// or https://`, { exitCode: 2 });
+  const ps = u.searchParams.get('path-style');
+  return {
+    bucket,
+    prefix,
+    endpoint,
+    region: u.searchParams.get('region') ?? undefined,
+    pathStyle: ps === null ? undefined : ps === '' || ps === 'true' || ps === '1',
+    display: `s3://${bucket}/${prefix}`,
+  };
+}
+

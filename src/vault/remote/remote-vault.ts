@@ -1,0 +1,244 @@
+/**
+ * Vault commands on a vault in object storage (`s3://bucket/prefix`), built on the same vault
+ * code as a local folder:
+ *
+ * - backup: the snapshot is written by the ordinary backup into a fresh local staging vault (same
+ *   export, probes, encryption with the remote vault's scrypt salt), then uploaded (streaming
+ *   multipart, SHA-256 checked), then listed in the remote index — written last, under the remote
+ *   lock — and the run logged in the remote `runs.jsonl`. Retention then runs remotely.
+ * - prune: the retention plan over the snapshots whose objects pass the quick check (present, the
+ *   recorded size and SHA-256): a snapshot failing it is kept and reported, never counted; the
+ *   index is written before any object is deleted.
+ * - status: the ordinary status over the remote index, run log and drill reports, with the
+ *   snapshots' presence taken from a listing of the bucket.
+ * - fetchSnapshot: one snapshot downloaded into a local file and checked against the index's
+ *   SHA-256 — what `restore`, `drill`, `inspect` and `diff` read from (`s3://…#<snapshot>`).
+ *
+ * Nothing here deletes an object it did not decide to delete in this run (prune) or write in
+ * this run (a failed upload is aborted by the SDK before it becomes visible).
+ */
+import { promises as fsp } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { AgentVaultError, errorMessage } from '../../core/errors';
+import { TOOL_VERSION } from '../../core/version';
+import { runBackup, type BackupOptions, type BackupResult } from '../backup';
+import { postWebhook, wantsWebhook } from '../webhook';
+import type { RetentionPolicy } from '../retention';
+import { planRetention } from '../retention';
+import type { StatusPolicy } from '../config';
+import { vaultStatus, type VaultStatus } from '../status';
+import { emptyIndex, findSnapshot, newRunId, readIndex, readRunLog, RUN_LOG, SNAPSHOTS_DIR, DRILLS_DIR, VAULT_INDEX, type RunLogRecord, type SnapshotRecord, type VaultIndex } from '../vault';
+import { readStoreIndex, writeStoreIndex } from './copy';
+import { acquireRemoteLock, type RemoteLock } from './lock';
+import { fileSha256Hex, type ObjectStore } from './store';
+
+export interface RemoteBackupResult extends BackupResult {
+  remote: string;
+}
+
+async function appendRemoteRunLog(store: ObjectStore, rec: RunLogRecord): Promise<void> {
+  const prev = (await store.readBytes(RUN_LOG))?.toString('utf8') ?? '';
+  await store.writeBytes(RUN_LOG, prev + (prev && !prev.endsWith('\n') ? '\n' : '') + JSON.stringify(rec) + '\n');
+}
+
+/** The remote index, or an empty one for a new vault. */
+async function remoteIndex(store: ObjectStore, allowMissing: boolean): Promise<VaultIndex> {
+  const idx = await readStoreIndex(store);
+  if (idx) return idx;
+  if (allowMissing) return emptyIndex();
+  throw new AgentVaultError('no-vault', `${store.location} is not a vault (it has no ${VAULT_INDEX})`, { exitCode: 2, hint: 'run "agent-vault backup" with this location as "vault", or "agent-vault vault copy <folder> <location>"' });
+}
+
+/** Quick check of a listed snapshot in the store: present with the recorded size and SHA-256. */
+export async function quickVerifyRemote(store: ObjectStore, rec: SnapshotRecord): Promise<string | null> {
+  const head = await store.head(rec.file);
+  if (!head) return `${rec.file} is missing`;
+  if (typeof rec.bytes === 'number' && head.size !== rec.bytes) return `${rec.file} is ${head.size} bytes, the index records ${rec.bytes}`;
+  if (head.sha256Hex && rec.sha256 && head.sha256Hex !== rec.sha256) return `${rec.file} was stored with sha256 ${head.sha256Hex}, the index records ${rec.sha256}`;
+  return null;
+}
+
+export interface RemotePruneResult {
+  dryRun: boolean;
+  removed: SnapshotRecord[];
+  kept: SnapshotRecord[];
+  unverified: Array<{ id: string; file: string; reason: string }>;
+  freedBytes: number;
+  deleteErrors: string[];
+}
+
+async function pruneRemoteLocked(store: ObjectStore, policy: RetentionPolicy, dryRun: boolean): Promise<RemotePruneResult> {
+  const index = await remoteIndex(store, false);
+  const unverified: RemotePruneResult['unverified'] = [];
+  const good: SnapshotRecord[] = [];
+  for (const s of index.snapshots) {
+    const why = await quickVerifyRemote(store, s);
+    if (why) unverified.push({ id: s.id, file: s.file, reason: why });
+    else good.push(s);
+  }
+  const plan = planRetention(good.map((s) => ({ id: s.id, created_at: s.created_at, agents: s.agents.map((a) => a.id), collections: s.collections })), policy);
+  const removeIds = new Set(plan.remove.map((d) => d.id));
+  const removed = index.snapshots.filter((s) => removeIds.has(s.id));
+  const kept = index.snapshots.filter((s) => !removeIds.has(s.id));
+  const result: RemotePruneResult = { dryRun, removed, kept, unverified, freedBytes: removed.reduce((n, s) => n + s.bytes, 0), deleteErrors: [] };
+  if (dryRun || !removed.length) return result;
+  index.snapshots = kept;
+  await writeStoreIndex(store, index);
+  for (const s of removed) {
+    try {
+      await store.delete(s.file);
+    } catch (e) {
+      result.deleteErrors.push(`${s.file}: ${errorMessage(e)}`);
+    }
+  }
+  return result;
+}
+
+/** Retention on a remote vault (under its lock unless `lock` is given). */
+export async function pruneRemote(store: ObjectStore, policy: RetentionPolicy, opts: { dryRun?: boolean; waitMs?: number; lock?: RemoteLock | null; lockTimings?: { settleMs?: number } } = {}): Promise<RemotePruneResult> {
+  if (opts.lock) return pruneRemoteLocked(store, policy, !!opts.dryRun);
+  await remoteIndex(store, false);
+  const started = new Date();
+  const lock = await acquireRemoteLock(store, { command: opts.dryRun ? 'prune --dry-run' : 'prune', waitMs: opts.waitMs, ...opts.lockTimings });
+  try {
+    const r = await pruneRemoteLocked(store, policy, !!opts.dryRun);
+    if (!opts.dryRun) {
+      await appendRemoteRunLog(store, {
+        run_id: newRunId(),
+        command: 'prune',
+        started_at: started.toISOString(),
+        finished_at: new Date().toISOString(),
+        duration_ms: Date.now() - started.getTime(),
+        ok: true,
+        host: os.hostname(),
+        pid: process.pid,
+        removed: r.removed.map((s) => s.id),
+        kept: r.kept.length,
+        unverified: r.unverified.map((u) => u.id),
+      }).catch(() => undefined);
+    }
+    return r;
+  } finally {
+    await lock.release();
+  }
+}
+
+/**
+ * A backup into a remote vault. The options are `runBackup`'s, with `config.vault` an s3://
+ * location. The webhook reports the outcome of the whole run (upload included).
+ */
+export async function runRemoteBackup(store: ObjectStore, opts: BackupOptions & { lockTimings?: { settleMs?: number; heartbeatMs?: number }; stagingRoot?: string }): Promise<RemoteBackupResult> {
+  const cfg = opts.config;
+  const started = new Date();
+  const lock = await acquireRemoteLock(store, { command: 'backup', waitMs: opts.waitMs ?? (cfg.lock?.waitSeconds ?? 0) * 1000, ...opts.lockTimings });
+  const staging = await fsp.mkdtemp(path.join(opts.stagingRoot ?? os.tmpdir(), 'agent-vault-staging-'));
+  let result: BackupResult | undefined;
+  let failure: unknown;
+  let listed = false;
+  try {
+    const index = await remoteIndex(store, true);
+    // the staging vault starts with the remote vault's scrypt salt, so one key serves both
+    await fsp.writeFile(path.join(staging, VAULT_INDEX), JSON.stringify({ ...emptyIndex(), kdf: index.kdf ?? null }, null, 2) + '\n');
+    const { pruneAfterBackup: _p, ...policy } = cfg.retention ?? {};
+    result = await runBackup({ ...opts, config: { ...cfg, vault: staging, retention: undefined, webhook: undefined } });
+    const rec = result.snapshot;
+    const sha = await fileSha256Hex(result.path);
+    if (sha !== rec.sha256) throw new AgentVaultError('checksum', `${result.path} changed after it was written (sha256 ${sha}, recorded ${rec.sha256}); not uploaded`);
+    opts.onProgress?.(`uploading ${rec.file} (${rec.bytes} bytes) to ${store.location}`);
+    await store.uploadFile(rec.file, result.path, { sha256Hex: sha });
+    const head = await store.head(rec.file);
+    if (!head || head.size !== rec.bytes || (head.sha256Hex && head.sha256Hex !== sha)) {
+      throw new AgentVaultError('checksum', `${store.location}: ${rec.file} arrived as ${head ? `${head.size} bytes` : 'nothing'}, expected ${rec.bytes} bytes with sha256 ${sha}`);
+    }
+    const stagedIndex = await readIndex(staging);
+    index.kdf ??= stagedIndex.kdf ?? null;
+    index.snapshots.push(rec);
+    await writeStoreIndex(store, index);
+    listed = true;
+    if (cfg.retention?.pruneAfterBackup) {
+      const pr = await pruneRemote(store, policy, { lock });
+      for (const u of pr.unverified) result.warnings.push(`prune: snapshot ${u.id} fails verification and was kept (not counted for retention): ${u.reason}`);
+      for (const e of pr.deleteErrors) result.warnings.push(`prune: could not delete ${e}`);
+    }
+  } catch (e) {
+    failure = e;
+  } finally {
+    // the staging run's own log line goes to the remote run log, with the upload's outcome
+    const local = (await readRunLog(staging).catch(() => [] as RunLogRecord[])).at(-1);
+    const rec: RunLogRecord = {
+      ...(local ?? { run_id: newRunId(), command: 'backup', host: os.hostname(), pid: process.pid, started_at: started.toISOString() }),
+      finished_at: new Date().toISOString(),
+      duration_ms: Date.now() - started.getTime(),
+      ok: !failure,
+      snapshot: listed ? result?.snapshot.id ?? null : null,
+      error: failure ? { code: failure instanceof AgentVaultError ? failure.code : 'internal', message: errorMessage(failure) } : null,
+      remote: store.location,
+    } as RunLogRecord;
+    await appendRemoteRunLog(store, rec).catch(() => undefined);
+    await lock.release().catch(() => undefined);
+    await fsp.rm(staging, { recursive: true, force: true }).catch(() => undefined);
+  }
+  if (cfg.webhook) {
+    if (wantsWebhook(cfg.webhook, failure ? 'failure' : 'success')) {
+      const hook = await postWebhook(
+        cfg.webhook,
+        {
+          event: failure ? 'backup.failed' : 'backup.succeeded',
+          ok: !failure,
+          vault: store.location,
+          config: cfg.file ?? null,
+          host: os.hostname(),
+          run_id: newRunId(),
+          started_at: started.toISOString(),
+          finished_at: new Date().toISOString(),
+          duration_ms: Date.now() - started.getTime(),
+          snapshot: listed && result ? { id: result.snapshot.id, created_at: result.snapshot.created_at, bytes: result.snapshot.bytes, agents: result.snapshot.agents.length, encrypted: result.snapshot.encrypted } : null,
+          error: failure ? { code: failure instanceof AgentVaultError ? failure.code : 'internal', message: errorMessage(failure) } : null,
+          tool: { name: 'agent-vault', version: TOOL_VERSION },
+        },
+        opts.env ?? process.env,
+      );
+      if (!hook.ok && result) result.warnings.push(`webhook failed: ${hook.error}`);
+    }
+  }
+  if (failure) throw failure;
+  return { ...result!, path: `${store.location}${result!.snapshot.file}`, remote: store.location };
+}
+
+/** Status of a remote vault: the ordinary rules over its index, run log and drill reports. */
+export async function remoteVaultStatus(store: ObjectStore, policy: StatusPolicy = {}, opts: { now?: Date } = {}): Promise<VaultStatus> {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'agent-vault-status-'));
+  try {
+    const index = await remoteIndex(store, false);
+    await fsp.writeFile(path.join(dir, VAULT_INDEX), JSON.stringify(index));
+    const runs = await store.readBytes(RUN_LOG);
+    if (runs) await fsp.writeFile(path.join(dir, RUN_LOG), runs);
+    await fsp.mkdir(path.join(dir, DRILLS_DIR));
+    for await (const o of store.list(`${DRILLS_DIR}/`)) {
+      if (!o.key.endsWith('.json')) continue;
+      const b = await store.readBytes(o.key);
+      if (b) await fsp.writeFile(path.join(dir, DRILLS_DIR, path.basename(o.key)), b);
+    }
+    const present = new Set<string>();
+    for await (const o of store.list(`${SNAPSHOTS_DIR}/`)) present.add(o.key);
+    return await vaultStatus(dir, policy, { ...opts, present: (rec) => present.has(rec.file), label: store.location });
+  } finally {
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Downloads one snapshot (by id or unique prefix) and checks it against the index's SHA-256. */
+export async function fetchSnapshot(store: ObjectStore, ref: string, destDir: string): Promise<{ path: string; record: SnapshotRecord }> {
+  const index = await remoteIndex(store, false);
+  const rec = findSnapshot(index, ref, store.location);
+  const dest = path.join(destDir, path.basename(rec.file));
+  const got = await store.downloadFile(rec.file, dest);
+  if (got.sha256Hex !== rec.sha256) {
+    await fsp.rm(dest, { force: true });
+    throw new AgentVaultError('checksum', `${store.location}: ${rec.file} has sha256 ${got.sha256Hex} but the index records ${rec.sha256}; the download was removed`, {
+      hint: 'run "agent-vault vault copy" from another copy, or "agent-vault verify" on the vault',
+    });
+  }
+  return { path: dest, record: rec };
+}
