@@ -15,14 +15,14 @@ import { DEFAULT_CONFIG_FILE, decryptOptions, loadConfig, resolveKeyMaterial, ty
 import { runBackup, type BackupResult } from '../vault/backup';
 import { pruneVault } from '../vault/prune';
 import { describeReasons, type RetentionPolicy } from '../vault/retention';
-import { verifyVault } from '../vault/verify';
+import { verifyVault, type SnapshotVerifyResult } from '../vault/verify';
 import { runDrill } from '../vault/drill';
 import { renderStatus, vaultStatus } from '../vault/status';
 import { readIndex } from '../vault/vault';
 import { rebuildIndex } from '../vault/reconcile';
 import { copyVault, readStoreIndex } from '../vault/remote/copy';
 import { isS3Location } from '../vault/remote/location';
-import { fetchSnapshot, pruneRemote, remoteVaultStatus, runRemoteBackup } from '../vault/remote/remote-vault';
+import { fetchSnapshot, pruneRemote, remoteVaultStatus, runRemoteBackup, verifyRemote } from '../vault/remote/remote-vault';
 import { openObjectStore, S3Store } from '../vault/remote/s3';
 import { EXIT, onInterrupt } from './exit';
 
@@ -266,20 +266,20 @@ export function registerVaultCommands(program: Command): void {
     .addHelpText('after', '\nExit codes: 0 every snapshot verified, 1 a problem was found, 2 usage error, 74 I/O error, 75 a backup or prune holds the vault.')
     .action(async (o: VaultSelection & KeyFlags & { deep?: boolean; snapshot?: string[]; wait?: number; quiet?: boolean; json?: boolean }) => {
       const { cfg, vault } = await selectVault(o);
-      localOnly(vault, 'verify');
       const material = await resolveKeyMaterial(cfg?.encryption, keySources(o));
-      const report = await verifyVault(vault, {
+      const verifyOpts = {
         deep: o.deep,
         waitMs: (o.wait ?? 0) * 1000,
         decrypt: decryptOptions(material),
         only: o.snapshot,
         onSnapshot: o.json
           ? undefined
-          : (r) => {
+          : (r: SnapshotVerifyResult) => {
               if (r.ok && o.quiet) return;
               out(`${r.ok ? 'ok  ' : 'FAIL'} ${r.id}${r.encrypted ? ' (encrypted)' : ''}${r.ok ? '' : `: ${r.checks.filter((c) => !c.ok).map((c) => `[${c.name}] ${c.message}`).join('; ')}`}\n`);
             },
-      });
+      };
+      const report = isS3Location(vault) ? await withStore(vault, (store) => verifyRemote(store, verifyOpts)) : await verifyVault(vault, verifyOpts);
       if (o.json) out(JSON.stringify(report, null, 2) + '\n');
       else {
         for (const u of report.unlisted) out(`note: ${u} is not in the index; "agent-vault rebuild-index" (or the next backup) verifies it and lists it again\n`);

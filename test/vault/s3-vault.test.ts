@@ -164,12 +164,26 @@ describe('vault commands on an s3:// vault (moto) from PostgreSQL', function () 
     await proxy.close();
   });
 
-  it('verify and rebuild-index on an s3:// vault say what to do instead (exit 2)', () => {
+  it('verify on an s3:// vault downloads and checks every snapshot (--deep too); an object damaged in the bucket is named (exit 1)', async () => {
     const loc = moto.location('av-nightly', 'prod');
-    for (const cmd of ['verify', 'rebuild-index']) {
-      const r = runCli([cmd, '--vault', loc], { env: env() });
-      assert.equal(r.code, 2, r.stderr);
-      assert.match(r.stderr, /vault copy/);
-    }
+    const ok = runCli(['verify', '--vault', loc, '--deep'], { env: env() });
+    assert.equal(ok.code, 0, ok.stdout + ok.stderr);
+    assert.match(ok.stdout, /1 snapshot\(s\) verified \(deep\): all ok/);
+    // damage the stored archive behind the index's back
+    const store = new S3Store(loc);
+    const rec = (await readStoreIndex(store))!.snapshots[0];
+    const bytes = (await store.readBytes(rec.file))!;
+    bytes[Math.floor(bytes.length / 2)] ^= 0xff;
+    await store.writeBytes(rec.file, bytes);
+    const bad = runCli(['verify', '--vault', loc], { env: env() });
+    assert.equal(bad.code, 1, bad.stdout + bad.stderr);
+    assert.match(bad.stdout, new RegExp(`FAIL ${rec.id}.*\\[sha256\\]`));
+    await store.close();
+  });
+
+  it('rebuild-index on an s3:// vault says what to do instead (exit 2)', () => {
+    const r = runCli(['rebuild-index', '--vault', moto.location('av-nightly', 'prod')], { env: env() });
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /vault copy/);
   });
 });

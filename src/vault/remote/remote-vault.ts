@@ -28,6 +28,8 @@ import type { RetentionPolicy } from '../retention';
 import { planRetention } from '../retention';
 import type { StatusPolicy } from '../config';
 import { vaultStatus, type VaultStatus } from '../status';
+import { verifyArchive, type SnapshotVerifyResult, type VerifyCheck, type VerifyReport } from '../verify';
+import type { DecryptOptions } from '../../format/crypto';
 import { emptyIndex, findSnapshot, newRunId, readIndex, readRunLog, RUN_LOG, SNAPSHOTS_DIR, DRILLS_DIR, VAULT_INDEX, type RunLogRecord, type SnapshotRecord, type VaultIndex } from '../vault';
 import { readStoreIndex, writeStoreIndex } from './copy';
 import { acquireRemoteLock, type RemoteLock } from './lock';
@@ -241,4 +243,46 @@ export async function fetchSnapshot(store: ObjectStore, ref: string, destDir: st
     });
   }
   return { path: dest, record: rec };
+}
+
+/**
+ * `verify` on a remote vault: every listed snapshot is downloaded (one at a time, into a temp
+ * folder removed afterwards) and verified exactly as in a folder — size and SHA-256 against the
+ * index, manifest, every entry's checksum, decryptability; `deep` reads everything through.
+ * Objects under snapshots/ that the index does not list are reported, never touched.
+ */
+export async function verifyRemote(
+  store: ObjectStore,
+  opts: { deep?: boolean; decrypt?: DecryptOptions; only?: string[]; onSnapshot?: (r: SnapshotVerifyResult) => void } = {},
+): Promise<VerifyReport> {
+  const started = Date.now();
+  const index = await remoteIndex(store, false);
+  const wanted = opts.only?.length ? opts.only.map((r) => findSnapshot(index, r, store.location)) : index.snapshots;
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'agent-vault-verify-'));
+  const results: SnapshotVerifyResult[] = [];
+  try {
+    for (const rec of wanted) {
+      let checks: VerifyCheck[];
+      const quick = await quickVerifyRemote(store, rec);
+      if (quick && !(await store.head(rec.file))) checks = [{ name: 'file', ok: false, message: quick }];
+      else {
+        const local = path.join(dir, path.basename(rec.file));
+        await store.downloadFile(rec.file, local);
+        try {
+          checks = await verifyArchive(local, { deep: opts.deep, decrypt: opts.decrypt, rec });
+        } finally {
+          await fsp.rm(local, { force: true });
+        }
+      }
+      const r: SnapshotVerifyResult = { id: rec.id, file: `${store.location}${rec.file}`, encrypted: rec.encrypted, ok: checks.every((c) => c.ok), checks };
+      results.push(r);
+      opts.onSnapshot?.(r);
+    }
+    const listed = new Set(index.snapshots.map((s) => s.file));
+    const unlisted: string[] = [];
+    for await (const o of store.list(`${SNAPSHOTS_DIR}/`)) if (!listed.has(o.key)) unlisted.push(o.key);
+    return { vault: store.location, deep: !!opts.deep, ok: results.every((r) => r.ok), snapshots: results, unlisted, leftovers: [], foreign: [], duration_ms: Date.now() - started };
+  } finally {
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
 }
