@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # npm test: provisions what the tests need (pgvector built from Debian source, code-server and
-# Chromium for the extension tests), builds, type-checks, then runs every suite:
+# Chromium for the extension tests, the real Letta 0.16.8 server in a Python virtualenv), builds, type-checks, then runs every suite:
 #   unit + integration (mocha, real PostgreSQL 15 + pgvector and PGlite; Qdrant test double),
 #   extension (in the real VS Code extension host of code-server), e2e (Playwright + Chromium).
 # Ends with one line "total: N passed, N failed".
@@ -17,6 +17,8 @@ fi
 
 step "provision pgvector"
 bash scripts/provision-pgvector.sh || fail "could not provision pgvector (see above)"
+step "provision letta server (Python virtualenv)"
+bash scripts/provision-letta.sh || fail "could not provision the Letta server (see above)"
 step "provision code-server + chromium"
 bash scripts/provision-vscode.sh || fail "could not provision code-server/chromium (see above)"
 
