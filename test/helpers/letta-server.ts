@@ -280,7 +280,10 @@ export async function startLettaServer(opts: StartLettaOptions): Promise<LettaSe
     async api<T>(method: string, p: string, body?: unknown): Promise<T> {
       const r = await request(method, p, body);
       const text = await r.text();
-      if (!r.ok) throw new Error(`Letta ${method} ${p} → HTTP ${r.status}: ${text.slice(0, 2000)}`);
+      if (!r.ok) {
+        const recent = errorLines(readLog().slice(-30000)).slice(-4);
+        throw new Error(`Letta ${method} ${p} → HTTP ${r.status}: ${text.slice(0, 2000)}${recent.length ? `\nLetta's log: ${recent.join('\n')}` : ''}`);
+      }
       return (text ? JSON.parse(text) : undefined) as T;
     },
     async stop() {

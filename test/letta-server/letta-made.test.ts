@@ -17,6 +17,15 @@ import { fixtures, FIXTURES_DIR } from '../helpers/paths';
 import { startOpenAiStub, STUB_CHAT_MODEL, type OpenAiStub } from './openai-stub';
 import { replyText, sendMessage, type Obj } from './support';
 
+/**
+ * Fields Letta's GET /v1/agents/{id}/export fills with its schema defaults where the database holds
+ * NULL (docs/RESTORE.md, "Letta's own export"): the project's snapshot keeps the NULL.
+ */
+const LETTA_EXPORT_DEFAULTS: Record<string, string[]> = {
+  agent: ['max_files_open', 'per_file_view_window_char_limit'],
+  llm_config: ['return_logprobs', 'return_token_ids'],
+};
+
 async function importAf(letta: LettaServer, file: string): Promise<{ status: number; body: string }> {
   const form = new FormData();
   form.append('file', new Blob([readFileSync(file)], { type: 'application/json' }), path.basename(file));
@@ -43,64 +52,8 @@ describe('real Letta server: Letta import/export and agents made by Letta', func
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('4. every fixture converted by `agent-vault convert` is accepted by Letta’s POST /v1/agents/import', async () => {
-    const refused: string[] = [];
-    for (const fx of fixtures()) {
-      const out = path.join(dir, `convert-${fx.file}`);
-      const c = runCli(['convert', fx.path, '--to', 'v2', '--output', out, '--force']);
-      assert.equal(c.code, 0, `convert ${fx.file}: ${c.stderr}`);
-      const r = await importAf(a, out);
-      if (r.status !== 200) refused.push(`${fx.file}: HTTP ${r.status} ${r.body}`);
-    }
-    assert.deepEqual(refused, [], `Letta refused converted files:\n${refused.join('\n')}`);
-  });
-
-  it('4. every .af of `unpack` (snapshot of restored fixtures, a sleeptime group included) is accepted by Letta’s POST /v1/agents/import', async () => {
-    const logFrom = a.log().length;
-    const db = await createLettaDatabase();
-    b = await startLettaServer({ stub, db });
-    for (const f of ['loop.v2.af', 'lettabot-builder.v2.af']) {
-      const r = runCli(['restore', path.join(FIXTURES_DIR, f), '--db', db.url, '-q']);
-      assert.equal(r.code, 0, `restore ${f}: ${r.stderr}`);
-    }
-    const snap = path.join(dir, 'restored.avsnap');
-    const e = runCli(['export', '--db', db.url, '--all', '--out', snap, '--force', '-q']);
-    assert.equal(e.code, 0, `export: ${e.stderr}`);
-    const out = path.join(dir, 'unpacked');
-    const u = runCli(['unpack', snap, '--output', out]);
-    assert.equal(u.code, 0, `unpack: ${u.stderr}`);
-    const files = readdirSync(out).filter((x) => x.endsWith('.af'));
-    assert.ok(files.length >= 2, `unpack wrote .af files: ${files.join(', ')}`);
-    const refused: string[] = [];
-    for (const f of files) {
-      const r = await importAf(a, path.join(out, f));
-      if (r.status !== 200) refused.push(`${f}: HTTP ${r.status} ${r.body}`);
-    }
-    assert.deepEqual(refused, [], `Letta refused unpacked files:\n${refused.join('\n')}`);
-    assert.deepEqual(a.serverErrors(logFrom), [], 'no server error in Letta’s log');
-  });
-
-  it('4. Letta’s GET /v1/agents/{id}/export of each restored agent passes `agent-vault validate`', async () => {
-    assert.ok(b, 'the fixtures were restored into the second server (previous test)');
-    const agents = await b.api<Obj[]>('GET', '/v1/agents/?limit=100');
-    assert.ok(agents.length >= 3, `restored agents listed: ${agents.map((x) => x.name).join(', ')}`);
-    const invalid: string[] = [];
-    for (const ag of agents) {
-      const r = await b.request('GET', `/v1/agents/${ag.id}/export`);
-      assert.equal(r.status, 200, `Letta exports ${ag.name}: HTTP ${r.status}`);
-      const file = path.join(dir, `letta-export-${ag.id}.af`);
-      writeFileSync(file, Buffer.from(await r.arrayBuffer()));
-      const v = runCli(['validate', file]);
-      if (v.code !== 0) invalid.push(`${ag.name}: exit ${v.code}\n${v.stdout}${v.stderr}`);
-    }
-    assert.deepEqual(invalid, [], 'validate accepts every Letta export');
-    assert.deepEqual(b.serverErrors(), [], 'no server error in Letta’s log');
-  });
-
   it('5. agents made through Letta’s REST API → export → restore into a second Letta → it loads and runs them; diff of the exports: no change', async () => {
     const logFrom = a.log().length;
-    await b?.stop();
-    b = undefined;
     const models = await a.api<Obj[]>('GET', '/v1/models/');
     const llm = models.find((m) => m.model === STUB_CHAT_MODEL)!;
     const embs = await a.api<Obj[]>('GET', '/v1/models/embedding');
@@ -157,4 +110,84 @@ describe('real Letta server: Letta import/export and agents made by Letta', func
       await c.stop();
     }
   });
+  it('4. every fixture converted by `agent-vault convert` is accepted by Letta’s POST /v1/agents/import', async () => {
+    const refused: string[] = [];
+    for (const fx of fixtures()) {
+      const out = path.join(dir, `convert-${fx.file}`);
+      const c = runCli(['convert', fx.path, '--to', 'v2', '--output', out, '--force']);
+      assert.equal(c.code, 0, `convert ${fx.file}: ${c.stderr}`);
+      const r = await importAf(a, out);
+      if (r.status !== 200) refused.push(`${fx.file}: HTTP ${r.status} ${r.body}`);
+    }
+    assert.deepEqual(refused, [], `Letta refused converted files:\n${refused.join('\n')}`);
+  });
+
+  it('4. every .af of `unpack` (snapshot of restored fixtures, a sleeptime group included) is accepted by Letta’s POST /v1/agents/import', async () => {
+    const logFrom = a.log().length;
+    const db = await createLettaDatabase();
+    b = await startLettaServer({ stub, db });
+    for (const f of ['loop.v2.af', 'lettabot-builder.v2.af']) {
+      const r = runCli(['restore', path.join(FIXTURES_DIR, f), '--db', db.url, '-q']);
+      assert.equal(r.code, 0, `restore ${f}: ${r.stderr}`);
+    }
+    const snap = path.join(dir, 'restored.avsnap');
+    const e = runCli(['export', '--db', db.url, '--all', '--out', snap, '--force', '-q']);
+    assert.equal(e.code, 0, `export: ${e.stderr}`);
+    const out = path.join(dir, 'unpacked');
+    const u = runCli(['unpack', snap, '--output', out]);
+    assert.equal(u.code, 0, `unpack: ${u.stderr}`);
+    const files = readdirSync(out).filter((x) => x.endsWith('.af'));
+    assert.ok(files.length >= 2, `unpack wrote .af files: ${files.join(', ')}`);
+    const refused: string[] = [];
+    for (const f of files) {
+      const r = await importAf(a, path.join(out, f));
+      if (r.status !== 200) refused.push(`${f}: HTTP ${r.status} ${r.body}`);
+    }
+    assert.deepEqual(refused, [], `Letta refused unpacked files:\n${refused.join('\n')}`);
+    assert.deepEqual(a.serverErrors(logFrom), [], 'no server error in Letta’s log');
+  });
+
+  it('4. Letta’s GET /v1/agents/{id}/export of each restored agent passes `agent-vault validate`', async () => {
+    assert.ok(b, 'the fixtures were restored into the second server (previous test)');
+    const agents = await b.api<Obj[]>('GET', '/v1/agents/?limit=100');
+    assert.ok(agents.length >= 3, `restored agents listed: ${agents.map((x) => x.name).join(', ')}`);
+    const invalid: string[] = [];
+    for (const ag of agents) {
+      const r = await b.request('GET', `/v1/agents/${ag.id}/export`);
+      assert.equal(r.status, 200, `Letta exports ${ag.name}: HTTP ${r.status}`);
+      const file = path.join(dir, `letta-export-${ag.id}.af`);
+      writeFileSync(file, Buffer.from(await r.arrayBuffer()));
+      const v = runCli(['validate', file]);
+      if (v.code !== 0) invalid.push(`${ag.name}: exit ${v.code}\n${v.stdout}${v.stderr}`);
+    }
+    assert.deepEqual(invalid, [], 'validate accepts every Letta export');
+    // diff between Letta's export and the project's snapshot of the same database: only what
+    // docs/RESTORE.md lists as Letta's export filling in or leaving out.
+    const snap = path.join(dir, 'restored-again.avsnap');
+    const e = runCli(['export', '--db', b.db.url, '--all', '--out', snap, '--force', '-q']);
+    assert.equal(e.code, 0, `export: ${e.stderr}`);
+    const unexpected: string[] = [];
+    for (const ag of agents) {
+      const d = runCli(['diff', path.join(dir, `letta-export-${ag.id}.af`), snap, '--agent', ag.id, '--format', 'json']);
+      assert.equal(d.code, 0, `diff ${ag.name}: ${d.stderr}`);
+      const res = JSON.parse(d.stdout) as Obj;
+      for (const x of res.agents as Obj[]) {
+        for (const [cat, n] of Object.entries(x.counts as Record<string, number>)) {
+          if (!n) continue;
+          const changes: Obj[] = x[cat]?.changes;
+          if (!Array.isArray(changes)) {
+            unexpected.push(`${ag.name}: ${cat}: ${n} change(s): ${JSON.stringify(x[cat]).slice(0, 600)}`);
+            continue;
+          }
+          for (const c of changes) {
+            const ok = c.b === null && (LETTA_EXPORT_DEFAULTS[cat] ?? []).includes(c.field);
+            if (!ok) unexpected.push(`${ag.name}: ${cat}.${c.field}: ${JSON.stringify(c.a)} (Letta) → ${JSON.stringify(c.b)} (agent-vault)`);
+          }
+        }
+      }
+    }
+    assert.deepEqual(unexpected, [], 'diff(Letta export, agent-vault snapshot) shows only what docs/RESTORE.md lists');
+    assert.deepEqual(b.serverErrors(), [], 'no server error in Letta’s log');
+  });
+
 });
