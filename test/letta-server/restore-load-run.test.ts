@@ -183,6 +183,8 @@ describe('real Letta server: schema, restore → load, restore → run', functio
           const g = await waitFor('the sleeptime group to advance', async () => {
             const now = await letta.api<Obj>('GET', `/v1/groups/${group.id}`);
             return now.turns_counter !== groupBefore!.turns_counter || now.last_processed_message_id !== groupBefore!.last_processed_message_id ? now : undefined;
+          }).catch((e: Error) => {
+            throw new Error(`${e.message} (turns_counter before: ${groupBefore!.turns_counter}); Letta's log: ${letta.serverErrors(logFrom).join('\n')}`);
           });
           assert.ok(g, 'group state advanced');
           await waitFor('the sleeptime agent to be called', async () => (stub.calls.some((c) => c.tools.includes('memory_finish_edits')) ? true : undefined), 60_000);
