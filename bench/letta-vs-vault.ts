@@ -146,7 +146,14 @@ async function main(): Promise<void> {
   for (const r of rows) {
     console.log(`| ${r.size} | ${r.tool} | ${r.export.toFixed(2)} | ${r.import.toFixed(2)} | ${r.total.toFixed(2)} | ${r.fileMB.toFixed(1)} | ${r.messages} | ${r.passages} |`);
   }
-  for (let i = 0; i + 1 < rows.length; i += 2) console.log(`${rows[i].size}: agent-vault is ${(rows[i].total / rows[i + 1].total).toFixed(1)}x faster`);
+  for (let i = 0; i + 1 < rows.length; i += 2) {
+    const [l, v] = [rows[i], rows[i + 1]];
+    const speed = l.total / v.total;
+    console.log(
+      `${l.size}: ${speed >= 1 ? `agent-vault ${speed.toFixed(1)}x faster` : `agent-vault takes ${(1 / speed).toFixed(1)}x Letta's time`}; ` +
+        `kept messages ${v.messages} (Letta ${l.messages}), passages ${v.passages} (Letta ${l.passages})`,
+    );
+  }
 }
 
 main().catch((e) => {

@@ -262,7 +262,9 @@ export async function startLettaServer(opts: StartLettaOptions): Promise<LettaSe
   const request = (method: string, p: string, body?: unknown, headers: Record<string, string> = {}) =>
     fetch(`${baseUrl}${p}`, {
       method,
-      headers: body === undefined || body instanceof FormData ? headers : { 'content-type': 'application/json', ...headers },
+      // A new connection per request: uvicorn closes idle keep-alive connections after 5 s, and a
+      // request racing that close fails with ECONNRESET.
+      headers: { connection: 'close', ...(body === undefined || body instanceof FormData ? {} : { 'content-type': 'application/json' }), ...headers },
       body: body === undefined ? undefined : body instanceof FormData ? body : JSON.stringify(body),
       signal: AbortSignal.timeout(600_000),
     });
