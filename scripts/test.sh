@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # npm test: provisions what the tests need (pgvector built from Debian source, code-server and
-# Chromium for the extension tests), builds, type-checks, then runs every suite:
-#   unit + integration (mocha, real PostgreSQL 15 + pgvector and PGlite; S3 via moto; Qdrant test double),
+# Chromium for the extension tests, the real Letta 0.16.8 server and moto (S3) in Python virtualenvs), builds,
+# type-checks, then runs every suite:
+#   unit + integration (mocha, real PostgreSQL 15 + pgvector and PGlite; the real Letta server; S3 via moto; Qdrant test double),
 #   extension (in the real VS Code extension host of code-server), e2e (Playwright + Chromium).
 # Ends with one line "total: N passed, N failed".
 set -uo pipefail
@@ -19,6 +20,8 @@ step "provision pgvector"
 bash scripts/provision-pgvector.sh || fail "could not provision pgvector (see above)"
 step "provision moto (S3-compatible test server)"
 bash scripts/provision-moto.sh || fail "could not provision moto (see above)"
+step "provision letta server (Python virtualenv)"
+bash scripts/provision-letta.sh || fail "could not provision the Letta server (see above)"
 step "provision code-server + chromium"
 bash scripts/provision-vscode.sh || fail "could not provision code-server/chromium (see above)"
 

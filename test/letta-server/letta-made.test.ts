@@ -1,0 +1,193 @@
+/**
+ * Through Letta's own import and export, and agents made by Letta itself (real Letta 0.16.8):
+ *   4. every .af the project writes (`convert` of each fixture, `unpack` of a snapshot) is
+ *      accepted by Letta's POST /v1/agents/import; Letta's GET /v1/agents/{id}/export of a
+ *      restored agent passes `agent-vault validate`;
+ *   5. agents created and messaged through Letta's REST API → `agent-vault export` → `restore`
+ *      into a second Letta database → a second Letta server loads and runs them; `diff` of the
+ *      two exports reports no change.
+ */
+import { strict as assert } from 'node:assert';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { runCli } from '../helpers/cli';
+import { createLettaDatabase, startLettaServer, type LettaServer } from '../helpers/letta-server';
+import { fixtures, FIXTURES_DIR } from '../helpers/paths';
+import { startOpenAiStub, STUB_CHAT_MODEL, type OpenAiStub } from './openai-stub';
+import { replyText, sendMessage, type Obj } from './support';
+
+/**
+ * Fields Letta's GET /v1/agents/{id}/export fills with its schema defaults where the database holds
+ * NULL (docs/RESTORE.md, "Letta's own export"): the project's snapshot keeps the NULL.
+ */
+const LETTA_EXPORT_DEFAULTS: Record<string, string[]> = {
+  agent: ['max_files_open', 'per_file_view_window_char_limit'],
+  llm_config: ['return_logprobs', 'return_token_ids'],
+};
+
+async function importAf(letta: LettaServer, file: string): Promise<{ status: number; body: string }> {
+  const form = new FormData();
+  form.append('file', new Blob([readFileSync(file)], { type: 'application/json' }), path.basename(file));
+  const r = await letta.request('POST', '/v1/agents/import', form);
+  return { status: r.status, body: (await r.text()).slice(0, 1500) };
+}
+
+describe('real Letta server: Letta import/export and agents made by Letta', function () {
+  this.timeout(600_000);
+  let stub: OpenAiStub;
+  let a: LettaServer;
+  let dir: string;
+  let b: LettaServer | undefined; // a second server holding restored fixtures (part 4)
+
+  before(async () => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'av-letta-made-'));
+    stub = await startOpenAiStub();
+    a = await startLettaServer({ stub });
+  });
+  after(async () => {
+    await b?.stop();
+    await a?.stop();
+    await stub?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('5. agents made through Letta’s REST API → export → restore into a second Letta → it loads and runs them; diff of the exports: no change', async () => {
+    const logFrom = a.log().length;
+    const models = await a.api<Obj[]>('GET', '/v1/models/');
+    const llm = models.find((m) => m.model === STUB_CHAT_MODEL)!;
+    const embs = await a.api<Obj[]>('GET', '/v1/models/embedding');
+    const emb = embs.find((m) => m.embedding_dim === 1536 && String(m.embedding_endpoint).startsWith(stub.baseUrl))!;
+    const made: Obj[] = [];
+    for (const [name, agentType] of [
+      ['made-by-letta-v1', 'letta_v1_agent'],
+      ['made-by-letta-memgpt-v2', 'memgpt_v2_agent'],
+    ]) {
+      const ag = await a.api<Obj>('POST', '/v1/agents/', {
+        name,
+        agent_type: agentType,
+        model: llm.handle,
+        embedding: emb.handle,
+        memory_blocks: [
+          { label: 'human', value: `The user of ${name}.` },
+          { label: 'persona', value: `I am ${name}.` },
+        ],
+        tags: ['vault-test', name],
+      });
+      const resp = await sendMessage(a, ag.id, `Hello ${name}, remember the green kingfisher.`);
+      assert.match(replyText(resp), /stub reply/);
+      await a.api('POST', `/v1/agents/${ag.id}/archival-memory`, { text: `${name} saw a green kingfisher by the river` });
+      made.push(ag);
+    }
+    const snapA = path.join(dir, 'made-a.avsnap');
+    const e = runCli(['export', '--db', a.db.url, ...made.flatMap((m) => ['--agent', m.id]), '--out', snapA, '--force', '-q']);
+    assert.equal(e.code, 0, `export from Letta A: ${e.stderr}`);
+
+    const dbB = await createLettaDatabase();
+    const c = await startLettaServer({ stub, db: dbB });
+    try {
+      const r = runCli(['restore', snapA, '--db', dbB.url, '-q']);
+      assert.equal(r.code, 0, `restore into Letta B: ${r.stderr}`);
+      const snapB = path.join(dir, 'made-b.avsnap');
+      const e2 = runCli(['export', '--db', dbB.url, ...made.flatMap((m) => ['--agent', m.id]), '--out', snapB, '--force', '-q']);
+      assert.equal(e2.code, 0, `export from Letta B: ${e2.stderr}`);
+      const d = runCli(['diff', snapA, snapB, '--exit-code']);
+      assert.equal(d.code, 0, `diff of the two exports reports no change:\n${d.stdout}${d.stderr}`);
+      for (const m of made) {
+        const got = await c.api<Obj>('GET', `/v1/agents/${m.id}`);
+        assert.equal(got.name, m.name);
+        const before = await a.api<Obj[]>('GET', `/v1/agents/${m.id}/messages?limit=1000&use_assistant_message=false`);
+        const after = await c.api<Obj[]>('GET', `/v1/agents/${m.id}/messages?limit=1000&use_assistant_message=false`);
+        assert.deepEqual(after.map((x) => [x.id, x.message_type]), before.map((x) => [x.id, x.message_type]), `${m.name}: messages`);
+        const resp = await sendMessage(c, m.id, 'Hello again after the restore.');
+        assert.match(replyText(resp), /stub reply/, `${m.name} runs on Letta B`);
+        const found = await c.api<Obj>('GET', `/v1/agents/${m.id}/archival-memory/search?query=${encodeURIComponent(`${m.name} saw a green kingfisher by the river`)}&top_k=1`);
+        assert.match(String(found.results?.[0]?.content), /green kingfisher/, `${m.name}: archival search on Letta B finds the restored passage`);
+      }
+      assert.deepEqual(c.serverErrors(), [], 'no server error in Letta B’s log');
+      assert.deepEqual(a.serverErrors(logFrom), [], 'no server error in Letta A’s log');
+    } finally {
+      await c.stop();
+    }
+  });
+  it('4. every fixture converted by `agent-vault convert` is accepted by Letta’s POST /v1/agents/import', async () => {
+    const refused: string[] = [];
+    for (const fx of fixtures()) {
+      const out = path.join(dir, `convert-${fx.file}`);
+      const c = runCli(['convert', fx.path, '--to', 'v2', '--output', out, '--force']);
+      assert.equal(c.code, 0, `convert ${fx.file}: ${c.stderr}`);
+      const r = await importAf(a, out);
+      if (r.status !== 200) refused.push(`${fx.file}: HTTP ${r.status} ${r.body}`);
+    }
+    assert.deepEqual(refused, [], `Letta refused converted files:\n${refused.join('\n')}`);
+  });
+
+  it('4. every .af of `unpack` (snapshot of restored fixtures, a sleeptime group included) is accepted by Letta’s POST /v1/agents/import', async () => {
+    const logFrom = a.log().length;
+    const db = await createLettaDatabase();
+    b = await startLettaServer({ stub, db });
+    for (const f of ['loop.v2.af', 'lettabot-builder.v2.af']) {
+      const r = runCli(['restore', path.join(FIXTURES_DIR, f), '--db', db.url, '-q']);
+      assert.equal(r.code, 0, `restore ${f}: ${r.stderr}`);
+    }
+    const snap = path.join(dir, 'restored.avsnap');
+    const e = runCli(['export', '--db', db.url, '--all', '--out', snap, '--force', '-q']);
+    assert.equal(e.code, 0, `export: ${e.stderr}`);
+    const out = path.join(dir, 'unpacked');
+    const u = runCli(['unpack', snap, '--output', out]);
+    assert.equal(u.code, 0, `unpack: ${u.stderr}`);
+    const files = readdirSync(out).filter((x) => x.endsWith('.af'));
+    assert.ok(files.length >= 2, `unpack wrote .af files: ${files.join(', ')}`);
+    const refused: string[] = [];
+    for (const f of files) {
+      const r = await importAf(a, path.join(out, f));
+      if (r.status !== 200) refused.push(`${f}: HTTP ${r.status} ${r.body}`);
+    }
+    assert.deepEqual(refused, [], `Letta refused unpacked files:\n${refused.join('\n')}`);
+    assert.deepEqual(a.serverErrors(logFrom), [], 'no server error in Letta’s log');
+  });
+
+  it('4. Letta’s GET /v1/agents/{id}/export of each restored agent passes `agent-vault validate`', async () => {
+    assert.ok(b, 'the fixtures were restored into the second server (previous test)');
+    const agents = await b.api<Obj[]>('GET', '/v1/agents/?limit=100');
+    assert.ok(agents.length >= 3, `restored agents listed: ${agents.map((x) => x.name).join(', ')}`);
+    const invalid: string[] = [];
+    for (const ag of agents) {
+      const r = await b.request('GET', `/v1/agents/${ag.id}/export`);
+      assert.equal(r.status, 200, `Letta exports ${ag.name}: HTTP ${r.status}`);
+      const file = path.join(dir, `letta-export-${ag.id}.af`);
+      writeFileSync(file, Buffer.from(await r.arrayBuffer()));
+      const v = runCli(['validate', file]);
+      if (v.code !== 0) invalid.push(`${ag.name}: exit ${v.code}\n${v.stdout}${v.stderr}`);
+    }
+    assert.deepEqual(invalid, [], 'validate accepts every Letta export');
+    // diff between Letta's export and the project's snapshot of the same database: only what
+    // docs/RESTORE.md lists as Letta's export filling in or leaving out.
+    const snap = path.join(dir, 'restored-again.avsnap');
+    const e = runCli(['export', '--db', b.db.url, '--all', '--out', snap, '--force', '-q']);
+    assert.equal(e.code, 0, `export: ${e.stderr}`);
+    const unexpected: string[] = [];
+    for (const ag of agents) {
+      const d = runCli(['diff', path.join(dir, `letta-export-${ag.id}.af`), snap, '--agent', ag.id, '--format', 'json']);
+      assert.equal(d.code, 0, `diff ${ag.name}: ${d.stderr}`);
+      const res = JSON.parse(d.stdout) as Obj;
+      for (const x of res.agents as Obj[]) {
+        for (const [cat, n] of Object.entries(x.counts as Record<string, number>)) {
+          if (!n) continue;
+          const changes: Obj[] = x[cat]?.changes;
+          if (!Array.isArray(changes)) {
+            unexpected.push(`${ag.name}: ${cat}: ${n} change(s): ${JSON.stringify(x[cat]).slice(0, 600)}`);
+            continue;
+          }
+          for (const c of changes) {
+            const ok = c.b === null && (LETTA_EXPORT_DEFAULTS[cat] ?? []).includes(c.field);
+            if (!ok) unexpected.push(`${ag.name}: ${cat}.${c.field}: ${JSON.stringify(c.a)} (Letta) → ${JSON.stringify(c.b)} (agent-vault)`);
+          }
+        }
+      }
+    }
+    assert.deepEqual(unexpected, [], 'diff(Letta export, agent-vault snapshot) shows only what docs/RESTORE.md lists');
+    assert.deepEqual(b.serverErrors(), [], 'no server error in Letta’s log');
+  });
+
+});
