@@ -4,7 +4,7 @@
  */
 import { createReadStream, createWriteStream, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { once } from 'node:events';
 import type { Readable } from 'node:stream';
@@ -23,6 +23,7 @@ import {
 import { formatFloat32, readVectorsStream } from './vectors';
 import { noKeyError, type DecryptOptions } from './crypto';
 import type { AgentFileV2, AgentV2, Json, JsonObject } from './types';
+import { fileSha256 as coreFileSha256 } from '../core/hash';
 
 /** The top-level collections of an .af v2, in Letta's order. */
 export const AF_COLLECTIONS = ['agents', 'groups', 'blocks', 'files', 'sources', 'tools', 'mcp_servers', 'skills'] as const;
@@ -248,13 +249,7 @@ export interface PackOptions {
 }
 
 async function fileSha256(file: string): Promise<string> {
-  const h = createHash('sha256');
-  try {
-    for await (const chunk of createReadStream(file)) h.update(chunk as Buffer);
-  } catch (e) {
-    throw ioError(e, file, 'read');
-  }
-  return h.digest('hex');
+  return (await coreFileSha256(file)).sha256;
 }
 
 /** Turns one .af (v1, v2 or double-encoded v2) into a snapshot archive with one .af v2 per agent. */
