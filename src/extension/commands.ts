@@ -73,7 +73,8 @@ export function command<A extends unknown[], R>(s: Services, title: string, fn: 
     try {
       return await fn(...args);
     } catch (e) {
-      const cancelled = e instanceof Cancelled || (e as { cause?: unknown } | null)?.cause instanceof Cancelled;
+      let cancelled = false;
+      for (let c: unknown = e, n = 0; c && n < 10 && !cancelled; c = (c as { cause?: unknown }).cause, n++) cancelled = c instanceof Cancelled;
       s.log.report(`${title} failed`, cancelled ? new Cancelled() : e);
       return undefined;
     }

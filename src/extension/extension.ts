@@ -12,7 +12,7 @@ import { DatabasesTree } from './databasesTree';
 import { ChangesTree, OPEN_CHANGE_COMMAND } from './diffView';
 import { ComponentDocuments, SCHEME, showDoc, SourceCache } from './documents';
 import { AgentFileDiagnostics } from './language';
-import { Log } from './log';
+import { Log, progressTestHooks } from './log';
 import { secretKeyProvider } from './keys';
 import { OPEN_DOC_COMMAND, SnapshotsTree } from './snapshotsTree';
 import { SHOW_STATUS_COMMAND, VaultStatusBar } from './statusBar';
@@ -56,6 +56,8 @@ export const COMMANDS = {
 export interface AgentVaultApi {
   vaultDir(): string;
   services: cmd.Services;
+  /** For the extension's own tests: press Cancel on a progress notification (./log.ts). */
+  testing: { progress: typeof progressTestHooks };
 }
 
 function resolveVaultDir(context: vscode.ExtensionContext): string {
@@ -126,7 +128,7 @@ export function activate(context: vscode.ExtensionContext): AgentVaultApi {
   );
   reg(COMMANDS.testConnection, 'Connection test', (arg?: Parameters<typeof cmd.testConnectionCommand>[1]) => cmd.testConnectionCommand(s, arg));
   reg(COMMANDS.setPassphrase, 'Set passphrase', (preset?: string) => cmd.setPassphraseCommand(s, preset));
-  reg(COMMANDS.restoreTo, 'Restore', (arg?: Parameters<typeof cmd.restoreFlow>[1]) => cmd.restoreFlow(s, arg));
+  reg(COMMANDS.restoreTo, 'Restore', (arg?: Parameters<typeof cmd.restoreFlow>[1], extra?: Parameters<typeof cmd.restoreFlow>[2]) => cmd.restoreFlow(s, arg, extra));
   reg(COMMANDS.backupNow, 'Backup', (arg?: ops.BackupNowArgs) => ops.backupNowCommand(s, arg));
   reg(COMMANDS.drillSnapshot, 'Drill', (arg?: Parameters<typeof ops.drillCommand>[1]) => ops.drillCommand(s, arg));
   reg(COMMANDS.verifyVault, 'Verify', (arg?: ops.VerifyArgs) => ops.verifyCommand(s, arg));
@@ -179,7 +181,7 @@ export function activate(context: vscode.ExtensionContext): AgentVaultApi {
   );
   void vscode.commands.executeCommand('setContext', 'agentVault.hasDiff', false);
 
-  return { vaultDir, services: s };
+  return { vaultDir, services: s, testing: { progress: progressTestHooks } };
 }
 
 export async function deactivate(): Promise<void> {

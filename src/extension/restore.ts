@@ -34,11 +34,12 @@ const CONFLICT_CHOICES: Array<{ value: OnConflict; label: string; detail: string
   { value: 'copy', label: 'Copy', detail: 'restore beside the existing agent, with new ids and a name suffix' },
 ];
 
-export async function restoreFlow(s: Services, arg?: SnapshotNode | AgentGroupNode | RestoreArgs): Promise<{ plan: RestorePlan; result?: RestoreResult } | undefined> {
+export async function restoreFlow(s: Services, arg?: SnapshotNode | AgentGroupNode | RestoreArgs, extra?: Omit<RestoreArgs, 'snapshot' | 'agents'>): Promise<{ plan: RestorePlan; result?: RestoreResult } | undefined> {
   // a snapshot item restores its agent from it; an agent item restores the agent from its newest snapshot
   const group = arg && (arg as AgentGroupNode).type === 'agent' ? (arg as AgentGroupNode) : undefined;
   const node = arg && (arg as SnapshotNode).type === 'snapshot' ? (arg as SnapshotNode) : group?.snapshots[0] ? { snapshot: group.snapshots[0], agent: agentIn(group.snapshots[0], group) } : undefined;
-  const args: RestoreArgs = node ? {} : ((arg as RestoreArgs | undefined) ?? {});
+  // from a tree item, `extra` answers the remaining questions (the extension's tests)
+  const args: RestoreArgs = node ? (extra ?? {}) : ((arg as RestoreArgs | undefined) ?? {});
   // 1. the snapshot
   let file = node?.snapshot.path ?? args.snapshot;
   if (!file) {

@@ -76,9 +76,9 @@ const when = (iso: string): string => {
   return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
 };
 
-/** A snapshot's label: its local time to the minute ("2026-12-03 23:49"). */
+/** A snapshot's label: its local time ("2026-12-03 23:49:27"); the description says the rest. */
 export function snapshotTime(iso: string): string {
-  return when(iso).slice(0, 16);
+  return when(iso);
 }
 
 /** "just now", "12 min ago", "5 h ago", "3 days ago". */
