@@ -5,11 +5,13 @@
  * cancellable progress notification, and a cancelled run leaves nothing half-written (the backup
  * removes the archive it was writing and lists nothing; a cancelled drill writes no report).
  */
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { AgentVaultError } from '../core/errors';
+import { AgentVaultError, errorMessage } from '../core/errors';
+import type { Db } from '../db/types';
 import { runBackup, type BackupResult } from '../vault/backup';
 import { listVaultSnapshots, type CatalogSnapshot } from '../vault/catalog';
 import { DEFAULT_CONFIG_FILE, loadConfig, type StatusPolicy, type VaultConfig } from '../vault/config';
@@ -116,6 +118,32 @@ export async function backupNowCommand(s: Services, arg?: BackupNowArgs): Promis
 export interface DrillArgs {
   /** A snapshot id of the vault, or the path of an archive. */
   snapshot?: string;
+  /** The connection whose server hosts the scratch database (default: setting agentVault.drill.connection). */
+  connection?: string;
+}
+
+/**
+ * A throwaway database on the connection's server for a drill to restore into: created empty
+ * (CREATE DATABASE needs the CREATEDB privilege), handed to `fn`, and dropped afterwards whatever
+ * happened, cancelled runs included. (The extension has no embedded PGlite; the CLI's drill does.)
+ */
+async function withScratchDatabase<T>(s: Services, connection: string, fn: (db: Db, target: string) => Promise<T>): Promise<T> {
+  const name = `agent_vault_drill_${Date.now().toString(36)}_${randomBytes(3).toString('hex')}`;
+  const c = s.connections.get(connection);
+  const target = `PostgreSQL ${c.host}:${c.port ?? 5432}/${name} (a scratch database, dropped after the drill)`;
+  await s.connections.with(connection, (admin) => admin.query(`CREATE DATABASE "${name}"`));
+  try {
+    const db = await s.connections.open(connection, { interactive: false, database: name });
+    try {
+      return await fn(Object.assign(db, { target }), target);
+    } finally {
+      await db.close().catch(() => undefined);
+    }
+  } finally {
+    // FORCE (PostgreSQL 13+) ends a session a cancelled drill left behind instead of waiting for it
+    const drop = (admin: Db) => admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`).catch(() => admin.query(`DROP DATABASE IF EXISTS "${name}"`));
+    await s.connections.with(connection, drop).catch((e) => s.log.warn(`drill: could not drop the scratch database ${name}: ${errorMessage(e)}`));
+  }
 }
 
 async function pickVaultSnapshot(s: Services, title: string): Promise<CatalogSnapshot | undefined> {
@@ -147,7 +175,8 @@ async function snapshotOf(s: Services, arg: SnapshotNode | AgentGroupNode | Dril
 }
 
 /**
- * Drill Snapshot: restore it into a scratch in-memory database and check row counts, in-context
+ * Drill Snapshot: restore it into a scratch database (created on a connection's server, dropped
+ * after) and check row counts, in-context
  * message ids and vector-search probes (runDrill), then show the report. A drill of a vault
  * snapshot is recorded in `<vault>/drills/` (the status rules read it); a cancelled one is not.
  */
@@ -157,18 +186,26 @@ export async function drillCommand(s: Services, arg?: SnapshotNode | AgentGroupN
   const vault = s.vaultDir();
   const decrypt = await s.documents.sources.keys();
   const label = snap.listed ? snap.id : path.basename(snap.path);
+  const args = isNode(arg) ? {} : (arg ?? {});
+  const connection = await pickConnection(s, args.connection ?? (vscode.workspace.getConfiguration('agentVault').get<string>('drill.connection') || undefined));
+  if (!connection) return undefined;
   const report = await withProgress(`Drilling ${label}`, async (p) => {
-    const r = await runDrill({
-      snapshot: snap.listed ? snap.id : snap.path,
-      vaultDir: snap.listed ? vault : undefined,
-      decrypt,
-      reportDir: null, // written below, unless cancelled
-      onProgress: (msg) => {
-        s.log.info(`drill ${label}: ${msg}`);
-        p.report(msg);
-        p.check();
-      },
-    });
+    p.report('creating a scratch database');
+    p.check();
+    const r = await withScratchDatabase(s, connection, (db) =>
+      runDrill({
+        snapshot: snap.listed ? snap.id : snap.path,
+        vaultDir: snap.listed ? vault : undefined,
+        decrypt,
+        db,
+        reportDir: null, // written below, unless cancelled
+        onProgress: (msg) => {
+          s.log.info(`drill ${label}: ${msg}`);
+          p.report(msg);
+          p.check();
+        },
+      }),
+    );
     if (p.cancelled()) throw new Cancelled();
     if (snap.listed) await writeDrillReport(path.join(vault, DRILLS_DIR), r, vault);
     return r;
