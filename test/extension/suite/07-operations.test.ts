@@ -283,13 +283,14 @@ describe('Vault operations and health in the editor', function () {
   it('Prune lists what it would delete (dry run), then deletes after confirmation', async () => {
     const { services: s } = await api();
     for (let i = 0; i < 2; i++) assert.ok(await vscode.commands.executeCommand('agentVault.backupNow', { connection: SOURCE }), JSON.stringify(s.log.lastError));
-    const all = (await index()).snapshots.map((x) => x.id).sort();
+    // oldest first (the index lists snapshots in the order they were made; two may share a second)
+    const all = (await index()).snapshots.map((x) => x.id);
     assert.equal(all.length, 3);
     const r = await vscode.commands.executeCommand<{ dryRun: PruneResult; result?: PruneResult }>('agentVault.pruneVault', { policy: { keepLast: 1 }, confirmed: true });
     assert.ok(r?.result, JSON.stringify(s.log.lastError));
     assert.equal(r.dryRun.dryRun, true);
-    assert.deepEqual(r.dryRun.plan.remove.map((d) => d.id).sort(), all.slice(0, 2));
-    assert.deepEqual(r.result.removed.map((x) => x.id).sort(), all.slice(0, 2));
+    assert.deepEqual(r.dryRun.plan.remove.map((d) => d.id).sort(), all.slice(0, 2).sort());
+    assert.deepEqual(r.result.removed.map((x) => x.id).sort(), all.slice(0, 2).sort());
     assert.deepEqual((await index()).snapshots.map((x) => x.id), [all[2]]);
     assert.deepEqual(filesUnder(path.join(vault, 'snapshots')), [`${all[2]}.avsnap`]);
     const plan = vscode.workspace.textDocuments.find((d) => d.uri.path.endsWith('prune-plan.txt'));
