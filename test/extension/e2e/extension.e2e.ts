@@ -279,7 +279,10 @@ describe('e2e: Agent Vault installed from its .vsix in code-server', function ()
     await row.click({ button: 'right' });
     const entry = page.locator('.context-view .monaco-menu .action-item', { hasText: item }).first();
     await entry.waitFor({ state: 'visible', timeout: 15_000 });
-    await entry.click();
+    // the menu has the keyboard focus: hovering selects the entry, Enter runs it
+    await entry.hover();
+    await page.keyboard.press('Enter');
+    await entry.waitFor({ state: 'hidden', timeout: 10_000 });
   }
 
   it('shows the vault\'s health in the status bar: "stale" while no snapshot was ever drilled', async () => {
