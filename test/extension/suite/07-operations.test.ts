@@ -109,7 +109,11 @@ describe('Vault operations and health in the editor', function () {
   it('shows the welcome view for an empty vault (no tree items, no "No snapshots yet" item) and no status bar item', async () => {
     const { services: s } = await api();
     s.snapshots.refresh();
-    assert.deepEqual(await s.snapshots.getChildren(), [], 'an empty list, so VS Code shows the viewsWelcome content');
+    // archives opened from elsewhere earlier in this session ("Open Snapshot") stay listed; without
+    // them the list is empty, so VS Code shows the viewsWelcome content (the e2e test shows it)
+    const roots = await s.snapshots.getChildren();
+    assert.ok(roots.every((n) => n.type === 'agent' && n.snapshots.every((x) => !x.listed && !x.path.startsWith(vault))), `no item from the empty vault: ${JSON.stringify(roots.map((n) => n.type))}`);
+    assert.ok(!roots.some((n) => n.type === 'message'), 'no "No snapshots yet" item');
     await s.statusBar!.refresh();
     assert.equal(s.statusBar!.state, 'none');
     const pkg = vscode.extensions.getExtension('agent-vault.agent-vault')!.packageJSON as { contributes: { viewsWelcome: Array<{ view: string; contents: string }> } };
