@@ -2,6 +2,7 @@
  * Agent file ⇄ snapshot archive: split an .af (any layout) into one self-contained .af v2 per agent
  * inside an archive, write them back out, and merge per-agent files into one document again.
  */
+import { canonicalJson as stableStringify } from '../core/json';
 import { createReadStream, createWriteStream, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -162,16 +163,6 @@ export function splitAgentFile(doc: AgentFileV2, where = 'agent file'): AgentSli
   });
 }
 
-function stableStringify(v: unknown): string {
-  if (v === null || typeof v !== 'object') return JSON.stringify(v) ?? 'null';
-  if (Array.isArray(v)) return `[${v.map(stableStringify).join(',')}]`;
-  const o = v as Record<string, unknown>;
-  return `{${Object.keys(o)
-    .filter((k) => o[k] !== undefined)
-    .sort()
-    .map((k) => `${JSON.stringify(k)}:${stableStringify(o[k])}`)
-    .join(',')}}`;
-}
 
 /**
  * One combined .af v2 from several (e.g. the per-agent files of an archive). Objects are deduped
