@@ -85,6 +85,10 @@ if (!cliOnly) {
       outfile: 'dist/extension.js',
       external: ['vscode'],
       plugins: [pgliteStub()],
+      // the .vsix ships this bundle alone (.vscodeignore): minified, names kept for readable
+      // stack traces, the source map stays beside it (not packaged)
+      minify: true,
+      keepNames: true,
     }),
   );
 }

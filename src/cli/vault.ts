@@ -110,6 +110,14 @@ async function withStore<T>(location: string, fn: (store: S3Store) => Promise<T>
   }
 }
 
+/** Prints a vault command's error (and its hint) and sets the exit code from the one table; anything else is a bug. */
+function reportVaultError(e: unknown, prefix = ''): void {
+  if (!(e instanceof AgentVaultError)) throw e;
+  err(`agent-vault: ${prefix}${oneLine(e.message)}\n`);
+  if (e.hint && e.code !== 'locked') err(`hint: ${e.hint}\n`);
+  process.exitCode = vaultExitCode(e);
+}
+
 function out(s: string): void {
   process.stdout.write(s);
 }
@@ -240,13 +248,8 @@ export function registerVaultCommands(program: Command): void {
         if (r.unverified.length) err(`agent-vault: prune: ${r.unverified.length} snapshot(s) fail verification and were kept: ${r.unverified.map((u) => u.id).join(', ')} (run "agent-vault verify")\n`);
         process.exitCode = r.unverified.length || r.rejected.length ? EXIT.failed : EXIT.ok;
       } catch (e) {
-        if (e instanceof AgentVaultError) {
-          err(`agent-vault: ${oneLine(e.message)}\n`);
-          if (e.hint && e.code !== 'locked') err(`hint: ${e.hint}\n`);
-          process.exitCode = vaultExitCode(e);
-          return;
-        }
-        throw e;
+        reportVaultError(e);
+        return;
       }
     });
 
@@ -390,13 +393,8 @@ export function registerVaultCommands(program: Command): void {
       try {
         r = await rebuildIndex(vault, { dryRun: o.dryRun, waitMs: (o.wait ?? 0) * 1000 });
       } catch (e) {
-        if (e instanceof AgentVaultError) {
-          err(`agent-vault: ${oneLine(e.message)}\n`);
-          if (e.hint && e.code !== 'locked') err(`hint: ${e.hint}\n`);
-          process.exitCode = vaultExitCode(e);
-          return;
-        }
-        throw e;
+        reportVaultError(e);
+        return;
       }
       if (o.json) out(JSON.stringify({ ...r, adopted: r.adopted.map((a) => a.id) }, null, 2) + '\n');
       else {
@@ -439,10 +437,7 @@ export function registerVaultCommands(program: Command): void {
         }
         process.exitCode = r.ok ? EXIT.ok : EXIT.failed;
       } catch (e) {
-        if (!(e instanceof AgentVaultError)) throw e;
-        err(`agent-vault: vault copy failed: ${oneLine(e.message)}\n`);
-        if (e.hint && e.code !== 'locked') err(`hint: ${e.hint}\n`);
-        process.exitCode = vaultExitCode(e);
+        reportVaultError(e, 'vault copy failed: ');
       } finally {
         await src.close();
         await dst.close();

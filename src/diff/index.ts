@@ -4,6 +4,7 @@
  * See docs/DIFF.md.
  */
 import { AgentVaultError } from '../core/errors';
+import type { DecryptOptions } from '../format/crypto';
 import { compareAgentFields, compareBlocks, compareEnvironment, compareTools, configChanges } from './categories';
 import { compareMessages, inContextDiff, messagesNotCompared } from './messages';
 import { comparePassages, passagesNotCompared } from './passages';
@@ -14,12 +15,17 @@ import { CATEGORIES, DIFF_FORMAT, DIFF_FORMAT_VERSION, zeroCounts, type AgentDif
 import { compareWorkflows, workflowChangeCount, workflowGraph } from './workflow';
 
 export * from './types';
-export { openSource, openArchiveSource, openAgentFileSource, openLiveSource, type AgentStateSource, type LiveAgentProvider } from './sources';
+export { openSource, openArchiveSource, openAgentFileSource, openLiveSource, type AgentStateSource, type LiveAgentProvider, type OpenSourceOptions } from './sources';
 export type { AgentRef, AgentState } from './state';
 
 export interface DiffOptions {
   /** Only the agent with this id or name (on either side). */
   agent?: string;
+}
+
+export interface DiffPathsOptions extends DiffOptions {
+  /** Passphrase or key for encrypted archives (either side). */
+  decrypt?: DecryptOptions;
 }
 
 export interface AgentPair {
@@ -189,12 +195,12 @@ export async function diffSources(A: AgentStateSource, B: AgentStateSource, opts
 }
 
 /** Opens both sides (archive, agent file), diffs them, closes them. */
-export async function diffPaths(a: string, b: string, opts: DiffOptions = {}): Promise<DiffReport> {
-  const A = await openSource(a);
+export async function diffPaths(a: string, b: string, opts: DiffPathsOptions = {}): Promise<DiffReport> {
+  const A = await openSource(a, { decrypt: opts.decrypt });
   try {
-    const B = await openSource(b);
+    const B = await openSource(b, { decrypt: opts.decrypt });
     try {
-      return await diffSources(A, B, opts);
+      return await diffSources(A, B, { agent: opts.agent });
     } finally {
       await B.close();
     }

@@ -6,6 +6,7 @@
  * be a bare string or a list of text parts. Everything is compared after `normalize`, which drops
  * such empty fields and sorts object keys, so only real differences remain.
  */
+import { canonicalJson } from '../core/json';
 
 /** null, undefined, [] and {}: "nothing here" in every Letta export. */
 export function isAbsent(v: unknown): boolean {
@@ -48,17 +49,8 @@ export function canonical(v: unknown): string {
   return n === undefined ? '' : JSON.stringify(n);
 }
 
-/** JSON.stringify with sorted object keys. */
-export function stableStringify(v: unknown): string {
-  if (v === null || typeof v !== 'object') return JSON.stringify(v) ?? 'null';
-  if (Array.isArray(v)) return `[${v.map(stableStringify).join(',')}]`;
-  const o = v as Record<string, unknown>;
-  return `{${Object.keys(o)
-    .filter((k) => o[k] !== undefined)
-    .sort()
-    .map((k) => `${JSON.stringify(k)}:${stableStringify(o[k])}`)
-    .join(',')}}`;
-}
+/** JSON.stringify with sorted object keys (src/core/json.ts). */
+export const stableStringify = canonicalJson;
 
 export function sameValue(a: unknown, b: unknown): boolean {
   return canonical(a) === canonical(b);

@@ -10,6 +10,7 @@
 import { AgentVaultError, errorMessage } from '../core/errors';
 import { readAgentFile, toV2 } from '../format/af';
 import { openArchive, type ArchiveReader, type ManifestAgent } from '../format/archive';
+import type { DecryptOptions } from '../format/crypto';
 import { isArchivePath } from '../format/validate-any';
 import type { AgentFileV2 } from '../format/types';
 import { AgentFileSplitter } from '../format/af-stream';
@@ -263,10 +264,17 @@ class ArchiveSource implements AgentStateSource {
   }
 }
 
-export async function openArchiveSource(path: string): Promise<AgentStateSource> {
-  const reader = await openArchive(path);
+/** How to open an encrypted archive: its passphrase or key (without one, its entries cannot be read). */
+export interface OpenSourceOptions {
+  decrypt?: DecryptOptions;
+}
+
+export async function openArchiveSource(path: string, opts: OpenSourceOptions = {}): Promise<AgentStateSource> {
+  const d = opts.decrypt;
+  const reader = await openArchive(path, { decrypt: d && (d.passphrase !== undefined || d.key !== undefined) ? d : undefined });
   try {
-    return new ArchiveSource(reader, await EntryStreams.open(path, reader.manifest.entries));
+    // an encrypted archive's entries are decrypted by the reader's own streams
+    return new ArchiveSource(reader, reader.encrypted ? reader.entryStreams() : await EntryStreams.open(path, reader.manifest.entries));
   } catch (e) {
     await reader.close();
     throw e;
@@ -274,6 +282,6 @@ export async function openArchiveSource(path: string): Promise<AgentStateSource>
 }
 
 /** An archive (detected by its zip signature, not its name) or an agent file. */
-export async function openSource(path: string): Promise<AgentStateSource> {
-  return (await isArchivePath(path)) ? openArchiveSource(path) : openAgentFileSource(path);
+export async function openSource(path: string, opts: OpenSourceOptions = {}): Promise<AgentStateSource> {
+  return (await isArchivePath(path)) ? openArchiveSource(path, opts) : openAgentFileSource(path);
 }

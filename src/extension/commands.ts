@@ -25,6 +25,7 @@ import type { AgentFileDiagnostics } from './language';
 import { Cancelled, withProgress, type Log } from './log';
 import { restoreFlow, type RestoreArgs } from './restore';
 import type { SnapshotNode, SnapshotsNode, SnapshotsTree } from './snapshotsTree';
+import type { VaultStatusBar } from './statusBar';
 
 export interface Services {
   context: vscode.ExtensionContext;
@@ -40,6 +41,8 @@ export interface Services {
   vaultDir: () => string;
   /** Temp files of live exports (diff with a live agent), removed on deactivate. */
   tempFiles: Set<string>;
+  /** The backup-status item (./statusBar.ts). */
+  statusBar?: VaultStatusBar;
 }
 
 /** Options the commands accept instead of asking (tests, other extensions). */
@@ -70,7 +73,8 @@ export function command<A extends unknown[], R>(s: Services, title: string, fn: 
     try {
       return await fn(...args);
     } catch (e) {
-      const cancelled = e instanceof Cancelled || (e as { cause?: unknown } | null)?.cause instanceof Cancelled;
+      let cancelled = false;
+      for (let c: unknown = e, n = 0; c && n < 10 && !cancelled; c = (c as { cause?: unknown }).cause, n++) cancelled = c instanceof Cancelled;
       s.log.report(`${title} failed`, cancelled ? new Cancelled() : e);
       return undefined;
     }
@@ -282,7 +286,7 @@ export async function validateCommand(s: Services, arg?: vscode.Uri | string): P
 export async function showDiff(s: Services, left: DiffSide, right: DiffSide, agent?: string, openFirst?: boolean): Promise<CurrentDiff> {
   const cur = await withProgress(`Comparing ${left.label} with ${right.label}`, async (p) => {
     p.report('semantic diff');
-    return computeDiff(left, right, agent);
+    return computeDiff(left, right, agent, await s.documents.sources.keys());
   });
   s.changes.set(cur);
   const total = cur.report.summary.total_changes;
@@ -362,7 +366,7 @@ export async function diffWithLiveCommand(s: Services, arg?: SnapshotNode | Data
   const name = await pickConnection(s, connection);
   if (!name) return undefined;
   if (!agent) {
-    const desc = await describeFile(snapshot.path);
+    const desc = await describeFile(snapshot.path, { decrypt: await s.documents.sources.keys() });
     if (desc.agents.length === 1) agent = desc.agents[0].id;
     else {
       const pick = await vscode.window.showQuickPick(
@@ -377,7 +381,7 @@ export async function diffWithLiveCommand(s: Services, arg?: SnapshotNode | Data
   const agentId = agent;
   let agentName: string | null = null;
   if (isFileLocalId(agentId)) {
-    agentName = (await describeFile(snapshot.path)).agents.find((a) => a.id === agentId)?.name ?? null;
+    agentName = (await describeFile(snapshot.path, { decrypt: await s.documents.sources.keys() })).agents.find((a) => a.id === agentId)?.name ?? null;
     if (!agentName) throw new AgentVaultError('no-agent', `the agent ${agentId} of ${snapshot.label} has no name to find it by in "${name}"`);
   }
   const select = agentName ? { names: [agentName] } : { ids: [agentId] };
@@ -470,8 +474,8 @@ export async function testConnectionCommand(s: Services, node?: DatabasesNode | 
   return { agents: agents.length };
 }
 
-export async function setPassphraseCommand(s: Services): Promise<boolean> {
-  const value = await vscode.window.showInputBox({
+export async function setPassphraseCommand(s: Services, preset?: string): Promise<boolean> {
+  const value = typeof preset === 'string' ? preset : await vscode.window.showInputBox({
     title: 'Agent Vault: vault passphrase',
     prompt: 'Passphrase for encrypted snapshots (kept in VS Code\'s secret storage; empty removes it)',
     password: true,
@@ -480,6 +484,9 @@ export async function setPassphraseCommand(s: Services): Promise<boolean> {
   if (value === undefined) return false;
   if (value === '') await s.context.secrets.delete(PASSPHRASE_SECRET);
   else await s.context.secrets.store(PASSPHRASE_SECRET, value);
+  // what was read (or refused) with the old passphrase is read again with the new one
+  s.documents.refreshAll();
+  s.snapshots.refresh();
   return true;
 }
 

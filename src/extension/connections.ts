@@ -112,10 +112,11 @@ export class Connections implements vscode.Disposable {
 
   /**
    * Opens the database. With `interactive`, a refused password (or a server that wants one) asks
-   * the user for it, and stores it once the connection works.
+   * the user for it, and stores it once the connection works. `database`: another database of the
+   * same server, with the same credentials (a drill's scratch database).
    */
-  async open(name: string, opts: { interactive?: boolean } = {}): Promise<Db> {
-    const c = this.get(name);
+  async open(name: string, opts: { interactive?: boolean; database?: string } = {}): Promise<Db> {
+    const c = opts.database ? { ...this.get(name), database: opts.database } : this.get(name);
     const stored = await this.secrets.get(SECRET_PREFIX + name);
     const connect = (password: string | undefined) =>
       openPg({ url: connectionUrl(c, password), schema: c.schema || 'letta', ssl: c.ssl ? { mode: c.ssl } : undefined, applicationName: 'agent-vault-vscode', connectTimeoutMs: 15000 });

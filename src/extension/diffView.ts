@@ -7,6 +7,7 @@
 import * as vscode from 'vscode';
 import { changeComponents, componentFileName, type ChangeItem } from '../diff/components';
 import { diffPaths } from '../diff/index';
+import type { DecryptOptions } from '../format/crypto';
 import { CATEGORY_TITLES } from '../diff/render';
 import { CATEGORIES, type AgentDiff, type Category, type DiffReport } from '../diff/types';
 import { docUri, type DocTarget } from './documents';
@@ -160,8 +161,8 @@ export class ChangesTree implements vscode.TreeDataProvider<ChangesNode>, vscode
 }
 
 /** Computes the semantic diff of two files (optionally one agent). */
-export function computeDiff(left: DiffSide, right: DiffSide, agent?: string): Promise<CurrentDiff> {
-  return diffPaths(left.path, right.path, agent ? { agent } : {}).then((report) => ({ report, left, right }));
+export function computeDiff(left: DiffSide, right: DiffSide, agent: string | undefined, decrypt: DecryptOptions | undefined): Promise<CurrentDiff> {
+  return diffPaths(left.path, right.path, { ...(agent ? { agent } : {}), decrypt }).then((report) => ({ report, left, right }));
 }
 
 /** Opens the side-by-side diff of one change. */

@@ -17,6 +17,7 @@ import { openSource, type AgentStateSource, type AgentState } from '../diff/inde
 import { describeFile } from '../format/inspect';
 import { readManifest } from '../format/archive';
 import { listCollectionsInArchive } from '../qdrant/archive';
+import type { KeyProvider } from './keys';
 
 export const SCHEME = 'agentvault';
 
@@ -58,7 +59,11 @@ interface OpenSource {
 export class SourceCache implements vscode.Disposable {
   private readonly open = new Map<string, Promise<OpenSource>>();
 
-  constructor(private readonly max = 8) {}
+  /** `keys`: the passphrase or key for encrypted archives (asked each time a source is opened). */
+  constructor(
+    readonly keys: KeyProvider,
+    private readonly max = 8,
+  ) {}
 
   private get(src: string): Promise<OpenSource> {
     let o = this.open.get(src);
@@ -67,7 +72,9 @@ export class SourceCache implements vscode.Disposable {
       this.open.set(src, o); // most recently used last
       return o;
     }
-    o = openSource(src).then((source) => ({ source, states: new Map(), queue: Promise.resolve() }));
+    o = this.keys()
+      .then((decrypt) => openSource(src, { decrypt }))
+      .then((source) => ({ source, states: new Map(), queue: Promise.resolve() }));
     o.catch(() => this.open.delete(src));
     this.open.set(src, o);
     while (this.open.size > this.max) {
@@ -109,8 +116,13 @@ export class SourceCache implements vscode.Disposable {
     void o?.then((x) => x.source.close()).catch(() => undefined);
   }
 
-  dispose(): void {
+  /** Forgets every source (e.g. the passphrase changed). */
+  forgetAll(): void {
     for (const src of [...this.open.keys()]) this.forget(src);
+  }
+
+  dispose(): void {
+    this.forgetAll();
   }
 }
 
@@ -141,7 +153,7 @@ export class ComponentDocuments implements vscode.TextDocumentContentProvider, v
   async text(t: DocTarget): Promise<string | undefined> {
     switch (t.kind) {
       case 'describe':
-        return (await describeFile(t.src)).text;
+        return (await describeFile(t.src, { decrypt: await this.sources.keys() })).text;
       case 'text':
         return this.texts.get(t.key ?? '') ?? '(this document is no longer available)\n';
       case 'collection': {
@@ -157,6 +169,12 @@ export class ComponentDocuments implements vscode.TextDocumentContentProvider, v
         return componentText(state, { kind: t.kind, key: t.key } as ComponentRef);
       }
     }
+  }
+
+  /** Re-read every open document (e.g. after the passphrase changed). */
+  refreshAll(): void {
+    this.sources.forgetAll();
+    for (const d of vscode.workspace.textDocuments) if (d.uri.scheme === SCHEME) this.changed.fire(d.uri);
   }
 
   /** Re-read documents of a source (after its file changed). */

@@ -5,15 +5,19 @@
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import type { StatusPolicy } from '../vault/config';
+import { PASSPHRASE_SECRET } from '../vault/config';
 import * as cmd from './commands';
 import { Connections } from './connections';
 import { DatabasesTree } from './databasesTree';
 import { ChangesTree, OPEN_CHANGE_COMMAND } from './diffView';
 import { ComponentDocuments, SCHEME, showDoc, SourceCache } from './documents';
 import { AgentFileDiagnostics } from './language';
-import { Log } from './log';
+import { Log, progressTestHooks } from './log';
+import { secretKeyProvider } from './keys';
 import { OPEN_DOC_COMMAND, SnapshotsTree } from './snapshotsTree';
+import { SHOW_STATUS_COMMAND, VaultStatusBar } from './statusBar';
+import * as ops from './vaultOps';
+import { statusPolicy } from './vaultOps';
 
 /** Command ids contributed in package.json (`contributes.commands`). */
 export const COMMANDS = {
@@ -38,12 +42,22 @@ export const COMMANDS = {
   showLog: 'agentVault.showLog',
   openDocument: OPEN_DOC_COMMAND,
   openChange: OPEN_CHANGE_COMMAND,
+  restoreTo: 'agentVault.restoreTo',
+  backupNow: 'agentVault.backupNow',
+  drillSnapshot: 'agentVault.drillSnapshot',
+  verifyVault: 'agentVault.verifyVault',
+  pruneVault: 'agentVault.pruneVault',
+  rebuildIndex: 'agentVault.rebuildIndex',
+  showStatus: SHOW_STATUS_COMMAND,
+  openSettings: 'agentVault.openSettings',
 } as const;
 
 /** What activate() returns: used by the extension's integration tests (and other extensions). */
 export interface AgentVaultApi {
   vaultDir(): string;
   services: cmd.Services;
+  /** For the extension's own tests: press Cancel on a progress notification (./log.ts). */
+  testing: { progress: typeof progressTestHooks };
 }
 
 function resolveVaultDir(context: vscode.ExtensionContext): string {
@@ -55,17 +69,12 @@ function resolveVaultDir(context: vscode.ExtensionContext): string {
   return path.join(context.globalStorageUri.fsPath, expanded);
 }
 
-function statusPolicy(): StatusPolicy {
-  const c = vscode.workspace.getConfiguration('agentVault');
-  return { maxAgeHours: c.get<number>('status.maxAgeHours'), drillMaxAgeDays: c.get<number>('status.drillMaxAgeDays') };
-}
-
 let services: cmd.Services | undefined;
 
 export function activate(context: vscode.ExtensionContext): AgentVaultApi {
   const log = new Log();
   const vaultDir = () => resolveVaultDir(context);
-  const sources = new SourceCache();
+  const sources = new SourceCache(secretKeyProvider(context.secrets));
   const documents = new ComponentDocuments(sources);
   const connections = new Connections(context.secrets);
   const snapshots = new SnapshotsTree(vaultDir, statusPolicy, sources, log);
@@ -75,7 +84,8 @@ export function activate(context: vscode.ExtensionContext): AgentVaultApi {
   const databasesView = vscode.window.createTreeView('agentVault.databases', { treeDataProvider: databases, showCollapseAll: true });
   const changesView = vscode.window.createTreeView('agentVault.changes', { treeDataProvider: changes });
   const diagnostics = new AgentFileDiagnostics(() => vscode.workspace.getConfiguration('agentVault').get<boolean>('validation.enabled') ?? true);
-  const s: cmd.Services = { context, log, connections, snapshots, snapshotsView, databases, changes, changesView, documents, diagnostics, vaultDir, tempFiles: new Set() };
+  const statusBar = new VaultStatusBar(vaultDir, statusPolicy, log);
+  const s: cmd.Services = { context, log, connections, snapshots, snapshotsView, databases, changes, changesView, documents, diagnostics, vaultDir, tempFiles: new Set(), statusBar };
   services = s;
   log.info(`activated; vault ${vaultDir()}`);
 
@@ -87,7 +97,10 @@ export function activate(context: vscode.ExtensionContext): AgentVaultApi {
     watcher = vscode.workspace.createFileSystemWatcher(new vscode.RelativePattern(vscode.Uri.file(vaultDir()), '{vault.json,*.avsnap,*.zip,drills/*.json}'));
     const poke = () => {
       if (timer) clearTimeout(timer);
-      timer = setTimeout(() => snapshots.refresh(), 300);
+      timer = setTimeout(() => {
+        snapshots.refresh();
+        void statusBar.refresh();
+      }, 300);
     };
     watcher.onDidCreate(poke);
     watcher.onDidChange(poke);
@@ -114,8 +127,21 @@ export function activate(context: vscode.ExtensionContext): AgentVaultApi {
     cmd.removeConnectionCommand(s, arg, opts),
   );
   reg(COMMANDS.testConnection, 'Connection test', (arg?: Parameters<typeof cmd.testConnectionCommand>[1]) => cmd.testConnectionCommand(s, arg));
-  reg(COMMANDS.setPassphrase, 'Set passphrase', () => cmd.setPassphraseCommand(s));
-  reg(COMMANDS.refreshSnapshots, 'Refresh', async () => snapshots.refresh());
+  reg(COMMANDS.setPassphrase, 'Set passphrase', (preset?: string) => cmd.setPassphraseCommand(s, preset));
+  reg(COMMANDS.restoreTo, 'Restore', (arg?: Parameters<typeof cmd.restoreFlow>[1], extra?: Parameters<typeof cmd.restoreFlow>[2]) => cmd.restoreFlow(s, arg, extra));
+  reg(COMMANDS.backupNow, 'Backup', (arg?: ops.BackupNowArgs) => ops.backupNowCommand(s, arg));
+  reg(COMMANDS.drillSnapshot, 'Drill', (arg?: Parameters<typeof ops.drillCommand>[1]) => ops.drillCommand(s, arg));
+  reg(COMMANDS.verifyVault, 'Verify', (arg?: ops.VerifyArgs) => ops.verifyCommand(s, arg));
+  reg(COMMANDS.pruneVault, 'Prune', (arg?: ops.PruneArgs) => ops.pruneCommand(s, arg));
+  reg(COMMANDS.rebuildIndex, 'Rebuild index', () => ops.rebuildIndexCommand(s));
+  reg(COMMANDS.showStatus, 'Status', () => ops.showStatusCommand(s));
+  reg(COMMANDS.openSettings, 'Open settings', async () => {
+    await vscode.commands.executeCommand('workbench.action.openSettings', 'agentVault');
+  });
+  reg(COMMANDS.refreshSnapshots, 'Refresh', async () => {
+    snapshots.refresh();
+    await statusBar.refresh();
+  });
   reg(COMMANDS.refreshDatabases, 'Refresh', async () => databases.refresh());
   reg(COMMANDS.clearChanges, 'Close changes', async () => changes.set(undefined));
   reg(COMMANDS.showLog, 'Show log', async () => log.show());
@@ -134,19 +160,28 @@ export function activate(context: vscode.ExtensionContext): AgentVaultApi {
     databasesView,
     changesView,
     diagnostics,
+    statusBar,
+    // a new passphrase: what was read (or refused) with the old one is read again
+    context.secrets.onDidChange((e) => {
+      if (e.key === PASSPHRASE_SECRET) {
+        documents.refreshAll();
+        snapshots.refresh();
+      }
+    }),
     vscode.workspace.registerTextDocumentContentProvider(SCHEME, documents),
     vscode.workspace.onDidChangeConfiguration((e) => {
       if (e.affectsConfiguration('agentVault.vaultPath')) {
         watch();
         snapshots.refresh();
       } else if (e.affectsConfiguration('agentVault.status')) snapshots.refresh();
+      if (e.affectsConfiguration('agentVault.vaultPath') || e.affectsConfiguration('agentVault.status')) void statusBar.refresh();
     }),
     { dispose: () => watcher?.dispose() },
     { dispose: () => timer && clearTimeout(timer) },
   );
   void vscode.commands.executeCommand('setContext', 'agentVault.hasDiff', false);
 
-  return { vaultDir, services: s };
+  return { vaultDir, services: s, testing: { progress: progressTestHooks } };
 }
 
 export async function deactivate(): Promise<void> {

@@ -77,15 +77,28 @@ export class Log implements vscode.Disposable {
  */
 export function withProgress<T>(
   title: string,
-  work: (p: { report: (message: string) => void; check: () => void; token: vscode.CancellationToken }) => Promise<T>,
+  work: (p: { report: (message: string) => void; check: () => void; cancelled: () => boolean; token: vscode.CancellationToken }) => Promise<T>,
 ): Thenable<T> {
-  return vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Agent Vault: ${title}`, cancellable: true }, (progress, token) =>
-    work({
-      report: (message) => progress.report({ message }),
-      check: () => {
-        if (token.isCancellationRequested) throw new Cancelled();
+  return vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Agent Vault: ${title}`, cancellable: true }, (progress, token) => {
+    let pressed = false;
+    const cancelled = () => pressed || token.isCancellationRequested;
+    return work({
+      report: (message) => {
+        progress.report({ message });
+        // what the Cancel button does, for the extension's tests (they cannot press it)
+        if (progressTestHooks.cancelWhen?.(title, message)) pressed = true;
       },
+      check: () => {
+        if (cancelled()) throw new Cancelled();
+      },
+      cancelled,
       token,
-    }),
-  );
+    });
+  });
 }
+
+/**
+ * Test hook: when `cancelWhen(title, message)` returns true for a progress message, the operation
+ * behaves as if the user pressed Cancel on its notification (set only by the extension's tests).
+ */
+export const progressTestHooks: { cancelWhen?: (title: string, message: string) => boolean } = {};

@@ -13,7 +13,7 @@ import type { Services } from './commands';
 import { pickConnection } from './commands';
 import { showDoc } from './documents';
 import { withProgress } from './log';
-import type { SnapshotNode } from './snapshotsTree';
+import { agentIn, type AgentGroupNode, type SnapshotNode } from './snapshotsTree';
 
 export interface RestoreArgs {
   snapshot?: string;
@@ -34,9 +34,12 @@ const CONFLICT_CHOICES: Array<{ value: OnConflict; label: string; detail: string
   { value: 'copy', label: 'Copy', detail: 'restore beside the existing agent, with new ids and a name suffix' },
 ];
 
-export async function restoreFlow(s: Services, arg?: SnapshotNode | RestoreArgs): Promise<{ plan: RestorePlan; result?: RestoreResult } | undefined> {
-  const node = arg && (arg as SnapshotNode).type === 'snapshot' ? (arg as SnapshotNode) : undefined;
-  const args: RestoreArgs = node ? {} : ((arg as RestoreArgs | undefined) ?? {});
+export async function restoreFlow(s: Services, arg?: SnapshotNode | AgentGroupNode | RestoreArgs, extra?: Omit<RestoreArgs, 'snapshot' | 'agents'>): Promise<{ plan: RestorePlan; result?: RestoreResult } | undefined> {
+  // a snapshot item restores its agent from it; an agent item restores the agent from its newest snapshot
+  const group = arg && (arg as AgentGroupNode).type === 'agent' ? (arg as AgentGroupNode) : undefined;
+  const node = arg && (arg as SnapshotNode).type === 'snapshot' ? (arg as SnapshotNode) : group?.snapshots[0] ? { snapshot: group.snapshots[0], agent: agentIn(group.snapshots[0], group) } : undefined;
+  // from a tree item, `extra` answers the remaining questions (the extension's tests)
+  const args: RestoreArgs = node ? (extra ?? {}) : ((arg as RestoreArgs | undefined) ?? {});
   // 1. the snapshot
   let file = node?.snapshot.path ?? args.snapshot;
   if (!file) {
@@ -61,7 +64,7 @@ export async function restoreFlow(s: Services, arg?: SnapshotNode | RestoreArgs)
   // 2. the agents
   let agents = args.agents ?? (node ? [node.agent.id] : undefined);
   if (!agents) {
-    const desc = await describeFile(source);
+    const desc = await describeFile(source, { decrypt: await s.documents.sources.keys() });
     if (desc.agents.length === 0) throw new AgentVaultError('no-agent', `${source} holds no agents`);
     if (desc.agents.length === 1) agents = [desc.agents[0].id];
     else {
@@ -88,7 +91,8 @@ export async function restoreFlow(s: Services, arg?: SnapshotNode | RestoreArgs)
     onConflict = pick.value;
   }
   const tools: ToolsMode = args.tools ?? cfg.get<ToolsMode>('restore.tools') ?? 'keep';
-  const opts = { agents, onConflict, tools };
+  const decrypt = await s.documents.sources.keys();
+  const opts = { agents, onConflict, tools, decrypt };
   // 4. the plan
   const plan = await withProgress('Planning the restore (dry run)', () => s.connections.with(name, (db) => planRestore(db, source, opts)));
   const planText = formatPlan(plan);

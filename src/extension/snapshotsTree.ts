@@ -9,7 +9,8 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { errorMessage } from '../core/errors';
 import type { ComponentInfo } from '../diff/components';
-import { readManifest } from '../format/archive';
+import { promises as fsp } from 'node:fs';
+import { readManifest, type Manifest } from '../format/archive';
 import { listCollectionsInArchive, type ArchivedCollectionSummary } from '../qdrant/archive';
 import { listVaultSnapshots, type CatalogAgent, type CatalogSnapshot } from '../vault/catalog';
 import type { StatusPolicy } from '../vault/config';
@@ -75,6 +76,34 @@ const when = (iso: string): string => {
   return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
 };
 
+/** A snapshot's label: its local time ("2026-12-03 23:49:27"); the description says the rest. */
+export function snapshotTime(iso: string): string {
+  return when(iso);
+}
+
+/** "just now", "12 min ago", "5 h ago", "3 days ago". */
+export function relativeAge(iso: string, now = Date.now()): string {
+  const ms = now - Date.parse(iso);
+  if (Number.isNaN(ms)) return iso;
+  const min = Math.round(ms / 60000);
+  if (min < 1) return 'just now';
+  if (min < 60) return `${min} min ago`;
+  const h = Math.round(min / 60);
+  if (h < 48) return `${h} h ago`;
+  return `${Math.round(h / 24)} days ago`;
+}
+
+/** The agent's status in words, by the rules of `agent-vault status` (src/vault/status.ts). */
+export function statusWords(st: AgentStatus | undefined): string[] {
+  if (!st) return [];
+  const out: string[] = [];
+  if (st.stale) out.push('backup stale');
+  if (st.drill_failed) out.push('drill failed');
+  else if (!st.last_drill) out.push('never drilled');
+  else if (st.drill_overdue) out.push('drill overdue');
+  return out;
+}
+
 export function formatBytes(n: number): string {
   if (n < 1024) return `${n} B`;
   if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
@@ -87,6 +116,24 @@ export function agentIn(s: CatalogSnapshot, g: Pick<AgentGroupNode, 'key'>): Cat
   return s.agents.find((a) => (isFileLocalId(a.id) ? `name:${a.name ?? a.id}` : a.id) === g.key)!;
 }
 
+/** Manifests by path; an entry is read again when the file's size or mtime changed. */
+export class ManifestCache {
+  private readonly cache = new Map<string, { stamp: string; manifest: Promise<Manifest> }>();
+  reads = 0;
+
+  async get(file: string): Promise<Manifest> {
+    const st = await fsp.stat(file);
+    const stamp = `${st.size}:${st.mtimeMs}`;
+    const hit = this.cache.get(file);
+    if (hit && hit.stamp === stamp) return hit.manifest;
+    this.reads++;
+    const manifest = readManifest(file);
+    this.cache.set(file, { stamp, manifest });
+    manifest.catch(() => this.cache.delete(file));
+    return manifest;
+  }
+}
+
 export class SnapshotsTree implements vscode.TreeDataProvider<SnapshotsNode>, vscode.Disposable {
   private readonly changed = new vscode.EventEmitter<SnapshotsNode | undefined>();
   readonly onDidChangeTreeData = this.changed.event;
@@ -94,6 +141,8 @@ export class SnapshotsTree implements vscode.TreeDataProvider<SnapshotsNode>, vs
   /** Archives opened from elsewhere ("Open Snapshot"), shown with the vault's for this session. */
   private readonly opened = new Set<string>();
   private readonly children = new WeakMap<SnapshotNode, Promise<SnapshotsNode[]>>();
+  /** Manifests, read lazily (tooltips, collections) and cached by file, size and mtime. */
+  readonly manifests = new ManifestCache();
   lastError: string | undefined;
 
   constructor(
@@ -132,7 +181,7 @@ export class SnapshotsTree implements vscode.TreeDataProvider<SnapshotsNode>, vs
     for (const file of this.opened) {
       if (snaps.some((s) => s.path === file)) continue;
       try {
-        const m = await readManifest(file);
+        const m = await this.manifests.get(file);
         snaps.push({
           id: path.basename(file),
           path: file,
@@ -181,10 +230,9 @@ export class SnapshotsTree implements vscode.TreeDataProvider<SnapshotsNode>, vs
     if (!node) {
       const groups = await this.agentGroups();
       if (groups.length === 0) {
-        const msg: MessageNode = this.lastError
-          ? { type: 'message', label: 'The vault cannot be read', description: this.lastError, tooltip: this.lastError, icon: 'error' }
-          : { type: 'message', label: 'No snapshots yet', description: this.vaultDir(), tooltip: 'Run "Agent Vault: Export Agents…" or "Import .af into Vault"', icon: 'info' };
-        return [msg];
+        // no snapshots: an empty list, so VS Code shows the view's welcome content (package.json viewsWelcome)
+        if (!this.lastError) return [];
+        return [{ type: 'message', label: 'The vault cannot be read', description: this.lastError, tooltip: this.lastError, icon: 'error' }];
       }
       return groups;
     }
@@ -241,7 +289,7 @@ export class SnapshotsTree implements vscode.TreeDataProvider<SnapshotsNode>, vs
     out.push({ type: 'component', parent: n, label: `Passages (${counts?.passages ?? '?'})`, icon: 'database', target: { src, agent: n.agent.id, kind: 'passages' } });
     let collections: ArchivedCollectionSummary[] = [];
     try {
-      collections = listCollectionsInArchive(await readManifest(src));
+      collections = listCollectionsInArchive(await this.manifests.get(src));
     } catch (e) {
       this.log.warn(`Qdrant collections of ${src}: ${errorMessage(e)}`);
     }
@@ -272,11 +320,7 @@ export class SnapshotsTree implements vscode.TreeDataProvider<SnapshotsNode>, vs
         item.contextValue = 'vaultAgent';
         const st = node.status;
         const latest = node.snapshots[0];
-        const parts = [`${node.snapshots.length} snapshot${node.snapshots.length === 1 ? '' : 's'}`];
-        if (st?.stale) parts.push('backup stale');
-        if (st?.drill_failed) parts.push('drill failed');
-        else if (st?.drill_overdue) parts.push('drill overdue');
-        item.description = parts.join(' · ');
+        item.description = [`${node.snapshots.length} snapshot${node.snapshots.length === 1 ? '' : 's'}`, ...statusWords(st)].join(' · ');
         const tip = new vscode.MarkdownString();
         tip.appendMarkdown(`**${node.name ?? node.id}**  \n\`${node.id}\`  \n`);
         if (latest) tip.appendMarkdown(`latest snapshot: ${when(latest.created_at)}  \n`);
@@ -292,14 +336,14 @@ export class SnapshotsTree implements vscode.TreeDataProvider<SnapshotsNode>, vs
       }
       case 'snapshot': {
         const s = node.snapshot;
-        const item = new vscode.TreeItem(when(s.created_at), vscode.TreeItemCollapsibleState.Collapsed);
+        const item = new vscode.TreeItem(snapshotTime(s.created_at), vscode.TreeItemCollapsibleState.Collapsed);
         item.id = `snapshot:${node.group.key}:${s.path}`;
         item.contextValue = s.listed ? 'snapshot' : 'snapshotLoose';
-        item.description = `${s.listed ? s.id : path.basename(s.path)}${s.bytes ? ` · ${formatBytes(s.bytes)}` : ''}${s.encrypted ? ' · encrypted' : ''}${s.listed ? '' : ' · not in index'}`;
+        const n = s.agents.length;
+        item.description = [`${n} agent${n === 1 ? '' : 's'}`, s.bytes ? formatBytes(s.bytes) : '', s.encrypted ? 'encrypted' : '', s.listed ? '' : 'not in index'].filter(Boolean).join(' · ');
         item.iconPath = new vscode.ThemeIcon(s.error ? 'error' : s.encrypted ? 'lock' : 'archive');
         item.resourceUri = vscode.Uri.file(s.path);
-        const c = node.agent.counts;
-        item.tooltip = `${s.path}\n${s.created_at}\n${c ? `${c.messages} messages, ${c.passages} passages, ${c.blocks} blocks, ${c.tools} tools` : ''}${s.collections.length ? `\nQdrant: ${s.collections.join(', ')}` : ''}${s.error ? `\n${s.error}` : ''}`;
+        // the tooltip (the manifest's facts) is filled in by resolveTreeItem, when hovered
         return item;
       }
       case 'folder': {
@@ -331,6 +375,46 @@ export class SnapshotsTree implements vscode.TreeDataProvider<SnapshotsNode>, vs
         return item;
       }
     }
+  }
+
+  /** The tooltip of a snapshot: the facts of its manifest, read when the item is hovered (and cached). */
+  async resolveTreeItem(item: vscode.TreeItem, node: SnapshotsNode): Promise<vscode.TreeItem> {
+    if (node.type === 'snapshot') item.tooltip = await this.snapshotTooltip(node);
+    return item;
+  }
+
+  async snapshotTooltip(node: SnapshotNode): Promise<vscode.MarkdownString> {
+    const s = node.snapshot;
+    const tip = new vscode.MarkdownString();
+    tip.appendMarkdown(`**${s.listed ? s.id : path.basename(s.path)}**  \n`);
+    tip.appendMarkdown(`${when(s.created_at)} (${relativeAge(s.created_at)})  \n`);
+    tip.appendMarkdown(`${s.encrypted ? '$(lock) encrypted' : 'not encrypted'} · ${formatBytes(s.bytes)}  \n`);
+    let m: Manifest | undefined;
+    try {
+      m = await this.manifests.get(s.path);
+    } catch (e) {
+      tip.appendMarkdown(`cannot read the manifest: ${errorMessage(e)}  \n`);
+    }
+    const src = m?.source;
+    if (src) {
+      const db = [src.database, src.schema].filter(Boolean).join('.');
+      tip.appendMarkdown(`source: ${src.kind}${db ? ` \`${db}\`` : ''}  \n`);
+      tip.appendMarkdown(`Letta revision: ${src.letta_revision ?? 'unknown'}${src.postgres_version ? ` · PostgreSQL ${src.postgres_version}` : ''}${src.pgvector_version ? ` · pgvector ${src.pgvector_version}` : ''}  \n`);
+    }
+    if (m) {
+      const models = [...new Set(m.agents.map((a) => (a.embedding?.model ? `${a.embedding.model}${a.embedding.dim ? ` (${a.embedding.dim})` : ''}` : null)).filter((x): x is string => !!x))];
+      tip.appendMarkdown(`embedding models: ${models.length ? models.join(', ') : 'none recorded'}  \n`);
+    }
+    const agents = m ? m.agents.map((a) => ({ name: a.name, id: a.id, counts: a.counts })) : s.agents;
+    tip.appendMarkdown(`\n${agents.length} agent${agents.length === 1 ? '' : 's'}:\n`);
+    for (const a of agents.slice(0, 20)) {
+      const c = a.counts;
+      tip.appendMarkdown(`- ${a.name ?? a.id}${c ? `: ${c.messages} messages, ${c.passages} passages, ${c.blocks} blocks, ${c.tools} tools` : ''}\n`);
+    }
+    if (agents.length > 20) tip.appendMarkdown(`- … and ${agents.length - 20} more\n`);
+    if (s.collections.length) tip.appendMarkdown(`\nQdrant: ${s.collections.join(', ')}  \n`);
+    if (s.error) tip.appendMarkdown(`\n$(error) ${s.error}  \n`);
+    return tip;
   }
 
   getParent(node: SnapshotsNode): SnapshotsNode | undefined {

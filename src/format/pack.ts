@@ -2,9 +2,10 @@
  * Agent file ⇄ snapshot archive: split an .af (any layout) into one self-contained .af v2 per agent
  * inside an archive, write them back out, and merge per-agent files into one document again.
  */
+import { canonicalJson as stableStringify } from '../core/json';
 import { createReadStream, createWriteStream, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { once } from 'node:events';
 import type { Readable } from 'node:stream';
@@ -23,6 +24,7 @@ import {
 import { formatFloat32, readVectorsStream } from './vectors';
 import { noKeyError, type DecryptOptions } from './crypto';
 import type { AgentFileV2, AgentV2, Json, JsonObject } from './types';
+import { fileSha256 as coreFileSha256 } from '../core/hash';
 
 /** The top-level collections of an .af v2, in Letta's order. */
 export const AF_COLLECTIONS = ['agents', 'groups', 'blocks', 'files', 'sources', 'tools', 'mcp_servers', 'skills'] as const;
@@ -161,16 +163,6 @@ export function splitAgentFile(doc: AgentFileV2, where = 'agent file'): AgentSli
   });
 }
 
-function stableStringify(v: unknown): string {
-  if (v === null || typeof v !== 'object') return JSON.stringify(v) ?? 'null';
-  if (Array.isArray(v)) return `[${v.map(stableStringify).join(',')}]`;
-  const o = v as Record<string, unknown>;
-  return `{${Object.keys(o)
-    .filter((k) => o[k] !== undefined)
-    .sort()
-    .map((k) => `${JSON.stringify(k)}:${stableStringify(o[k])}`)
-    .join(',')}}`;
-}
 
 /**
  * One combined .af v2 from several (e.g. the per-agent files of an archive). Objects are deduped
@@ -248,13 +240,7 @@ export interface PackOptions {
 }
 
 async function fileSha256(file: string): Promise<string> {
-  const h = createHash('sha256');
-  try {
-    for await (const chunk of createReadStream(file)) h.update(chunk as Buffer);
-  } catch (e) {
-    throw ioError(e, file, 'read');
-  }
-  return h.digest('hex');
+  return (await coreFileSha256(file)).sha256;
 }
 
 /** Turns one .af (v1, v2 or double-encoded v2) into a snapshot archive with one .af v2 per agent. */

@@ -3,6 +3,7 @@
  * that decide whether a snapshot may be recovered over a collection (vectors incl. named, sparse
  * and multivector settings, HNSW, quantization, payload indexes, shard number, on-disk payload).
  */
+import { canonicalJson } from '../core/json';
 import { createHash } from 'node:crypto';
 import { AgentVaultError } from '../core/errors';
 import { QDRANT_EXIT } from './errors';
@@ -38,14 +39,8 @@ function cleanObject(v: unknown): Record<string, unknown> | undefined {
   return Object.keys(c as object).length > 0 ? (c as Record<string, unknown>) : undefined;
 }
 
-/** JSON with object keys sorted at every level; the input to fingerprint hashes. */
-export function canonicalJson(v: unknown): string {
-  if (v === undefined) return 'null';
-  if (v === null || typeof v !== 'object') return JSON.stringify(v);
-  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
-  const keys = Object.keys(v as object).filter((k) => (v as Record<string, unknown>)[k] !== undefined).sort();
-  return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson((v as Record<string, unknown>)[k])}`).join(',')}}`;
-}
+/** JSON with object keys sorted at every level; the input to fingerprint hashes (src/core/json.ts). */
+export { canonicalJson };
 
 export function fingerprintSha256(fp: CollectionFingerprint): string {
   return createHash('sha256').update(canonicalJson(fp)).digest('hex');

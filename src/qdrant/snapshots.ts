@@ -4,7 +4,7 @@
  * multipart upload (field `snapshot`; the client's `recoverFromUploadedSnapshot` sends JSON).
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream, openAsBlob } from 'node:fs';
+import { createWriteStream, openAsBlob } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { Readable, Transform } from 'node:stream';
@@ -36,16 +36,8 @@ export interface DownloadResult {
   attempts: number;
 }
 
-/** SHA-256 (hex) and size of a file, streamed. */
-export async function sha256File(path: string): Promise<{ sha256: string; size: number }> {
-  const h = createHash('sha256');
-  let size = 0;
-  for await (const chunk of createReadStream(path)) {
-    h.update(chunk as Buffer);
-    size += (chunk as Buffer).length;
-  }
-  return { sha256: h.digest('hex'), size };
-}
+/** SHA-256 (hex) and size of a file, streamed (src/core/hash.ts). */
+export { fileSha256 as sha256File } from '../core/hash';
 
 /**
  * Creates a collection snapshot on the server (waits for it). Not retried: a retry could leave a

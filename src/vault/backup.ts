@@ -19,7 +19,7 @@
  * failures) is called, and the error is rethrown. A signal (the CLI calls `onAbortable`'s
  * function) does the same synchronously and logs the run as interrupted.
  */
-import { appendFileSync, createReadStream, promises as fsp, readdirSync, rmSync } from 'node:fs';
+import { appendFileSync, promises as fsp, readdirSync, rmSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -56,6 +56,7 @@ import {
   type VaultLock,
 } from './vault';
 import { postWebhook, redactUrl, wantsWebhook, type WebhookResult } from './webhook';
+import { fileSha256 } from '../core/hash';
 
 export interface BackupOptions {
   config: VaultConfig;
@@ -106,12 +107,6 @@ export interface BackupEvent {
   snapshot: { id: string; created_at: string; bytes: number; agents: number; encrypted: boolean } | null;
   error: { code: string; message: string } | null;
   tool: { name: 'agent-vault'; version: string };
-}
-
-async function fileSha256(file: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const c of createReadStream(file)) h.update(c as Buffer);
-  return h.digest('hex');
 }
 
 /** Opens the configured source database. */
@@ -376,7 +371,7 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
       file: `${SNAPSHOTS_DIR}/${id}${SNAPSHOT_EXT}`,
       created_at: res.manifest.created_at,
       bytes: res.bytes,
-      sha256: await fileSha256(finalPath),
+      sha256: (await fileSha256(finalPath)).sha256,
       encrypted: !!encryption,
       agents: res.manifest.agents.map((a) => ({ id: a.id, name: a.name, counts: a.counts })),
       collections,

@@ -7,8 +7,8 @@
  * and renamed into `snapshots/`, and it becomes a snapshot only when the index that lists it has
  * been written (atomically). Removing drops it from the index first, then deletes the file.
  */
-import { createReadStream, promises as fsp } from 'node:fs';
-import { createHash } from 'node:crypto';
+import { fileSha256 } from '../core/hash';
+import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { AgentVaultError, errorMessage } from '../core/errors';
 import { ioError } from '../core/fs';
@@ -115,13 +115,7 @@ function fromManifest(m: Manifest): Pick<CatalogSnapshot, 'created_at' | 'encryp
 }
 
 async function sha256File(file: string): Promise<string> {
-  const h = createHash('sha256');
-  try {
-    for await (const chunk of createReadStream(file)) h.update(chunk as Buffer);
-  } catch (e) {
-    throw ioError(e, file, 'read');
-  }
-  return h.digest('hex');
+  return (await fileSha256(file)).sha256;
 }
 
 export interface AddSnapshotOptions {

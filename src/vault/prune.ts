@@ -44,25 +44,37 @@ export interface PruneResult {
   swept: string[];
 }
 
-async function pruneLocked(vaultDir: string, opts: PruneOptions): Promise<PruneResult> {
-  const index = await readIndex(vaultDir);
-  const swept = opts.dryRun ? [] : await sweepTempFiles(vaultDir);
-  const adoption = await adoptUnlisted(vaultDir, index);
-  if (adoption.adopted.length && !opts.dryRun) await writeIndex(vaultDir, index);
-  const unverified: PruneResult['unverified'] = [];
+/**
+ * The retention plan over the snapshots that pass `verify` (a quick check: file present with the
+ * recorded size and SHA-256…); one that fails is kept, reported, and not counted by the rules, so
+ * a damaged snapshot never makes a good one go. Shared by folder and object-storage vaults.
+ */
+export async function planPrune(
+  snapshots: readonly SnapshotRecord[],
+  policy: RetentionPolicy,
+  verify: (s: SnapshotRecord) => Promise<string | null>,
+): Promise<{ plan: RetentionPlan; removed: SnapshotRecord[]; kept: SnapshotRecord[]; unverified: Array<{ id: string; file: string; reason: string }> }> {
+  const unverified: Array<{ id: string; file: string; reason: string }> = [];
   const good: SnapshotRecord[] = [];
-  for (const s of index.snapshots) {
-    const why = await quickVerify(vaultDir, s);
+  for (const s of snapshots) {
+    const why = await verify(s);
     if (why) unverified.push({ id: s.id, file: s.file, reason: why });
     else good.push(s);
   }
   const plan = planRetention(
     good.map((s) => ({ id: s.id, created_at: s.created_at, agents: s.agents.map((a) => a.id), collections: s.collections })),
-    opts.policy,
+    policy,
   );
   const removeIds = new Set(plan.remove.map((d) => d.id));
-  const removed = index.snapshots.filter((s) => removeIds.has(s.id));
-  const kept = index.snapshots.filter((s) => !removeIds.has(s.id));
+  return { plan, removed: snapshots.filter((s) => removeIds.has(s.id)), kept: snapshots.filter((s) => !removeIds.has(s.id)), unverified };
+}
+
+async function pruneLocked(vaultDir: string, opts: PruneOptions): Promise<PruneResult> {
+  const index = await readIndex(vaultDir);
+  const swept = opts.dryRun ? [] : await sweepTempFiles(vaultDir);
+  const adoption = await adoptUnlisted(vaultDir, index);
+  if (adoption.adopted.length && !opts.dryRun) await writeIndex(vaultDir, index);
+  const { plan, removed, kept, unverified } = await planPrune(index.snapshots, opts.policy, (s) => quickVerify(vaultDir, s));
   const result: PruneResult = {
     dryRun: !!opts.dryRun,
     plan,

@@ -10,8 +10,8 @@
  * - `rebuildIndex` (`agent-vault rebuild-index`): the index rebuilt from the archives, keeping
  *   what the old index knew (probe counts, durations) for archives that are still there.
  */
-import { createReadStream, promises as fsp } from 'node:fs';
-import { createHash } from 'node:crypto';
+import { fileSha256 as coreFileSha256 } from '../core/hash';
+import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { AgentVaultError, errorMessage } from '../core/errors';
 import { ioError } from '../core/fs';
@@ -35,14 +35,9 @@ import {
   type VaultIndex,
 } from './vault';
 
+/** SHA-256 (hex) of a file (src/core/hash.ts). */
 export async function fileSha256(file: string): Promise<string> {
-  const h = createHash('sha256');
-  try {
-    for await (const c of createReadStream(file)) h.update(c as Buffer);
-  } catch (e) {
-    throw ioError(e, file, 'read');
-  }
-  return h.digest('hex');
+  return (await coreFileSha256(file)).sha256;
 }
 
 /**

@@ -14,8 +14,7 @@
  * Holds a shared lock (prune waits for it); sweeps temp files of interrupted runs (this
  * project's own names only). Also reported: archives in snapshots/ that the index does not list.
  */
-import { createReadStream, promises as fsp } from 'node:fs';
-import { createHash } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { AgentVaultError, errorMessage } from '../core/errors';
 import { openArchive, type ArchiveReader } from '../format/archive';
@@ -26,6 +25,7 @@ import { mergeAgentFiles, readPassages } from '../format/pack';
 import type { AgentFileV2 } from '../format/types';
 import { readProbes, replayProbes } from './probes';
 import { readIndex, snapshotPath, sweepTempFiles, unlistedFiles, withSharedLock, type SnapshotRecord } from './vault';
+import { fileSha256 } from '../core/hash';
 
 export type VerifyCheckName = 'file' | 'sha256' | 'manifest' | 'index' | 'decrypt' | 'checksums' | 'schemas' | 'counts' | 'passages' | 'probes';
 
@@ -65,16 +65,6 @@ export interface VerifyOptions {
   /** Wait this long for a running backup/prune (default 0: refuse with 'locked'). */
   waitMs?: number;
   onSnapshot?: (r: SnapshotVerifyResult) => void;
-}
-
-async function fileSha256(file: string): Promise<{ sha256: string; size: number }> {
-  const h = createHash('sha256');
-  let size = 0;
-  for await (const c of createReadStream(file)) {
-    h.update(c as Buffer);
-    size += (c as Buffer).length;
-  }
-  return { sha256: h.digest('hex'), size };
 }
 
 /** Checks one archive file (vault-independent parts); `rec` adds the index comparisons. */

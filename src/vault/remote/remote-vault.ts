@@ -25,7 +25,7 @@ import { TOOL_VERSION } from '../../core/version';
 import { runBackup, type BackupOptions, type BackupResult } from '../backup';
 import { postWebhook, wantsWebhook } from '../webhook';
 import type { RetentionPolicy } from '../retention';
-import { planRetention } from '../retention';
+import { planPrune } from '../prune';
 import type { StatusPolicy } from '../config';
 import { vaultStatus, type VaultStatus } from '../status';
 import { verifyArchive, type SnapshotVerifyResult, type VerifyCheck, type VerifyReport } from '../verify';
@@ -72,17 +72,7 @@ export interface RemotePruneResult {
 
 async function pruneRemoteLocked(store: ObjectStore, policy: RetentionPolicy, dryRun: boolean): Promise<RemotePruneResult> {
   const index = await remoteIndex(store, false);
-  const unverified: RemotePruneResult['unverified'] = [];
-  const good: SnapshotRecord[] = [];
-  for (const s of index.snapshots) {
-    const why = await quickVerifyRemote(store, s);
-    if (why) unverified.push({ id: s.id, file: s.file, reason: why });
-    else good.push(s);
-  }
-  const plan = planRetention(good.map((s) => ({ id: s.id, created_at: s.created_at, agents: s.agents.map((a) => a.id), collections: s.collections })), policy);
-  const removeIds = new Set(plan.remove.map((d) => d.id));
-  const removed = index.snapshots.filter((s) => removeIds.has(s.id));
-  const kept = index.snapshots.filter((s) => !removeIds.has(s.id));
+  const { removed, kept, unverified } = await planPrune(index.snapshots, policy, (s) => quickVerifyRemote(store, s));
   const result: RemotePruneResult = { dryRun, removed, kept, unverified, freedBytes: removed.reduce((n, s) => n + s.bytes, 0), deleteErrors: [] };
   if (dryRun || !removed.length) return result;
   index.snapshots = kept;

@@ -15,6 +15,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AgentVaultError } from '../../core/errors';
 import { ioError } from '../../core/fs';
+import { fileSha256 } from '../../core/hash';
 
 export interface ObjectInfo {
   key: string;
@@ -53,9 +54,7 @@ export interface ObjectStore {
   close(): Promise<void>;
 }
 
-export function sha256Hex(data: Buffer | string): string {
-  return createHash('sha256').update(data).digest('hex');
-}
+export { sha256Hex } from '../../core/hash';
 
 /** Temp names of the object-store layer: `<name>.tmp-<12 hex>` beside the target. */
 export function tempNameFor(file: string): string {
@@ -90,13 +89,7 @@ export async function streamToFileAtomic(source: Readable, file: string, signal?
 }
 
 export async function fileSha256Hex(file: string): Promise<string> {
-  const h = createHash('sha256');
-  try {
-    for await (const c of createReadStream(file)) h.update(c as Buffer);
-  } catch (e) {
-    throw ioError(e, file, 'read');
-  }
-  return h.digest('hex');
+  return (await fileSha256(file)).sha256;
 }
 
 function checkKey(key: string): void {

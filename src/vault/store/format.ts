@@ -2,6 +2,7 @@
  * Byte formats of the deduplicating store (docs/FORMAT.md, part II): the config, blob encoding,
  * pack files, index files and snapshot files. Everything here is pure (no I/O).
  */
+import { canonicalJson } from '../../core/json';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { AgentVaultError, errorMessage } from '../../core/errors';
@@ -35,20 +36,8 @@ export interface StoreConfig {
   mac: string | null;
 }
 
-/**
- * Canonical JSON (RFC 8785, JCS) for the values a config holds (strings, integers, booleans,
- * null, arrays, objects): object keys sorted by UTF-16 code units, no white space.
- */
-export function canonicalJson(v: unknown): string {
-  if (v === null || typeof v !== 'object') return JSON.stringify(v) ?? 'null';
-  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
-  const o = v as Record<string, unknown>;
-  return `{${Object.keys(o)
-    .filter((k) => o[k] !== undefined)
-    .sort()
-    .map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`)
-    .join(',')}}`;
-}
+/** Canonical JSON (RFC 8785 for the values a config holds): src/core/json.ts. */
+export { canonicalJson };
 
 /** The bytes the config MAC covers: the canonical JSON of the config without its `mac` property. */
 export function configMacBytes(c: StoreConfig): Buffer {

@@ -6,7 +6,10 @@
  *   2. open a memory block from the tree;
  *   3. change the agent's system prompt in the database, export again, run "Diff Snapshots…" and
  *      see the diff editor with the changed prompt;
- *   4. open a broken .af and see its errors in Problems.
+ *   4. open a broken .af and see its errors in Problems;
+ *   5. the vault's health and operations: the status bar item (stale, green, failing), a drill
+ *      started from a snapshot item and its report, a restore started from a snapshot item (the
+ *      plan, the confirmation), Run Backup Now and a drill of a damaged snapshot from the palette.
  * Screenshots of every step go to .test-output/e2e/. Run with `npm run test:e2e` (after
  * scripts/provision-vscode.sh).
  */
@@ -26,6 +29,13 @@ import { BROKEN_CALL_ID, BROKEN_DANGLING_ID, brokenAgentFileText } from '../test
 const OUT_DIR = path.join(cs.REPO_ROOT, '.test-output', 'e2e');
 const FIXTURES = path.resolve(cs.REPO_ROOT, '..', 'shared', 'fixtures', 'af');
 const PROMPT_LINE = 'Keep every answer under three sentences (changed for the e2e diff).';
+
+/** A snapshot item's label in the Snapshots view: its local time (src/extension/snapshotsTree.ts snapshotTime). */
+function snapLabel(iso: string): string {
+  const d = new Date(iso);
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+}
 
 describe('e2e: Agent Vault installed from its .vsix in code-server', function () {
   this.timeout(120_000);
@@ -145,9 +155,13 @@ describe('e2e: Agent Vault installed from its .vsix in code-server', function ()
   it('runs "Export Agents…" from the command palette and shows the new snapshot in the side panel', async () => {
     // the Agent Vault container in the activity bar
     await page.locator('.activitybar .action-item a[aria-label^="Agent Vault"]').click();
-    await viewRow('Snapshots', 'No snapshots yet').waitFor({ state: 'visible', timeout: 60_000 });
+    // an empty vault: the welcome view explains what a snapshot is, with buttons to start
+    const welcome = pane('Snapshots').locator('.welcome-view-content');
+    await welcome.waitFor({ state: 'visible', timeout: 60_000 });
+    await waitForText(welcome, 'A snapshot is one archive');
+    for (const b of ['Export Agents…', 'Import .af into Vault', 'Open Vault Settings']) await welcome.locator('.monaco-button', { hasText: b }).first().waitFor({ state: 'visible', timeout: 10_000 });
     await viewRow('Databases', 'letta-test').waitFor({ state: 'visible', timeout: 30_000 });
-    await screenshot('side-panel-before-export');
+    await screenshot('welcome-view');
 
     await palette('Agent Vault: Export Agents…');
     const loopRow = await quickPickRow('Loop');
@@ -162,13 +176,13 @@ describe('e2e: Agent Vault installed from its .vsix in code-server', function ()
     assert.equal(snap.length, 1, 'one snapshot in the vault');
     assert.deepEqual(snap[0].agents.map((a) => a.name).sort(), ['LettaBot', 'Loop']);
     await agent.click();
-    await viewRow('Snapshots', snap[0].id).waitFor({ state: 'visible', timeout: 30_000 });
+    await viewRow('Snapshots', snapLabel(snap[0].created_at)).waitFor({ state: 'visible', timeout: 30_000 });
     await screenshot('export-snapshot-in-side-panel');
   });
 
   it('opens a memory block from the tree as a read-only document', async () => {
     const persona = (JSON.parse(fs.readFileSync(path.join(FIXTURES, 'loop.v2.af'), 'utf8')) as { blocks: Array<{ label: string; value: string }> }).blocks.find((b) => b.label === 'persona')!;
-    const id = vaultIndex().snapshots[0].id;
+    const id = snapLabel(vaultIndex().snapshots[0].created_at);
     // the export revealed the snapshot under both of its agents: collapse all, open Loop's
     await pane('Snapshots').locator('.pane-header').hover();
     await pane('Snapshots').locator('.pane-header .actions a[aria-label="Collapse All"]').click();
@@ -203,7 +217,7 @@ describe('e2e: Agent Vault installed from its .vsix in code-server', function ()
       await new Promise((r) => setTimeout(r, 200));
     }
     const [older, newer] = vaultIndex().snapshots;
-    await viewRow('Snapshots', newer.id).waitFor({ state: 'visible', timeout: 30_000 });
+    await viewRow('Snapshots', snapLabel(newer.created_at)).waitFor({ state: 'visible', timeout: 30_000 });
 
     await palette('Agent Vault: Diff Snapshots…');
     const input = page.locator('.quick-input-widget input.input');
@@ -243,5 +257,118 @@ describe('e2e: Agent Vault installed from its .vsix in code-server', function ()
     assert.match(await dangling.innerText(), /dangling/);
     assert.match(await orphan.innerText(), /orphaned tool call|no tool return/);
     await screenshot('problems-broken-af');
+  });
+
+  // ------------------------------------------------------------------------------------------
+  // the vault's health and operations
+
+  const statusItem = () => page.locator('.part.statusbar .statusbar-item', { hasText: /Vault/ }).first();
+
+  async function waitForStatus(re: RegExp, timeoutMs = 60_000): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const t = flat(await statusItem().innerText().catch(() => ''));
+      if (re.test(t)) return t;
+      if (Date.now() > deadline) throw new Error(`timed out waiting for the status bar item to match ${re}; it says ${JSON.stringify(t)}`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+
+  /** Right-clicks a Snapshots row and runs an item of its context menu. */
+  async function contextMenu(row: Locator, item: string): Promise<void> {
+    await row.click({ button: 'right' });
+    const entry = page.locator('.context-view .monaco-menu .action-item', { hasText: item }).first();
+    await entry.waitFor({ state: 'visible', timeout: 15_000 });
+    // the menu has the keyboard focus: hovering selects the entry, Enter runs it
+    await entry.hover();
+    await page.keyboard.press('Enter');
+    await entry.waitFor({ state: 'hidden', timeout: 10_000 });
+  }
+
+  it('shows the vault\'s health in the status bar: "stale" while no snapshot was ever drilled', async () => {
+    await page.keyboard.press('Escape');
+    const text = await waitForStatus(/Vault .*never drilled/);
+    assert.match(text, /Vault (just now|\d+ min ago)/);
+    assert.match((await statusItem().getAttribute('class')) ?? '', /warning-kind/);
+    await screenshot('status-bar-stale');
+  });
+
+  it('drills a snapshot from its item in the Snapshots view and shows a readable report; the status bar turns green', async () => {
+    const [first] = vaultIndex().snapshots; // holds both agents
+    await pane('Snapshots').locator('.pane-header').hover();
+    await pane('Snapshots').locator('.pane-header .actions a[aria-label="Collapse All"]').click();
+    await viewRow('Snapshots', /^\s*LettaBot/).click();
+    const row = viewRow('Snapshots', snapLabel(first.created_at));
+    await row.waitFor({ state: 'visible', timeout: 30_000 });
+    await contextMenu(row, 'Drill Snapshot');
+    const editor = page.locator('.editor-instance .monaco-editor .view-lines');
+    await waitForText(editor, 'Restore drill: PASSED', 110_000);
+    await waitForText(editor, 'Time to restore (RTO)');
+    await waitForText(editor, '| row-counts | pass');
+    await screenshot('drill-report');
+    const text = await waitForStatus(/Vault .*drill passed/);
+    assert.match((await statusItem().getAttribute('class')) ?? '', /^(?!.*(warning|error)-kind)/);
+    console.log(`      status bar: ${text}`);
+    await screenshot('status-bar-green');
+  });
+
+  it('shows "stale" again when the newest snapshot is older than the policy (26 h)', async () => {
+    const file = path.join(workspace, '.agent-vault', 'vault.json');
+    const original = fs.readFileSync(file, 'utf8');
+    const idx = JSON.parse(original) as VaultIndex;
+    for (const x of idx.snapshots) x.created_at = new Date(Date.now() - 3 * 24 * 3600_000).toISOString();
+    fs.writeFileSync(file, JSON.stringify(idx, null, 2));
+    try {
+      await waitForStatus(/Vault 3 days ago · drill passed/);
+      assert.match((await statusItem().getAttribute('class')) ?? '', /warning-kind/);
+      await screenshot('status-bar-stale-old-backup');
+    } finally {
+      fs.writeFileSync(file, original);
+    }
+    await waitForStatus(/Vault (just now|\d+ min ago) · drill passed/);
+  });
+
+  it('restores an agent from its snapshot item: conflict choice, the dry-run plan as a document, the confirmation', async () => {
+    const [first] = vaultIndex().snapshots;
+    const row = viewRow('Snapshots', snapLabel(first.created_at));
+    await row.waitFor({ state: 'visible', timeout: 30_000 });
+    await contextMenu(row, 'Restore to…');
+    // one connection: no connection pick; the conflict rule
+    await quickPickRow('Replace');
+    await page.locator('.quick-input-widget input.input').fill('Replace');
+    await page.keyboard.press('Enter');
+    const dialog = page.locator('.monaco-dialog-box');
+    await dialog.waitFor({ state: 'visible', timeout: 60_000 });
+    await waitForText(dialog, 'Restore 1 agent into "letta-test"?');
+    await waitForText(page.locator('.editor-instance .monaco-editor .view-lines'), 'LettaBot');
+    await screenshot('restore-plan-and-confirmation');
+    await dialog.locator('.monaco-button', { hasText: /^Restore$/ }).click();
+    const note = page.locator('.notifications-toasts .notification-toast', { hasText: 'restored 1 agent into "letta-test"' }).first();
+    await note.waitFor({ state: 'visible', timeout: 60_000 });
+    await screenshot('restore-done');
+  });
+
+  it('Run Backup Now, then a drill of that snapshot damaged on disk: the status bar says "failing"', async () => {
+    const before = vaultIndex().snapshots.length;
+    await palette('Agent Vault: Run Backup Now');
+    const deadline = Date.now() + 60_000;
+    while (vaultIndex().snapshots.length === before) {
+      assert.ok(Date.now() < deadline, 'the backup did not finish');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const newest = vaultIndex().snapshots[before];
+    assert.equal(newest.agents.length, 2, 'every agent of the connection');
+    const file = path.join(workspace, '.agent-vault', newest.file);
+    const buf = fs.readFileSync(file);
+    for (let i = Math.floor(buf.length / 2); i < Math.floor(buf.length / 2) + 64; i++) buf[i] ^= 0xff;
+    fs.writeFileSync(file, buf);
+    await palette('Agent Vault: Drill Snapshot');
+    await quickPickRow(newest.id);
+    await page.locator('.quick-input-widget input.input').fill(newest.id);
+    await page.keyboard.press('Enter');
+    await waitForText(page.locator('.editor-instance .monaco-editor .view-lines'), 'Restore drill: FAILED', 110_000);
+    await waitForStatus(/Vault .* · drill failed/);
+    assert.match((await statusItem().getAttribute('class')) ?? '', /error-kind/);
+    await screenshot('status-bar-failing');
   });
 });

@@ -4,7 +4,8 @@
  * Plain CommonJS so code-server-launcher.js runs with bare `node`; types in code-server.d.ts.
  *
  * Env:
- *   AGENT_VAULT_CODE_SERVER  path to code-server's out/node/entry.js (default: .tools/code-server)
+ *   AGENT_VAULT_CODE_SERVER  path to code-server's out/node/entry.js (default: code-server/ in
+ *                            AGENT_VAULT_TOOLS_DIR, the tools dir scripts/provision-vscode.sh uses, else .tools/)
  *   AGENT_VAULT_CHROMIUM     Chromium binary (default /usr/bin/chromium)
  */
 'use strict';
@@ -17,7 +18,7 @@ const path = require('node:path');
 const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
 const CODE_SERVER_ENTRY =
   process.env.AGENT_VAULT_CODE_SERVER ||
-  path.join(REPO_ROOT, '.tools', 'code-server', 'node_modules', 'code-server', 'out', 'node', 'entry.js');
+  path.join(process.env.AGENT_VAULT_TOOLS_DIR || path.join(REPO_ROOT, '.tools'), 'code-server', 'node_modules', 'code-server', 'out', 'node', 'entry.js');
 const CHROMIUM = process.env.AGENT_VAULT_CHROMIUM || '/usr/bin/chromium';
 const CHROMIUM_FLAGS = [
   '--no-sandbox',

@@ -1,0 +1,17 @@
+/**
+ * Canonical JSON: object keys sorted (by UTF-16 code units) at every level, undefined properties
+ * left out, no white space — the same value always gives the same text. Used for content
+ * comparison (diff, .af merging), fingerprint hashes (Qdrant) and MACs (the deduplicating store);
+ * for the JSON values these hold (strings, integers, booleans, null, arrays, objects) it is
+ * RFC 8785 (JCS).
+ */
+export function canonicalJson(v: unknown): string {
+  if (v === null || typeof v !== 'object') return JSON.stringify(v) ?? 'null';
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+  const o = v as Record<string, unknown>;
+  return `{${Object.keys(o)
+    .filter((k) => o[k] !== undefined)
+    .sort()
+    .map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`)
+    .join(',')}}`;
+}
