@@ -156,7 +156,8 @@ export interface RestorePlan {
   /** objects deleted before writing (replace) */
   deletes: { agents: string[]; groups: string[]; blocks: string[]; archives: string[] };
   guards: {
-    revision: { source: string | null; target: string; compatible: boolean; forced: boolean };
+    /** interchange: the source is an agent file, upgraded on the way in; only the target's revision is checked */
+    revision: { source: string | null; target: string; compatible: boolean; forced: boolean; interchange: boolean };
     embedding: Array<{ agent: string; model: string | null; dim: number | null; target: Array<{ model: string | null; dim: number | null }>; ok: boolean; forced: boolean }>;
   };
   warnings: string[];
@@ -1025,7 +1026,13 @@ async function computePlan(tx: Queryable, model: SourceModel, opts: RestoreOptio
 
   // guards: revision
   const srcRev = model.revision;
-  const revOk = (srcRev === info.revision && isCompatibleRevision(info.revision)) || (isCompatibleRevision(srcRev) && isCompatibleRevision(info.revision));
+  // An agent file (plain, or packed into an archive) is interchange: it is upgraded on the way in
+  // (v1 → v2, missing fields defaulted), as Letta's own import takes any revision. Only a snapshot
+  // of a database at another revision is held to the compatible list; the target always is.
+  const interchange = model.sourceKind === 'agent-file';
+  const revOk = interchange
+    ? isCompatibleRevision(info.revision)
+    : (srcRev === info.revision && isCompatibleRevision(info.revision)) || (isCompatibleRevision(srcRev) && isCompatibleRevision(info.revision));
   const forcedRev = !revOk && !!opts.forceSchema;
   if (!revOk && !opts.forceSchema) {
     const known = COMPATIBLE_REVISIONS.map((r) => r.revision).join(', ');
@@ -1104,7 +1111,7 @@ async function computePlan(tx: Queryable, model: SourceModel, opts: RestoreOptio
     tools: toolPlan,
     groups: groupPlan,
     deletes: { agents: deleteAgents, groups: deleteGroups, blocks: deleteBlocks, archives: deleteArchives },
-    guards: { revision: { source: srcRev, target: info.revision, compatible: revOk, forced: forcedRev }, embedding: embeddingGuards },
+    guards: { revision: { source: srcRev, target: info.revision, compatible: revOk, forced: forcedRev, interchange }, embedding: embeddingGuards },
     warnings,
     refusals,
   };
