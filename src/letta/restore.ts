@@ -1570,7 +1570,9 @@ async function writeAll(tx: Queryable, model: SourceModel, P: Planned, opts: Res
         ...base,
         agent_ids: members,
         sleeptime_agent_frequency: mc.sleeptime_agent_frequency ?? null,
-        turns_counter: g.extra.turns_counter ?? null,
+        // a snapshot keeps the database's counter; otherwise as Letta's create_group writes it:
+        // -1 for a sleeptime group with a sleeptime_agent_frequency (it adds to it every turn)
+        turns_counter: 'turns_counter' in g.extra ? (g.extra.turns_counter ?? null) : mc.manager_type === 'sleeptime' && mc.sleeptime_agent_frequency ? -1 : null,
         last_processed_message_id: g.extra.last_processed_message_id ?? null,
         max_message_buffer_length: mc.max_message_buffer_length ?? null,
         min_message_buffer_length: mc.min_message_buffer_length ?? null,
