@@ -75,7 +75,12 @@ export function buildAgentState(doc: AgentFileV2, index: number, ref: AgentRef, 
   const ownGroupIds = new Set(strings(agent.group_ids));
   const name = (id: string): string => nameOf(id) ?? (agents.find((a) => a.id === id)?.name as string | undefined) ?? id;
   const groups: GroupView[] = [];
-  for (const g of objects(doc.groups)) {
+  const ext = (doc as unknown as Obj).agent_vault;
+  // an archive entry keeps groups with members in other entries in its extension (docs/FORMAT.md)
+  const extGroups = isObj(ext) ? objects(ext.groups) : [];
+  const extGroupIds = isObj(ext) ? strings(ext.group_ids) : [];
+  for (const id of extGroupIds) ownGroupIds.add(id);
+  for (const g of [...objects(doc.groups), ...extGroups]) {
     const mc = isObj(g.manager_config) ? g.manager_config : {};
     const managerId = str(mc.manager_agent_id);
     const members = strings(g.agent_ids);

@@ -37,6 +37,8 @@ import type { EntryStreams } from '../format/entry-stream';
 import { passageBatches, rawPassageBatch } from '../format/passage-stream';
 import { verifyRangesInWorker } from '../format/verify-worker';
 import type { AgentFileV1, AgentFileV2, AgentV2, Json } from '../format/types';
+import { mergeAgentFiles } from '../format/pack';
+import { checkV2References } from '../format/validate';
 import { isArchivePath } from '../format/validate-any';
 import { COMPATIBLE_REVISIONS, isCompatibleRevision } from './compat';
 import { DEFAULT_ORG_ID, DEFAULT_USER_ID } from './ddl';
@@ -475,6 +477,27 @@ function revisionOf(doc: AgentFileV2 | undefined): string | null {
   return typeof r === 'string' && r ? r : null;
 }
 
+/**
+ * The reference checks of `agent-vault validate` (src/format/validate.ts): a dangling reference is
+ * invalid input (exit code 1) before anything is planned. An archive's entries are checked
+ * together, as `verify` and `drill` do (an entry may name the other members of a group). Message
+ * references are left to the restore's own checks: an archive's documents are read without their
+ * messages.
+ */
+function checkReferences(docs: AgentFileV2[], name: string): void {
+  if (!docs.length || !docs.every((d) => isObj(d) && Array.isArray(d.agents))) return; // reported below, with its pointer
+  let merged: AgentFileV2;
+  try {
+    merged = docs.length === 1 ? docs[0] : mergeAgentFiles(docs);
+  } catch (e) {
+    throw restoreInvalid(name, `the agent files cannot be read together: ${errorMessage(e)}`);
+  }
+  const bad = checkV2References(merged).filter((f) => f.severity === 'error' && f.code === 'dangling-reference' && !/\/(messages|in_context_message_ids)(\/|$)/.test(f.pointer ?? ''));
+  if (bad.length) {
+    throw restoreInvalid(name, `${bad.length} dangling reference${bad.length === 1 ? '' : 's'} (as agent-vault validate reports): ${bad.slice(0, 3).map((f) => `${f.message}${f.pointer ? ` (at ${f.pointer})` : ''}`).join('; ')}${bad.length > 3 ? `; and ${bad.length - 3} more` : ''}; nothing was restored`, bad[0].pointer);
+  }
+}
+
 /** The source model from the documents (without messages, or with them for a plain file) and the checks of their messages. */
 function buildModel(
   docs: AgentFileV2[],
@@ -515,6 +538,7 @@ function buildModel(
       await info.reader?.close();
     },
   };
+  checkReferences(docs, info.name);
   docs.forEach((doc, di) => {
     const where = info.reader ? `${info.name}!${info.reader.manifest.agents[di]?.entry}` : info.name;
     if (!isObj(doc) || !Array.isArray(doc.agents)) throw restoreInvalid(where, 'not an agent file v2 (no "agents" list)', '/agents');
@@ -536,6 +560,8 @@ function buildModel(
     add(model.sources, 'sources', doc.sources);
     add(model.files, 'files', doc.files);
     add(model.groups, 'groups', doc.groups);
+    // groups whose members span several entries of an archive (docs/FORMAT.md, agent_vault.groups)
+    add(model.groups, `${AV_EXT}.groups`, ext.groups);
     add(model.mcp, 'mcp_servers', doc.mcp_servers);
     doc.agents.forEach((a: AgentV2, ai: number) => {
       const p = `/agents/${ai}`;

@@ -1,3 +1,4 @@
+/* eslint-disable @typescript-eslint/no-explicit-any */
 /**
  * Letta fidelity of a restore (issue 12): what Letta's own import writes, and what a round trip
  * keeps. Facts from Letta 0.16.8 (letta/services/group_manager.py, agent_serialization_manager.py).
@@ -7,7 +8,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Db } from '../../src/db/types';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { AgentVaultError } from '../../src/core/errors';
+import { validateAnyPath } from '../../src/format/validate-any';
+import { exportAgents } from '../../src/letta/export';
 import { restoreAgents } from '../../src/letta/restore';
+import { readArchiveAgents } from './support';
 import { freshLettaDb } from '../helpers/letta-db';
 import { FIXTURES_DIR } from '../helpers/paths';
 
@@ -33,5 +39,55 @@ describe('letta restore fidelity (issue 12)', function () {
     assert.equal(g.rows[0].manager_type, 'sleeptime');
     assert.ok(g.rows[0].sleeptime_agent_frequency, 'the fixture sets a frequency');
     assert.equal(g.rows[0].turns_counter, -1);
+  });
+
+  it('a group whose members are in several entries: every entry is valid on its own (validate exits 0), the group is kept in the extension and restored whole', async () => {
+    await restoreAgents(db, path.join(FIXTURES_DIR, 'lettabot-builder.v2.af'));
+    const archive = path.join(dir, 'pair.avs');
+    await exportAgents(db, { select: { all: true }, out: archive });
+    const rep = await validateAnyPath(archive);
+    assert.deepEqual(rep.errors.map((f) => `${f.code} ${f.message}`), []);
+    assert.equal(rep.valid, true);
+    const { agents } = await readArchiveAgents(archive);
+    assert.equal(agents.length, 2);
+    for (const e of agents) {
+      const own = new Set((e.doc.agents as any[]).map((a) => a.id));
+      for (const g of (e.doc.groups ?? []) as any[]) for (const m of [...g.agent_ids, g.manager_config?.manager_agent_id].filter(Boolean)) assert.ok(own.has(m), `${e.name}: group ${g.id} names ${m}, which is in the entry`);
+      for (const a of e.doc.agents as any[]) for (const gid of a.group_ids ?? []) assert.ok((e.doc.groups ?? []).some((g: any) => g.id === gid), `${e.name}: group_ids ${gid} is in the entry`);
+    }
+    assert.equal(agents.reduce((n, e) => n + ((e.doc as any).agent_vault.groups?.length ?? 0), 0) >= 1, true, 'the group is kept in the extension');
+    const dst = await freshLettaDb('pg');
+    const groupOf = async (d: Db) =>
+      (
+        await d.query(
+          `SELECT g.id, g.manager_type, g.manager_agent_id, g.agent_ids, g.sleeptime_agent_frequency, g.turns_counter,
+                  (SELECT array_agg(agent_id ORDER BY agent_id) FROM groups_agents ga WHERE ga.group_id = g.id) AS linked
+             FROM groups g`,
+        )
+      ).rows;
+    try {
+      await restoreAgents(dst, archive);
+      const want = await groupOf(db);
+      assert.equal(want.length, 1);
+      assert.equal((want[0] as any).linked.length + ((want[0] as any).manager_agent_id ? 1 : 0), 2, 'the pair: manager and member');
+      assert.deepEqual(await groupOf(dst), want);
+    } finally {
+      await dst.close();
+    }
+  });
+
+  it('restore runs validate\'s reference checks: a dangling reference is invalid input (exit 1), nothing written', async () => {
+    const doc = JSON.parse(readFileSync(path.join(FIXTURES_DIR, 'co-3.v2.af'), 'utf8'));
+    doc.agents[0].tool_ids = [...(doc.agents[0].tool_ids ?? []), 'tool-999'];
+    const bad = path.join(dir, 'dangling.af');
+    writeFileSync(bad, JSON.stringify(doc));
+    const rep = await validateAnyPath(bad);
+    assert.ok(rep.errors.some((f) => f.code === 'dangling-reference'));
+    await assert.rejects(restoreAgents(db, bad), (e: unknown) => {
+      assert.ok(e instanceof AgentVaultError && e.code === 'restore-invalid' && e.exitCode === 1, String(e));
+      assert.match((e as Error).message, /tool-999/);
+      return true;
+    });
+    assert.equal((await db.query<{ n: number }>('SELECT count(*)::int AS n FROM agents')).rows[0].n, 0);
   });
 });
