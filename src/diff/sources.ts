@@ -242,7 +242,10 @@ class ArchiveSource implements AgentStateSource {
     const { doc, messageCounts } = this.cache.get(a.entry)!;
     const slot = this.slot(a);
     const index = doc.agents.length === 1 ? 0 : slot;
-    return buildAgentState(doc, index, refFor(a.id, a.name), (docId) => this.names.get(docId) ?? null, messageCounts[index] ?? 0);
+    // a group may name an agent of another entry by its file-local id: the extension maps it to the original id
+    const ext = (doc as unknown as { agent_vault?: { ids?: Record<string, unknown> } }).agent_vault;
+    const original = (docId: string): string => (ext && ext.ids && typeof ext.ids[docId] === 'string' ? (ext.ids[docId] as string) : docId);
+    return buildAgentState(doc, index, refFor(a.id, a.name), (docId) => this.names.get(docId) ?? this.names.get(original(docId)) ?? null, messageCounts[index] ?? 0);
   }
 
   async *iteratePassages(id: string): AsyncGenerator<PassageBatch> {

@@ -162,6 +162,17 @@ export interface RestorePlan {
     revision: { source: string | null; target: string; compatible: boolean; forced: boolean; interchange: boolean };
     embedding: Array<{ agent: string; model: string | null; dim: number | null; target: Array<{ model: string | null; dim: number | null }>; ok: boolean; forced: boolean }>;
   };
+  /**
+   * What the source holds that a round trip does not carry (issue 12: nothing dropped without a
+   * word): skills are not written (Letta keeps no skills table this tool writes); blocks and tools
+   * that no restored agent, group or identity attaches are written as free-standing rows, which an
+   * export of the agents does not contain.
+   */
+  not_carried: {
+    skills: { count: number; names: string[] };
+    unattached_blocks: { count: number; labels: string[] };
+    unattached_tools: { count: number; names: string[] };
+  };
   warnings: string[];
   /** reasons the restore would be refused (empty = it would run) */
   refusals: PlanRefusal[];
@@ -236,6 +247,8 @@ interface SourceModel {
   files: Map<string, SrcObject>;
   groups: Map<string, SrcObject>;
   mcp: Map<string, SrcObject>;
+  /** names (or ids) of the skills over all documents, each once */
+  skills: string[];
   /** file id → original db id, over all documents (agents of other slices included) */
   dbIds: Map<string, string>;
   /** file id → columns the .af has no field for (agent_vault.rows) */
@@ -531,6 +544,7 @@ function buildModel(
     files: new Map(),
     groups: new Map(),
     mcp: new Map(),
+    skills: [],
     dbIds: new Map(),
     rows: new Map(),
     messages: info.messages,
@@ -563,6 +577,10 @@ function buildModel(
     // groups whose members span several entries of an archive (docs/FORMAT.md, agent_vault.groups)
     add(model.groups, `${AV_EXT}.groups`, ext.groups);
     add(model.mcp, 'mcp_servers', doc.mcp_servers);
+    for (const [k, sk] of (Array.isArray(doc.skills) ? doc.skills : []).entries()) {
+      const label = isObj(sk) ? (typeof sk.name === 'string' ? sk.name : typeof sk.id === 'string' ? sk.id : `skills[${k}]`) : `skills[${k}]`;
+      if (!model.skills.includes(label)) model.skills.push(label);
+    }
     doc.agents.forEach((a: AgentV2, ai: number) => {
       const p = `/agents/${ai}`;
       if (!isObj(a) || typeof a.id !== 'string') throw restoreInvalid(where, `agents[${ai}] has no string "id"`, `${p}/id`);
@@ -904,6 +922,28 @@ async function computePlan(tx: Queryable, model: SourceModel, opts: RestoreOptio
     for (const s of model.sources.keys()) wantSources.add(s);
   }
   for (const f of model.files.values()) if (wantSources.has(f.obj.source_id)) wantFiles.add(f.fileId);
+  // written, but attached to nothing restored: an export of the agents will not hold them
+  const attachedBlocks = new Set<string>();
+  const attachedTools = new Set<string>();
+  for (const a of restored) {
+    strs(a.obj.block_ids).forEach((b) => attachedBlocks.add(b));
+    strs(a.obj.tool_ids).forEach((t) => attachedTools.add(t));
+    for (const i of a.identities) strs(i.block_ids).forEach((b) => attachedBlocks.add(b));
+  }
+  for (const g of wantGroups) strs(g.obj.shared_block_ids).forEach((b) => attachedBlocks.add(b));
+  const looseBlocks = [...wantBlocks].filter((b) => !attachedBlocks.has(b)).map((b) => String(model.blocks.get(b)!.obj.label ?? b));
+  const looseTools = [...wantTools].filter((t) => !attachedTools.has(t)).map((t) => String(model.tools.get(t)!.obj.name ?? t));
+  const notCarried: RestorePlan['not_carried'] = {
+    skills: { count: model.skills.length, names: [...model.skills] },
+    unattached_blocks: { count: looseBlocks.length, labels: looseBlocks },
+    unattached_tools: { count: looseTools.length, names: looseTools },
+  };
+  if (model.skills.length) warnings.push(`${model.skills.length} skill${model.skills.length === 1 ? '' : 's'} of the source ${model.skills.length === 1 ? 'is' : 'are'} not restored (Agent Vault writes no skills): ${model.skills.slice(0, 5).join(', ')}${model.skills.length > 5 ? ', …' : ''}`);
+  if (looseBlocks.length || looseTools.length) {
+    warnings.push(
+      `${looseBlocks.length} block${looseBlocks.length === 1 ? '' : 's'} and ${looseTools.length} tool${looseTools.length === 1 ? '' : 's'} that no restored agent attaches are written as free-standing rows; an export of these agents will not contain them`,
+    );
+  }
 
   // blocks
   const blockDb = [...wantBlocks].map((b) => model.blocks.get(b)!).filter((b) => b.dbId && !newIds);
@@ -1138,6 +1178,7 @@ async function computePlan(tx: Queryable, model: SourceModel, opts: RestoreOptio
     groups: groupPlan,
     deletes: { agents: deleteAgents, groups: deleteGroups, blocks: deleteBlocks, archives: deleteArchives },
     guards: { revision: { source: srcRev, target: info.revision, compatible: revOk, forced: forcedRev, interchange }, embedding: embeddingGuards },
+    not_carried: notCarried,
     warnings,
     refusals,
   };

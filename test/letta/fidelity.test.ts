@@ -90,4 +90,19 @@ describe('letta restore fidelity (issue 12)', function () {
     });
     assert.equal((await db.query<{ n: number }>('SELECT count(*)::int AS n FROM agents')).rows[0].n, 0);
   });
+
+  it('nothing dropped without a word: skills and blocks/tools no agent attaches are counted in the restore report and its JSON', async () => {
+    const r = await restoreAgents(db, path.join(FIXTURES_DIR, 'ezra.v2.af'));
+    const nc = r.plan.not_carried;
+    assert.equal(nc.skills.count, 4);
+    assert.equal(nc.skills.names.length, 4);
+    assert.equal(nc.unattached_blocks.count, 35);
+    assert.equal(nc.unattached_tools.count, 4);
+    assert.ok(r.plan.warnings.some((w) => /4 skills of the source are not restored/.test(w)), r.plan.warnings.join('\n'));
+    assert.ok(r.plan.warnings.some((w) => /35 blocks and 4 tools that no restored agent attaches/.test(w)), r.plan.warnings.join('\n'));
+    const lb = await restoreAgents(await (async () => { await db.close(); db = await freshLettaDb('pg'); return db; })(), path.join(FIXTURES_DIR, 'lettabot.v2.af'));
+    assert.equal(lb.plan.not_carried.skills.count, 46);
+    const plain = await restoreAgents(await (async () => { await db.close(); db = await freshLettaDb('pg'); return db; })(), path.join(FIXTURES_DIR, 'co-3.v2.af'));
+    assert.deepEqual(plain.plan.not_carried, { skills: { count: 0, names: [] }, unattached_blocks: { count: 0, labels: [] }, unattached_tools: { count: 0, names: [] } });
+  });
 });
