@@ -17,7 +17,7 @@ import { EntryStreams } from '../format/entry-stream';
 import { passageBatches } from '../format/passage-stream';
 import { MessageBatch } from './messages';
 import { PassageBatch, vectorBytes } from './passages';
-import { buildAgentState, isFileLocalId, type AgentRef, type AgentState } from './state';
+import { buildAgentState, componentsOf, isFileLocalId, type AgentRef, type AgentState, type DocComponents } from './state';
 
 export type { AgentRef, AgentState } from './state';
 export { MessageBatch, type MessageItem } from './messages';
@@ -40,6 +40,8 @@ export interface AgentStateSource {
    * asked for); absent when the source has none (an agent file).
    */
   iteratePassages?(id: string): AsyncIterable<PassageBatch>;
+  /** Skills and blocks/tools no agent attaches, over the whole source; absent when not known (live). */
+  components?(): Promise<DocComponents>;
   close(): Promise<void>;
 }
 
@@ -114,6 +116,10 @@ class DocumentSource implements AgentStateSource {
     return i;
   }
 
+  async components(): Promise<DocComponents> {
+    return componentsOf([this.doc]);
+  }
+
   async loadAgent(id: string): Promise<AgentState> {
     const i = this.index(id);
     return buildAgentState(this.doc, i, this.refs[i], (docId) => this.names.get(docId) ?? null);
@@ -185,6 +191,11 @@ class ArchiveSource implements AgentStateSource {
 
   async listAgents(): Promise<AgentRef[]> {
     return this.reader.manifest.agents.map((a) => refFor(a.id, a.name));
+  }
+
+  async components(): Promise<DocComponents> {
+    for (const a of this.reader.manifest.agents) if (!this.cache.has(a.entry)) await this.loadAgent(a.id);
+    return componentsOf(this.reader.manifest.agents.filter((a, i, all) => all.findIndex((x) => x.entry === a.entry) === i).map((a) => this.cache.get(a.entry)!.doc));
   }
 
   private agent(id: string): ManifestAgent {

@@ -111,3 +111,45 @@ export function buildAgentState(doc: AgentFileV2, index: number, ref: AgentRef, 
     inContextIds: strings(agent.in_context_message_ids),
   };
 }
+
+/** What a document holds outside its agents: skills, and blocks / tools no agent, group or identity attaches (by label / name). */
+export interface DocComponents {
+  skills: string[];
+  unattached_blocks: string[];
+  unattached_tools: string[];
+  /** every block label / tool name of the source, attached or not */
+  all_blocks: string[];
+  all_tools: string[];
+}
+
+export function componentsOf(docs: AgentFileV2[]): DocComponents {
+  const skills: string[] = [];
+  const blocks = new Map<string, Obj>();
+  const tools = new Map<string, Obj>();
+  const usedBlocks = new Set<string>();
+  const usedTools = new Set<string>();
+  for (const doc of docs) {
+    const d = doc as unknown as Obj;
+    objects(d.skills).forEach((s, k) => {
+      const n = str(s.name) ?? str(s.id) ?? `skills[${k}]`;
+      if (!skills.includes(n)) skills.push(n);
+    });
+    for (const b of objects(d.blocks)) if (str(b.id) && !blocks.has(b.id as string)) blocks.set(b.id as string, b);
+    for (const t of objects(d.tools)) if (str(t.id) && !tools.has(t.id as string)) tools.set(t.id as string, t);
+    for (const a of objects(d.agents)) {
+      strings(a.block_ids).forEach((b) => usedBlocks.add(b));
+      strings(a.tool_ids).forEach((t) => usedTools.add(t));
+    }
+    const ext = isObj(d.agent_vault) ? d.agent_vault : {};
+    for (const g of [...objects(d.groups), ...objects(ext.groups)]) strings(g.shared_block_ids).forEach((b) => usedBlocks.add(b));
+    for (const i of objects(ext.identities)) strings(i.block_ids).forEach((b) => usedBlocks.add(b));
+  }
+  const label = (o: Obj, k: string): string => str(o[k]) ?? str(o.id) ?? '?';
+  return {
+    skills,
+    unattached_blocks: [...blocks].filter(([id]) => !usedBlocks.has(id)).map(([, b]) => label(b, 'label')).sort(),
+    unattached_tools: [...tools].filter(([id]) => !usedTools.has(id)).map(([, t]) => label(t, 'name')).sort(),
+    all_blocks: [...blocks.values()].map((b) => label(b, 'label')),
+    all_tools: [...tools.values()].map((t) => label(t, 'name')),
+  };
+}
