@@ -27,6 +27,7 @@
  *   or dimension is not among the target's existing passages/archives are refused unless
  *   `allowEmbeddingMismatch`. Both messages name both sides.
  */
+import { randomBytes } from 'node:crypto';
 import { AgentVaultError, errorMessage } from '../core/errors';
 import type { Db, Queryable } from '../db/types';
 import { readAgentFile, toV2, parseAgentFileBytes } from '../format/af';
@@ -652,6 +653,8 @@ interface Assign {
   mcpInsert: Set<string>;
   sources: Map<string, string>;
   sourceInsert: Set<string>;
+  /** new names of folders whose name was taken (Letta's import adds "_<8 hex>") */
+  sourceNames: Map<string, string>;
   files: Map<string, string>;
   fileInsert: Set<string>;
   groups: Map<string, string>;
@@ -740,6 +743,7 @@ async function computePlan(tx: Queryable, model: SourceModel, opts: RestoreOptio
     mcpInsert: new Set(),
     sources: new Map(),
     sourceInsert: new Set(),
+    sourceNames: new Map(),
     files: new Map(),
     fileInsert: new Set(),
     groups: new Map(),
@@ -1008,12 +1012,25 @@ async function computePlan(tx: Queryable, model: SourceModel, opts: RestoreOptio
       assign.mcpInsert.add(m.fileId);
     }
   }
-  // sources: shared by (name, organization); files: reused when their id exists
+  // sources (folders): the same folder (same id, not a copy) is reused; a folder whose name is
+  // taken otherwise gets a new one named "<name>_<8 hex>", as Letta's import does, so two restores
+  // never put two rows of one file name into one folder. Files: reused when their id exists.
+  const copiedSources = new Set<string>();
+  for (const sf of wantSources) {
+    const users = restored.filter((a) => [...strs(a.obj.source_ids), ...strs(a.obj.folder_ids)].includes(sf) || (Array.isArray(a.obj.files_agents) ? a.obj.files_agents : []).some((fa: Obj) => isObj(fa) && fa.source_id === sf));
+    if (users.length > 0 && users.every((a) => assign.copy.has(a.fileId))) copiedSources.add(sf);
+  }
   for (const sf of wantSources) {
     const s = model.sources.get(sf)!;
     const r = await tx.query<{ id: string }>(`SELECT id FROM sources WHERE organization_id = $1 AND name = $2`, [org, s.obj.name]);
-    if (r.rows.length) assign.sources.set(sf, r.rows[0].id);
-    else {
+    if (r.rows.length && !copiedSources.has(sf) && !newIds && s.dbId === r.rows[0].id) assign.sources.set(sf, r.rows[0].id);
+    else if (r.rows.length) {
+      const name = `${String(s.obj.name)}_${randomBytes(4).toString('hex')}`;
+      assign.sources.set(sf, newId('source'));
+      assign.sourceInsert.add(sf);
+      assign.sourceNames.set(sf, name);
+      warnings.push(`folder "${String(s.obj.name)}" exists in the target; its files are restored into a new folder "${name}" (as Letta's import does)`);
+    } else {
       const free = s.dbId && !newIds && !(await existing(tx, 'sources', [s.dbId])).has(s.dbId);
       assign.sources.set(sf, free ? s.dbId! : newId('source'));
       assign.sourceInsert.add(sf);
@@ -1023,8 +1040,11 @@ async function computePlan(tx: Queryable, model: SourceModel, opts: RestoreOptio
   for (const ff of wantFiles) {
     const f = model.files.get(ff)!;
     const db = newIds ? null : f.dbId;
-    if (db && takenFiles.has(db)) assign.files.set(ff, db);
-    else {
+    if (db && takenFiles.has(db) && !assign.sourceNames.has(f.obj.source_id)) assign.files.set(ff, db);
+    else if (assign.sourceNames.has(f.obj.source_id)) {
+      assign.files.set(ff, newId('file'));
+      assign.fileInsert.add(ff);
+    } else {
       assign.files.set(ff, db ?? newId('file'));
       assign.fileInsert.add(ff);
     }
@@ -1334,7 +1354,7 @@ async function writeAll(tx: Queryable, model: SourceModel, P: Planned, opts: Res
       const s = model.sources.get(sf)!;
       const ec = s.obj.embedding_config ?? fallbackEmbedding;
       if (!isObj(ec)) throw restoreInvalid(model.path ?? 'the source', `source "${s.obj.name}" has no embedding_config (Letta requires one)`);
-      return { id: A.sources.get(sf), name: s.obj.name, ...stamps(s.extra), embedding_config: ec, description: s.obj.description ?? null, metadata_: s.obj.metadata ?? null, ...base, instructions: s.obj.instructions ?? null, vector_db_provider: s.extra.vector_db_provider ?? 'NATIVE' };
+      return { id: A.sources.get(sf), name: A.sourceNames.get(sf) ?? s.obj.name, ...stamps(s.extra), embedding_config: ec, description: s.obj.description ?? null, metadata_: s.obj.metadata ?? null, ...base, instructions: s.obj.instructions ?? null, vector_db_provider: s.extra.vector_db_provider ?? 'NATIVE' };
     }),
     { defaults: now },
   );
@@ -1459,11 +1479,14 @@ async function writeAll(tx: Queryable, model: SourceModel, P: Planned, opts: Res
         file_last_modified_date: o.file_last_modified_date ?? null,
         ...stamps(f.extra),
         ...base,
-        processing_status: o.processing_status ?? 'parsing',
-        error_message: o.error_message ?? null,
+        // the file's chunks (source_passages) are not in the source: laid out as Letta's import
+        // does (parsing, no error, counts cleared) so that Letta processes the file again rather
+        // than claiming embeddings that do not exist
+        processing_status: 'parsing',
+        error_message: null,
         original_file_name: o.original_file_name ?? null,
-        total_chunks: o.total_chunks ?? null,
-        chunks_embedded: o.chunks_embedded ?? null,
+        total_chunks: null,
+        chunks_embedded: null,
       };
     }),
     { defaults: now },

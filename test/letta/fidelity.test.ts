@@ -105,4 +105,26 @@ describe('letta restore fidelity (issue 12)', function () {
     const plain = await restoreAgents(await (async () => { await db.close(); db = await freshLettaDb('pg'); return db; })(), path.join(FIXTURES_DIR, 'co-3.v2.af'));
     assert.deepEqual(plain.plan.not_carried, { skills: { count: 0, names: [] }, unattached_blocks: { count: 0, labels: [] }, unattached_tools: { count: 0, names: [] } });
   });
+
+  it('files of an .af (no chunks in it) are laid out as Letta\'s import does: parsing, no error, counts cleared', async () => {
+    await restoreAgents(db, path.join(FIXTURES_DIR, 'void.v2.af'));
+    const f = await db.query<{ processing_status: string; error_message: string | null; total_chunks: number | null; chunks_embedded: number | null }>(
+      'SELECT processing_status, error_message, total_chunks, chunks_embedded FROM files',
+    );
+    assert.ok(f.rows.length > 0, 'void.v2.af has files');
+    for (const r of f.rows) assert.deepEqual(r, { processing_status: 'parsing', error_message: null, total_chunks: null, chunks_embedded: null });
+  });
+
+  it('--on-conflict=copy of an agent with files: a new folder "<name>_<8 hex>", never two rows of one file name in one folder', async () => {
+    const af = path.join(FIXTURES_DIR, 'void.v2.af');
+    await restoreAgents(db, af);
+    const before = await db.query<{ name: string }>('SELECT name FROM sources ORDER BY name');
+    const r = await restoreAgents(db, af, { onConflict: 'copy' });
+    const after = await db.query<{ name: string }>('SELECT name FROM sources ORDER BY created_at, name');
+    assert.equal(after.rows.length, before.rows.length * 2);
+    for (const b of before.rows) assert.ok(after.rows.some((x) => new RegExp(`^${b.name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}_[0-9a-f]{8}$`).test(x.name)), `a new folder for ${b.name}`);
+    assert.ok(r.plan.warnings.some((w) => /restored into a new folder/.test(w)));
+    const dup = await db.query('SELECT source_id, file_name, count(*) FROM files GROUP BY source_id, file_name HAVING count(*) > 1');
+    assert.deepEqual(dup.rows, []);
+  });
 });
