@@ -23,6 +23,7 @@ import {
   type Manifest,
   type ManifestAgent,
 } from '../../src/format/archive';
+import { validateAnyPath } from '../../src/format/validate-any';
 import { mergeAgentFiles, packAgentFile, readJsonLines, readPassages, splitAgentFile, unpackArchive } from '../../src/format/pack';
 import {
   LETTA_PADDED_DIM,
@@ -246,6 +247,15 @@ describe('snapshot archive: .af round trip through pack/unpack', () => {
     assert.deepEqual(s1.doc.agents[0].messages?.length, 188);
     assert.equal(s0.doc.metadata?.revision_id, doc.metadata?.revision_id);
     assert.equal(s1.doc.metadata?.revision_id, doc.metadata?.revision_id);
+  });
+
+  it('a packed multi-agent file with a group across agents validates entry by entry (issue 12)', async () => {
+    const fx = all.find((f) => f.file === 'lettabot-builder.v2.af')!;
+    const out = path.join(tmpRoot, 'lettabot-builder-packed.avs');
+    await packAgentFile(fx.path, out, { overwrite: true });
+    const rep = await validateAnyPath(out);
+    assert.deepEqual(rep.errors.map((e) => e.message), []);
+    assert.equal(rep.valid, true);
   });
 
   it('keeps ezra.v2.af blocks that no agent references (and its dangling group id)', async () => {
