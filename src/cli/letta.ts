@@ -15,6 +15,7 @@ import { AgentVaultError } from '../core/errors';
 import { openPg, type PgSslMode } from '../db/pg';
 import { openPglite } from '../db/pglite';
 import type { Db } from '../db/types';
+import { createLettaSchemaIfEmpty, LETTA_HEAD_REVISION } from '../letta/ddl';
 import { exportAgents, listAgents, type AgentListing } from '../letta/export';
 import { formatPlan, restoreAgents, type OnConflict, type RestoreOptions, type ToolsMode } from '../letta/restore';
 import { addKeyOptions, decryptFromFlags, encryptionFromFlags, type KeyFlags } from './keys';
@@ -264,7 +265,13 @@ export function registerLettaCommands(program: Command, deps: LettaCliDeps = {})
         return;
       }
       let commitNote: string | null = null;
+      let schemaCreated: string | null = null;
       const res = await withDb(o, async (db) => {
+        // a new or empty embedded database gets Letta's schema first (a server's database has it)
+        if (o.embedded && (await createLettaSchemaIfEmpty(db, { schema: o.schema }))) {
+          schemaCreated = `created Letta's schema "${o.schema ?? 'letta'}" at revision ${LETTA_HEAD_REVISION} (with the default organization and user) in the new embedded database ${o.embedded}`;
+          err(`agent-vault: note: ${schemaCreated}\n`);
+        }
         const r = await restoreAgents(db, source, opts);
         const lc = (db as { lastCommit?: { connectionLost: boolean; outcome: string; detail: string; txid: string } | null }).lastCommit;
         if (lc?.connectionLost && lc.outcome === 'committed') commitNote = `the connection was lost at COMMIT; ${lc.detail}: the restore is complete`;
@@ -272,10 +279,11 @@ export function registerLettaCommands(program: Command, deps: LettaCliDeps = {})
       });
       if (commitNote) err(`agent-vault: note: ${commitNote}\n`);
       if (o.json) {
-        out(JSON.stringify({ plan: res.plan, agent_ids: res.agentIds, rows: res.rows }, null, 2) + '\n');
+        out(JSON.stringify({ plan: res.plan, agent_ids: res.agentIds, rows: res.rows, schema_created: schemaCreated !== null }, null, 2) + '\n');
         return;
       }
       if (!o.quiet) out(formatPlan(res.plan));
+      if (schemaCreated) out(`Created Letta's schema at revision ${LETTA_HEAD_REVISION} in ${o.embedded} first.\n`);
       const n = Object.keys(res.agentIds).length;
       out(`Restored ${n} agent${n === 1 ? '' : 's'} (${res.rows.messages ?? 0} messages, ${res.rows.archival_passages ?? 0} passages) in one transaction.\n`);
     });

@@ -175,7 +175,30 @@ export async function diffSources(A: AgentStateSource, B: AgentStateSource, opts
   for (const d of agents) for (const c of CATEGORIES) counts[c] += d.counts[c];
   const added = agents.filter((d) => d.status === 'added').length;
   const removed = agents.filter((d) => d.status === 'removed').length;
-  const total = CATEGORIES.reduce((n, c) => n + counts[c], 0) + added + removed;
+  // components outside the agents (skills, blocks/tools nothing attaches): present on one side only
+  let components: DiffReport['components'];
+  if (opts.agent === undefined && A.components && B.components && A.kind !== 'live' && B.kind !== 'live') {
+    const ca = await A.components();
+    const cb = await B.components();
+    const side = (x: string[], y: string[]) => {
+      const rest = [...y];
+      const only: string[] = [];
+      for (const v of x) {
+        const k = rest.indexOf(v);
+        if (k >= 0) rest.splice(k, 1);
+        else only.push(v);
+      }
+      return only;
+    };
+    components = {
+      skills: { a_only: side(ca.skills, cb.skills), b_only: side(cb.skills, ca.skills) },
+      // a block/tool attached on the other side is an agent's change (reported there), not a component's
+      unattached_blocks: { a_only: side(ca.unattached_blocks, cb.all_blocks), b_only: side(cb.unattached_blocks, ca.all_blocks) },
+      unattached_tools: { a_only: side(ca.unattached_tools, cb.all_tools), b_only: side(cb.unattached_tools, ca.all_tools) },
+    };
+  }
+  const componentChanges = components ? Object.values(components).reduce((n, c) => n + c.a_only.length + c.b_only.length, 0) : 0;
+  const total = CATEGORIES.reduce((n, c) => n + counts[c], 0) + added + removed + componentChanges;
   return {
     format: DIFF_FORMAT,
     format_version: DIFF_FORMAT_VERSION,
@@ -189,8 +212,10 @@ export async function diffSources(A: AgentStateSource, B: AgentStateSource, opts
       agents_changed: agents.filter((d) => d.status === 'changed').length,
       counts,
       total_changes: total,
+      components_changed: componentChanges,
     },
     agents,
+    ...(components ? { components } : {}),
   };
 }
 

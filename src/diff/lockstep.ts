@@ -13,6 +13,9 @@
  * Memory is bounded by the number of differing items, each a few hundred bytes.
  */
 
+/** Ids with this prefix name an item by its content (no stable id): leftovers pair by position. */
+export const CONTENT_ID_PREFIX = 'content:';
+
 export interface ItemRecord {
   id: string | null;
   /** fingerprint of the fields that matter */
@@ -21,6 +24,8 @@ export interface ItemRecord {
   /** role of a message; null for passages */
   label: string | null;
   preview: string;
+  /** a file-local id that is no identity (messages: `message-<n>`), shown in reports */
+  fileId?: string;
   /** extra per-kind detail kept for reports (e.g. which passage parts changed) */
   parts?: Record<string, string>;
   /**
@@ -226,12 +231,27 @@ export async function lockstep<B extends Batch>(a: AsyncIterable<B>, b: AsyncIte
   res.aCount = A.position;
   res.bCount = B.position;
 
-  // 3. leftovers by position: items without ids always; all of them when no id ever matched
+  // 3. leftovers by position: items without ids (or identified only by their content: an edited
+  // one finds no twin) always; all of them when no id ever matched
   const disjoint = sameBytes === 0 && byId === 0;
-  const bByPos = new Map<number, [string, Parked]>();
-  for (const [k, rb] of parkedB) if (disjoint || rb.id === null || k.startsWith('\u0000')) bByPos.set(rb.position, [k, rb]);
+  const weak = (k: string, r: Parked) => r.id === null || k.startsWith('\u0000') || r.id.startsWith(CONTENT_ID_PREFIX);
+  // content-identified leftovers first read side by side (one step) are one edited item
+  const keyOfB = new Map<Parked, string>();
+  for (const [k, rb] of parkedB) keyOfB.set(rb, k);
   for (const [k, ra] of [...parkedA]) {
-    if (!(disjoint || ra.id === null || k.startsWith('\u0000'))) continue;
+    const rb = ra.seenWith as Parked | null | undefined;
+    if (!rb || !ra.id?.startsWith(CONTENT_ID_PREFIX) || !rb.id?.startsWith(CONTENT_ID_PREFIX) || rb.seenWith !== ra) continue;
+    const kb = keyOfB.get(rb);
+    if (kb === undefined || !parkedB.has(kb)) continue;
+    parkedA.delete(k);
+    parkedB.delete(kb);
+    byPosition++;
+    pairUp(ra, rb);
+  }
+  const bByPos = new Map<number, [string, Parked]>();
+  for (const [k, rb] of parkedB) if (disjoint || weak(k, rb)) bByPos.set(rb.position, [k, rb]);
+  for (const [k, ra] of [...parkedA]) {
+    if (!(disjoint || weak(k, ra))) continue;
     const hit = bByPos.get(ra.position);
     if (!hit) continue;
     parkedA.delete(k);

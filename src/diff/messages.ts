@@ -3,10 +3,13 @@
  */
 import { AgentVaultError, errorMessage } from '../core/errors';
 import { canonical, fingerprint, preview } from './normalize';
-import { lockstep, type ItemRecord, type LockstepPair } from './lockstep';
+import { CONTENT_ID_PREFIX, lockstep, type ItemRecord, type LockstepPair } from './lockstep';
 import type { MessageRef, MessageSample, MessagesDiff } from './types';
 
 /** One message: raw JSON bytes (archives) or an object (agent files, live exports). */
+/** Letta's file-local message ids (`message-<n>`), which an export renumbers. */
+const FILE_LOCAL_MESSAGE_ID = /^message-\d+$/;
+
 export interface MessageItem {
   raw?: Buffer;
   obj?: Record<string, unknown>;
@@ -113,7 +116,10 @@ export function parseMessage(batch: MessageBatch, i: number, position: number, w
     throw new AgentVaultError('invalid-agent-file', `${where}: message ${position} is not an object`, { location: { file: where } });
   }
   return {
-    id: typeof m.id === 'string' && m.id !== '' ? m.id : null,
+    // a file-local id ("message-12") is no identity: an export renumbers it, so such messages are
+    // matched by content and position; database ids (kept in a snapshot) are matched by id
+    id: typeof m.id === 'string' && m.id !== '' && !FILE_LOCAL_MESSAGE_ID.test(m.id) ? m.id : null,
+    ...(typeof m.id === 'string' && FILE_LOCAL_MESSAGE_ID.test(m.id) ? { fileId: m.id } : {}),
     digest: messageDigest(m),
     position,
     label: typeof m.role === 'string' ? m.role : null,
@@ -143,10 +149,29 @@ const sameBytes = (a: MessageBatch, i: number, b: MessageBatch, j: number): bool
   a.bufs !== undefined && b.bufs !== undefined && sameRawRange(a.bufs, a.starts!, a.ends!, i, b.bufs, b.starts!, b.ends!, j);
 
 export async function compareMessages(a: AsyncIterable<MessageBatch>, b: AsyncIterable<MessageBatch>, where: { a: string; b: string }): Promise<MessagesDiff> {
+  // A message without a stable id (none, or a file-local one an export renumbers) is identified by
+  // its content: the n-th message with this digest on its side. Edited ones pair up by position.
+  const seen = { a: new Map<string, number>(), b: new Map<string, number>() };
+  const shown = new WeakMap<ItemRecord, string | null>(); // the id the report shows (the file's own)
   const r = await lockstep<MessageBatch>(a, b, {
     sameRaw: sameBytes,
-    parse: (batch, i, pos, side) => parseMessage(batch, i, pos, side === 'a' ? where.a : where.b),
+    parse: (batch, i, pos, side) => {
+      const rec = parseMessage(batch, i, pos, side === 'a' ? where.a : where.b);
+      if (rec.id === null) {
+        const n = seen[side].get(rec.digest) ?? 0;
+        seen[side].set(rec.digest, n + 1);
+        shown.set(rec, rec.fileId ?? null);
+        rec.id = `${CONTENT_ID_PREFIX}${rec.digest}#${n}`;
+      }
+      delete rec.fileId;
+      return rec;
+    },
   });
+  // the synthetic ids are not shown
+  const show = (rec: ItemRecord | null): ItemRecord | null => (rec && shown.has(rec) ? { ...rec, id: shown.get(rec)! } : rec);
+  const strip = (x: LockstepPair): LockstepPair => ({ ...x, a: show(x.a), b: show(x.b) });
+  r.samples = { appended: r.samples.appended.map(strip), removed: r.samples.removed.map(strip), edited: r.samples.edited.map(strip) };
+  if (r.firstDivergence) r.firstDivergence = strip(r.firstDivergence);
   return {
     compared: true,
     a_count: r.aCount,
@@ -171,7 +196,9 @@ function sameList(a: string[], b: string[]): boolean {
  * message ids were (matched by id); otherwise only the window's size is compared.
  */
 export function inContextDiff(a: string[], b: string[], matchedBy: string): MessagesDiff['in_context'] {
-  return { a_count: a.length, b_count: b.length, changed: matchedBy === 'position' ? a.length !== b.length : !sameList(a, b) };
+  // file-local ids are renumbered by an export: only the window's size is comparable then
+  const local = a.some((x) => FILE_LOCAL_MESSAGE_ID.test(x)) || b.some((x) => FILE_LOCAL_MESSAGE_ID.test(x));
+  return { a_count: a.length, b_count: b.length, changed: matchedBy === 'position' || local ? a.length !== b.length : !sameList(a, b) };
 }
 
 export function messagesNotCompared(aCount: number, bCount: number): MessagesDiff {

@@ -165,6 +165,20 @@ function painter(color: boolean): Paint {
 
 const MARK_STYLE = { '+': 'green', '-': 'red', '~': 'yellow', '!': 'magenta', ' ': 'reset' } as const;
 
+const COMPONENT_TITLES = { skills: 'skill', unattached_blocks: 'block no agent attaches', unattached_tools: 'tool no agent attaches' } as const;
+
+/** One line per component present on one side only ("- skill x: only in A"). */
+export function componentLines(r: DiffReport): string[] {
+  const out: string[] = [];
+  if (!r.components) return out;
+  for (const k of Object.keys(COMPONENT_TITLES) as Array<keyof typeof COMPONENT_TITLES>) {
+    const c = r.components[k];
+    for (const v of c.a_only) out.push(`- ${COMPONENT_TITLES[k]} ${JSON.stringify(v)}: only in A`);
+    for (const v of c.b_only) out.push(`+ ${COMPONENT_TITLES[k]} ${JSON.stringify(v)}: only in B`);
+  }
+  return out;
+}
+
 export function renderText(r: DiffReport, opts: { color?: boolean } = {}): string {
   const paint = painter(!!opts.color);
   const out: string[] = [];
@@ -201,13 +215,14 @@ export function renderText(r: DiffReport, opts: { color?: boolean } = {}): strin
     if (!d.messages.compared && d.messages.a_count + d.messages.b_count > 0) out.push(`  messages: not compared`);
     if (!d.passages.compared && d.passages.reason) out.push(paint('dim', `  archival passages: not compared (${d.passages.reason})`));
   }
+  for (const line of componentLines(r)) out.push(line.startsWith('+') ? paint('green', line) : paint('red', line));
   const s = r.summary;
   out.push(
     r.identical
       ? 'no differences'
       : paint('bold', `${s.total_changes} change${s.total_changes > 1 ? 's' : ''}: ${CATEGORIES.filter((c) => s.counts[c] > 0)
           .map((c) => `${CATEGORY_TITLES[c]} ${s.counts[c]}`)
-          .join(', ')}${s.agents_added ? `, agents added ${s.agents_added}` : ''}${s.agents_removed ? `, agents removed ${s.agents_removed}` : ''}`),
+          .join(', ')}${s.agents_added ? `, agents added ${s.agents_added}` : ''}${s.agents_removed ? `, agents removed ${s.agents_removed}` : ''}${s.components_changed ? `, components ${s.components_changed}` : ''}`),
   );
   return out.join('\n') + '\n';
 }
@@ -268,6 +283,8 @@ export function renderMarkdown(r: DiffReport): string {
     }
     if (!d.passages.compared && d.passages.reason) out.push(`_Archival passages not compared: ${mdCell(d.passages.reason)}._`, '');
   }
+  const comp = componentLines(r);
+  if (comp.length) out.push('### Outside the agents', '', fence(comp), '');
   const s = r.summary;
   out.push(`**${s.total_changes} change${s.total_changes > 1 ? 's' : ''}** in ${s.agents_changed + s.agents_added + s.agents_removed} agent(s).`);
   return out.join('\n') + '\n';

@@ -18,7 +18,7 @@ import { EntryStreams } from '../format/entry-stream';
 import { passageBatches } from '../format/passage-stream';
 import { MessageBatch } from './messages';
 import { PassageBatch, vectorBytes } from './passages';
-import { buildAgentState, isFileLocalId, type AgentRef, type AgentState } from './state';
+import { buildAgentState, componentsOf, isFileLocalId, type AgentRef, type AgentState, type DocComponents } from './state';
 
 export type { AgentRef, AgentState } from './state';
 export { MessageBatch, type MessageItem } from './messages';
@@ -41,6 +41,8 @@ export interface AgentStateSource {
    * asked for); absent when the source has none (an agent file).
    */
   iteratePassages?(id: string): AsyncIterable<PassageBatch>;
+  /** Skills and blocks/tools no agent attaches, over the whole source; absent when not known (live). */
+  components?(): Promise<DocComponents>;
   close(): Promise<void>;
 }
 
@@ -113,6 +115,10 @@ class DocumentSource implements AgentStateSource {
     const i = this.indexById.get(id);
     if (i === undefined) throw noAgent(this.label, id);
     return i;
+  }
+
+  async components(): Promise<DocComponents> {
+    return componentsOf([this.doc]);
   }
 
   async loadAgent(id: string): Promise<AgentState> {
@@ -188,6 +194,11 @@ class ArchiveSource implements AgentStateSource {
     return this.reader.manifest.agents.map((a) => refFor(a.id, a.name));
   }
 
+  async components(): Promise<DocComponents> {
+    for (const a of this.reader.manifest.agents) if (!this.cache.has(a.entry)) await this.loadAgent(a.id);
+    return componentsOf(this.reader.manifest.agents.filter((a, i, all) => all.findIndex((x) => x.entry === a.entry) === i).map((a) => this.cache.get(a.entry)!.doc));
+  }
+
   private agent(id: string): ManifestAgent {
     const a = this.reader.manifest.agents.find((x) => x.id === id);
     if (!a) throw noAgent(this.label, id);
@@ -243,7 +254,10 @@ class ArchiveSource implements AgentStateSource {
     const { doc, messageCounts } = this.cache.get(a.entry)!;
     const slot = this.slot(a);
     const index = doc.agents.length === 1 ? 0 : slot;
-    return buildAgentState(doc, index, refFor(a.id, a.name), (docId) => this.names.get(docId) ?? null, messageCounts[index] ?? 0);
+    // a group may name an agent of another entry by its file-local id: the extension maps it to the original id
+    const ext = (doc as unknown as { agent_vault?: { ids?: Record<string, unknown> } }).agent_vault;
+    const original = (docId: string): string => (ext && ext.ids && typeof ext.ids[docId] === 'string' ? (ext.ids[docId] as string) : docId);
+    return buildAgentState(doc, index, refFor(a.id, a.name), (docId) => this.names.get(docId) ?? this.names.get(original(docId)) ?? null, messageCounts[index] ?? 0);
   }
 
   async *iteratePassages(id: string): AsyncGenerator<PassageBatch> {

@@ -75,7 +75,12 @@ export function buildAgentState(doc: AgentFileV2, index: number, ref: AgentRef, 
   const ownGroupIds = new Set(strings(agent.group_ids));
   const name = (id: string): string => nameOf(id) ?? (agents.find((a) => a.id === id)?.name as string | undefined) ?? id;
   const groups: GroupView[] = [];
-  for (const g of objects(doc.groups)) {
+  const ext = (doc as unknown as Obj).agent_vault;
+  // an archive entry keeps groups with members in other entries in its extension (docs/FORMAT.md)
+  const extGroups = isObj(ext) ? objects(ext.groups) : [];
+  const extGroupIds = isObj(ext) ? strings(ext.group_ids) : [];
+  for (const id of extGroupIds) ownGroupIds.add(id);
+  for (const g of [...objects(doc.groups), ...extGroups]) {
     const mc = isObj(g.manager_config) ? g.manager_config : {};
     const managerId = str(mc.manager_agent_id);
     const members = strings(g.agent_ids);
@@ -104,5 +109,47 @@ export function buildAgentState(doc: AgentFileV2, index: number, ref: AgentRef, 
     groups,
     messageCount: messageCount ?? (Array.isArray(messages) ? messages.length : 0),
     inContextIds: strings(agent.in_context_message_ids),
+  };
+}
+
+/** What a document holds outside its agents: skills, and blocks / tools no agent, group or identity attaches (by label / name). */
+export interface DocComponents {
+  skills: string[];
+  unattached_blocks: string[];
+  unattached_tools: string[];
+  /** every block label / tool name of the source, attached or not */
+  all_blocks: string[];
+  all_tools: string[];
+}
+
+export function componentsOf(docs: AgentFileV2[]): DocComponents {
+  const skills: string[] = [];
+  const blocks = new Map<string, Obj>();
+  const tools = new Map<string, Obj>();
+  const usedBlocks = new Set<string>();
+  const usedTools = new Set<string>();
+  for (const doc of docs) {
+    const d = doc as unknown as Obj;
+    objects(d.skills).forEach((s, k) => {
+      const n = str(s.name) ?? str(s.id) ?? `skills[${k}]`;
+      if (!skills.includes(n)) skills.push(n);
+    });
+    for (const b of objects(d.blocks)) if (str(b.id) && !blocks.has(b.id as string)) blocks.set(b.id as string, b);
+    for (const t of objects(d.tools)) if (str(t.id) && !tools.has(t.id as string)) tools.set(t.id as string, t);
+    for (const a of objects(d.agents)) {
+      strings(a.block_ids).forEach((b) => usedBlocks.add(b));
+      strings(a.tool_ids).forEach((t) => usedTools.add(t));
+    }
+    const ext = isObj(d.agent_vault) ? d.agent_vault : {};
+    for (const g of [...objects(d.groups), ...objects(ext.groups)]) strings(g.shared_block_ids).forEach((b) => usedBlocks.add(b));
+    for (const i of objects(ext.identities)) strings(i.block_ids).forEach((b) => usedBlocks.add(b));
+  }
+  const label = (o: Obj, k: string): string => str(o[k]) ?? str(o.id) ?? '?';
+  return {
+    skills,
+    unattached_blocks: [...blocks].filter(([id]) => !usedBlocks.has(id)).map(([, b]) => label(b, 'label')).sort(),
+    unattached_tools: [...tools].filter(([id]) => !usedTools.has(id)).map(([, t]) => label(t, 'name')).sort(),
+    all_blocks: [...blocks.values()].map((b) => label(b, 'label')),
+    all_tools: [...tools.values()].map((t) => label(t, 'name')),
   };
 }

@@ -249,8 +249,16 @@ export interface DiffReport {
     /** changed items per category, all agents together */
     counts: CategoryCounts;
     total_changes: number;
+    /** skills and unattached blocks/tools present on one side only (counted in total_changes) */
+    components_changed: number;
   };
   agents: AgentDiff[];
+  /**
+   * What the sources hold outside their agents, present on one side only: skills by name, blocks
+   * (by label) and tools (by name) that no agent, group or identity attaches. Absent when a side
+   * cannot tell (a live database) or one agent was selected.
+   */
+  components?: Record<'skills' | 'unattached_blocks' | 'unattached_tools', { a_only: string[]; b_only: string[] }>;
 }
 
 export function zeroCounts(): CategoryCounts {

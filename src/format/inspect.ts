@@ -1,4 +1,5 @@
 /** What an agent file or archive holds, for `agent-vault inspect` and the extension. */
+import { AgentVaultError } from '../core/errors';
 import { readAgentFile, toV2 } from './af';
 import { openArchive, type Manifest } from './archive';
 import { KEY_OPTIONS_HINT, type DecryptOptions } from './crypto';
@@ -45,8 +46,17 @@ const s = (v: unknown): string | null => (typeof v === 'string' ? v : null);
 const n = (v: unknown): number | null => (typeof v === 'number' ? v : null);
 const len = (v: unknown): number => (Array.isArray(v) ? v.length : 0);
 
-export function summarizeAgents(doc: AgentFileV2): AgentSummary[] {
-  return (Array.isArray(doc.agents) ? doc.agents : []).map((a) => ({
+export function summarizeAgents(doc: AgentFileV2, file?: string): AgentSummary[] {
+  return (Array.isArray(doc.agents) ? doc.agents : []).map((a, i) => {
+    if (!a || typeof a !== 'object' || Array.isArray(a)) {
+      // invalid input, reported as such (exit code 1), never as an internal error
+      throw new AgentVaultError('invalid-agent-file', `${file ?? 'agent file'}: /agents/${i} is ${a === null ? 'null' : Array.isArray(a) ? 'an array' : typeof a}, not an agent object`, {
+        location: { file, pointer: `/agents/${i}` },
+        exitCode: 1,
+        hint: 'agent-vault validate lists every problem of the file',
+      });
+    }
+    return {
     id: String(a.id),
     name: s(a.name),
     agent_type: s(a.agent_type),
@@ -57,7 +67,8 @@ export function summarizeAgents(doc: AgentFileV2): AgentSummary[] {
     in_context_messages: len(a.in_context_message_ids),
     blocks: len(a.block_ids),
     tools: len(a.tool_ids),
-  }));
+    };
+  });
 }
 
 export async function describeFile(file: string, opts: DescribeOptions = {}): Promise<FileDescription> {
@@ -92,7 +103,7 @@ export async function describeFile(file: string, opts: DescribeOptions = {}): Pr
     return { file, kind: 'archive', format: `archive v${m.format_version}`, revision: m.source?.letta_revision ?? null, version: null, agents, manifest: m, encrypted, authenticated, text };
   }
   const parsed = await readAgentFile(file);
-  const agents = summarizeAgents(toV2(parsed));
+  const agents = summarizeAgents(toV2(parsed), file);
   const c = parsed.counts;
   let text = `${file}: Letta agent file, ${parsed.format}`;
   if (parsed.revision) text += `, revision ${parsed.revision}`;

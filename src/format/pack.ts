@@ -141,15 +141,34 @@ export function splitAgentFile(doc: AgentFileV2, where = 'agent file'): AgentSli
     for (const key of keys) {
       picked[key] = all[key].filter((o) => selects(r, key, o) || (i === 0 && !referencedAnywhere(key, o)));
     }
+    // A group naming an agent of another slice is kept in the extension object (agent_vault.groups,
+    // agent_vault.group_ids), so that every slice is importable by Letta on its own and validates;
+    // mergeAgentFiles() puts it back.
+    const members = (g: JsonObject): string[] => {
+      const mc = g.manager_config && typeof g.manager_config === 'object' && !Array.isArray(g.manager_config) ? (g.manager_config as JsonObject) : {};
+      return [...strings(g.agent_ids), ...(typeof mc.manager_agent_id === 'string' ? [mc.manager_agent_id] : [])];
+    };
+    const cross = picked.groups.filter((g) => members(g).some((m) => m !== agent.id));
+    let sliceAgent: AgentV2 = agent;
+    let ext: JsonObject | null = null;
+    if (cross.length) {
+      const crossIds = new Set(cross.map((g) => idOf(g)).filter((x): x is string => !!x));
+      picked.groups = picked.groups.filter((g) => !cross.includes(g));
+      const ids = strings(agent.group_ids);
+      sliceAgent = { ...agent, group_ids: ids.filter((g) => !crossIds.has(g)) } as AgentV2;
+      const prev = (doc as JsonObject)[SPLIT_EXT];
+      ext = { ...(prev && typeof prev === 'object' && !Array.isArray(prev) ? (prev as JsonObject) : {}), groups: cross as Json[], group_ids: ids.filter((g) => crossIds.has(g)) };
+    }
     const out: JsonObject = {};
     for (const k of Object.keys(doc)) {
-      if (k === 'agents') out.agents = [agent as unknown as Json];
+      if (k === 'agents') out.agents = [sliceAgent as unknown as Json];
       else if ((keys as readonly string[]).includes(k)) out[k] = picked[k as (typeof keys)[number]] as Json[];
       else out[k] = (doc as JsonObject)[k];
     }
     // always emit the required collections, even when the input omitted them
-    for (const k of ['agents', ...keys] as const) if (!(k in out)) out[k] = k === 'agents' ? [agent as unknown as Json] : (picked[k] as Json[]);
-    const ownGroups = picked.groups.filter((g) => r.groups.has(idOf(g) ?? '\0'));
+    for (const k of ['agents', ...keys] as const) if (!(k in out)) out[k] = k === 'agents' ? [sliceAgent as unknown as Json] : (picked[k] as Json[]);
+    if (ext) out[SPLIT_EXT] = ext;
+    const ownGroups = [...picked.groups, ...cross].filter((g) => r.groups.has(idOf(g) ?? '\0'));
     const counts: ManifestAgentCounts = {
       messages: Array.isArray(agent.messages) ? agent.messages.length : 0,
       in_context_messages: strings(agent.in_context_message_ids).length,
@@ -169,8 +188,9 @@ export function splitAgentFile(doc: AgentFileV2, where = 'agent file'): AgentSli
  * by id (by name for skills); the same id with different content is an error ('merge-conflict').
  * Other top-level fields come from the first document.
  */
-export function mergeAgentFiles(docs: AgentFileV2[]): AgentFileV2 {
-  if (docs.length === 0) throw new AgentVaultError('merge-conflict', 'nothing to merge: no agent files given');
+export function mergeAgentFiles(input: AgentFileV2[]): AgentFileV2 {
+  if (input.length === 0) throw new AgentVaultError('merge-conflict', 'nothing to merge: no agent files given');
+  const docs = input.map(unsplitGroups);
   const out: JsonObject = {};
   const keyOrder: string[] = [];
   for (const d of docs) for (const k of Object.keys(d)) if (!keyOrder.includes(k)) keyOrder.push(k);
@@ -208,6 +228,28 @@ export function mergeAgentFiles(docs: AgentFileV2[]): AgentFileV2 {
     }
     out[k] = merged;
   }
+  return out as AgentFileV2;
+}
+
+/** The extension object of Agent Vault in an agent file (docs/FORMAT.md, docs/RESTORE.md). */
+const SPLIT_EXT = 'agent_vault';
+
+/** A slice's groups kept in its extension (see splitAgentFile), put back into `groups` / `group_ids`. */
+function unsplitGroups(d: AgentFileV2): AgentFileV2 {
+  const ext = (d as JsonObject)[SPLIT_EXT];
+  if (!ext || typeof ext !== 'object' || Array.isArray(ext)) return d;
+  const e = ext as JsonObject;
+  if (!Array.isArray(e.groups) && !Array.isArray(e.group_ids)) return d;
+  const out: JsonObject = { ...(d as JsonObject) };
+  const { groups, group_ids, ...rest } = e;
+  out.groups = [...(Array.isArray(out.groups) ? out.groups : []), ...(Array.isArray(groups) ? groups : [])];
+  const extra = strings(group_ids);
+  if (extra.length && Array.isArray(out.agents) && out.agents.length === 1 && out.agents[0] && typeof out.agents[0] === 'object') {
+    const a = out.agents[0] as JsonObject;
+    out.agents = [{ ...a, group_ids: [...strings(a.group_ids), ...extra.filter((g) => !strings(a.group_ids).includes(g))] }];
+  }
+  if (Object.keys(rest).length) out[SPLIT_EXT] = rest;
+  else delete out[SPLIT_EXT];
   return out as AgentFileV2;
 }
 

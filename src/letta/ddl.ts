@@ -796,3 +796,20 @@ async function createVectorExtension(tx: Queryable, quotedSchema: string): Promi
     });
   }
 }
+
+/**
+ * A new or empty database (the schema is missing or holds no table, view or sequence): Letta's
+ * schema is created at LETTA_HEAD_REVISION with the default organization and user, and true is
+ * returned. A schema that holds anything is left alone (false): a real Letta server's database
+ * already has its schema, and an unrelated one is not Agent Vault's to fill.
+ */
+export async function createLettaSchemaIfEmpty(db: Db, opts: CreateLettaSchemaOptions = {}): Promise<boolean> {
+  const schema = opts.schema ?? DEFAULT_LETTA_SCHEMA;
+  const r = await db.query<{ n: string }>(
+    `SELECT count(*)::text AS n FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind IN ('r', 'v', 'm', 'S', 'p', 'f')`,
+    [schema],
+  );
+  if (Number(r.rows[0]?.n ?? 0) > 0) return false;
+  await createLettaSchema(db, opts);
+  return true;
+}

@@ -786,6 +786,10 @@ async function writeAgent(
     if (srv) mcp.set(srv.id, srv);
   }
 
+  // A group goes into the entry's `groups` only when every member and its manager are in the
+  // entry (this agent); a group with other members is kept in the extension (agent_vault.groups),
+  // so that each entry is importable by Letta on its own and a restore still rebuilds the group.
+  const whole = new Set(p.groupIds.filter((g) => [...groupMembers(L, L.groupsById.get(g)!), L.groupsById.get(g)!.manager_agent_id].every((m) => m === null || m === undefined || m === agentId)));
   const agentFile = p.fileId;
   const agentObj: JsonObject = {
     name: a.name,
@@ -852,7 +856,8 @@ async function writeAgent(
         end_line: fa.end_line,
         id: ids.get(fa.id)!,
       })),
-    group_ids: p.managedGroupIds.map((g) => ids.get(g)!),
+    // only groups held in this entry: Letta's import maps every id through its own table
+    group_ids: p.managedGroupIds.filter((g) => whole.has(g)).map((g) => ids.get(g)!),
   };
 
   // The extension: original ids and what the .af cannot hold.
@@ -916,11 +921,15 @@ async function writeAgent(
         }
       : null,
     secrets: env.length ? 'redacted' : null,
+    groups: groups
+      .filter((g) => !whole.has(g.id))
+      .map((g) => groupJson(g, ids.get(g.id)!, ids, (L.groupBlocks.get(g.id) ?? []).filter((b) => L.blocksById.has(b)), groupMembers(L, g))),
+    group_ids: p.managedGroupIds.filter((g) => !whole.has(g)).map((g) => ids.get(g)!),
   };
 
   const doc: JsonObject = {
     agents: [], // replaced by the streamed agent below
-    groups: groups.map((g) => groupJson(g, ids.get(g.id)!, ids, (L.groupBlocks.get(g.id) ?? []).filter((b) => L.blocksById.has(b)), groupMembers(L, g))),
+    groups: groups.filter((g) => whole.has(g.id)).map((g) => groupJson(g, ids.get(g.id)!, ids, (L.groupBlocks.get(g.id) ?? []).filter((b) => L.blocksById.has(b)), groupMembers(L, g))),
     blocks: blocks.map((b) => blockJson(b, ids.get(b.id)!, L.blockTags.get(b.id))),
     files: files.map((f) => fileJson(f, ids.get(f.id)!, ids.get(f.source_id) ?? f.source_id)),
     sources: sources.map((s) => sourceJson(s, ids.get(s.id)!)),

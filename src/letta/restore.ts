@@ -27,6 +27,7 @@
  *   or dimension is not among the target's existing passages/archives are refused unless
  *   `allowEmbeddingMismatch`. Both messages name both sides.
  */
+import { randomBytes } from 'node:crypto';
 import { AgentVaultError, errorMessage } from '../core/errors';
 import type { Db, Queryable } from '../db/types';
 import { readAgentFile, toV2, parseAgentFileBytes } from '../format/af';
@@ -37,6 +38,8 @@ import type { EntryStreams } from '../format/entry-stream';
 import { passageBatches, rawPassageBatch } from '../format/passage-stream';
 import { verifyRangesInWorker } from '../format/verify-worker';
 import type { AgentFileV1, AgentFileV2, AgentV2, Json } from '../format/types';
+import { mergeAgentFiles } from '../format/pack';
+import { checkV2References } from '../format/validate';
 import { isArchivePath } from '../format/validate-any';
 import { COMPATIBLE_REVISIONS, isCompatibleRevision } from './compat';
 import { DEFAULT_ORG_ID, DEFAULT_USER_ID } from './ddl';
@@ -156,8 +159,20 @@ export interface RestorePlan {
   /** objects deleted before writing (replace) */
   deletes: { agents: string[]; groups: string[]; blocks: string[]; archives: string[] };
   guards: {
-    revision: { source: string | null; target: string; compatible: boolean; forced: boolean };
+    /** interchange: the source is an agent file, upgraded on the way in; only the target's revision is checked */
+    revision: { source: string | null; target: string; compatible: boolean; forced: boolean; interchange: boolean };
     embedding: Array<{ agent: string; model: string | null; dim: number | null; target: Array<{ model: string | null; dim: number | null }>; ok: boolean; forced: boolean }>;
+  };
+  /**
+   * What the source holds that a round trip does not carry (issue 12: nothing dropped without a
+   * word): skills are not written (Letta keeps no skills table this tool writes); blocks and tools
+   * that no restored agent, group or identity attaches are written as free-standing rows, which an
+   * export of the agents does not contain.
+   */
+  not_carried: {
+    skills: { count: number; names: string[] };
+    unattached_blocks: { count: number; labels: string[] };
+    unattached_tools: { count: number; names: string[] };
   };
   warnings: string[];
   /** reasons the restore would be refused (empty = it would run) */
@@ -233,6 +248,8 @@ interface SourceModel {
   files: Map<string, SrcObject>;
   groups: Map<string, SrcObject>;
   mcp: Map<string, SrcObject>;
+  /** names (or ids) of the skills over all documents, each once */
+  skills: string[];
   /** file id → original db id, over all documents (agents of other slices included) */
   dbIds: Map<string, string>;
   /** file id → columns the .af has no field for (agent_vault.rows) */
@@ -474,6 +491,27 @@ function revisionOf(doc: AgentFileV2 | undefined): string | null {
   return typeof r === 'string' && r ? r : null;
 }
 
+/**
+ * The reference checks of `agent-vault validate` (src/format/validate.ts): a dangling reference is
+ * invalid input (exit code 1) before anything is planned. An archive's entries are checked
+ * together, as `verify` and `drill` do (an entry may name the other members of a group). Message
+ * references are left to the restore's own checks: an archive's documents are read without their
+ * messages.
+ */
+function checkReferences(docs: AgentFileV2[], name: string): void {
+  if (!docs.length || !docs.every((d) => isObj(d) && Array.isArray(d.agents))) return; // reported below, with its pointer
+  let merged: AgentFileV2;
+  try {
+    merged = docs.length === 1 ? docs[0] : mergeAgentFiles(docs);
+  } catch (e) {
+    throw restoreInvalid(name, `the agent files cannot be read together: ${errorMessage(e)}`);
+  }
+  const bad = checkV2References(merged).filter((f) => f.severity === 'error' && f.code === 'dangling-reference' && !/\/(messages|in_context_message_ids)(\/|$)/.test(f.pointer ?? ''));
+  if (bad.length) {
+    throw restoreInvalid(name, `${bad.length} dangling reference${bad.length === 1 ? '' : 's'} (as agent-vault validate reports): ${bad.slice(0, 3).map((f) => `${f.message}${f.pointer ? ` (at ${f.pointer})` : ''}`).join('; ')}${bad.length > 3 ? `; and ${bad.length - 3} more` : ''}; nothing was restored`, bad[0].pointer);
+  }
+}
+
 /** The source model from the documents (without messages, or with them for a plain file) and the checks of their messages. */
 function buildModel(
   docs: AgentFileV2[],
@@ -507,6 +545,7 @@ function buildModel(
     files: new Map(),
     groups: new Map(),
     mcp: new Map(),
+    skills: [],
     dbIds: new Map(),
     rows: new Map(),
     messages: info.messages,
@@ -514,6 +553,7 @@ function buildModel(
       await info.reader?.close();
     },
   };
+  checkReferences(docs, info.name);
   docs.forEach((doc, di) => {
     const where = info.reader ? `${info.name}!${info.reader.manifest.agents[di]?.entry}` : info.name;
     if (!isObj(doc) || !Array.isArray(doc.agents)) throw restoreInvalid(where, 'not an agent file v2 (no "agents" list)', '/agents');
@@ -535,7 +575,13 @@ function buildModel(
     add(model.sources, 'sources', doc.sources);
     add(model.files, 'files', doc.files);
     add(model.groups, 'groups', doc.groups);
+    // groups whose members span several entries of an archive (docs/FORMAT.md, agent_vault.groups)
+    add(model.groups, `${AV_EXT}.groups`, ext.groups);
     add(model.mcp, 'mcp_servers', doc.mcp_servers);
+    for (const [k, sk] of (Array.isArray(doc.skills) ? doc.skills : []).entries()) {
+      const label = isObj(sk) ? (typeof sk.name === 'string' ? sk.name : typeof sk.id === 'string' ? sk.id : `skills[${k}]`) : `skills[${k}]`;
+      if (!model.skills.includes(label)) model.skills.push(label);
+    }
     doc.agents.forEach((a: AgentV2, ai: number) => {
       const p = `/agents/${ai}`;
       if (!isObj(a) || typeof a.id !== 'string') throw restoreInvalid(where, `agents[${ai}] has no string "id"`, `${p}/id`);
@@ -607,6 +653,8 @@ interface Assign {
   mcpInsert: Set<string>;
   sources: Map<string, string>;
   sourceInsert: Set<string>;
+  /** new names of folders whose name was taken (Letta's import adds "_<8 hex>") */
+  sourceNames: Map<string, string>;
   files: Map<string, string>;
   fileInsert: Set<string>;
   groups: Map<string, string>;
@@ -695,6 +743,7 @@ async function computePlan(tx: Queryable, model: SourceModel, opts: RestoreOptio
     mcpInsert: new Set(),
     sources: new Map(),
     sourceInsert: new Set(),
+    sourceNames: new Map(),
     files: new Map(),
     fileInsert: new Set(),
     groups: new Map(),
@@ -877,6 +926,28 @@ async function computePlan(tx: Queryable, model: SourceModel, opts: RestoreOptio
     for (const s of model.sources.keys()) wantSources.add(s);
   }
   for (const f of model.files.values()) if (wantSources.has(f.obj.source_id)) wantFiles.add(f.fileId);
+  // written, but attached to nothing restored: an export of the agents will not hold them
+  const attachedBlocks = new Set<string>();
+  const attachedTools = new Set<string>();
+  for (const a of restored) {
+    strs(a.obj.block_ids).forEach((b) => attachedBlocks.add(b));
+    strs(a.obj.tool_ids).forEach((t) => attachedTools.add(t));
+    for (const i of a.identities) strs(i.block_ids).forEach((b) => attachedBlocks.add(b));
+  }
+  for (const g of wantGroups) strs(g.obj.shared_block_ids).forEach((b) => attachedBlocks.add(b));
+  const looseBlocks = [...wantBlocks].filter((b) => !attachedBlocks.has(b)).map((b) => String(model.blocks.get(b)!.obj.label ?? b));
+  const looseTools = [...wantTools].filter((t) => !attachedTools.has(t)).map((t) => String(model.tools.get(t)!.obj.name ?? t));
+  const notCarried: RestorePlan['not_carried'] = {
+    skills: { count: model.skills.length, names: [...model.skills] },
+    unattached_blocks: { count: looseBlocks.length, labels: looseBlocks },
+    unattached_tools: { count: looseTools.length, names: looseTools },
+  };
+  if (model.skills.length) warnings.push(`${model.skills.length} skill${model.skills.length === 1 ? '' : 's'} of the source ${model.skills.length === 1 ? 'is' : 'are'} not restored (Agent Vault writes no skills): ${model.skills.slice(0, 5).join(', ')}${model.skills.length > 5 ? ', …' : ''}`);
+  if (looseBlocks.length || looseTools.length) {
+    warnings.push(
+      `${looseBlocks.length} block${looseBlocks.length === 1 ? '' : 's'} and ${looseTools.length} tool${looseTools.length === 1 ? '' : 's'} that no restored agent attaches are written as free-standing rows; an export of these agents will not contain them`,
+    );
+  }
 
   // blocks
   const blockDb = [...wantBlocks].map((b) => model.blocks.get(b)!).filter((b) => b.dbId && !newIds);
@@ -941,12 +1012,25 @@ async function computePlan(tx: Queryable, model: SourceModel, opts: RestoreOptio
       assign.mcpInsert.add(m.fileId);
     }
   }
-  // sources: shared by (name, organization); files: reused when their id exists
+  // sources (folders): the same folder (same id, not a copy) is reused; a folder whose name is
+  // taken otherwise gets a new one named "<name>_<8 hex>", as Letta's import does, so two restores
+  // never put two rows of one file name into one folder. Files: reused when their id exists.
+  const copiedSources = new Set<string>();
+  for (const sf of wantSources) {
+    const users = restored.filter((a) => [...strs(a.obj.source_ids), ...strs(a.obj.folder_ids)].includes(sf) || (Array.isArray(a.obj.files_agents) ? a.obj.files_agents : []).some((fa: Obj) => isObj(fa) && fa.source_id === sf));
+    if (users.length > 0 && users.every((a) => assign.copy.has(a.fileId))) copiedSources.add(sf);
+  }
   for (const sf of wantSources) {
     const s = model.sources.get(sf)!;
     const r = await tx.query<{ id: string }>(`SELECT id FROM sources WHERE organization_id = $1 AND name = $2`, [org, s.obj.name]);
-    if (r.rows.length) assign.sources.set(sf, r.rows[0].id);
-    else {
+    if (r.rows.length && !copiedSources.has(sf) && !newIds && s.dbId === r.rows[0].id) assign.sources.set(sf, r.rows[0].id);
+    else if (r.rows.length) {
+      const name = `${String(s.obj.name)}_${randomBytes(4).toString('hex')}`;
+      assign.sources.set(sf, newId('source'));
+      assign.sourceInsert.add(sf);
+      assign.sourceNames.set(sf, name);
+      warnings.push(`folder "${String(s.obj.name)}" exists in the target; its files are restored into a new folder "${name}" (as Letta's import does)`);
+    } else {
       const free = s.dbId && !newIds && !(await existing(tx, 'sources', [s.dbId])).has(s.dbId);
       assign.sources.set(sf, free ? s.dbId! : newId('source'));
       assign.sourceInsert.add(sf);
@@ -956,8 +1040,11 @@ async function computePlan(tx: Queryable, model: SourceModel, opts: RestoreOptio
   for (const ff of wantFiles) {
     const f = model.files.get(ff)!;
     const db = newIds ? null : f.dbId;
-    if (db && takenFiles.has(db)) assign.files.set(ff, db);
-    else {
+    if (db && takenFiles.has(db) && !assign.sourceNames.has(f.obj.source_id)) assign.files.set(ff, db);
+    else if (assign.sourceNames.has(f.obj.source_id)) {
+      assign.files.set(ff, newId('file'));
+      assign.fileInsert.add(ff);
+    } else {
       assign.files.set(ff, db ?? newId('file'));
       assign.fileInsert.add(ff);
     }
@@ -1025,7 +1112,13 @@ async function computePlan(tx: Queryable, model: SourceModel, opts: RestoreOptio
 
   // guards: revision
   const srcRev = model.revision;
-  const revOk = (srcRev === info.revision && isCompatibleRevision(info.revision)) || (isCompatibleRevision(srcRev) && isCompatibleRevision(info.revision));
+  // An agent file (plain, or packed into an archive) is interchange: it is upgraded on the way in
+  // (v1 → v2, missing fields defaulted), as Letta's own import takes any revision. Only a snapshot
+  // of a database at another revision is held to the compatible list; the target always is.
+  const interchange = model.sourceKind === 'agent-file';
+  const revOk = interchange
+    ? isCompatibleRevision(info.revision)
+    : (srcRev === info.revision && isCompatibleRevision(info.revision)) || (isCompatibleRevision(srcRev) && isCompatibleRevision(info.revision));
   const forcedRev = !revOk && !!opts.forceSchema;
   if (!revOk && !opts.forceSchema) {
     const known = COMPATIBLE_REVISIONS.map((r) => r.revision).join(', ');
@@ -1104,7 +1197,8 @@ async function computePlan(tx: Queryable, model: SourceModel, opts: RestoreOptio
     tools: toolPlan,
     groups: groupPlan,
     deletes: { agents: deleteAgents, groups: deleteGroups, blocks: deleteBlocks, archives: deleteArchives },
-    guards: { revision: { source: srcRev, target: info.revision, compatible: revOk, forced: forcedRev }, embedding: embeddingGuards },
+    guards: { revision: { source: srcRev, target: info.revision, compatible: revOk, forced: forcedRev, interchange }, embedding: embeddingGuards },
+    not_carried: notCarried,
     warnings,
     refusals,
   };
@@ -1260,7 +1354,7 @@ async function writeAll(tx: Queryable, model: SourceModel, P: Planned, opts: Res
       const s = model.sources.get(sf)!;
       const ec = s.obj.embedding_config ?? fallbackEmbedding;
       if (!isObj(ec)) throw restoreInvalid(model.path ?? 'the source', `source "${s.obj.name}" has no embedding_config (Letta requires one)`);
-      return { id: A.sources.get(sf), name: s.obj.name, ...stamps(s.extra), embedding_config: ec, description: s.obj.description ?? null, metadata_: s.obj.metadata ?? null, ...base, instructions: s.obj.instructions ?? null, vector_db_provider: s.extra.vector_db_provider ?? 'NATIVE' };
+      return { id: A.sources.get(sf), name: A.sourceNames.get(sf) ?? s.obj.name, ...stamps(s.extra), embedding_config: ec, description: s.obj.description ?? null, metadata_: s.obj.metadata ?? null, ...base, instructions: s.obj.instructions ?? null, vector_db_provider: s.extra.vector_db_provider ?? 'NATIVE' };
     }),
     { defaults: now },
   );
@@ -1385,11 +1479,14 @@ async function writeAll(tx: Queryable, model: SourceModel, P: Planned, opts: Res
         file_last_modified_date: o.file_last_modified_date ?? null,
         ...stamps(f.extra),
         ...base,
-        processing_status: o.processing_status ?? 'parsing',
-        error_message: o.error_message ?? null,
+        // the file's chunks (source_passages) are not in the source: laid out as Letta's import
+        // does (parsing, no error, counts cleared) so that Letta processes the file again rather
+        // than claiming embeddings that do not exist
+        processing_status: 'parsing',
+        error_message: null,
         original_file_name: o.original_file_name ?? null,
-        total_chunks: o.total_chunks ?? null,
-        chunks_embedded: o.chunks_embedded ?? null,
+        total_chunks: null,
+        chunks_embedded: null,
       };
     }),
     { defaults: now },
@@ -1563,7 +1660,9 @@ async function writeAll(tx: Queryable, model: SourceModel, P: Planned, opts: Res
         ...base,
         agent_ids: members,
         sleeptime_agent_frequency: mc.sleeptime_agent_frequency ?? null,
-        turns_counter: g.extra.turns_counter ?? null,
+        // a snapshot keeps the database's counter; otherwise as Letta's create_group writes it:
+        // -1 for a sleeptime group with a sleeptime_agent_frequency (it adds to it every turn)
+        turns_counter: 'turns_counter' in g.extra ? (g.extra.turns_counter ?? null) : mc.manager_type === 'sleeptime' && mc.sleeptime_agent_frequency ? -1 : null,
         last_processed_message_id: g.extra.last_processed_message_id ?? null,
         max_message_buffer_length: mc.max_message_buffer_length ?? null,
         min_message_buffer_length: mc.min_message_buffer_length ?? null,

@@ -98,7 +98,7 @@ describe('diff of real agent-file pairs', () => {
     assert.equal(d.messages.edited, 1);
     assert.equal(d.messages.removed, 3);
     assert.equal(d.messages.appended, 0);
-    assert.equal(d.messages.matched_by, 'id');
+    assert.equal(d.messages.matched_by, 'position'); // file-local ids (message-N) are no identity: an export renumbers them (issue 12)
     assert.equal(d.messages.first_divergence?.a?.position, 0);
     assert.equal(d.messages.first_divergence?.a?.role, 'system');
     assert.match(d.messages.first_divergence!.a!.preview, /^You are Letta/);

@@ -23,6 +23,7 @@ import {
   type Manifest,
   type ManifestAgent,
 } from '../../src/format/archive';
+import { validateAnyPath } from '../../src/format/validate-any';
 import { mergeAgentFiles, packAgentFile, readJsonLines, readPassages, splitAgentFile, unpackArchive } from '../../src/format/pack';
 import {
   LETTA_PADDED_DIM,
@@ -234,12 +235,27 @@ describe('snapshot archive: .af round trip through pack/unpack', () => {
     const slices = splitAgentFile(doc);
     assert.equal(slices.length, 2);
     const [s0, s1] = slices;
-    assert.deepEqual(s0.doc.groups.map((g) => g.id), ['group-0']);
+    // the sleeptime group names agent-1, which is in the other slice: it is kept in the extension
+    // object, so that each slice is importable by Letta on its own (issue 12); merging puts it back
+    assert.deepEqual(s0.doc.groups, []);
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    assert.deepEqual(((s0.doc as any).agent_vault.groups as Array<{ id: string }>).map((g) => g.id), ['group-0']);
+    assert.ok(!(s0.doc.agents[0].group_ids ?? []).includes('group-0'));
     assert.deepEqual(s1.doc.groups, []);
+    assert.deepEqual(mergeAgentFiles([s0.doc, s1.doc]).groups.map((g) => g.id), ['group-0']);
     assert.deepEqual(new Set(s1.doc.blocks.map((b) => b.id)), new Set(s1.agent.block_ids));
     assert.deepEqual(s1.doc.agents[0].messages?.length, 188);
     assert.equal(s0.doc.metadata?.revision_id, doc.metadata?.revision_id);
     assert.equal(s1.doc.metadata?.revision_id, doc.metadata?.revision_id);
+  });
+
+  it('a packed multi-agent file with a group across agents validates entry by entry (issue 12)', async () => {
+    const fx = all.find((f) => f.file === 'lettabot-builder.v2.af')!;
+    const out = path.join(tmpRoot, 'lettabot-builder-packed.avs');
+    await packAgentFile(fx.path, out, { overwrite: true });
+    const rep = await validateAnyPath(out);
+    assert.deepEqual(rep.errors.map((e) => e.message), []);
+    assert.equal(rep.valid, true);
   });
 
   it('keeps ezra.v2.af blocks that no agent references (and its dangling group id)', async () => {

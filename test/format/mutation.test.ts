@@ -4,9 +4,17 @@
  * every finding must carry a code, a message, a pointer and a position.
  */
 import { strict as assert } from 'node:assert';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { AgentVaultError } from '../../src/core/errors';
+import type { Db } from '../../src/db/types';
+import { diffPaths } from '../../src/diff/index';
+import { describeFile } from '../../src/format/inspect';
 import { validateAgentFileText } from '../../src/format/validate';
-import { fixtures } from '../helpers/paths';
+import { planRestore } from '../../src/letta/restore';
+import { freshLettaDb } from '../helpers/letta-db';
+import { FIXTURES_DIR, fixtures } from '../helpers/paths';
 
 function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
@@ -117,5 +125,87 @@ describe('randomized mutations of the fixtures never crash the validator', funct
     }
     // The mutations must really exercise the error paths.
     assert.ok(invalid > ROUNDS * 0.5, `only ${invalid} of ${ROUNDS} mutations were invalid`);
+  });
+});
+
+describe('an object of the file set to null (or another non-object) is invalid input for every command that reads an .af, never an internal error', function () {
+  this.timeout(120000);
+  // inspect, diff and restore's plan read an .af; each either works or throws an AgentVaultError
+  // (exit code 1 or 2) naming the file, as the CLI reports invalid input
+  const cases: Array<{ file: string; pointer: string }> = [
+    { file: 'co-3.v2.af', pointer: '/agents/0' },
+    { file: 'co-3.v2.af', pointer: '/blocks/0' },
+    { file: 'co-3.v2.af', pointer: '/tools/0' },
+    { file: 'co-3.v2.af', pointer: '/agents/0/messages/0' },
+    { file: 'co-3.v2.af', pointer: '/agents/0/llm_config' },
+    { file: 'co-3.v2.af', pointer: '/agents/0/tool_rules' },
+    { file: 'lettabot-builder.v2.af', pointer: '/groups/0' },
+    { file: 'lettabot-builder.v2.af', pointer: '/agents/1' },
+    { file: 'memgpt-agent.v1.af', pointer: '/messages/0' },
+    { file: 'memgpt-agent.v1.af', pointer: '/core_memory/0' },
+    { file: 'memgpt-agent.v1.af', pointer: '/tools/0' },
+  ];
+  let dir: string;
+  before(() => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'av-null-'));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  const setAt = (doc: any, pointer: string, v: unknown): void => {
+    const keys = pointer.split('/').slice(1);
+    let c = doc;
+    for (const k of keys.slice(0, -1)) c = c[k];
+    assert.ok(c && keys[keys.length - 1] in c, `${pointer} exists`);
+    c[keys[keys.length - 1]] = v;
+  };
+  const invalidInput = (what: string) => (e: unknown) => {
+    assert.ok(e instanceof AgentVaultError, `${what}: ${(e as Error)?.stack}`);
+    assert.ok(e.exitCode === 1 || e.exitCode === 2, `${what}: exit code ${e.exitCode}`);
+    return true;
+  };
+
+  for (const c of cases) {
+    for (const v of [null, 7, 'x']) {
+      it(`${c.file} with ${c.pointer} = ${JSON.stringify(v)}`, async () => {
+        let doc = JSON.parse(readFileSync(path.join(FIXTURES_DIR, c.file), 'utf8'));
+        if (typeof doc === 'string') doc = JSON.parse(doc);
+        setAt(doc, c.pointer, v);
+        const file = path.join(dir, `m-${c.pointer.replace(/\//g, '_')}.af`);
+        writeFileSync(file, JSON.stringify(doc));
+        const report = validateAgentFileText(readFileSync(file, 'utf8'), file);
+        assert.equal(typeof report.valid, 'boolean', 'the validator reports (some of these are allowed, e.g. a null llm_config)');
+        if (v !== null || c.pointer.split('/').length === 3) assert.equal(report.valid, false, 'the validator rejects a non-object element');
+        await describeFile(file).then(
+          (d) => assert.equal(typeof d.text, 'string'),
+          invalidInput('inspect'),
+        );
+        await diffPaths(path.join(FIXTURES_DIR, c.file), file).then(
+          (r) => assert.ok(r),
+          invalidInput('diff'),
+        );
+        await planRestore(db, file).then(
+          (p) => assert.ok(p),
+          invalidInput('restore'),
+        );
+      });
+    }
+  }
+
+  let db: Db;
+  before(async () => {
+    db = await freshLettaDb('pglite');
+  });
+  after(async () => db.close());
+
+  it('inspect names the null agent and its pointer', async () => {
+    let doc = JSON.parse(readFileSync(path.join(FIXTURES_DIR, 'co-3.v2.af'), 'utf8'));
+    doc.agents[0] = null;
+    const file = path.join(dir, 'null-agent.af');
+    writeFileSync(file, JSON.stringify(doc));
+    await assert.rejects(describeFile(file), (e: unknown) => {
+      assert.ok(e instanceof AgentVaultError && e.exitCode === 1);
+      assert.match((e as Error).message, /null-agent\.af: \/agents\/0 is null, not an agent object/);
+      return true;
+    });
   });
 });

@@ -12,6 +12,8 @@ import { registerLettaCommands } from '../../src/cli/letta';
 import { handleError } from '../../src/cli/main';
 import type { Db } from '../../src/db/types';
 import { openArchive } from '../../src/format/archive';
+import { openPglite } from '../../src/db/pglite';
+import { LETTA_HEAD_REVISION } from '../../src/letta/ddl';
 import { seedAgentFile } from '../../src/letta/seed';
 import { runCli, STACK_TRACE } from '../helpers/cli';
 import { freshLettaDb } from '../helpers/letta-db';
@@ -180,5 +182,26 @@ describe('agent-vault agents / export / restore (CLI, PostgreSQL)', function () 
     const notLetta = await run(['agents', '--db', srcUrl, '--schema', 'public']);
     assert.equal(notLetta.code, 2);
     assert.match(notLetta.stderr, /no Letta schema/);
+  });
+
+  it('restore --embedded <new dir>: creates Letta\'s schema at head first and says so; a second run does not', async () => {
+    const emb = path.join(dir, 'new-embedded');
+    const af = path.join(FIXTURES_DIR, 'co-3.v2.af');
+    const r = await run(['restore', af, '--embedded', emb, '-q']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, new RegExp(`created Letta's schema "letta" at revision ${LETTA_HEAD_REVISION}`));
+    assert.match(r.stdout, new RegExp(`Created Letta's schema at revision ${LETTA_HEAD_REVISION} in .*new-embedded first\\.`));
+    assert.match(r.stdout, /Restored 1 agent/);
+    const again = await run(['restore', af, '--embedded', emb, '--on-conflict', 'copy', '--json']);
+    assert.equal(again.code, 0, again.stderr);
+    assert.doesNotMatch(again.stderr, /created Letta's schema/);
+    assert.equal(JSON.parse(again.stdout).schema_created, false);
+    const db = await openPglite({ dataDir: emb });
+    try {
+      assert.equal((await db.query<{ n: number }>('SELECT count(*)::int AS n FROM agents')).rows[0].n, 2);
+      assert.equal((await db.query<{ v: string }>('SELECT version_num AS v FROM alembic_version')).rows[0].v, LETTA_HEAD_REVISION);
+    } finally {
+      await db.close();
+    }
   });
 });

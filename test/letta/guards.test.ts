@@ -73,14 +73,41 @@ describe('letta restore guards: schema revision and embedding model/dimension', 
     assert.equal(r.plan.guards.revision.compatible, true);
   });
 
-  it('an agent file from an older Letta revision is refused, naming both; --force-schema restores', async () => {
+  it('an agent file from an older Letta revision (v2 or v1) is interchange: upgraded and restored without --force-schema', async () => {
     const af = path.join(FIXTURES_DIR, 'co-3.v2.af'); // revision 308a180244fc
-    const before = await tableSnapshot(db);
-    await assert.rejects(restoreAgents(db, af), refused('revision-mismatch', '308a180244fc', LETTA_HEAD_REVISION));
+    const r = await restoreAgents(db, af);
+    assert.deepEqual(r.plan.guards.revision, { source: '308a180244fc', target: LETTA_HEAD_REVISION, compatible: true, forced: false, interchange: true });
+    assert.equal(r.plan.summary.created.length, 1);
     const v1 = path.join(FIXTURES_DIR, 'memgpt-agent.v1.af');
-    await assert.rejects(restoreAgents(db, v1), refused('revision-mismatch', 'v1:0.6.47', LETTA_HEAD_REVISION));
+    const r1 = await restoreAgents(db, v1);
+    assert.equal(r1.plan.guards.revision.source, 'v1:0.6.47');
+    assert.equal(r1.plan.guards.revision.interchange, true);
+    assert.equal(r1.plan.summary.created.length, 1);
+  });
+
+  it('an agent file into a target at a revision Agent Vault does not write is still refused', async () => {
+    await db.query(`UPDATE alembic_version SET version_num = 'ffb17eb241fc'`);
+    const before = await tableSnapshot(db);
+    await assert.rejects(restoreAgents(db, path.join(FIXTURES_DIR, 'co-3.v2.af')), refused('revision-mismatch', 'ffb17eb241fc', '--force-schema'));
     assert.deepEqual(await tableSnapshot(db), before);
-    await restoreAgents(db, af, { forceSchema: true });
+  });
+
+  it('a snapshot archive of a database at an older revision is refused, naming both; --force-schema restores', async () => {
+    const src = await freshLettaDb('pg');
+    const old = path.join(dir, 'old.avs');
+    try {
+      await generateSyntheticDb(src, { agents: 1, messagesPerAgent: 3, passagesPerAgent: 0, dim: 16, seed: 21 });
+      await src.query(`UPDATE alembic_version SET version_num = '308a180244fc'`);
+      await exportAgents(src, { select: { all: true }, out: old });
+    } finally {
+      await src.close();
+    }
+    const before = await tableSnapshot(db);
+    await assert.rejects(restoreAgents(db, old), refused('revision-mismatch', '308a180244fc', LETTA_HEAD_REVISION, '--force-schema'));
+    assert.deepEqual(await tableSnapshot(db), before);
+    const r = await restoreAgents(db, old, { forceSchema: true });
+    assert.equal(r.plan.guards.revision.forced, true);
+    assert.equal(r.plan.guards.revision.interchange, false);
   });
 
   it('passages with an embedding model/dimension the target does not use are refused, naming both; --allow-embedding-mismatch restores', async () => {

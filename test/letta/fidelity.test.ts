@@ -1,0 +1,130 @@
+/* eslint-disable @typescript-eslint/no-explicit-any */
+/**
+ * Letta fidelity of a restore (issue 12): what Letta's own import writes, and what a round trip
+ * keeps. Facts from Letta 0.16.8 (letta/services/group_manager.py, agent_serialization_manager.py).
+ */
+import { strict as assert } from 'node:assert';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { Db } from '../../src/db/types';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { AgentVaultError } from '../../src/core/errors';
+import { validateAnyPath } from '../../src/format/validate-any';
+import { exportAgents } from '../../src/letta/export';
+import { restoreAgents } from '../../src/letta/restore';
+import { readArchiveAgents } from './support';
+import { freshLettaDb } from '../helpers/letta-db';
+import { FIXTURES_DIR } from '../helpers/paths';
+
+describe('letta restore fidelity (issue 12)', function () {
+  this.timeout(120000);
+  let dir: string;
+  let db: Db;
+  before(() => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'av-fidelity-'));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  beforeEach(async () => {
+    db = await freshLettaDb('pg');
+  });
+  afterEach(async () => db.close());
+
+  it('a sleeptime group gets turns_counter -1 when sleeptime_agent_frequency is set, as Letta\'s create_group writes it', async () => {
+    await restoreAgents(db, path.join(FIXTURES_DIR, 'lettabot-builder.v2.af'));
+    const g = await db.query<{ manager_type: string; sleeptime_agent_frequency: number | null; turns_counter: number | null }>(
+      'SELECT manager_type, sleeptime_agent_frequency, turns_counter FROM groups',
+    );
+    assert.equal(g.rows.length, 1);
+    assert.equal(g.rows[0].manager_type, 'sleeptime');
+    assert.ok(g.rows[0].sleeptime_agent_frequency, 'the fixture sets a frequency');
+    assert.equal(g.rows[0].turns_counter, -1);
+  });
+
+  it('a group whose members are in several entries: every entry is valid on its own (validate exits 0), the group is kept in the extension and restored whole', async () => {
+    await restoreAgents(db, path.join(FIXTURES_DIR, 'lettabot-builder.v2.af'));
+    const archive = path.join(dir, 'pair.avs');
+    await exportAgents(db, { select: { all: true }, out: archive });
+    const rep = await validateAnyPath(archive);
+    assert.deepEqual(rep.errors.map((f) => `${f.code} ${f.message}`), []);
+    assert.equal(rep.valid, true);
+    const { agents } = await readArchiveAgents(archive);
+    assert.equal(agents.length, 2);
+    for (const e of agents) {
+      const own = new Set((e.doc.agents as any[]).map((a) => a.id));
+      for (const g of (e.doc.groups ?? []) as any[]) for (const m of [...g.agent_ids, g.manager_config?.manager_agent_id].filter(Boolean)) assert.ok(own.has(m), `${e.name}: group ${g.id} names ${m}, which is in the entry`);
+      for (const a of e.doc.agents as any[]) for (const gid of a.group_ids ?? []) assert.ok((e.doc.groups ?? []).some((g: any) => g.id === gid), `${e.name}: group_ids ${gid} is in the entry`);
+    }
+    assert.equal(agents.reduce((n, e) => n + ((e.doc as any).agent_vault.groups?.length ?? 0), 0) >= 1, true, 'the group is kept in the extension');
+    const dst = await freshLettaDb('pg');
+    const groupOf = async (d: Db) =>
+      (
+        await d.query(
+          `SELECT g.id, g.manager_type, g.manager_agent_id, g.agent_ids, g.sleeptime_agent_frequency, g.turns_counter,
+                  (SELECT array_agg(agent_id ORDER BY agent_id) FROM groups_agents ga WHERE ga.group_id = g.id) AS linked
+             FROM groups g`,
+        )
+      ).rows;
+    try {
+      await restoreAgents(dst, archive);
+      const want = await groupOf(db);
+      assert.equal(want.length, 1);
+      assert.equal((want[0] as any).linked.length + ((want[0] as any).manager_agent_id ? 1 : 0), 2, 'the pair: manager and member');
+      assert.deepEqual(await groupOf(dst), want);
+    } finally {
+      await dst.close();
+    }
+  });
+
+  it('restore runs validate\'s reference checks: a dangling reference is invalid input (exit 1), nothing written', async () => {
+    const doc = JSON.parse(readFileSync(path.join(FIXTURES_DIR, 'co-3.v2.af'), 'utf8'));
+    doc.agents[0].tool_ids = [...(doc.agents[0].tool_ids ?? []), 'tool-999'];
+    const bad = path.join(dir, 'dangling.af');
+    writeFileSync(bad, JSON.stringify(doc));
+    const rep = await validateAnyPath(bad);
+    assert.ok(rep.errors.some((f) => f.code === 'dangling-reference'));
+    await assert.rejects(restoreAgents(db, bad), (e: unknown) => {
+      assert.ok(e instanceof AgentVaultError && e.code === 'restore-invalid' && e.exitCode === 1, String(e));
+      assert.match((e as Error).message, /tool-999/);
+      return true;
+    });
+    assert.equal((await db.query<{ n: number }>('SELECT count(*)::int AS n FROM agents')).rows[0].n, 0);
+  });
+
+  it('nothing dropped without a word: skills and blocks/tools no agent attaches are counted in the restore report and its JSON', async () => {
+    const r = await restoreAgents(db, path.join(FIXTURES_DIR, 'ezra.v2.af'));
+    const nc = r.plan.not_carried;
+    assert.equal(nc.skills.count, 4);
+    assert.equal(nc.skills.names.length, 4);
+    assert.equal(nc.unattached_blocks.count, 35);
+    assert.equal(nc.unattached_tools.count, 4);
+    assert.ok(r.plan.warnings.some((w) => /4 skills of the source are not restored/.test(w)), r.plan.warnings.join('\n'));
+    assert.ok(r.plan.warnings.some((w) => /35 blocks and 4 tools that no restored agent attaches/.test(w)), r.plan.warnings.join('\n'));
+    const lb = await restoreAgents(await (async () => { await db.close(); db = await freshLettaDb('pg'); return db; })(), path.join(FIXTURES_DIR, 'lettabot.v2.af'));
+    assert.equal(lb.plan.not_carried.skills.count, 46);
+    const plain = await restoreAgents(await (async () => { await db.close(); db = await freshLettaDb('pg'); return db; })(), path.join(FIXTURES_DIR, 'co-3.v2.af'));
+    assert.deepEqual(plain.plan.not_carried, { skills: { count: 0, names: [] }, unattached_blocks: { count: 0, labels: [] }, unattached_tools: { count: 0, names: [] } });
+  });
+
+  it('files of an .af (no chunks in it) are laid out as Letta\'s import does: parsing, no error, counts cleared', async () => {
+    await restoreAgents(db, path.join(FIXTURES_DIR, 'void.v2.af'));
+    const f = await db.query<{ processing_status: string; error_message: string | null; total_chunks: number | null; chunks_embedded: number | null }>(
+      'SELECT processing_status, error_message, total_chunks, chunks_embedded FROM files',
+    );
+    assert.ok(f.rows.length > 0, 'void.v2.af has files');
+    for (const r of f.rows) assert.deepEqual(r, { processing_status: 'parsing', error_message: null, total_chunks: null, chunks_embedded: null });
+  });
+
+  it('--on-conflict=copy of an agent with files: a new folder "<name>_<8 hex>", never two rows of one file name in one folder', async () => {
+    const af = path.join(FIXTURES_DIR, 'void.v2.af');
+    await restoreAgents(db, af);
+    const before = await db.query<{ name: string }>('SELECT name FROM sources ORDER BY name');
+    const r = await restoreAgents(db, af, { onConflict: 'copy' });
+    const after = await db.query<{ name: string }>('SELECT name FROM sources ORDER BY created_at, name');
+    assert.equal(after.rows.length, before.rows.length * 2);
+    for (const b of before.rows) assert.ok(after.rows.some((x) => new RegExp(`^${b.name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}_[0-9a-f]{8}$`).test(x.name)), `a new folder for ${b.name}`);
+    assert.ok(r.plan.warnings.some((w) => /restored into a new folder/.test(w)));
+    const dup = await db.query('SELECT source_id, file_name, count(*) FROM files GROUP BY source_id, file_name HAVING count(*) > 1');
+    assert.deepEqual(dup.rows, []);
+  });
+});
