@@ -15,7 +15,7 @@ import { runCli } from '../helpers/cli';
 import { createLettaDatabase, startLettaServer, type LettaServer } from '../helpers/letta-server';
 import { fixtures, FIXTURES_DIR } from '../helpers/paths';
 import { startOpenAiStub, STUB_CHAT_MODEL, type OpenAiStub } from './openai-stub';
-import { replyText, sendMessage, type Obj } from './support';
+import { replyText, sendMessage, stubConfigs, type Obj } from './support';
 
 /**
  * Fields Letta's GET /v1/agents/{id}/export fills with its schema defaults where the database holds
@@ -26,9 +26,12 @@ const LETTA_EXPORT_DEFAULTS: Record<string, string[]> = {
   llm_config: ['return_logprobs', 'return_token_ids'],
 };
 
-async function importAf(letta: LettaServer, file: string): Promise<{ status: number; body: string }> {
+async function importAf(letta: LettaServer, file: string, opts: { embedding?: string } = {}): Promise<{ status: number; body: string }> {
   const form = new FormData();
   form.append('file', new Blob([readFileSync(file)], { type: 'application/json' }), path.basename(file));
+  // what a user does on a server with other providers: Letta's import embeds the file's documents
+  // with this embedding handle instead of the file's own endpoint (api.openai.com, not reachable here)
+  if (opts.embedding) form.append('embedding', opts.embedding);
   const r = await letta.request('POST', '/v1/agents/import', form);
   return { status: r.status, body: (await r.text()).slice(0, 1500) };
 }
@@ -139,8 +142,9 @@ describe('real Letta server: Letta import/export and agents made by Letta', func
     const files = readdirSync(out).filter((x) => x.endsWith('.af'));
     assert.ok(files.length >= 2, `unpack wrote .af files: ${files.join(', ')}`);
     const refused: string[] = [];
+    const { embedding } = await stubConfigs(a, 1536);
     for (const f of files) {
-      const r = await importAf(a, path.join(out, f));
+      const r = await importAf(a, path.join(out, f), { embedding: String(embedding.handle) });
       if (r.status !== 200) refused.push(`${f}: HTTP ${r.status} ${r.body}`);
     }
     assert.deepEqual(refused, [], `Letta refused unpacked files:\n${refused.join('\n')}`);
