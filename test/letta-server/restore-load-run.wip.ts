@@ -1,4 +1,23 @@
 /**
+ * NOT RUN BY `npm test` YET (issue 11, open): every fixture restored into one real Letta 0.16.8
+ * database and read back through Letta's REST API, then restored agents messaged. Run it with
+ *   npx mocha test/letta-server/restore-load-run.wip.ts
+ * Last run on main (2026-12-04): schema section and 10 of 24 fixtures pass; the rest fail for
+ * reasons to fix before it joins the suite:
+ *  - the test restores same-named agents of different fixtures into one database (customer_service,
+ *    memgpt_agent, deep_research_agent): exit 4 under the default --on-conflict=fail, as designed;
+ *    the test needs a database per name group, or --on-conflict=copy with the renamed name checked;
+ *  - with the default --tools keep, a tool already created by an earlier fixture (same name, other
+ *    source) is kept, so "tool source" differs (deep-research-agent.v2, letta-test-max-messages);
+ *  - v1 user messages: Letta's message list shows the unpacked text of {"type":"user_message",…}
+ *    while the test compares the file's raw text;
+ *  - to investigate: llm_config.put_inner_thoughts_in_kwargs after the v1 upgrade
+ *    (deep-research-agent.v1) and the message roles of letta-test-agent.v2;
+ *  - restore → run: Letta stalls ~60 s in asyncpg.connect on some requests (cause unknown), so each
+ *    run test takes 60–120 s; ezra (0 messages) has no in-context system message after restore —
+ *    exactly as after Letta's own import — and Letta answers 500 when messaged.
+ */
+/**
  * Restores proved against the real Letta server (letta 0.16.8, scripts/provision-letta.sh), one
  * server for this file, its database built by Letta's own migrations:
  *   1. the live catalog equals the project's DDL and the reference catalog for every table the
