@@ -2,7 +2,8 @@
  * NOT RUN BY `npm test` YET (issue 11, open): every fixture restored into one real Letta 0.16.8
  * database and read back through Letta's REST API, then restored agents messaged. Run it with
  *   npx mocha test/letta-server/restore-load-run.wip.ts
- * Last run on main (2026-12-04): schema section and 10 of 24 fixtures pass; the rest fail for
+ * (The schema checks moved to schema.test.ts, which runs.) Last run on main (2026-12-04): 10 of 24
+ * fixtures pass restore → load; the rest fail for
  * reasons to fix before it joins the suite:
  *  - the test restores same-named agents of different fixtures into one database (customer_service,
  *    memgpt_agent, deep_research_agent): exit 4 under the default --on-conflict=fail, as designed;
@@ -58,58 +59,6 @@ describe('real Letta server: schema, restore → load, restore → run', functio
     await db?.close();
     await letta?.stop();
     await stub?.close();
-  });
-
-  describe('1. schema: the database built by Letta 0.16.8 migrations', () => {
-    it('is at alembic head 1c28e167b74f, the revision the project targets', async () => {
-      const rev = await db.query<{ version_num: string }>('SELECT version_num FROM alembic_version');
-      assert.deepEqual(rev.rows, [{ version_num: LETTA_ALEMBIC_HEAD }]);
-      assert.equal(LETTA_HEAD_REVISION, LETTA_ALEMBIC_HEAD);
-    });
-
-    it('has the columns and constraints of the project DDL and of the reference catalog for every table the project uses', async () => {
-      const live = await liveColumns(db, LETTA_TABLES);
-      assert.deepEqual(compareColumns(live), [], 'live Letta catalog vs columns.txt');
-      const ours = await freshEmptyDb('pg');
-      try {
-        await createLettaSchema(ours);
-        const mine = await liveColumns(ours, LETTA_TABLES);
-        const diffs: string[] = [];
-        for (const t of LETTA_TABLES) {
-          const d = setDiff(mine.get(t) ?? [], live.get(t) ?? []);
-          if (d.length) diffs.push(`${t}:`, ...d.map((x) => `  ${x}`));
-          else assert.deepEqual(live.get(t), mine.get(t), `${t}: column order`);
-        }
-        assert.deepEqual(diffs, [], `project DDL (-) vs Letta's migrations (+):\n${diffs.join('\n')}`);
-        const liveCons = await liveConstraints(db, LETTA_TABLES);
-        const myCons = await liveConstraints(ours, LETTA_TABLES);
-        assert.deepEqual(setDiff(myCons, liveCons), [], 'constraints: project DDL (-) vs Letta (+)');
-        assert.deepEqual(setDiff(REF_CONSTRAINTS, liveCons), [], 'constraints: constraints.txt (-) vs Letta (+)');
-      } finally {
-        await ours.close();
-      }
-    });
-
-    it('has the enum types the project knows, and the message_seq_id sequence', async () => {
-      const enums = await db.query<{ typname: string; labels: string[] }>(
-        `SELECT t.typname, array_agg(e.enumlabel::text ORDER BY e.enumsortorder) AS labels
-           FROM pg_type t JOIN pg_enum e ON e.enumtypid = t.oid JOIN pg_namespace n ON n.oid = t.typnamespace
-          WHERE n.nspname = current_schema() GROUP BY t.typname ORDER BY t.typname`,
-      );
-      const live = Object.fromEntries(enums.rows.map((r) => [r.typname, r.labels]));
-      for (const [name, labels] of Object.entries(LETTA_ENUMS)) assert.deepEqual(live[name], labels, `enum ${name}`);
-      const seq = await db.query(`SELECT sequence_name FROM information_schema.sequences WHERE sequence_schema = current_schema() AND sequence_name = 'message_seq_id'`);
-      assert.equal(seq.rowCount, 1);
-    });
-
-    it('Letta started without a server error and without reaching another host', () => {
-      assert.deepEqual(letta.serverErrors(), []);
-      assert.deepEqual(
-        letta.outbound.filter((o) => !KNOWN_STARTUP_OUTBOUND.includes(o)),
-        [],
-        'outbound attempts other than the documented start-up one',
-      );
-    });
   });
 
   describe('2. restore → load: every fixture, checked through Letta’s REST API', () => {
