@@ -12,8 +12,7 @@ import { promises as fsp } from 'node:fs';
 import { errorMessage } from '../core/errors';
 import { planRetention, type RetentionPlan, type RetentionPolicy } from './retention';
 import { adoptUnlisted, quickVerify } from './reconcile';
-import { appendRunLog, newRunId, readIndex, snapshotPath, sweepTempFiles, withLock, writeIndex, type SnapshotRecord } from './vault';
-import * as os from 'node:os';
+import { appendRunLog, newRunId, runLogRecord, readIndex, snapshotPath, sweepTempFiles, withLock, writeIndex, type SnapshotRecord } from './vault';
 
 export interface PruneOptions {
   policy: RetentionPolicy;
@@ -108,35 +107,12 @@ export async function pruneVault(vaultDir: string, opts: PruneOptions): Promise<
   try {
     const r = await withLock(vaultDir, { command: opts.dryRun ? 'prune --dry-run' : 'prune', waitMs: opts.waitMs }, () => pruneLocked(vaultDir, opts));
     if (!opts.noRunLog && !opts.dryRun) {
-      await appendRunLog(vaultDir, {
-        run_id: runId,
-        command: 'prune',
-        started_at: started.toISOString(),
-        finished_at: new Date().toISOString(),
-        duration_ms: Date.now() - started.getTime(),
-        ok: true,
-        host: os.hostname(),
-        pid: process.pid,
-        removed: r.removed.map((s) => s.id),
-        kept: r.kept.length,
-        unverified: r.unverified.map((u) => u.id),
-        adopted: r.adopted,
-      }).catch(() => undefined);
+      await appendRunLog(vaultDir, runLogRecord('prune', started, true, { removed: r.removed.map((s) => s.id), kept: r.kept.length, unverified: r.unverified.map((u) => u.id), adopted: r.adopted }, runId)).catch(() => undefined);
     }
     return r;
   } catch (e) {
     if (!opts.noRunLog && !opts.dryRun) {
-      await appendRunLog(vaultDir, {
-        run_id: runId,
-        command: 'prune',
-        started_at: started.toISOString(),
-        finished_at: new Date().toISOString(),
-        duration_ms: Date.now() - started.getTime(),
-        ok: false,
-        host: os.hostname(),
-        pid: process.pid,
-        error: { code: (e as { code?: string }).code ?? 'error', message: errorMessage(e) },
-      }).catch(() => undefined);
+      await appendRunLog(vaultDir, runLogRecord('prune', started, false, { error: { code: (e as { code?: string }).code ?? 'error', message: errorMessage(e) } }, runId)).catch(() => undefined);
     }
     throw e;
   }

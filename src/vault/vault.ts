@@ -628,6 +628,22 @@ export interface RunLogRecord {
   [k: string]: unknown;
 }
 
+/** A run-log line for `command`, started at `started` and ending now, with its own fields. */
+export function runLogRecord(command: string, started: Date, ok: boolean, fields: Record<string, unknown> = {}, runId: string = newRunId()): RunLogRecord {
+  const finished = new Date();
+  return {
+    run_id: runId,
+    command,
+    started_at: started.toISOString(),
+    finished_at: finished.toISOString(),
+    duration_ms: finished.getTime() - started.getTime(),
+    ok,
+    host: os.hostname(),
+    pid: process.pid,
+    ...fields,
+  };
+}
+
 /** Appends one JSON line to `<vault>/runs.jsonl` (O_APPEND; one write per record). */
 export async function appendRunLog(vaultDir: string, rec: RunLogRecord): Promise<void> {
   const file = path.join(vaultDir, RUN_LOG);

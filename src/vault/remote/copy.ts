@@ -21,7 +21,7 @@ import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { AgentVaultError, errorMessage } from '../../core/errors';
-import { acquireLock, emptyIndex, newRunId, parseIndexText, RUN_LOG, VAULT_INDEX, type RunLogRecord, type SnapshotRecord, type VaultIndex } from '../vault';
+import { acquireLock, emptyIndex, newRunId, parseIndexText, RUN_LOG, runLogRecord, VAULT_INDEX, type RunLogRecord, type SnapshotRecord, type VaultIndex } from '../vault';
 import { acquireRemoteLock } from './lock';
 import { fileSha256Hex, LocalStore, type ObjectStore } from './store';
 
@@ -64,7 +64,8 @@ export async function writeStoreIndex(store: ObjectStore, index: VaultIndex): Pr
   await store.writeBytes(VAULT_INDEX, JSON.stringify(index, null, 2) + '\n');
 }
 
-async function appendStoreRunLog(store: ObjectStore, rec: RunLogRecord): Promise<void> {
+/** Appends a line to a vault's run log: O_APPEND in a folder; read, add, write back in object storage (under the vault's lock). */
+export async function appendStoreRunLog(store: ObjectStore, rec: RunLogRecord): Promise<void> {
   if (store instanceof LocalStore) {
     await fsp.appendFile(path.join(store.root, RUN_LOG), JSON.stringify(rec) + '\n', { mode: 0o600 });
     return;
@@ -217,16 +218,7 @@ export async function copyVault(from: ObjectStore, to: ObjectStore, opts: CopyOp
   }
   result.ok = !failure && result.conflicts === 0 && result.missing === 0;
   if (!opts.dryRun && !(failure instanceof AgentVaultError && failure.code === 'locked')) {
-    const finished = new Date();
-    const rec: RunLogRecord = {
-      run_id: runId,
-      command: 'copy',
-      started_at: started.toISOString(),
-      finished_at: finished.toISOString(),
-      duration_ms: finished.getTime() - started.getTime(),
-      ok: result.ok,
-      host: os.hostname(),
-      pid: process.pid,
+    const rec = runLogRecord('copy', started, result.ok, {
       from: from.location,
       copied: result.copied,
       adopted: result.adopted,
@@ -234,7 +226,7 @@ export async function copyVault(from: ObjectStore, to: ObjectStore, opts: CopyOp
       conflicts: result.conflicts,
       bytes: result.bytes,
       error: failure ? { code: failure instanceof AgentVaultError ? failure.code : 'internal', message: errorMessage(failure) } : null,
-    };
+    }, runId);
     await appendStoreRunLog(to, rec).catch(() => undefined);
   }
   if (failure) throw failure;

@@ -30,18 +30,13 @@ import type { StatusPolicy } from '../config';
 import { vaultStatus, type VaultStatus } from '../status';
 import { verifyArchive, type SnapshotVerifyResult, type VerifyCheck, type VerifyReport } from '../verify';
 import type { DecryptOptions } from '../../format/crypto';
-import { emptyIndex, findSnapshot, newRunId, readIndex, readRunLog, RUN_LOG, SNAPSHOTS_DIR, DRILLS_DIR, VAULT_INDEX, type RunLogRecord, type SnapshotRecord, type VaultIndex } from '../vault';
-import { readStoreIndex, writeStoreIndex } from './copy';
+import { emptyIndex, findSnapshot, newRunId, runLogRecord, readIndex, readRunLog, RUN_LOG, SNAPSHOTS_DIR, DRILLS_DIR, VAULT_INDEX, type RunLogRecord, type SnapshotRecord, type VaultIndex } from '../vault';
+import { appendStoreRunLog, readStoreIndex, writeStoreIndex } from './copy';
 import { acquireRemoteLock, type RemoteLock } from './lock';
 import { fileSha256Hex, type ObjectStore } from './store';
 
 export interface RemoteBackupResult extends BackupResult {
   remote: string;
-}
-
-async function appendRemoteRunLog(store: ObjectStore, rec: RunLogRecord): Promise<void> {
-  const prev = (await store.readBytes(RUN_LOG))?.toString('utf8') ?? '';
-  await store.writeBytes(RUN_LOG, prev + (prev && !prev.endsWith('\n') ? '\n' : '') + JSON.stringify(rec) + '\n');
 }
 
 /** The remote index, or an empty one for a new vault. */
@@ -96,21 +91,14 @@ export async function pruneRemote(store: ObjectStore, policy: RetentionPolicy, o
   try {
     const r = await pruneRemoteLocked(store, policy, !!opts.dryRun);
     if (!opts.dryRun) {
-      await appendRemoteRunLog(store, {
-        run_id: newRunId(),
-        command: 'prune',
-        started_at: started.toISOString(),
-        finished_at: new Date().toISOString(),
-        duration_ms: Date.now() - started.getTime(),
-        ok: true,
-        host: os.hostname(),
-        pid: process.pid,
-        removed: r.removed.map((s) => s.id),
-        kept: r.kept.length,
-        unverified: r.unverified.map((u) => u.id),
-      }).catch(() => undefined);
+      await appendStoreRunLog(store, runLogRecord('prune', started, true, { removed: r.removed.map((s) => s.id), kept: r.kept.length, unverified: r.unverified.map((u) => u.id) })).catch(() => undefined);
     }
     return r;
+  } catch (e) {
+    if (!opts.dryRun) {
+      await appendStoreRunLog(store, runLogRecord('prune', started, false, { error: { code: e instanceof AgentVaultError ? e.code : 'internal', message: errorMessage(e) } })).catch(() => undefined);
+    }
+    throw e;
   } finally {
     await lock.release();
   }
@@ -167,7 +155,7 @@ export async function runRemoteBackup(store: ObjectStore, opts: BackupOptions & 
       error: failure ? { code: failure instanceof AgentVaultError ? failure.code : 'internal', message: errorMessage(failure) } : null,
       remote: store.location,
     } as RunLogRecord;
-    await appendRemoteRunLog(store, rec).catch(() => undefined);
+    await appendStoreRunLog(store, rec).catch(() => undefined);
     await lock.release().catch(() => undefined);
     await fsp.rm(staging, { recursive: true, force: true }).catch(() => undefined);
   }
