@@ -44,6 +44,7 @@ import { isArchivePath } from '../format/validate-any';
 import { COMPATIBLE_REVISIONS, isCompatibleRevision } from './compat';
 import { DEFAULT_ORG_ID, DEFAULT_USER_ID } from './ddl';
 import { AV_EXT } from './export';
+import { compileSystemMessage, type InitialMessageAgent } from './initial-message';
 import { binaryKinds, CopyBinary, CopyPump, copySql, CopyText, COPY_BATCH_BYTES, TimestampReader } from './copy';
 import { checkMessage, MessageRows, MESSAGE_COPY_COLUMNS, newMessageStats, PassageRows, PASSAGE_COPY_COLUMNS, PASSAGE_COPY_KINDS, PASSAGE_TAG_COPY_COLUMNS, type MessageStats } from './rows';
 import { bulkInsert, describeWriteError, loadColumns, newId, qi, readLettaInfo, type ColumnInfo, type LettaDbInfo } from './sql';
@@ -97,6 +98,12 @@ export interface RestoreOptions {
   nameSuffix?: string;
   /** Give every object a new id (what Letta's import does); conflicts are then by name. */
   newIds?: boolean;
+  /**
+   * For an agent file: give an agent without any in-context message the system message Letta's
+   * create_agent writes (default true; seedAgentFile passes false to lay agents out exactly as
+   * Letta's import does, which leaves them without).
+   */
+  initialSystemMessage?: boolean;
   /** With newIds: do not treat an existing agent of the same name as a conflict (Letta's import allows duplicates). */
   allowDuplicateNames?: boolean;
   /**
@@ -129,6 +136,14 @@ export interface PlanAgent {
   existing_id: string | null;
   conflict_by: 'id' | 'name' | null;
   counts: { messages: number; in_context_messages: number; blocks: number; tools: number; passages: number };
+  /**
+   * An agent file (interchange) gives the agent no in-context message (e.g. an .af of an agent
+   * with no messages): the restore writes the system message Letta's create_agent writes (the
+   * compiled system prompt) and makes it the agent's only in-context message; Letta refuses to
+   * run an agent without one (src/letta/initial-message.ts). A snapshot of a database is
+   * restored as it is (a warning names such an agent).
+   */
+  adds_system_message: boolean;
 }
 
 export interface PlanRefusal {
@@ -780,7 +795,9 @@ async function computePlan(tx: Queryable, model: SourceModel, opts: RestoreOptio
       existing_id: existingId,
       conflict_by: hitId ? 'id' : hitNames.length ? 'name' : null,
       counts,
+      adds_system_message: a.inContext.length === 0 && model.sourceKind === 'agent-file' && opts.initialSystemMessage !== false,
     };
+    if (a.inContext.length === 0 && model.sourceKind !== 'agent-file') warnings.push(`agent ${JSON.stringify(a.name)} has no in-context message in the snapshot; it is restored as it is, and Letta will not run it until it has a system message`);
     if (!existingId) {
       pa.target_id = db ?? newId('agent');
       if (db) assign.keepIds.add(a.fileId);
@@ -1553,6 +1570,25 @@ async function writeAll(tx: Queryable, model: SourceModel, P: Planned, opts: Res
   } catch (e) {
     throw describeWriteError(e, 'messages');
   }
+  // agents without any in-context message get the system message Letta's create_agent writes
+  const initial = restored.filter((a) => plan.agents.find((p) => p.file_id === a.fileId)!.adds_system_message);
+  if (initial.length) {
+    const at = new Date();
+    const sysRows = initial.map((a) => {
+      const o = a.obj;
+      const agentId = A.agents.get(a.fileId)!;
+      const blocks = [...new Set(strs(o.block_ids))].map((bf) => model.blocks.get(bf)!.obj).map((b) => ({ label: b.label ?? null, value: b.value ?? null, description: b.description ?? null, limit: b.limit ?? null, read_only: b.read_only ?? null }));
+      const agent = { id: agentId, system: o.system ?? null, agent_type: o.agent_type ?? null, timezone: o.timezone ?? null, llm_config: (o.llm_config as InitialMessageAgent['llm_config']) ?? null };
+      const text = compileSystemMessage(agent, blocks, at, { messages: a.messageCount, passages: a.passages });
+      return { id: newId('message'), agent_id: agentId, role: 'system', content: [{ type: 'text', text }], model: agent.llm_config?.model ?? null, tool_calls: [], created_at: at.toISOString(), updated_at: at.toISOString(), ...base };
+    });
+    await ins('messages', ['id', 'agent_id', 'role', 'content', 'model', 'tool_calls', 'created_at', 'updated_at', 'is_deleted', 'organization_id', '_created_by_id', '_last_updated_by_id'], sysRows);
+    try {
+      await tx.query(`UPDATE agents a SET message_ids = json_build_array(x.mid) FROM unnest($1::text[], $2::text[]) AS x(id, mid) WHERE a.id = x.id`, [sysRows.map((r) => r.agent_id), sysRows.map((r) => r.id)]);
+    } catch (e) {
+      throw describeWriteError(e, 'messages');
+    }
+  }
 
   // 9. link tables
   const blockLabel = (bf: string): string => {
@@ -1806,7 +1842,8 @@ export function formatPlan(plan: RestorePlan): string {
   for (const a of plan.agents) {
     const target = a.action === 'rename' ? ` as ${JSON.stringify(a.target_name)} (${a.target_id})` : a.target_id ? ` → ${a.target_id}` : '';
     const why = a.existing_id ? ` [exists: ${a.existing_id}, same ${a.conflict_by}]` : '';
-    lines.push(`  ${verb[a.action]} ${JSON.stringify(a.name)}${target}${why}  (${a.counts.messages} messages, ${a.counts.in_context_messages} in context, ${a.counts.blocks} blocks, ${a.counts.tools} tools, ${a.counts.passages} passages)`);
+    const sys = a.adds_system_message && a.target_id ? '; no in-context message: its system message is written as Letta writes it' : '';
+    lines.push(`  ${verb[a.action]} ${JSON.stringify(a.name)}${target}${why}  (${a.counts.messages} messages, ${a.counts.in_context_messages} in context, ${a.counts.blocks} blocks, ${a.counts.tools} tools, ${a.counts.passages} passages${sys})`);
   }
   const s = plan.summary;
   lines.push('');

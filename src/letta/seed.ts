@@ -39,6 +39,8 @@ export async function seedAgentFile(db: Db, source: string | AgentFileV2 | Agent
     tools: opts.tools ?? 'replace',
     forceSchema: true,
     allowEmbeddingMismatch: true,
+    // Letta's import leaves an agent with no messages without any in-context message
+    initialSystemMessage: false,
     organizationId: opts.organizationId,
     userId: opts.userId,
   });
