@@ -200,6 +200,8 @@ export interface StartLettaOptions {
   migrate?: boolean;
   /** more environment for Letta (e.g. LETTA_ENCRYPTION_KEY) */
   env?: Record<string, string>;
+  /** more environment for the server only (not for the migrations) */
+  serverEnv?: Record<string, string>;
   /** health wait, ms (default 240 s: the first start compiles Python bytecode on 2 cores) */
   startTimeoutMs?: number;
 }
@@ -237,9 +239,27 @@ export async function startLettaServer(opts: StartLettaOptions): Promise<LettaSe
 
   const port = await freePort();
   const out = openSync(logFile, 'a');
+  // Letta's SQLAlchemy connection pool, on. With Letta's default (LETTA_DISABLE_SQLALCHEMY_POOLING
+  // true: NullPool) every database session opens a new asyncpg connection, and on CPython 3.11
+  // some of them hang for asyncpg's 60 s connect timeout: Letta closes its per-request model
+  // client (httpx → anyio → asyncio transport.close()), whose transport removes the selector's
+  // writer registration of its old socket's fd number — by then reused by the new PostgreSQL
+  // socket, so that connect's `sock_connect` is never woken (seen as a TCP connection PostgreSQL
+  // accepted and never got a startup packet on). Pooled connections are opened once and reused,
+  // so requests do not connect while the client closes. In pooled mode Letta asks asyncpg for
+  // ssl=require unless the URI names an sslmode: the test cluster has no TLS (127.0.0.1), so the
+  // server's URI says sslmode=disable (alembic's pg8000 URI above must not carry it). Pool size
+  // 5 + 10 overflow per server keeps the shared cluster well under its max_connections (200).
+  const serverEnv: Record<string, string> = {
+    LETTA_PG_URI: `${env.LETTA_PG_URI}?sslmode=disable`,
+    LETTA_DISABLE_SQLALCHEMY_POOLING: 'false',
+    LETTA_PG_POOL_SIZE: '5',
+    LETTA_PG_MAX_OVERFLOW: '10',
+    ...opts.serverEnv,
+  };
   child = spawn(path.join(venv, 'bin', 'letta'), ['server', '--host', '127.0.0.1', '--port', String(port)], {
     cwd: home,
-    env,
+    env: { ...env, ...serverEnv },
     detached: true,
     stdio: ['ignore', out, out],
   });

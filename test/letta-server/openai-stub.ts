@@ -9,7 +9,8 @@
  * Chat policy (decided from the request alone, so it is the same for every agent type):
  *   - A user message may carry directives `[[tool NAME {json args}]]`. Within one turn (the
  *     messages after the last real user message), the stub calls the directives' tools in order,
- *     one per request, skipping those the agent does not have; then it ends the turn.
+ *     one per request, each once, the first not yet called that the request offers; then it ends
+ *     the turn.
  *   - Ending a turn: `send_message` when the agent has it (memgpt agents), otherwise a plain
  *     assistant reply (letta_v1_agent), both with the text "stub reply: …".
  *   - A sleeptime agent (it has `memory_finish_edits`) ignores directives it sees in the
@@ -148,8 +149,15 @@ export function decide(messages: ChatMessage[], tools: ToolDef[]): Decision {
     return { kind: 'tool', name: 'memory_finish_edits', args: fillArgs(byName('memory_finish_edits'), {}, false), userText };
   }
   if (called.includes('send_message')) return { kind: 'text', text: 'stub reply: done', userText };
-  const pending = directivesOf(userText).filter((d) => names.has(d.name));
-  const next = pending[called.filter((n) => n !== 'send_message').length];
+  // The directives not yet called in this turn (by name, in order), then the first of them this
+  // request offers: Letta's tool rules change the offered tools from request to request (e.g. a
+  // run_first rule offers only that tool at first, void.v2.af).
+  const remaining = directivesOf(userText);
+  for (const n of called) {
+    const k = remaining.findIndex((d) => d.name === n);
+    if (k >= 0) remaining.splice(k, 1);
+  }
+  const next = remaining.find((d) => names.has(d.name));
   if (next) return { kind: 'tool', name: next.name, args: fillArgs(byName(next.name), next.args, true), userText };
   const summary = `stub reply: ${called.length ? `ran ${called.join(', ')}` : 'hello'}`;
   if (names.has('send_message')) return { kind: 'tool', name: 'send_message', args: fillArgs(byName('send_message'), { message: summary }, false), userText };
