@@ -114,10 +114,8 @@ describe('real Letta server: schema, restore → load, restore → run', functio
           expectEdit = block.label;
         }
         // Archival memory: a passage written through Letta's REST API (embedded by the stub), then
-        // searched by the agent's own archival_memory_search tool when it has one. (The
-        // archival_memory_insert *tool* of Letta 0.16.8 times out after 60 s in this setup for any
-        // agent, restored or made by Letta itself: it rebuilds the system prompt while the step
-        // holds the agent; the REST insert is the same passage_manager.insert_passage.)
+        // searched by the agent's own archival_memory_search tool when it has one (the REST insert
+        // is the passage_manager.insert_passage the archival_memory_insert tool calls).
         const archivalText = `The vault test passage for ${file} mentions the blue heron ${marker}`;
         await letta.api('POST', `/v1/agents/${agentId}/archival-memory`, { text: archivalText });
         const searchByTool = toolNames.has('archival_memory_search');
