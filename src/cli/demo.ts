@@ -134,7 +134,7 @@ export function registerDemoCommand(program: Command): void {
       let list = files;
       if (!list.length) {
         const dir = defaultFixturesDir();
-        if (!dir) throw new AgentVaultError('usage', 'no .af files given and no ../shared/fixtures/af folder found', { exitCode: 2, hint: 'pass agent files: agent-vault demo a.af b.af' });
+        if (!dir) throw new AgentVaultError('usage', 'no .af files given and no ../shared/fixtures/af folder found', { kind: 'usage', hint: 'pass agent files: agent-vault demo a.af b.af' });
         list = (await fs.readdir(dir)).filter((f) => f.endsWith('.af')).sort().map((f) => path.join(dir, f));
       }
       const r = await runDemo({ files: list, passages: Number(opts.passages), dim: Number(opts.dim), outDir: opts.keep, log: (l) => process.stdout.write(l + '\n') });

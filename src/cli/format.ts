@@ -10,6 +10,7 @@ import { writeFileAtomic } from '../core/fs';
 import { packAgentFile, unpackArchive } from '../format/pack';
 import { addKeyOptions, decryptFromFlags, type KeyFlags } from './keys';
 import { resolveArchiveArg } from './remote-archive';
+import { errorHints, exitCodeOf } from './exit';
 
 export function registerFormatCommands(program: Command): void {
   addKeyOptions(program
@@ -27,9 +28,10 @@ export function registerFormatCommands(program: Command): void {
         try {
           reports.push(await validateAnyPath(f, { decrypt }));
         } catch (e) {
-          if (e instanceof AgentVaultError && (e.exitCode === 2 || e.exitCode === 74)) {
-            ioError = Math.max(ioError, e.exitCode);
+          if (e instanceof AgentVaultError && (e.kind === 'usage' || e.kind === 'io')) {
+            ioError = Math.max(ioError, exitCodeOf(e));
             process.stderr.write(`agent-vault: ${e.message}\n`);
+            for (const h of errorHints(e)) process.stderr.write(`hint: ${h}\n`);
             reports.push({ file: f, valid: false, errors: [{ severity: 'error', code: e.code, message: e.message, pointer: '' }], warnings: [] });
           } else throw e;
         }
@@ -58,7 +60,7 @@ export function registerFormatCommands(program: Command): void {
     .option('-o, --output <file>', 'write here instead of standard output')
     .option('--force', 'overwrite the output file if it exists')
     .action(async (file: string, opts: { to: string; output?: string; force?: boolean }) => {
-      if (opts.to !== 'v2') throw new AgentVaultError('usage', `--to ${opts.to}: only "v2" is supported`, { exitCode: 2 });
+      if (opts.to !== 'v2') throw new AgentVaultError('usage', `--to ${opts.to}: only "v2" is supported`, { kind: 'usage' });
       const parsed = await readAgentFile(file);
       const json = JSON.stringify(toV2(parsed), null, 2) + '\n';
       if (opts.output) {

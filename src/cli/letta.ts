@@ -9,9 +9,10 @@
  */
 import { readdirSync, rmSync } from 'node:fs';
 import * as nodePath from 'node:path';
-import { onInterrupt } from './exit';
+import { KIND_EXIT, REMEDY_HINT, onInterrupt } from './exit';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { AgentVaultError } from '../core/errors';
+import { isTempNameOf } from '../core/fs';
 import { openPg, type PgSslMode } from '../db/pg';
 import { openPglite } from '../db/pglite';
 import type { Db } from '../db/types';
@@ -83,7 +84,7 @@ function addConnectionOptions(c: Command): Command {
 }
 
 async function defaultOpen(o: ConnOpts): Promise<Db> {
-  if (o.embedded && o.db) throw new AgentVaultError('usage', '--db and --embedded cannot be used together', { exitCode: 2 });
+  if (o.embedded && o.db) throw new AgentVaultError('usage', '--db and --embedded cannot be used together', { kind: 'usage' });
   if (o.embedded) return openPglite({ dataDir: o.embedded, schema: o.schema });
   const ssl = o.sslMode || o.sslCa || o.sslCert || o.sslKey ? { mode: (o.sslMode ?? (o.sslCa ? 'verify-full' : 'require')) as PgSslMode, ca: o.sslCa, cert: o.sslCert, key: o.sslKey } : undefined;
   return openPg({ url: o.db, schema: o.schema, ssl });
@@ -93,9 +94,9 @@ async function defaultOpen(o: ConnOpts): Promise<Db> {
 function withExitCodes(e: unknown): unknown {
   if (e instanceof AgentVaultError) {
     if (e.code === 'db-bad-url' || e.code === 'db-bad-sslmode' || e.code === 'db-bad-identifier') {
-      return e.exitCode === 2 ? e : new AgentVaultError(e.code, e.message, { location: e.location, hint: e.hint, exitCode: 2, cause: e });
+      return e.as('usage');
     }
-    if (CONNECTION_CODES.has(e.code) && e.exitCode !== 3) return new AgentVaultError(e.code, e.message, { location: e.location, hint: e.hint, exitCode: 3, cause: e });
+    if (CONNECTION_CODES.has(e.code)) return e.as('connection');
   }
   return e;
 }
@@ -177,14 +178,13 @@ export function registerLettaCommands(program: Command, deps: LettaCliDeps = {})
     .addHelpText('after', LETTA_EXIT_HELP)
     .action(async (o: ConnOpts & KeyFlags & { out: string; agent?: string[]; tag?: string[]; all?: boolean; force?: boolean; encrypt?: boolean; secrets?: boolean; json?: boolean; quiet?: boolean }) => {
       const wanted = o.agent ?? [];
-      if (!o.all && wanted.length === 0 && !o.tag?.length) throw new AgentVaultError('usage', 'say which agents to export: --agent <id|name>, --tag <tag> or --all', { exitCode: 2 });
+      if (!o.all && wanted.length === 0 && !o.tag?.length) throw new AgentVaultError('usage', 'say which agents to export: --agent <id|name>, --tag <tag> or --all', { kind: 'usage' });
       const encryption = o.encrypt ? await encryptionFromFlags(o) : undefined;
       // interrupted (SIGINT/SIGTERM/SIGHUP): remove the archive writer's temp file of this run
       const outDir = nodePath.dirname(nodePath.resolve(o.out));
-      const tempName = new RegExp(`^${nodePath.basename(o.out).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.tmp-[0-9a-f]{12}$`);
       const listTemps = (): string[] => {
         try {
-          return readdirSync(outDir).filter((n) => tempName.test(n));
+          return readdirSync(outDir).filter((n) => isTempNameOf(n, nodePath.basename(o.out)));
         } catch {
           return [];
         }
@@ -261,7 +261,8 @@ export function registerLettaCommands(program: Command, deps: LettaCliDeps = {})
         out(o.json ? JSON.stringify(res.plan, null, 2) + '\n' : formatPlan(res.plan));
         // a dry run exits as the real run would: refused plans are not a success
         const refusal = res.plan.refusals[0];
-        if (refusal) process.exitCode = refusal.exitCode;
+        if (refusal) process.exitCode = KIND_EXIT[refusal.kind];
+        for (const r of new Set(res.plan.refusals.map((x) => x.remedy))) err(`hint: ${REMEDY_HINT[r]}\n`);
         return;
       }
       let commitNote: string | null = null;

@@ -8,7 +8,7 @@ import { registerFormatCommands } from './format';
 import { TOOL_VERSION } from '../core/version';
 import { registerExtraCommands } from './registry';
 
-import { EXIT } from './exit';
+import { EXIT, errorHints, exitCodeOf } from './exit';
 
 export { EXIT };
 
@@ -47,8 +47,8 @@ export function handleError(e: unknown): number {
     const where = formatLocation(e.location);
     const msg = e.message.includes(where) || !where ? e.message : `${e.message} (${where})`;
     process.stderr.write(`agent-vault: ${msg}\n`);
-    if (e.hint) process.stderr.write(`hint: ${e.hint}\n`);
-    return e.exitCode;
+    for (const h of errorHints(e)) process.stderr.write(`hint: ${h}\n`);
+    return exitCodeOf(e);
   }
   process.stderr.write(`agent-vault: internal error: ${errorMessage(e)}\n`);
   if (process.env.AGENT_VAULT_DEBUG && e instanceof Error && e.stack) process.stderr.write(e.stack + '\n');

@@ -24,16 +24,13 @@ import { copyVault, readStoreIndex } from '../vault/remote/copy';
 import { isS3Location } from '../vault/remote/location';
 import { fetchSnapshot, pruneRemote, remoteVaultStatus, runRemoteBackup, verifyRemote } from '../vault/remote/remote-vault';
 import { openObjectStore, S3Store } from '../vault/remote/s3';
-import { EXIT, onInterrupt } from './exit';
+import { EXIT, errorHints, exitCodeOf, onInterrupt } from './exit';
 
 export const EXIT_LOCKED = EXIT.locked;
 
-/** The exit code of a vault command's error: locked 75, I/O 74, usage 2, else 1. */
+/** The exit code of a vault command's error (its kind's, ./exit.ts); a failure that is not an AgentVaultError: 1. */
 function vaultExitCode(e: unknown): number {
-  if (!(e instanceof AgentVaultError)) return EXIT.failed;
-  if (e.code === 'locked') return EXIT.locked;
-  if (e.code === 'disk-full' || e.code === 'io') return e.exitCode === EXIT.usage ? EXIT.usage : EXIT.io;
-  return e.exitCode;
+  return e instanceof AgentVaultError ? exitCodeOf(e) : EXIT.failed;
 }
 
 interface VaultSelection {
@@ -49,7 +46,7 @@ interface KeyFlags {
 
 function intArg(name: string) {
   return (v: string): number => {
-    if (!/^\d+$/.test(v)) throw new AgentVaultError('usage', `${name} must be a non-negative integer, got "${v}"`, { exitCode: 2 });
+    if (!/^\d+$/.test(v)) throw new AgentVaultError('usage', `${name} must be a non-negative integer, got "${v}"`, { kind: 'usage' });
     return Number(v);
   };
 }
@@ -57,7 +54,7 @@ function intArg(name: string) {
 function numArg(name: string) {
   return (v: string): number => {
     const n = Number(v);
-    if (!Number.isFinite(n) || n < 0) throw new AgentVaultError('usage', `${name} must be a non-negative number, got "${v}"`, { exitCode: 2 });
+    if (!Number.isFinite(n) || n < 0) throw new AgentVaultError('usage', `${name} must be a non-negative number, got "${v}"`, { kind: 'usage' });
     return n;
   };
 }
@@ -71,7 +68,7 @@ function resolveVault(v: string): string {
 function localOnly(vault: string, command: string): void {
   if (!isS3Location(vault)) return;
   throw new AgentVaultError('usage', `${command} does not run on an s3:// vault yet (${vault})`, {
-    exitCode: 2,
+    kind: 'usage',
     hint: `copy it to a folder first: agent-vault vault copy ${vault} ./vault-copy && agent-vault ${command} --vault ./vault-copy`,
   });
 }
@@ -83,7 +80,7 @@ async function selectVault(o: VaultSelection): Promise<{ cfg?: VaultConfig; vaul
     return { cfg, vault: o.vault ? resolveVault(o.vault) : cfg.vault };
   }
   if (o.vault) return { vault: resolveVault(o.vault) };
-  throw new AgentVaultError('usage', `no vault given: pass --vault <dir> or --config <file> (or run where ${DEFAULT_CONFIG_FILE} is)`, { exitCode: 2 });
+  throw new AgentVaultError('usage', `no vault given: pass --vault <dir> or --config <file> (or run where ${DEFAULT_CONFIG_FILE} is)`, { kind: 'usage' });
 }
 
 function keySources(o: KeyFlags): KeySources {
@@ -114,7 +111,7 @@ async function withStore<T>(location: string, fn: (store: S3Store) => Promise<T>
 function reportVaultError(e: unknown, prefix = ''): void {
   if (!(e instanceof AgentVaultError)) throw e;
   err(`agent-vault: ${prefix}${oneLine(e.message)}\n`);
-  if (e.hint && e.code !== 'locked') err(`hint: ${e.hint}\n`);
+  if (e.code !== 'locked') for (const h of errorHints(e)) err(`hint: ${h}\n`);
   process.exitCode = vaultExitCode(e);
 }
 
@@ -147,7 +144,7 @@ export function registerVaultCommands(program: Command): void {
         cfg = await loadConfig(o.config);
       } catch (e) {
         err(`agent-vault: backup failed: ${oneLine(errorMessage(e))}\n`);
-        process.exitCode = e instanceof AgentVaultError ? e.exitCode : 1;
+        process.exitCode = vaultExitCode(e);
         return;
       }
       // interrupted: remove this run's temp files, log the run as interrupted, release the lock
@@ -316,7 +313,7 @@ export function registerVaultCommands(program: Command): void {
       let databaseUrl = o.database;
       if (o.databaseEnv) {
         databaseUrl = process.env[o.databaseEnv];
-        if (!databaseUrl) throw new AgentVaultError('usage', `environment variable ${o.databaseEnv} (--database-env) is not set`, { exitCode: 2 });
+        if (!databaseUrl) throw new AgentVaultError('usage', `environment variable ${o.databaseEnv} (--database-env) is not set`, { kind: 'usage' });
       }
       let fetched: { dir: string; path: string } | undefined;
       if (sel.vault && isS3Location(sel.vault)) {

@@ -8,6 +8,7 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { errorMessage } from '../core/errors';
+import { formatBytes } from '../core/bytes';
 import type { ComponentInfo } from '../diff/components';
 import { promises as fsp } from 'node:fs';
 import { readManifest, type Manifest } from '../format/archive';
@@ -102,13 +103,6 @@ export function statusWords(st: AgentStatus | undefined): string[] {
   else if (!st.last_drill) out.push('never drilled');
   else if (st.drill_overdue) out.push('drill overdue');
   return out;
-}
-
-export function formatBytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
-  if (n < 1024 * 1024 * 1024) return `${(n / 1024 / 1024).toFixed(1)} MB`;
-  return `${(n / 1024 / 1024 / 1024).toFixed(2)} GB`;
 }
 
 /** The group's agent inside one snapshot. */

@@ -26,7 +26,8 @@ import { DRILLS_DIR } from '../vault/vault';
 import { pickConnection, type Services } from './commands';
 import { showDoc } from './documents';
 import { Cancelled, withProgress } from './log';
-import { formatBytes, type AgentGroupNode, type SnapshotNode } from './snapshotsTree';
+import { formatBytes } from '../core/bytes';
+import type { AgentGroupNode, SnapshotNode } from './snapshotsTree';
 
 const isNode = (x: unknown): x is { type: string } => !!x && typeof x === 'object' && typeof (x as { type?: unknown }).type === 'string';
 

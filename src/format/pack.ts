@@ -5,12 +5,11 @@
 import { canonicalJson as stableStringify } from '../core/json';
 import { createReadStream, createWriteStream, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { once } from 'node:events';
 import type { Readable } from 'node:stream';
 import { AgentVaultError, errorMessage } from '../core/errors';
-import { ioError } from '../core/fs';
+import { existsError, ioError, publishFile, tempPathFor } from '../core/fs';
 import { readAgentFile, toV2 } from './af';
 import {
   agentEntryName,
@@ -406,7 +405,7 @@ function inside(root: string, rel: string): string {
 }
 
 async function writeStreamAtomic(dest: string, produce: (write: (s: string | Buffer) => Promise<void>) => Promise<void>, overwrite: boolean): Promise<void> {
-  const tmp = path.join(path.dirname(dest), `.${path.basename(dest)}.tmp-${randomBytes(6).toString('hex')}`);
+  const tmp = tempPathFor(dest);
   const ws = createWriteStream(tmp, { flags: 'wx' });
   try {
     await once(ws, 'open');
@@ -416,16 +415,7 @@ async function writeStreamAtomic(dest: string, produce: (write: (s: string | Buf
     ws.end();
     await once(ws, 'finish');
     await new Promise<void>((res, rej) => ws.close((e) => (e ? rej(e) : res())));
-    if (!overwrite) {
-      try {
-        await fsp.link(tmp, dest);
-        await fsp.rm(tmp, { force: true });
-        return;
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new AgentVaultError('exists', `${dest} already exists; pass --force to overwrite it`, { location: { file: dest }, exitCode: 2 });
-      }
-    }
-    await fsp.rename(tmp, dest);
+    await publishFile(tmp, dest, { overwrite });
   } catch (e) {
     ws.destroy();
     await fsp.rm(tmp, { force: true }).catch(() => undefined);
@@ -469,9 +459,10 @@ export async function unpackArchive(archivePath: string, outDir: string, opts: U
         }
       }
       if (existing.length) {
-        throw new AgentVaultError('exists', `${existing.length === 1 ? `${existing[0]} already exists` : `${existing.length} files already exist (${existing.slice(0, 3).join(', ')}${existing.length > 3 ? ', …' : ''})`}; pass --force to overwrite`, {
+        throw new AgentVaultError('exists', `${existing.length === 1 ? `${existing[0]} already exists` : `${existing.length} files already exist (${existing.slice(0, 3).join(', ')}${existing.length > 3 ? ', …' : ''})`}`, {
           location: { file: existing[0] },
-          exitCode: 2,
+          kind: 'usage',
+          remedy: 'overwrite',
         });
       }
     }

@@ -292,7 +292,7 @@ async function selectAgents(tx: Queryable, sel: ExportSelect, org: string | unde
   const tags = sel.tags ?? [];
   const refs = sel.refs ?? [];
   if (!sel.all && ids.length === 0 && names.length === 0 && tags.length === 0 && refs.length === 0) {
-    throw new AgentVaultError('export-no-selection', 'Nothing selected to export: name agents by id, name or tag, or ask for all of them.', { exitCode: 2, hint: 'use --agent <id|name>, --tag <tag> or --all' });
+    throw new AgentVaultError('export-no-selection', 'Nothing selected to export: name agents by id, name or tag, or ask for all of them.', { kind: 'usage', hint: 'use --agent <id|name>, --tag <tag> or --all' });
   }
   const r = await tx.query(
     `SELECT a.* FROM agents a
@@ -310,12 +310,12 @@ async function selectAgents(tx: Queryable, sel: ExportSelect, org: string | unde
   ];
   if (missing.length) {
     throw new AgentVaultError('agent-not-found', `No agent with ${missing.join(', ')} in ${where}${org ? ` (organization ${org})` : ''}.`, {
-      exitCode: 2,
+      kind: 'usage',
       hint: 'run `agent-vault agents` to list the agents',
     });
   }
   if (found.length === 0) {
-    throw new AgentVaultError('agent-not-found', `No agents match the selection in ${where}${tags.length ? ` (tags ${tags.join(', ')})` : ''}.`, { exitCode: 2 });
+    throw new AgentVaultError('agent-not-found', `No agents match the selection in ${where}${tags.length ? ` (tags ${tags.join(', ')})` : ''}.`, { kind: 'usage' });
   }
   return found;
 }

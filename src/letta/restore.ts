@@ -28,7 +28,7 @@
  *   `allowEmbeddingMismatch`. Both messages name both sides.
  */
 import { randomBytes } from 'node:crypto';
-import { AgentVaultError, errorMessage } from '../core/errors';
+import { AgentVaultError, errorMessage, type ErrorKind, type ErrorRemedy } from '../core/errors';
 import type { Db, Queryable } from '../db/types';
 import { readAgentFile, toV2, parseAgentFileBytes } from '../format/af';
 import { AgentFileSplitter } from '../format/af-stream';
@@ -134,7 +134,9 @@ export interface PlanAgent {
 export interface PlanRefusal {
   code: 'conflict' | 'revision-mismatch' | 'embedding-mismatch';
   message: string;
-  exitCode: number;
+  kind: ErrorKind;
+  /** what lifts the refusal (the CLI names its flag) */
+  remedy: ErrorRemedy;
 }
 
 export interface RestorePlan {
@@ -260,7 +262,7 @@ interface SourceModel {
 }
 
 function restoreInvalid(where: string, message: string, pointer?: string): AgentVaultError {
-  return new AgentVaultError('restore-invalid', `${where}: ${message}`, { location: { file: where, pointer }, exitCode: 1 });
+  return new AgentVaultError('restore-invalid', `${where}: ${message}`, { location: { file: where, pointer }, kind: 'failed' });
 }
 
 const MESSAGE_BATCH = 1000;
@@ -395,7 +397,7 @@ async function openArchiveSource(file: string, decrypt: DecryptOptions | undefin
     if (bad.length) {
       throw new AgentVaultError('checksum', `${file}: ${bad.length === 1 ? 'an entry is' : `${bad.length} entries are`} damaged; nothing was restored. ${bad.map((b) => b.error).join('; ')}`, {
         location: { file, entry: bad[0].entry },
-        exitCode: 1,
+        kind: 'failed',
         hint: 'use another copy of the archive',
       });
     }
@@ -694,7 +696,7 @@ function selectAgents(model: SourceModel, wanted: string[] | undefined): SrcAgen
   }
   if (missing.length) {
     const avail = model.agents.map((a) => `${a.name ?? '(unnamed)'} (${a.dbId ?? a.fileId})`).join(', ');
-    throw new AgentVaultError('agent-not-found', `${model.path ?? 'the source'} has no agent ${missing.map((m) => JSON.stringify(m)).join(', ')}; it holds: ${avail}`, { exitCode: 2 });
+    throw new AgentVaultError('agent-not-found', `${model.path ?? 'the source'} has no agent ${missing.map((m) => JSON.stringify(m)).join(', ')}; it holds: ${avail}`, { kind: 'usage' });
   }
   return model.agents.filter((a) => out.includes(a));
 }
@@ -704,10 +706,10 @@ async function computePlan(tx: Queryable, model: SourceModel, opts: RestoreOptio
   const org = opts.organizationId ?? DEFAULT_ORG_ID;
   const user = opts.userId ?? DEFAULT_USER_ID;
   const orgRow = await tx.query(`SELECT id FROM organizations WHERE id = $1`, [org]);
-  if (orgRow.rows.length === 0) throw new AgentVaultError('restore-target', `The target database has no organization ${org}.`, { exitCode: 2, hint: 'pass an existing organization id with --org' });
+  if (orgRow.rows.length === 0) throw new AgentVaultError('restore-target', `The target database has no organization ${org}.`, { kind: 'usage', hint: 'restore into an existing organization' });
   const userRow = await tx.query<{ organization_id: string }>(`SELECT organization_id FROM users WHERE id = $1`, [user]);
-  if (userRow.rows.length === 0) throw new AgentVaultError('restore-target', `The target database has no user ${user}.`, { exitCode: 2 });
-  if (userRow.rows[0].organization_id !== org) throw new AgentVaultError('restore-target', `User ${user} belongs to organization ${userRow.rows[0].organization_id}, not to ${org}.`, { exitCode: 2 });
+  if (userRow.rows.length === 0) throw new AgentVaultError('restore-target', `The target database has no user ${user}.`, { kind: 'usage' });
+  if (userRow.rows[0].organization_id !== org) throw new AgentVaultError('restore-target', `User ${user} belongs to organization ${userRow.rows[0].organization_id}, not to ${org}.`, { kind: 'usage' });
 
   const onConflict = opts.onConflict ?? 'fail';
   const newIds = !!opts.newIds;
@@ -846,8 +848,9 @@ async function computePlan(tx: Queryable, model: SourceModel, opts: RestoreOptio
       code: 'conflict',
       message: `${conflicts.length === 1 ? 'An agent' : `${conflicts.length} agents`} already exist${conflicts.length === 1 ? 's' : ''} in the target: ${conflicts
         .map((c) => `${JSON.stringify(c.name)} (${c.conflict_by === 'id' ? `same id ${c.existing_id}` : `same name as ${c.existing_id}`})`)
-        .join(', ')}. Nothing was restored; choose --on-conflict=skip, replace or copy.`,
-      exitCode: 4,
+        .join(', ')}. Nothing was restored; choose to skip, replace or copy them.`,
+      kind: 'conflict',
+      remedy: 'on-conflict',
     });
   }
 
@@ -1127,11 +1130,12 @@ async function computePlan(tx: Queryable, model: SourceModel, opts: RestoreOptio
       message:
         `Letta schema revision mismatch: the source was written at revision ${srcRev ?? 'unknown'} and the target database is at revision ${info.revision}. ` +
         (isCompatibleRevision(info.revision) ? `${srcRev ?? 'An unknown revision'} is not in the compatible list` : `the target's revision is not one this version of Agent Vault writes`) +
-        ` (compatible: ${known}; see docs/RESTORE.md). Pass --force-schema to restore anyway.`,
-      exitCode: 6,
+        ` (compatible: ${known}; see docs/RESTORE.md).`,
+      kind: 'mismatch',
+      remedy: 'force-schema',
     });
   } else if (forcedRev) {
-    warnings.push(`schema revision ${srcRev ?? 'unknown'} → ${info.revision} is not in the compatible list; restoring because --force-schema was given`);
+    warnings.push(`schema revision ${srcRev ?? 'unknown'} → ${info.revision} is not in the compatible list; restoring anyway, as asked (force schema)`);
   }
 
   // guards: embeddings of archival passages
@@ -1156,7 +1160,7 @@ async function computePlan(tx: Queryable, model: SourceModel, opts: RestoreOptio
       const model_ = (a.manifest?.embedding?.model ?? (ec?.embedding_model as string | undefined)) ?? null;
       const dim = a.manifest?.embedding?.dim ?? num(ec?.embedding_dim);
       if (colDim !== null && dim !== null && dim > colDim) {
-        throw new AgentVaultError('embedding-mismatch', `agent ${JSON.stringify(a.name)}: its embeddings have ${dim} dimensions, more than the ${colDim} the target's archival_passages.embedding column holds.`, { exitCode: 6 });
+        throw new AgentVaultError('embedding-mismatch', `agent ${JSON.stringify(a.name)}: its embeddings have ${dim} dimensions, more than the ${colDim} the target's archival_passages.embedding column holds.`, { kind: 'mismatch' });
       }
       const ok = target.length === 0 || target.some((x) => x.model === model_ && x.dim === dim);
       embeddingGuards.push({ agent: a.name ?? a.fileId, model: model_, dim, target, ok, forced: !ok && !!opts.allowEmbeddingMismatch });
@@ -1166,10 +1170,11 @@ async function computePlan(tx: Queryable, model: SourceModel, opts: RestoreOptio
           message:
             `Embedding mismatch for agent ${JSON.stringify(a.name)}: its archival passages were embedded with ${model_ ?? 'an unknown model'} (${dim ?? '?'} dimensions), ` +
             `but the target's existing passages/archives use ${target.map((x) => `${x.model ?? 'an unknown model'} (${x.dim ?? '?'} dimensions)`).join(', ')}. ` +
-            `Pass --allow-embedding-mismatch to restore anyway.`,
-          exitCode: 6,
+            `Nothing was restored.`,
+          kind: 'mismatch',
+          remedy: 'allow-embedding-mismatch',
         });
-      } else if (!ok) warnings.push(`agent ${JSON.stringify(a.name)}: embedding model ${model_} (${dim}) differs from the target's; restoring because --allow-embedding-mismatch was given`);
+      } else if (!ok) warnings.push(`agent ${JSON.stringify(a.name)}: embedding model ${model_} (${dim}) differs from the target's; restoring anyway, as asked (embedding mismatch allowed)`);
     }
   }
 
@@ -1236,7 +1241,7 @@ export async function restoreAgents(db: Db, source: RestoreSource, opts: Restore
       const planned = await computePlan(tx, model, opts, where);
       const refusal = planned.plan.refusals[0];
       if (refusal) {
-        throw new AgentVaultError(refusal.code === 'conflict' ? 'restore-conflict' : refusal.code, planned.plan.refusals.map((r) => r.message).join('\n'), { exitCode: refusal.exitCode });
+        throw new AgentVaultError(refusal.code === 'conflict' ? 'restore-conflict' : refusal.code, planned.plan.refusals.map((r) => r.message).join('\n'), { kind: refusal.kind, remedy: [...new Set(planned.plan.refusals.map((r) => r.remedy))] });
       }
       const rows = await writeAll(tx, model, planned, opts);
       const agentIds: Record<string, string> = {};
@@ -1715,7 +1720,7 @@ async function writeAll(tx: Queryable, model: SourceModel, P: Planned, opts: Res
   // column's dimension) and their tags (text COPY), streamed from the archive
   await step('archival_passages');
   if (binaryKinds(catalog, 'archival_passages', PASSAGE_COPY_COLUMNS).some((k, i) => k !== PASSAGE_COPY_KINDS[i])) {
-    throw new AgentVaultError('letta-schema-mismatch', `The target table "archival_passages" has column types Agent Vault does not write (its Letta schema revision differs).`, { exitCode: 6 });
+    throw new AgentVaultError('letta-schema-mismatch', `The target table "archival_passages" has column types Agent Vault does not write (its Letta schema revision differs).`, { kind: 'mismatch' });
   }
   const padTo = catalog.get('archival_passages')!.find((c) => c.name === 'embedding')?.vectorDim ?? null;
   const nowMicros = Number((await tx.query<{ us: string }>(`SELECT (EXTRACT(EPOCH FROM now()) * 1000000)::bigint::text AS us`)).rows[0].us);

@@ -12,7 +12,7 @@ import { CopyBinary, CopyText, type TimestampReader } from './copy';
 import { newId } from './sql';
 
 function invalid(where: string, message: string, pointer?: string): AgentVaultError {
-  return new AgentVaultError('restore-invalid', `${where}: ${message}`, { location: { file: where, pointer }, exitCode: 1 });
+  return new AgentVaultError('restore-invalid', `${where}: ${message}`, { location: { file: where, pointer }, kind: 'failed' });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,31 +1,12 @@
 import { AgentVaultError, errorMessage } from '../core/errors';
 
-/** Exit codes of `agent-vault qdrant …` (documented in docs/CLI.md). */
-export const QDRANT_EXIT = {
-  OK: 0,
-  /** A checksum, count or fingerprint check after transfer failed (the archive or a download is bad). */
-  VERIFICATION: 1,
-  /** Bad command line or options. */
-  USAGE: 2,
-  /** Qdrant unreachable, timed out after all retries, refused the API key, or answered an API call with an error. */
-  CONNECTION: 3,
-  /** Not enough free disk space. */
-  DISK: 4,
-  /** The restore failed; everything it changed was rolled back. */
-  RESTORE_ROLLED_BACK: 5,
-  /** An existing target collection's settings differ from the archive's fingerprint. */
-  FINGERPRINT_MISMATCH: 6,
-  /** The restore failed AND the rollback did not complete: manual action needed (message says what). */
-  ROLLBACK_FAILED: 8,
-} as const;
-
 export function usageError(message: string, hint?: string): AgentVaultError {
-  return new AgentVaultError('QDRANT_USAGE', message, { exitCode: QDRANT_EXIT.USAGE, hint });
+  return new AgentVaultError('QDRANT_USAGE', message, { kind: 'usage', hint });
 }
 
 export function verificationError(message: string, opts: { entry?: string; file?: string; hint?: string } = {}): AgentVaultError {
   return new AgentVaultError('QDRANT_VERIFICATION', message, {
-    exitCode: QDRANT_EXIT.VERIFICATION,
+    kind: 'failed',
     hint: opts.hint,
     location: opts.entry || opts.file ? { entry: opts.entry, file: opts.file } : undefined,
   });
@@ -140,7 +121,7 @@ export function qdrantCallError(what: string, url: string, e: unknown): AgentVau
   else if (isTimeoutError(e)) hint = 'Raise --timeout or --retries, or check that the server is not overloaded.';
   else if (isNetworkError(e)) hint = `Check that Qdrant is running and reachable at ${url}.`;
   return new AgentVaultError('QDRANT_CONNECTION', `Qdrant at ${url}: ${what} failed: ${detail}`, {
-    exitCode: QDRANT_EXIT.CONNECTION,
+    kind: 'connection',
     hint,
     cause: e,
   });

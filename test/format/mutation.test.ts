@@ -160,7 +160,7 @@ describe('an object of the file set to null (or another non-object) is invalid i
   };
   const invalidInput = (what: string) => (e: unknown) => {
     assert.ok(e instanceof AgentVaultError, `${what}: ${(e as Error)?.stack}`);
-    assert.ok(e.exitCode === 1 || e.exitCode === 2, `${what}: exit code ${e.exitCode}`);
+    assert.ok(e.kind === 'failed' || e.kind === 'usage', `${what}: kind ${e.kind}`);
     return true;
   };
 
@@ -203,7 +203,7 @@ describe('an object of the file set to null (or another non-object) is invalid i
     const file = path.join(dir, 'null-agent.af');
     writeFileSync(file, JSON.stringify(doc));
     await assert.rejects(describeFile(file), (e: unknown) => {
-      assert.ok(e instanceof AgentVaultError && e.exitCode === 1);
+      assert.ok(e instanceof AgentVaultError && e.kind === 'failed');
       assert.match((e as Error).message, /null-agent\.af: \/agents\/0 is null, not an agent object/);
       return true;
     });

@@ -279,7 +279,7 @@ describe('letta: encrypted snapshots (export → restore with secret values, key
       const unset = await run(['restore', archive, '--db', url, '--passphrase-env', 'AV_UNSET_VARIABLE']);
       assert.equal(unset.code, 2, unset.stderr);
       assert.match(unset.stderr, /AV_UNSET_VARIABLE .* is not set/);
-      await assert.rejects(restoreAgents(dst, archive), (e: unknown) => e instanceof AgentVaultError && e.code === 'no-key' && e.exitCode === 2);
+      await assert.rejects(restoreAgents(dst, archive), (e: unknown) => e instanceof AgentVaultError && e.code === 'no-key' && e.kind === 'usage');
       await assert.rejects(planRestore(dst, archive), (e: unknown) => e instanceof AgentVaultError && e.code === 'no-key');
       assert.deepEqual(await tableSnapshot(dst), before);
       // the right passphrase: a dry run says what it would write, the restore writes it
@@ -304,7 +304,8 @@ describe('letta: encrypted snapshots (export → restore with secret values, key
 
     const v0 = runCli(['validate', out], { env: noKeyEnv });
     assert.equal(v0.code, 2, v0.stdout + v0.stderr);
-    assert.match(v0.stderr, /is encrypted and no passphrase or key was given.*--key-file FILE/);
+    // the message, then the CLI's hint naming the key options
+    assert.match(v0.stderr, /is encrypted and no passphrase or key was given[^\n]*\n(?:hint: [^\n]*\n)*?hint: [^\n]*--key-file FILE/);
     const v1 = runCli(['validate', out, '--key-file', keyFile], { env: noKeyEnv });
     assert.equal(v1.code, 0, v1.stdout + v1.stderr);
     assert.match(v1.stdout, /cli\.avsnap: valid/);

@@ -84,7 +84,7 @@ describe('letta restore fidelity (issue 12)', function () {
     const rep = await validateAnyPath(bad);
     assert.ok(rep.errors.some((f) => f.code === 'dangling-reference'));
     await assert.rejects(restoreAgents(db, bad), (e: unknown) => {
-      assert.ok(e instanceof AgentVaultError && e.code === 'restore-invalid' && e.exitCode === 1, String(e));
+      assert.ok(e instanceof AgentVaultError && e.code === 'restore-invalid' && e.kind === 'failed', String(e));
       assert.match((e as Error).message, /tool-999/);
       return true;
     });

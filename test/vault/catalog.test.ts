@@ -54,7 +54,7 @@ describe('vault/catalog: list, add and remove snapshots', () => {
     await assert.rejects(
       addSnapshotToVault(vault, async (dest) => {
         writeFileSync(dest, 'partial');
-        throw new AgentVaultError('boom', 'export failed');
+        throw new AgentVaultError('write-failed', 'export failed');
       }, { command: 'test' }),
       /export failed/,
     );

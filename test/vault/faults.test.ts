@@ -616,7 +616,7 @@ const open = fs.promises.open; fs.promises.open = async function (p, ...rest) { 
       const db = await openPg({ url: t.proxied(proxy2.port) });
       process.env.AGENT_VAULT_COMMIT_CHECK_MS = '1000';
       try {
-        await assert.rejects(restoreAgents(db, archive), (e: { code?: string; exitCode?: number }) => e.code === 'db-commit-unknown' && e.exitCode === 7);
+        await assert.rejects(restoreAgents(db, archive), (e: { code?: string; kind?: string }) => e.code === 'db-commit-unknown' && e.kind === 'commitUnknown');
         assert.equal(db.lastCommit?.outcome, 'unknown');
       } finally {
         delete process.env.AGENT_VAULT_COMMIT_CHECK_MS;

@@ -80,7 +80,7 @@ function select(index: VaultIndex, refs: string[] | undefined, where: string): S
   return refs.map((r) => {
     const hits = index.snapshots.filter((s) => s.id === r || s.id.startsWith(r));
     if (hits.length !== 1) {
-      throw new AgentVaultError('usage', hits.length ? `"${r}" matches ${hits.length} snapshots in ${where}; give more of the id` : `no snapshot "${r}" in ${where}`, { exitCode: 2 });
+      throw new AgentVaultError('usage', hits.length ? `"${r}" matches ${hits.length} snapshots in ${where}; give more of the id` : `no snapshot "${r}" in ${where}`, { kind: 'usage' });
     }
     return hits[0];
   });
@@ -121,7 +121,7 @@ async function targetSha(to: ObjectStore, key: string, scratch: string): Promise
 export async function copyVault(from: ObjectStore, to: ObjectStore, opts: CopyOptions = {}): Promise<CopyResult> {
   const srcIndex = await readStoreIndex(from);
   if (!srcIndex) {
-    throw new AgentVaultError('no-vault', `${from.location} is not a vault (it has no ${VAULT_INDEX})`, { exitCode: 2, hint: 'check the source location' });
+    throw new AgentVaultError('no-vault', `${from.location} is not a vault (it has no ${VAULT_INDEX})`, { kind: 'usage', hint: 'check the source location' });
   }
   const wanted = select(srcIndex, opts.snapshots, from.location);
   const result: CopyResult = { from: from.location, to: to.location, items: [], copied: 0, skipped: 0, adopted: 0, conflicts: 0, missing: 0, bytes: 0, ok: true };

@@ -44,7 +44,7 @@ async function remoteIndex(store: ObjectStore, allowMissing: boolean): Promise<V
   const idx = await readStoreIndex(store);
   if (idx) return idx;
   if (allowMissing) return emptyIndex();
-  throw new AgentVaultError('no-vault', `${store.location} is not a vault (it has no ${VAULT_INDEX})`, { exitCode: 2, hint: 'run "agent-vault backup" with this location as "vault", or "agent-vault vault copy <folder> <location>"' });
+  throw new AgentVaultError('no-vault', `${store.location} is not a vault (it has no ${VAULT_INDEX})`, { kind: 'usage', hint: 'run "agent-vault backup" with this location as "vault", or "agent-vault vault copy <folder> <location>"' });
 }
 
 /** Quick check of a listed snapshot in the store: present with the recorded size and SHA-256. */
