@@ -1,46 +1,18 @@
 /**
  * `agent-vault qdrant list|backup|restore` and its documented exit codes, run in-process through
- * commander and main.ts's error handler. Against the Qdrant TEST DOUBLE — no real Qdrant runs in
+ * main(argv, ctx) (test/helpers/cli.ts). Against the Qdrant TEST DOUBLE — no real Qdrant runs in
  * this test suite.
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { Command } from 'commander';
-import { handleError } from '../../src/cli/main';
-import { registerQdrantCommands, type QdrantCliDeps } from '../../src/cli/qdrant';
+import type { StatfsFn } from '../../src/qdrant/types';
 import { EXIT } from '../../src/cli/exit';
-import { STACK_TRACE } from '../helpers/cli';
+import { runCliInProcess, type CliResult } from '../helpers/cli';
 import { ARCHIVAL_COLLECTION, MEMORY_COLLECTION, seedStandard, startEnv, writeRequests, type Env } from './helpers';
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function run(args: string[], deps: QdrantCliDeps = {}): Promise<Run> {
-  let stdout = '';
-  let stderr = '';
-  const program = new Command()
-    .name('agent-vault')
-    .exitOverride()
-    .configureOutput({ writeOut: (s) => (stdout += s), writeErr: (s) => (stderr += s) });
-  registerQdrantCommands(program, { env: {}, ...deps, stdout: (s) => (stdout += s), stderr: (s) => (stderr += s) });
-  let code = 0;
-  try {
-    await program.parseAsync(args, { from: 'user' });
-  } catch (e) {
-    // main.ts's handler prints to process.stderr; capture it.
-    const write = process.stderr.write.bind(process.stderr);
-    process.stderr.write = ((s: string) => ((stderr += s), true)) as typeof process.stderr.write;
-    try {
-      code = handleError(e);
-    } finally {
-      process.stderr.write = write;
-    }
-  }
-  assert.doesNotMatch(stderr, STACK_TRACE, 'never a stack trace');
-  return { code, stdout, stderr };
+/** The qdrant commands see only the environment a test gives them. */
+function run(args: string[], o: { env?: NodeJS.ProcessEnv; statfs?: StatfsFn } = {}): Promise<CliResult> {
+  return runCliInProcess(args, { cleanEnv: true, env: o.env, context: { statfs: o.statfs } });
 }
 
 describe('agent-vault qdrant CLI (against the Qdrant TEST DOUBLE, not a real Qdrant)', () => {
