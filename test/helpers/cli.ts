@@ -1,4 +1,4 @@
-import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess, type SpawnSyncReturns } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { strict as assert } from 'node:assert';
@@ -36,6 +36,38 @@ export function runCli(args: string[], opts: { cwd?: string; env?: NodeJS.Proces
   });
   if (r.error) throw r.error;
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+export interface ProcessResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * The built CLI in a child process, asynchronously (the test process keeps serving its proxies):
+ * `onStart` gets the child (to signal it), `onStderrLine` each line it prints to stderr.
+ */
+export function startCliProcess(
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; onStart?: (p: ChildProcess) => void; onStderrLine?: (line: string, kill: () => void) => void } = {},
+): Promise<ProcessResult> {
+  ensureCliBuilt();
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout!.on('data', (c: Buffer) => (stdout += c.toString()));
+    p.stderr!.on('data', (c: Buffer) => {
+      const text = c.toString();
+      stderr += text;
+      if (opts.onStderrLine) for (const line of text.split('\n')) if (line) opts.onStderrLine(line, () => p.kill('SIGKILL'));
+    });
+    p.once('error', reject);
+    p.once('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+    opts.onStart?.(p);
+  });
 }
 
 export interface InProcessOptions {

@@ -16,7 +16,7 @@
  *  9. COMMIT connection cut by a TCP proxy       → committed / rolled back / unknown, exit 0 / 3 / 7
  */
 import { strict as assert } from 'node:assert';
-import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
@@ -34,30 +34,13 @@ import { rebuildIndex } from '../../src/vault/reconcile';
 import { runBackup } from '../../src/vault/backup';
 import { parseConfig } from '../../src/vault/config';
 import { sharedTestPostgres } from '../helpers/global-pg';
-import { CLI, ensureCliBuilt, STACK_TRACE } from '../helpers/cli';
+import { ensureCliBuilt, startCliProcess, STACK_TRACE, type ProcessResult } from '../helpers/cli';
 import { addSyntheticPassages, fixturePath } from './letta-data';
 import { flipByte, listFiles, makeTmpRoot } from './helpers';
 
-interface Proc {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** The built CLI in a child process (asynchronous: the test process keeps serving its proxy). */
-function cli(args: string[], env: NodeJS.ProcessEnv = {}, onStart?: (p: ReturnType<typeof spawn>) => void): Promise<Proc> {
-  ensureCliBuilt();
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout!.on('data', (c: Buffer) => (stdout += c.toString()));
-    p.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
-    p.once('error', reject);
-    p.once('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
-    onStart?.(p);
-  });
+function cli(args: string[], env: NodeJS.ProcessEnv = {}, onStart?: (p: ChildProcess) => void): Promise<ProcessResult> {
+  return startCliProcess(args, { env, onStart });
 }
 
 function sleep(ms: number): Promise<void> {
@@ -358,7 +341,7 @@ describe('vault: fault injection (issue 10) against PostgreSQL', function () {
 
   it('5. a drill holds a shared lock: a racing prune refuses (75) instead of deleting the snapshot it reads', async () => {
     const { vault, ids } = await vaultWith(2, 'race');
-    let drillProc: ReturnType<typeof spawn> | undefined;
+    let drillProc: ChildProcess | undefined;
     const drill = cli(['drill', ids[0], '--vault', vault], {}, (p) => (drillProc = p));
     await waitFor('the drill to take its shared lock', () => fs.existsSync(path.join(vault, '.readers')) && fs.readdirSync(path.join(vault, '.readers')).length > 0);
     const prune = await cli(['prune', '--vault', vault, '--keep-last', '1']);
