@@ -9,7 +9,7 @@ import { createInterface } from 'node:readline';
 import { once } from 'node:events';
 import type { Readable } from 'node:stream';
 import { AgentVaultError, errorMessage } from '../core/errors';
-import { existsError, ioError, publishFile, tempPathFor } from '../core/fs';
+import { ioError, publishFile, tempPathFor } from '../core/fs';
 import { readAgentFile, toV2 } from './af';
 import {
   agentEntryName,

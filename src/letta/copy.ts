@@ -263,13 +263,9 @@ export class CopyPump {
 
   /** Queues a batch of `rows` rows (waits for the previous batch first). */
   async send(data: Buffer, rows: number): Promise<void> {
-    const tw = Date.now();
     await this.wait();
-    if (process.env.AV_DEBUG_PUMP) (globalThis as any).__avWait = ((globalThis as any).__avWait ?? 0) + Date.now() - tw;
-    const t0 = Date.now();
     const p = this.tx.copyFrom!(this.sql, [data]).then(
       async (n) => {
-        if (process.env.AV_DEBUG_PUMP) { (globalThis as any).__avBusy = ((globalThis as any).__avBusy ?? 0) + Date.now() - t0; (globalThis as any).__avN = ((globalThis as any).__avN ?? 0) + 1; }
         this.total += rows;
         await this.onBatch?.(rows);
         return n;

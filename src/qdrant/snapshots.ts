@@ -78,7 +78,7 @@ async function deleteLateSnapshots(conn: QdrantConnection, collection: string, b
   const deadline = Date.now() + conn.timeoutMs;
   const interval = Math.max(10, Math.min(1000, conn.timeoutMs / 10));
   for (;;) {
-    let fresh: SnapshotDescription[] = [];
+    let fresh: SnapshotDescription[];
     try {
       fresh = (await listServerSnapshots(conn, collection)).filter((d) => !before.has(d.name) && d.name.startsWith(`${collection}-`) && d.name.endsWith('.snapshot'));
     } catch {

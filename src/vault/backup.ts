@@ -114,7 +114,7 @@ export interface BackupEvent {
 export async function openSource(cfg: VaultConfig, env: NodeJS.ProcessEnv = process.env): Promise<Db> {
   const src = cfg.source;
   if (src.kind === 'pglite') {
-    let ok = false;
+    let ok: boolean;
     try {
       ok = (await fsp.readdir(src.dataDir)).length > 0;
     } catch {
@@ -185,7 +185,7 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
   /** The export renamed this run's archive into place (only then may a failure remove it). */
   let exported = false;
   let snapshot: SnapshotRecord | undefined;
-  let cleaned: string[] = [];
+  let cleaned: string[];
   let adopted: string[] = [];
   let rejected: Array<{ file: string; reason: string }> = [];
   let currentId: string | undefined;

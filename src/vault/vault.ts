@@ -375,7 +375,7 @@ export async function acquireLock(vaultDir: string, opts: LockOptions): Promise<
   const pollMs = opts.pollMs ?? 200;
   const foreignStaleMs = opts.foreignStaleMs ?? FOREIGN_LOCK_STALE_MS;
   for (;;) {
-    let blocker: LockInfo | null = null;
+    let blocker: LockInfo | null;
     if (await writeExclusive(file, info)) {
       const lock = makeLock(file, info, opts.heartbeatMs);
       const readers = await liveReaders(vaultDir, foreignStaleMs);

@@ -15,7 +15,6 @@
  * project's own names only). Also reported: archives in snapshots/ that the index does not list.
  */
 import { promises as fsp } from 'node:fs';
-import * as path from 'node:path';
 import { AgentVaultError, errorMessage } from '../core/errors';
 import { openArchive, type ArchiveReader } from '../format/archive';
 import type { DecryptOptions } from '../format/crypto';

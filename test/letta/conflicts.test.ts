@@ -18,7 +18,6 @@ import { freshLettaDb } from '../helpers/letta-db';
 import { FIXTURES_DIR } from '../helpers/paths';
 import { normalizeAf, normalizePassages, readArchiveAgents, tableSnapshot } from './support';
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
 
 const FIXTURE = path.join(FIXTURES_DIR, 'memgpt-agent-with-convo.v1.af');
 

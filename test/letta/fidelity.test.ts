@@ -1,4 +1,3 @@
-/* eslint-disable @typescript-eslint/no-explicit-any */
 /**
  * Letta fidelity of a restore (issue 12): what Letta's own import writes, and what a round trip
  * keeps. Facts from Letta 0.16.8 (letta/services/group_manager.py, agent_serialization_manager.py).

@@ -166,7 +166,6 @@ describe('vault: fault injection (issue 10) against PostgreSQL', function () {
   const tmp = makeTmpRoot('vault-faults');
   let small: { url: string; db: Db };
   let big: { url: string; db: Db };
-  let smallAgents: string[] = [];
   const env = { SMALL_URL: '', BIG_URL: '' };
 
   before(async () => {
@@ -181,8 +180,7 @@ describe('vault: fault injection (issue 10) against PostgreSQL', function () {
     small = await mk();
     const s = await seedAgentFile(small.db, fixturePath('memgpt-agent.v2-double-encoded.af'));
     await addSyntheticPassages(small.db, s.agents[0].id, 30, 'faults-small');
-    const d = await seedAgentFile(small.db, fixturePath('deep-research-agent.v2.af'));
-    smallAgents = [s.agents[0].id, d.agents[0].id];
+    await seedAgentFile(small.db, fixturePath('deep-research-agent.v2.af'));
     big = await mk();
     // ~18 MB of embeddings: an export long enough to be interrupted
     await seedAgentFile(big.db, fixturePath('customer-service.v2-early.af'), { passages: { count: 3000, dim: 1536, seed: 11 } });
@@ -211,7 +209,7 @@ describe('vault: fault injection (issue 10) against PostgreSQL', function () {
   }
 
   it('1+2. a deleted or an older vault.json never makes backup delete a snapshot: the archives are listed again; rebuild-index rebuilds a damaged index', async () => {
-    const { cfg, vault, ids } = await vaultWith(3, 'index');
+    const { cfg, vault } = await vaultWith(3, 'index');
     const indexFile = path.join(vault, 'vault.json');
     const older = fs.readFileSync(indexFile, 'utf8');
     const r4 = await cli(['backup', '--config', cfg], env);
