@@ -26,6 +26,7 @@ import { Cancelled, withProgress, type Log } from './log';
 import { restoreFlow, type RestoreArgs } from './restore';
 import type { SnapshotNode, SnapshotsNode, SnapshotsTree } from './snapshotsTree';
 import type { VaultStatusBar } from './statusBar';
+import { setting } from './config';
 
 export interface Services {
   context: vscode.ExtensionContext;
@@ -157,7 +158,7 @@ export async function exportCommand(s: Services, arg?: DatabasesNode | ExportArg
     ids = picks.map((p) => p.id);
   }
   const vault = s.vaultDir();
-  const encrypt = vscode.workspace.getConfiguration('agentVault').get<boolean>('encryptSnapshots') ?? false;
+  const encrypt = setting('encryptSnapshots');
   const res = await withProgress(`Exporting ${ids.length} agent${ids.length === 1 ? '' : 's'} from "${name}"`, async (p) =>
     s.connections.with(name, async (db, c) => {
       p.check();
@@ -294,7 +295,7 @@ export async function showDiff(s: Services, left: DiffSide, right: DiffSide, age
   await vscode.commands.executeCommand('agentVault.changes.focus');
   const first = s.changes.changes()[0];
   if (cur.report.identical) void vscode.window.showInformationMessage(`Agent Vault: ${left.label} and ${right.label} hold the same agent state.`);
-  else if (first && (openFirst ?? vscode.workspace.getConfiguration('agentVault').get<boolean>('diff.openFirstChange') ?? true)) await openChange(cur, first);
+  else if (first && (openFirst ?? setting('diff.openFirstChange'))) await openChange(cur, first);
   return cur;
 }
 
