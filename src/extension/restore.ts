@@ -13,7 +13,8 @@ import type { Services } from './commands';
 import { pickConnection } from './commands';
 import { showDoc } from './documents';
 import { withProgress } from './log';
-import { agentIn, type AgentGroupNode, type SnapshotNode } from './snapshotsTree';
+import { agentIn } from '../vault/catalog';
+import type { AgentGroupNode, SnapshotNode } from './snapshotsTree';
 import { setting } from './config';
 
 export interface RestoreArgs {
