@@ -2,7 +2,7 @@
  * Agent file ⇄ snapshot archive: split an .af (any layout) into one self-contained .af v2 per agent
  * inside an archive, write them back out, and merge per-agent files into one document again.
  */
-import { canonicalJson as stableStringify } from '../core/json';
+import { canonicalJson } from '../core/json';
 import { createReadStream, createWriteStream, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -23,7 +23,7 @@ import {
 import { formatFloat32, readVectorsStream } from './vectors';
 import { noKeyError, type DecryptOptions } from './crypto';
 import type { AgentFileV2, AgentV2, Json, JsonObject } from './types';
-import { fileSha256 as coreFileSha256 } from '../core/hash';
+import { fileSha256 } from '../core/hash';
 
 /** The top-level collections of an .af v2, in Letta's order. */
 export const AF_COLLECTIONS = ['agents', 'groups', 'blocks', 'files', 'sources', 'tools', 'mcp_servers', 'skills'] as const;
@@ -207,7 +207,7 @@ export function mergeAgentFiles(input: AgentFileV2[]): AgentFileV2 {
       if (!Array.isArray(list)) throw new AgentVaultError('invalid-agent-file', `agent file ${di + 1}: "${k}" must be an array`, { location: { pointer: `/${k}` } });
       for (const item of list) {
         const o = item as JsonObject;
-        const canon = stableStringify(o);
+        const canon = canonicalJson(o);
         const key =
           o && typeof o === 'object' && typeof o.id === 'string'
             ? `id:${o.id}`
@@ -280,16 +280,12 @@ export interface PackOptions {
   createdAt?: string;
 }
 
-async function fileSha256(file: string): Promise<string> {
-  return (await coreFileSha256(file)).sha256;
-}
-
 /** Turns one .af (v1, v2 or double-encoded v2) into a snapshot archive with one .af v2 per agent. */
 export async function packAgentFile(afPath: string, archivePath: string, opts: PackOptions = {}): Promise<{ path: string; manifest: Manifest; bytes: number }> {
   const parsed = await readAgentFile(afPath);
   const v2 = toV2(parsed);
   const slices = splitAgentFile(v2, afPath);
-  const sha = await fileSha256(afPath);
+  const sha = (await fileSha256(afPath)).sha256;
   const writer = await createArchiveWriter(archivePath, { overwrite: opts.overwrite });
   try {
     const agents: ManifestAgent[] = [];

@@ -23,7 +23,8 @@ import * as path from 'node:path';
 import { AgentVaultError, errorMessage } from '../../core/errors';
 import { acquireLock, emptyIndex, newRunId, parseIndexText, RUN_LOG, runLogRecord, VAULT_INDEX, type RunLogRecord, type SnapshotRecord, type VaultIndex } from '../vault';
 import { acquireRemoteLock } from './lock';
-import { fileSha256Hex, LocalStore, type ObjectStore } from './store';
+import { LocalStore, type ObjectStore } from './store';
+import { fileSha256 } from '../../core/hash';
 
 export interface CopyOptions {
   /** Only these snapshots (ids or unique id prefixes); default: all. */
@@ -109,7 +110,7 @@ async function targetSha(to: ObjectStore, key: string, scratch: string): Promise
   const head = await to.head(key);
   if (!head) return null;
   if (head.sha256Hex) return head.sha256Hex;
-  if (to instanceof LocalStore) return fileSha256Hex(path.join(to.root, ...key.split('/')));
+  if (to instanceof LocalStore) return (await fileSha256(path.join(to.root, ...key.split('/')))).sha256;
   const tmp = path.join(scratch, `check-${path.basename(key)}`);
   try {
     return (await to.downloadFile(key, tmp)).sha256Hex;
@@ -184,7 +185,7 @@ export async function copyVault(from: ObjectStore, to: ObjectStore, opts: CopyOp
           }
           await from.downloadFile(rec.file, file);
         }
-        const sha = await fileSha256Hex(file);
+        const sha = (await fileSha256(file)).sha256;
         if (sha !== rec.sha256) {
           throw new AgentVaultError('checksum', `${from.location}: ${rec.file} has sha256 ${sha} but the source index records ${rec.sha256}; nothing of it was copied`, {
             hint: 'run "agent-vault verify" on the source vault',

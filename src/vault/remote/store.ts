@@ -15,7 +15,6 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AgentVaultError } from '../../core/errors';
 import { ioError, publishFile, tempPathFor } from '../../core/fs';
-import { fileSha256 } from '../../core/hash';
 
 export interface ObjectInfo {
   key: string;
@@ -84,9 +83,6 @@ export async function streamToFileAtomic(source: Readable, file: string, signal?
   return { sha256Hex: h.digest('hex'), bytes };
 }
 
-export async function fileSha256Hex(file: string): Promise<string> {
-  return (await fileSha256(file)).sha256;
-}
 
 function checkKey(key: string): void {
   if (!key || key.startsWith('/') || key.split('/').some((s) => s === '' || s === '.' || s === '..')) {

@@ -19,7 +19,8 @@ import * as path from 'node:path';
 import { AgentVaultError, errorMessage } from '../../core/errors';
 import { createArchiveWriter, openArchive, safeEntrySegment, type Manifest, type ManifestInput } from '../../format/archive';
 import { ArchiveCrypto, noKeyError, openArchiveCrypto, parseEncryptionSection, type ArchiveKey, type DecryptOptions } from '../../format/crypto';
-import { fileSha256Hex, type ObjectStore } from '../remote/store';
+import type { ObjectStore } from '../remote/store';
+import { fileSha256 } from '../../core/hash';
 import { Chunker, chunkKindFor, DEFAULT_CHUNKER, listCut, type ChunkerParams, type ChunkKind } from './chunker';
 import {
   checkPackHeader,
@@ -418,7 +419,7 @@ export async function ingestArchive(repo: Repo, archivePath: string, opts: Inges
       addToIndex(repo, w.written);
     }
     const st0 = await fsp.stat(archivePath);
-    const sourceSha = opts.sourceSha256 === true ? await fileSha256Hex(archivePath) : (opts.sourceSha256 ?? null);
+    const sourceSha = opts.sourceSha256 === true ? (await fileSha256(archivePath)).sha256 : (opts.sourceSha256 ?? null);
     const manifest: Manifest = { ...reader.manifest };
     delete manifest.encryption;
     const snap: SnapshotFile = {
