@@ -63,6 +63,11 @@ export const REMEDY_HINT: Readonly<Record<ErrorRemedy, string>> = {
   'force-schema': 'pass --force-schema to restore anyway',
   'allow-embedding-mismatch': 'pass --allow-embedding-mismatch to restore anyway',
   wait: 'wait for it to finish (--wait <seconds>)',
+  encrypt: 'write an encrypted archive (--encrypt)',
+  schema: 'point --schema at the schema Letta uses (default "letta")',
+  'select-agents': 'use --agent <id|name>, --tag <tag> or --all',
+  config: 'pass --config <file>',
+  vault: 'name the vault with --vault <dir>',
 };
 
 /** The hint lines the CLI prints under an error's message: its remedy in CLI terms, then its own hint. */

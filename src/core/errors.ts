@@ -171,7 +171,17 @@ export type ErrorRemedy =
   /** restore into a target whose embedding model differs (CLI: --allow-embedding-mismatch) */
   | 'allow-embedding-mismatch'
   /** wait for the run that holds the vault lock to finish (CLI: --wait <seconds>) */
-  | 'wait';
+  | 'wait'
+  /** write the archive encrypted (CLI: --encrypt) */
+  | 'encrypt'
+  /** name the schema that holds Letta's tables (CLI: --schema) */
+  | 'schema'
+  /** say which agents (CLI: --agent, --tag or --all) */
+  | 'select-agents'
+  /** name the vault configuration file (CLI: --config) */
+  | 'config'
+  /** name the vault folder (CLI: --vault) */
+  | 'vault';
 
 export interface AgentVaultErrorOptions {
   /** default 'failed' */

@@ -454,7 +454,8 @@ class ZipArchiveWriter implements ArchiveWriter {
     if (name.startsWith('secrets/') && !this.crypto) {
       throw new AgentVaultError('plaintext-secret', `refusing to write ${JSON.stringify(name)} unencrypted: secrets are never stored in plain text in an archive`, {
         location: { file: this.path, entry: name },
-        hint: 'secrets go only into encrypted archives (--encrypt)',
+        remedy: 'encrypt',
+        hint: 'secrets go only into encrypted archives',
       });
     }
     this.names.set(k, name);

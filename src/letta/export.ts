@@ -292,7 +292,7 @@ async function selectAgents(tx: Queryable, sel: ExportSelect, org: string | unde
   const tags = sel.tags ?? [];
   const refs = sel.refs ?? [];
   if (!sel.all && ids.length === 0 && names.length === 0 && tags.length === 0 && refs.length === 0) {
-    throw new AgentVaultError('export-no-selection', 'Nothing selected to export: name agents by id, name or tag, or ask for all of them.', { kind: 'usage', hint: 'use --agent <id|name>, --tag <tag> or --all' });
+    throw new AgentVaultError('export-no-selection', 'Nothing selected to export: name agents by id, name or tag, or ask for all of them.', { kind: 'usage', remedy: 'select-agents' });
   }
   const r = await tx.query(
     `SELECT a.* FROM agents a

@@ -51,7 +51,8 @@ export async function readLettaInfo(q: Queryable, where: string): Promise<LettaD
   const row = r.rows[0];
   if (!row.alembic || !row.schema) {
     throw new AgentVaultError('letta-not-found', `${where} has no Letta schema on its search path (no alembic_version table${row.schema ? ` in schema "${row.schema}"` : ''}).`, {
-      hint: 'Point --schema at the schema Letta uses (default "letta"), or check the database name.',
+      remedy: 'schema',
+      hint: 'Check the database name.',
       kind: 'usage',
     });
   }

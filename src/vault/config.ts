@@ -72,7 +72,7 @@ export async function loadConfig(file: string): Promise<VaultConfig> {
   } catch (e) {
     const err = ioError(e, abs, 'read');
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new AgentVaultError('config', `configuration file ${abs} does not exist`, { location: { file: abs }, kind: 'usage', hint: 'pass --config <file> (see docs/VAULT.md for an example)' });
+      throw new AgentVaultError('config', `configuration file ${abs} does not exist`, { location: { file: abs }, kind: 'usage', remedy: 'config', hint: 'see docs/VAULT.md for an example' });
     }
     throw err;
   }
@@ -160,7 +160,7 @@ export async function resolveKeyMaterial(enc: EncryptionConfig | undefined, src:
   if (passFile) return { kind: 'passphrase', passphrase: await readPassphraseFile(passFile), from: `passphrase file ${passFile}` };
   const envName = src.passphraseEnv ?? enc?.passphraseEnv ?? DEFAULT_PASSPHRASE_ENV;
   if (src.passphraseEnv !== undefined && !env[envName]) {
-    throw new AgentVaultError('encryption', `environment variable ${envName} (named by --passphrase-env) is not set or empty`, { kind: 'usage' });
+    throw new AgentVaultError('encryption', `environment variable ${envName} (named for the passphrase) is not set or empty`, { kind: 'usage' });
   }
   if (env[envName]) return { kind: 'passphrase', passphrase: env[envName]!, from: `environment variable ${envName}` };
   if (src.secrets) {
@@ -176,7 +176,8 @@ export async function writingKey(material: KeyMaterial, kdf: KdfDescription | nu
   if (material.kind === 'none') {
     throw new AgentVaultError('no-key', 'encryption is on but no passphrase or key is available', {
       kind: 'usage',
-      hint: `set ${DEFAULT_PASSPHRASE_ENV}, or configure encryption.passphraseFile / encryption.keyFile (or --passphrase-file / --key-file)`,
+      remedy: 'key',
+      hint: `set ${DEFAULT_PASSPHRASE_ENV}, or configure encryption.passphraseFile / encryption.keyFile`,
     });
   }
   if (material.kind === 'key') return { key: material.key, kdf: material.key.kdf };

@@ -295,7 +295,7 @@ async function resolveSnapshot(opts: DrillOptions): Promise<{ file: string; rec:
     return { file: snapshotPath(opts.vaultDir, rec), rec };
   }
   const ok = await fsp.stat(opts.snapshot).then((s) => s.isFile(), () => false);
-  if (!ok) throw new AgentVaultError('usage', `${opts.snapshot} is not an archive file (give --vault to drill a snapshot by id)`, { kind: 'usage' });
+  if (!ok) throw new AgentVaultError('usage', `${opts.snapshot} is not an archive file (a snapshot id needs its vault)`, { kind: 'usage', remedy: 'vault' });
   return { file: path.resolve(opts.snapshot), rec: null };
 }
 
@@ -349,7 +349,7 @@ async function drillLocked(opts: DrillOptions, file: string, rec: SnapshotRecord
       throw new StopDrill();
     }
     if (encrypted && !opts.decrypt) {
-      throw new AgentVaultError('no-key', `${file} is encrypted; give the passphrase or key to drill it`, { kind: 'usage', hint: 'set AGENT_VAULT_PASSPHRASE, or pass --passphrase-file / --key-file' });
+      throw new AgentVaultError('no-key', `${file} is encrypted; give the passphrase or key to drill it`, { kind: 'usage', remedy: 'key', hint: 'AGENT_VAULT_PASSPHRASE is read too when it is set' });
     }
     try {
       reader = await openArchive(file, { decrypt: encrypted ? { ...opts.decrypt, requireEncrypted: rec?.encrypted } : undefined });
