@@ -242,7 +242,7 @@ export class ArchiveCrypto {
 /** What to do about an encrypted archive without its key, in words every front end can show. */
 export const KEY_OPTIONS_HINT = 'give the passphrase or key it was written with';
 
-/** An encrypted archive was given without its passphrase or key (exit code 2: a usage error). */
+/** An encrypted archive was given without its passphrase or key (kind 'usage'). */
 export function noKeyError(file: string, doing = 'nothing was read or changed'): AgentVaultError {
   return new AgentVaultError('no-key', `${file} is encrypted and no passphrase or key was given; ${doing}. To read it, ${KEY_OPTIONS_HINT}.`, {
     location: { file },

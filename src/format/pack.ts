@@ -385,7 +385,7 @@ export function passageLine(rec: PassageRecord): string {
 
 export interface UnpackOptions {
   overwrite?: boolean;
-  /** Passphrase or key of an encrypted archive (without it, error 'no-key', exit code 2, and nothing is written). */
+  /** Passphrase or key of an encrypted archive (without it, error 'no-key' (kind 'usage'), and nothing is written). */
   decrypt?: DecryptOptions;
   /** Also extract every entry at its own path under outDir (manifest.json included). */
   raw?: boolean;

@@ -52,7 +52,7 @@ export function validateAgentFileText(text: string, file?: string): ValidationRe
   }
 }
 
-/** A read/parse failure becomes a one-error report (I/O failures are rethrown: exit code 2). */
+/** A read/parse failure becomes a one-error report (I/O failures are rethrown: kind 'usage' or 'io'). */
 export function reportFromReadError(e: unknown, file?: string): ValidationReport {
   if (!(e instanceof AgentVaultError)) throw e;
   if (e.code === 'io') throw e;

@@ -296,7 +296,7 @@ export type BinaryKind = 'text' | 'json' | 'timestamptz' | 'bool' | 'vector';
 
 /**
  * Checks that the target's columns have the types the binary encoder writes (a revision with
- * another type is refused like a missing column: exit code 6).
+ * another type is refused like a missing column: kind 'mismatch').
  */
 export function binaryKinds(catalog: Map<string, ColumnInfo[]>, table: string, columns: readonly string[]): BinaryKind[] {
   const known = catalog.get(table) ?? [];

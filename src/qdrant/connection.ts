@@ -167,7 +167,7 @@ export class QdrantConnection {
   /**
    * Runs one API call. With `retry`, transient failures (timeouts, network errors, 429, 5xx)
    * are retried up to `retries` times with exponential back-off. Failures become AgentVaultError
-   * (exit code 3) naming the operation.
+   * (kind 'connection') naming the operation.
    */
   async call<T>(what: string, fn: (client: QdrantClient) => Promise<T>, opts: { retry?: boolean } = {}): Promise<T> {
     try {

@@ -18,7 +18,7 @@ export async function freeBytes(dir: string, statfs: StatfsFn = defaultStatfs): 
 }
 
 
-/** Throws (exit code 4) unless `dir` has at least `required` bytes free. */
+/** Throws (kind 'conflict') unless `dir` has at least `required` bytes free. */
 export async function ensureFreeSpace(dir: string, required: number, what: string, statfs?: StatfsFn): Promise<number> {
   const free = await freeBytes(dir, statfs);
   if (free < required) {

@@ -110,7 +110,7 @@ export function describeQdrantFailure(e: unknown): string {
 
 /**
  * Wraps a failure of a Qdrant call into an AgentVaultError naming the operation and the server.
- * Connection problems, timeouts, auth refusals and API errors all map to exit code 3.
+ * Connection problems, timeouts, auth refusals and API errors are all of kind 'connection'.
  */
 export function qdrantCallError(what: string, url: string, e: unknown): AgentVaultError {
   if (e instanceof AgentVaultError) return e;
