@@ -84,7 +84,7 @@ export async function openSideSpec(spec: string, opts: { agent?: string; schema?
   try {
     db = spec.startsWith('pglite:') ? await openPglite({ dataDir: spec.slice('pglite:'.length), schema: opts.schema }) : await openPg({ url: spec, schema: opts.schema });
   } catch (e) {
-    // A database that cannot be reached is an I/O error for the diff (exit 2).
+    // A database that cannot be reached is a usage error for the diff (kind 'usage').
     if (e instanceof AgentVaultError) throw new AgentVaultError(e.code, e.message, { kind: 'usage', hint: e.hint, location: e.location, cause: e });
     throw e;
   }
