@@ -27,7 +27,7 @@ import { addGroupMembers, FileIds, loadRelated, planIds, selectAgents } from './
 import { writeAgent } from './export/agent';
 import type { ExportOptions, ExportProgress, ExportResult, SecretsEntry } from './export/types';
 import { resolveSecretValue } from './secrets';
-import { readLettaInfo } from './sql';
+import { describeDb, readLettaInfo } from './sql';
 import { num, type Obj as Row } from './tables/common';
 
 export type { ExportSelect, ExportProgress, ExportOptions, AgentVectorsContext, VectorObserver, ExportResult, SecretsEntry } from './export/types';
@@ -89,11 +89,6 @@ export async function listAgents(db: Queryable, opts: { organizationId?: string 
 /** `secrets/<agent-id>.env.json`: an agent's environment variables with their values (encrypted archives only). */
 export function secretsEntryName(agentId: string): string {
   return `secrets/${safeEntrySegment(agentId)}.env.json`;
-}
-
-function describeDb(db: Queryable): string {
-  const t = (db as { target?: unknown }).target;
-  return typeof t === 'string' ? t : 'the database';
 }
 
 export async function exportAgents(db: Db, opts: ExportOptions): Promise<ExportResult> {

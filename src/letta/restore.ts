@@ -8,7 +8,7 @@
  *   Then ONE transaction: the plan is computed from the target as it is inside that transaction,
  *   the guards run, and every table is written in an order that satisfies every foreign key:
  *   small tables with set-based inserts, messages / passages / passage tags with COPY, streamed
- *   from the archive in batches (no agent file is held whole; ./copy.ts, ./rows.ts). Any failure
+ *   from the archive in batches (no agent file is held whole; ./copy.ts, ./tables/messages.ts, ./tables/passages.ts). Any failure
  *   rolls everything back.
  * - Encrypted archives are read with the key given (`decrypt`); their secret values
  *   (`secrets/` entries) are written into agent_environment_variables.value (value_enc NULL).
@@ -28,12 +28,12 @@
  *   `allowEmbeddingMismatch`. Both messages name both sides.
  */
 import { AgentVaultError } from '../core/errors';
-import type { Db, Queryable } from '../db/types';
+import type { Db } from '../db/types';
 import { computePlan } from './restore/plan';
 import { openSource } from './restore/source';
 import type { RestoreOptions, RestorePlan, RestoreResult, RestoreSource } from './restore/types';
 import { writeAll } from './restore/write';
-import type { ColumnInfo } from './sql';
+import { describeDb, type ColumnInfo } from './sql';
 
 export type { OnConflict, ToolsMode, RestoreOptions, PlanAction, PlanAgent, PlanRefusal, RestorePlan, RestoreResult, RestoreSource } from './restore/types';
 export { RESTORE_STEPS, type RestoreStep } from './tables/index';
@@ -77,11 +77,6 @@ export async function restoreAgents(db: Db, source: RestoreSource, opts: Restore
   } finally {
     await model.close();
   }
-}
-
-function describeDb(db: Queryable): string {
-  const t = (db as { target?: unknown }).target;
-  return typeof t === 'string' ? t : 'the database';
 }
 
 export type { ColumnInfo };

@@ -15,7 +15,7 @@ import { mergeAgentFiles } from '../../format/pack';
 import { checkV2References } from '../../format/validate';
 import { isArchivePath } from '../../format/validate-any';
 import { AV_EXT } from '../ext';
-import { checkMessage, newMessageStats, type MessageStats } from '../rows';
+import { checkMessage, newMessageStats, type MessageStats } from '../tables/messages';
 import { isObj, restoreInvalid, strs, type Obj } from '../tables/common';
 import type { RawMessages, SourceModel, SrcAgent, SrcObject } from './model';
 import type { RestoreSource } from './types';

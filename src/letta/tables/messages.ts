@@ -1,13 +1,16 @@
 /**
- * Letta's `messages` table: row → .af message (export, streamed by ../export/agent.ts), .af
- * message → row (restore: COPY batches streamed from the source, ./../rows.ts MessageRows).
+ * Letta's `messages` table: row → .af message (export, streamed by ../export/agent.ts), the check
+ * of a source's messages (before the restore's transaction), .af message → row (restore: text
+ * COPY rows encoded straight from the archive's bytes — messages cut out of an agent's .af by
+ * src/format/af-stream.ts; only ids, group and approval references are decoded, JSON columns pass
+ * through as their exact text — in batches streamed from the source).
  */
 import type { JsonObject } from '../../format/types';
-import { describeWriteError } from '../sql';
-import { COPY_BATCH_BYTES, CopyPump, copySql, CopyText } from '../copy';
-import { MESSAGE_COPY_COLUMNS, MessageRows } from '../rows';
+import { describeWriteError, newId } from '../sql';
+import { ObjectFieldScanner, decodeString, hasEscapes } from '../../format/json-scan';
+import { COPY_BATCH_BYTES, CopyPump, copySql, CopyText, copyTextEscape } from '../copy';
 import { AV_EXT } from '../ext';
-import { tableWriter, type Obj } from './common';
+import { restoreInvalid, tableWriter, type Obj } from './common';
 import type { FileIdLookup } from './groups';
 
 export function messageJson(m: Obj, fileId: string, agentFileId: string, ids: FileIdLookup, approvalFileId: string | null): JsonObject {
@@ -100,3 +103,248 @@ export const messagesWriter = tableWriter(['messages'], async (ctx) => {
     throw describeWriteError(e, 'messages');
   }
 });
+
+// ---------------------------------------------------------------------------------------------
+// checking messages before the restore (the pass that also verifies checksums)
+
+const CHECK_KEYS = ['id', 'role', 'approval_request_id'] as const;
+
+/** What the check of an agent's messages records (before the transaction). */
+export interface MessageStats {
+  count: number;
+  /** every message id (for duplicates and references; dropped once the agent is checked) */
+  ids: Set<string>;
+  /** message ids named by approval_request_id */
+  approvalRefs: Set<string>;
+}
+
+export function newMessageStats(): MessageStats {
+  return { count: 0, ids: new Set(), approvalRefs: new Set() };
+}
+
+const checkScanner = new ObjectFieldScanner(CHECK_KEYS);
+
+/** Checks one message (raw JSON at b[s, e)): an object with a string id (unique) and role. */
+export function checkMessage(b: Buffer, s: number, e: number, stats: MessageStats, where: string, agentId: string): void {
+  const index = stats.count++;
+  const sc = checkScanner;
+  const pointer = `messages/${index}`;
+  if (!sc.scan(b, s, e)) throw restoreInvalid(where, `agent "${agentId}": messages[${index}] is not a JSON object`, pointer);
+  const id = sc.string(b, 0);
+  if (id === null) throw restoreInvalid(where, `agent "${agentId}": messages[${index}] has no string "id"`, `${pointer}/id`);
+  if (sc.starts[1] < 0 || b[sc.starts[1]] !== 0x22) throw restoreInvalid(where, `agent "${agentId}": message "${id}" has no string "role"`, `${pointer}/role`);
+  const n = stats.ids.size;
+  stats.ids.add(id);
+  if (stats.ids.size === n) throw restoreInvalid(where, `agent "${agentId}": message id "${id}" occurs twice`, `${pointer}/id`);
+  if (!sc.isNull(b, 2)) {
+    const ref = sc.string(b, 2);
+    if (ref !== null) stats.approvalRefs.add(ref);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// messages
+
+const MSG_KEYS = [
+  'id',
+  'role',
+  'content',
+  'name',
+  'model',
+  'tool_calls',
+  'tool_call_id',
+  'created_at',
+  'otid',
+  'tool_returns',
+  'group_id',
+  'sender_id',
+  'batch_item_id',
+  'approve',
+  'approval_request_id',
+  'denial_reason',
+  'approvals',
+  'agent_vault',
+] as const;
+const M = Object.fromEntries(MSG_KEYS.map((k, i) => [k, i])) as Record<(typeof MSG_KEYS)[number], number>;
+const EXT_KEYS = ['id', 'updated_at', 'is_err', 'text'] as const;
+const X = { id: 0, updated_at: 1, is_err: 2, text: 3 };
+
+/** The columns a message row has, in COPY order (the agent's constant columns last). */
+export const MESSAGE_COPY_COLUMNS = [
+  'id',
+  'role',
+  'text',
+  'model',
+  'name',
+  'tool_calls',
+  'tool_call_id',
+  'created_at',
+  'updated_at',
+  'otid',
+  'tool_returns',
+  'group_id',
+  'content',
+  'sender_id',
+  'batch_item_id',
+  'is_err',
+  'approval_request_id',
+  'approve',
+  'denial_reason',
+  'approvals',
+  'agent_id',
+  'is_deleted',
+  '_created_by_id',
+  '_last_updated_by_id',
+  'organization_id',
+] as const;
+
+const NOW = Buffer.from('now');
+const EMPTY_ARRAY = Buffer.from('[]');
+const TEXT_PART_HEAD = Buffer.from('[{"type":"text","text":');
+const TEXT_PART_TAIL = Buffer.from('}]');
+
+export interface MessageAgentContext {
+  /** target agent id */
+  agentId: string;
+  /** keep the messages' original ids (agent_vault.id) */
+  keepIds: boolean;
+  /** message ids other rows refer to (in-context ids, approval targets): their target ids are recorded */
+  refs: Set<string>;
+  /** approval targets that are messages of this agent */
+  approvalRefs: Set<string>;
+  /** target ids already decided (file id → target id) */
+  targets: Map<string, string>;
+  /** group_id of a message → the id written (null: none) */
+  group: (fileGroupId: string) => string | null;
+  /** is_deleted, _created_by_id, _last_updated_by_id, organization_id */
+  userId: string;
+  organizationId: string;
+  where: string;
+}
+
+/** message rows whose approval_request_id names a message written later: fixed after the agent */
+export interface PendingApproval {
+  id: string;
+  ref: string;
+}
+
+export class MessageRows {
+  private readonly sc = new ObjectFieldScanner(MSG_KEYS);
+  private readonly xs = new ObjectFieldScanner(EXT_KEYS);
+  private ctx!: MessageAgentContext;
+  private tail!: Buffer;
+  private index = 0;
+  readonly pending: PendingApproval[] = [];
+
+  constructor(readonly out: CopyText) {}
+
+  beginAgent(ctx: MessageAgentContext): void {
+    this.ctx = ctx;
+    this.index = 0;
+    this.tail = Buffer.from(`\t${copyTextEscape(ctx.agentId)}\tf\t${copyTextEscape(ctx.userId)}\t${copyTextEscape(ctx.userId)}\t${copyTextEscape(ctx.organizationId)}\n`, 'utf8');
+  }
+
+  /** Appends the row of the message b[s, e) (checked before: an object with string id and role). */
+  add(b: Buffer, s: number, e: number): void {
+    const { sc, xs, out, ctx } = this;
+    const index = this.index++;
+    if (!sc.scan(b, s, e)) throw restoreInvalid(ctx.where, `messages[${index}] is not a JSON object`, `messages/${index}`);
+    const fileId = sc.string(b, M.id);
+    if (fileId === null) throw restoreInvalid(ctx.where, `messages[${index}] has no string "id"`, `messages/${index}/id`);
+    const hasExt = sc.has(M.agent_vault) && b[sc.starts[M.agent_vault]] === 0x7b && xs.scan(b, sc.starts[M.agent_vault], sc.ends[M.agent_vault]);
+    let target = ctx.targets.get(fileId);
+    if (target === undefined) {
+      const orig = ctx.keepIds && hasExt ? xs.string(b, X.id) : null;
+      target = orig ?? newId('message');
+      if (ctx.refs.has(fileId)) ctx.targets.set(fileId, target);
+    }
+    out.str(target);
+    out.tab();
+    this.text(b, sc, M.role);
+    out.tab();
+    if (hasExt) this.text(b, xs, X.text);
+    else out.nul();
+    out.tab();
+    this.text(b, sc, M.model);
+    out.tab();
+    this.text(b, sc, M.name);
+    out.tab();
+    // tool_calls: NOT NULL; a list or []
+    if (sc.has(M.tool_calls) && b[sc.starts[M.tool_calls]] === 0x5b) out.bytes(b, sc.starts[M.tool_calls], sc.ends[M.tool_calls]);
+    else out.raw(EMPTY_ARRAY);
+    out.tab();
+    this.text(b, sc, M.tool_call_id);
+    out.tab();
+    if (sc.isNull(b, M.created_at)) out.raw(NOW);
+    else this.text(b, sc, M.created_at);
+    out.tab();
+    if (!hasExt || xs.isNull(b, X.updated_at)) out.raw(NOW);
+    else this.text(b, xs, X.updated_at);
+    out.tab();
+    this.text(b, sc, M.otid);
+    out.tab();
+    this.json(b, sc, M.tool_returns);
+    out.tab();
+    if (sc.isNull(b, M.group_id)) out.nul();
+    else {
+      const g = sc.string(b, M.group_id);
+      const mapped = g === null ? null : ctx.group(g);
+      if (mapped === null) out.nul();
+      else out.str(mapped);
+    }
+    out.tab();
+    // content: a bare string is one text part
+    if (sc.isNull(b, M.content)) out.nul();
+    else if (b[sc.starts[M.content]] === 0x22) {
+      out.raw(TEXT_PART_HEAD);
+      out.bytes(b, sc.starts[M.content], sc.ends[M.content]);
+      out.raw(TEXT_PART_TAIL);
+    } else out.bytes(b, sc.starts[M.content], sc.ends[M.content]);
+    out.tab();
+    this.text(b, sc, M.sender_id);
+    out.tab();
+    this.text(b, sc, M.batch_item_id);
+    out.tab();
+    if (hasExt) this.text(b, xs, X.is_err);
+    else out.nul();
+    out.tab();
+    if (sc.isNull(b, M.approval_request_id)) out.nul();
+    else {
+      const ref = sc.string(b, M.approval_request_id);
+      if (ref === null) out.nul();
+      else {
+        const t = ctx.targets.get(ref);
+        if (t !== undefined) out.str(t);
+        else {
+          out.str(ref);
+          if (ctx.approvalRefs.has(ref)) this.pending.push({ id: target, ref });
+        }
+      }
+    }
+    out.tab();
+    this.text(b, sc, M.approve);
+    out.tab();
+    this.text(b, sc, M.denial_reason);
+    out.tab();
+    this.json(b, sc, M.approvals);
+    out.raw(this.tail);
+    out.rows++;
+  }
+
+  /** A text column from a JSON value: a string's characters, another scalar's JSON text, null → NULL. */
+  private text(b: Buffer, sc: ObjectFieldScanner, k: number): void {
+    const s = sc.starts[k];
+    if (s < 0 || sc.isNull(b, k)) return this.out.nul();
+    const e = sc.ends[k];
+    if (b[s] === 0x22) {
+      if (hasEscapes(b, s, e)) this.out.str(decodeString(b, s, e));
+      else this.out.bytes(b, s + 1, e - 1);
+    } else this.out.bytes(b, s, e);
+  }
+
+  /** A json column: the value's exact text, null → NULL. */
+  private json(b: Buffer, sc: ObjectFieldScanner, k: number): void {
+    if (sc.isNull(b, k)) return this.out.nul();
+    this.out.bytes(b, sc.starts[k], sc.ends[k]);
+  }
+}

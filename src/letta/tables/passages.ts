@@ -9,10 +9,10 @@ import type { Queryable } from '../../db/types';
 import type { ArchiveWriter } from '../../format/archive';
 import { passageBatches, rawPassageBatch } from '../../format/passage-stream';
 import { VectorWriter } from '../../format/vectors';
-import { binaryKinds, COPY_BATCH_BYTES, CopyBinary, CopyPump, copySql, CopyText, TimestampReader } from '../copy';
-import { PASSAGE_COPY_COLUMNS, PASSAGE_COPY_KINDS, PASSAGE_TAG_COPY_COLUMNS, PassageRows } from '../rows';
-import type { LettaDbInfo } from '../sql';
-import { tableWriter, type Obj } from './common';
+import { binaryKinds, COPY_BATCH_BYTES, CopyBinary, CopyPump, copySql, CopyText, copyTextEscape, TimestampReader } from '../copy';
+import { ObjectFieldScanner, decodeString, hasEscapes } from '../../format/json-scan';
+import { newId, type LettaDbInfo } from '../sql';
+import { restoreInvalid, tableWriter, type Obj } from './common';
 
 /** Receives each exported passage's embedding (the Qdrant side of a backup); see ../export.ts. */
 export interface PassageVectorObserver {
@@ -188,3 +188,120 @@ export const passagesWriter = tableWriter(['archival_passages', 'passage_tags'],
   await tagPump.wait();
   rows.passage_tags = tagPump.total;
 });
+
+// ---------------------------------------------------------------------------------------------
+// restore: rows for binary COPY
+
+
+// ---------------------------------------------------------------------------------------------
+// archival passages and their tags
+
+const P_KEYS = ['id', 'text', 'embedding_config', 'metadata_', 'created_at', 'updated_at', 'tags', 'passage_tags', 'embedding'] as const;
+const P = Object.fromEntries(P_KEYS.map((k, i) => [k, i])) as Record<(typeof P_KEYS)[number], number>;
+
+/** The columns a passage row has, in COPY order. */
+export const PASSAGE_COPY_COLUMNS = ['id', 'text', 'embedding_config', 'metadata_', 'embedding', 'created_at', 'updated_at', 'is_deleted', '_created_by_id', '_last_updated_by_id', 'organization_id', 'archive_id', 'tags'] as const;
+export const PASSAGE_COPY_KINDS = ['text', 'text', 'json', 'json', 'vector', 'timestamptz', 'timestamptz', 'bool', 'text', 'text', 'text', 'text', 'json'] as const;
+export const PASSAGE_TAG_COPY_COLUMNS = ['id', 'tag', 'passage_id', 'archive_id', 'created_at', 'updated_at', 'is_deleted', '_created_by_id', '_last_updated_by_id', 'organization_id'] as const;
+
+const EMPTY_OBJECT = Buffer.from('{}');
+const EMPTY = Buffer.alloc(0);
+
+export interface PassageAgentContext {
+  archiveId: string;
+  keepIds: boolean;
+  userId: string;
+  organizationId: string;
+  /** the embedding column's dimension (vectors are zero-padded to it), null: unconstrained */
+  padTo: number | null;
+  /** now() of the transaction, microseconds since 1970 */
+  nowMicros: number;
+  where: string;
+}
+
+export class PassageRows {
+  private readonly sc = new ObjectFieldScanner(P_KEYS);
+  private ctx!: PassageAgentContext;
+  private constants!: { user: Buffer; org: Buffer; archive: Buffer; tagTail: Buffer };
+  private line = 0;
+
+  constructor(
+    readonly out: CopyBinary,
+    readonly tags: CopyText,
+    private readonly timestamps: TimestampReader,
+  ) {}
+
+  beginAgent(ctx: PassageAgentContext): void {
+    this.ctx = ctx;
+    this.line = 0;
+    this.constants = {
+      user: Buffer.from(ctx.userId, 'utf8'),
+      org: Buffer.from(ctx.organizationId, 'utf8'),
+      archive: Buffer.from(ctx.archiveId, 'utf8'),
+      tagTail: Buffer.from(`\t${copyTextEscape(ctx.archiveId)}\tnow\tnow\tf\t${copyTextEscape(ctx.userId)}\t${copyTextEscape(ctx.userId)}\t${copyTextEscape(ctx.organizationId)}\n`, 'utf8'),
+    };
+  }
+
+  /**
+   * Appends the row of the passage line b[s, e), with its embedding v[vs, ve) (little-endian
+   * float32; v null: none), and rows for its tags.
+   */
+  async add(b: Buffer, s: number, e: number, v: Buffer | null, vs: number, ve: number): Promise<void> {
+    const { sc, out, ctx, constants: c } = this;
+    const line = ++this.line;
+    if (!sc.scan(b, s, e)) throw restoreInvalid(ctx.where, `line ${line} is not a JSON object`);
+    const created = sc.string(b, P.created_at);
+    const updated = sc.string(b, P.updated_at);
+    const createdUs = created === null ? ctx.nowMicros : await this.timestamps.micros(created);
+    const updatedUs = updated === null ? ctx.nowMicros : await this.timestamps.micros(updated);
+    const orig = ctx.keepIds ? sc.string(b, P.id) : null;
+    const id = orig ?? newId('passage');
+    out.beginRow(13);
+    out.str(id);
+    // text: NOT NULL, '' when missing
+    const ts = sc.starts[P.text];
+    if (ts >= 0 && b[ts] === 0x22) {
+      const te = sc.ends[P.text];
+      if (hasEscapes(b, ts, te)) out.str(decodeString(b, ts, te));
+      else out.bytes(b, ts + 1, te - 1);
+    } else out.constant(EMPTY);
+    if (sc.isNull(b, P.embedding_config)) out.nul();
+    else out.bytes(b, sc.starts[P.embedding_config], sc.ends[P.embedding_config]);
+    if (sc.isNull(b, P.metadata_)) out.constant(EMPTY_OBJECT);
+    else out.bytes(b, sc.starts[P.metadata_], sc.ends[P.metadata_]);
+    if (v === null || (sc.has(P.embedding) && sc.isNull(b, P.embedding))) out.nul();
+    else out.vector(v, vs, ve, ctx.padTo);
+    out.timestamp(createdUs);
+    out.timestamp(updatedUs);
+    out.bool(false);
+    out.constant(c.user);
+    out.constant(c.user);
+    out.constant(c.org);
+    out.constant(c.archive);
+    if (sc.isNull(b, P.tags)) out.nul();
+    else out.bytes(b, sc.starts[P.tags], sc.ends[P.tags]);
+    // tags: passage_tags (the tag rows at export), else the tags column
+    const k = !sc.isNull(b, P.passage_tags) && b[sc.starts[P.passage_tags]] === 0x5b ? P.passage_tags : !sc.isNull(b, P.tags) && b[sc.starts[P.tags]] === 0x5b ? P.tags : -1;
+    if (k >= 0 && sc.ends[k] - sc.starts[k] > 2) {
+      let list: unknown;
+      try {
+        list = JSON.parse(b.toString('utf8', sc.starts[k], sc.ends[k]));
+      } catch {
+        throw restoreInvalid(ctx.where, `line ${line}: "${P_KEYS[k]}" is not valid JSON`);
+      }
+      const seen = new Set<string>();
+      for (const t of Array.isArray(list) ? list : []) {
+        if (typeof t !== 'string' || seen.has(t)) continue;
+        seen.add(t);
+        const tags = this.tags;
+        tags.str(newId('passage-tag'));
+        tags.tab();
+        tags.str(t);
+        tags.tab();
+        tags.str(id);
+        tags.raw(c.tagTail);
+        tags.rows++;
+      }
+    }
+  }
+}
