@@ -21,7 +21,6 @@ export async function writeAll(tx: Queryable, model: SourceModel, P: Planned, op
   const ctx: WriteContext = {
     tx,
     model,
-    planned: P,
     A,
     restored,
     plan,

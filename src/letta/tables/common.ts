@@ -8,7 +8,7 @@ import { AgentVaultError } from '../../core/errors';
 import type { Queryable } from '../../db/types';
 import type { LettaTable } from '../ddl';
 import { qi, type ColumnInfo } from '../sql';
-import type { Assign, Planned, SourceModel, SrcAgent, SrcObject } from '../restore/model';
+import type { Assign, SourceModel, SrcAgent, SrcObject } from '../restore/model';
 import type { RestoreStep } from './index';
 import type { RestoreOptions, RestorePlan } from '../restore/types';
 
@@ -43,7 +43,6 @@ export function pickColumns(columns: readonly string[], row: Obj): Obj | undefin
 export interface WriteContext {
   tx: Queryable;
   model: SourceModel;
-  planned: Planned;
   A: Assign;
   restored: SrcAgent[];
   plan: RestorePlan;

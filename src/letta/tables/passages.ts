@@ -126,7 +126,7 @@ export async function writePassages(
 }
 
 export const passagesWriter = tableWriter(['archival_passages', 'passage_tags'], async (ctx) => {
-  const { tx, model, A, restored, org, user, opts, catalog, rows, now, step } = ctx;
+  const { tx, model, A, restored, org, user, opts, catalog, rows, step } = ctx;
   // archival passages (binary COPY: embeddings in pgvector's binary form, zero-padded to the
   // column's dimension) and their tags (text COPY), streamed from the archive
   await step('archival_passages');
