@@ -21,7 +21,8 @@ import { identityJson } from '../tables/identities';
 import { EXTRA_COLUMNS } from '../tables/index';
 import { mcpJson } from '../tables/mcp-server';
 import { messageJson } from '../tables/messages';
-import { readVectorsById, trueDimension, writePassages } from '../tables/passages';
+import { readVectorsById, trueDimension, writePassages, writeVectorsEntry } from '../tables/passages';
+import { writeFilePassages } from '../tables/source-passages';
 import { sourceJson } from '../tables/sources';
 import { toolJson } from '../tables/tools';
 import { groupMembers, type AgentPlan, type FileIds, type Loaded } from './load';
@@ -225,6 +226,25 @@ export async function writeAgent(
     }
   }
 
+  // the chunks of the agent's files (source_passages) with their embeddings (docs/FORMAT.md §7.3)
+  const filePassages = await writeFilePassages(
+    tx,
+    writer,
+    info,
+    {
+      agentId,
+      fileIds: p.fileIds,
+      localId: (dbId) => ids.get(dbId),
+      batchSize: o.batchSize ?? 500,
+      progress: (n) => o.progress({ phase: 'passages', agentId, name: a.name, index: o.index, total: o.total, rows: n }),
+    },
+    (fdim, count, entryName) =>
+      writeVectorsEntry(tx, writer, info, { from: 'source_passages p WHERE p.file_id = ANY($1::text[]) AND NOT p.is_deleted', param: p.fileIds, what: `agent ${agentId}: file chunk` }, fdim, count, entryName, {
+        batchSize: o.batchSize ?? 500,
+        progress: (n) => o.progress({ phase: 'passages', agentId, name: a.name, index: o.index, total: o.total, rows: n }),
+      }),
+  );
+
   return {
     id: agentId,
     name: a.name ?? null,
@@ -238,6 +258,7 @@ export async function writeAgent(
       passages,
       groups: p.groupIds.length,
       files: p.fileIds.length,
+      ...(filePassages ? { file_passages: filePassages.count } : {}),
     },
     embedding: emb || archiveEmb
       ? {
@@ -249,6 +270,7 @@ export async function writeAgent(
     llm: isObj(a.llm_config) ? { model: (a.llm_config.model as string | undefined) ?? null } : null,
     passages_entry: passagesEntry,
     vectors_entry: vectorsEntry,
+    ...(filePassages ? { file_passages_entry: filePassages.passagesEntry, file_vectors_entry: filePassages.vectorsEntry } : {}),
     file_id: agentFile,
   } as ManifestAgent;
 }

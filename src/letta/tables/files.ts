@@ -1,7 +1,8 @@
 /**
  * Letta's `files`, `file_contents` and `files_agents` tables: rows → .af files and the agent's
- * files_agents (export), target ids (plan), .af → rows (restore; the file's chunks are not carried,
- * so files are laid out for Letta to process again).
+ * files_agents (export), target ids (plan), .af → rows (restore; files are laid out for Letta to
+ * process again, and ./source-passages.ts puts back the state of those whose chunks the archive
+ * carries).
  */
 import type { JsonObject } from '../../format/types';
 import { newId } from '../sql';
@@ -83,9 +84,10 @@ export const filesWriter = tableWriter(['files', 'file_contents'], async (ctx) =
         file_last_modified_date: o.file_last_modified_date ?? null,
         ...stamps(f.extra),
         ...base,
-        // the file's chunks (source_passages) are not in the source: laid out as Letta's import
-        // does (parsing, no error, counts cleared) so that Letta processes the file again rather
-        // than claiming embeddings that do not exist
+        // laid out as Letta's import does (parsing, no error, counts cleared) so that Letta
+        // processes the file again rather than claiming embeddings that do not exist; when the
+        // archive carries the file's chunks, the source_passages step writes them and puts the
+        // exported state back
         processing_status: 'parsing',
         error_message: null,
         original_file_name: o.original_file_name ?? null,

@@ -17,6 +17,7 @@ import { agentsTagsWriter, blocksAgentsWriter, sourcesAgentsWriter, toolsAgentsW
 import { mcpServerWriter, MCP_SERVER_EXTRA_COLUMNS } from './mcp-server';
 import { messagesWriter } from './messages';
 import { passagesWriter } from './passages';
+import { sourcePassagesWriter } from './source-passages';
 import { sourcesWriter, SOURCE_EXTRA_COLUMNS } from './sources';
 import { toolsWriter, TOOL_EXTRA_COLUMNS } from './tools';
 
@@ -28,6 +29,7 @@ const WRITERS = [
   identitiesWriter,
   agentsWriter,
   filesWriter,
+  sourcePassagesWriter,
   messagesWriter,
   blocksAgentsWriter,
   toolsAgentsWriter,

@@ -64,7 +64,6 @@ export async function writePassages(
             COALESCE((SELECT json_agg(t.tag ORDER BY t.tag) FROM passage_tags t WHERE t.passage_id = p.id AND NOT t.is_deleted), '[]'::json) AS passage_tags,
             p.created_at, p.updated_at, (p.embedding IS NULL) AS no_embedding
        FROM archival_passages p WHERE p.archive_id = $1 AND NOT p.is_deleted ORDER BY p.id`;
-  let n = 0;
   async function* lines(): AsyncGenerator<Buffer> {
     for await (const rows of iterateBatches(tx, lineSql, [archiveId], o.batchSize)) {
       const out: string[] = [];
@@ -78,8 +77,26 @@ export async function writePassages(
   }
   await writer.addStream(passagesEntry, lines(), { mediaType: 'application/x-ndjson' });
 
-  // The vectors: pgvector's binary form of the first `dim` values (big-endian float32 after a
-  // 4-byte header), plus a check that nothing but zeros follows (the padding Letta adds).
+  await writeVectorsEntry(tx, writer, info, { from: 'archival_passages p WHERE p.archive_id = $1 AND NOT p.is_deleted', param: archiveId, what: `agent ${agentId}: passage` }, dim, count, vectorsEntry, o);
+}
+
+/**
+ * A `.vectors` entry (docs/FORMAT.md §7.2) from the `embedding` column of the rows `from` selects
+ * (a FROM clause with alias `p` and one parameter $1), in `p.id` order: pgvector's binary form of
+ * the first `dim` values (big-endian float32 after a 4-byte header), plus a check that nothing but
+ * zeros follows (the padding Letta adds). A row without an embedding gets an all-zero record.
+ */
+export async function writeVectorsEntry(
+  tx: Queryable,
+  writer: ArchiveWriter,
+  info: LettaDbInfo,
+  src: { from: string; param: unknown; what: string },
+  dim: number,
+  count: number,
+  vectorsEntry: string,
+  o: { batchSize: number; progress: (n: number) => Promise<void>; observer?: PassageVectorObserver | null },
+): Promise<void> {
+  let n = 0;
   const trimmed = info.hasSubvector ? `subvector(p.embedding, 1, $2)` : `((p.embedding::real[])[1:$2])::vector`;
   const padCheck = info.hasSubvector
     ? `CASE WHEN vector_dims(p.embedding) > $2 THEN vector_norm(subvector(p.embedding, $2 + 1, vector_dims(p.embedding) - $2)) <> 0 ELSE false END`
@@ -87,18 +104,18 @@ export async function writePassages(
   const vecSql = `SELECT p.id, CASE WHEN p.embedding IS NULL THEN NULL WHEN vector_dims(p.embedding) < $2 THEN NULL ELSE vector_send(${trimmed}) END AS v,
             CASE WHEN p.embedding IS NULL THEN false ELSE (vector_dims(p.embedding) < $2 OR ${padCheck}) END AS bad,
             CASE WHEN p.embedding IS NULL THEN 0 ELSE vector_dims(p.embedding) END AS dims
-       FROM archival_passages p WHERE p.archive_id = $1 AND NOT p.is_deleted ORDER BY p.id`;
+       FROM ${src.from} ORDER BY p.id`;
   const vw = new VectorWriter({ dim, count });
   const consumed = writer.addStream(vectorsEntry, vw.stream, { mediaType: 'application/vnd.agent-vault.vectors' });
   consumed.catch(() => undefined);
   const zero = new Float32Array(dim);
   try {
-    for await (const rows of iterateBatches<{ id: string; v: Buffer | null; bad: boolean; dims: number }>(tx, vecSql, [archiveId, dim], o.batchSize)) {
+    for await (const rows of iterateBatches<{ id: string; v: Buffer | null; bad: boolean; dims: number }>(tx, vecSql, [src.param, dim], o.batchSize)) {
       for (const r of rows) {
         if (r.bad) {
           throw new AgentVaultError(
             'vector-dim',
-            `agent ${agentId}: passage ${r.id} has an embedding of ${r.dims} values that is not the embedding dimension ${dim} followed by zero padding; the recorded embedding_dim does not fit this vector`,
+            `${src.what} ${r.id} has an embedding of ${r.dims} values that is not the embedding dimension ${dim} followed by zero padding; the recorded embedding_dim does not fit this vector`,
           );
         }
         if (r.v === null) {
