@@ -114,6 +114,7 @@ export type ErrorCode =
   | 'export-inconsistent'
   | 'letta-not-found'
   | 'letta-schema-mismatch'
+  | 'dangling-reference'
   | 'restore-conflict'
   | 'restore-invalid'
   | 'restore-write-failed'

@@ -55,6 +55,8 @@ export interface ManifestAgentCounts {
   passages: number;
   groups: number;
   files: number;
+  /** chunks (Letta `source_passages`) of the files the agent reaches, as in file_passages_entry (optional, added 2026-12) */
+  file_passages?: number;
 }
 
 export interface ManifestAgent {
@@ -68,6 +70,10 @@ export interface ManifestAgent {
   llm?: { model: string | null } | null;
   passages_entry?: string | null;
   vectors_entry?: string | null;
+  /** the chunks of the agent's files (Letta `source_passages`, without embeddings), "file-passages/<id>.jsonl" (optional, added 2026-12) */
+  file_passages_entry?: string | null;
+  /** their embeddings, "file-passages/<id>.vectors" */
+  file_vectors_entry?: string | null;
 }
 
 export interface ManifestSource {
@@ -223,6 +229,8 @@ export function safeEntrySegment(id: string): string {
 export const agentEntryName = (agentId: string): string => `agents/${safeEntrySegment(agentId)}.af`;
 export const passagesEntryName = (agentId: string): string => `passages/${safeEntrySegment(agentId)}.jsonl`;
 export const vectorsEntryName = (agentId: string): string => `passages/${safeEntrySegment(agentId)}.vectors`;
+export const filePassagesEntryName = (agentId: string): string => `file-passages/${safeEntrySegment(agentId)}.jsonl`;
+export const fileVectorsEntryName = (agentId: string): string => `file-passages/${safeEntrySegment(agentId)}.vectors`;
 export const qdrantSnapshotEntryName = (collection: string): string => `qdrant/${safeEntrySegment(collection)}.snapshot`;
 export const qdrantPointsEntryName = (collection: string): string => `qdrant/${safeEntrySegment(collection)}.points.jsonl`;
 
@@ -337,7 +345,7 @@ export function checkManifest(value: unknown, file: string): Manifest {
   manifest.agents.forEach((a, i) => {
     if (agentIds.has(a.id)) throw new AgentVaultError('manifest', `${where}: agent ${JSON.stringify(a.id)} is listed twice`, { location: { ...loc, pointer: `/agents/${i}/id` } });
     agentIds.add(a.id);
-    for (const key of ['entry', 'passages_entry', 'vectors_entry'] as const) {
+    for (const key of ['entry', 'passages_entry', 'vectors_entry', 'file_passages_entry', 'file_vectors_entry'] as const) {
       const ref = a[key];
       if (ref != null && !listed.has(ref)) {
         throw new AgentVaultError('manifest', `${where}: agent ${JSON.stringify(a.id)} names ${key} ${JSON.stringify(ref)}, which "entries" does not list`, {

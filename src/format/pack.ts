@@ -325,18 +325,29 @@ export interface PassageRecord {
   embedding: Float32Array | null;
 }
 
+/** Which passages of an agent: its archival memory, or the chunks of its files (Letta `source_passages`). */
+export type PassageKind = 'archival' | 'file';
+
+/** The entries holding an agent's passages of a kind (null when it has none). */
+export function passageEntries(agent: ManifestAgent, kind: PassageKind): { jsonl: string | null; vectors: string | null } {
+  return kind === 'file'
+    ? { jsonl: agent.file_passages_entry ?? null, vectors: agent.file_vectors_entry ?? null }
+    : { jsonl: agent.passages_entry ?? null, vectors: agent.vectors_entry ?? null };
+}
+
 /**
- * Streams an agent's passages joined with their vectors (record i ↔ line i). Neither entry is
- * held in memory whole.
+ * Streams an agent's passages (archival, or with kind 'file' its files' chunks) joined with their
+ * vectors (record i ↔ line i). Neither entry is held in memory whole.
  */
-export async function* readPassages(reader: ArchiveReader, agent: ManifestAgent): AsyncGenerator<PassageRecord> {
-  if (!agent.passages_entry) return;
-  const where = `${reader.path}!${agent.passages_entry}`;
-  const vecStream = agent.vectors_entry ? await reader.openStream(agent.vectors_entry) : undefined;
-  const vectors = vecStream ? readVectorsStream(vecStream as AsyncIterable<Buffer>, `${reader.path}!${agent.vectors_entry}`) : undefined;
+export async function* readPassages(reader: ArchiveReader, agent: ManifestAgent, kind: PassageKind = 'archival'): AsyncGenerator<PassageRecord> {
+  const { jsonl: passagesEntry, vectors: vectorsEntry } = passageEntries(agent, kind);
+  if (!passagesEntry) return;
+  const where = `${reader.path}!${passagesEntry}`;
+  const vecStream = vectorsEntry ? await reader.openStream(vectorsEntry) : undefined;
+  const vectors = vecStream ? readVectorsStream(vecStream as AsyncIterable<Buffer>, `${reader.path}!${vectorsEntry}`) : undefined;
   let input: NodeJS.ReadableStream;
   try {
-    input = await reader.openStream(agent.passages_entry);
+    input = await reader.openStream(passagesEntry);
   } catch (e) {
     (vecStream as Readable | undefined)?.destroy();
     throw e;
@@ -354,19 +365,19 @@ export async function* readPassages(reader: ArchiveReader, agent: ManifestAgent)
       try {
         passage = JSON.parse(line) as JsonObject;
       } catch (e) {
-        throw new AgentVaultError('json-syntax', `${where}:${n}: invalid JSON: ${errorMessage(e)}`, { location: { file: reader.path, entry: agent.passages_entry, line: n } });
+        throw new AgentVaultError('json-syntax', `${where}:${n}: invalid JSON: ${errorMessage(e)}`, { location: { file: reader.path, entry: passagesEntry, line: n } });
       }
       let embedding: Float32Array | null = null;
       if (vectors) {
         const next = await vectors.next();
-        if (next.done) throw new AgentVaultError('corrupt', `${where}:${n}: there are more passages than vectors in ${agent.vectors_entry}`, { location: { file: reader.path, entry: agent.vectors_entry ?? undefined } });
+        if (next.done) throw new AgentVaultError('corrupt', `${where}:${n}: there are more passages than vectors in ${vectorsEntry}`, { location: { file: reader.path, entry: vectorsEntry ?? undefined } });
         embedding = passage.embedding === null ? null : next.value;
       }
       yield { passage, embedding };
     }
     if (vectors) {
       const rest = await vectors.next();
-      if (!rest.done) throw new AgentVaultError('corrupt', `${reader.path}!${agent.vectors_entry}: there are more vectors than passages in ${agent.passages_entry}`, { location: { file: reader.path, entry: agent.vectors_entry ?? undefined } });
+      if (!rest.done) throw new AgentVaultError('corrupt', `${reader.path}!${vectorsEntry}: there are more vectors than passages in ${passagesEntry}`, { location: { file: reader.path, entry: vectorsEntry ?? undefined } });
     }
   } finally {
     lines.close();
@@ -430,11 +441,12 @@ export async function unpackArchive(archivePath: string, outDir: string, opts: U
   try {
     if (reader.encrypted && !reader.decryptable) throw noKeyError(archivePath, 'nothing was written');
     const root = path.resolve(outDir);
-    const plan: Array<{ target: string; kind: 'af' | 'passages' | 'raw'; entry: string; agent?: ManifestAgent }> = [];
+    const plan: Array<{ target: string; kind: 'af' | 'passages' | 'file-passages' | 'raw'; entry: string; agent?: ManifestAgent }> = [];
     for (const a of reader.manifest.agents) {
       const base = path.posix.basename(a.entry).replace(/\.af$/, '');
       plan.push({ target: inside(root, `${base}.af`), kind: 'af', entry: a.entry, agent: a });
       if (a.passages_entry) plan.push({ target: inside(root, `${base}.passages.jsonl`), kind: 'passages', entry: a.passages_entry, agent: a });
+      if (a.file_passages_entry) plan.push({ target: inside(root, `${base}.file-passages.jsonl`), kind: 'file-passages', entry: a.file_passages_entry, agent: a });
     }
     if (opts.raw) {
       for (const name of ['manifest.json', ...reader.manifest.entries.map((e) => e.name)]) plan.push({ target: inside(root, name), kind: 'raw', entry: name });
@@ -472,11 +484,12 @@ export async function unpackArchive(archivePath: string, outDir: string, opts: U
       if (p.kind === 'af') {
         const doc = await reader.readJson<AgentFileV2>(p.entry);
         await writeStreamAtomic(p.target, async (w) => w(JSON.stringify(doc, null, 2) + '\n'), !!opts.overwrite);
-      } else if (p.kind === 'passages') {
+      } else if (p.kind === 'passages' || p.kind === 'file-passages') {
+        const kind = p.kind === 'passages' ? 'archival' : 'file';
         await writeStreamAtomic(
           p.target,
           async (w) => {
-            for await (const rec of readPassages(reader, p.agent!)) await w(passageLine(rec) + '\n');
+            for await (const rec of readPassages(reader, p.agent!, kind)) await w(passageLine(rec) + '\n');
           },
           !!opts.overwrite,
         );

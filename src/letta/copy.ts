@@ -44,6 +44,11 @@ class Out {
 }
 
 /** Rows in COPY's text format. */
+/** COPY text escapes for a constant. */
+export function copyTextEscape(s: string): string {
+  return s.replace(/[\\\n\r\t]/g, (c) => (c === '\\' ? '\\\\' : c === '\n' ? '\\n' : c === '\r' ? '\\r' : '\\t'));
+}
+
 export class CopyText {
   private readonly out = new Out();
   rows = 0;

@@ -43,6 +43,12 @@ export interface LettaDbInfo {
   hasSubvector: boolean;
 }
 
+/** How messages name a database (its redacted target when the connection has one). */
+export function describeDb(db: Queryable): string {
+  const t = (db as { target?: unknown }).target;
+  return typeof t === 'string' ? t : 'the database';
+}
+
 /** Reads what a manifest/plan needs to know about the database; fails clearly when it is not Letta's. */
 export async function readLettaInfo(q: Queryable, where: string): Promise<LettaDbInfo> {
   const r = await q.query<{ alembic: string | null; schema: string; database: string; version: string }>(

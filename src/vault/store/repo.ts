@@ -620,7 +620,7 @@ export interface CheckOptions {
 }
 
 function agentsForEntry(m: Manifest, entry: string): string[] {
-  return (m.agents ?? []).filter((a) => a.entry === entry || a.passages_entry === entry || a.vectors_entry === entry || entry === `secrets/${safeEntrySegment(a.id)}.env.json`).map((a) => a.id);
+  return (m.agents ?? []).filter((a) => a.entry === entry || a.passages_entry === entry || a.vectors_entry === entry || a.file_passages_entry === entry || a.file_vectors_entry === entry || entry === `secrets/${safeEntrySegment(a.id)}.env.json`).map((a) => a.id);
 }
 
 /**
