@@ -68,6 +68,14 @@ export const REMEDY_HINT: Readonly<Record<ErrorRemedy, string>> = {
   'select-agents': 'use --agent <id|name>, --tag <tag> or --all',
   config: 'pass --config <file>',
   vault: 'name the vault with --vault <dir>',
+  'replace-collections': 'Pass --force to replace them (a safety snapshot is taken first and recovered if the restore fails), or use --target-name.',
+  'repoint-alias': 'Pass --force to re-point it (rolled back if the restore fails).',
+  'target-name': 'Restore into a new collection with --target-name <name>, or delete/recreate the collection first.',
+  'skip-checksum': 'Use another backup (or --skip-checksum-verify at your own risk).',
+  'without-points': 'Back up this collection without --points.',
+  'from-snapshot': 'Restore from the snapshot (omit --from-points).',
+  'more-time': 'Raise --timeout or --retries.',
+  'api-key': 'Check the API key (environment variable QDRANT_API_KEY or the one named by --api-key-env).',
 };
 
 /** The hint lines the CLI prints under an error's message: its remedy in CLI terms, then its own hint. */

@@ -182,7 +182,23 @@ export type ErrorRemedy =
   /** name the vault configuration file (CLI: --config) */
   | 'config'
   /** name the vault folder (CLI: --vault) */
-  | 'vault';
+  | 'vault'
+  /** Qdrant: replace the existing collections, after a safety snapshot (CLI: --force), or restore under another name */
+  | 'replace-collections'
+  /** Qdrant: re-point an alias that points elsewhere (CLI: --force) */
+  | 'repoint-alias'
+  /** Qdrant: restore into a new collection (CLI: --target-name) */
+  | 'target-name'
+  /** Qdrant: skip the snapshot checksum, at the user's risk (CLI: --skip-checksum-verify) */
+  | 'skip-checksum'
+  /** Qdrant: back up without the portable points export (CLI: without --points) */
+  | 'without-points'
+  /** Qdrant: restore from the snapshot, not the points export (CLI: without --from-points) */
+  | 'from-snapshot'
+  /** Qdrant: allow more time or attempts (CLI: --timeout, --retries) */
+  | 'more-time'
+  /** Qdrant: check the API key (CLI: QDRANT_API_KEY or --api-key-env) */
+  | 'api-key';
 
 export interface AgentVaultErrorOptions {
   /** default 'failed' */

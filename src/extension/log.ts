@@ -19,6 +19,14 @@ const REMEDY_HINT: Readonly<Record<ErrorRemedy, string>> = {
   'select-agents': 'choose the agents to export',
   config: 'set agentVault.configFile',
   vault: 'set agentVault.vaultPath',
+  'replace-collections': 'the collections exist on the Qdrant server already',
+  'repoint-alias': 'the alias points at another collection on the Qdrant server',
+  'target-name': 'restore into a new collection',
+  'skip-checksum': 'use another backup',
+  'without-points': 'back up this collection without the points export',
+  'from-snapshot': 'restore from the snapshot instead of the points export',
+  'more-time': 'allow more time or attempts',
+  'api-key': 'check the Qdrant API key',
 };
 
 export const SHOW_LOG = 'Show Log';

@@ -1,13 +1,14 @@
-import { AgentVaultError, errorMessage } from '../core/errors';
+import { AgentVaultError, errorMessage, type ErrorRemedy } from '../core/errors';
 
-export function usageError(message: string, hint?: string): AgentVaultError {
-  return new AgentVaultError('QDRANT_USAGE', message, { kind: 'usage', hint });
+export function usageError(message: string, hint?: string, remedy?: ErrorRemedy): AgentVaultError {
+  return new AgentVaultError('QDRANT_USAGE', message, { kind: 'usage', hint, remedy });
 }
 
-export function verificationError(message: string, opts: { entry?: string; file?: string; hint?: string } = {}): AgentVaultError {
+export function verificationError(message: string, opts: { entry?: string; file?: string; hint?: string; remedy?: ErrorRemedy } = {}): AgentVaultError {
   return new AgentVaultError('QDRANT_VERIFICATION', message, {
     kind: 'failed',
     hint: opts.hint,
+    remedy: opts.remedy,
     location: opts.entry || opts.file ? { entry: opts.entry, file: opts.file } : undefined,
   });
 }
@@ -117,12 +118,16 @@ export function qdrantCallError(what: string, url: string, e: unknown): AgentVau
   const status = errorStatus(e);
   const detail = describeQdrantFailure(e);
   let hint: string | undefined;
-  if (status === 401 || status === 403) hint = 'Check the API key (environment variable QDRANT_API_KEY or the one named by --api-key-env).';
-  else if (isTimeoutError(e)) hint = 'Raise --timeout or --retries, or check that the server is not overloaded.';
-  else if (isNetworkError(e)) hint = `Check that Qdrant is running and reachable at ${url}.`;
+  let remedy: ErrorRemedy | undefined;
+  if (status === 401 || status === 403) remedy = 'api-key';
+  else if (isTimeoutError(e)) {
+    remedy = 'more-time';
+    hint = 'Check that the server is not overloaded.';
+  } else if (isNetworkError(e)) hint = `Check that Qdrant is running and reachable at ${url}.`;
   return new AgentVaultError('QDRANT_CONNECTION', `Qdrant at ${url}: ${what} failed: ${detail}`, {
     kind: 'connection',
     hint,
+    remedy,
     cause: e,
   });
 }

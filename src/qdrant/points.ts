@@ -28,7 +28,8 @@ function checkId(id: unknown, collection: string): ExtendedPointId {
     if (!Number.isSafeInteger(id)) {
       throw new AgentVaultError('QDRANT_POINT_ID', `Collection '${collection}': point id ${id} is above 2^53 and cannot be exported exactly as a JSON number`, {
         kind: 'failed',
-        hint: 'Back up this collection without --points (the snapshot keeps such ids exactly).',
+        remedy: 'without-points',
+        hint: 'The snapshot keeps such ids exactly.',
       });
     }
     return id;

@@ -218,7 +218,7 @@ export async function restoreCollectionsFromSource(reader: ArchiveSource, conn: 
   const chosen = section.collections.filter((c) => wanted.includes(c.name));
   for (const c of chosen) {
     const entry = opts.fromPoints ? c.points_entry : c.snapshot_entry;
-    if (opts.fromPoints && !entry) throw usageError(`Collection '${c.name}' in ${label} has no points export; it was backed up without --points`, 'Restore from the snapshot (omit --from-points).');
+    if (opts.fromPoints && !entry) throw usageError(`Collection '${c.name}' in ${label} has no points export; it was backed up without its points export`, undefined, 'from-snapshot');
     if (!reader.has(entry!)) throw verificationError(`${label}: entry ${entry} for collection '${c.name}' is listed in the manifest but missing from the archive`, { entry });
   }
 
@@ -227,7 +227,7 @@ export async function restoreCollectionsFromSource(reader: ArchiveSource, conn: 
     conn.onProgress({
       phase: 'warning',
       message: `The snapshots were taken on Qdrant ${section.server_version}; this server runs ${serverVersion}. Snapshots may not load across versions` +
-        (chosen.every((c) => c.points_entry) ? '; --from-points restores the portable export instead.' : '.'),
+        (chosen.every((c) => c.points_entry) ? '; the archive also holds the portable points export, which restores across versions.' : '.'),
     });
   }
 
@@ -255,7 +255,7 @@ export async function restoreCollectionsFromSource(reader: ArchiveSource, conn: 
     throw new AgentVaultError(
       'QDRANT_FINGERPRINT_MISMATCH',
       mismatches.map((m) => `Collection '${m.i.target}' on the server does not match '${m.i.source}' in ${label}: ${formatDifferences(m.diffs)}`).join('\n'),
-      { kind: 'mismatch', hint: 'Nothing was changed. Restore into a new collection with --target-name <name>, or delete/recreate the collection first.' },
+      { kind: 'mismatch', remedy: 'target-name', hint: 'Nothing was changed.' },
     );
   }
   // Aliases come back only when restoring under the archived name (a staging copy must not take them over).
@@ -268,7 +268,7 @@ export async function restoreCollectionsFromSource(reader: ArchiveSource, conn: 
       if (now !== undefined && now !== i.target && !opts.overwrite) {
         throw new AgentVaultError('QDRANT_TARGET_EXISTS', `Alias '${alias}' points at collection '${now}' on Qdrant at ${conn.url}; the archive has it pointing at '${i.source}'. Not changed.`, {
           kind: 'usage',
-          hint: 'Pass --force to re-point it (rolled back if the restore fails).',
+          remedy: 'repoint-alias',
         });
       }
     }
@@ -277,7 +277,7 @@ export async function restoreCollectionsFromSource(reader: ArchiveSource, conn: 
   if (existing.length && !opts.overwrite) {
     throw new AgentVaultError('QDRANT_TARGET_EXISTS', `Collection${existing.length > 1 ? 's' : ''} ${existing.map((i) => `'${i.target}'`).join(', ')} already exist${existing.length > 1 ? '' : 's'} on Qdrant at ${conn.url}; not overwritten`, {
       kind: 'usage',
-      hint: 'Pass --force to replace them (a safety snapshot is taken first and recovered if the restore fails), or use --target-name.',
+      remedy: 'replace-collections',
     });
   }
 
@@ -308,7 +308,7 @@ export async function restoreCollectionsFromSource(reader: ArchiveSource, conn: 
         if (!opts.skipChecksumVerify && got.sha256 !== i.manifest.snapshot_sha256) {
           throw verificationError(
             `${label}: snapshot of collection '${i.source}' (${i.manifest.snapshot_entry}) failed its checksum: manifest sha256 ${i.manifest.snapshot_sha256}, extracted file sha256 ${got.sha256}. Nothing was uploaded.`,
-            { entry: i.manifest.snapshot_entry, hint: 'The archive is damaged. Use another backup (or --skip-checksum-verify at your own risk).' },
+            { entry: i.manifest.snapshot_entry, hint: 'The archive is damaged.', remedy: 'skip-checksum' },
           );
         }
       } else if (!opts.skipChecksumVerify && i.manifest.points_sha256) {

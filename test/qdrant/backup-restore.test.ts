@@ -11,6 +11,8 @@ import { createArchiveWriter, openArchive, readManifest } from '../../src/format
 import { backupQdrantToArchive, listCollectionsInArchive, restoreQdrantFromArchivePath } from '../../src/qdrant/archive';
 import { fingerprintFromInfo } from '../../src/qdrant/fingerprint';
 import type { QdrantManifestSection } from '../../src/qdrant/types';
+import { errorHints } from '../../src/cli/exit';
+import type { AgentVaultError } from '../../src/core/errors';
 import { ARCHIVAL_COLLECTION, ARCHIVAL_CREATE, MEMORY_COLLECTION, MEMORY_CREATE, MEMORY_INDEXES, memoryPoints, rejection, seedStandard, startEnv, writeRequests, type Env } from './helpers';
 
 describe('qdrant backup/restore (against the Qdrant TEST DOUBLE, not a real Qdrant)', () => {
@@ -173,7 +175,7 @@ describe('qdrant backup/restore (against the Qdrant TEST DOUBLE, not a real Qdra
     const e = await rejection(restoreQdrantFromArchivePath(out, env.conn()));
     assert.equal(e.kind, 'usage');
     assert.match(e.message, /'agent_memory' already exists .* not overwritten/);
-    assert.match(e.hint ?? '', /--force/);
+    assert.match(errorHints(e as AgentVaultError).join('\n'), /--force/); // the hint the CLI prints
     assert.deepEqual(writeRequests(env.double), []);
 
     await restoreQdrantFromArchivePath(out, env.conn(), { overwrite: true });

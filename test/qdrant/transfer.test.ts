@@ -11,7 +11,12 @@ import { openArchive, readManifest } from '../../src/format/archive';
 import { backupQdrantToArchive, restoreQdrantFromArchivePath } from '../../src/qdrant/archive';
 import { QdrantConnection, resolveApiKey } from '../../src/qdrant/connection';
 import type { QdrantManifestSection } from '../../src/qdrant/types';
+import { errorHints } from '../../src/cli/exit';
+import type { AgentVaultError } from '../../src/core/errors';
 import { ARCHIVAL_COLLECTION, MEMORY_COLLECTION, rejection, seedStandard, startEnv, writeRequests, type Env } from './helpers';
+
+/** The hint lines the CLI prints under this error (its remedy in CLI words, then its hint). */
+const cliHints = (e: Error): string => errorHints(e as AgentVaultError).join('\n');
 
 describe('qdrant transfer, timeouts, retries, API key (against the Qdrant TEST DOUBLE, not a real Qdrant)', () => {
   let env: Env;
@@ -98,7 +103,7 @@ describe('qdrant transfer, timeouts, retries, API key (against the Qdrant TEST D
     const e = await rejection(backupQdrantToArchive(dest, env.conn({ timeoutMs: 300, retries: 0 }), { collections: [ARCHIVAL_COLLECTION] }));
     assert.equal(e.kind, 'connection');
     assert.match(e.message, /timed out \(no data received for 300 ms\)/);
-    assert.match(e.hint ?? '', /--timeout/);
+    assert.match(cliHints(e), /--timeout/);
     assert.deepEqual(await readdir(env.dir), ['out.avault']);
   });
 
@@ -199,7 +204,7 @@ describe('qdrant transfer, timeouts, retries, API key (against the Qdrant TEST D
         const e = await rejection(backupQdrantToArchive(join(keyed.dir, 'x.avault'), new QdrantConnection({ url: keyed.double.url, apiKey, retries: 0 })));
         assert.equal(e.kind, 'connection');
         assert.match(e.message, text);
-        assert.match(e.hint ?? '', /QDRANT_API_KEY/);
+        assert.match(cliHints(e), /QDRANT_API_KEY/);
       }
     });
 
