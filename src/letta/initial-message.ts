@@ -37,8 +37,7 @@ export interface InitialMessageBlock {
 }
 
 /** letta/constants.py CORE_MEMORY_LINE_NUMBER_WARNING */
-const LINE_NUMBER_WARNING =
-  "# NOTE: Line numbers shown below (with arrows like '1→') are to help during editing. Do NOT include line number prefixes in your memory edit tool calls.";
+const LINE_NUMBER_WARNING = "# NOTE: Line numbers shown below (with arrows like '1→') are to help during editing. Do NOT include line number prefixes in your memory edit tool calls.";
 
 export function renderMemoryBlocks(agent: InitialMessageAgent, blocks: InitialMessageBlock[]): string {
   const type = (agent.agent_type ?? '').toLowerCase();

@@ -148,9 +148,12 @@ describe('real Letta server: schema, restore → load, restore → run', functio
         }
 
         const passages = await letta.api<Obj[]>('GET', `/v1/agents/${agentId}/archival-memory?limit=100`);
-        assert.ok(passages.some((p) => String(p.text).includes(marker)), 'the inserted passage is listed');
+        assert.ok(
+          passages.some((p) => String(p.text).includes(marker)),
+          'the inserted passage is listed',
+        );
         const found = await letta.api<Obj>('GET', `/v1/agents/${agentId}/archival-memory/search?query=${encodeURIComponent(archivalText)}&top_k=3`);
-        const results: Obj[] = Array.isArray(found) ? found : found.results ?? [];
+        const results: Obj[] = Array.isArray(found) ? found : (found.results ?? []);
         assert.ok(results.length > 0 && String(results[0].content ?? results[0].text).includes(marker), `archival search finds the passage first: ${JSON.stringify(found).slice(0, 600)}`);
         if (searchByTool) {
           const ret = returns.find((m: Obj) => m.name === 'archival_memory_search');
@@ -225,7 +228,10 @@ async function checkAgentsThroughRest(
     // file's value (Letta applies its model rules when it reads a config, e.g.
     // put_inner_thoughts_in_kwargs = false for claude-3-7-sonnet; docs/RESTORE.md)
     const view = lettaViews.get(fx.file)!;
-    for (const [key, conf] of [['llm_config', a.llm_config], ['embedding_config', a.embedding_config]] as const) {
+    for (const [key, conf] of [
+      ['llm_config', a.llm_config],
+      ['embedding_config', a.embedding_config],
+    ] as const) {
       const shown = (key === 'llm_config' ? view.llm_configs : view.embedding_configs)[doc.agents.indexOf(a)];
       for (const [k, v] of Object.entries((conf as Obj) ?? {})) {
         if (v === null || v === undefined) continue;
@@ -240,7 +246,11 @@ async function checkAgentsThroughRest(
       // the file gives the agent no in-context message: the restore wrote the system message
       // Letta's create_agent writes (the compiled system prompt), its only in-context message
       assert.deepEqual(fileMsgs.length, 0, `${where}: the file has no messages`);
-      assert.deepEqual(stored.map((m) => m.role), ['system'], `${where}: Letta lists the initial system message`);
+      assert.deepEqual(
+        stored.map((m) => m.role),
+        ['system'],
+        `${where}: Letta lists the initial system message`,
+      );
       assert.ok(stored[0].text.startsWith(String(a.system ?? '')) && /<memory_metadata>/.test(stored[0].text), `${where}: it holds the compiled system prompt: ${stored[0].text.slice(0, 300)}`);
       assert.deepEqual(got.message_ids, [stored[0].id], `${where}: it is the only in-context message`);
     } else {
@@ -254,7 +264,11 @@ async function checkAgentsThroughRest(
       assert.deepEqual(userTexts(stored), view.user_texts[doc.agents.indexOf(a)], `${where}: user message texts`);
       const inCtx = ((a.in_context_message_ids as string[] | undefined) ?? []).map((m) => msgOrder.get(m));
       const storedIdx = new Map(stored.map((m, i) => [m.id, i]));
-      assert.deepEqual((got.message_ids as string[]).map((m) => storedIdx.get(m)), inCtx, `${where}: in-context messages (positions)`);
+      assert.deepEqual(
+        (got.message_ids as string[]).map((m) => storedIdx.get(m)),
+        inCtx,
+        `${where}: in-context messages (positions)`,
+      );
     }
     // archival passages: an .af carries none; the agent's archive through Letta lists what was restored
     const passages = await letta.api<Obj[]>('GET', `/v1/agents/${id}/archival-memory?limit=1000`);

@@ -8,7 +8,6 @@ import path from 'node:path';
 import { checkLettaInstalled, type LettaServer } from '../helpers/letta-server';
 import { STUB_CHAT_MODEL } from './openai-stub';
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
 export type Obj = Record<string, any>;
 
 /** Letta's LettaMessage list → one entry per stored message (id, role, text), in order. */
@@ -135,7 +134,12 @@ export function lettaView(input: { llm_configs: Obj[]; embedding_configs: Obj[];
     '}',
     'sys.stdout.write("\\n@@LETTA_VIEW@@" + json.dumps(out))',
   ].join('\n');
-  const r = spawnSync(path.join(venv, 'bin', 'python'), ['-c', py], { input: JSON.stringify(input), encoding: 'utf8', maxBuffer: 256 * 1024 * 1024, env: { PATH: process.env.PATH, HOME: os.tmpdir(), LANG: 'C.UTF-8' } });
+  const r = spawnSync(path.join(venv, 'bin', 'python'), ['-c', py], {
+    input: JSON.stringify(input),
+    encoding: 'utf8',
+    maxBuffer: 256 * 1024 * 1024,
+    env: { PATH: process.env.PATH, HOME: os.tmpdir(), LANG: 'C.UTF-8' },
+  });
   const at = r.stdout?.lastIndexOf('@@LETTA_VIEW@@') ?? -1;
   assert.ok(r.status === 0 && at >= 0, `Letta's Python could not validate the values (exit ${r.status}): ${r.stderr?.slice(-2000)}`);
   return JSON.parse(r.stdout.slice(at + '@@LETTA_VIEW@@'.length));

@@ -32,7 +32,7 @@ describe('every fixture: restore into a new embedded database → export → val
       const db = await freshLettaDb('pglite');
       const archive = path.join(dir, `${f.file}.avs`);
       let notCarried;
-      let withSystemMessage = new Set<string>();
+      let withSystemMessage: Set<string> | undefined;
       try {
         const r = await restoreAgents(db, f.path); // no flags
         notCarried = r.plan.not_carried;
@@ -52,7 +52,7 @@ describe('every fixture: restore into a new embedded database → export → val
       // the only one in context
       let added = 0;
       for (const x of d.agents) {
-        if (!withSystemMessage.has(x.key)) continue;
+        if (!withSystemMessage?.has(x.key)) continue;
         const m = x.messages;
         assert.deepEqual(
           { a: m.a_count, b: m.b_count, appended: m.appended, removed: m.removed, edited: m.edited, in_context: [m.in_context.a_count, m.in_context.b_count], role: m.samples.appended[0]?.b?.role },
