@@ -21,10 +21,20 @@
  *
  * Embeddings: a bag of words hashed into `dimensions` buckets (FNV-1a, signed), L2-normalised, so
  * equal texts embed identically and a query made of a passage's words ranks that passage first.
+ *
+ * The server runs in its own Node process (startOpenAiStub spawns this file with
+ * --serve-openai-stub): the tests run the CLI with spawnSync, which blocks the test process's
+ * event loop for seconds, while Letta keeps calling the models in the background (file
+ * processing after an import, sleeptime agents). A stub inside the test process would leave
+ * those calls unanswered and Letta would log connection errors that are the harness's, not
+ * Letta's. The calls it served are read back over HTTP (GET /_stub/calls).
  */
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
 
 export const STUB_CHAT_MODEL = 'gpt-4o-mini';
 export const STUB_EMBEDDING_MODELS: Record<string, number> = {
@@ -48,9 +58,10 @@ export interface StubCall {
 export interface OpenAiStub {
   /** e.g. http://127.0.0.1:41234/v1 */
   baseUrl: string;
-  calls: StubCall[];
+  /** the calls served so far, in order */
+  calls(): Promise<StubCall[]>;
   /** requests the stub does not serve (answered 404) */
-  unknown: string[];
+  unknown(): Promise<string[]>;
   close(): Promise<void>;
 }
 
@@ -231,7 +242,8 @@ async function readJson(req: http.IncomingMessage): Promise<Record<string, unkno
   return raw ? (JSON.parse(raw) as Record<string, unknown>) : {};
 }
 
-export async function startOpenAiStub(): Promise<OpenAiStub> {
+/** Serves the stub in this process (the child startOpenAiStub spawns); resolves with its port. */
+async function serveOpenAiStub(): Promise<{ port: number; server: http.Server }> {
   const calls: StubCall[] = [];
   const unknown: string[] = [];
   const server = http.createServer((req, res) => {
@@ -243,6 +255,7 @@ export async function startOpenAiStub(): Promise<OpenAiStub> {
       const url = new URL(req.url ?? '/', 'http://stub');
       const p = url.pathname.replace(/\/+$/, '');
       try {
+        if (req.method === 'GET' && p === '/_stub/calls') return send(200, { calls, unknown });
         if (req.method === 'GET' && p === '/v1/models') {
           const created = 1700000000;
           const data = [STUB_CHAT_MODEL, ...Object.keys(STUB_EMBEDDING_MODELS)].map((id) => ({ id, object: 'model', created, owned_by: 'agent-vault-stub' }));
@@ -297,15 +310,64 @@ export async function startOpenAiStub(): Promise<OpenAiStub> {
     server.once('error', reject);
     server.listen(0, '127.0.0.1', () => resolve());
   });
-  const port = (server.address() as AddressInfo).port;
+  // never the first to close an idle keep-alive connection (the client's pool expires it)
+  server.keepAliveTimeout = 10 * 60_000;
+  server.headersTimeout = 10 * 60_000 + 1000;
+  return { port: (server.address() as AddressInfo).port, server };
+}
+
+const SERVE_FLAG = '--serve-openai-stub';
+
+/** Starts the stub in its own Node process on 127.0.0.1 and a free port; close() ends it. */
+export async function startOpenAiStub(): Promise<OpenAiStub> {
+  const repo = path.resolve(__dirname, '..', '..');
+  const child = spawn(process.execPath, ['--import', 'tsx', __filename, SERVE_FLAG], { cwd: repo, stdio: ['pipe', 'pipe', 'inherit'] });
+  const killChild = () => child.kill('SIGKILL');
+  process.once('exit', killChild);
+  const port = await new Promise<number>((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout! });
+    const timer = setTimeout(() => reject(new Error('the OpenAI stub did not start within 30 s')), 30_000);
+    lines.once('line', (l) => {
+      clearTimeout(timer);
+      const m = /^listening (\d+)$/.exec(l.trim());
+      if (m) resolve(Number(m[1]));
+      else reject(new Error(`the OpenAI stub said: ${l}`));
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`the OpenAI stub exited (${code}) before listening`));
+    });
+  });
+  const base = `http://127.0.0.1:${port}`;
+  const state = async () => (await (await fetch(`${base}/_stub/calls`)).json()) as { calls: StubCall[]; unknown: string[] };
   return {
-    baseUrl: `http://127.0.0.1:${port}/v1`,
-    calls,
-    unknown,
+    baseUrl: `${base}/v1`,
+    calls: async () => (await state()).calls,
+    unknown: async () => (await state()).unknown,
     close: () =>
       new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
+        process.removeListener('exit', killChild);
+        if (child.exitCode !== null || child.signalCode !== null) return resolve();
+        child.once('exit', () => resolve());
+        child.stdin!.end(); // the child exits when its stdin closes
       }),
   };
+}
+
+if (process.argv.includes(SERVE_FLAG)) {
+  void serveOpenAiStub().then(
+    ({ port, server }) => {
+      // the parent holds our stdin: when it closes (close(), or the parent died) the stub ends
+      process.stdin.resume();
+      process.stdin.on('end', () => {
+        server.closeAllConnections();
+        server.close(() => process.exit(0));
+      });
+      process.stdout.write(`listening ${port}\n`);
+    },
+    (e: Error) => {
+      process.stdout.write(`error ${e.message}\n`);
+      process.exit(1);
+    },
+  );
 }

@@ -169,7 +169,7 @@ describe('real Letta server: schema, restore → load, restore → run', functio
             throw new Error(`${e.message} (turns_counter before: ${groupBefore!.turns_counter}); Letta's log: ${letta.serverErrors(logFrom).join('\n')}`);
           });
           assert.ok(g, 'group state advanced');
-          await waitFor('the sleeptime agent to be called', async () => (stub.calls.some((c) => c.tools.includes('memory_finish_edits')) ? true : undefined), 60_000);
+          await waitFor('the sleeptime agent to be called', async () => ((await stub.calls()).some((c) => c.tools.includes('memory_finish_edits')) ? true : undefined), 60_000);
         }
         assert.deepEqual(letta.serverErrors(logFrom), [], 'no server error in Letta’s log');
         assert.deepEqual(letta.outbound.slice(outFrom), [], 'no outbound request');
