@@ -20,6 +20,7 @@ import { runDrill } from '../vault/drill';
 import { renderStatus, vaultStatus } from '../vault/status';
 import { readIndex } from '../vault/vault';
 import { rebuildIndex } from '../vault/reconcile';
+import { rebuildRemoteIndex } from '../vault/remote/reconcile';
 import { copyVault, readStoreIndex } from '../vault/remote/copy';
 import { isS3Location } from '../vault/remote/location';
 import { fetchSnapshot, pruneRemote, remoteVaultStatus, runRemoteBackup, verifyRemote } from '../vault/remote/remote-vault';
@@ -65,15 +66,6 @@ function numArg(name: string) {
 /** A folder is made absolute; an s3:// location stays as written. */
 function resolveVault(v: string): string {
   return isS3Location(v) ? v : path.resolve(v);
-}
-
-/** Commands that need the vault as a folder refuse an s3:// location with what to do instead. */
-function localOnly(vault: string, command: string): void {
-  if (!isS3Location(vault)) return;
-  throw new AgentVaultError('usage', `${command} does not run on an s3:// vault yet (${vault})`, {
-    exitCode: 2,
-    hint: `copy it to a folder first: agent-vault vault copy ${vault} ./vault-copy && agent-vault ${command} --vault ./vault-copy`,
-  });
 }
 
 /** The config (when there is one) and the vault folder: --vault, else --config, else ./agent-vault.json. */
@@ -362,12 +354,13 @@ export function registerVaultCommands(program: Command): void {
     const s = remote ? await withStore(vault, (store) => remoteVaultStatus(store, policy)) : await vaultStatus(vault, policy);
     const snaps = o.snapshots ? (remote ? (await withStore(vault, (store) => readStoreIndex(store)))!.snapshots : (await readIndex(vault)).snapshots) : undefined;
     const missing = new Set(s.missing.map((m) => m.id));
+    const damaged = new Set((s.damaged ?? []).map((m) => m.id));
     if (o.json) out(JSON.stringify(snaps ? { ...s, snapshot_list: snaps } : s, null, 2) + '\n');
     else {
       out(renderStatus(s));
       if (snaps) {
         out('\nsnapshots:\n');
-        for (const x of snaps) out(`  ${x.id}  ${x.created_at}  ${(x.bytes / 1048576).toFixed(1)} MiB${x.encrypted ? '  encrypted' : ''}  ${x.agents.map((a) => a.name ?? a.id).join(', ')}${missing.has(x.id) ? '  FILE MISSING' : ''}\n`);
+        for (const x of snaps) out(`  ${x.id}  ${x.created_at}  ${(x.bytes / 1048576).toFixed(1)} MiB${x.encrypted ? '  encrypted' : ''}  ${x.agents.map((a) => a.name ?? a.id).join(', ')}${missing.has(x.id) ? '  FILE MISSING' : ''}${damaged.has(x.id) ? '  DAMAGED' : ''}\n`);
       }
     }
     process.exitCode = o.check && s.level !== 'ok' ? 1 : 0;
@@ -384,14 +377,15 @@ export function registerVaultCommands(program: Command): void {
   )
     .addHelpText(
       'after',
-      '\nEvery archive in snapshots/ is verified (manifest and every entry\'s checksums) and listed; one that fails is reported and left in place; a listed snapshot whose archive is gone leaves the index. Nothing is deleted. A damaged vault.json is kept as vault.json.damaged-<time>.\nExit codes: 0 ok, 1 an archive failed verification (reported, left in place), 2 usage error, 74 I/O error, 75 another run holds the vault.',
+      '\nEvery archive in snapshots/ is verified (manifest and every entry\'s checksums) and listed; one that fails is reported and left in place; a listed snapshot whose archive is gone leaves the index. Nothing is deleted. A damaged vault.json is kept as vault.json.damaged-<time>.\nOn s3://bucket/prefix the same, under the bucket\'s lock: every unlisted archive object is downloaded and verified (its SHA-256 against the one stored with it, manifest, every entry\'s checksum).\nExit codes: 0 ok, 1 an archive failed verification (reported, left in place), 2 usage error (missing bucket), 3 S3 unreachable or credentials refused, 74 I/O error, 75 another run holds the vault.',
     )
     .action(async (o: VaultSelection & { dryRun?: boolean; wait?: number; json?: boolean }) => {
       const { vault } = await selectVault(o);
-      localOnly(vault, 'rebuild-index');
       let r;
       try {
-        r = await rebuildIndex(vault, { dryRun: o.dryRun, waitMs: (o.wait ?? 0) * 1000 });
+        r = isS3Location(vault)
+          ? await withStore(vault, (store) => rebuildRemoteIndex(store, { dryRun: o.dryRun, waitMs: (o.wait ?? 0) * 1000 }))
+          : await rebuildIndex(vault, { dryRun: o.dryRun, waitMs: (o.wait ?? 0) * 1000 });
       } catch (e) {
         reportVaultError(e);
         return;

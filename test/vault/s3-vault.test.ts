@@ -181,9 +181,18 @@ describe('vault commands on an s3:// vault (moto) from PostgreSQL', function () 
     await store.close();
   });
 
-  it('rebuild-index on an s3:// vault says what to do instead (exit 2)', () => {
+  it('rebuild-index on the s3:// vault keeps the damaged snapshot listed and names it (exit 1); the encrypted vault rebuilds whole, scrypt salt included', async () => {
     const r = runCli(['rebuild-index', '--vault', moto.location('av-nightly', 'prod')], { env: env() });
-    assert.equal(r.code, 2, r.stderr);
-    assert.match(r.stderr, /vault copy/);
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.match(r.stdout, /DAMAGED \S+: .*damaged or replaced/);
+    const store = new S3Store(moto.location('av-enc', 'x'));
+    const before = (await readStoreIndex(store))!;
+    await store.delete('vault.json');
+    const e = runCli(['rebuild-index', '--vault', moto.location('av-enc', 'x')], { env: env() });
+    assert.equal(e.code, 0, e.stdout + e.stderr);
+    const after = (await readStoreIndex(store))!;
+    assert.deepEqual(after.snapshots.map((s) => [s.id, s.sha256, s.encrypted]), before.snapshots.map((s) => [s.id, s.sha256, true]));
+    assert.deepEqual(after.kdf, before.kdf, 'the bucket keeps its scrypt salt, so the next backup uses the same key');
+    await store.close();
   });
 });

@@ -17,6 +17,7 @@
  * Nothing here deletes an object it did not decide to delete in this run (prune) or write in
  * this run (a failed upload is aborted by the SDK before it becomes visible).
  */
+import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -47,13 +48,34 @@ async function remoteIndex(store: ObjectStore, allowMissing: boolean): Promise<V
   throw new AgentVaultError('no-vault', `${store.location} is not a vault (it has no ${VAULT_INDEX})`, { exitCode: 2, hint: 'run "agent-vault backup" with this location as "vault", or "agent-vault vault copy <folder> <location>"' });
 }
 
-/** Quick check of a listed snapshot in the store: present with the recorded size and SHA-256. */
+/**
+ * Quick check of a listed snapshot in the store: present with the recorded size and SHA-256. The
+ * SHA-256 is the one stored with the object by the upload (object metadata, one HEAD request);
+ * an object without it (replaced by another writer, or a folder's file) is read through once and
+ * hashed, so a damaged or replaced object never passes for the snapshot the index records.
+ */
 export async function quickVerifyRemote(store: ObjectStore, rec: SnapshotRecord): Promise<string | null> {
   const head = await store.head(rec.file);
   if (!head) return `${rec.file} is missing`;
   if (typeof rec.bytes === 'number' && head.size !== rec.bytes) return `${rec.file} is ${head.size} bytes, the index records ${rec.bytes}`;
-  if (head.sha256Hex && rec.sha256 && head.sha256Hex !== rec.sha256) return `${rec.file} was stored with sha256 ${head.sha256Hex}, the index records ${rec.sha256}`;
-  return null;
+  if (!rec.sha256) return null;
+  if (head.sha256Hex) {
+    return head.sha256Hex === rec.sha256 ? null : `${rec.file} was stored with sha256 ${head.sha256Hex}, the index records ${rec.sha256} (damaged or replaced)`;
+  }
+  const sha = await objectSha256Hex(store, rec.file);
+  return sha === rec.sha256 ? null : `${rec.file} has sha256 ${sha}, the index records ${rec.sha256} (damaged or replaced)`;
+}
+
+/** The SHA-256 of an object's bytes, read through once (nothing written to disk). */
+export async function objectSha256Hex(store: ObjectStore, key: string): Promise<string> {
+  const h = createHash('sha256');
+  const body = await store.readStream(key);
+  try {
+    for await (const c of body) h.update(c as Buffer);
+  } catch (e) {
+    throw e instanceof AgentVaultError ? e : new AgentVaultError('s3-io', `reading ${store.location}${key} failed: ${errorMessage(e)}`, { exitCode: 3, cause: e });
+  }
+  return h.digest('hex');
 }
 
 export interface RemotePruneResult {
@@ -202,7 +224,19 @@ export async function remoteVaultStatus(store: ObjectStore, policy: StatusPolicy
     }
     const present = new Set<string>();
     for await (const o of store.list(`${SNAPSHOTS_DIR}/`)) present.add(o.key);
-    return await vaultStatus(dir, policy, { ...opts, present: (rec) => present.has(rec.file), label: store.location });
+    const s = await vaultStatus(dir, policy, { ...opts, present: (rec) => present.has(rec.file), label: store.location });
+    // a present object must also be the snapshot the index records (size and stored SHA-256)
+    s.damaged = [];
+    for (const rec of index.snapshots) {
+      if (!present.has(rec.file)) continue;
+      const why = await quickVerifyRemote(store, rec);
+      if (why) s.damaged.push({ id: rec.id, file: rec.file, reason: why });
+    }
+    if (s.damaged.length) {
+      s.level = 'error';
+      s.warnings.push(`${s.damaged.length} listed snapshot(s) fail the quick check: ${s.damaged.map((d) => `${d.id} (${d.reason})`).join('; ')}; prune keeps them and does not count them; run "agent-vault verify"`);
+    }
+    return s;
   } finally {
     await fsp.rm(dir, { recursive: true, force: true });
   }
