@@ -54,7 +54,7 @@ async function remoteIndex(store: ObjectStore, allowMissing: boolean): Promise<V
  * an object without it (replaced by another writer, or a folder's file) is read through once and
  * hashed, so a damaged or replaced object never passes for the snapshot the index records.
  */
-export async function quickVerifyRemote(store: ObjectStore, rec: SnapshotRecord): Promise<string | null> {
+export async function quickVerifyRemote(store: ObjectStore, rec: SnapshotRecord, opts: { readThrough?: boolean } = {}): Promise<string | null> {
   const head = await store.head(rec.file);
   if (!head) return `${rec.file} is missing`;
   if (typeof rec.bytes === 'number' && head.size !== rec.bytes) return `${rec.file} is ${head.size} bytes, the index records ${rec.bytes}`;
@@ -62,6 +62,7 @@ export async function quickVerifyRemote(store: ObjectStore, rec: SnapshotRecord)
   if (head.sha256Hex) {
     return head.sha256Hex === rec.sha256 ? null : `${rec.file} was stored with sha256 ${head.sha256Hex}, the index records ${rec.sha256} (damaged or replaced)`;
   }
+  if (opts.readThrough === false) return null;
   const sha = await objectSha256Hex(store, rec.file);
   return sha === rec.sha256 ? null : `${rec.file} has sha256 ${sha}, the index records ${rec.sha256} (damaged or replaced)`;
 }
@@ -209,7 +210,8 @@ export async function runRemoteBackup(store: ObjectStore, opts: BackupOptions & 
 }
 
 /** Status of a remote vault: the ordinary rules over its index, run log and drill reports. */
-export async function remoteVaultStatus(store: ObjectStore, policy: StatusPolicy = {}, opts: { now?: Date } = {}): Promise<VaultStatus> {
+/** `readThrough: false`: objects without a recorded SHA-256 are not read through (a status polled often, as the extension's status bar does). */
+export async function remoteVaultStatus(store: ObjectStore, policy: StatusPolicy = {}, opts: { now?: Date; readThrough?: boolean } = {}): Promise<VaultStatus> {
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'agent-vault-status-'));
   try {
     const index = await remoteIndex(store, false);
@@ -224,12 +226,12 @@ export async function remoteVaultStatus(store: ObjectStore, policy: StatusPolicy
     }
     const present = new Set<string>();
     for await (const o of store.list(`${SNAPSHOTS_DIR}/`)) present.add(o.key);
-    const s = await vaultStatus(dir, policy, { ...opts, present: (rec) => present.has(rec.file), label: store.location });
+    const s = await vaultStatus(dir, policy, { now: opts.now, present: (rec) => present.has(rec.file), label: store.location });
     // a present object must also be the snapshot the index records (size and stored SHA-256)
     s.damaged = [];
     for (const rec of index.snapshots) {
       if (!present.has(rec.file)) continue;
-      const why = await quickVerifyRemote(store, rec);
+      const why = await quickVerifyRemote(store, rec, { readThrough: opts.readThrough });
       if (why) s.damaged.push({ id: rec.id, file: rec.file, reason: why });
     }
     if (s.damaged.length) {
