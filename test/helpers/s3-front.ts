@@ -30,6 +30,8 @@ export interface S3Front {
   damageUploads: number;
   /** Refuse a body whose SHA-256 differs from its x-amz-checksum-sha256 (400 BadDigest). */
   validateChecksums: boolean;
+  /** Drop If-None-Match from requests, as a server that ignores conditional writes would. */
+  ignoreConditional: boolean;
   /** Flip a byte in the next `n` object download bodies. */
   damageDownloads: number;
   /** Cut the connection halfway through the next `n` object download bodies. */
@@ -53,6 +55,7 @@ export async function startS3Front(targetPort: number): Promise<S3Front> {
     },
     damageUploads: 0,
     validateChecksums: false,
+    ignoreConditional: false,
     damageDownloads: 0,
     cutDownloads: 0,
     log: [],
@@ -86,7 +89,9 @@ export async function startS3Front(targetPort: number): Promise<S3Front> {
         answer(400, 'BadDigest', 'The SHA256 you specified did not match the calculated checksum.');
         return;
       }
-      const up = http.request({ host: '127.0.0.1', port: targetPort, method: req.method, path: req.url, headers: req.headers }, (ur) => {
+      const headers = { ...req.headers };
+      if (front.ignoreConditional) delete headers['if-none-match'];
+      const up = http.request({ host: '127.0.0.1', port: targetPort, method: req.method, path: req.url, headers }, (ur) => {
         const status = ur.statusCode ?? 502;
         front.log.push({ method: r.method, url: r.url, status, checksum: typeof claimed === 'string' });
         const download = r.method === 'GET' && (status === 200 || status === 206) && !/[?&](list-type|uploads|location|versioning)/.test(r.url) && Number(ur.headers['content-length'] ?? 0) > 64;

@@ -63,6 +63,7 @@ describe('S3 faults: retries, checksums end to end, no conditional writes (moto 
     front.damageDownloads = 0;
     front.cutDownloads = 0;
     front.validateChecksums = false;
+    front.ignoreConditional = false;
   });
   after(async () => {
     await front?.close();
@@ -257,6 +258,23 @@ describe('S3 faults: retries, checksums end to end, no conditional writes (moto 
         });
         assert.equal(await s.head('.lock'), null);
       } finally {
+        await s.close();
+      }
+    });
+
+    it('a server that silently ignores If-None-Match: of runs racing for the lock exactly one goes on, and a held lock is never overwritten', async () => {
+      front.ignoreConditional = true;
+      const mk = (): S3Store => store('ignored');
+      for (let round = 0; round < 3; round++) {
+        const got = await Promise.allSettled([0, 1, 2].map((i) => acquireRemoteLock(mk(), { command: `run-${i}`, settleMs: 300, heartbeatMs: 5000 })));
+        const won = got.filter((g): g is PromiseFulfilledResult<Awaited<ReturnType<typeof acquireRemoteLock>>> => g.status === 'fulfilled');
+        assert.equal(won.length, 1, `round ${round}: ${got.map((g) => g.status).join(', ')}`);
+        for (const g of got) if (g.status === 'rejected') assert.match(String(g.reason), /is locked by "run-\d"/);
+        // while it is held, a later run sees it and is refused; the holder's lock object is untouched
+        const s = mk();
+        await assert.rejects(acquireRemoteLock(s, { command: 'late', ...FAST_LOCK }), /is locked by "run-\d"/);
+        assert.equal(JSON.parse((await s.readBytes('.lock'))!.toString()).token, won[0].value.info.token);
+        await won[0].value.release();
         await s.close();
       }
     });
