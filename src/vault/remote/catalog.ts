@@ -60,7 +60,7 @@ export class RemoteSnapshotCache {
 
   /** Where a snapshot of `location` is cached (whether or not it is there yet). */
   pathFor(location: string, rec: Pick<SnapshotRecord, 'id'>): string {
-    const h = createHash('sha256').update(location.replace(/\?.*$/, '')).digest('hex').slice(0, 16);
+    const h = createHash('sha256').update(location).digest('hex').slice(0, 16);
     return path.join(this.dir, h, `${rec.id}${SNAPSHOT_EXT}`);
   }
 
