@@ -25,7 +25,16 @@ import { copyVault, readStoreIndex } from '../vault/remote/copy';
 import { isS3Location } from '../vault/remote/location';
 import { fetchSnapshot, pruneRemote, remoteVaultStatus, runRemoteBackup, verifyRemote } from '../vault/remote/remote-vault';
 import { openObjectStore, S3Store } from '../vault/remote/s3';
-import { EXIT, onInterrupt } from './exit';
+import { EXIT, onInterrupt, signalExitCode } from './exit';
+
+/** Calls `fn` on SIGINT / SIGTERM / SIGHUP (instead of exiting); returns the function that stops listening. */
+function onSignal(fn: (sig: NodeJS.Signals) => void): () => void {
+  const sigs: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  for (const x of sigs) process.on(x, fn);
+  return () => {
+    for (const x of sigs) process.off(x, fn);
+  };
+}
 
 export const EXIT_LOCKED = EXIT.locked;
 
@@ -144,7 +153,27 @@ export function registerVaultCommands(program: Command): void {
       }
       // interrupted: remove this run's temp files, log the run as interrupted, release the lock
       let abort: ((reason: string) => void) | undefined;
-      const offInterrupt = onInterrupt('backup failed:', (sig) => abort?.(sig));
+      const remote = isS3Location(cfg.vault);
+      // into a bucket the run is cancelled, not cut short: an upload in flight is aborted (no
+      // orphaned multipart upload), the bucket's lock released and the run logged before the exit
+      const cancel = new AbortController();
+      let interruptedBy: NodeJS.Signals | undefined;
+      const offInterrupt = remote
+        ? onSignal((sig) => {
+            if (interruptedBy) return;
+            interruptedBy = sig;
+            try {
+              abort?.(sig);
+            } finally {
+              cancel.abort();
+              // whatever still runs (a long database query) gets 20 s to end before a hard exit
+              setTimeout(() => {
+                err(`agent-vault: backup failed: interrupted by ${sig}\n`);
+                process.exit(signalExitCode(sig));
+              }, 20000).unref();
+            }
+          })
+        : onInterrupt('backup failed:', (sig) => abort?.(sig));
       try {
         const backupOpts = {
           config: cfg,
@@ -156,7 +185,7 @@ export function registerVaultCommands(program: Command): void {
             abort = fn;
           },
         };
-        const r: BackupResult = isS3Location(cfg.vault) ? await withStore(cfg.vault, (store) => runRemoteBackup(store, backupOpts)) : await runBackup(backupOpts);
+        const r: BackupResult = remote ? await withStore(cfg.vault, (store) => runRemoteBackup(store, { ...backupOpts, signal: cancel.signal })) : await runBackup(backupOpts);
         for (const w of r.warnings) if (o.verbose || /webhook|not in the index|index did not list|prune: /.test(w)) err(`agent-vault: warning: ${oneLine(w)}\n`);
         if (o.json) out(JSON.stringify({ ok: true, snapshot: r.snapshot, path: r.path, duration_ms: r.duration_ms, pruned: r.pruned?.removed.map((s) => s.id) ?? null, cleaned: r.cleaned, adopted: r.adopted, rejected: r.rejected, webhook: r.webhook, warnings: r.warnings }, null, 2) + '\n');
         else if (o.verbose) {
@@ -169,8 +198,8 @@ export function registerVaultCommands(program: Command): void {
         const extra = (e as { webhook?: { ok: boolean; error?: string } | null }).webhook;
         const hook = extra && !extra.ok ? ` (the failure webhook failed too: ${extra.error})` : '';
         if (o.json) out(JSON.stringify({ ok: false, error: { code: (e as AgentVaultError).code ?? 'internal', message: errorMessage(e) } }, null, 2) + '\n');
-        err(`agent-vault: backup failed: ${oneLine(errorMessage(e))}${hook}\n`);
-        process.exitCode = vaultExitCode(e);
+        err(`agent-vault: backup failed: ${interruptedBy ? `interrupted by ${interruptedBy}: ` : ''}${oneLine(errorMessage(e))}${hook}\n`);
+        process.exitCode = interruptedBy ? signalExitCode(interruptedBy) : vaultExitCode(e);
       } finally {
         offInterrupt();
       }

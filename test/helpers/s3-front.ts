@@ -30,6 +30,8 @@ export interface S3Front {
   damageUploads: number;
   /** Refuse a body whose SHA-256 differs from its x-amz-checksum-sha256 (400 BadDigest). */
   validateChecksums: boolean;
+  /** Hold requests that match this long before they are forwarded (a slow link); `seen` is called when one arrives. */
+  delay: { match: (r: FrontRequest) => boolean; ms: number; seen?: (r: FrontRequest) => void } | null;
   /** Drop If-None-Match from requests, as a server that ignores conditional writes would. */
   ignoreConditional: boolean;
   /** Flip a byte in the next `n` object download bodies. */
@@ -56,6 +58,7 @@ export async function startS3Front(targetPort: number): Promise<S3Front> {
     damageUploads: 0,
     validateChecksums: false,
     ignoreConditional: false,
+    delay: null,
     damageDownloads: 0,
     cutDownloads: 0,
     log: [],
@@ -89,6 +92,17 @@ export async function startS3Front(targetPort: number): Promise<S3Front> {
         answer(400, 'BadDigest', 'The SHA256 you specified did not match the calculated checksum.');
         return;
       }
+      const d = front.delay;
+      if (d && d.match(r)) {
+        d.seen?.(r);
+        setTimeout(() => forward(body), d.ms);
+        return;
+      }
+      forward(body);
+    });
+    const forward = (body: Buffer): void => {
+      const r: FrontRequest = { method: req.method!, url: req.url!, headers: req.headers };
+      const claimed = req.headers['x-amz-checksum-sha256'];
       const headers = { ...req.headers };
       if (front.ignoreConditional) delete headers['if-none-match'];
       const up = http.request({ host: '127.0.0.1', port: targetPort, method: req.method, path: req.url, headers }, (ur) => {
@@ -118,7 +132,7 @@ export async function startS3Front(targetPort: number): Promise<S3Front> {
       });
       up.on('error', () => res.socket?.destroy());
       up.end(body);
-    });
+    };
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   front.port = (server.address() as AddressInfo).port;

@@ -64,6 +64,7 @@ describe('S3 faults: retries, checksums end to end, no conditional writes (moto 
     front.cutDownloads = 0;
     front.validateChecksums = false;
     front.ignoreConditional = false;
+    front.delay = null;
   });
   after(async () => {
     await front?.close();
@@ -86,7 +87,7 @@ describe('S3 faults: retries, checksums end to end, no conditional writes (moto 
         const sha = await randomFile(file, 11 * 1024 * 1024);
         front.fail(isPart, 3, 500, 'InternalError');
         await s.uploadFile('snapshots/a.avsnap', file, { sha256Hex: sha });
-        const parts = front.log.filter((l) => l.url.includes('partNumber='));
+        const parts = front.log.filter((l) => l.url.includes('/retry/') && l.url.includes('partNumber='));
         assert.equal(parts.filter((l) => l.status === 500).length, 3);
         assert.equal(parts.filter((l) => l.status === 200).length, 3, 'three parts of 5 + 5 + 1 MiB arrived');
 
@@ -139,6 +140,34 @@ describe('S3 faults: retries, checksums end to end, no conditional writes (moto 
         await s.close();
       }
     });
+  });
+
+  it('an upload cancelled while its parts are on the way leaves no object and no multipart upload once it returns (the process may exit next)', async () => {
+    const s = store('cancel');
+    try {
+      const file = path.join(tmp.dir('cancel'), 'a.bin');
+      const sha = await randomFile(file, 16 * 1024 * 1024);
+      const ac = new AbortController();
+      front.delay = { match: isPart, ms: 400, seen: () => ac.abort() };
+      await assert.rejects(s.uploadFile('snapshots/a.avsnap', file, { sha256Hex: sha, signal: ac.signal }), (e: unknown) => e instanceof AgentVaultError && e.code === 'interrupted');
+      // no waiting: what a process that exits right now leaves behind
+      const c = moto.client();
+      const mp = await c.send(new ListMultipartUploadsCommand({ Bucket: 'av-faulty', Prefix: 'cancel/' }));
+      c.destroy();
+      assert.deepEqual(mp.Uploads ?? [], []);
+      assert.equal(await s.head('snapshots/a.avsnap'), null);
+      // parts still held on the way arrive late: they find no upload to add to
+      front.delay = null;
+      await new Promise((r) => setTimeout(r, 1200));
+      const c2 = moto.client();
+      const later = await c2.send(new ListMultipartUploadsCommand({ Bucket: 'av-faulty', Prefix: 'cancel/' }));
+      c2.destroy();
+      assert.deepEqual(later.Uploads ?? [], []);
+      assert.equal(await s.head('snapshots/a.avsnap'), null);
+      await assert.rejects(s.uploadFile('snapshots/b.avsnap', file, { sha256Hex: sha, signal: ac.signal }), /cancelled before it started/);
+    } finally {
+      await s.close();
+    }
   });
 
   describe('x-amz-checksum-sha256 end to end', () => {

@@ -131,7 +131,10 @@ export async function pruneRemote(store: ObjectStore, policy: RetentionPolicy, o
  * A backup into a remote vault. The options are `runBackup`'s, with `config.vault` an s3://
  * location. The webhook reports the outcome of the whole run (upload included).
  */
-export async function runRemoteBackup(store: ObjectStore, opts: BackupOptions & { lockTimings?: { settleMs?: number; heartbeatMs?: number }; stagingRoot?: string }): Promise<RemoteBackupResult> {
+export async function runRemoteBackup(
+  store: ObjectStore,
+  opts: BackupOptions & { lockTimings?: { settleMs?: number; heartbeatMs?: number }; stagingRoot?: string; /** Cancels the run (an interrupt): an upload in flight is aborted, nothing is listed, the lock is released. */ signal?: AbortSignal },
+): Promise<RemoteBackupResult> {
   const cfg = opts.config;
   const started = new Date();
   const lock = await acquireRemoteLock(store, { command: 'backup', waitMs: opts.waitMs ?? (cfg.lock?.waitSeconds ?? 0) * 1000, ...opts.lockTimings });
@@ -145,11 +148,12 @@ export async function runRemoteBackup(store: ObjectStore, opts: BackupOptions & 
     await fsp.writeFile(path.join(staging, VAULT_INDEX), JSON.stringify({ ...emptyIndex(), kdf: index.kdf ?? null }, null, 2) + '\n');
     const { pruneAfterBackup: _p, ...policy } = cfg.retention ?? {};
     result = await runBackup({ ...opts, config: { ...cfg, vault: staging, retention: undefined, webhook: undefined } });
+    if (opts.signal?.aborted) throw new AgentVaultError('interrupted', `the backup into ${store.location} was interrupted before its upload; nothing was uploaded`);
     const rec = result.snapshot;
     const sha = await fileSha256Hex(result.path);
     if (sha !== rec.sha256) throw new AgentVaultError('checksum', `${result.path} changed after it was written (sha256 ${sha}, recorded ${rec.sha256}); not uploaded`);
     opts.onProgress?.(`uploading ${rec.file} (${rec.bytes} bytes) to ${store.location}`);
-    await store.uploadFile(rec.file, result.path, { sha256Hex: sha });
+    await store.uploadFile(rec.file, result.path, { sha256Hex: sha, signal: opts.signal });
     const head = await store.head(rec.file);
     if (!head || head.size !== rec.bytes || (head.sha256Hex && head.sha256Hex !== sha)) {
       throw new AgentVaultError('checksum', `${store.location}: ${rec.file} arrived as ${head ? `${head.size} bytes` : 'nothing'}, expected ${rec.bytes} bytes with sha256 ${sha}`);

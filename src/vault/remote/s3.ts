@@ -12,9 +12,11 @@
 import { createReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
 import {
+  AbortMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  ListMultipartUploadsCommand,
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
@@ -207,14 +209,32 @@ export class S3Store implements ObjectStore {
       // on failure the SDK aborts the multipart upload: no orphaned parts, nothing visible
       leavePartsOnError: false,
     });
+    if (opts.signal?.aborted) throw new AgentVaultError('interrupted', `uploading to s3://${this.loc.bucket}/${this.k(key)} was cancelled before it started`);
     const onAbort = (): void => void up.abort().catch(() => undefined);
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     try {
       await up.done();
     } catch (e) {
+      // the SDK aborts the multipart upload on a failure, but on a cancel its done() rejects before
+      // that request is sent: abort it here, and wait for it, so a process that exits next leaves
+      // no orphaned parts (any upload of this very key is this run's: snapshot ids are unique)
+      await this.abortUploads(key, up.uploadId).catch(() => undefined);
       throw s3Error(e, this.loc, key, 'uploading to');
     } finally {
       opts.signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** Aborts the multipart uploads of exactly `key` (and `uploadId`, when known). */
+  private async abortUploads(key: string, uploadId: string | undefined): Promise<void> {
+    const Key = this.k(key);
+    const ids = new Set<string>(uploadId ? [uploadId] : []);
+    const r = await this.client.send(new ListMultipartUploadsCommand({ Bucket: this.loc.bucket, Prefix: Key }));
+    for (const u of r.Uploads ?? []) if (u.Key === Key && u.UploadId) ids.add(u.UploadId);
+    for (const UploadId of ids) {
+      await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.loc.bucket, Key, UploadId })).catch((e) => {
+        if ((e as { name?: string }).name !== 'NoSuchUpload') throw e;
+      });
     }
   }
 
