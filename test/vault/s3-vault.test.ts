@@ -195,7 +195,7 @@ describe('vault commands on an s3:// vault (moto) from PostgreSQL', function () 
     const last = JSON.parse((await store.readBytes('runs.jsonl'))!.toString().trim().split('\n').at(-1)!);
     assert.deepEqual([last.command, last.ok, last.error?.code], ['backup', false, 'interrupted']);
     // a small snapshot goes up in one request, which the server may still complete after the client
-    // left: it stays unlisted (the next backup or rebuild-index verifies and lists it), never half-written
+    // left: it stays unlisted (verify names it, rebuild-index verifies and lists it), never half-written
     assert.ok((objs.Contents?.length ?? 0) <= objsBefore + 1);
     await store.close();
     await front.close();
