@@ -71,6 +71,11 @@ describe('rebuild-index, prune, verify and status on a damaged s3:// vault (moto
 
   it('the index object deleted: rebuild-index lists every snapshot again from the archives (same ids, sizes, sha256), logs the run and releases the lock', async () => {
     const { loc, store } = await seeded('lost-index');
+    // while one archive is unlisted, status says so
+    const idx0 = (await readStoreIndex(store))!;
+    await store.writeBytes('vault.json', JSON.stringify({ ...idx0, snapshots: idx0.snapshots.slice(1) }));
+    const st = runCli(['status', '--vault', loc, '--json'], { env: env() });
+    assert.deepEqual(JSON.parse(st.stdout).unlisted, [src[0].file]);
     await store.delete('vault.json');
     const before = await keys(store);
     const dry = runCli(['rebuild-index', '--vault', loc, '--dry-run'], { env: env() });

@@ -31,7 +31,7 @@ import type { StatusPolicy } from '../config';
 import { vaultStatus, type VaultStatus } from '../status';
 import { verifyArchive, type SnapshotVerifyResult, type VerifyCheck, type VerifyReport } from '../verify';
 import type { DecryptOptions } from '../../format/crypto';
-import { emptyIndex, findSnapshot, newRunId, runLogRecord, readIndex, readRunLog, RUN_LOG, SNAPSHOTS_DIR, DRILLS_DIR, VAULT_INDEX, type RunLogRecord, type SnapshotRecord, type VaultIndex } from '../vault';
+import { emptyIndex, findSnapshot, newRunId, runLogRecord, readIndex, readRunLog, RUN_LOG, SNAPSHOT_EXT, SNAPSHOTS_DIR, DRILLS_DIR, VAULT_INDEX, type RunLogRecord, type SnapshotRecord, type VaultIndex } from '../vault';
 import { appendStoreRunLog, readStoreIndex, writeStoreIndex } from './copy';
 import { acquireRemoteLock, type RemoteLock } from './lock';
 import { fileSha256Hex, type ObjectStore } from './store';
@@ -237,6 +237,13 @@ export async function remoteVaultStatus(store: ObjectStore, policy: StatusPolicy
       if (!present.has(rec.file)) continue;
       const why = await quickVerifyRemote(store, rec, { readThrough: opts.readThrough });
       if (why) s.damaged.push({ id: rec.id, file: rec.file, reason: why });
+    }
+    // archives in the bucket that the index does not list (an upload whose run was cut short)
+    const listedFiles = new Set(index.snapshots.map((r) => r.file));
+    s.unlisted = [...present].filter((k) => !listedFiles.has(k) && k.endsWith(SNAPSHOT_EXT)).sort();
+    if (s.unlisted.length) {
+      if (s.level === 'ok') s.level = 'warning';
+      s.warnings.push(`${s.unlisted.length} archive(s) in snapshots/ are not in the index: ${s.unlisted.join(', ')}; "agent-vault rebuild-index" verifies and lists them`);
     }
     if (s.damaged.length) {
       s.level = 'error';
