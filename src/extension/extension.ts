@@ -19,7 +19,7 @@ import { RemoteSnapshotCache } from '../vault/remote/catalog';
 import { isS3Location } from '../vault/remote/location';
 import { SHOW_STATUS_COMMAND, VaultStatusBar } from './statusBar';
 import * as ops from './vaultOps';
-import { statusPolicy } from './vaultOps';
+import { affects, setting, statusPolicy, textSetting } from './config';
 
 /** Command ids contributed in package.json (`contributes.commands`). */
 export const COMMANDS = {
@@ -63,7 +63,7 @@ export interface AgentVaultApi {
 }
 
 function resolveVaultDir(context: vscode.ExtensionContext): string {
-  const configured = vscode.workspace.getConfiguration('agentVault').get<string>('vaultPath') || '.agent-vault';
+  const configured = textSetting('vaultPath');
   if (isS3Location(configured)) return configured; // a vault in object storage (credentials: the AWS environment/profile chain)
   const expanded = configured.startsWith('~/') ? path.join(os.homedir(), configured.slice(2)) : configured;
   if (path.isAbsolute(expanded)) return expanded;
@@ -74,8 +74,7 @@ function resolveVaultDir(context: vscode.ExtensionContext): string {
 
 /** Snapshots of an s3:// vault are downloaded into the extension's storage when opened, up to `agentVault.remoteCacheMB`. */
 function newRemoteSnapshotCache(context: vscode.ExtensionContext): RemoteSnapshotCache {
-  const mb = (): number => vscode.workspace.getConfiguration('agentVault').get<number>('remoteCacheMB') ?? 1024;
-  return new RemoteSnapshotCache(path.join(context.globalStorageUri.fsPath, 's3-cache'), { maxBytes: () => Math.max(0, mb()) * 1024 * 1024 });
+  return new RemoteSnapshotCache(path.join(context.globalStorageUri.fsPath, 's3-cache'), { maxBytes: () => Math.max(0, setting('remoteCacheMB')) * 1024 * 1024 });
 }
 
 let services: cmd.Services | undefined;
@@ -94,7 +93,7 @@ export function activate(context: vscode.ExtensionContext): AgentVaultApi {
   const snapshotsView = vscode.window.createTreeView('agentVault.snapshots', { treeDataProvider: snapshots, showCollapseAll: true });
   const databasesView = vscode.window.createTreeView('agentVault.databases', { treeDataProvider: databases, showCollapseAll: true });
   const changesView = vscode.window.createTreeView('agentVault.changes', { treeDataProvider: changes });
-  const diagnostics = new AgentFileDiagnostics(() => vscode.workspace.getConfiguration('agentVault').get<boolean>('validation.enabled') ?? true);
+  const diagnostics = new AgentFileDiagnostics(() => setting('validation.enabled'));
   const statusBar = new VaultStatusBar(vaultDir, statusPolicy, log, remoteCache);
   const s: cmd.Services = { context, log, connections, snapshots, snapshotsView, databases, changes, changesView, documents, diagnostics, vaultDir, tempFiles: new Set(), statusBar };
   services = s;
@@ -183,11 +182,11 @@ export function activate(context: vscode.ExtensionContext): AgentVaultApi {
     }),
     vscode.workspace.registerTextDocumentContentProvider(SCHEME, documents),
     vscode.workspace.onDidChangeConfiguration((e) => {
-      if (e.affectsConfiguration('agentVault.vaultPath')) {
+      if (affects(e, 'vaultPath')) {
         watch();
         snapshots.refresh();
-      } else if (e.affectsConfiguration('agentVault.status')) snapshots.refresh();
-      if (e.affectsConfiguration('agentVault.vaultPath') || e.affectsConfiguration('agentVault.status')) void statusBar.refresh();
+      } else if (affects(e, 'status')) snapshots.refresh();
+      if (affects(e, 'vaultPath') || affects(e, 'status')) void statusBar.refresh();
     }),
     { dispose: () => watcher?.dispose() },
     { dispose: () => timer && clearTimeout(timer) },

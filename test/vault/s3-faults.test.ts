@@ -12,6 +12,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { promises as fsp, readdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { ListMultipartUploadsCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { exitCodeOf } from '../../src/cli/exit';
 import { AgentVaultError } from '../../src/core/errors';
 import { acquireRemoteLock } from '../../src/vault/remote/lock';
 import { S3Store } from '../../src/vault/remote/s3';
@@ -106,7 +107,7 @@ describe('S3 faults: retries, checksums end to end, no conditional writes (moto 
         front.fail(isPut('retry/runs.jsonl'), 100, 503, 'SlowDown');
         await assert.rejects(s.writeBytes('runs.jsonl', 'x\n'), (e: unknown) => {
           assert.ok(e instanceof AgentVaultError, String(e));
-          assert.deepEqual([e.code, e.exitCode], ['s3-io', 3]);
+          assert.deepEqual([e.code, exitCodeOf(e)], ['s3-io', 3]);
           assert.match(e.message, /writing s3:\/\/av-faulty\/retry\/runs\.jsonl failed: SlowDown \(HTTP 503\)/);
           return true;
         });
@@ -280,7 +281,7 @@ describe('S3 faults: retries, checksums end to end, no conditional writes (moto 
       try {
         await assert.rejects(acquireRemoteLock(s, { command: 'backup', ...FAST_LOCK }), (e: unknown) => {
           assert.ok(e instanceof AgentVaultError, String(e));
-          assert.deepEqual([e.code, e.exitCode], ['s3-no-conditional-put', 2]);
+          assert.deepEqual([e.code, exitCodeOf(e)], ['s3-no-conditional-put', 2]);
           assert.match(e.message, /does not support conditional writes \(If-None-Match: \*\)/);
           assert.match(e.hint ?? '', /docs\/VAULT\.md/);
           return true;

@@ -6,6 +6,7 @@
  */
 import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import { GetObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { openPg } from '../../src/db/pg';
@@ -15,8 +16,7 @@ import { seedAgentFile } from '../../src/letta/seed';
 import { readStoreIndex } from '../../src/vault/remote/copy';
 import { S3Store } from '../../src/vault/remote/s3';
 import { sharedTestPostgres } from '../helpers/global-pg';
-import { CLI, ensureCliBuilt, runCli, STACK_TRACE } from '../helpers/cli';
-import { spawn } from 'node:child_process';
+import { ensureCliBuilt, runCli, startCliProcess, STACK_TRACE } from '../helpers/cli';
 import { startMoto, TEST_CREDS, type MotoServer } from '../helpers/moto';
 import { startTcpProxy } from '../helpers/tcp-proxy';
 import { startS3Front } from '../helpers/s3-front';
@@ -24,15 +24,9 @@ import { addSyntheticPassages, fixturePath } from './letta-data';
 import { makeTmpRoot } from './helpers';
 
 /** The CLI in a child process without blocking this one (the TCP proxy runs in this process). */
-function runCliAsync(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d) => (stdout += d));
-    p.stderr.on('data', (d) => (stderr += d));
-    p.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
+async function runCliAsync(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string }> {
+  const r = await startCliProcess(args, { env });
+  return { code: r.code ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
 describe('vault commands on an s3:// vault (moto) from PostgreSQL', function () {
@@ -172,14 +166,9 @@ describe('vault commands on an s3:// vault (moto) from PostgreSQL', function () 
     const before = (await readStoreIndex(store))!.snapshots.map((s) => s.id);
     const objsBefore = (await moto.client().send(new ListObjectsV2Command({ Bucket: 'av-flaky', Prefix: 'v/snapshots/' }))).Contents?.length ?? 0;
     const cfg = writeConfig('interrupted', { vault: loc });
-    let child: ReturnType<typeof spawn> | undefined;
+    let child: ChildProcess | undefined;
     front.delay = { match: (r) => r.method !== 'GET' && /\/v\/snapshots\//.test(r.url), ms: 1500, seen: () => child?.kill('SIGINT') };
-    const r = await new Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>((resolve) => {
-      child = spawn(process.execPath, [CLI, 'backup', '-c', cfg], { env: { ...process.env, ...env() }, stdio: ['ignore', 'pipe', 'pipe'] });
-      let stderr = '';
-      child.stderr!.on('data', (d) => (stderr += d));
-      child.on('close', (code, signal) => resolve({ code, signal, stderr }));
-    });
+    const r = await startCliProcess(['backup', '-c', cfg], { env: env(), onStart: (p) => (child = p) });
     front.delay = null;
     assert.equal(r.code, 130, `${r.signal} ${r.stderr}`);
     assert.match(r.stderr, /backup failed: interrupted by SIGINT/);

@@ -66,7 +66,7 @@ export class RemoteSnapshotCache {
 
   /** Every snapshot the bucket's index lists, newest first; `path` is the cache path. */
   async list(location: string): Promise<CatalogSnapshot[]> {
-    if (!isS3Location(location)) throw new AgentVaultError('usage', `${location} is not an s3:// location`, { exitCode: 2 });
+    if (!isS3Location(location)) throw new AgentVaultError('usage', `${location} is not an s3:// location`, { kind: 'usage' });
     const index = await this.withStore(location, readStoreIndex);
     const out: CatalogSnapshot[] = [];
     for (const s of index?.snapshots ?? []) {
@@ -171,7 +171,7 @@ export class RemoteSnapshotCache {
 /** The status of a vault wherever it is: a folder, or `s3://…` through `remote`. */
 export function vaultStatusOf(location: string, policy: StatusPolicy, remote: RemoteSnapshotCache | undefined): Promise<VaultStatus> {
   if (isS3Location(location)) {
-    if (!remote) throw new AgentVaultError('usage', `${location}: an s3:// vault needs a remote snapshot cache here`, { exitCode: 2 });
+    if (!remote) throw new AgentVaultError('usage', `${location}: an s3:// vault needs a remote snapshot cache here`, { kind: 'usage' });
     return remote.status(location, policy);
   }
   return vaultStatus(location, policy);

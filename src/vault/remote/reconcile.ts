@@ -26,7 +26,8 @@ import { emptyIndex, newRunId, runLogRecord, SNAPSHOT_EXT, SNAPSHOTS_DIR, VAULT_
 import { appendStoreRunLog, readStoreIndex, writeStoreIndex } from './copy';
 import { acquireRemoteLock } from './lock';
 import { quickVerifyRemote } from './remote-vault';
-import { fileSha256Hex, type ObjectStore } from './store';
+import { fileSha256 } from '../../core/hash';
+import type { ObjectStore } from './store';
 
 export interface RemoteRebuildOptions {
   dryRun?: boolean;
@@ -54,7 +55,7 @@ export async function rebuildRemoteIndex(store: ObjectStore, opts: RemoteRebuild
   let anything = (await store.head(VAULT_INDEX)) !== null;
   if (!anything) for await (const _o of store.list(`${SNAPSHOTS_DIR}/`)) { anything = true; break; }
   if (!anything) {
-    throw new AgentVaultError('no-vault', `${store.location} is not a vault (it has no ${VAULT_INDEX} and no ${SNAPSHOTS_DIR}/ objects)`, { exitCode: 2, hint: 'check --vault' });
+    throw new AgentVaultError('no-vault', `${store.location} is not a vault (it has no ${VAULT_INDEX} and no ${SNAPSHOTS_DIR}/ objects)`, { kind: 'usage', hint: 'check --vault' });
   }
   const started = new Date();
   const runId = newRunId();
@@ -112,7 +113,7 @@ export async function rebuildRemoteIndex(store: ObjectStore, opts: RemoteRebuild
           continue;
         }
         const rec = await recordFromArchive(scratch, `${SNAPSHOTS_DIR}/${name}`);
-        if (rec.sha256 !== (await fileSha256Hex(local))) throw new AgentVaultError('checksum', `${key} changed while it was read`);
+        if (rec.sha256 !== (await fileSha256(local)).sha256) throw new AgentVaultError('checksum', `${key} changed while it was read`);
         if (ids.has(rec.id)) {
           report.rejected.push({ file: key, reason: `the index already lists another object as snapshot ${rec.id}` });
           continue;
