@@ -5,7 +5,6 @@
  */
 import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { openArchive } from '../../src/format/archive';
 import { packAgentFile } from '../../src/format/pack';
 import { addSnapshotToVault } from '../../src/vault/catalog';
@@ -66,11 +65,17 @@ describe('vault: browsing an s3:// vault through a bounded local cache (moto)', 
     const snaps = await cache.list(loc);
     for (const s of snaps) await cache.ensure(s.path);
     const left = snaps.filter((s) => fs.existsSync(s.path));
-    assert.deepEqual(left.map((s) => s.id), [snaps[snaps.length - 1].id]);
+    assert.deepEqual(
+      left.map((s) => s.id),
+      [snaps[snaps.length - 1].id],
+    );
     // opened again: downloaded again, and the bound still holds
     await cache.ensure(snaps[0].path);
     assert.equal(cache.downloads, snaps.length + 1);
-    assert.deepEqual(snaps.filter((s) => fs.existsSync(s.path)).map((s) => s.id), [snaps[0].id]);
+    assert.deepEqual(
+      snaps.filter((s) => fs.existsSync(s.path)).map((s) => s.id),
+      [snaps[0].id],
+    );
     // a bound smaller than one archive still lets the one being opened in
     const tiny = new RemoteSnapshotCache(tmp.dir('cache3'), { maxBytes: () => 0 });
     const t = await tiny.list(loc);

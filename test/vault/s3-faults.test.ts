@@ -81,7 +81,10 @@ describe('S3 faults: retries, checksums end to end, no conditional writes (moto 
         const t0 = Date.now();
         assert.equal(await s.writeBytes('vault.json', '{"a":1}'), true);
         const waited = Date.now() - t0;
-        assert.deepEqual(front.log.filter((l) => l.url.includes('retry/vault.json')).map((l) => l.status), [503, 503, 200]);
+        assert.deepEqual(
+          front.log.filter((l) => l.url.includes('retry/vault.json')).map((l) => l.status),
+          [503, 503, 200],
+        );
         assert.ok(waited >= 50, `the retries were spaced by a backoff (${waited} ms)`);
 
         const file = path.join(tmp.dir('retry'), 'a.bin');
@@ -134,7 +137,10 @@ describe('S3 faults: retries, checksums end to end, no conditional writes (moto 
         front.cutDownloads = 10;
         const s2 = store('cut', { maxAttempts: 2 });
         const dir = tmp.dir('cut-dead');
-        await assert.rejects(s2.downloadFile('snapshots/a.avsnap', path.join(dir, 'a.bin')), (e: unknown) => e instanceof AgentVaultError && e.code === 's3-io' && /s3:\/\/av-faulty\/cut\/snapshots\/a\.avsnap/.test(e.message));
+        await assert.rejects(
+          s2.downloadFile('snapshots/a.avsnap', path.join(dir, 'a.bin')),
+          (e: unknown) => e instanceof AgentVaultError && e.code === 's3-io' && /s3:\/\/av-faulty\/cut\/snapshots\/a\.avsnap/.test(e.message),
+        );
         assert.deepEqual(readdirSync(dir), []);
         await s2.close();
       } finally {
@@ -185,7 +191,10 @@ describe('S3 faults: retries, checksums end to end, no conditional writes (moto 
         await s.uploadFile('snapshots/big.avsnap', big, { sha256Hex: shaBig });
         const uploads = front.log.filter((l) => l.method === 'PUT');
         assert.equal(uploads.length, 1 + 1 + 3);
-        assert.ok(uploads.every((l) => l.checksum && l.status === 200), JSON.stringify(uploads));
+        assert.ok(
+          uploads.every((l) => l.checksum && l.status === 200),
+          JSON.stringify(uploads),
+        );
         assert.equal((await s.head('snapshots/big.avsnap'))!.sha256Hex, shaBig);
       } finally {
         await s.close();
@@ -196,7 +205,10 @@ describe('S3 faults: retries, checksums end to end, no conditional writes (moto 
       const s = store('refused');
       front.validateChecksums = true;
       try {
-        for (const [name, size] of [['small', 200 * 1024], ['big', 12 * 1024 * 1024]] as const) {
+        for (const [name, size] of [
+          ['small', 200 * 1024],
+          ['big', 12 * 1024 * 1024],
+        ] as const) {
           const file = path.join(tmp.dir('refused'), `${name}.bin`);
           const sha = await randomFile(file, size);
           front.damageUploads = 1;
@@ -322,7 +334,10 @@ describe('S3 faults: retries, checksums end to end, no conditional writes (moto 
       const objs: string[] = [];
       for await (const o of s.list('')) objs.push(o.key);
       await s.close();
-      assert.deepEqual(objs.filter((k) => k !== 'runs.jsonl'), []);
+      assert.deepEqual(
+        objs.filter((k) => k !== 'runs.jsonl'),
+        [],
+      );
     });
   });
 });

@@ -6,6 +6,7 @@
  */
 import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { packAgentFile } from '../../src/format/pack';
 import { addSnapshotToVault } from '../../src/vault/catalog';
@@ -94,9 +95,16 @@ describe('rebuild-index, prune, verify and status on a damaged s3:// vault (moto
     const want = src.map((s) => [s.id, s.file, s.bytes, s.sha256, s.created_at, s.agents.map((a) => a.id).join(',')]);
     assert.deepEqual(got, want);
     // nothing was deleted; the index and the run log are the only new objects
-    assert.deepEqual((await keys(store)).filter((k) => !before.includes(k)), ['vault.json']);
+    assert.deepEqual(
+      (await keys(store)).filter((k) => !before.includes(k)),
+      ['vault.json'],
+    );
     assert.equal(await store.head('.lock'), null, 'the lock is released');
-    const runs = (await store.readBytes('runs.jsonl'))!.toString().trim().split('\n').map((l) => JSON.parse(l));
+    const runs = (await store.readBytes('runs.jsonl'))!
+      .toString()
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     assert.deepEqual([runs.at(-1).command, runs.at(-1).ok, runs.at(-1).adopted.length], ['rebuild-index', true, 4]);
     // the rebuilt vault works: a second rebuild keeps everything, a fetch checks out
     const again = await rebuildRemoteIndex(store, { lock: FAST_LOCK });
@@ -117,11 +125,26 @@ describe('rebuild-index, prune, verify and status on a damaged s3:// vault (moto
     const rep = JSON.parse(r.stdout);
     assert.equal(rep.previous, 'damaged');
     assert.match(rep.backup, /^s3:\/\/av-rebuild\/damaged-index\/vault\.json\.damaged-\d{4}-\d{2}-\d{2}T\d+Z$/);
-    assert.deepEqual(rep.adopted.sort(), src.filter((s) => s.id !== victim.id).map((s) => s.id).sort());
-    assert.deepEqual(rep.rejected.map((x: { file: string }) => x.file), [victim.file]);
+    assert.deepEqual(
+      rep.adopted.sort(),
+      src
+        .filter((s) => s.id !== victim.id)
+        .map((s) => s.id)
+        .sort(),
+    );
+    assert.deepEqual(
+      rep.rejected.map((x: { file: string }) => x.file),
+      [victim.file],
+    );
     assert.deepEqual(rep.foreign, ['snapshots/README.txt']);
     const idx = await readStoreIndex(store);
-    assert.deepEqual(idx!.snapshots.map((s) => s.id).sort(), src.filter((s) => s.id !== victim.id).map((s) => s.id).sort());
+    assert.deepEqual(
+      idx!.snapshots.map((s) => s.id).sort(),
+      src
+        .filter((s) => s.id !== victim.id)
+        .map((s) => s.id)
+        .sort(),
+    );
     // every object is still there, plus the rebuilt index and the damaged index's copy
     const after = await keys(store);
     for (const k of before) assert.ok(after.includes(k), `${k} is still there`);
@@ -147,13 +170,19 @@ describe('rebuild-index, prune, verify and status on a damaged s3:// vault (moto
     assert.match(r.stdout, new RegExp(`dropped ${gone.id}: its archive ${gone.file} is missing`));
     assert.match(r.stdout, new RegExp(`DAMAGED ${bad.id}: .*sha256.*damaged or replaced`));
     const idx = await readStoreIndex(store);
-    assert.deepEqual(idx!.snapshots.map((s) => s.id), src.filter((s) => s.id !== gone.id).map((s) => s.id));
+    assert.deepEqual(
+      idx!.snapshots.map((s) => s.id),
+      src.filter((s) => s.id !== gone.id).map((s) => s.id),
+    );
     await store.close();
   });
 
   it('rebuild-index waits for or refuses a running backup (the bucket lock, exit 75); a location with nothing in it is not a vault (exit 2)', async () => {
     const { loc, store } = await seeded('locked');
-    await store.writeBytes('.lock', JSON.stringify({ host: 'elsewhere', pid: 4242, proc_start: '1', command: 'backup', token: 'x', started_at: new Date().toISOString(), heartbeat_at: new Date().toISOString() }));
+    await store.writeBytes(
+      '.lock',
+      JSON.stringify({ host: 'elsewhere', pid: 4242, proc_start: '1', command: 'backup', token: 'x', started_at: new Date().toISOString(), heartbeat_at: new Date().toISOString() }),
+    );
     const r = runCli(['rebuild-index', '--vault', loc], { env: env() });
     assert.equal(r.code, 75, r.stdout + r.stderr);
     assert.match(r.stderr, /locked by "backup" \(pid 4242 on elsewhere/);
@@ -182,7 +211,10 @@ describe('rebuild-index, prune, verify and status on a damaged s3:// vault (moto
       assert.match(s.stdout, new RegExp(`warning: 1 listed snapshot\\(s\\) fail the quick check: ${damaged.id} \\(`));
       assert.match(s.stdout, new RegExp(`${damaged.id} .*DAMAGED`));
       const j = JSON.parse(runCli(['status', '--vault', loc, '--json'], { env: env() }).stdout);
-      assert.deepEqual(j.damaged.map((d: { id: string }) => d.id), [damaged.id]);
+      assert.deepEqual(
+        j.damaged.map((d: { id: string }) => d.id),
+        [damaged.id],
+      );
       assert.equal(j.level, 'error');
     });
 
@@ -207,18 +239,28 @@ describe('rebuild-index, prune, verify and status on a damaged s3:// vault (moto
       assert.match(r.stdout, /kept 2, deleted 2 snapshot\(s\)/);
       const idx = await readStoreIndex(store);
       // src[2] is the newest good snapshot; the damaged src[3] is kept beside it, not instead of it
-      assert.deepEqual(idx!.snapshots.map((s) => s.id), [src[2].id, src[3].id]);
+      assert.deepEqual(
+        idx!.snapshots.map((s) => s.id),
+        [src[2].id, src[3].id],
+      );
       assert.equal(await store.head(src[0].file), null);
       assert.equal(await store.head(src[1].file), null);
       assert.ok(await store.head(src[2].file));
       assert.ok(await store.head(damaged.file), 'the damaged object is kept');
-      const runs = (await store.readBytes('runs.jsonl'))!.toString().trim().split('\n').map((l) => JSON.parse(l));
+      const runs = (await store.readBytes('runs.jsonl'))!
+        .toString()
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l));
       assert.deepEqual(runs.at(-1).unverified, [damaged.id]);
     });
   });
 
   it('leaves no scratch files behind', () => {
-    const left = fs.readdirSync(require('node:os').tmpdir()).filter((n) => n.startsWith('agent-vault-rebuild-'));
-    assert.deepEqual(left.filter((n) => fs.statSync(path.join(require('node:os').tmpdir(), n)).mtimeMs > Date.now() - 120000), []);
+    const left = fs.readdirSync(os.tmpdir()).filter((n) => n.startsWith('agent-vault-rebuild-'));
+    assert.deepEqual(
+      left.filter((n) => fs.statSync(path.join(os.tmpdir(), n)).mtimeMs > Date.now() - 120000),
+      [],
+    );
   });
 });

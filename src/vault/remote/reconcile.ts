@@ -53,7 +53,11 @@ async function readIndexOrState(store: ObjectStore): Promise<{ index: VaultIndex
 export async function rebuildRemoteIndex(store: ObjectStore, opts: RemoteRebuildOptions = {}): Promise<RebuildIndexReport> {
   // a location with neither an index nor any snapshot object is not a vault: refuse before locking
   let anything = (await store.head(VAULT_INDEX)) !== null;
-  if (!anything) for await (const _o of store.list(`${SNAPSHOTS_DIR}/`)) { anything = true; break; }
+  if (!anything)
+    for await (const _o of store.list(`${SNAPSHOTS_DIR}/`)) {
+      anything = true;
+      break;
+    }
   if (!anything) {
     throw new AgentVaultError('no-vault', `${store.location} is not a vault (it has no ${VAULT_INDEX} and no ${SNAPSHOTS_DIR}/ objects)`, { kind: 'usage', hint: 'check --vault' });
   }
@@ -145,9 +149,24 @@ export async function rebuildRemoteIndex(store: ObjectStore, opts: RemoteRebuild
     if (!opts.dryRun) {
       const ok = !failure && !!report && !report.rejected.length && !report.damaged.length;
       const fields = report
-        ? { previous: report.previous, adopted: report.adopted.map((a) => a.id), dropped: report.missing.map((m) => m.id), damaged: report.damaged.map((d) => d.id), rejected: report.rejected.map((r) => r.file) }
+        ? {
+            previous: report.previous,
+            adopted: report.adopted.map((a) => a.id),
+            dropped: report.missing.map((m) => m.id),
+            damaged: report.damaged.map((d) => d.id),
+            rejected: report.rejected.map((r) => r.file),
+          }
         : {};
-      await appendStoreRunLog(store, runLogRecord('rebuild-index', started, ok, { ...fields, error: failure ? { code: failure instanceof AgentVaultError ? failure.code : 'internal', message: errorMessage(failure) } : null }, runId)).catch(() => undefined);
+      await appendStoreRunLog(
+        store,
+        runLogRecord(
+          'rebuild-index',
+          started,
+          ok,
+          { ...fields, error: failure ? { code: failure instanceof AgentVaultError ? failure.code : 'internal', message: errorMessage(failure) } : null },
+          runId,
+        ),
+      ).catch(() => undefined);
     }
   } finally {
     await lock.release().catch(() => undefined);

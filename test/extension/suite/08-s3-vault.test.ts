@@ -60,13 +60,19 @@ describe('Snapshots view: a vault in object storage (s3://, moto)', function () 
     const loop = groups.find((g) => g.name === 'Loop')!;
     assert.match(String(s.snapshots.getTreeItem(loop).description), /^2 snapshots/);
     const nodes = s.snapshots.snapshotNodes(loop);
-    assert.deepEqual(nodes.map((n) => n.snapshot.id).sort(), index.snapshots.filter((x) => x.agents.some((a) => a.name === 'Loop')).map((x) => x.id).sort());
+    assert.deepEqual(
+      nodes.map((n) => n.snapshot.id).sort(),
+      index.snapshots
+        .filter((x) => x.agents.some((a) => a.name === 'Loop'))
+        .map((x) => x.id)
+        .sort(),
+    );
     const remote = s.snapshots.remote!;
     assert.equal(remote.downloads, 0, 'listing reads only the index');
     for (const n of nodes) assert.equal(fs.existsSync(n.snapshot.path), false);
   });
 
-  it('a snapshot expanded is downloaded into the cache once; its components open as documents with the snapshot\'s text', async () => {
+  it("a snapshot expanded is downloaded into the cache once; its components open as documents with the snapshot's text", async () => {
     const { services: s } = await api();
     const doc = readJson<{ blocks: Array<{ label: string; value: string }>; tools: Array<{ name: string; source_code: string | null }> }>(fixture('loop.v2.af'));
     const loop = ((await s.snapshots.getChildren()) as AgentGroupNode[]).find((g) => g.name === 'Loop')!;
