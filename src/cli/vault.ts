@@ -20,12 +20,22 @@ import { runDrill } from '../vault/drill';
 import { renderStatus, vaultStatus } from '../vault/status';
 import { readIndex } from '../vault/vault';
 import { rebuildIndex } from '../vault/reconcile';
+import { rebuildRemoteIndex } from '../vault/remote/reconcile';
 import { copyVault, readStoreIndex } from '../vault/remote/copy';
 import { isS3Location } from '../vault/remote/location';
 import { fetchSnapshot, pruneRemote, remoteVaultStatus, runRemoteBackup, verifyRemote } from '../vault/remote/remote-vault';
 import { openObjectStore, S3Store } from '../vault/remote/s3';
-import { EXIT, errorHints, exitCodeOf, onInterrupt } from './exit';
+import { EXIT, errorHints, exitCodeOf, onInterrupt, signalExitCode } from './exit';
 import type { CliContext } from './context';
+
+/** Calls `fn` on SIGINT / SIGTERM / SIGHUP (instead of exiting); returns the function that stops listening. */
+function onSignal(fn: (sig: NodeJS.Signals) => void): () => void {
+  const sigs: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  for (const x of sigs) process.on(x, fn);
+  return () => {
+    for (const x of sigs) process.off(x, fn);
+  };
+}
 
 export const EXIT_LOCKED = EXIT.locked;
 
@@ -63,15 +73,6 @@ function numArg(name: string) {
 /** A folder is made absolute (against the command's folder); an s3:// location stays as written. */
 function resolveVault(ctx: CliContext, v: string): string {
   return isS3Location(v) ? v : path.resolve(ctx.cwd, v);
-}
-
-/** Commands that need the vault as a folder refuse an s3:// location with what to do instead. */
-function localOnly(vault: string, command: string): void {
-  if (!isS3Location(vault)) return;
-  throw new AgentVaultError('usage', `${command} does not run on an s3:// vault yet (${vault})`, {
-    kind: 'usage',
-    hint: `copy it to a folder first: agent-vault vault copy ${vault} ./vault-copy && agent-vault ${command} --vault ./vault-copy`,
-  });
 }
 
 /** The config (when there is one) and the vault folder: --vault, else --config, else ./agent-vault.json. */
@@ -147,7 +148,27 @@ export function registerVaultCommands(program: Command, ctx: CliContext): void {
       }
       // interrupted: remove this run's temp files, log the run as interrupted, release the lock
       let abort: ((reason: string) => void) | undefined;
-      const offInterrupt = onInterrupt('backup failed:', (sig) => abort?.(sig));
+      const remote = isS3Location(cfg.vault);
+      // into a bucket the run is cancelled, not cut short: an upload in flight is aborted (no
+      // orphaned multipart upload), the bucket's lock released and the run logged before the exit
+      const cancel = new AbortController();
+      let interruptedBy: NodeJS.Signals | undefined;
+      const offInterrupt = remote
+        ? onSignal((sig) => {
+            if (interruptedBy) return;
+            interruptedBy = sig;
+            try {
+              abort?.(sig);
+            } finally {
+              cancel.abort();
+              // whatever still runs (a long database query) gets 20 s to end before a hard exit
+              setTimeout(() => {
+                err(`agent-vault: backup failed: interrupted by ${sig}\n`);
+                process.exit(signalExitCode(sig));
+              }, 20000).unref();
+            }
+          })
+        : onInterrupt('backup failed:', (sig) => abort?.(sig));
       try {
         const backupOpts = {
           config: cfg,
@@ -160,7 +181,7 @@ export function registerVaultCommands(program: Command, ctx: CliContext): void {
             abort = fn;
           },
         };
-        const r: BackupResult = isS3Location(cfg.vault) ? await withStore(cfg.vault, (store) => runRemoteBackup(store, backupOpts)) : await runBackup(backupOpts);
+        const r: BackupResult = remote ? await withStore(cfg.vault, (store) => runRemoteBackup(store, { ...backupOpts, signal: cancel.signal })) : await runBackup(backupOpts);
         for (const w of r.warnings) if (o.verbose || /webhook|not in the index|index did not list|prune: /.test(w)) err(`agent-vault: warning: ${oneLine(w)}\n`);
         if (o.json) out(JSON.stringify({ ok: true, snapshot: r.snapshot, path: r.path, duration_ms: r.duration_ms, pruned: r.pruned?.removed.map((s) => s.id) ?? null, cleaned: r.cleaned, adopted: r.adopted, rejected: r.rejected, webhook: r.webhook, warnings: r.warnings }, null, 2) + '\n');
         else if (o.verbose) {
@@ -173,8 +194,8 @@ export function registerVaultCommands(program: Command, ctx: CliContext): void {
         const extra = (e as { webhook?: { ok: boolean; error?: string } | null }).webhook;
         const hook = extra && !extra.ok ? ` (the failure webhook failed too: ${extra.error})` : '';
         if (o.json) out(JSON.stringify({ ok: false, error: { code: (e as AgentVaultError).code ?? 'internal', message: errorMessage(e) } }, null, 2) + '\n');
-        err(`agent-vault: backup failed: ${oneLine(errorMessage(e))}${hook}\n`);
-        ctx.exitCode = vaultExitCode(e);
+        err(`agent-vault: backup failed: ${interruptedBy ? `interrupted by ${interruptedBy}: ` : ''}${oneLine(errorMessage(e))}${hook}\n`);
+        ctx.exitCode = interruptedBy ? signalExitCode(interruptedBy) : vaultExitCode(e);
       } finally {
         offInterrupt();
       }
@@ -358,12 +379,13 @@ export function registerVaultCommands(program: Command, ctx: CliContext): void {
     const s = remote ? await withStore(vault, (store) => remoteVaultStatus(store, policy)) : await vaultStatus(vault, policy);
     const snaps = o.snapshots ? (remote ? (await withStore(vault, (store) => readStoreIndex(store)))!.snapshots : (await readIndex(vault)).snapshots) : undefined;
     const missing = new Set(s.missing.map((m) => m.id));
+    const damaged = new Set((s.damaged ?? []).map((m) => m.id));
     if (o.json) out(JSON.stringify(snaps ? { ...s, snapshot_list: snaps } : s, null, 2) + '\n');
     else {
       out(renderStatus(s));
       if (snaps) {
         out('\nsnapshots:\n');
-        for (const x of snaps) out(`  ${x.id}  ${x.created_at}  ${(x.bytes / 1048576).toFixed(1)} MiB${x.encrypted ? '  encrypted' : ''}  ${x.agents.map((a) => a.name ?? a.id).join(', ')}${missing.has(x.id) ? '  FILE MISSING' : ''}\n`);
+        for (const x of snaps) out(`  ${x.id}  ${x.created_at}  ${(x.bytes / 1048576).toFixed(1)} MiB${x.encrypted ? '  encrypted' : ''}  ${x.agents.map((a) => a.name ?? a.id).join(', ')}${missing.has(x.id) ? '  FILE MISSING' : ''}${damaged.has(x.id) ? '  DAMAGED' : ''}\n`);
       }
     }
     ctx.exitCode = o.check && s.level !== 'ok' ? 1 : 0;
@@ -380,14 +402,15 @@ export function registerVaultCommands(program: Command, ctx: CliContext): void {
   )
     .addHelpText(
       'after',
-      '\nEvery archive in snapshots/ is verified (manifest and every entry\'s checksums) and listed; one that fails is reported and left in place; a listed snapshot whose archive is gone leaves the index. Nothing is deleted. A damaged vault.json is kept as vault.json.damaged-<time>.\nExit codes: 0 ok, 1 an archive failed verification (reported, left in place), 2 usage error, 74 I/O error, 75 another run holds the vault.',
+      '\nEvery archive in snapshots/ is verified (manifest and every entry\'s checksums) and listed; one that fails is reported and left in place; a listed snapshot whose archive is gone leaves the index. Nothing is deleted. A damaged vault.json is kept as vault.json.damaged-<time>.\nOn s3://bucket/prefix the same, under the bucket\'s lock: every unlisted archive object is downloaded and verified (its SHA-256 against the one stored with it, manifest, every entry\'s checksum).\nExit codes: 0 ok, 1 an archive failed verification (reported, left in place), 2 usage error (missing bucket), 3 S3 unreachable or credentials refused, 74 I/O error, 75 another run holds the vault.',
     )
     .action(async (o: VaultSelection & { dryRun?: boolean; wait?: number; json?: boolean }) => {
       const { vault } = await selectVault(ctx, o);
-      localOnly(vault, 'rebuild-index');
       let r;
       try {
-        r = await rebuildIndex(vault, { dryRun: o.dryRun, waitMs: (o.wait ?? 0) * 1000 });
+        r = isS3Location(vault)
+          ? await withStore(vault, (store) => rebuildRemoteIndex(store, { dryRun: o.dryRun, waitMs: (o.wait ?? 0) * 1000 }))
+          : await rebuildIndex(vault, { dryRun: o.dryRun, waitMs: (o.wait ?? 0) * 1000 });
       } catch (e) {
         reportVaultError(ctx, e);
         return;

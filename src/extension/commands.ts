@@ -9,6 +9,7 @@ import * as vscode from 'vscode';
 import { AgentVaultError, errorMessage } from '../core/errors';
 import { exportLiveSnapshot } from '../diff/live';
 import { isFileLocalId } from '../diff/state';
+import { requireLocalVault } from '../vault/remote/location';
 import { describeFile } from '../format/inspect';
 import { packAgentFile } from '../format/pack';
 import { isArchivePath, validateAnyPath, type ValidationReport } from '../format/validate-any';
@@ -157,7 +158,7 @@ export async function exportCommand(s: Services, arg?: DatabasesNode | ExportArg
     if (!picks?.length) return undefined;
     ids = picks.map((p) => p.id);
   }
-  const vault = s.vaultDir();
+  const vault = requireLocalVault(s.vaultDir(), 'Export into the vault');
   const encrypt = setting('encryptSnapshots');
   const res = await withProgress(`Exporting ${ids.length} agent${ids.length === 1 ? '' : 's'} from "${name}"`, async (p) =>
     s.connections.with(name, async (db, c) => {
@@ -217,7 +218,7 @@ export async function importCommand(s: Services, arg?: vscode.Uri | string): Pro
   const src = file;
   const res = await withProgress(`Importing ${path.basename(src)}`, async (p) => {
     p.report('packing');
-    return addSnapshotToVault(s.vaultDir(), (dest) => packAgentFile(src, dest), { command: 'vscode import' });
+    return addSnapshotToVault(requireLocalVault(s.vaultDir(), 'Import into the vault'), (dest) => packAgentFile(src, dest), { command: 'vscode import' });
   });
   s.snapshots.refresh();
   void revealSnapshot(s, res.path);
@@ -408,6 +409,7 @@ export async function deleteSnapshotCommand(s: Services, arg?: SnapshotNode | De
     void vscode.window.showInformationMessage('Agent Vault: run "Delete Snapshot" from a snapshot in the Snapshots view.');
     return false;
   }
+  requireLocalVault(s.vaultDir(), 'Delete Snapshot');
   const snap = (await listVaultSnapshots(s.vaultDir())).find((x) => x.path === path.resolve(file));
   const label = snap ? (snap.listed ? snap.id : path.basename(snap.path)) : path.basename(file);
   if (!(arg as DeleteArgs | undefined)?.confirmed) {

@@ -25,6 +25,8 @@ export interface Settings {
   'drill.connection': string;
   'validation.enabled': boolean;
   'diff.openFirstChange': boolean;
+  /** Upper bound of the cache of snapshots opened from an s3:// vault, in MB. */
+  remoteCacheMB: number;
 }
 
 function section(): vscode.WorkspaceConfiguration {

@@ -58,6 +58,8 @@ interface OpenSource {
 /** Opened sources (archives, agent files), a few at a time, closed when evicted or disposed. */
 export class SourceCache implements vscode.Disposable {
   private readonly open = new Map<string, Promise<OpenSource>>();
+  /** Makes a source's file available before it is read (a snapshot of an s3:// vault is downloaded into the cache). */
+  prepare: (src: string) => Promise<unknown> = async () => undefined;
 
   /** `keys`: the passphrase or key for encrypted archives (asked each time a source is opened). */
   constructor(
@@ -72,7 +74,8 @@ export class SourceCache implements vscode.Disposable {
       this.open.set(src, o); // most recently used last
       return o;
     }
-    o = this.keys()
+    o = this.prepare(src)
+      .then(() => this.keys())
       .then((decrypt) => openSource(src, { decrypt }))
       .then((source) => ({ source, states: new Map(), queue: Promise.resolve() }));
     o.catch(() => this.open.delete(src));
@@ -151,6 +154,7 @@ export class ComponentDocuments implements vscode.TextDocumentContentProvider, v
 
   /** The text of a target; undefined when that side has no such component (e.g. an added block). */
   async text(t: DocTarget): Promise<string | undefined> {
+    if (t.kind === 'describe' || t.kind === 'collection') await this.sources.prepare(t.src);
     switch (t.kind) {
       case 'describe':
         return (await describeFile(t.src, { decrypt: await this.sources.keys() })).text;

@@ -15,6 +15,8 @@ import { AgentFileDiagnostics } from './language';
 import { Log, progressTestHooks } from './log';
 import { secretKeyProvider } from './keys';
 import { OPEN_DOC_COMMAND, SnapshotsTree } from './snapshotsTree';
+import { RemoteSnapshotCache } from '../vault/remote/catalog';
+import { isS3Location } from '../vault/remote/location';
 import { SHOW_STATUS_COMMAND, VaultStatusBar } from './statusBar';
 import * as ops from './vaultOps';
 import { affects, setting, statusPolicy, textSetting } from './config';
@@ -62,11 +64,17 @@ export interface AgentVaultApi {
 
 function resolveVaultDir(context: vscode.ExtensionContext): string {
   const configured = textSetting('vaultPath');
+  if (isS3Location(configured)) return configured; // a vault in object storage (credentials: the AWS environment/profile chain)
   const expanded = configured.startsWith('~/') ? path.join(os.homedir(), configured.slice(2)) : configured;
   if (path.isAbsolute(expanded)) return expanded;
   const folder = vscode.workspace.workspaceFolders?.[0];
   if (folder && folder.uri.scheme === 'file') return path.join(folder.uri.fsPath, expanded);
   return path.join(context.globalStorageUri.fsPath, expanded);
+}
+
+/** Snapshots of an s3:// vault are downloaded into the extension's storage when opened, up to `agentVault.remoteCacheMB`. */
+function newRemoteSnapshotCache(context: vscode.ExtensionContext): RemoteSnapshotCache {
+  return new RemoteSnapshotCache(path.join(context.globalStorageUri.fsPath, 's3-cache'), { maxBytes: () => Math.max(0, setting('remoteCacheMB')) * 1024 * 1024 });
 }
 
 let services: cmd.Services | undefined;
@@ -77,14 +85,16 @@ export function activate(context: vscode.ExtensionContext): AgentVaultApi {
   const sources = new SourceCache(secretKeyProvider(context.secrets));
   const documents = new ComponentDocuments(sources);
   const connections = new Connections(context.secrets);
-  const snapshots = new SnapshotsTree(vaultDir, statusPolicy, sources, log);
+  const remoteCache = newRemoteSnapshotCache(context);
+  sources.prepare = (src) => remoteCache.ensure(src);
+  const snapshots = new SnapshotsTree(vaultDir, statusPolicy, sources, log, remoteCache);
   const databases = new DatabasesTree(connections, log);
   const changes = new ChangesTree();
   const snapshotsView = vscode.window.createTreeView('agentVault.snapshots', { treeDataProvider: snapshots, showCollapseAll: true });
   const databasesView = vscode.window.createTreeView('agentVault.databases', { treeDataProvider: databases, showCollapseAll: true });
   const changesView = vscode.window.createTreeView('agentVault.changes', { treeDataProvider: changes });
   const diagnostics = new AgentFileDiagnostics(() => setting('validation.enabled'));
-  const statusBar = new VaultStatusBar(vaultDir, statusPolicy, log);
+  const statusBar = new VaultStatusBar(vaultDir, statusPolicy, log, remoteCache);
   const s: cmd.Services = { context, log, connections, snapshots, snapshotsView, databases, changes, changesView, documents, diagnostics, vaultDir, tempFiles: new Set(), statusBar };
   services = s;
   log.info(`activated; vault ${vaultDir()}`);
@@ -94,6 +104,8 @@ export function activate(context: vscode.ExtensionContext): AgentVaultApi {
   let timer: NodeJS.Timeout | undefined;
   const watch = () => {
     watcher?.dispose();
+    watcher = undefined;
+    if (isS3Location(vaultDir())) return; // a bucket is not watched: Refresh re-reads its index
     watcher = vscode.workspace.createFileSystemWatcher(new vscode.RelativePattern(vscode.Uri.file(vaultDir()), '{vault.json,*.avsnap,*.zip,drills/*.json}'));
     const poke = () => {
       if (timer) clearTimeout(timer);

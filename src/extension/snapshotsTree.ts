@@ -15,7 +15,9 @@ import { readManifest, type Manifest } from '../format/archive';
 import { listCollectionsInArchive, type ArchivedCollectionSummary } from '../qdrant/archive';
 import { agentIn, groupSnapshotsByAgent, listVaultSnapshots, type CatalogAgent, type CatalogAgentGroup, type CatalogSnapshot } from '../vault/catalog';
 import type { StatusPolicy } from '../vault/config';
-import { vaultStatus, type AgentStatus } from '../vault/status';
+import type { AgentStatus } from '../vault/status';
+import { vaultStatusOf, type RemoteSnapshotCache } from '../vault/remote/catalog';
+import { isS3Location } from '../vault/remote/location';
 import { isFileLocalId } from '../diff/state';
 import { docUri, snapshotLabel, type DocTarget, type SourceCache } from './documents';
 import type { Log } from './log';
@@ -135,6 +137,8 @@ export class SnapshotsTree implements vscode.TreeDataProvider<SnapshotsNode>, vs
     private readonly policy: () => StatusPolicy,
     private readonly sources: SourceCache,
     private readonly log: Log,
+    /** Snapshots of an s3:// vault: listed from the bucket's index, downloaded when opened (src/vault/remote/catalog.ts). */
+    readonly remote?: RemoteSnapshotCache,
   ) {}
 
   refresh(): void {
@@ -158,7 +162,7 @@ export class SnapshotsTree implements vscode.TreeDataProvider<SnapshotsNode>, vs
     this.lastError = undefined;
     let snaps: CatalogSnapshot[] = [];
     try {
-      snaps = await listVaultSnapshots(dir);
+      snaps = isS3Location(dir) && this.remote ? await this.remote.list(dir) : await listVaultSnapshots(dir);
     } catch (e) {
       this.lastError = errorMessage(e);
       this.log.warn(`reading the vault ${dir}: ${this.lastError}`);
@@ -184,7 +188,7 @@ export class SnapshotsTree implements vscode.TreeDataProvider<SnapshotsNode>, vs
     let statuses = new Map<string, AgentStatus>();
     if (snaps.some((s) => s.listed)) {
       try {
-        const st = await vaultStatus(dir, this.policy());
+        const st = await vaultStatusOf(dir, this.policy(), this.remote);
         statuses = new Map(st.agents.map((a) => [a.id, a]));
       } catch (e) {
         this.log.warn(`backup status of ${dir}: ${errorMessage(e)}`);
@@ -230,6 +234,16 @@ export class SnapshotsTree implements vscode.TreeDataProvider<SnapshotsNode>, vs
     const s = n.snapshot;
     if (s.error) return [{ type: 'message', label: 'Cannot read this archive', description: s.error, tooltip: s.error, icon: 'error' }];
     const src = s.path;
+    if (this.remote?.owns(src)) {
+      // a snapshot in object storage: downloaded into the cache (checked against the index's SHA-256) when first opened
+      try {
+        await this.remote.ensure(src);
+      } catch (e) {
+        const msg = errorMessage(e);
+        this.log.warn(`downloading snapshot ${s.id}: ${msg}`);
+        return [{ type: 'message', label: 'Cannot download this snapshot', description: msg, tooltip: msg, icon: 'error' }];
+      }
+    }
     const comp = (c: ComponentInfo, icon: string): ComponentNode => ({
       type: 'component',
       parent: n,
@@ -362,10 +376,14 @@ export class SnapshotsTree implements vscode.TreeDataProvider<SnapshotsNode>, vs
     tip.appendMarkdown(`${when(s.created_at)} (${relativeAge(s.created_at)})  \n`);
     tip.appendMarkdown(`${s.encrypted ? '$(lock) encrypted' : 'not encrypted'} · ${formatBytes(s.bytes)}  \n`);
     let m: Manifest | undefined;
-    try {
-      m = await this.manifests.get(s.path);
-    } catch (e) {
-      tip.appendMarkdown(`cannot read the manifest: ${errorMessage(e)}  \n`);
+    if (this.remote?.owns(s.path) && !(await this.remote.isCached(s.path))) {
+      tip.appendMarkdown(`in ${this.vaultDir()} (expand to download it)  \n`);
+    } else {
+      try {
+        m = await this.manifests.get(s.path);
+      } catch (e) {
+        tip.appendMarkdown(`cannot read the manifest: ${errorMessage(e)}  \n`);
+      }
     }
     const src = m?.source;
     if (src) {

@@ -7,7 +7,8 @@
 import * as vscode from 'vscode';
 import { errorMessage } from '../core/errors';
 import type { StatusPolicy } from '../vault/config';
-import { vaultStatus, type VaultStatus } from '../vault/status';
+import type { VaultStatus } from '../vault/status';
+import { vaultStatusOf, type RemoteSnapshotCache } from '../vault/remote/catalog';
 import type { Log } from './log';
 import { relativeAge } from './snapshotsTree';
 
@@ -41,6 +42,7 @@ export class VaultStatusBar implements vscode.Disposable {
     private readonly vaultDir: () => string,
     private readonly policy: () => StatusPolicy,
     private readonly log: Log,
+    private readonly remote?: RemoteSnapshotCache,
   ) {
     this.item = vscode.window.createStatusBarItem('agentVault.status', vscode.StatusBarAlignment.Left, 10);
     this.item.name = 'Agent Vault: backup status';
@@ -69,7 +71,7 @@ export class VaultStatusBar implements vscode.Disposable {
   private async update(): Promise<void> {
     let st: VaultStatus | undefined;
     try {
-      st = await vaultStatus(this.vaultDir(), this.policy());
+      st = await vaultStatusOf(this.vaultDir(), this.policy(), this.remote);
     } catch (e) {
       // no vault yet (the Snapshots view's welcome explains how to start): no item
       if ((e as { code?: string }).code !== 'no-vault') this.log.warn(`backup status: ${errorMessage(e)}`);

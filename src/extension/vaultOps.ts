@@ -20,7 +20,9 @@ import { renderDrillMarkdown, writeDrillReport, type DrillReport } from '../vaul
 import { pruneVault, type PruneResult } from '../vault/prune';
 import { rebuildIndex, type RebuildIndexReport } from '../vault/reconcile';
 import { describeReasons, type RetentionPolicy } from '../vault/retention';
-import { renderStatus, vaultStatus, type VaultStatus } from '../vault/status';
+import { renderStatus, type VaultStatus } from '../vault/status';
+import { vaultStatusOf } from '../vault/remote/catalog';
+import { requireLocalVault } from '../vault/remote/location';
 import { verifyVault, type VerifyReport } from '../vault/verify';
 import { DRILLS_DIR } from '../vault/vault';
 import { pickConnection, type Services } from './commands';
@@ -85,7 +87,7 @@ export async function backupNowCommand(s: Services, arg?: BackupNowArgs): Promis
     const encrypt = setting('encryptSnapshots');
     res = await withProgress(`Backing up every agent of "${name}"`, (p) =>
       s.connections.with(name, (db, c) => {
-        const config: VaultConfig = { vault: s.vaultDir(), source: { kind: 'postgres', schema: c.schema || 'letta' }, agents: { all: true } };
+        const config: VaultConfig = { vault: requireLocalVault(s.vaultDir(), 'Run Backup Now'), source: { kind: 'postgres', schema: c.schema || 'letta' }, agents: { all: true } };
         return runBackup({
           config,
           db,
@@ -180,7 +182,7 @@ async function snapshotOf(s: Services, arg: SnapshotNode | AgentGroupNode | Dril
 export async function drillCommand(s: Services, arg?: SnapshotNode | AgentGroupNode | DrillArgs): Promise<DrillReport | undefined> {
   const snap = await snapshotOf(s, arg, 'Agent Vault: drill which snapshot?');
   if (!snap) return undefined;
-  const vault = s.vaultDir();
+  const vault = requireLocalVault(s.vaultDir(), 'Run Drill');
   const decrypt = await s.documents.sources.keys();
   const label = snap.listed ? snap.id : path.basename(snap.path);
   const args = isNode(arg) ? {} : (arg ?? {});
@@ -250,7 +252,7 @@ export async function verifyCommand(s: Services, arg?: VerifyArgs): Promise<Veri
     if (!pick) return undefined;
     deep = pick.deep;
   }
-  const vault = s.vaultDir();
+  const vault = requireLocalVault(s.vaultDir(), 'Verify Vault');
   const decrypt = await s.documents.sources.keys();
   const report = await withProgress(`Verifying ${deep ? '(deep) ' : ''}${vault}`, (p) =>
     verifyVault(vault, {
@@ -304,7 +306,7 @@ export function prunePlanText(r: PruneResult, names: ReadonlyMap<string, string>
 export async function pruneCommand(s: Services, arg?: PruneArgs): Promise<{ dryRun: PruneResult; result?: PruneResult } | undefined> {
   const args = isNode(arg) ? {} : (arg ?? {});
   const policy = args.policy ?? (await retentionPolicy());
-  const vault = s.vaultDir();
+  const vault = requireLocalVault(s.vaultDir(), 'Prune Snapshots');
   const names = new Map<string, string>();
   for (const x of await listVaultSnapshots(vault)) for (const a of x.agents) if (a.name) names.set(a.id, a.name);
   const dry = await withProgress('Planning the prune (dry run)', () => pruneVault(vault, { policy, dryRun: true }));
@@ -349,7 +351,7 @@ export function rebuildText(r: RebuildIndexReport): string {
 
 /** Rebuild Index: `vault.json` rebuilt from the archives (rebuildIndex); nothing is deleted. */
 export async function rebuildIndexCommand(s: Services): Promise<RebuildIndexReport> {
-  const vault = s.vaultDir();
+  const vault = requireLocalVault(s.vaultDir(), 'Rebuild Index');
   const r = await withProgress(`Rebuilding the index of ${vault}`, () => rebuildIndex(vault));
   s.log.info(`rebuild-index ${vault}:\n${rebuildText(r)}`);
   await showDoc(s.documents.textUri('rebuild-index.txt', rebuildText(r)), { preview: true });
@@ -363,7 +365,7 @@ export async function rebuildIndexCommand(s: Services): Promise<RebuildIndexRepo
 
 /** The status report (`agent-vault status`) of the vault, as a document. */
 export async function showStatusCommand(s: Services): Promise<VaultStatus> {
-  const st = await vaultStatus(s.vaultDir(), statusPolicy());
+  const st = await vaultStatusOf(s.vaultDir(), statusPolicy(), s.snapshots.remote);
   await showDoc(s.documents.textUri('vault-status.txt', renderStatus(st)), { preview: true });
   return st;
 }

@@ -73,8 +73,8 @@ function collectionsOf(m: Manifest): string[] {
   return Array.isArray(m.qdrant?.collections) ? m.qdrant!.collections.map((c) => (c as { name?: unknown }).name).filter((x): x is string => typeof x === 'string') : [];
 }
 
-/** The index record of an archive, from its manifest (what backup would have recorded). */
-async function recordFromArchive(vaultDir: string, rel: string, prev?: SnapshotRecord): Promise<SnapshotRecord> {
+/** The index record of an archive, from its manifest (what backup would have recorded). Also used for archives in object storage (downloaded into a scratch folder). */
+export async function recordFromArchive(vaultDir: string, rel: string, prev?: SnapshotRecord): Promise<SnapshotRecord> {
   const file = path.join(vaultDir, ...rel.split('/'));
   const reader = await openArchive(file, { verifyManifestOnly: true });
   const m = reader.manifest;

@@ -61,6 +61,8 @@ export interface VaultStatus {
   missing: Array<{ id: string; file: string }>;
   /** Archives in snapshots/ that the index does not list. */
   unlisted: string[];
+  /** Listed snapshots whose stored object fails the quick check (a vault in object storage: size and recorded SHA-256). */
+  damaged?: Array<{ id: string; file: string; reason: string }>;
   agents: AgentStatus[];
   level: StatusLevel;
   warnings: string[];

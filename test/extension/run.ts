@@ -12,6 +12,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ENV_NAME, startExtensionTestPg, type StartedPg } from './pg-setup';
+import { startMoto, TEST_CREDS, type MotoServer } from '../helpers/moto';
+import { S3_ENV_NAME } from './s3-env';
 
 const repoRoot = path.resolve(__dirname, '..', '..');
 
@@ -37,9 +39,14 @@ async function main(): Promise<number> {
   const started = Date.now();
   // The real PostgreSQL the in-host tests export from and restore into (see ./pg-setup.ts).
   let pg: StartedPg | undefined;
+  // The S3-compatible server (moto on 127.0.0.1) of the s3:// vault tests; credentials reach the
+  // extension host only through the AWS environment, as they would a user's.
+  let s3: MotoServer | undefined;
   try {
     pg = await startExtensionTestPg();
     console.log(`test PostgreSQL ready on ${pg.info.host}:${pg.info.port} (${((Date.now() - started) / 1000).toFixed(1)}s)`);
+    s3 = await startMoto();
+    console.log(`test S3 (moto) ready at ${s3.endpoint}`);
     await runTests({
       vscodeExecutablePath,
       extensionDevelopmentPath,
@@ -50,7 +57,13 @@ async function main(): Promise<number> {
         `--user-data-dir=${path.join(profile, 'user-data')}`,
         `--extensions-dir=${path.join(profile, 'extensions')}`,
       ],
-      extensionTestsEnv: { AGENT_VAULT_EXTENSION_TESTS: '1', [ENV_NAME]: JSON.stringify(pg.info) },
+      extensionTestsEnv: {
+        AGENT_VAULT_EXTENSION_TESTS: '1',
+        [ENV_NAME]: JSON.stringify(pg.info),
+        [S3_ENV_NAME]: JSON.stringify({ endpoint: s3.endpoint }),
+        AWS_ACCESS_KEY_ID: TEST_CREDS.accessKeyId,
+        AWS_SECRET_ACCESS_KEY: TEST_CREDS.secretAccessKey,
+      },
     });
     console.log(`extension tests passed in ${((Date.now() - started) / 1000).toFixed(1)}s`);
     return 0;
@@ -59,6 +72,7 @@ async function main(): Promise<number> {
     return 1;
   } finally {
     await pg?.stop().catch((e) => console.error(`stopping the test PostgreSQL: ${(e as Error).message}`));
+    await s3?.stop().catch((e) => console.error(`stopping moto: ${(e as Error).message}`));
     fs.rmSync(profile, { recursive: true, force: true, maxRetries: 3 });
   }
 }

@@ -60,3 +60,15 @@ export function parseS3Location(loc: string): S3Location {
   };
 }
 
+
+/**
+ * Commands that write a vault folder in place (import into it, delete from it, drill reports
+ * into it…) refuse an s3:// location with what to run instead; the location otherwise.
+ */
+export function requireLocalVault(location: string, what: string): string {
+  if (!isS3Location(location)) return location;
+  throw new AgentVaultError('usage', `${what} works on a vault folder; ${location} is a vault in object storage`, {
+    kind: 'usage',
+    hint: 'run it with the agent-vault CLI (backup, prune, verify, drill and rebuild-index take s3:// vaults), or copy the snapshots to a folder with "agent-vault vault copy"',
+  });
+}

@@ -11,8 +11,11 @@
  * back once more after `settleMs`, so two runs that broke the same stale lock at once do not
  * both go on.
  *
- * Where a server has no conditional writes the lock cannot be taken safely: `acquire` fails with
- * `s3-no-conditional-put` (docs/VAULT.md says what to do).
+ * Where a server has no conditional writes (it answers 501) the lock cannot be taken safely:
+ * `acquire` fails with `s3-no-conditional-put` (docs/VAULT.md says what to do). A server that
+ * silently ignores `If-None-Match` is covered as far as it can be: the lock object is looked for
+ * before it is written (a live lock is never overwritten), and the read-back after `settleMs`
+ * lets only one of two runs that wrote in the same instant go on.
  */
 import { AgentVaultError } from '../../core/errors';
 import { FOREIGN_LOCK_STALE_MS, LOCK_HEARTBEAT_MS, newLockInfo, staleReason, type LockInfo } from '../vault';
@@ -75,15 +78,18 @@ export async function acquireRemoteLock(store: ObjectStore, opts: RemoteLockOpti
   const info: RemoteLockInfo = { ...base, heartbeat_at: base.started_at };
   const body = (): string => JSON.stringify(info) + '\n';
   for (;;) {
-    if (await store.writeBytes(REMOTE_LOCK_KEY, body(), { ifAbsent: true })) {
-      await new Promise((r) => setTimeout(r, opts.settleMs ?? 1000));
-      const back = parseInfo(await store.readBytes(REMOTE_LOCK_KEY));
-      if (back?.token === info.token) break;
-      // another run broke "our" lock as stale in the same instant: it goes on, we wait
+    // look first, write only where no lock is: a server that ignores If-None-Match then still
+    // never has a live lock overwritten (only a write in the same instant; the read-back settles that)
+    const head = await store.head(REMOTE_LOCK_KEY);
+    if (!head) {
+      if (await store.writeBytes(REMOTE_LOCK_KEY, body(), { ifAbsent: true })) {
+        await new Promise((r) => setTimeout(r, opts.settleMs ?? 1000));
+        const back = parseInfo(await store.readBytes(REMOTE_LOCK_KEY));
+        if (back?.token === info.token) break;
+        // another run took or broke the lock in the same instant: it goes on, we wait
+      }
       continue;
     }
-    const head = await store.head(REMOTE_LOCK_KEY);
-    if (!head) continue; // released meanwhile
     const held = parseInfo(await store.readBytes(REMOTE_LOCK_KEY));
     if (remoteStaleReason(held, head.lastModified, staleMs)) {
       // read once more: break only the very lock that was judged stale

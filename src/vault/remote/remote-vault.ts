@@ -17,6 +17,7 @@
  * Nothing here deletes an object it did not decide to delete in this run (prune) or write in
  * this run (a failed upload is aborted by the SDK before it becomes visible).
  */
+import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -30,7 +31,7 @@ import type { StatusPolicy } from '../config';
 import { vaultStatus, type VaultStatus } from '../status';
 import { verifyArchive, type SnapshotVerifyResult, type VerifyCheck, type VerifyReport } from '../verify';
 import type { DecryptOptions } from '../../format/crypto';
-import { emptyIndex, findSnapshot, newRunId, runLogRecord, readIndex, readRunLog, RUN_LOG, SNAPSHOTS_DIR, DRILLS_DIR, VAULT_INDEX, type RunLogRecord, type SnapshotRecord, type VaultIndex } from '../vault';
+import { emptyIndex, findSnapshot, newRunId, runLogRecord, readIndex, readRunLog, RUN_LOG, SNAPSHOT_EXT, SNAPSHOTS_DIR, DRILLS_DIR, VAULT_INDEX, type RunLogRecord, type SnapshotRecord, type VaultIndex } from '../vault';
 import { appendStoreRunLog, readStoreIndex, writeStoreIndex } from './copy';
 import { acquireRemoteLock, type RemoteLock } from './lock';
 import type { ObjectStore } from './store';
@@ -48,13 +49,35 @@ async function remoteIndex(store: ObjectStore, allowMissing: boolean): Promise<V
   throw new AgentVaultError('no-vault', `${store.location} is not a vault (it has no ${VAULT_INDEX})`, { kind: 'usage', hint: 'run "agent-vault backup" with this location as "vault", or "agent-vault vault copy <folder> <location>"' });
 }
 
-/** Quick check of a listed snapshot in the store: present with the recorded size and SHA-256. */
-export async function quickVerifyRemote(store: ObjectStore, rec: SnapshotRecord): Promise<string | null> {
+/**
+ * Quick check of a listed snapshot in the store: present with the recorded size and SHA-256. The
+ * SHA-256 is the one stored with the object by the upload (object metadata, one HEAD request);
+ * an object without it (replaced by another writer, or a folder's file) is read through once and
+ * hashed, so a damaged or replaced object never passes for the snapshot the index records.
+ */
+export async function quickVerifyRemote(store: ObjectStore, rec: SnapshotRecord, opts: { readThrough?: boolean } = {}): Promise<string | null> {
   const head = await store.head(rec.file);
   if (!head) return `${rec.file} is missing`;
   if (typeof rec.bytes === 'number' && head.size !== rec.bytes) return `${rec.file} is ${head.size} bytes, the index records ${rec.bytes}`;
-  if (head.sha256Hex && rec.sha256 && head.sha256Hex !== rec.sha256) return `${rec.file} was stored with sha256 ${head.sha256Hex}, the index records ${rec.sha256}`;
-  return null;
+  if (!rec.sha256) return null;
+  if (head.sha256Hex) {
+    return head.sha256Hex === rec.sha256 ? null : `${rec.file} was stored with sha256 ${head.sha256Hex}, the index records ${rec.sha256} (damaged or replaced)`;
+  }
+  if (opts.readThrough === false) return null;
+  const sha = await objectSha256Hex(store, rec.file);
+  return sha === rec.sha256 ? null : `${rec.file} has sha256 ${sha}, the index records ${rec.sha256} (damaged or replaced)`;
+}
+
+/** The SHA-256 of an object's bytes, read through once (nothing written to disk). */
+export async function objectSha256Hex(store: ObjectStore, key: string): Promise<string> {
+  const h = createHash('sha256');
+  const body = await store.readStream(key);
+  try {
+    for await (const c of body) h.update(c as Buffer);
+  } catch (e) {
+    throw e instanceof AgentVaultError ? e : new AgentVaultError('s3-io', `reading ${store.location}${key} failed: ${errorMessage(e)}`, { kind: 'connection', cause: e });
+  }
+  return h.digest('hex');
 }
 
 export interface RemotePruneResult {
@@ -109,7 +132,10 @@ export async function pruneRemote(store: ObjectStore, policy: RetentionPolicy, o
  * A backup into a remote vault. The options are `runBackup`'s, with `config.vault` an s3://
  * location. The webhook reports the outcome of the whole run (upload included).
  */
-export async function runRemoteBackup(store: ObjectStore, opts: BackupOptions & { lockTimings?: { settleMs?: number; heartbeatMs?: number }; stagingRoot?: string }): Promise<RemoteBackupResult> {
+export async function runRemoteBackup(
+  store: ObjectStore,
+  opts: BackupOptions & { lockTimings?: { settleMs?: number; heartbeatMs?: number }; stagingRoot?: string; /** Cancels the run (an interrupt): an upload in flight is aborted, nothing is listed, the lock is released. */ signal?: AbortSignal },
+): Promise<RemoteBackupResult> {
   const cfg = opts.config;
   const started = new Date();
   const lock = await acquireRemoteLock(store, { command: 'backup', waitMs: opts.waitMs ?? (cfg.lock?.waitSeconds ?? 0) * 1000, ...opts.lockTimings });
@@ -123,11 +149,12 @@ export async function runRemoteBackup(store: ObjectStore, opts: BackupOptions & 
     await fsp.writeFile(path.join(staging, VAULT_INDEX), JSON.stringify({ ...emptyIndex(), kdf: index.kdf ?? null }, null, 2) + '\n');
     const { pruneAfterBackup: _p, ...policy } = cfg.retention ?? {};
     result = await runBackup({ ...opts, config: { ...cfg, vault: staging, retention: undefined, webhook: undefined } });
+    if (opts.signal?.aborted) throw new AgentVaultError('interrupted', `the backup into ${store.location} was interrupted before its upload; nothing was uploaded`);
     const rec = result.snapshot;
     const sha = (await fileSha256(result.path)).sha256;
     if (sha !== rec.sha256) throw new AgentVaultError('checksum', `${result.path} changed after it was written (sha256 ${sha}, recorded ${rec.sha256}); not uploaded`);
     opts.onProgress?.(`uploading ${rec.file} (${rec.bytes} bytes) to ${store.location}`);
-    await store.uploadFile(rec.file, result.path, { sha256Hex: sha });
+    await store.uploadFile(rec.file, result.path, { sha256Hex: sha, signal: opts.signal });
     const head = await store.head(rec.file);
     if (!head || head.size !== rec.bytes || (head.sha256Hex && head.sha256Hex !== sha)) {
       throw new AgentVaultError('checksum', `${store.location}: ${rec.file} arrived as ${head ? `${head.size} bytes` : 'nothing'}, expected ${rec.bytes} bytes with sha256 ${sha}`);
@@ -188,7 +215,8 @@ export async function runRemoteBackup(store: ObjectStore, opts: BackupOptions & 
 }
 
 /** Status of a remote vault: the ordinary rules over its index, run log and drill reports. */
-export async function remoteVaultStatus(store: ObjectStore, policy: StatusPolicy = {}, opts: { now?: Date } = {}): Promise<VaultStatus> {
+/** `readThrough: false`: objects without a recorded SHA-256 are not read through (a status polled often, as the extension's status bar does). */
+export async function remoteVaultStatus(store: ObjectStore, policy: StatusPolicy = {}, opts: { now?: Date; readThrough?: boolean } = {}): Promise<VaultStatus> {
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'agent-vault-status-'));
   try {
     const index = await remoteIndex(store, false);
@@ -203,7 +231,26 @@ export async function remoteVaultStatus(store: ObjectStore, policy: StatusPolicy
     }
     const present = new Set<string>();
     for await (const o of store.list(`${SNAPSHOTS_DIR}/`)) present.add(o.key);
-    return await vaultStatus(dir, policy, { ...opts, present: (rec) => present.has(rec.file), label: store.location });
+    const s = await vaultStatus(dir, policy, { now: opts.now, present: (rec) => present.has(rec.file), label: store.location });
+    // a present object must also be the snapshot the index records (size and stored SHA-256)
+    s.damaged = [];
+    for (const rec of index.snapshots) {
+      if (!present.has(rec.file)) continue;
+      const why = await quickVerifyRemote(store, rec, { readThrough: opts.readThrough });
+      if (why) s.damaged.push({ id: rec.id, file: rec.file, reason: why });
+    }
+    // archives in the bucket that the index does not list (an upload whose run was cut short)
+    const listedFiles = new Set(index.snapshots.map((r) => r.file));
+    s.unlisted = [...present].filter((k) => !listedFiles.has(k) && k.endsWith(SNAPSHOT_EXT)).sort();
+    if (s.unlisted.length) {
+      if (s.level === 'ok') s.level = 'warning';
+      s.warnings.push(`${s.unlisted.length} archive(s) in snapshots/ are not in the index: ${s.unlisted.join(', ')}; "agent-vault rebuild-index" verifies and lists them`);
+    }
+    if (s.damaged.length) {
+      s.level = 'error';
+      s.warnings.push(`${s.damaged.length} listed snapshot(s) fail the quick check: ${s.damaged.map((d) => `${d.id} (${d.reason})`).join('; ')}; prune keeps them and does not count them; run "agent-vault verify"`);
+    }
+    return s;
   } finally {
     await fsp.rm(dir, { recursive: true, force: true });
   }

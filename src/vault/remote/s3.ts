@@ -12,9 +12,11 @@
 import { createReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
 import {
+  AbortMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  ListMultipartUploadsCommand,
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
@@ -60,9 +62,25 @@ export function s3Error(e: unknown, loc: S3Location, key: string | null, doing: 
     return new AgentVaultError('s3-no-bucket', `${doing} ${where}: the bucket "${loc.bucket}" does not exist${loc.endpoint ? ` at ${loc.endpoint}` : ''}`, { hint: 'create it (with versioning on) or check the location', kind: 'usage', cause: e });
   }
   if (name === 'AbortError') return new AgentVaultError('interrupted', `${doing} ${where} was cancelled`, { cause: e });
+  if (/checksum mismatch/i.test(errorMessage(e))) {
+    return new AgentVaultError('checksum', `${doing} ${where}: the bytes received do not match the object's x-amz-checksum-sha256 (damaged on the way or in the bucket): ${errorMessage(e)}`, {
+      hint: 'run "agent-vault verify" on the vault; copy the snapshot again from another vault with "agent-vault vault copy"',
+      cause: e,
+    });
+  }
+  if (name === 'BadDigest' || name === 'InvalidDigest' || name === 'XAmzContentSHA256Mismatch') {
+    return new AgentVaultError('checksum', `${doing} ${where}: the server refused the bytes, their checksum did not match the x-amz-checksum-sha256 sent with them (${name}: damaged on the way); nothing of it was stored`, { kind: 'connection', cause: e });
+  }
   const net = (e as NodeJS.ErrnoException)?.code;
   const what = net ? `${net}` : name ? `${name}${status ? ` (HTTP ${status})` : ''}` : errorMessage(e);
   return new AgentVaultError('s3-io', `${doing} ${where} failed: ${what}: ${errorMessage(e)}`, { kind: 'connection', cause: e });
+}
+
+/** A failure while a response body was read that another attempt may not meet: the link dropped, or the bytes were damaged on the way. */
+function transientBodyError(e: unknown): boolean {
+  if (e instanceof AgentVaultError) return false;
+  const code = (e as NodeJS.ErrnoException)?.code ?? '';
+  return ['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNABORTED', 'ERR_STREAM_PREMATURE_CLOSE'].includes(code) || /aborted|socket hang up|premature close|checksum mismatch/i.test(errorMessage(e));
 }
 
 export class S3Store implements ObjectStore {
@@ -191,23 +209,52 @@ export class S3Store implements ObjectStore {
       // on failure the SDK aborts the multipart upload: no orphaned parts, nothing visible
       leavePartsOnError: false,
     });
+    if (opts.signal?.aborted) throw new AgentVaultError('interrupted', `uploading to s3://${this.loc.bucket}/${this.k(key)} was cancelled before it started`);
     const onAbort = (): void => void up.abort().catch(() => undefined);
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     try {
       await up.done();
     } catch (e) {
+      // the SDK aborts the multipart upload on a failure, but on a cancel its done() rejects before
+      // that request is sent: abort it here, and wait for it, so a process that exits next leaves
+      // no orphaned parts (any upload of this very key is this run's: snapshot ids are unique)
+      await this.abortUploads(key, up.uploadId).catch(() => undefined);
       throw s3Error(e, this.loc, key, 'uploading to');
     } finally {
       opts.signal?.removeEventListener('abort', onAbort);
     }
   }
 
+  /** Aborts the multipart uploads of exactly `key` (and `uploadId`, when known). */
+  private async abortUploads(key: string, uploadId: string | undefined): Promise<void> {
+    const Key = this.k(key);
+    const ids = new Set<string>(uploadId ? [uploadId] : []);
+    const r = await this.client.send(new ListMultipartUploadsCommand({ Bucket: this.loc.bucket, Prefix: Key }));
+    for (const u of r.Uploads ?? []) if (u.Key === Key && u.UploadId) ids.add(u.UploadId);
+    for (const UploadId of ids) {
+      await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.loc.bucket, Key, UploadId })).catch((e) => {
+        if ((e as { name?: string }).name !== 'NoSuchUpload') throw e;
+      });
+    }
+  }
+
+  /**
+   * The SDK retries a request until its response starts; a body cut off or damaged on the way
+   * (connection reset, x-amz-checksum-sha256 mismatch) fails later, while it is read. Such a
+   * download is started again (with backoff, up to `maxAttempts` in all); the file is written
+   * whole or not at all each time.
+   */
   async downloadFile(key: string, file: string, opts: { signal?: AbortSignal } = {}): Promise<{ sha256Hex: string; bytes: number }> {
-    const body = await this.readStream(key);
-    try {
-      return await streamToFileAtomic(body, file, opts.signal);
-    } catch (e) {
-      throw e instanceof AgentVaultError && e.code !== 'io' ? e : s3Error((e as Error).cause ?? e, this.loc, key, 'downloading');
+    for (let attempt = 1; ; attempt++) {
+      const body = await this.readStream(key);
+      try {
+        return await streamToFileAtomic(body, file, opts.signal);
+      } catch (e) {
+        const cause = e instanceof AgentVaultError && e.code === 'io' ? ((e as Error).cause ?? e) : e;
+        const mapped = cause instanceof AgentVaultError ? cause : s3Error(cause, this.loc, key, 'downloading');
+        if (!transientBodyError(cause) || attempt >= this.opts.maxAttempts || opts.signal?.aborted) throw mapped;
+        await new Promise((r) => setTimeout(r, Math.min(5000, 200 * 2 ** (attempt - 1)) * (0.5 + Math.random() / 2)));
+      }
     }
   }
 
