@@ -614,8 +614,12 @@ export interface CheckReport {
 }
 
 export interface CheckOptions {
-  /** read packs whole and decrypt + hash every blob: all (true), none (false) or this fraction (0…1) of the packs, chosen at random */
-  readData?: boolean | number;
+  /**
+   * read packs whole and decrypt + hash every blob: all (true), none (false), this fraction (0…1)
+   * of the packs chosen at random, or the part-th of `of` groups (a pack is in group
+   * 1 + (first byte of its id mod of), as restic's --read-data-subset n/m)
+   */
+  readData?: boolean | number | { part: number; of: number };
 }
 
 function agentsForEntry(m: Manifest, entry: string): string[] {
@@ -657,9 +661,11 @@ export async function checkRepo(repo: Repo, opts: CheckOptions = {}): Promise<Ch
   // read data
   let packsRead = 0;
   let bytesRead = 0;
-  const frac = opts.readData === true ? 1 : typeof opts.readData === 'number' ? Math.max(0, Math.min(1, opts.readData)) : 0;
+  const rd = opts.readData;
+  const group = typeof rd === 'object' && rd !== null ? rd : undefined;
+  const frac = rd === true || group ? 1 : typeof rd === 'number' ? Math.max(0, Math.min(1, rd)) : 0;
   if (frac > 0) {
-    const candidates = [...repo.packs.keys()].filter((id) => data.sizes.get(id) === repo.packs.get(id)!.size);
+    const candidates = [...repo.packs.keys()].filter((id) => data.sizes.get(id) === repo.packs.get(id)!.size && (!group || 1 + (parseInt(id.slice(0, 2), 16) % group.of) === group.part));
     const chosen = frac >= 1 ? candidates : candidates.filter(() => Math.random() < frac);
     if (frac < 1 && chosen.length === 0 && candidates.length > 0) chosen.push(candidates[Math.floor(Math.random() * candidates.length)]);
     for (const id of chosen) {
