@@ -45,6 +45,8 @@ import {
 import { appendRunLog, ensureVaultDirs, readIndex, runLogRecord, snapshotPath, TMP_DIR, withLock, withSharedLock, SNAPSHOT_EXT } from './vault';
 
 export const STORE_DIR = 'store';
+/** A backup's staging folder under `<vault>/.tmp/`. */
+const STAGE_NAME = /^stage-[0-9a-f]{12}$/;
 
 /** True when the folder is a store vault (`<vault>/store/config.json` exists). */
 export function isStoreVault(vaultDir: string): boolean {
@@ -143,6 +145,13 @@ export async function storeBackup(opts: BackupOptions): Promise<StoreBackupResul
   const decrypt = decryptOptions(material);
   const repo = await openVaultRepo(vaultDir, decrypt);
   return withLock(vaultDir, { command: 'backup', waitMs: opts.waitMs ?? (cfg.lock?.waitSeconds ?? 0) * 1000 }, async () => {
+    // staging folders of interrupted runs (this project's own name; no run holds them: we hold the lock)
+    const swept: string[] = [];
+    for (const n of await fsp.readdir(path.join(vaultDir, TMP_DIR)).catch(() => [] as string[])) {
+      if (!STAGE_NAME.test(n)) continue;
+      await fsp.rm(path.join(vaultDir, TMP_DIR, n), { recursive: true, force: true });
+      swept.push(`${TMP_DIR}/${n}`);
+    }
     const stage = path.join(vaultDir, TMP_DIR, `stage-${randomBytes(6).toString('hex')}`);
     await fsp.mkdir(stage, { recursive: true });
     const progress = opts.onProgress ?? (() => undefined);
@@ -160,7 +169,7 @@ export async function storeBackup(opts: BackupOptions): Promise<StoreBackupResul
       const ingest = await ingestArchive(repo, r.path, { decrypt, time: r.snapshot.created_at, sourceSha256: r.snapshot.sha256 });
       const ingestMs = Date.now() - t1;
       let pruned: StorePruneVaultResult | null = null;
-      const warnings = [...r.warnings];
+      const warnings = [...r.warnings, ...swept.map((x) => `removed ${x}, the staging folder of an interrupted backup`)];
       if (cfg.retention?.pruneAfterBackup) {
         const { pruneAfterBackup: _p, ...policy } = cfg.retention;
         try {

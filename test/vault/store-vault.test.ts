@@ -30,7 +30,8 @@ import {
 } from '../../src/vault/store-vault';
 import { verifyArchive } from '../../src/vault/verify';
 import { readIndex } from '../../src/vault/vault';
-import { runCli, STACK_TRACE } from '../helpers/cli';
+import { spawn } from 'node:child_process';
+import { CLI, ensureCliBuilt, runCli, STACK_TRACE } from '../helpers/cli';
 import { freshLettaDb } from '../helpers/letta-db';
 import { addSyntheticPassages, seedFixtures } from './letta-data';
 import { flipByte, listFiles, makeTmpRoot, rejectsWith } from './helpers';
@@ -184,6 +185,45 @@ describe('vault: store vaults (backup, restore, drill, prune, verify, export, mi
       assert.equal(done.unreadable.length, 0);
       assert.equal((await listStoreVault(copy)).length, 1);
     }
+    // a real kill -9 of `agent-vault prune` at several stages of its sweep, each seen in the store
+    // folder (polled every 2 ms): a new pack written, the new index written, an old index deleted,
+    // an old pack deleted; then the kept snapshot reads back the same and the next prune completes
+    ensureCliBuilt();
+    const files = (d: string, sub: string): Set<string> => new Set(fs.existsSync(path.join(d, 'store', sub)) ? listFiles(path.join(d, 'store', sub)) : []);
+    const stages: Array<[string, (d: string, idx0: Set<string>, data0: Set<string>) => boolean]> = [
+      ['a new pack', (d, _i, data0) => [...files(d, 'data')].some((f) => !data0.has(f))],
+      ['the new index', (d, idx0) => [...files(d, 'index')].some((f) => !idx0.has(f))],
+      ['an old index deleted', (d, idx0) => [...idx0].some((f) => !files(d, 'index').has(f))],
+      ['an old pack deleted', (d, _i, data0) => [...data0].some((f) => !files(d, 'data').has(f))],
+    ];
+    let killed = 0;
+    for (const [stage, seen] of stages) {
+      const copy = path.join(tmp.dir('kill9'), 'vault');
+      fs.cpSync(store, copy, { recursive: true });
+      const idx0 = files(copy, 'index');
+      const data0 = files(copy, 'data');
+      const child = spawn(process.execPath, [CLI, 'prune', '--vault', copy, '--keep-last', '1', '-q'], { stdio: 'ignore' });
+      const end = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+      let done = false;
+      void end.then(() => (done = true));
+      while (!done && !seen(copy, idx0, data0)) await new Promise((r) => setTimeout(r, 2));
+      if (!done) child.kill('SIGKILL');
+      const ex = await end;
+      if (ex.signal === 'SIGKILL') killed++;
+      else assert.equal(ex.code, 0, `prune (${stage}) ended with ${ex.code}`);
+      const o = path.join(path.dirname(copy), 'after-kill.avsnap');
+      await exportStoreSnapshot(copy, third.id, o);
+      assert.deepEqual(await entriesOf(o), keptSha, `after kill -9 at ${stage}`);
+      const again = runCli(['prune', '--vault', copy, '--keep-last', '1', '-q']);
+      assert.equal(again.code, 0, `${stage}: ${again.stdout}${again.stderr}`);
+      assert.deepEqual((await listStoreVault(copy)).map((x) => x.vault_id), [third.id]);
+      const check = await checkRepo(await openVaultRepo(copy), { readData: true });
+      assert.equal(check.ok, true, `${stage}: ${JSON.stringify(check.problems)}`);
+      assert.equal(check.warnings.length, 0, `${stage}: the second prune adopts or removes what the killed one left: ${JSON.stringify(check.warnings)}`);
+    }
+    assert.ok(killed >= 2, `at least two of the runs were killed mid-sweep (${killed})`);
+    console.log(`      kill -9 during prune: ${killed} of ${stages.length} runs killed mid-sweep`);
+
     // through the CLI on the real vault: dry run changes nothing, then prune
     const dry = runCli(['prune', '--vault', store, '--keep-last', '1', '--dry-run']);
     assert.equal(dry.code, 0, dry.stderr);
