@@ -13,6 +13,7 @@ import * as path from 'node:path';
 import type { Db } from '../../src/db/types';
 import { diffPaths } from '../../src/diff';
 import { readManifest } from '../../src/format/archive';
+import { keyFromPassphrase } from '../../src/format/crypto';
 import { runBackup } from '../../src/vault/backup';
 import type { VaultConfig } from '../../src/vault/config';
 import { checkRepo, type PruneFaultPoint } from '../../src/vault/store/repo';
@@ -307,6 +308,29 @@ describe('vault: store vaults (backup, restore, drill, prune, verify, export, mi
     assert.equal((await listStoreVault(folder)).length, 3);
     assert.equal((await readIndex(folder)).snapshots.length, 2, 'no new archive');
     assert.ok(next.ingest.bytesAdded < again.storeBytes * 0.05, `${next.ingest.bytesAdded} bytes added after migration`);
+  });
+
+  it('an encrypted store vault: encrypted backups; nothing readable without the key; export writes an encrypted archive that deep-verifies', async () => {
+    const dir = path.join(tmp.dir('enc'), 'vault');
+    const PASS = 'store vault passphrase';
+    await initStoreVault(dir, { key: await keyFromPassphrase(PASS, { scrypt: { N: 1024, r: 8, p: 1 } }), packSize: PACK_SIZE });
+    const env = { AGENT_VAULT_PASSPHRASE: PASS };
+    const cfg: VaultConfig = { ...config(dir), encryption: { enabled: true, scrypt: { N: 1024, r: 8, p: 1 } } };
+    const b = await storeBackup({ config: cfg, db: source, keys: { env }, env });
+    assert.equal(b.encrypted, true);
+    await rejectsWith(openVaultRepo(dir), 'no-key');
+    const out = path.join(tmp.dir('enc-out'), 'e.avsnap');
+    await rejectsWith(exportStoreSnapshot(dir, 'latest', out), 'no-key');
+    assert.ok(!fs.existsSync(out));
+    const material = { kind: 'passphrase', passphrase: PASS, from: 'test' } as const;
+    const r = await exportStoreSnapshot(dir, 'latest', out, { material });
+    assert.ok(r.manifest.encryption, 'the exported archive is encrypted');
+    const deep = await verifyArchive(out, { deep: true, decrypt: { passphrase: PASS } });
+    assert.ok(deep.every((c) => c.ok), JSON.stringify(deep.filter((c) => !c.ok)));
+    const v = await verifyStoreVault(dir, { readData: true, material });
+    assert.equal(v.ok, true, JSON.stringify(v.problems));
+    // no agent id in plain text anywhere in the store
+    for (const f of listFiles(path.join(dir, 'store'))) assert.ok(!fs.readFileSync(path.join(dir, 'store', f)).includes(Buffer.from(agents[0])), f);
   });
 
   it('a store vault refuses what it cannot do safely: no store, a second init, an encrypted backup into a plain store', async () => {
