@@ -22,9 +22,11 @@ import {
   parseReadDataSubset,
   pruneStoreVault,
   storeBackup,
+  storeVaultIndex,
   verifyStoreVault,
   type StoreVerifyReport,
 } from '../vault/store-vault';
+import type { VaultIndex } from '../vault/vault';
 import { EXIT } from './exit';
 
 export { isStoreVault };
@@ -184,6 +186,11 @@ export async function resolveStoreArchiveArg(arg: string): Promise<string> {
   if (!ref) throw new AgentVaultError('usage', `${arg}: name the snapshot after "#" (an id, a unique id prefix, or "latest")`, { exitCode: 2 });
   const material = await resolveKeyMaterial(undefined, {});
   return (await materializeStoreSnapshot(dir, ref, material)).path;
+}
+
+/** `status` of a store vault: its snapshots as an index (the key from the configuration or AGENT_VAULT_PASSPHRASE for an encrypted store). */
+export async function storeVaultIndexFor(vault: string, cfg?: VaultConfig): Promise<VaultIndex> {
+  return storeVaultIndex(vault, decryptOptions(await resolveKeyMaterial(cfg?.encryption, {})));
 }
 
 // ---------------------------------------------------------------------------------------------

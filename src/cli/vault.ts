@@ -25,7 +25,7 @@ import { isS3Location } from '../vault/remote/location';
 import { fetchSnapshot, pruneRemote, remoteVaultStatus, runRemoteBackup, verifyRemote } from '../vault/remote/remote-vault';
 import { openObjectStore, S3Store } from '../vault/remote/s3';
 import { EXIT, onInterrupt } from './exit';
-import { isStoreVault, materializeStoreSnapshot, registerStoreCommands, storeBackupCommand, storePruneCommand, storeVerifyCommand } from './store';
+import { isStoreVault, materializeStoreSnapshot, storeVaultIndexFor, registerStoreCommands, storeBackupCommand, storePruneCommand, storeVerifyCommand } from './store';
 
 export const EXIT_LOCKED = EXIT.locked;
 
@@ -380,8 +380,9 @@ export function registerVaultCommands(program: Command): void {
     const { cfg, vault } = await selectVault(o);
     const policy = { maxAgeHours: o.maxAgeHours ?? cfg?.policy?.maxAgeHours, drillMaxAgeDays: o.drillMaxAgeDays ?? cfg?.policy?.drillMaxAgeDays };
     const remote = isS3Location(vault);
-    const s = remote ? await withStore(vault, (store) => remoteVaultStatus(store, policy)) : await vaultStatus(vault, policy);
-    const snaps = o.snapshots ? (remote ? (await withStore(vault, (store) => readStoreIndex(store)))!.snapshots : (await readIndex(vault)).snapshots) : undefined;
+    const storeIndex = !remote && isStoreVault(vault) ? await storeVaultIndexFor(vault, cfg) : undefined;
+    const s = remote ? await withStore(vault, (store) => remoteVaultStatus(store, policy)) : await vaultStatus(vault, policy, storeIndex ? { index: storeIndex, present: () => true } : {});
+    const snaps = o.snapshots ? (remote ? (await withStore(vault, (store) => readStoreIndex(store)))!.snapshots : (storeIndex ?? (await readIndex(vault))).snapshots) : undefined;
     const missing = new Set(s.missing.map((m) => m.id));
     if (o.json) out(JSON.stringify(snaps ? { ...s, snapshot_list: snaps } : s, null, 2) + '\n');
     else {

@@ -42,7 +42,8 @@ import {
   type Repo,
   type SnapshotInfo,
 } from './store/repo';
-import { appendRunLog, ensureVaultDirs, readIndex, runLogRecord, snapshotPath, TMP_DIR, withLock, withSharedLock, SNAPSHOT_EXT } from './vault';
+import type { SnapshotRecord, VaultIndex } from './vault';
+import { appendRunLog, emptyIndex, ensureVaultDirs, readIndex, runLogRecord, snapshotPath, TMP_DIR, withLock, withSharedLock, SNAPSHOT_EXT } from './vault';
 
 export const STORE_DIR = 'store';
 /** A backup's staging folder under `<vault>/.tmp/`. */
@@ -242,6 +243,32 @@ export async function exportStoreSnapshot(vaultDir: string, ref: string, outPath
 export async function listStoreVault(vaultDir: string, decrypt?: DecryptOptions): Promise<Array<SnapshotInfo & { vault_id: string }>> {
   const repo = await openVaultRepo(vaultDir, decrypt);
   return (await listSnapshots(repo)).map((s) => ({ ...s, vault_id: vaultIdOf(s) }));
+}
+
+/**
+ * The store's snapshots as a vault index (for `status`: ages per agent, drills), one record per
+ * readable snapshot; `file` names its snapshot file in the store.
+ */
+export async function storeVaultIndex(vaultDir: string, decrypt?: DecryptOptions): Promise<VaultIndex> {
+  const index = emptyIndex();
+  for (const s of await listStoreVault(vaultDir, decrypt)) {
+    if (s.error) continue;
+    const snap: SnapshotRecord = {
+      id: s.vault_id,
+      file: `${STORE_DIR}/snapshots/${s.id}`,
+      created_at: s.created_at ?? s.time,
+      bytes: s.size,
+      sha256: s.source?.sha256 ?? '',
+      encrypted: !!s.source?.encrypted,
+      agents: s.agents.map((a) => ({ id: a.id, name: a.name })),
+      collections: [],
+      probes: 0,
+      secrets: false,
+      tool_version: '',
+    };
+    index.snapshots.push(snap);
+  }
+  return index;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -145,6 +145,15 @@ describe('vault: store vaults (backup, restore, drill, prune, verify, export, mi
     assert.doesNotMatch(r.stdout, /FAIL/);
     assert.ok(fs.readdirSync(path.join(store, 'drills')).some((f) => f.endsWith('.json')));
     assert.ok(!fs.existsSync(path.join(store, '.readers')) || fs.readdirSync(path.join(store, '.readers')).length === 0, 'the shared lock is released');
+    // status reads the store: every agent with its newest snapshot and the drill
+    const st = runCli(['status', '--vault', store, '--snapshots', '--json']);
+    assert.equal(st.code, 0, st.stderr);
+    const j = JSON.parse(st.stdout);
+    const ids = j.snapshot_list.map((x: { id: string }) => x.id);
+    assert.equal(ids.length, 2);
+    assert.equal(JSON.stringify(j).includes('FILE MISSING'), false);
+    assert.equal(j.missing.length, 0);
+    assert.deepEqual(j.agents.map((a: { id: string }) => a.id).sort(), [...agents].sort());
   });
 
   it('prune applies the retention policy and sweeps; an interruption at every step of the sweep loses nothing a kept snapshot needs', async () => {
