@@ -19,7 +19,10 @@ import * as path from 'node:path';
 import { AgentVaultError, errorMessage } from '../core/errors';
 import { openArchive, type Manifest } from '../format/archive';
 import type { ArchiveKey, DecryptOptions } from '../format/crypto';
-import { runBackup, type BackupOptions, type BackupResult } from './backup';
+import * as os from 'node:os';
+import { runBackup, type BackupEvent, type BackupOptions, type BackupResult } from './backup';
+import { postWebhook, redactUrl, wantsWebhook, type WebhookResult } from './webhook';
+import { TOOL_VERSION } from '../core/version';
 import { decryptOptions, resolveKeyMaterial, writingKey, type KeyMaterial, type KeySources } from './config';
 import { planRetention, type RetentionPlan, type RetentionPolicy } from './retention';
 import { LocalStore } from './remote/store';
@@ -43,7 +46,7 @@ import {
   type SnapshotInfo,
 } from './store/repo';
 import type { SnapshotRecord, VaultIndex } from './vault';
-import { appendRunLog, emptyIndex, ensureVaultDirs, readIndex, runLogRecord, snapshotPath, TMP_DIR, withLock, withSharedLock, SNAPSHOT_EXT } from './vault';
+import { appendRunLog, emptyIndex, newRunId, ensureVaultDirs, readIndex, runLogRecord, snapshotPath, TMP_DIR, withLock, withSharedLock, SNAPSHOT_EXT } from './vault';
 
 export const STORE_DIR = 'store';
 /** A backup's staging folder under `<vault>/.tmp/`. */
@@ -142,9 +145,58 @@ export async function storeBackup(opts: BackupOptions): Promise<StoreBackupResul
   const cfg = opts.config;
   const vaultDir = cfg.vault;
   const started = new Date();
+  const env = opts.env ?? process.env;
+  const runId = newRunId();
+  let res: StoreBackupResult | undefined;
+  /** the webhook (as a folder vault's backup posts it) and the run-log line */
+  const finish = async (error: unknown): Promise<WebhookResult | null> => {
+    const finished = new Date();
+    const err = error === undefined ? null : { code: error instanceof AgentVaultError ? error.code : 'internal', message: errorMessage(error) };
+    const ev: BackupEvent = {
+      event: err ? 'backup.failed' : 'backup.succeeded',
+      ok: !err,
+      vault: vaultDir,
+      config: cfg.file ?? null,
+      host: os.hostname(),
+      run_id: runId,
+      started_at: started.toISOString(),
+      finished_at: finished.toISOString(),
+      duration_ms: finished.getTime() - started.getTime(),
+      snapshot: res ? { id: res.id, created_at: res.created_at, bytes: res.ingest.bytesAdded, agents: res.agents.length, encrypted: res.encrypted } : null,
+      error: err,
+      tool: { name: 'agent-vault', version: TOOL_VERSION },
+    };
+    let hook: WebhookResult | null = null;
+    if (wantsWebhook(cfg.webhook, err ? 'failure' : 'success')) {
+      hook = await postWebhook(cfg.webhook!, ev, env);
+      if (!hook.ok) res?.warnings.push(`webhook ${redactUrl(cfg.webhook!.url)} failed: ${hook.error}`);
+    }
+    if (existsSync(vaultDir)) {
+      const fields = res ? { snapshot: res.id, store_snapshot: res.snapshotId, bytes_added: res.ingest.bytesAdded, bytes_read: res.ingest.bytesRead, pruned: res.pruned ? res.pruned.removed.map((x) => x.id) : null } : { snapshot: null, error: err };
+      await appendRunLog(vaultDir, runLogRecord('backup', started, !err, { ...fields, webhook: hook ? { ok: hook.ok, status: hook.status ?? null, error: hook.error ?? null } : null }, runId)).catch(() => undefined);
+    }
+    return hook;
+  };
+  try {
+    res = await storeBackupRun(opts, started);
+  } catch (e) {
+    const hook = await finish(e);
+    if (hook && !hook.ok && e instanceof Error) Object.assign(e, { webhook: hook });
+    throw e;
+  }
+  await finish(undefined);
+  return res;
+}
+
+async function storeBackupRun(opts: BackupOptions, started: Date): Promise<StoreBackupResult> {
+  const cfg = opts.config;
+  const vaultDir = cfg.vault;
   const material = await resolveKeyMaterial(cfg.encryption, opts.keys);
   const decrypt = decryptOptions(material);
   const repo = await openVaultRepo(vaultDir, decrypt);
+  if (repo.crypto === undefined && (opts.encrypt ?? cfg.encryption?.enabled ?? false)) {
+    throw new AgentVaultError('store-not-encrypted', `the backup is to be encrypted and the store of ${vaultDir} is not (its secrets would be stored in plain text); nothing was written`, { exitCode: 2, hint: 'a store vault made with "agent-vault vault init --store --encrypt" keeps encrypted snapshots' });
+  }
   return withLock(vaultDir, { command: 'backup', waitMs: opts.waitMs ?? (cfg.lock?.waitSeconds ?? 0) * 1000 }, async () => {
     // staging folders of interrupted runs (this project's own name; no run holds them: we hold the lock)
     const swept: string[] = [];
@@ -158,13 +210,10 @@ export async function storeBackup(opts: BackupOptions): Promise<StoreBackupResul
     const progress = opts.onProgress ?? (() => undefined);
     try {
       const t0 = Date.now();
-      // the staging run: no webhook, no prune (both are this run's, below), its own lock
+      // the staging run: no webhook, no prune (both are this run's), its own lock
       const stageCfg = { ...cfg, vault: stage, webhook: undefined, retention: undefined };
       const r: BackupResult = await runBackup({ ...opts, config: stageCfg, onLocked: undefined });
       const exportMs = Date.now() - t0;
-      if (repo.crypto === undefined && r.snapshot.encrypted) {
-        throw new AgentVaultError('store-not-encrypted', `the backup is encrypted and the store of ${vaultDir} is not; nothing was added to the store`, { exitCode: 2, hint: 'a store vault made with "vault init --store --encrypt" keeps encrypted snapshots' });
-      }
       progress(`putting ${r.path} into the store`);
       const t1 = Date.now();
       const ingest = await ingestArchive(repo, r.path, { decrypt, time: r.snapshot.created_at, sourceSha256: r.snapshot.sha256 });
@@ -179,7 +228,7 @@ export async function storeBackup(opts: BackupOptions): Promise<StoreBackupResul
           warnings.push(`prune: ${errorMessage(e)}`);
         }
       }
-      const res: StoreBackupResult = {
+      return {
         id: r.snapshot.id,
         snapshotId: ingest.snapshotId,
         created_at: r.snapshot.created_at,
@@ -193,11 +242,6 @@ export async function storeBackup(opts: BackupOptions): Promise<StoreBackupResul
         warnings,
         pruned,
       };
-      await appendRunLog(vaultDir, runLogRecord('backup', started, true, { snapshot: r.snapshot.id, store_snapshot: ingest.snapshotId, bytes_added: ingest.bytesAdded, bytes_read: ingest.bytesRead })).catch(() => undefined);
-      return res;
-    } catch (e) {
-      await appendRunLog(vaultDir, runLogRecord('backup', started, false, { error: { code: (e as { code?: string }).code ?? 'error', message: errorMessage(e) } })).catch(() => undefined);
-      throw e;
     } finally {
       await fsp.rm(stage, { recursive: true, force: true }).catch(() => undefined);
     }

@@ -35,7 +35,7 @@ import { spawn } from 'node:child_process';
 import { CLI, ensureCliBuilt, runCli, STACK_TRACE } from '../helpers/cli';
 import { freshLettaDb } from '../helpers/letta-db';
 import { addSyntheticPassages, seedFixtures } from './letta-data';
-import { flipByte, listFiles, makeTmpRoot, rejectsWith } from './helpers';
+import { flipByte, listFiles, makeTmpRoot, rejectsWith, startHookServer } from './helpers';
 
 const FIXTURES = ['lettabot-builder.v2.af', 'void.v2.af', 'customer-service.v1.af'];
 const PACK_SIZE = 128 * 1024;
@@ -349,7 +349,20 @@ describe('vault: store vaults (backup, restore, drill, prune, verify, export, mi
     const init = runCli(['vault', 'init', '--store', '--vault', store]);
     assert.equal(init.code, 2);
     assert.match(init.stderr, /is a store vault already/);
-    await rejectsWith(storeBackup({ config: { ...config(store), encryption: { enabled: true, scrypt: { N: 1024, r: 8, p: 1 } } }, db: source, env: { AGENT_VAULT_PASSPHRASE: 'x' }, keys: { env: { AGENT_VAULT_PASSPHRASE: 'x' } } }), 'store-not-encrypted');
+    const hook = await startHookServer('ok');
+    try {
+      const webhook = { url: hook.url, on: ['failure', 'success'] as Array<'failure' | 'success'>, timeoutMs: 5000 };
+      const before = listFiles(store).filter((f) => f.startsWith('store/')).length;
+      await rejectsWith(storeBackup({ config: { ...config(store), webhook, encryption: { enabled: true, scrypt: { N: 1024, r: 8, p: 1 } } }, db: source, env: { AGENT_VAULT_PASSPHRASE: 'x' }, keys: { env: { AGENT_VAULT_PASSPHRASE: 'x' } } }), 'store-not-encrypted');
+      assert.equal(listFiles(store).filter((f) => f.startsWith('store/')).length, before, 'nothing was written to the store');
+      assert.deepEqual([hook.requests[0].body.event, hook.requests[0].body.error.code], ['backup.failed', 'store-not-encrypted']);
+      const ok = await storeBackup({ config: { ...config(store), webhook }, db: source });
+      assert.deepEqual([hook.requests[1].body.event, hook.requests[1].body.snapshot.id], ['backup.succeeded', ok.id]);
+      const log = fs.readFileSync(path.join(store, 'runs.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).slice(-2);
+      assert.deepEqual(log.map((l) => [l.command, l.ok, l.webhook?.ok]), [['backup', false, true], ['backup', true, true]]);
+    } finally {
+      await hook.close();
+    }
     assert.ok(!listFiles(store).some((f) => f.startsWith('.tmp/') && f.length > 5), 'the staging folder is removed');
   });
 });

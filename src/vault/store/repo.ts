@@ -53,6 +53,8 @@ import {
 
 export const DEFAULT_PREFIX = 'store/';
 const CONFIG_KEY = 'config.json';
+/** The object-store layer's temp file of a store file (`.<name>.tmp-<12 hex>` beside it, ../remote/store.ts tempNameFor), left by a killed write. */
+const STORE_TEMP = /^(data\/[0-9a-f]{2}|index|snapshots)\/\.[0-9a-f]{64}\.tmp-[0-9a-f]{12}$/;
 /** Blobs of one pack read with one range request when they lie next to each other, up to this many bytes. */
 const MAX_RANGE = 8 * 1024 * 1024;
 
@@ -610,7 +612,7 @@ export interface CheckReport {
   bytesRead: number;
   problems: CheckProblem[];
   /** not damage: unindexed packs (an interrupted run; prune adopts them), unexpected files */
-  warnings: Array<{ kind: 'unindexed-pack' | 'unexpected-file'; key: string; message: string }>;
+  warnings: Array<{ kind: 'unindexed-pack' | 'unexpected-file' | 'temp-file'; key: string; message: string }>;
 }
 
 export interface CheckOptions {
@@ -643,7 +645,8 @@ export async function checkRepo(repo: Repo, opts: CheckOptions = {}): Promise<Ch
   for await (const o of repo.store.list(repo.prefix)) {
     const rest = o.key.slice(repo.prefix.length);
     if (repo.prefix === '' && !/^(config\.json|data\/|index\/|snapshots\/)/.test(rest)) continue; // a store at the root shares it with the vault's files
-    if (!known.test(rest)) warnings.push({ kind: 'unexpected-file', key: o.key, message: `${o.key} is not a file of the store (left alone)` });
+    if (STORE_TEMP.test(rest)) warnings.push({ kind: 'temp-file', key: o.key, message: `${o.key} is a temp file of an interrupted write (the next prune removes it)` });
+    else if (!known.test(rest)) warnings.push({ kind: 'unexpected-file', key: o.key, message: `${o.key} is not a file of the store (left alone)` });
   }
   const data = await listIds(repo, 'data');
   for (const id of data.ids) if (!repo.packs.has(id)) warnings.push({ kind: 'unindexed-pack', key: packKey(repo, id), message: `pack ${id} is in no index (left by an interrupted run; prune adopts or removes it)` });
@@ -796,6 +799,8 @@ export interface PruneResult {
   packsWritten: number;
   /** unindexed packs (of an interrupted run) taken into account */
   packsAdopted: number;
+  /** temp files of killed writes removed (the object-store layer's own names only) */
+  tempRemoved: string[];
   bytesBefore: number;
   bytesAfter: number;
 }
@@ -814,6 +819,13 @@ function storeDamaged(repo: Repo, why: string): AgentVaultError {
 export async function pruneUnreferenced(repo: Repo, opts: PruneOptions = {}): Promise<PruneResult> {
   const hook = opts.faultHook ?? (() => undefined);
   const maxUnused = opts.maxUnused ?? 0.05;
+  // temp files of killed writes (no other writer runs: the caller holds the vault lock)
+  const tempRemoved: string[] = [];
+  for await (const o of repo.store.list(repo.prefix)) {
+    if (!STORE_TEMP.test(o.key.slice(repo.prefix.length))) continue;
+    await repo.store.delete(o.key);
+    tempRemoved.push(o.key);
+  }
   await loadIndex(repo);
   if (repo.damagedIndexes.length) throw storeDamaged(repo, `index file(s) ${repo.damagedIndexes.map((d) => d.key).join(', ')} cannot be read`);
   const data = await listIds(repo, 'data');
@@ -914,6 +926,7 @@ export async function pruneUnreferenced(repo: Repo, opts: PruneOptions = {}): Pr
     packsRepacked: repack.length,
     packsWritten: 0,
     packsAdopted: adopted.size,
+    tempRemoved,
     bytesBefore,
     bytesAfter: bytesBefore,
   };
