@@ -363,6 +363,15 @@ describe('vault: store vaults (backup, restore, drill, prune, verify, export, mi
     } finally {
       await hook.close();
     }
+    // the CLI's backup on a store vault: a failure is one line, exit 1, logged; nothing left in .tmp
+    const cfgFile = path.join(tmp.dir('cli-cfg'), 'agent-vault.json');
+    fs.writeFileSync(cfgFile, JSON.stringify({ vault: store, source: { kind: 'pglite', dataDir: path.join(path.dirname(cfgFile), 'no-such-db') } }));
+    const b = runCli(['backup', '--config', cfgFile]);
+    assert.equal(b.code, 1, b.stdout + b.stderr);
+    assert.equal(b.stdout, '');
+    assert.match(b.stderr, /^agent-vault: backup failed: the PGlite database folder .*no-such-db does not exist or is empty\n$/);
+    const last = JSON.parse(fs.readFileSync(path.join(store, 'runs.jsonl'), 'utf8').trim().split('\n').pop()!);
+    assert.deepEqual([last.command, last.ok, last.error.code], ['backup', false, 'db-open']);
     assert.ok(!listFiles(store).some((f) => f.startsWith('.tmp/') && f.length > 5), 'the staging folder is removed');
   });
 });
