@@ -7,6 +7,7 @@
  *   npx tsx bench/dedup.ts                       # 2 agents × 20k messages + 5k passages, 1536 dims
  *   npx tsx bench/dedup.ts --messages 100000 --passages 25000 --agents 2
  *   npx tsx bench/dedup.ts --encrypted           # an encrypted store (scrypt N = 2^14 to keep it short)
+ *   npx tsx bench/dedup.ts --pg --restore        # also: restore of day 2 from the archive and from the store
  *   npx tsx bench/dedup.ts --pg --restic         # on a throwaway PostgreSQL 15 cluster, side by side with
  *                                                # restic backing up a pg_dump of the same database
  *
@@ -32,6 +33,7 @@ import { startTestPostgres, type TestPostgres } from '../test/helpers/pgcluster'
 import { keyFromPassphrase } from '../src/format/crypto';
 import { createLettaSchema } from '../src/letta/ddl';
 import { exportAgents } from '../src/letta/export';
+import { restoreAgents } from '../src/letta/restore';
 import { generateSyntheticDb } from '../src/letta/synth';
 import { LocalStore } from '../src/vault/remote/store';
 import { exportSnapshotToArchive, ingestArchive, initStore, openRepo, storeBytes } from '../src/vault/store/repo';
@@ -143,6 +145,23 @@ async function main(): Promise<void> {
     const i3 = step(['ingest', storeDir, a2], env);
     resticDay('day 2 (1 % changed)');
     const x = step(['export', storeDir, path.join(dir, 'out.avsnap'), i3.v.snapshotId!], env);
+    let restoreRow: [string, string, string, string] | undefined;
+    if (server && process.argv.includes('--restore')) {
+      // restore of day 2 into an empty database: from the archive, and from the store (exported to a temp archive, then restored)
+      const into = async (file: string): Promise<number> => {
+        const t = await server!.createDatabase();
+        const target = await openPg({ url: t.url });
+        try {
+          await createLettaSchema(target);
+          return (await timed(() => restoreAgents(target, file))).s;
+        } finally {
+          await target.close();
+        }
+      };
+      const fromArchive = await into(a2);
+      const fromStore = x.s + (await into(path.join(dir, 'out.avsnap')));
+      restoreRow = ['restore of day 2 into an empty PostgreSQL database', `from the archive ${fromArchive.toFixed(2)} s; from the store ${fromStore.toFixed(2)} s (${(fromStore / fromArchive).toFixed(2)}x)`, '', ''];
+    }
     const pct = (a: number, b: number, d = 2): string => `${((100 * a) / b).toFixed(d)} %`;
     const rows: Array<[string, string, string, string]> = [
       ['full export from the database (day 1)', `${e1.s.toFixed(2)} s`, `${mb(size1)} MB archive`, ''],
@@ -150,6 +169,7 @@ async function main(): Promise<void> {
       ['second ingest, unchanged export', `${i2.s.toFixed(2)} s (${pct(i2.s, e1.s, 0)} of the export)`, `${i2.v.bytesAdded} B (${pct(i2.v.bytesAdded!, i1.v.bytesAdded!, 3)})`, `${i2.rssMB.toFixed(0)} MB`],
       ['ingest after 1 % more messages, 1 % changed passages', `${i3.s.toFixed(2)} s`, `${mb(i3.v.bytesAdded!)} MB (${pct(i3.v.bytesAdded!, i1.v.bytesAdded!)})`, `${i3.rssMB.toFixed(0)} MB`],
       ['export of day 2 from the store to a .avsnap', `${x.s.toFixed(2)} s`, `${mb(x.v.bytes!)} MB`, `${x.rssMB.toFixed(0)} MB`],
+      ...(restoreRow ? [restoreRow] : []),
     ];
     console.log(`\n${encrypted ? 'encrypted' : 'plain'} store; exports from the database took ${e1.s.toFixed(2)} / ${e1b.s.toFixed(2)} / ${e2.s.toFixed(2)} s\n`);
     console.log('| step | time | bytes | peak RSS |\n|---|---|---|---|');
