@@ -48,15 +48,6 @@ function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Timed 
   return { seconds: Number(m[1]), maxRssMB: Number(m[2]) / 1024, stdout: r.stdout };
 }
 
-async function sql(url: string, q: string): Promise<void> {
-  const db = await openPg({ url, schema: 'letta' });
-  try {
-    await db.exec(q);
-  } finally {
-    await db.close();
-  }
-}
-
 async function main(): Promise<void> {
   const scale = arg('scale', 1);
   const agents = arg('agents', 20);

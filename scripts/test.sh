@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # npm test: provisions what the tests need (pgvector built from Debian source, code-server and
 # Chromium for the extension tests, the real Letta 0.16.8 server and moto (S3) in Python virtualenvs), builds,
-# type-checks, then runs every suite:
+# type-checks, lints (ESLint + Prettier), then runs every suite:
 #   unit + integration (mocha, real PostgreSQL 15 + pgvector and PGlite; the real Letta server; S3 via moto; Qdrant test double),
 #   extension (in the real VS Code extension host of code-server), e2e (Playwright + Chromium).
 # Ends with one line "total: N passed, N failed".
@@ -30,6 +30,8 @@ node scripts/build.mjs || fail "build failed"
 step "type-check"
 npx tsc -p . --noEmit || fail "type errors in src/"
 npx tsc -p test --noEmit || fail "type errors in test/, bench/ or scripts/"
+step "lint (ESLint + Prettier)"
+npm run -s lint || fail "lint failed (run npm run lint; npm run format fixes formatting)"
 
 counts=$(mktemp)
 trap 'rm -f "$counts"' EXIT

@@ -16,6 +16,7 @@ import { exportAgents, listAgents } from '../letta/export';
 import { restoreAgents } from '../letta/restore';
 import { diffPaths } from '../diff';
 import { readManifest } from '../format/archive';
+import type { CliContext } from './context';
 
 export interface DemoOptions {
   /** .af files to seed (default: every .af in the fixtures folder) */
@@ -113,16 +114,16 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
 }
 
 /** The fixtures folder beside the repository (../shared/fixtures/af), if there is one. */
-export function defaultFixturesDir(): string | undefined {
+export function defaultFixturesDir(cwd: string = process.cwd()): string | undefined {
   const candidates = [
-    path.resolve(process.cwd(), '..', 'shared', 'fixtures', 'af'),
+    path.resolve(cwd, '..', 'shared', 'fixtures', 'af'),
     path.resolve(__dirname, '..', '..', 'shared', 'fixtures', 'af'),
     path.resolve(__dirname, '..', '..', '..', 'shared', 'fixtures', 'af'),
   ];
   return candidates.find((c) => existsSync(c));
 }
 
-export function registerDemoCommand(program: Command): void {
+export function registerDemoCommand(program: Command, ctx: CliContext): void {
   program
     .command('demo')
     .description('Run the main job on the embedded default (PGlite): seed Letta agents from .af files, export a snapshot, restore it into a second database and prove both agree')
@@ -133,11 +134,11 @@ export function registerDemoCommand(program: Command): void {
     .action(async (files: string[], opts: { passages: string; dim: string; keep?: string }) => {
       let list = files;
       if (!list.length) {
-        const dir = defaultFixturesDir();
-        if (!dir) throw new AgentVaultError('usage', 'no .af files given and no ../shared/fixtures/af folder found', { exitCode: 2, hint: 'pass agent files: agent-vault demo a.af b.af' });
+        const dir = defaultFixturesDir(ctx.cwd);
+        if (!dir) throw new AgentVaultError('usage', 'no .af files given and no ../shared/fixtures/af folder found', { kind: 'usage', hint: 'pass agent files: agent-vault demo a.af b.af' });
         list = (await fs.readdir(dir)).filter((f) => f.endsWith('.af')).sort().map((f) => path.join(dir, f));
       }
-      const r = await runDemo({ files: list, passages: Number(opts.passages), dim: Number(opts.dim), outDir: opts.keep, log: (l) => process.stdout.write(l + '\n') });
-      process.exitCode = r.equal ? 0 : 1;
+      const r = await runDemo({ files: list, passages: Number(opts.passages), dim: Number(opts.dim), outDir: opts.keep, log: (l) => ctx.stdout(l + '\n') });
+      ctx.exitCode = r.equal ? 0 : 1;
     });
 }

@@ -4,15 +4,17 @@ import { diffSources } from '../diff';
 import { openSideSpec } from '../diff/live';
 import { renderReport, type DiffFormat } from '../diff/render';
 import { resolveArchiveArg } from './remote-archive';
+import type { CliContext } from './context';
 
 /** Colour only for a terminal, and never when NO_COLOR is set (https://no-color.org). */
-export function useColor(stream: NodeJS.WriteStream = process.stdout): boolean {
-  if (process.env.NO_COLOR !== undefined && process.env.NO_COLOR !== '') return false;
-  if (process.env.FORCE_COLOR !== undefined && process.env.FORCE_COLOR !== '0' && process.env.FORCE_COLOR !== '') return true;
-  return !!stream.isTTY;
+export function useColor(ctx: Pick<CliContext, 'env' | 'stdoutIsTTY'>): boolean {
+  const env = ctx.env;
+  if (env.NO_COLOR !== undefined && env.NO_COLOR !== '') return false;
+  if (env.FORCE_COLOR !== undefined && env.FORCE_COLOR !== '0' && env.FORCE_COLOR !== '') return true;
+  return ctx.stdoutIsTTY;
 }
 
-export function registerDiffCommands(program: Command): void {
+export function registerDiffCommands(program: Command, ctx: CliContext): void {
   program
     .command('diff')
     .description('What changed between two agent states: system prompt, memory blocks, tools, workflows, LLM and embedding configs, messages, passages, environment')
@@ -44,7 +46,7 @@ export function registerDiffCommands(program: Command): void {
       } finally {
         await A.close();
       }
-      process.stdout.write(renderReport(report, opts.format, { color: opts.format === 'text' && useColor() }));
-      process.exitCode = opts.exitCode && !report.identical ? 1 : 0;
+      ctx.stdout(renderReport(report, opts.format, { color: opts.format === 'text' && useColor(ctx) }));
+      ctx.exitCode = opts.exitCode && !report.identical ? 1 : 0;
     });
 }

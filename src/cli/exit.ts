@@ -1,3 +1,5 @@
+import { AgentVaultError, type ErrorKind, type ErrorRemedy } from '../core/errors';
+
 /**
  * The one exit-code table of every agent-vault command (docs/CLI.md "Exit codes"). A code means
  * the same thing whichever command returns it; I/O errors never share a code with usage errors.
@@ -32,6 +34,57 @@ export const EXIT = {
   /** interrupted by SIGTERM */
   sigterm: 143,
 } as const;
+
+/** The exit code of each kind of error (src/core/errors.ts ErrorKind): the CLI's one mapping. */
+export const KIND_EXIT: Readonly<Record<ErrorKind, number>> = {
+  failed: EXIT.failed,
+  usage: EXIT.usage,
+  connection: EXIT.connection,
+  conflict: EXIT.conflict,
+  rolledBack: EXIT.rolledBack,
+  mismatch: EXIT.mismatch,
+  commitUnknown: EXIT.commitUnknown,
+  rollbackIncomplete: EXIT.rollbackIncomplete,
+  io: EXIT.io,
+  locked: EXIT.locked,
+  internal: EXIT.internal,
+};
+
+/** The exit code of a thrown value: an AgentVaultError's kind, anything else is a bug (70). */
+export function exitCodeOf(e: unknown): number {
+  return e instanceof AgentVaultError ? KIND_EXIT[e.kind] : EXIT.internal;
+}
+
+/** How the CLI words each remedy an error names: the flag that applies it. */
+export const REMEDY_HINT: Readonly<Record<ErrorRemedy, string>> = {
+  overwrite: 'pass --force to overwrite it',
+  key: 'pass --passphrase-env NAME, --passphrase-file FILE or --key-file FILE (the passphrase or key it was written with)',
+  'on-conflict': 'choose --on-conflict=skip, replace or copy',
+  'force-schema': 'pass --force-schema to restore anyway',
+  'allow-embedding-mismatch': 'pass --allow-embedding-mismatch to restore anyway',
+  wait: 'wait for it to finish (--wait <seconds>)',
+  encrypt: 'write an encrypted archive (--encrypt)',
+  schema: 'point --schema at the schema Letta uses (default "letta")',
+  'select-agents': 'use --agent <id|name>, --tag <tag> or --all',
+  config: 'pass --config <file>',
+  vault: 'name the vault with --vault <dir>',
+  'replace-collections': 'Pass --force to replace them (a safety snapshot is taken first and recovered if the restore fails), or use --target-name.',
+  'repoint-alias': 'Pass --force to re-point it (rolled back if the restore fails).',
+  'target-name': 'Restore into a new collection with --target-name <name>, or delete/recreate the collection first.',
+  'skip-checksum': 'Use another backup (or --skip-checksum-verify at your own risk).',
+  'without-points': 'Back up this collection without --points.',
+  'from-snapshot': 'Restore from the snapshot (omit --from-points).',
+  'more-time': 'Raise --timeout or --retries.',
+  'api-key': 'Check the API key (environment variable QDRANT_API_KEY or the one named by --api-key-env).',
+};
+
+/** The hint lines the CLI prints under an error's message: its remedy in CLI terms, then its own hint. */
+export function errorHints(e: AgentVaultError): string[] {
+  const out: string[] = [];
+  for (const r of e.remedies) out.push(REMEDY_HINT[r]);
+  if (e.hint) out.push(e.hint);
+  return out;
+}
 
 /** The exit code of an interrupting signal (128 + its number). */
 export function signalExitCode(sig: NodeJS.Signals): number {

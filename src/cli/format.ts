@@ -10,8 +10,10 @@ import { writeFileAtomic } from '../core/fs';
 import { packAgentFile, unpackArchive } from '../format/pack';
 import { addKeyOptions, decryptFromFlags, type KeyFlags } from './keys';
 import { resolveArchiveArg } from './remote-archive';
+import { errorHints, exitCodeOf } from './exit';
+import type { CliContext } from './context';
 
-export function registerFormatCommands(program: Command): void {
+export function registerFormatCommands(program: Command, ctx: CliContext): void {
   addKeyOptions(program
     .command('validate')
     .description('Validate agent files (.af v1, v2, double-encoded v2) and snapshot archives against the schemas and reference checks')
@@ -22,21 +24,22 @@ export function registerFormatCommands(program: Command): void {
     .action(async (files: string[], opts: KeyFlags & { json?: boolean; quiet?: boolean }) => {
       const reports: ValidationReport[] = [];
       let ioError = 0;
-      const decrypt = await decryptFromFlags(opts);
+      const decrypt = await decryptFromFlags(opts, ctx.env);
       for (const f of files) {
         try {
           reports.push(await validateAnyPath(f, { decrypt }));
         } catch (e) {
-          if (e instanceof AgentVaultError && (e.exitCode === 2 || e.exitCode === 74)) {
-            ioError = Math.max(ioError, e.exitCode);
-            process.stderr.write(`agent-vault: ${e.message}\n`);
+          if (e instanceof AgentVaultError && (e.kind === 'usage' || e.kind === 'io')) {
+            ioError = Math.max(ioError, exitCodeOf(e));
+            ctx.stderr(`agent-vault: ${e.message}\n`);
+            for (const h of errorHints(e)) ctx.stderr(`hint: ${h}\n`);
             reports.push({ file: f, valid: false, errors: [{ severity: 'error', code: e.code, message: e.message, pointer: '' }], warnings: [] });
           } else throw e;
         }
       }
-      if (opts.json) process.stdout.write(JSON.stringify(reports, null, 2) + '\n');
-      else for (const r of reports) process.stdout.write(renderReport(r, !!opts.quiet));
-      process.exitCode = ioError ? ioError : reports.every((r) => r.valid) ? 0 : 1;
+      if (opts.json) ctx.stdout(JSON.stringify(reports, null, 2) + '\n');
+      else for (const r of reports) ctx.stdout(renderReport(r, !!opts.quiet));
+      ctx.exitCode = ioError ? ioError : reports.every((r) => r.valid) ? 0 : 1;
     });
 
   addKeyOptions(program
@@ -46,8 +49,8 @@ export function registerFormatCommands(program: Command): void {
     .option('--json', 'machine-readable output'))
     .action(async (file: string, opts: KeyFlags & { json?: boolean }) => {
       file = await resolveArchiveArg(file);
-      const info = await describeFile(file, { decrypt: await decryptFromFlags(opts) });
-      process.stdout.write(opts.json ? JSON.stringify(info, null, 2) + '\n' : info.text);
+      const info = await describeFile(file, { decrypt: await decryptFromFlags(opts, ctx.env) });
+      ctx.stdout(opts.json ? JSON.stringify(info, null, 2) + '\n' : info.text);
     });
 
   program
@@ -58,13 +61,13 @@ export function registerFormatCommands(program: Command): void {
     .option('-o, --output <file>', 'write here instead of standard output')
     .option('--force', 'overwrite the output file if it exists')
     .action(async (file: string, opts: { to: string; output?: string; force?: boolean }) => {
-      if (opts.to !== 'v2') throw new AgentVaultError('usage', `--to ${opts.to}: only "v2" is supported`, { exitCode: 2 });
+      if (opts.to !== 'v2') throw new AgentVaultError('usage', `--to ${opts.to}: only "v2" is supported`, { kind: 'usage' });
       const parsed = await readAgentFile(file);
       const json = JSON.stringify(toV2(parsed), null, 2) + '\n';
       if (opts.output) {
         await writeFileAtomic(opts.output, json, { overwrite: !!opts.force });
-        process.stderr.write(`wrote ${opts.output} (v2, from ${parsed.format})\n`);
-      } else process.stdout.write(json);
+        ctx.stderr(`wrote ${opts.output} (v2, from ${parsed.format})\n`);
+      } else ctx.stdout(json);
     });
 
   program
@@ -75,7 +78,7 @@ export function registerFormatCommands(program: Command): void {
     .option('--force', 'overwrite the archive if it exists')
     .action(async (file: string, opts: { output: string; force?: boolean }) => {
       const res = await packAgentFile(file, opts.output, { overwrite: !!opts.force });
-      process.stdout.write(`wrote ${res.path}: ${res.manifest.agents.length} agent(s), ${res.manifest.entries.length} entries, ${res.bytes} bytes\n`);
+      ctx.stdout(`wrote ${res.path}: ${res.manifest.agents.length} agent(s), ${res.manifest.entries.length} entries, ${res.bytes} bytes\n`);
     });
 
   addKeyOptions(program
@@ -85,8 +88,8 @@ export function registerFormatCommands(program: Command): void {
     .requiredOption('-o, --output <dir>', 'folder to write into')
     .option('--force', 'overwrite existing files'))
     .action(async (archive: string, opts: KeyFlags & { output: string; force?: boolean }) => {
-      const res = await unpackArchive(archive, opts.output, { overwrite: !!opts.force, decrypt: await decryptFromFlags(opts) });
-      for (const f of res.files) process.stdout.write(`wrote ${path.relative(process.cwd(), f) || f}\n`);
+      const res = await unpackArchive(archive, opts.output, { overwrite: !!opts.force, decrypt: await decryptFromFlags(opts, ctx.env) });
+      for (const f of res.files) ctx.stdout(`wrote ${path.relative(ctx.cwd, f) || f}\n`);
     });
 }
 

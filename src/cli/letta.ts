@@ -9,17 +9,17 @@
  */
 import { readdirSync, rmSync } from 'node:fs';
 import * as nodePath from 'node:path';
-import { onInterrupt } from './exit';
+import { KIND_EXIT, REMEDY_HINT, onInterrupt } from './exit';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { AgentVaultError } from '../core/errors';
-import { openPg, type PgSslMode } from '../db/pg';
-import { openPglite } from '../db/pglite';
+import { isTempNameOf } from '../core/fs';
 import type { Db } from '../db/types';
 import { createLettaSchemaIfEmpty, LETTA_HEAD_REVISION } from '../letta/ddl';
 import { exportAgents, listAgents, type AgentListing } from '../letta/export';
 import { formatPlan, restoreAgents, type OnConflict, type RestoreOptions, type ToolsMode } from '../letta/restore';
 import { addKeyOptions, decryptFromFlags, encryptionFromFlags, type KeyFlags } from './keys';
 import { resolveArchiveArg } from './remote-archive';
+import type { CliContext, DbConnectionOptions } from './context';
 
 export const LETTA_EXIT = { ok: 0, verification: 1, usage: 2, connection: 3, conflict: 4, rolledBack: 5, mismatch: 6, commitUnknown: 7, io: 74 } as const;
 
@@ -45,23 +45,7 @@ Exit codes:
 Connection: --db postgres://user:pass@host:port/db, or the libpq variables PGHOST, PGPORT, PGUSER,
 PGPASSWORD, PGDATABASE, PGSSLMODE, PGSSLROOTCERT; or --embedded <dir> for a PGlite database.`;
 
-export interface LettaCliDeps {
-  stdout?: (s: string) => void;
-  stderr?: (s: string) => void;
-  /** Opens the database (tests inject one); default: from the options. */
-  openDb?: (o: ConnOpts) => Promise<Db>;
-}
-
-interface ConnOpts {
-  db?: string;
-  embedded?: string;
-  schema?: string;
-  sslMode?: string;
-  sslCa?: string;
-  sslCert?: string;
-  sslKey?: string;
-  org?: string;
-}
+type ConnOpts = DbConnectionOptions;
 
 const SSL_MODES = ['disable', 'prefer', 'require', 'verify-ca', 'verify-full'];
 const CONNECTION_CODES = new Set(['db-connect', 'db-connection-lost', 'db-open', 'db-closed', 'db-ssl-file']);
@@ -82,20 +66,13 @@ function addConnectionOptions(c: Command): Command {
     .option('--org <id>', 'organization: only its agents (agents, export), or where to restore (default: Letta\'s default organization)');
 }
 
-async function defaultOpen(o: ConnOpts): Promise<Db> {
-  if (o.embedded && o.db) throw new AgentVaultError('usage', '--db and --embedded cannot be used together', { exitCode: 2 });
-  if (o.embedded) return openPglite({ dataDir: o.embedded, schema: o.schema });
-  const ssl = o.sslMode || o.sslCa || o.sslCert || o.sslKey ? { mode: (o.sslMode ?? (o.sslCa ? 'verify-full' : 'require')) as PgSslMode, ca: o.sslCa, cert: o.sslCert, key: o.sslKey } : undefined;
-  return openPg({ url: o.db, schema: o.schema, ssl });
-}
-
 /** Re-labels driver/connection failures with exit code 3; other errors pass unchanged. */
 function withExitCodes(e: unknown): unknown {
   if (e instanceof AgentVaultError) {
     if (e.code === 'db-bad-url' || e.code === 'db-bad-sslmode' || e.code === 'db-bad-identifier') {
-      return e.exitCode === 2 ? e : new AgentVaultError(e.code, e.message, { location: e.location, hint: e.hint, exitCode: 2, cause: e });
+      return e.as('usage');
     }
-    if (CONNECTION_CODES.has(e.code) && e.exitCode !== 3) return new AgentVaultError(e.code, e.message, { location: e.location, hint: e.hint, exitCode: 3, cause: e });
+    if (CONNECTION_CODES.has(e.code)) return e.as('connection');
   }
   return e;
 }
@@ -131,10 +108,10 @@ function choice<T extends string>(name: string, allowed: readonly T[]) {
   };
 }
 
-export function registerLettaCommands(program: Command, deps: LettaCliDeps = {}): void {
-  const out = deps.stdout ?? ((s: string) => void process.stdout.write(s));
-  const err = deps.stderr ?? ((s: string) => void process.stderr.write(s));
-  const open = deps.openDb ?? defaultOpen;
+export function registerLettaCommands(program: Command, ctx: CliContext): void {
+  const out = (s: string): void => ctx.stdout(s);
+  const err = (s: string): void => ctx.stderr(s);
+  const open = (o: ConnOpts): Promise<Db> => ctx.openDb(o);
 
   async function withDb<T>(o: ConnOpts, fn: (db: Db) => Promise<T>): Promise<T> {
     let db: Db | undefined;
@@ -177,14 +154,13 @@ export function registerLettaCommands(program: Command, deps: LettaCliDeps = {})
     .addHelpText('after', LETTA_EXIT_HELP)
     .action(async (o: ConnOpts & KeyFlags & { out: string; agent?: string[]; tag?: string[]; all?: boolean; force?: boolean; encrypt?: boolean; secrets?: boolean; json?: boolean; quiet?: boolean }) => {
       const wanted = o.agent ?? [];
-      if (!o.all && wanted.length === 0 && !o.tag?.length) throw new AgentVaultError('usage', 'say which agents to export: --agent <id|name>, --tag <tag> or --all', { exitCode: 2 });
-      const encryption = o.encrypt ? await encryptionFromFlags(o) : undefined;
+      if (!o.all && wanted.length === 0 && !o.tag?.length) throw new AgentVaultError('usage', 'say which agents to export: --agent <id|name>, --tag <tag> or --all', { kind: 'usage' });
+      const encryption = o.encrypt ? await encryptionFromFlags(o, ctx.env) : undefined;
       // interrupted (SIGINT/SIGTERM/SIGHUP): remove the archive writer's temp file of this run
       const outDir = nodePath.dirname(nodePath.resolve(o.out));
-      const tempName = new RegExp(`^${nodePath.basename(o.out).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.tmp-[0-9a-f]{12}$`);
       const listTemps = (): string[] => {
         try {
-          return readdirSync(outDir).filter((n) => tempName.test(n));
+          return readdirSync(outDir).filter((n) => isTempNameOf(n, nodePath.basename(o.out)));
         } catch {
           return [];
         }
@@ -202,7 +178,7 @@ export function registerLettaCommands(program: Command, deps: LettaCliDeps = {})
           overwrite: o.force,
           encryption,
           secrets: o.secrets !== false,
-          lettaEncryptionKey: process.env.LETTA_ENCRYPTION_KEY || undefined,
+          lettaEncryptionKey: ctx.env.LETTA_ENCRYPTION_KEY || undefined,
           onProgress: (e) => {
             if (o.quiet) return;
             if (e.phase === 'agent') err(`exporting ${e.index}/${e.total}: ${e.name ?? e.agentId}\n`);
@@ -253,7 +229,7 @@ export function registerLettaCommands(program: Command, deps: LettaCliDeps = {})
         userId: o.user,
         nameSuffix: o.nameSuffix,
         newIds: o.newIds,
-        decrypt: await decryptFromFlags(o),
+        decrypt: await decryptFromFlags(o, ctx.env),
         secrets: o.secrets !== false,
       };
       if (o.dryRun) {
@@ -261,7 +237,8 @@ export function registerLettaCommands(program: Command, deps: LettaCliDeps = {})
         out(o.json ? JSON.stringify(res.plan, null, 2) + '\n' : formatPlan(res.plan));
         // a dry run exits as the real run would: refused plans are not a success
         const refusal = res.plan.refusals[0];
-        if (refusal) process.exitCode = refusal.exitCode;
+        if (refusal) ctx.exitCode = KIND_EXIT[refusal.kind];
+        for (const r of new Set(res.plan.refusals.map((x) => x.remedy))) err(`hint: ${REMEDY_HINT[r]}\n`);
         return;
       }
       let commitNote: string | null = null;

@@ -1,18 +1,21 @@
 /**
- * agent-vault command line. Each concern registers its commands; this file owns process-level
- * behaviour: exit codes, error printing (a message, never a stack), and output streams.
+ * agent-vault command line. Each concern registers its commands with the one context (./context.ts);
+ * this file owns process-level behaviour: exit codes, error printing (a message, never a stack),
+ * and output streams.
  */
 import { Command, CommanderError } from 'commander';
 import { AgentVaultError, errorMessage, formatLocation } from '../core/errors';
 import { registerFormatCommands } from './format';
 import { TOOL_VERSION } from '../core/version';
 import { registerExtraCommands } from './registry';
+import { processContext, type CliContext } from './context';
 
-import { EXIT } from './exit';
+import { EXIT, errorHints, exitCodeOf } from './exit';
 
 export { EXIT };
+export type { CliContext };
 
-export function buildProgram(): Command {
+export function buildProgram(ctx: CliContext): Command {
   const program = new Command();
   program
     .name('agent-vault')
@@ -20,25 +23,28 @@ export function buildProgram(): Command {
     .version(TOOL_VERSION, '-V, --version')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s), writeOut: (s) => process.stdout.write(s) });
-  registerFormatCommands(program);
-  registerExtraCommands(program);
+    .configureOutput({ writeErr: (s) => ctx.stderr(s), writeOut: (s) => ctx.stdout(s) });
+  registerFormatCommands(program, ctx);
+  registerExtraCommands(program, ctx);
   // Every sub-command inherits the exit override.
   for (const c of program.commands) c.exitOverride();
   return program;
 }
 
-export async function main(argv: string[]): Promise<number> {
-  const program = buildProgram();
+/** Runs one command line in `ctx` and returns its exit code (docs/CLI.md "Exit codes"). */
+export async function main(argv: string[], ctx: CliContext = processContext()): Promise<number> {
+  const program = buildProgram(ctx);
+  ctx.exitCode = undefined;
   try {
     await program.parseAsync(argv, { from: 'user' });
-    return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;
+    return ctx.exitCode ?? EXIT.ok;
   } catch (e) {
-    return handleError(e);
+    return handleError(e, ctx);
   }
 }
 
-export function handleError(e: unknown): number {
+/** Prints an error as the user sees it (message, location, hints; a stack only for a bug with AGENT_VAULT_DEBUG) and returns its exit code. */
+export function handleError(e: unknown, ctx: Pick<CliContext, 'stderr' | 'env'> = processContext()): number {
   if (e instanceof CommanderError) {
     if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return EXIT.ok;
     return EXIT.usage; // commander already printed the message
@@ -46,13 +52,13 @@ export function handleError(e: unknown): number {
   if (e instanceof AgentVaultError) {
     const where = formatLocation(e.location);
     const msg = e.message.includes(where) || !where ? e.message : `${e.message} (${where})`;
-    process.stderr.write(`agent-vault: ${msg}\n`);
-    if (e.hint) process.stderr.write(`hint: ${e.hint}\n`);
-    return e.exitCode;
+    ctx.stderr(`agent-vault: ${msg}\n`);
+    for (const h of errorHints(e)) ctx.stderr(`hint: ${h}\n`);
+    return exitCodeOf(e);
   }
-  process.stderr.write(`agent-vault: internal error: ${errorMessage(e)}\n`);
-  if (process.env.AGENT_VAULT_DEBUG && e instanceof Error && e.stack) process.stderr.write(e.stack + '\n');
-  else process.stderr.write('hint: set AGENT_VAULT_DEBUG=1 to see the stack trace, and please report it\n');
+  ctx.stderr(`agent-vault: internal error: ${errorMessage(e)}\n`);
+  if (ctx.env.AGENT_VAULT_DEBUG && e instanceof Error && e.stack) ctx.stderr(e.stack + '\n');
+  else ctx.stderr('hint: set AGENT_VAULT_DEBUG=1 to see the stack trace, and please report it\n');
   return EXIT.internal;
 }
 

@@ -11,19 +11,13 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { readManifest } from '../format/archive';
 import { backupQdrantToArchive, listCollectionsInArchive, restoreQdrantFromArchivePath } from '../qdrant/archive';
 import { inspectCollection, listServerCollections } from '../qdrant/backup';
-import { QdrantConnection, resolveApiKey, type SecretReader } from '../qdrant/connection';
-import { formatBytes } from '../qdrant/diskspace';
+import { QdrantConnection, resolveApiKey } from '../qdrant/connection';
+import { formatBytes } from '../core/bytes';
 import { usageError } from '../qdrant/errors';
 import { fingerprintSha256 } from '../qdrant/fingerprint';
-import type { QdrantProgress, StatfsFn } from '../qdrant/types';
+import type { QdrantProgress } from '../qdrant/types';
+import type { CliContext } from './context';
 
-export interface QdrantCliDeps {
-  env?: NodeJS.ProcessEnv;
-  statfs?: StatfsFn;
-  secrets?: SecretReader;
-  stdout?: (s: string) => void;
-  stderr?: (s: string) => void;
-}
 
 export const QDRANT_EXIT_HELP = `
 Exit codes:
@@ -83,10 +77,11 @@ function describeProgress(e: QdrantProgress): string | undefined {
   }
 }
 
-export function registerQdrantCommands(program: Command, deps: QdrantCliDeps = {}): void {
-  const out = deps.stdout ?? ((s: string) => void process.stdout.write(s));
-  const err = deps.stderr ?? ((s: string) => void process.stderr.write(s));
-  const env = deps.env ?? process.env;
+export function registerQdrantCommands(program: Command, ctx: CliContext): void {
+  const out = (s: string): void => ctx.stdout(s);
+  const err = (s: string): void => ctx.stderr(s);
+  const env = ctx.env;
+  const deps = ctx;
 
   async function connect(o: ConnOpts): Promise<QdrantConnection> {
     const url = o.url ?? env.QDRANT_URL;

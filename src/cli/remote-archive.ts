@@ -25,7 +25,7 @@ export async function resolveArchiveArg(arg: string): Promise<string> {
   const at = arg.lastIndexOf('#');
   const location = arg.slice(0, at);
   const ref = decodeURIComponent(arg.slice(at + 1));
-  if (!ref) throw new AgentVaultError('usage', `${arg}: name the snapshot after "#" (an id, a unique id prefix, or "latest")`, { exitCode: 2 });
+  if (!ref) throw new AgentVaultError('usage', `${arg}: name the snapshot after "#" (an id, a unique id prefix, or "latest")`, { kind: 'usage' });
   const dir = mkdtempSync(path.join(os.tmpdir(), 'agent-vault-fetch-'));
   temps.push(dir);
   if (!hooked) {

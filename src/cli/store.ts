@@ -27,33 +27,21 @@ import {
   type StoreVerifyReport,
 } from '../vault/store-vault';
 import type { VaultIndex } from '../vault/vault';
-import { EXIT } from './exit';
+import type { CliContext } from './context';
+import { EXIT, errorHints, exitCodeOf } from './exit';
 
 export { isStoreVault };
 
-function out(s: string): void {
-  process.stdout.write(s);
-}
-function err(s: string): void {
-  process.stderr.write(s);
-}
 function oneLine(s: string): string {
   return s.replace(/\s*\n\s*/g, ' ').trim();
 }
 const mib = (n: number): string => `${(n / 1048576).toFixed(1)} MiB`;
 
-function exitCodeOf(e: unknown): number {
-  if (!(e instanceof AgentVaultError)) return EXIT.failed;
-  if (e.code === 'locked') return EXIT.locked;
-  if (e.code === 'disk-full' || e.code === 'io') return e.exitCode === EXIT.usage ? EXIT.usage : EXIT.io;
-  return e.exitCode;
-}
-
-function report(e: unknown, prefix: string): void {
+function report(ctx: CliContext, e: unknown, prefix: string): void {
   if (!(e instanceof AgentVaultError)) throw e;
-  err(`agent-vault: ${prefix}${oneLine(e.message)}\n`);
-  if (e.hint && e.code !== 'locked') err(`hint: ${e.hint}\n`);
-  process.exitCode = exitCodeOf(e);
+  ctx.stderr(`agent-vault: ${prefix}${oneLine(e.message)}\n`);
+  if (e.code !== 'locked') for (const h of errorHints(e)) ctx.stderr(`hint: ${h}\n`);
+  ctx.exitCode = exitCodeOf(e);
 }
 
 interface KeyFlags {
@@ -62,8 +50,8 @@ interface KeyFlags {
   keyFile?: string;
 }
 
-function keySources(o: KeyFlags): KeySources {
-  return { passphraseFile: o.passphraseFile, passphraseEnv: o.passphraseEnv, keyFile: o.keyFile };
+function keySources(ctx: CliContext, o: KeyFlags): KeySources {
+  return { passphraseFile: o.passphraseFile, passphraseEnv: o.passphraseEnv, keyFile: o.keyFile, env: ctx.env, secrets: ctx.secrets };
 }
 
 function keyOptions(c: Command): Command {
@@ -75,7 +63,7 @@ function keyOptions(c: Command): Command {
 
 function waitArg(v: string): number {
   const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) throw new AgentVaultError('usage', `--wait must be a non-negative number, got "${v}"`, { exitCode: 2 });
+  if (!Number.isFinite(n) || n < 0) throw new AgentVaultError('usage', `--wait must be a non-negative number, got "${v}"`, { kind: 'usage' });
   return n;
 }
 
@@ -83,45 +71,45 @@ function waitArg(v: string): number {
 // branches of the vault commands
 
 /** `backup` of a config whose vault is a store vault. */
-export async function storeBackupCommand(opts: BackupOptions, o: { verbose?: boolean; json?: boolean }): Promise<void> {
+export async function storeBackupCommand(ctx: CliContext, opts: BackupOptions, o: { verbose?: boolean; json?: boolean }): Promise<void> {
   try {
     const r = await storeBackup(opts);
-    for (const w of r.warnings) if (o.verbose || /prune: /.test(w)) err(`agent-vault: warning: ${oneLine(w)}\n`);
-    if (o.json) out(JSON.stringify({ ok: true, store: true, snapshot: { id: r.id, store_id: r.snapshotId, created_at: r.created_at, agents: r.agents, encrypted: r.encrypted }, bytes_read: r.ingest.bytesRead, bytes_added: r.ingest.bytesAdded, new_chunks: r.ingest.newBlobs, chunks: r.ingest.blobs, export_ms: r.export_ms, ingest_ms: r.ingest_ms, duration_ms: r.duration_ms, pruned: r.pruned?.removed.map((x) => x.id) ?? null, warnings: r.warnings }, null, 2) + '\n');
+    for (const w of r.warnings) if (o.verbose || /prune: /.test(w)) ctx.stderr(`agent-vault: warning: ${oneLine(w)}\n`);
+    if (o.json) ctx.stdout(JSON.stringify({ ok: true, store: true, snapshot: { id: r.id, store_id: r.snapshotId, created_at: r.created_at, agents: r.agents, encrypted: r.encrypted }, bytes_read: r.ingest.bytesRead, bytes_added: r.ingest.bytesAdded, new_chunks: r.ingest.newBlobs, chunks: r.ingest.blobs, export_ms: r.export_ms, ingest_ms: r.ingest_ms, duration_ms: r.duration_ms, pruned: r.pruned?.removed.map((x) => x.id) ?? null, warnings: r.warnings }, null, 2) + '\n');
     else if (o.verbose) {
-      out(`snapshot ${r.id} (store ${r.snapshotId.slice(0, 12)}): ${r.agents.length} agent(s), ${r.ingest.bytesRead} bytes read, ${r.ingest.bytesAdded} bytes added to the store (${r.ingest.newBlobs} new of ${r.ingest.blobs} chunks)${r.encrypted ? ', encrypted' : ''}, ${(r.duration_ms / 1000).toFixed(1)} s\n`);
-      if (r.pruned) out(`pruned ${r.pruned.removed.length} snapshot(s)\n`);
+      ctx.stdout(`snapshot ${r.id} (store ${r.snapshotId.slice(0, 12)}): ${r.agents.length} agent(s), ${r.ingest.bytesRead} bytes read, ${r.ingest.bytesAdded} bytes added to the store (${r.ingest.newBlobs} new of ${r.ingest.blobs} chunks)${r.encrypted ? ', encrypted' : ''}, ${(r.duration_ms / 1000).toFixed(1)} s\n`);
+      if (r.pruned) ctx.stdout(`pruned ${r.pruned.removed.length} snapshot(s)\n`);
     }
-    process.exitCode = EXIT.ok;
+    ctx.exitCode = EXIT.ok;
   } catch (e) {
-    if (o.json) out(JSON.stringify({ ok: false, error: { code: (e as AgentVaultError).code ?? 'internal', message: errorMessage(e) } }, null, 2) + '\n');
+    if (o.json) ctx.stdout(JSON.stringify({ ok: false, error: { code: (e as AgentVaultError).code ?? 'internal', message: errorMessage(e) } }, null, 2) + '\n');
     if (!(e instanceof AgentVaultError)) throw e;
-    err(`agent-vault: backup failed: ${oneLine(e.message)}\n`);
-    process.exitCode = exitCodeOf(e);
+    ctx.stderr(`agent-vault: backup failed: ${oneLine(e.message)}\n`);
+    ctx.exitCode = exitCodeOf(e);
   }
 }
 
 /** `prune` on a store vault. */
-export async function storePruneCommand(vault: string, policy: RetentionPolicy, o: KeyFlags & { dryRun?: boolean; wait?: number; quiet?: boolean; json?: boolean }, cfg?: VaultConfig): Promise<void> {
+export async function storePruneCommand(ctx: CliContext, vault: string, policy: RetentionPolicy, o: KeyFlags & { dryRun?: boolean; wait?: number; quiet?: boolean; json?: boolean }, cfg?: VaultConfig): Promise<void> {
   try {
-    const material = await resolveKeyMaterial(cfg?.encryption, keySources(o));
+    const material = await resolveKeyMaterial(cfg?.encryption, keySources(ctx, o));
     const r = await pruneStoreVault(vault, { policy, dryRun: o.dryRun, waitMs: (o.wait ?? 0) * 1000, material });
-    if (o.json) out(JSON.stringify({ dry_run: r.dryRun, policy, kept: r.kept, removed: r.removed, unreadable: r.unreadable, bytes_before: r.bytesBefore, bytes_after: r.bytesAfter, sweep: r.sweep }, null, 2) + '\n');
+    if (o.json) ctx.stdout(JSON.stringify({ dry_run: r.dryRun, policy, kept: r.kept, removed: r.removed, unreadable: r.unreadable, bytes_before: r.bytesBefore, bytes_after: r.bytesAfter, sweep: r.sweep }, null, 2) + '\n');
     else {
       if (!o.quiet) {
         for (const d of r.plan.decisions) {
           const id = d.keep ? r.kept[r.plan.keep.indexOf(d)] : r.removed[r.plan.remove.indexOf(d)].id;
-          if (d.keep) out(`keep   ${id}  ${d.created_at}  ${describeReasons(d.reasons)}\n`);
-          else out(`${r.dryRun ? 'would delete' : 'delete'} ${id}  ${d.created_at}\n`);
+          if (d.keep) ctx.stdout(`keep   ${id}  ${d.created_at}  ${describeReasons(d.reasons)}\n`);
+          else ctx.stdout(`${r.dryRun ? 'would delete' : 'delete'} ${id}  ${d.created_at}\n`);
         }
       }
-      for (const u of r.unreadable) out(`KEEP   ${u.id}  cannot be read, not counted for retention: ${oneLine(u.reason)}\n`);
+      for (const u of r.unreadable) ctx.stdout(`KEEP   ${u.id}  cannot be read, not counted for retention: ${oneLine(u.reason)}\n`);
       const sw = r.sweep;
-      out(`${r.dryRun ? 'dry run: would keep' : 'kept'} ${r.kept.length + r.unreadable.length}, ${r.dryRun ? 'would delete' : 'deleted'} ${r.removed.length} snapshot(s)${sw ? `; swept ${sw.blobsRemoved} unreferenced chunk(s): ${sw.packsDeleted} pack(s) deleted, ${sw.packsRepacked} repacked; store ${mib(r.bytesBefore)} → ${mib(r.bytesAfter)}` : ''}\n`);
+      ctx.stdout(`${r.dryRun ? 'dry run: would keep' : 'kept'} ${r.kept.length + r.unreadable.length}, ${r.dryRun ? 'would delete' : 'deleted'} ${r.removed.length} snapshot(s)${sw ? `; swept ${sw.blobsRemoved} unreferenced chunk(s): ${sw.packsDeleted} pack(s) deleted, ${sw.packsRepacked} repacked; store ${mib(r.bytesBefore)} → ${mib(r.bytesAfter)}` : ''}\n`);
     }
-    process.exitCode = r.unreadable.length ? EXIT.failed : EXIT.ok;
+    ctx.exitCode = r.unreadable.length ? EXIT.failed : EXIT.ok;
   } catch (e) {
-    report(e, 'prune failed: ');
+    report(ctx, e, 'prune failed: ');
   }
 }
 
@@ -139,15 +127,15 @@ export function renderStoreVerify(r: StoreVerifyReport): string {
 }
 
 /** `verify` on a store vault. */
-export async function storeVerifyCommand(vault: string, o: KeyFlags & { deep?: boolean; readData?: boolean; readDataSubset?: string; wait?: number; json?: boolean }, cfg?: VaultConfig): Promise<void> {
+export async function storeVerifyCommand(ctx: CliContext, vault: string, o: KeyFlags & { deep?: boolean; readData?: boolean; readDataSubset?: string; wait?: number; json?: boolean }, cfg?: VaultConfig): Promise<void> {
   try {
-    const material = await resolveKeyMaterial(cfg?.encryption, keySources(o));
+    const material = await resolveKeyMaterial(cfg?.encryption, keySources(ctx, o));
     const r = await verifyStoreVault(vault, { readData: o.readData || o.deep, readDataSubset: o.readDataSubset ? parseReadDataSubset(o.readDataSubset) : undefined, material, waitMs: (o.wait ?? 0) * 1000 });
-    if (o.json) out(JSON.stringify(r, null, 2) + '\n');
-    else out(renderStoreVerify(r));
-    process.exitCode = r.ok ? EXIT.ok : EXIT.failed;
+    if (o.json) ctx.stdout(JSON.stringify(r, null, 2) + '\n');
+    else ctx.stdout(renderStoreVerify(r));
+    ctx.exitCode = r.ok ? EXIT.ok : EXIT.failed;
   } catch (e) {
-    report(e, 'verify failed: ');
+    report(ctx, e, 'verify failed: ');
   }
 }
 
@@ -183,20 +171,20 @@ export async function resolveStoreArchiveArg(arg: string): Promise<string> {
   const dir = path.resolve(arg.slice(0, at));
   if (!isStoreVault(dir)) return arg;
   const ref = decodeURIComponent(arg.slice(at + 1));
-  if (!ref) throw new AgentVaultError('usage', `${arg}: name the snapshot after "#" (an id, a unique id prefix, or "latest")`, { exitCode: 2 });
+  if (!ref) throw new AgentVaultError('usage', `${arg}: name the snapshot after "#" (an id, a unique id prefix, or "latest")`, { kind: 'usage' });
   const material = await resolveKeyMaterial(undefined, {});
   return (await materializeStoreSnapshot(dir, ref, material)).path;
 }
 
 /** `status` of a store vault: its snapshots as an index (the key from the configuration or AGENT_VAULT_PASSPHRASE for an encrypted store). */
-export async function storeVaultIndexFor(vault: string, cfg?: VaultConfig): Promise<VaultIndex> {
-  return storeVaultIndex(vault, decryptOptions(await resolveKeyMaterial(cfg?.encryption, {})));
+export async function storeVaultIndexFor(ctx: CliContext, vault: string, cfg?: VaultConfig): Promise<VaultIndex> {
+  return storeVaultIndex(vault, decryptOptions(await resolveKeyMaterial(cfg?.encryption, { env: ctx.env, secrets: ctx.secrets })));
 }
 
 // ---------------------------------------------------------------------------------------------
 // vault subcommands
 
-export function registerStoreCommands(vaultGroup: Command): void {
+export function registerStoreCommands(vaultGroup: Command, ctx: CliContext): void {
   keyOptions(
     vaultGroup
       .command('init')
@@ -208,14 +196,14 @@ export function registerStoreCommands(vaultGroup: Command): void {
     .addHelpText('after', '\nExit codes: 0 created, 2 usage (it is a store vault already, no key for --encrypt), 74 I/O error, 75 the vault is locked.')
     .action(async (o: KeyFlags & { vault: string; encrypt?: boolean }) => {
       try {
-        const vault = path.resolve(o.vault);
+        const vault = path.resolve(ctx.cwd, o.vault);
         let key;
-        if (o.encrypt) key = (await writingKey(await resolveKeyMaterial(undefined, keySources(o)), null)).key;
+        if (o.encrypt) key = (await writingKey(await resolveKeyMaterial(undefined, keySources(ctx, o)), null)).key;
         const repo = await initStoreVault(vault, { key });
-        out(`store vault created: ${vault}/store${repo.crypto ? ' (encrypted)' : ''}\n`);
-        process.exitCode = EXIT.ok;
+        ctx.stdout(`store vault created: ${vault}/store${repo.crypto ? ' (encrypted)' : ''}\n`);
+        ctx.exitCode = EXIT.ok;
       } catch (e) {
-        report(e, 'vault init failed: ');
+        report(ctx, e, 'vault init failed: ');
       }
     });
 
@@ -227,13 +215,13 @@ export function registerStoreCommands(vaultGroup: Command): void {
       .option('--json', 'print the list as JSON'),
   ).action(async (o: KeyFlags & { vault: string; json?: boolean }) => {
     try {
-      const material = await resolveKeyMaterial(undefined, keySources(o));
-      const list = await listStoreVault(path.resolve(o.vault), decryptOptions(material));
-      if (o.json) out(JSON.stringify(list, null, 2) + '\n');
-      else for (const s of list) out(s.error ? `${s.id}  UNREADABLE: ${oneLine(s.error)}\n` : `${s.vault_id}  ${s.id.slice(0, 12)}  ${s.created_at ?? s.time}  ${mib(s.size)}${s.source?.encrypted ? '  encrypted' : ''}  ${s.agents.map((a) => a.name ?? a.id).join(', ')}\n`);
-      process.exitCode = list.some((s) => s.error) ? EXIT.failed : EXIT.ok;
+      const material = await resolveKeyMaterial(undefined, keySources(ctx, o));
+      const list = await listStoreVault(path.resolve(ctx.cwd, o.vault), decryptOptions(material));
+      if (o.json) ctx.stdout(JSON.stringify(list, null, 2) + '\n');
+      else for (const s of list) ctx.stdout(s.error ? `${s.id}  UNREADABLE: ${oneLine(s.error)}\n` : `${s.vault_id}  ${s.id.slice(0, 12)}  ${s.created_at ?? s.time}  ${mib(s.size)}${s.source?.encrypted ? '  encrypted' : ''}  ${s.agents.map((a) => a.name ?? a.id).join(', ')}\n`);
+      ctx.exitCode = list.some((s) => s.error) ? EXIT.failed : EXIT.ok;
     } catch (e) {
-      report(e, 'vault snapshots failed: ');
+      report(ctx, e, 'vault snapshots failed: ');
     }
   });
 
@@ -250,12 +238,12 @@ export function registerStoreCommands(vaultGroup: Command): void {
     .addHelpText('after', '\nA snapshot taken from an encrypted archive is written encrypted with the passphrase or key given.\nExit codes: 0 written, 1 the store is damaged (the entry named; nothing left behind), 2 usage (no such snapshot, output exists, no key), 74 I/O error, 75 a prune holds the vault.')
     .action(async (snapshot: string, o: KeyFlags & { vault: string; out: string; force?: boolean; wait?: number }) => {
       try {
-        const material = await resolveKeyMaterial(undefined, keySources(o));
-        const r = await exportStoreSnapshot(path.resolve(o.vault), snapshot, path.resolve(o.out), { material, overwrite: o.force, waitMs: (o.wait ?? 0) * 1000 });
-        out(`wrote ${r.path}: snapshot ${r.id} (${r.bytes} bytes, ${r.manifest.entries.length} entries)\n`);
-        process.exitCode = EXIT.ok;
+        const material = await resolveKeyMaterial(undefined, keySources(ctx, o));
+        const r = await exportStoreSnapshot(path.resolve(ctx.cwd, o.vault), snapshot, path.resolve(ctx.cwd, o.out), { material, overwrite: o.force, waitMs: (o.wait ?? 0) * 1000 });
+        ctx.stdout(`wrote ${r.path}: snapshot ${r.id} (${r.bytes} bytes, ${r.manifest.entries.length} entries)\n`);
+        ctx.exitCode = EXIT.ok;
       } catch (e) {
-        report(e, 'vault export failed: ');
+        report(ctx, e, 'vault export failed: ');
       }
     });
 
@@ -273,20 +261,20 @@ export function registerStoreCommands(vaultGroup: Command): void {
     )
     .action(async (o: KeyFlags & { vault: string; wait?: number; json?: boolean }) => {
       try {
-        const vault = path.resolve(o.vault);
-        const material = await resolveKeyMaterial(undefined, keySources(o));
-        const r = await migrateToStore(vault, { material, waitMs: (o.wait ?? 0) * 1000, onProgress: o.json ? undefined : (m) => err(`migrate: ${m}\n`) });
-        if (o.json) out(JSON.stringify(r, null, 2) + '\n');
+        const vault = path.resolve(ctx.cwd, o.vault);
+        const material = await resolveKeyMaterial(undefined, keySources(ctx, o));
+        const r = await migrateToStore(vault, { material, waitMs: (o.wait ?? 0) * 1000, onProgress: o.json ? undefined : (m) => ctx.stderr(`migrate: ${m}\n`) });
+        if (o.json) ctx.stdout(JSON.stringify(r, null, 2) + '\n');
         else {
-          for (const i of r.imported) out(`imported ${i.id} → ${i.snapshot.slice(0, 12)}  ${i.bytesRead} bytes read, ${i.bytesAdded} bytes added, verified\n`);
-          for (const s of r.skipped) out(`already in the store ${s}\n`);
-          for (const f of r.failed) out(`FAILED ${f.id} (${f.file}): ${oneLine(f.reason)}\n`);
-          out(`${r.created ? 'store created; ' : ''}${r.imported.length} imported, ${r.skipped.length} already there, ${r.failed.length} failed; archives ${mib(r.archiveBytes)} → store ${mib(r.storeBytes)}\n`);
-          out(`the archives in ${vault}/snapshots and vault.json were not changed; the vault now backs up into the store. Once "agent-vault verify --vault ${vault} --read-data" passes you may move the old archives elsewhere or delete them yourself.\n`);
+          for (const i of r.imported) ctx.stdout(`imported ${i.id} → ${i.snapshot.slice(0, 12)}  ${i.bytesRead} bytes read, ${i.bytesAdded} bytes added, verified\n`);
+          for (const s of r.skipped) ctx.stdout(`already in the store ${s}\n`);
+          for (const f of r.failed) ctx.stdout(`FAILED ${f.id} (${f.file}): ${oneLine(f.reason)}\n`);
+          ctx.stdout(`${r.created ? 'store created; ' : ''}${r.imported.length} imported, ${r.skipped.length} already there, ${r.failed.length} failed; archives ${mib(r.archiveBytes)} → store ${mib(r.storeBytes)}\n`);
+          ctx.stdout(`the archives in ${vault}/snapshots and vault.json were not changed; the vault now backs up into the store. Once "agent-vault verify --vault ${vault} --read-data" passes you may move the old archives elsewhere or delete them yourself.\n`);
         }
-        process.exitCode = r.failed.length ? EXIT.failed : EXIT.ok;
+        ctx.exitCode = r.failed.length ? EXIT.failed : EXIT.ok;
       } catch (e) {
-        report(e, 'vault migrate failed: ');
+        report(ctx, e, 'vault migrate failed: ');
       }
     });
 }

@@ -24,17 +24,15 @@ import { copyVault, readStoreIndex } from '../vault/remote/copy';
 import { isS3Location } from '../vault/remote/location';
 import { fetchSnapshot, pruneRemote, remoteVaultStatus, runRemoteBackup, verifyRemote } from '../vault/remote/remote-vault';
 import { openObjectStore, S3Store } from '../vault/remote/s3';
-import { EXIT, onInterrupt } from './exit';
+import { EXIT, errorHints, exitCodeOf, onInterrupt } from './exit';
+import type { CliContext } from './context';
 import { isStoreVault, materializeStoreSnapshot, storeVaultIndexFor, registerStoreCommands, storeBackupCommand, storePruneCommand, storeVerifyCommand } from './store';
 
 export const EXIT_LOCKED = EXIT.locked;
 
-/** The exit code of a vault command's error: locked 75, I/O 74, usage 2, else 1. */
+/** The exit code of a vault command's error (its kind's, ./exit.ts); a failure that is not an AgentVaultError: 1. */
 function vaultExitCode(e: unknown): number {
-  if (!(e instanceof AgentVaultError)) return EXIT.failed;
-  if (e.code === 'locked') return EXIT.locked;
-  if (e.code === 'disk-full' || e.code === 'io') return e.exitCode === EXIT.usage ? EXIT.usage : EXIT.io;
-  return e.exitCode;
+  return e instanceof AgentVaultError ? exitCodeOf(e) : EXIT.failed;
 }
 
 interface VaultSelection {
@@ -50,7 +48,7 @@ interface KeyFlags {
 
 function intArg(name: string) {
   return (v: string): number => {
-    if (!/^\d+$/.test(v)) throw new AgentVaultError('usage', `${name} must be a non-negative integer, got "${v}"`, { exitCode: 2 });
+    if (!/^\d+$/.test(v)) throw new AgentVaultError('usage', `${name} must be a non-negative integer, got "${v}"`, { kind: 'usage' });
     return Number(v);
   };
 }
@@ -58,37 +56,38 @@ function intArg(name: string) {
 function numArg(name: string) {
   return (v: string): number => {
     const n = Number(v);
-    if (!Number.isFinite(n) || n < 0) throw new AgentVaultError('usage', `${name} must be a non-negative number, got "${v}"`, { exitCode: 2 });
+    if (!Number.isFinite(n) || n < 0) throw new AgentVaultError('usage', `${name} must be a non-negative number, got "${v}"`, { kind: 'usage' });
     return n;
   };
 }
 
-/** A folder is made absolute; an s3:// location stays as written. */
-function resolveVault(v: string): string {
-  return isS3Location(v) ? v : path.resolve(v);
+/** A folder is made absolute (against the command's folder); an s3:// location stays as written. */
+function resolveVault(ctx: CliContext, v: string): string {
+  return isS3Location(v) ? v : path.resolve(ctx.cwd, v);
 }
 
 /** Commands that need the vault as a folder refuse an s3:// location with what to do instead. */
 function localOnly(vault: string, command: string): void {
   if (!isS3Location(vault)) return;
   throw new AgentVaultError('usage', `${command} does not run on an s3:// vault yet (${vault})`, {
-    exitCode: 2,
+    kind: 'usage',
     hint: `copy it to a folder first: agent-vault vault copy ${vault} ./vault-copy && agent-vault ${command} --vault ./vault-copy`,
   });
 }
 
 /** The config (when there is one) and the vault folder: --vault, else --config, else ./agent-vault.json. */
-async function selectVault(o: VaultSelection): Promise<{ cfg?: VaultConfig; vault: string }> {
-  if (o.config || (!o.vault && existsSync(DEFAULT_CONFIG_FILE))) {
-    const cfg = await loadConfig(o.config ?? DEFAULT_CONFIG_FILE);
-    return { cfg, vault: o.vault ? resolveVault(o.vault) : cfg.vault };
+async function selectVault(ctx: CliContext, o: VaultSelection): Promise<{ cfg?: VaultConfig; vault: string }> {
+  const defaultConfig = path.resolve(ctx.cwd, DEFAULT_CONFIG_FILE);
+  if (o.config || (!o.vault && existsSync(defaultConfig))) {
+    const cfg = await loadConfig(o.config ? path.resolve(ctx.cwd, o.config) : defaultConfig);
+    return { cfg, vault: o.vault ? resolveVault(ctx, o.vault) : cfg.vault };
   }
-  if (o.vault) return { vault: resolveVault(o.vault) };
-  throw new AgentVaultError('usage', `no vault given: pass --vault <dir> or --config <file> (or run where ${DEFAULT_CONFIG_FILE} is)`, { exitCode: 2 });
+  if (o.vault) return { vault: resolveVault(ctx, o.vault) };
+  throw new AgentVaultError('usage', `no vault given: pass --vault <dir> or --config <file> (or run where ${DEFAULT_CONFIG_FILE} is)`, { kind: 'usage' });
 }
 
-function keySources(o: KeyFlags): KeySources {
-  return { passphraseFile: o.passphraseFile, passphraseEnv: o.passphraseEnv, keyFile: o.keyFile };
+function keySources(ctx: CliContext, o: KeyFlags): KeySources {
+  return { passphraseFile: o.passphraseFile, passphraseEnv: o.passphraseEnv, keyFile: o.keyFile, env: ctx.env, secrets: ctx.secrets };
 }
 
 function addVaultOptions(c: Command): Command {
@@ -111,26 +110,22 @@ async function withStore<T>(location: string, fn: (store: S3Store) => Promise<T>
   }
 }
 
-/** Prints a vault command's error (and its hint) and sets the exit code from the one table; anything else is a bug. */
-function reportVaultError(e: unknown, prefix = ''): void {
+/** Prints a vault command's error (and its hints) and sets the exit code from the one table; anything else is a bug. */
+function reportVaultError(ctx: CliContext, e: unknown, prefix = ''): void {
   if (!(e instanceof AgentVaultError)) throw e;
-  err(`agent-vault: ${prefix}${oneLine(e.message)}\n`);
-  if (e.hint && e.code !== 'locked') err(`hint: ${e.hint}\n`);
-  process.exitCode = vaultExitCode(e);
-}
-
-function out(s: string): void {
-  process.stdout.write(s);
-}
-function err(s: string): void {
-  process.stderr.write(s);
+  ctx.stderr(`agent-vault: ${prefix}${oneLine(e.message)}\n`);
+  if (e.code !== 'locked') for (const h of errorHints(e)) ctx.stderr(`hint: ${h}\n`);
+  ctx.exitCode = vaultExitCode(e);
 }
 
 function oneLine(s: string): string {
   return s.replace(/\s*\n\s*/g, ' ').trim();
 }
 
-export function registerVaultCommands(program: Command): void {
+export function registerVaultCommands(program: Command, ctx: CliContext): void {
+  const out = (s: string): void => ctx.stdout(s);
+  const err = (s: string): void => ctx.stderr(s);
+
   // ------------------------------------------------------------------------------------------- backup
   const backup = program
     .command('backup')
@@ -145,10 +140,10 @@ export function registerVaultCommands(program: Command): void {
     .action(async (o: { config: string; encrypt?: boolean; wait?: number; verbose?: boolean; json?: boolean } & KeyFlags) => {
       let cfg: VaultConfig;
       try {
-        cfg = await loadConfig(o.config);
+        cfg = await loadConfig(path.resolve(ctx.cwd, o.config));
       } catch (e) {
         err(`agent-vault: backup failed: ${oneLine(errorMessage(e))}\n`);
-        process.exitCode = e instanceof AgentVaultError ? e.exitCode : 1;
+        ctx.exitCode = vaultExitCode(e);
         return;
       }
       // interrupted: remove this run's temp files, log the run as interrupted, release the lock
@@ -157,8 +152,9 @@ export function registerVaultCommands(program: Command): void {
       try {
         const backupOpts = {
           config: cfg,
+          env: ctx.env,
           encrypt: o.encrypt,
-          keys: keySources(o),
+          keys: keySources(ctx, o),
           waitMs: o.wait !== undefined ? o.wait * 1000 : undefined,
           onProgress: o.verbose ? (m: string) => err(`backup: ${m}\n`) : undefined,
           onAbortable: (fn: (reason: string) => void) => {
@@ -166,7 +162,7 @@ export function registerVaultCommands(program: Command): void {
           },
         };
         if (!isS3Location(cfg.vault) && isStoreVault(cfg.vault)) {
-          await storeBackupCommand(backupOpts, o);
+          await storeBackupCommand(ctx, backupOpts, o);
           return;
         }
         const r: BackupResult = isS3Location(cfg.vault) ? await withStore(cfg.vault, (store) => runRemoteBackup(store, backupOpts)) : await runBackup(backupOpts);
@@ -177,13 +173,13 @@ export function registerVaultCommands(program: Command): void {
           out(`snapshot ${s.id}: ${s.agents.length} agent(s), ${s.bytes} bytes${s.encrypted ? ', encrypted' : ''}, ${s.probes} probe(s), ${(r.duration_ms / 1000).toFixed(1)} s\n`);
           if (r.pruned) out(`pruned ${r.pruned.removed.length} snapshot(s)\n`);
         }
-        process.exitCode = 0;
+        ctx.exitCode = 0;
       } catch (e) {
         const extra = (e as { webhook?: { ok: boolean; error?: string } | null }).webhook;
         const hook = extra && !extra.ok ? ` (the failure webhook failed too: ${extra.error})` : '';
         if (o.json) out(JSON.stringify({ ok: false, error: { code: (e as AgentVaultError).code ?? 'internal', message: errorMessage(e) } }, null, 2) + '\n');
         err(`agent-vault: backup failed: ${oneLine(errorMessage(e))}${hook}\n`);
-        process.exitCode = vaultExitCode(e);
+        ctx.exitCode = vaultExitCode(e);
       } finally {
         offInterrupt();
       }
@@ -207,13 +203,13 @@ export function registerVaultCommands(program: Command): void {
   ))
     .addHelpText('after', '\nWithout --keep-* options the configuration\'s "retention" applies. Periods are calendar periods in UTC.\nOnly snapshots that pass a quick verification (size, sha256, manifest) count; a damaged one is kept and reported.\nExit codes: 0 ok, 1 a snapshot failed verification (kept, named), 2 usage error, 74 I/O error (disk full…), 75 the vault is locked (a backup, prune, drill or verify runs).')
     .action(async (o: VaultSelection & KeyFlags & { keepLast?: number; keepHourly?: number; keepDaily?: number; keepWeekly?: number; keepMonthly?: number; keepYearly?: number; dryRun?: boolean; wait?: number; quiet?: boolean; json?: boolean }) => {
-      const { cfg, vault } = await selectVault(o);
+      const { cfg, vault } = await selectVault(ctx, o);
       const fromFlags: RetentionPolicy = { keepLast: o.keepLast, keepHourly: o.keepHourly, keepDaily: o.keepDaily, keepWeekly: o.keepWeekly, keepMonthly: o.keepMonthly, keepYearly: o.keepYearly };
       const anyFlag = Object.values(fromFlags).some((v) => v !== undefined);
       const { pruneAfterBackup: _p, ...fromConfig } = cfg?.retention ?? {};
       const policy = anyFlag ? fromFlags : fromConfig;
       if (!isS3Location(vault) && isStoreVault(vault)) {
-        await storePruneCommand(vault, policy, o, cfg);
+        await storePruneCommand(ctx, vault, policy, o, cfg);
         return;
       }
       try {
@@ -226,7 +222,7 @@ export function registerVaultCommands(program: Command): void {
             out(`${rr.dryRun ? 'dry run: would keep' : 'kept'} ${rr.kept.length}, ${rr.dryRun ? 'would delete' : 'deleted'} ${rr.removed.length} snapshot(s) (${(rr.freedBytes / 1048576).toFixed(1)} MiB) in ${vault}\n`);
             for (const e of rr.deleteErrors) err(`agent-vault: warning: could not delete ${e}\n`);
           }
-          process.exitCode = rr.unverified.length ? EXIT.failed : EXIT.ok;
+          ctx.exitCode = rr.unverified.length ? EXIT.failed : EXIT.ok;
           return;
         }
         const r = await pruneVault(vault, { policy, dryRun: o.dryRun, waitMs: (o.wait ?? 0) * 1000 });
@@ -255,9 +251,9 @@ export function registerVaultCommands(program: Command): void {
         if (r.adopted.length) err(`agent-vault: note: the index did not list ${r.adopted.length} archive(s); they verified and are listed again: ${r.adopted.join(', ')}\n`);
         for (const x of r.rejected) err(`agent-vault: warning: ${x.file} is not in the index and fails verification; left in place: ${oneLine(x.reason)}\n`);
         if (r.unverified.length) err(`agent-vault: prune: ${r.unverified.length} snapshot(s) fail verification and were kept: ${r.unverified.map((u) => u.id).join(', ')} (run "agent-vault verify")\n`);
-        process.exitCode = r.unverified.length || r.rejected.length ? EXIT.failed : EXIT.ok;
+        ctx.exitCode = r.unverified.length || r.rejected.length ? EXIT.failed : EXIT.ok;
       } catch (e) {
-        reportVaultError(e);
+        reportVaultError(ctx, e);
         return;
       }
     });
@@ -279,13 +275,13 @@ export function registerVaultCommands(program: Command): void {
   )
     .addHelpText('after', '\nExit codes: 0 every snapshot verified, 1 a problem was found, 2 usage error, 74 I/O error, 75 a backup or prune holds the vault.')
     .action(async (o: VaultSelection & KeyFlags & { deep?: boolean; readData?: boolean; readDataSubset?: string; snapshot?: string[]; wait?: number; quiet?: boolean; json?: boolean }) => {
-      const { cfg, vault } = await selectVault(o);
+      const { cfg, vault } = await selectVault(ctx, o);
       if (!isS3Location(vault) && isStoreVault(vault)) {
-        await storeVerifyCommand(vault, o, cfg);
+        await storeVerifyCommand(ctx, vault, o, cfg);
         return;
       }
-      if (o.readData || o.readDataSubset) throw new AgentVaultError('usage', `--read-data and --read-data-subset apply to store vaults; ${vault} is a folder of archives (use --deep)`, { exitCode: 2 });
-      const material = await resolveKeyMaterial(cfg?.encryption, keySources(o));
+      if (o.readData || o.readDataSubset) throw new AgentVaultError('usage', `--read-data and --read-data-subset apply to store vaults; ${vault} is a folder of archives (use --deep)`, { kind: 'usage' });
+      const material = await resolveKeyMaterial(cfg?.encryption, keySources(ctx, o));
       const verifyOpts = {
         deep: o.deep,
         waitMs: (o.wait ?? 0) * 1000,
@@ -307,7 +303,7 @@ export function registerVaultCommands(program: Command): void {
         const bad = report.snapshots.filter((s) => !s.ok).length;
         out(`${report.snapshots.length} snapshot(s) verified${report.deep ? ' (deep)' : ''}: ${bad ? `${bad} with problems` : 'all ok'} (${(report.duration_ms / 1000).toFixed(1)} s)\n`);
       }
-      process.exitCode = report.ok ? 0 : 1;
+      ctx.exitCode = report.ok ? 0 : 1;
     });
 
   // ------------------------------------------------------------------------------------------- drill
@@ -327,12 +323,12 @@ export function registerVaultCommands(program: Command): void {
     .addHelpText('after', '\nExit codes: 0 the drill passed, 1 it failed (the failed checks are named), 2 usage error, 74 I/O error, 75 a backup or prune holds the vault.')
     .action(async (snapshot: string, o: VaultSelection & KeyFlags & { database?: string; databaseEnv?: string; reportDir?: string; wait?: number; json?: boolean }) => {
       const isFile = existsSync(snapshot) && !o.vault && !o.config;
-      const sel = isFile ? { cfg: undefined, vault: undefined } : await selectVault(o);
-      const material = await resolveKeyMaterial(sel.cfg?.encryption, keySources(o));
+      const sel = isFile ? { cfg: undefined, vault: undefined } : await selectVault(ctx, o);
+      const material = await resolveKeyMaterial(sel.cfg?.encryption, keySources(ctx, o));
       let databaseUrl = o.database;
       if (o.databaseEnv) {
-        databaseUrl = process.env[o.databaseEnv];
-        if (!databaseUrl) throw new AgentVaultError('usage', `environment variable ${o.databaseEnv} (--database-env) is not set`, { exitCode: 2 });
+        databaseUrl = ctx.env[o.databaseEnv];
+        if (!databaseUrl) throw new AgentVaultError('usage', `environment variable ${o.databaseEnv} (--database-env) is not set`, { kind: 'usage' });
       }
       let fetched: { dir: string; path: string } | undefined;
       if (sel.vault && !isS3Location(sel.vault) && isStoreVault(sel.vault)) {
@@ -351,7 +347,7 @@ export function registerVaultCommands(program: Command): void {
         vaultDir: fetched ? undefined : sel.vault,
         decrypt: decryptOptions(material),
         databaseUrl,
-        reportDir: o.reportDir ? path.resolve(o.reportDir) : fetched ? process.cwd() : undefined,
+        reportDir: o.reportDir ? path.resolve(ctx.cwd, o.reportDir) : fetched ? ctx.cwd : undefined,
         waitMs: (o.wait ?? 0) * 1000,
       }).finally(() => (fetched ? fsp.rm(fetched.dir, { recursive: true, force: true }) : undefined));
       if (o.json) out(JSON.stringify(report, null, 2) + '\n');
@@ -363,7 +359,7 @@ export function registerVaultCommands(program: Command): void {
         if (report.files) out(`  report: ${report.files.json} (+ .md)\n`);
         if (!report.ok) err(`agent-vault: drill failed: ${report.failed_checks.length ? `check(s) ${report.failed_checks.join(', ')}` : report.error?.message ?? 'error'}\n`);
       }
-      process.exitCode = report.ok ? 0 : 1;
+      ctx.exitCode = report.ok ? 0 : 1;
     });
 
   // ------------------------------------------------------------------------------------------- status
@@ -377,10 +373,10 @@ export function registerVaultCommands(program: Command): void {
       .option('--check', 'exit with 1 when any agent has a warning or a failed drill')
       .option('--json', 'print the status as JSON'),
   ).action(async (o: VaultSelection & { maxAgeHours?: number; drillMaxAgeDays?: number; snapshots?: boolean; check?: boolean; json?: boolean }) => {
-    const { cfg, vault } = await selectVault(o);
+    const { cfg, vault } = await selectVault(ctx, o);
     const policy = { maxAgeHours: o.maxAgeHours ?? cfg?.policy?.maxAgeHours, drillMaxAgeDays: o.drillMaxAgeDays ?? cfg?.policy?.drillMaxAgeDays };
     const remote = isS3Location(vault);
-    const storeIndex = !remote && isStoreVault(vault) ? await storeVaultIndexFor(vault, cfg) : undefined;
+    const storeIndex = !remote && isStoreVault(vault) ? await storeVaultIndexFor(ctx, vault, cfg) : undefined;
     const s = remote ? await withStore(vault, (store) => remoteVaultStatus(store, policy)) : await vaultStatus(vault, policy, storeIndex ? { index: storeIndex, present: () => true } : {});
     const snaps = o.snapshots ? (remote ? (await withStore(vault, (store) => readStoreIndex(store)))!.snapshots : (storeIndex ?? (await readIndex(vault))).snapshots) : undefined;
     const missing = new Set(s.missing.map((m) => m.id));
@@ -392,7 +388,7 @@ export function registerVaultCommands(program: Command): void {
         for (const x of snaps) out(`  ${x.id}  ${x.created_at}  ${(x.bytes / 1048576).toFixed(1)} MiB${x.encrypted ? '  encrypted' : ''}  ${x.agents.map((a) => a.name ?? a.id).join(', ')}${missing.has(x.id) ? '  FILE MISSING' : ''}\n`);
       }
     }
-    process.exitCode = o.check && s.level !== 'ok' ? 1 : 0;
+    ctx.exitCode = o.check && s.level !== 'ok' ? 1 : 0;
   });
 
   // ------------------------------------------------------------------------------------------- rebuild-index
@@ -409,13 +405,13 @@ export function registerVaultCommands(program: Command): void {
       '\nEvery archive in snapshots/ is verified (manifest and every entry\'s checksums) and listed; one that fails is reported and left in place; a listed snapshot whose archive is gone leaves the index. Nothing is deleted. A damaged vault.json is kept as vault.json.damaged-<time>.\nExit codes: 0 ok, 1 an archive failed verification (reported, left in place), 2 usage error, 74 I/O error, 75 another run holds the vault.',
     )
     .action(async (o: VaultSelection & { dryRun?: boolean; wait?: number; json?: boolean }) => {
-      const { vault } = await selectVault(o);
+      const { vault } = await selectVault(ctx, o);
       localOnly(vault, 'rebuild-index');
       let r;
       try {
         r = await rebuildIndex(vault, { dryRun: o.dryRun, waitMs: (o.wait ?? 0) * 1000 });
       } catch (e) {
-        reportVaultError(e);
+        reportVaultError(ctx, e);
         return;
       }
       if (o.json) out(JSON.stringify({ ...r, adopted: r.adopted.map((a) => a.id) }, null, 2) + '\n');
@@ -430,11 +426,11 @@ export function registerVaultCommands(program: Command): void {
         for (const t of r.swept) out(`removed temp file ${t}\n`);
         out(`index ${r.dryRun ? 'not written (dry run)' : 'written'}: ${r.kept.length + r.damaged.length + r.adopted.length} snapshot(s) (${r.adopted.length} ${would}listed again, ${r.missing.length} ${would}dropped as missing, ${r.rejected.length} archive(s) failing verification)\n`);
       }
-      process.exitCode = r.rejected.length || r.damaged.length ? EXIT.failed : EXIT.ok;
+      ctx.exitCode = r.rejected.length || r.damaged.length ? EXIT.failed : EXIT.ok;
     });
   // ------------------------------------------------------------------------------------------- vault copy
   const vaultGroup = program.command('vault').description('Operations between vaults (local folders and s3:// locations) and on store vaults');
-  registerStoreCommands(vaultGroup);
+  registerStoreCommands(vaultGroup, ctx);
   vaultGroup
     .command('copy')
     .description('Copy snapshots from one vault to another (local folder ↔ s3://bucket/prefix, S3 ↔ S3), skipping what the target has and verifying what it copies')
@@ -449,8 +445,8 @@ export function registerVaultCommands(program: Command): void {
       "\nCredentials for s3:// come from the AWS environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE), never from the location.\nA snapshot the target lists with another checksum, or an unlisted archive in its place, is reported and never overwritten.\nExit codes: 0 ok, 1 a conflict or a snapshot missing at the source (reported), 2 usage (bad location, missing bucket), 3 S3 unreachable or credentials refused, 74 local I/O error, 75 the target is locked.",
     )
     .action(async (from: string, to: string, o: { snapshot?: string[]; dryRun?: boolean; wait?: number; json?: boolean }) => {
-      const src = await openObjectStore(/^s3:/i.test(from) ? from : path.resolve(from));
-      const dst = await openObjectStore(/^s3:/i.test(to) ? to : path.resolve(to));
+      const src = await openObjectStore(/^s3:/i.test(from) ? from : path.resolve(ctx.cwd, from));
+      const dst = await openObjectStore(/^s3:/i.test(to) ? to : path.resolve(ctx.cwd, to));
       try {
         const r = await copyVault(src, dst, { snapshots: o.snapshot, dryRun: o.dryRun, waitMs: (o.wait ?? 0) * 1000 });
         if (o.json) out(JSON.stringify(r, null, 2) + '\n');
@@ -458,9 +454,9 @@ export function registerVaultCommands(program: Command): void {
           for (const i of r.items) if (i.action !== 'skipped') out(`${i.action.padEnd(17)} ${i.snapshot}${i.bytes ? `  ${i.bytes} bytes` : ''}${i.detail ? `  (${oneLine(i.detail)})` : ''}\n`);
           out(`${o.dryRun ? "dry run: " : ""}${r.copied} copied, ${r.adopted} adopted, ${r.skipped} already there, ${r.conflicts} conflict(s), ${r.missing} missing at the source → ${r.to}\n`);
         }
-        process.exitCode = r.ok ? EXIT.ok : EXIT.failed;
+        ctx.exitCode = r.ok ? EXIT.ok : EXIT.failed;
       } catch (e) {
-        reportVaultError(e, 'vault copy failed: ');
+        reportVaultError(ctx, e, 'vault copy failed: ');
       } finally {
         await src.close();
         await dst.close();

@@ -15,3 +15,11 @@ export function canonicalJson(v: unknown): string {
     .map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`)
     .join(',')}}`;
 }
+
+/**
+ * A JSON object (not null, not an array). `T` narrows further where the caller knows the shape;
+ * the default keeps the values `unknown`.
+ */
+export function isObj<T extends object = Record<string, unknown>>(v: unknown): v is T {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}

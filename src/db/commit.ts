@@ -88,14 +88,14 @@ export function lostCommitError(target: string, tx: TxIdentity, res: CommitResol
     return new AgentVaultError(
       'db-connection-lost',
       `Lost the connection to PostgreSQL at ${target} at COMMIT (${errorMessage(cause)}); ${res.detail}: nothing was changed (the transaction was not committed).`,
-      { exitCode: 3, hint: 'Check that the server is reachable, then run the command again.', cause },
+      { kind: 'connection', hint: 'Check that the server is reachable, then run the command again.', cause },
     );
   }
   return new AgentVaultError(
     'db-commit-unknown',
     `Lost the connection to PostgreSQL at ${target} at COMMIT (${errorMessage(cause)}); whether the transaction committed is unknown: ${res.detail}.`,
     {
-      exitCode: 7,
+      kind: 'commitUnknown',
       hint: `Before running it again, ask the server: SELECT txid_status(${tx.txid}); — 'committed' means the restore is complete, 'aborted' that nothing was changed.`,
       cause,
     },

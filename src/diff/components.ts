@@ -78,6 +78,7 @@ function sortKeys(v: unknown): unknown {
 
 /** A name that is safe as one path segment of a virtual document (keeps it readable). */
 export function safeSegment(name: string): string {
+  // eslint-disable-next-line no-control-regex -- control characters are exactly what must not reach a path
   const s = name.replace(/[\\/:*?"<>|\u0000-\u001f]/g, '_').trim();
   return s === '' || s === '.' || s === '..' ? '_' : s.slice(0, 120);
 }

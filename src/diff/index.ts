@@ -166,7 +166,7 @@ export async function diffSources(A: AgentStateSource, B: AgentStateSource, opts
     const x = opts.agent;
     pairs = pairs.filter((p) => [p.a, p.b].some((r) => r && (r.id === x || r.name === x)));
     if (pairs.length === 0) {
-      throw new AgentVaultError('no-agent', `no agent with id or name ${JSON.stringify(x)} in ${A.label} or ${B.label}`, { exitCode: 2 });
+      throw new AgentVaultError('no-agent', `no agent with id or name ${JSON.stringify(x)} in ${A.label} or ${B.label}`, { kind: 'usage' });
     }
   }
   const agents: AgentDiff[] = [];

@@ -11,7 +11,7 @@ import type { Db } from '../db/types';
 import { AgentVaultError } from '../core/errors';
 import { openPg } from '../db/pg';
 import { openPglite } from '../db/pglite';
-import { exportAgents } from '../letta/export';
+import { exportAgents, type ExportSelect } from '../letta/export';
 import { openArchiveSource, openSource, type AgentStateSource } from './sources';
 
 export interface LiveSourceOptions {
@@ -22,18 +22,42 @@ export interface LiveSourceOptions {
   organizationId?: string;
 }
 
-export async function openDatabaseSource(db: Db, opts: LiveSourceOptions): Promise<AgentStateSource> {
+/** A snapshot of live agents in a temp folder of its own; `remove()` deletes the folder. */
+export interface LiveSnapshot {
+  path: string;
+  /** The temp folder that holds it (nothing else is in it). */
+  dir: string;
+  remove(): Promise<void>;
+}
+
+/**
+ * Exports live agents, in one REPEATABLE READ transaction, to a temporary snapshot: exactly what a
+ * backup taken now would hold. The one way every front end (CLI diff, the extension's "Diff with
+ * Live Agent") reads live state as a diff side.
+ */
+export async function exportLiveSnapshot(db: Db, opts: { select: ExportSelect; organizationId?: string; onProgress?: () => void }): Promise<LiveSnapshot> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'agent-vault-live-'));
+  const remove = () => fs.rm(dir, { recursive: true, force: true });
   try {
     const out = path.join(dir, 'live.avsnap');
-    await exportAgents(db, { select: opts.agent ? { refs: [opts.agent] } : { all: true }, organizationId: opts.organizationId, out });
-    const inner = await openArchiveSource(out);
+    await exportAgents(db, { select: opts.select, organizationId: opts.organizationId, out, onProgress: opts.onProgress ? () => opts.onProgress!() : undefined });
+    return { path: out, dir, remove };
+  } catch (e) {
+    await remove();
+    throw e;
+  }
+}
+
+export async function openDatabaseSource(db: Db, opts: LiveSourceOptions): Promise<AgentStateSource> {
+  const live = await exportLiveSnapshot(db, { select: opts.agent ? { refs: [opts.agent] } : { all: true }, organizationId: opts.organizationId });
+  try {
+    const inner = await openArchiveSource(live.path);
     return wrapSource(inner, { kind: 'live', label: opts.label }, async () => {
       await inner.close();
-      await fs.rm(dir, { recursive: true, force: true });
+      await live.remove();
     });
   } catch (e) {
-    await fs.rm(dir, { recursive: true, force: true });
+    await live.remove();
     throw e;
   }
 }
@@ -60,8 +84,8 @@ export async function openSideSpec(spec: string, opts: { agent?: string; schema?
   try {
     db = spec.startsWith('pglite:') ? await openPglite({ dataDir: spec.slice('pglite:'.length), schema: opts.schema }) : await openPg({ url: spec, schema: opts.schema });
   } catch (e) {
-    // A database that cannot be reached is an I/O error for the diff (exit 2).
-    if (e instanceof AgentVaultError) throw new AgentVaultError(e.code, e.message, { exitCode: 2, hint: e.hint, location: e.location, cause: e });
+    // A database that cannot be reached is a usage error for the diff (kind 'usage').
+    if (e instanceof AgentVaultError) throw new AgentVaultError(e.code, e.message, { kind: 'usage', hint: e.hint, location: e.location, cause: e });
     throw e;
   }
   try {

@@ -63,7 +63,7 @@ function agentsOf(doc: AgentFileV2, where: string): Record<string, unknown>[] {
 }
 
 function noAgent(label: string, id: string): AgentVaultError {
-  return new AgentVaultError('no-agent', `${label} has no agent ${JSON.stringify(id)}`, { exitCode: 2, location: { file: label } });
+  return new AgentVaultError('no-agent', `${label} has no agent ${JSON.stringify(id)}`, { kind: 'usage', location: { file: label } });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
  * tools and groups resolved), independent of where it came from.
  */
 import type { AgentFileV2 } from '../format/types';
+import { isObj } from '../core/json';
 
 export interface AgentRef {
   id: string;
@@ -45,7 +46,6 @@ export function isFileLocalId(id: string): boolean {
   return FILE_LOCAL_AGENT_ID.test(id);
 }
 
-const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 const strings = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : []);
 const str = (v: unknown): string | null => (typeof v === 'string' ? v : null);
 

@@ -15,7 +15,7 @@
  */
 import { canonical, normalize, valueChanges } from './normalize';
 import type { GroupView } from './state';
-import type { FieldChange, GroupChange, GroupSummary, RuleChange, RuleSummary, WorkflowGraph, WorkflowsDiff } from './types';
+import type { FieldChange, GroupSummary, RuleChange, RuleSummary, WorkflowGraph, WorkflowsDiff } from './types';
 
 interface Rule {
   key: string;

@@ -4,15 +4,15 @@
  * tests drive the commands that way) — then calls the library and reports the result.
  */
 import { promises as fsp } from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { AgentVaultError, errorMessage } from '../core/errors';
+import { exportLiveSnapshot } from '../diff/live';
 import { isFileLocalId } from '../diff/state';
 import { describeFile } from '../format/inspect';
 import { packAgentFile } from '../format/pack';
 import { isArchivePath, validateAnyPath, type ValidationReport } from '../format/validate-any';
-import { exportAgents, listAgents, type AgentListing } from '../letta/export';
+import { listAgents, type AgentListing } from '../letta/export';
 import { runBackup } from '../vault/backup';
 import { addSnapshotToVault, listVaultSnapshots, removeVaultSnapshot, type CatalogSnapshot } from '../vault/catalog';
 import { PASSPHRASE_SECRET } from '../vault/config';
@@ -26,6 +26,7 @@ import { Cancelled, withProgress, type Log } from './log';
 import { restoreFlow, type RestoreArgs } from './restore';
 import type { SnapshotNode, SnapshotsNode, SnapshotsTree } from './snapshotsTree';
 import type { VaultStatusBar } from './statusBar';
+import { setting } from './config';
 
 export interface Services {
   context: vscode.ExtensionContext;
@@ -157,7 +158,7 @@ export async function exportCommand(s: Services, arg?: DatabasesNode | ExportArg
     ids = picks.map((p) => p.id);
   }
   const vault = s.vaultDir();
-  const encrypt = vscode.workspace.getConfiguration('agentVault').get<boolean>('encryptSnapshots') ?? false;
+  const encrypt = setting('encryptSnapshots');
   const res = await withProgress(`Exporting ${ids.length} agent${ids.length === 1 ? '' : 's'} from "${name}"`, async (p) =>
     s.connections.with(name, async (db, c) => {
       p.check();
@@ -294,7 +295,7 @@ export async function showDiff(s: Services, left: DiffSide, right: DiffSide, age
   await vscode.commands.executeCommand('agentVault.changes.focus');
   const first = s.changes.changes()[0];
   if (cur.report.identical) void vscode.window.showInformationMessage(`Agent Vault: ${left.label} and ${right.label} hold the same agent state.`);
-  else if (first && (openFirst ?? vscode.workspace.getConfiguration('agentVault').get<boolean>('diff.openFirstChange') ?? true)) await openChange(cur, first);
+  else if (first && (openFirst ?? setting('diff.openFirstChange'))) await openChange(cur, first);
   return cur;
 }
 
@@ -385,14 +386,10 @@ export async function diffWithLiveCommand(s: Services, arg?: SnapshotNode | Data
     if (!agentName) throw new AgentVaultError('no-agent', `the agent ${agentId} of ${snapshot.label} has no name to find it by in "${name}"`);
   }
   const select = agentName ? { names: [agentName] } : { ids: [agentId] };
-  const tmp = path.join(os.tmpdir(), `agent-vault-live-${process.pid}-${Date.now().toString(36)}.avsnap`);
-  s.tempFiles.add(tmp);
-  await withProgress(`Reading ${agentName ?? agentId} from "${name}"`, (p) =>
-    s.connections.with(name, async (db) => {
-      await exportAgents(db, { select, out: tmp, overwrite: true, onProgress: () => p.check() });
-    }),
-  );
-  return showDiff(s, snapshot, { path: tmp, label: `live ${name}` }, agentName ?? agentId, (arg as LiveDiffArgs | undefined)?.openFirst);
+  // the live side is a temp snapshot (diff/live.ts), kept while its documents may be open: removed on deactivation
+  const live = await withProgress(`Reading ${agentName ?? agentId} from "${name}"`, (p) => s.connections.with(name, (db) => exportLiveSnapshot(db, { select, onProgress: () => p.check() })));
+  s.tempFiles.add(live.dir);
+  return showDiff(s, snapshot, { path: live.path, label: `live ${name}` }, agentName ?? agentId, (arg as LiveDiffArgs | undefined)?.openFirst);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -498,7 +495,7 @@ export async function openChangeCommand(s: Services, node?: ChangeNode): Promise
 }
 
 export async function cleanupTempFiles(files: Set<string>): Promise<void> {
-  for (const f of files) await fsp.rm(f, { force: true }).catch(() => undefined);
+  for (const f of files) await fsp.rm(f, { recursive: true, force: true }).catch(() => undefined);
   files.clear();
 }
 

@@ -8,8 +8,8 @@ import * as vscode from 'vscode';
 import { AgentVaultError, errorMessage } from '../core/errors';
 import { openPg, type PgSslMode } from '../db/pg';
 import type { Db } from '../db/types';
+import { affects, setting, updateSetting } from './config';
 
-export const CONFIG_SECTION = 'agentVault';
 export const SECRET_PREFIX = 'agentVault.connection/';
 
 export interface ConnectionConfig {
@@ -54,7 +54,7 @@ export class Connections implements vscode.Disposable {
   constructor(private readonly secrets: vscode.SecretStorage) {
     this.subs.push(
       vscode.workspace.onDidChangeConfiguration((e) => {
-        if (e.affectsConfiguration(`${CONFIG_SECTION}.connections`)) this.changed.fire();
+        if (affects(e, 'connections')) this.changed.fire();
       }),
       secrets.onDidChange((e) => {
         if (e.key.startsWith(SECRET_PREFIX)) this.changed.fire();
@@ -63,7 +63,7 @@ export class Connections implements vscode.Disposable {
   }
 
   list(): ConnectionConfig[] {
-    const raw = vscode.workspace.getConfiguration(CONFIG_SECTION).get<unknown[]>('connections') ?? [];
+    const raw = setting('connections');
     return raw.filter((c): c is ConnectionConfig => !!c && typeof c === 'object' && typeof (c as ConnectionConfig).name === 'string');
   }
 
@@ -73,12 +73,8 @@ export class Connections implements vscode.Disposable {
     return c;
   }
 
-  private target(): vscode.ConfigurationTarget {
-    return vscode.workspace.workspaceFolders?.length ? vscode.ConfigurationTarget.Workspace : vscode.ConfigurationTarget.Global;
-  }
-
   private async save(list: ConnectionConfig[]): Promise<void> {
-    await vscode.workspace.getConfiguration(CONFIG_SECTION).update('connections', list, this.target());
+    await updateSetting('connections', list);
   }
 
   /** Adds or replaces (by name) a connection; `password` (if given) goes to SecretStorage only. */

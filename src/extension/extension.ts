@@ -17,7 +17,7 @@ import { secretKeyProvider } from './keys';
 import { OPEN_DOC_COMMAND, SnapshotsTree } from './snapshotsTree';
 import { SHOW_STATUS_COMMAND, VaultStatusBar } from './statusBar';
 import * as ops from './vaultOps';
-import { statusPolicy } from './vaultOps';
+import { affects, setting, statusPolicy, textSetting } from './config';
 
 /** Command ids contributed in package.json (`contributes.commands`). */
 export const COMMANDS = {
@@ -61,7 +61,7 @@ export interface AgentVaultApi {
 }
 
 function resolveVaultDir(context: vscode.ExtensionContext): string {
-  const configured = vscode.workspace.getConfiguration('agentVault').get<string>('vaultPath') || '.agent-vault';
+  const configured = textSetting('vaultPath');
   const expanded = configured.startsWith('~/') ? path.join(os.homedir(), configured.slice(2)) : configured;
   if (path.isAbsolute(expanded)) return expanded;
   const folder = vscode.workspace.workspaceFolders?.[0];
@@ -83,7 +83,7 @@ export function activate(context: vscode.ExtensionContext): AgentVaultApi {
   const snapshotsView = vscode.window.createTreeView('agentVault.snapshots', { treeDataProvider: snapshots, showCollapseAll: true });
   const databasesView = vscode.window.createTreeView('agentVault.databases', { treeDataProvider: databases, showCollapseAll: true });
   const changesView = vscode.window.createTreeView('agentVault.changes', { treeDataProvider: changes });
-  const diagnostics = new AgentFileDiagnostics(() => vscode.workspace.getConfiguration('agentVault').get<boolean>('validation.enabled') ?? true);
+  const diagnostics = new AgentFileDiagnostics(() => setting('validation.enabled'));
   const statusBar = new VaultStatusBar(vaultDir, statusPolicy, log);
   const s: cmd.Services = { context, log, connections, snapshots, snapshotsView, databases, changes, changesView, documents, diagnostics, vaultDir, tempFiles: new Set(), statusBar };
   services = s;
@@ -170,11 +170,11 @@ export function activate(context: vscode.ExtensionContext): AgentVaultApi {
     }),
     vscode.workspace.registerTextDocumentContentProvider(SCHEME, documents),
     vscode.workspace.onDidChangeConfiguration((e) => {
-      if (e.affectsConfiguration('agentVault.vaultPath')) {
+      if (affects(e, 'vaultPath')) {
         watch();
         snapshots.refresh();
-      } else if (e.affectsConfiguration('agentVault.status')) snapshots.refresh();
-      if (e.affectsConfiguration('agentVault.vaultPath') || e.affectsConfiguration('agentVault.status')) void statusBar.refresh();
+      } else if (affects(e, 'status')) snapshots.refresh();
+      if (affects(e, 'vaultPath') || affects(e, 'status')) void statusBar.refresh();
     }),
     { dispose: () => watcher?.dispose() },
     { dispose: () => timer && clearTimeout(timer) },

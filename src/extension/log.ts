@@ -4,7 +4,30 @@
  * button that opens the channel, where the details (cause, stack) are.
  */
 import * as vscode from 'vscode';
-import { AgentVaultError, errorMessage, formatLocation } from '../core/errors';
+import { AgentVaultError, errorMessage, formatLocation, type ErrorRemedy } from '../core/errors';
+
+/** How the extension words each remedy an error names (the CLI names its flags instead). */
+const REMEDY_HINT: Readonly<Record<ErrorRemedy, string>> = {
+  overwrite: 'choose another file name or allow overwriting',
+  key: 'set the vault passphrase (Agent Vault: Set Vault Passphrase…)',
+  'on-conflict': 'choose Skip, Replace or Copy for agents that exist already',
+  'force-schema': 'the target runs a Letta schema revision this snapshot is not compatible with',
+  'allow-embedding-mismatch': "the target's embedding model differs from the snapshot's",
+  wait: 'wait for the other run to finish',
+  encrypt: 'turn on agentVault.encryptSnapshots',
+  schema: "check the connection's schema (default \"letta\")",
+  'select-agents': 'choose the agents to export',
+  config: 'set agentVault.configFile',
+  vault: 'set agentVault.vaultPath',
+  'replace-collections': 'the collections exist on the Qdrant server already',
+  'repoint-alias': 'the alias points at another collection on the Qdrant server',
+  'target-name': 'restore into a new collection',
+  'skip-checksum': 'use another backup',
+  'without-points': 'back up this collection without the points export',
+  'from-snapshot': 'restore from the snapshot instead of the points export',
+  'more-time': 'allow more time or attempts',
+  'api-key': 'check the Qdrant API key',
+};
 
 export const SHOW_LOG = 'Show Log';
 
@@ -51,10 +74,11 @@ export class Log implements vscode.Disposable {
     let message = errorMessage(e);
     const where = formatLocation(avError?.location);
     if (where && !message.includes(where)) message += ` (${where})`;
-    const hint = avError?.hint ? ` — ${avError.hint}` : avError ? '' : ' — see the log for details';
+    const hints = avError ? [...avError.remedies.map((r) => REMEDY_HINT[r]), ...(avError.hint ? [avError.hint] : [])] : [];
+    const hint = hints.length ? ` — ${hints.join('; ')}` : avError ? '' : ' — see the log for details';
     this.lastError = { title, message, code: avError?.code };
     this.channel.error(`${title}: ${message}${avError?.code ? ` [${avError.code}]` : ''}`);
-    if (avError?.hint) this.channel.error(`  hint: ${avError.hint}`);
+    for (const h of hints) this.channel.error(`  hint: ${h}`);
     let cause: unknown = (e as { cause?: unknown } | null)?.cause;
     while (cause) {
       this.channel.error(`  caused by: ${errorMessage(cause)}`);

@@ -13,7 +13,9 @@ import type { Services } from './commands';
 import { pickConnection } from './commands';
 import { showDoc } from './documents';
 import { withProgress } from './log';
-import { agentIn, type AgentGroupNode, type SnapshotNode } from './snapshotsTree';
+import { agentIn } from '../vault/catalog';
+import type { AgentGroupNode, SnapshotNode } from './snapshotsTree';
+import { setting } from './config';
 
 export interface RestoreArgs {
   snapshot?: string;
@@ -79,10 +81,9 @@ export async function restoreFlow(s: Services, arg?: SnapshotNode | AgentGroupNo
   // 3. the target and the conflict rule
   const name = await pickConnection(s, args.connection);
   if (!name) return undefined;
-  const cfg = vscode.workspace.getConfiguration('agentVault');
   let onConflict = args.onConflict;
   if (!onConflict) {
-    const dflt = cfg.get<OnConflict>('restore.onConflict') ?? 'fail';
+    const dflt = setting('restore.onConflict');
     const pick = await vscode.window.showQuickPick(
       [...CONFLICT_CHOICES].sort((a, b) => (a.value === dflt ? -1 : b.value === dflt ? 1 : 0)).map((c) => ({ label: c.label, detail: c.detail, value: c.value })),
       { title: 'Agent Vault: if an agent exists in the target already…' },
@@ -90,7 +91,7 @@ export async function restoreFlow(s: Services, arg?: SnapshotNode | AgentGroupNo
     if (!pick) return undefined;
     onConflict = pick.value;
   }
-  const tools: ToolsMode = args.tools ?? cfg.get<ToolsMode>('restore.tools') ?? 'keep';
+  const tools: ToolsMode = args.tools ?? setting('restore.tools');
   const decrypt = await s.documents.sources.keys();
   const opts = { agents, onConflict, tools, decrypt };
   // 4. the plan

@@ -8,11 +8,12 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { errorMessage } from '../core/errors';
+import { formatBytes } from '../core/bytes';
 import type { ComponentInfo } from '../diff/components';
 import { promises as fsp } from 'node:fs';
 import { readManifest, type Manifest } from '../format/archive';
 import { listCollectionsInArchive, type ArchivedCollectionSummary } from '../qdrant/archive';
-import { listVaultSnapshots, type CatalogAgent, type CatalogSnapshot } from '../vault/catalog';
+import { agentIn, groupSnapshotsByAgent, listVaultSnapshots, type CatalogAgent, type CatalogAgentGroup, type CatalogSnapshot } from '../vault/catalog';
 import type { StatusPolicy } from '../vault/config';
 import { vaultStatus, type AgentStatus } from '../vault/status';
 import { isFileLocalId } from '../diff/state';
@@ -23,14 +24,9 @@ export const OPEN_DOC_COMMAND = 'agentVault.openDocument';
 
 export type SnapshotsNode = AgentGroupNode | SnapshotNode | FolderNode | ComponentNode | MessageNode;
 
-export interface AgentGroupNode {
+/** One agent's snapshots (grouped by the vault catalog) with its backup status. */
+export interface AgentGroupNode extends CatalogAgentGroup {
   type: 'agent';
-  /** the database id, or "name:<name>" for agents with file-local ids (packed .af files) */
-  key: string;
-  /** the agent id in the snapshots (file-local ids may differ per snapshot: see agentIn) */
-  id: string;
-  name: string | null;
-  snapshots: CatalogSnapshot[];
   status?: AgentStatus;
 }
 
@@ -104,17 +100,6 @@ export function statusWords(st: AgentStatus | undefined): string[] {
   return out;
 }
 
-export function formatBytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
-  if (n < 1024 * 1024 * 1024) return `${(n / 1024 / 1024).toFixed(1)} MB`;
-  return `${(n / 1024 / 1024 / 1024).toFixed(2)} GB`;
-}
-
-/** The group's agent inside one snapshot. */
-export function agentIn(s: CatalogSnapshot, g: Pick<AgentGroupNode, 'key'>): CatalogAgent {
-  return s.agents.find((a) => (isFileLocalId(a.id) ? `name:${a.name ?? a.id}` : a.id) === g.key)!;
-}
 
 /** Manifests by path; an entry is read again when the file's size or mtime changed. */
 export class ManifestCache {
@@ -205,20 +190,7 @@ export class SnapshotsTree implements vscode.TreeDataProvider<SnapshotsNode>, vs
         this.log.warn(`backup status of ${dir}: ${errorMessage(e)}`);
       }
     }
-    // Agents are grouped by database id; agents packed from .af files have file-local ids
-    // (agent-0, agent-1 … in every file), so those are grouped by name.
-    const groups = new Map<string, AgentGroupNode>();
-    for (const s of snaps) {
-      for (const a of s.agents) {
-        const key = isFileLocalId(a.id) ? `name:${a.name ?? a.id}` : a.id;
-        let g = groups.get(key);
-        if (!g) groups.set(key, (g = { type: 'agent', key, id: a.id, name: a.name, snapshots: [], status: isFileLocalId(a.id) ? undefined : statuses.get(a.id) }));
-        if (a.name) g.name = a.name;
-        g.snapshots.push(s);
-      }
-    }
-    for (const g of groups.values()) g.snapshots.sort((x, y) => (x.created_at < y.created_at ? 1 : x.created_at > y.created_at ? -1 : 0));
-    return [...groups.values()].sort((x, y) => (x.name ?? x.id).localeCompare(y.name ?? y.id));
+    return groupSnapshotsByAgent(snaps).map((g) => ({ type: 'agent', ...g, status: isFileLocalId(g.id) ? undefined : statuses.get(g.id) }));
   }
 
   /** The snapshot nodes of an agent, newest first. */

@@ -14,7 +14,7 @@ import { AgentVaultError, errorMessage } from '../core/errors';
 import type { Db } from '../db/types';
 import { runBackup, type BackupResult } from '../vault/backup';
 import { listVaultSnapshots, type CatalogSnapshot } from '../vault/catalog';
-import { DEFAULT_CONFIG_FILE, loadConfig, type StatusPolicy, type VaultConfig } from '../vault/config';
+import { loadConfig, type VaultConfig } from '../vault/config';
 import { runDrill } from '../vault/drill';
 import { renderDrillMarkdown, writeDrillReport, type DrillReport } from '../vault/drill-report';
 import { pruneVault, type PruneResult } from '../vault/prune';
@@ -26,19 +26,16 @@ import { DRILLS_DIR } from '../vault/vault';
 import { pickConnection, type Services } from './commands';
 import { showDoc } from './documents';
 import { Cancelled, withProgress } from './log';
-import { formatBytes, type AgentGroupNode, type SnapshotNode } from './snapshotsTree';
+import { formatBytes } from '../core/bytes';
+import type { AgentGroupNode, SnapshotNode } from './snapshotsTree';
+import { setting, statusPolicy, textSetting } from './config';
 
 const isNode = (x: unknown): x is { type: string } => !!x && typeof x === 'object' && typeof (x as { type?: unknown }).type === 'string';
 
-/** The status policy from the settings (the same rules as `agent-vault status`). */
-export function statusPolicy(): StatusPolicy {
-  const c = vscode.workspace.getConfiguration('agentVault');
-  return { maxAgeHours: c.get<number>('status.maxAgeHours'), drillMaxAgeDays: c.get<number>('status.drillMaxAgeDays') };
-}
 
 /** The vault configuration file (setting agentVault.configFile), if it exists. */
 export function configFile(): string | undefined {
-  const configured = vscode.workspace.getConfiguration('agentVault').get<string>('configFile') || DEFAULT_CONFIG_FILE;
+  const configured = textSetting('configFile');
   const expanded = configured.startsWith('~/') ? path.join(os.homedir(), configured.slice(2)) : configured;
   const folder = vscode.workspace.workspaceFolders?.[0];
   const abs = path.isAbsolute(expanded) ? expanded : folder && folder.uri.scheme === 'file' ? path.join(folder.uri.fsPath, expanded) : undefined;
@@ -85,7 +82,7 @@ export async function backupNowCommand(s: Services, arg?: BackupNowArgs): Promis
   } else {
     const name = await pickConnection(s, args.connection);
     if (!name) return undefined;
-    const encrypt = vscode.workspace.getConfiguration('agentVault').get<boolean>('encryptSnapshots') ?? false;
+    const encrypt = setting('encryptSnapshots');
     res = await withProgress(`Backing up every agent of "${name}"`, (p) =>
       s.connections.with(name, (db, c) => {
         const config: VaultConfig = { vault: s.vaultDir(), source: { kind: 'postgres', schema: c.schema || 'letta' }, agents: { all: true } };
@@ -187,7 +184,7 @@ export async function drillCommand(s: Services, arg?: SnapshotNode | AgentGroupN
   const decrypt = await s.documents.sources.keys();
   const label = snap.listed ? snap.id : path.basename(snap.path);
   const args = isNode(arg) ? {} : (arg ?? {});
-  const connection = await pickConnection(s, args.connection ?? (vscode.workspace.getConfiguration('agentVault').get<string>('drill.connection') || undefined));
+  const connection = await pickConnection(s, args.connection ?? (setting('drill.connection') || undefined));
   if (!connection) return undefined;
   const report = await withProgress(`Drilling ${label}`, async (p) => {
     p.report('creating a scratch database');
@@ -293,7 +290,7 @@ export async function retentionPolicy(): Promise<RetentionPolicy> {
       return policy;
     }
   }
-  return vscode.workspace.getConfiguration('agentVault').get<RetentionPolicy>('retention') ?? {};
+  return setting('retention');
 }
 
 export function prunePlanText(r: PruneResult, names: ReadonlyMap<string, string>): string {

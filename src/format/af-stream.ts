@@ -124,7 +124,7 @@ function scanMessages(b: Buffer, i: number, h: HotState): number {
   const n = b.length;
   let depth = h.depth;
   let msgStart = h.msgStart;
-  let carried = h.carried;
+  const carried = h.carried;
   h.event = EV_CHUNK_END;
   while (i < n) {
     const t = CLS[b[i]];
@@ -160,7 +160,6 @@ function scanMessages(b: Buffer, i: number, h: HotState): number {
     } else if (t === C_CLOSE) {
       if (depth === 5) {
         if (carried) {
-          carried = false;
           h.event = EV_CARRIED_END;
           break;
         }
@@ -361,7 +360,6 @@ export class AgentFileSplitter {
           this.stringIsKey = isKey;
           this.carriedBackslashes = trailingBackslashes(b, i + 1, 0);
           if (isKey) this.keyParts = [Buffer.from(b.subarray(i))];
-          i = n;
           break;
         }
         if (isKey) {

@@ -38,7 +38,7 @@ export async function readAgentFile(path: string): Promise<ParsedAgentFile> {
   let text: string;
   try {
     const st = await fs.stat(path);
-    if (st.isDirectory()) throw new AgentVaultError('io', `${path} is a directory, not an agent file`, { exitCode: 2, location: { file: path } });
+    if (st.isDirectory()) throw new AgentVaultError('io', `${path} is a directory, not an agent file`, { kind: 'usage', location: { file: path } });
     if (st.size > MAX_AGENT_FILE_BYTES) {
       throw new AgentVaultError('too-large', `${path} is ${st.size} bytes; agent files over 2 GiB are not supported`, { location: { file: path } });
     }
@@ -52,7 +52,7 @@ export async function readAgentFile(path: string): Promise<ParsedAgentFile> {
     if (e instanceof AgentVaultError) throw e;
     const code = (e as NodeJS.ErrnoException).code;
     const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (e as Error).message;
-    throw new AgentVaultError('io', `cannot read ${path}: ${why}`, { exitCode: code === 'ENOENT' ? 2 : 74, location: { file: path } });
+    throw new AgentVaultError('io', `cannot read ${path}: ${why}`, { kind: code === 'ENOENT' ? 'usage' : 'io', location: { file: path } });
   }
   if (text.length === 0) return parseAgentFileBytes(Buffer.alloc(0), path);
   return parseAgentFileText(text, path);

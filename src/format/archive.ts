@@ -6,7 +6,7 @@
  */
 import { createWriteStream, promises as fsp, type WriteStream } from 'node:fs';
 import * as path from 'node:path';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -15,7 +15,7 @@ import * as yazl from 'yazl';
 import * as yauzl from 'yauzl';
 import type { ErrorObject } from 'ajv';
 import { AgentVaultError, errorMessage } from '../core/errors';
-import { ioError } from '../core/fs';
+import { existsError, fsyncDir, fsyncFile, ioError, publishFile, tempPathFor } from '../core/fs';
 import { TOOL_VERSION } from '../core/version';
 import { getValidator } from './schemas';
 import { EntryStreams } from './entry-stream';
@@ -55,6 +55,8 @@ export interface ManifestAgentCounts {
   passages: number;
   groups: number;
   files: number;
+  /** chunks (Letta `source_passages`) of the files the agent reaches, as in file_passages_entry (optional, added 2026-12) */
+  file_passages?: number;
 }
 
 export interface ManifestAgent {
@@ -68,6 +70,10 @@ export interface ManifestAgent {
   llm?: { model: string | null } | null;
   passages_entry?: string | null;
   vectors_entry?: string | null;
+  /** the chunks of the agent's files (Letta `source_passages`, without embeddings), "file-passages/<id>.jsonl" (optional, added 2026-12) */
+  file_passages_entry?: string | null;
+  /** their embeddings, "file-passages/<id>.vectors" */
+  file_vectors_entry?: string | null;
 }
 
 export interface ManifestSource {
@@ -223,6 +229,8 @@ export function safeEntrySegment(id: string): string {
 export const agentEntryName = (agentId: string): string => `agents/${safeEntrySegment(agentId)}.af`;
 export const passagesEntryName = (agentId: string): string => `passages/${safeEntrySegment(agentId)}.jsonl`;
 export const vectorsEntryName = (agentId: string): string => `passages/${safeEntrySegment(agentId)}.vectors`;
+export const filePassagesEntryName = (agentId: string): string => `file-passages/${safeEntrySegment(agentId)}.jsonl`;
+export const fileVectorsEntryName = (agentId: string): string => `file-passages/${safeEntrySegment(agentId)}.vectors`;
 export const qdrantSnapshotEntryName = (collection: string): string => `qdrant/${safeEntrySegment(collection)}.snapshot`;
 export const qdrantPointsEntryName = (collection: string): string => `qdrant/${safeEntrySegment(collection)}.points.jsonl`;
 
@@ -337,7 +345,7 @@ export function checkManifest(value: unknown, file: string): Manifest {
   manifest.agents.forEach((a, i) => {
     if (agentIds.has(a.id)) throw new AgentVaultError('manifest', `${where}: agent ${JSON.stringify(a.id)} is listed twice`, { location: { ...loc, pointer: `/agents/${i}/id` } });
     agentIds.add(a.id);
-    for (const key of ['entry', 'passages_entry', 'vectors_entry'] as const) {
+    for (const key of ['entry', 'passages_entry', 'vectors_entry', 'file_passages_entry', 'file_vectors_entry'] as const) {
       const ref = a[key];
       if (ref != null && !listed.has(ref)) {
         throw new AgentVaultError('manifest', `${where}: agent ${JSON.stringify(a.id)} names ${key} ${JSON.stringify(ref)}, which "entries" does not list`, {
@@ -404,7 +412,7 @@ class ZipArchiveWriter implements ArchiveWriter {
         err = new AgentVaultError('write-failed', `cannot write ${this.path}${entry ? ` (entry ${JSON.stringify(entry)})` : ''}: ${errorMessage(e)}`, {
           location: { file: this.path, entry },
           cause: e,
-          exitCode: 2,
+          kind: 'usage',
         });
       }
     }
@@ -454,7 +462,8 @@ class ZipArchiveWriter implements ArchiveWriter {
     if (name.startsWith('secrets/') && !this.crypto) {
       throw new AgentVaultError('plaintext-secret', `refusing to write ${JSON.stringify(name)} unencrypted: secrets are never stored in plain text in an archive`, {
         location: { file: this.path, entry: name },
-        hint: 'secrets go only into encrypted archives (--encrypt)',
+        remedy: 'encrypt',
+        hint: 'secrets go only into encrypted archives',
       });
     }
     this.names.set(k, name);
@@ -569,7 +578,7 @@ class ZipArchiveWriter implements ArchiveWriter {
       this.zip.end({ forceZip64Format: false, comment: `${ARCHIVE_FORMAT} format_version=${manifest.format_version} manifest_sha256=${sha256Hex(buf)}${mac}` });
       await Promise.race([this.output, this.failed]);
       const bytes = await fsyncFile(this.tmp);
-      await publish(this.tmp, this.path, this.overwrite);
+      await publishFile(this.tmp, this.path, { overwrite: this.overwrite });
       await fsyncDir(path.dirname(this.path));
       this.state = 'done';
       return { path: this.path, manifest, bytes };
@@ -592,7 +601,7 @@ function wrapSourceError(e: unknown, file: string, entry: string): AgentVaultErr
   return new AgentVaultError('write-failed', `cannot write entry ${JSON.stringify(entry)} of ${file}: its data stream failed: ${errorMessage(e)}`, {
     location: { file, entry },
     cause: e,
-    exitCode: 2,
+    kind: 'usage',
   });
 }
 
@@ -612,70 +621,6 @@ function buildManifest(input: ManifestInput, entries: ManifestEntry[]): Manifest
   };
 }
 
-/** Moves the finished temp file into place: never over an existing file unless `overwrite`. */
-async function publish(tmp: string, dest: string, overwrite: boolean): Promise<void> {
-  if (overwrite) {
-    try {
-      await fsp.rename(tmp, dest);
-    } catch (e) {
-      throw ioError(e, dest, 'write');
-    }
-    return;
-  }
-  try {
-    // link() fails atomically if dest exists: no window in which a concurrent file is clobbered.
-    await fsp.link(tmp, dest);
-    await fsp.rm(tmp, { force: true });
-    return;
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'EEXIST') throw existsError(dest);
-    // File systems without hard links: check, then rename.
-  }
-  try {
-    await fsp.lstat(dest);
-    throw existsError(dest);
-  } catch (e) {
-    if (e instanceof AgentVaultError) throw e;
-  }
-  try {
-    await fsp.rename(tmp, dest);
-  } catch (e) {
-    throw ioError(e, dest, 'write');
-  }
-}
-
-/** fsyncs a closed file (through a new descriptor) and returns its size. */
-async function fsyncFile(file: string): Promise<number> {
-  const fh = await fsp.open(file, 'r+');
-  try {
-    await fh.sync();
-    return (await fh.stat()).size;
-  } finally {
-    await fh.close();
-  }
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  let fh: fsp.FileHandle | undefined;
-  try {
-    fh = await fsp.open(dir, 'r');
-    await fh.sync();
-  } catch {
-    // Not supported on every platform (e.g. Windows); the rename itself is what matters.
-  } finally {
-    await fh?.close().catch(() => undefined);
-  }
-}
-
-function existsError(dest: string): AgentVaultError {
-  return new AgentVaultError('exists', `${dest} already exists; pass --force to overwrite it`, {
-    location: { file: dest },
-    exitCode: 2,
-    hint: 'choose another file name or allow overwriting',
-  });
-}
-
 /**
  * Starts an archive at `destPath`. Writes go to `<dest>.tmp-<random>` in the same folder; finish()
  * fsyncs and renames it into place. An existing destination is refused (AgentVaultError 'exists')
@@ -692,16 +637,16 @@ export async function createArchiveWriter(destPath: string, opts: CreateArchiveO
   }
   if (st) {
     if (!opts.overwrite) throw existsError(dest);
-    if (st.isDirectory()) throw new AgentVaultError('io', `cannot write ${dest}: it is a folder`, { location: { file: dest }, exitCode: 2 });
+    if (st.isDirectory()) throw new AgentVaultError('io', `cannot write ${dest}: it is a folder`, { location: { file: dest }, kind: 'usage' });
   }
   const dir = path.dirname(dest);
   try {
     const d = await fsp.stat(dir);
-    if (!d.isDirectory()) throw new AgentVaultError('io', `cannot write ${dest}: ${dir} is not a folder`, { location: { file: dest }, exitCode: 2 });
+    if (!d.isDirectory()) throw new AgentVaultError('io', `cannot write ${dest}: ${dir} is not a folder`, { location: { file: dest }, kind: 'usage' });
   } catch (e) {
     throw ioError(e, dir, 'write');
   }
-  const tmp = `${dest}.tmp-${randomBytes(6).toString('hex')}`;
+  const tmp = tempPathFor(dest);
   const ws = createWriteStream(tmp, { flags: 'wx', mode: 0o600 });
   try {
     await once(ws, 'open');
@@ -967,7 +912,8 @@ class ZipArchiveReader implements ArchiveReader {
       this.expected(name);
       throw new AgentVaultError('encrypted', `${this.path}: entry ${JSON.stringify(name)} is encrypted; give the passphrase or key to read it`, {
         location: { file: this.path, entry: name },
-        hint: 'set the passphrase (e.g. AGENT_VAULT_PASSPHRASE) or pass --key-file',
+        remedy: 'key',
+        hint: 'AGENT_VAULT_PASSPHRASE is read too when it is set',
       });
     }
     const stored = await this.openStored(name);

@@ -239,14 +239,15 @@ export class ArchiveCrypto {
   }
 }
 
-/** The options that name the key of an encrypted archive (the same on every command). */
-export const KEY_OPTIONS_HINT = 'pass --passphrase-env NAME, --passphrase-file FILE or --key-file FILE (the passphrase or key it was written with)';
+/** What to do about an encrypted archive without its key, in words every front end can show. */
+export const KEY_OPTIONS_HINT = 'give the passphrase or key it was written with';
 
-/** An encrypted archive was given without its passphrase or key (exit code 2: a usage error). */
+/** An encrypted archive was given without its passphrase or key (kind 'usage'). */
 export function noKeyError(file: string, doing = 'nothing was read or changed'): AgentVaultError {
   return new AgentVaultError('no-key', `${file} is encrypted and no passphrase or key was given; ${doing}. To read it, ${KEY_OPTIONS_HINT}.`, {
     location: { file },
-    exitCode: 2,
+    kind: 'usage',
+    remedy: 'key',
     hint: 'AGENT_VAULT_PASSPHRASE is read too when it is set',
   });
 }
@@ -315,7 +316,7 @@ export async function openArchiveCrypto(section: EncryptionSection, decrypt: Dec
       if (givenKey && givenKey.kdf.name === 'scrypt' && givenKey.kdf.salt === kdf.salt && givenKey.kdf.N === kdf.N && givenKey.kdf.r === kdf.r && givenKey.kdf.p === kdf.p) {
         master = masterOf(givenKey);
       } else {
-        throw new AgentVaultError('wrong-key', `${file} is encrypted with a passphrase; a key file cannot open it`, { location: loc, hint: 'give the passphrase (e.g. AGENT_VAULT_PASSPHRASE or --passphrase-file)' });
+        throw new AgentVaultError('wrong-key', `${file} is encrypted with a passphrase; a key file cannot open it`, { location: loc, remedy: 'key', hint: 'give the passphrase (e.g. AGENT_VAULT_PASSPHRASE)' });
       }
     } else {
       try {
@@ -326,7 +327,7 @@ export async function openArchiveCrypto(section: EncryptionSection, decrypt: Dec
     }
   } else {
     if (decrypt.key === undefined) {
-      throw new AgentVaultError('wrong-key', `${file} is encrypted with a key file; a passphrase cannot open it`, { location: loc, hint: 'give the key file (--key-file)' });
+      throw new AgentVaultError('wrong-key', `${file} is encrypted with a key file; a passphrase cannot open it`, { location: loc, remedy: 'key', hint: 'give the key file' });
     }
     const k = decrypt.key;
     master = Buffer.isBuffer(k) || k instanceof Uint8Array ? masterOf(keyFromBytes(k)) : masterOf(k as ArchiveKey);

@@ -122,8 +122,8 @@ export class EntryStreams {
     if (!this.crypto) {
       throw new AgentVaultError('encrypted', `${this.file}: entry ${JSON.stringify(name)} is encrypted; give the passphrase or key to read it`, {
         location: { file: this.file, entry: name },
-        exitCode: 2,
-        hint: 'pass --passphrase-env NAME, --passphrase-file FILE or --key-file FILE',
+        kind: 'usage',
+        remedy: 'key',
       });
     }
     const dec = this.crypto.decryptor(name, this.file);

@@ -49,10 +49,10 @@ const len = (v: unknown): number => (Array.isArray(v) ? v.length : 0);
 export function summarizeAgents(doc: AgentFileV2, file?: string): AgentSummary[] {
   return (Array.isArray(doc.agents) ? doc.agents : []).map((a, i) => {
     if (!a || typeof a !== 'object' || Array.isArray(a)) {
-      // invalid input, reported as such (exit code 1), never as an internal error
+      // invalid input, reported as such (kind 'failed'), never as an internal error
       throw new AgentVaultError('invalid-agent-file', `${file ?? 'agent file'}: /agents/${i} is ${a === null ? 'null' : Array.isArray(a) ? 'an array' : typeof a}, not an agent object`, {
         location: { file, pointer: `/agents/${i}` },
-        exitCode: 1,
+        kind: 'failed',
         hint: 'agent-vault validate lists every problem of the file',
       });
     }

@@ -2,15 +2,14 @@
  * Agent file ⇄ snapshot archive: split an .af (any layout) into one self-contained .af v2 per agent
  * inside an archive, write them back out, and merge per-agent files into one document again.
  */
-import { canonicalJson as stableStringify } from '../core/json';
+import { canonicalJson } from '../core/json';
 import { createReadStream, createWriteStream, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { once } from 'node:events';
 import type { Readable } from 'node:stream';
 import { AgentVaultError, errorMessage } from '../core/errors';
-import { ioError } from '../core/fs';
+import { ioError, publishFile, tempPathFor } from '../core/fs';
 import { readAgentFile, toV2 } from './af';
 import {
   agentEntryName,
@@ -24,7 +23,7 @@ import {
 import { formatFloat32, readVectorsStream } from './vectors';
 import { noKeyError, type DecryptOptions } from './crypto';
 import type { AgentFileV2, AgentV2, Json, JsonObject } from './types';
-import { fileSha256 as coreFileSha256 } from '../core/hash';
+import { fileSha256 } from '../core/hash';
 
 /** The top-level collections of an .af v2, in Letta's order. */
 export const AF_COLLECTIONS = ['agents', 'groups', 'blocks', 'files', 'sources', 'tools', 'mcp_servers', 'skills'] as const;
@@ -208,7 +207,7 @@ export function mergeAgentFiles(input: AgentFileV2[]): AgentFileV2 {
       if (!Array.isArray(list)) throw new AgentVaultError('invalid-agent-file', `agent file ${di + 1}: "${k}" must be an array`, { location: { pointer: `/${k}` } });
       for (const item of list) {
         const o = item as JsonObject;
-        const canon = stableStringify(o);
+        const canon = canonicalJson(o);
         const key =
           o && typeof o === 'object' && typeof o.id === 'string'
             ? `id:${o.id}`
@@ -281,16 +280,12 @@ export interface PackOptions {
   createdAt?: string;
 }
 
-async function fileSha256(file: string): Promise<string> {
-  return (await coreFileSha256(file)).sha256;
-}
-
 /** Turns one .af (v1, v2 or double-encoded v2) into a snapshot archive with one .af v2 per agent. */
 export async function packAgentFile(afPath: string, archivePath: string, opts: PackOptions = {}): Promise<{ path: string; manifest: Manifest; bytes: number }> {
   const parsed = await readAgentFile(afPath);
   const v2 = toV2(parsed);
   const slices = splitAgentFile(v2, afPath);
-  const sha = await fileSha256(afPath);
+  const sha = (await fileSha256(afPath)).sha256;
   const writer = await createArchiveWriter(archivePath, { overwrite: opts.overwrite });
   try {
     const agents: ManifestAgent[] = [];
@@ -330,18 +325,29 @@ export interface PassageRecord {
   embedding: Float32Array | null;
 }
 
+/** Which passages of an agent: its archival memory, or the chunks of its files (Letta `source_passages`). */
+export type PassageKind = 'archival' | 'file';
+
+/** The entries holding an agent's passages of a kind (null when it has none). */
+export function passageEntries(agent: ManifestAgent, kind: PassageKind): { jsonl: string | null; vectors: string | null } {
+  return kind === 'file'
+    ? { jsonl: agent.file_passages_entry ?? null, vectors: agent.file_vectors_entry ?? null }
+    : { jsonl: agent.passages_entry ?? null, vectors: agent.vectors_entry ?? null };
+}
+
 /**
- * Streams an agent's passages joined with their vectors (record i ↔ line i). Neither entry is
- * held in memory whole.
+ * Streams an agent's passages (archival, or with kind 'file' its files' chunks) joined with their
+ * vectors (record i ↔ line i). Neither entry is held in memory whole.
  */
-export async function* readPassages(reader: ArchiveReader, agent: ManifestAgent): AsyncGenerator<PassageRecord> {
-  if (!agent.passages_entry) return;
-  const where = `${reader.path}!${agent.passages_entry}`;
-  const vecStream = agent.vectors_entry ? await reader.openStream(agent.vectors_entry) : undefined;
-  const vectors = vecStream ? readVectorsStream(vecStream as AsyncIterable<Buffer>, `${reader.path}!${agent.vectors_entry}`) : undefined;
+export async function* readPassages(reader: ArchiveReader, agent: ManifestAgent, kind: PassageKind = 'archival'): AsyncGenerator<PassageRecord> {
+  const { jsonl: passagesEntry, vectors: vectorsEntry } = passageEntries(agent, kind);
+  if (!passagesEntry) return;
+  const where = `${reader.path}!${passagesEntry}`;
+  const vecStream = vectorsEntry ? await reader.openStream(vectorsEntry) : undefined;
+  const vectors = vecStream ? readVectorsStream(vecStream as AsyncIterable<Buffer>, `${reader.path}!${vectorsEntry}`) : undefined;
   let input: NodeJS.ReadableStream;
   try {
-    input = await reader.openStream(agent.passages_entry);
+    input = await reader.openStream(passagesEntry);
   } catch (e) {
     (vecStream as Readable | undefined)?.destroy();
     throw e;
@@ -359,19 +365,19 @@ export async function* readPassages(reader: ArchiveReader, agent: ManifestAgent)
       try {
         passage = JSON.parse(line) as JsonObject;
       } catch (e) {
-        throw new AgentVaultError('json-syntax', `${where}:${n}: invalid JSON: ${errorMessage(e)}`, { location: { file: reader.path, entry: agent.passages_entry, line: n } });
+        throw new AgentVaultError('json-syntax', `${where}:${n}: invalid JSON: ${errorMessage(e)}`, { location: { file: reader.path, entry: passagesEntry, line: n } });
       }
       let embedding: Float32Array | null = null;
       if (vectors) {
         const next = await vectors.next();
-        if (next.done) throw new AgentVaultError('corrupt', `${where}:${n}: there are more passages than vectors in ${agent.vectors_entry}`, { location: { file: reader.path, entry: agent.vectors_entry ?? undefined } });
+        if (next.done) throw new AgentVaultError('corrupt', `${where}:${n}: there are more passages than vectors in ${vectorsEntry}`, { location: { file: reader.path, entry: vectorsEntry ?? undefined } });
         embedding = passage.embedding === null ? null : next.value;
       }
       yield { passage, embedding };
     }
     if (vectors) {
       const rest = await vectors.next();
-      if (!rest.done) throw new AgentVaultError('corrupt', `${reader.path}!${agent.vectors_entry}: there are more vectors than passages in ${agent.passages_entry}`, { location: { file: reader.path, entry: agent.vectors_entry ?? undefined } });
+      if (!rest.done) throw new AgentVaultError('corrupt', `${reader.path}!${vectorsEntry}: there are more vectors than passages in ${passagesEntry}`, { location: { file: reader.path, entry: vectorsEntry ?? undefined } });
     }
   } finally {
     lines.close();
@@ -390,7 +396,7 @@ export function passageLine(rec: PassageRecord): string {
 
 export interface UnpackOptions {
   overwrite?: boolean;
-  /** Passphrase or key of an encrypted archive (without it, error 'no-key', exit code 2, and nothing is written). */
+  /** Passphrase or key of an encrypted archive (without it, error 'no-key' (kind 'usage'), and nothing is written). */
   decrypt?: DecryptOptions;
   /** Also extract every entry at its own path under outDir (manifest.json included). */
   raw?: boolean;
@@ -406,7 +412,7 @@ function inside(root: string, rel: string): string {
 }
 
 async function writeStreamAtomic(dest: string, produce: (write: (s: string | Buffer) => Promise<void>) => Promise<void>, overwrite: boolean): Promise<void> {
-  const tmp = path.join(path.dirname(dest), `.${path.basename(dest)}.tmp-${randomBytes(6).toString('hex')}`);
+  const tmp = tempPathFor(dest);
   const ws = createWriteStream(tmp, { flags: 'wx' });
   try {
     await once(ws, 'open');
@@ -416,16 +422,7 @@ async function writeStreamAtomic(dest: string, produce: (write: (s: string | Buf
     ws.end();
     await once(ws, 'finish');
     await new Promise<void>((res, rej) => ws.close((e) => (e ? rej(e) : res())));
-    if (!overwrite) {
-      try {
-        await fsp.link(tmp, dest);
-        await fsp.rm(tmp, { force: true });
-        return;
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new AgentVaultError('exists', `${dest} already exists; pass --force to overwrite it`, { location: { file: dest }, exitCode: 2 });
-      }
-    }
-    await fsp.rename(tmp, dest);
+    await publishFile(tmp, dest, { overwrite });
   } catch (e) {
     ws.destroy();
     await fsp.rm(tmp, { force: true }).catch(() => undefined);
@@ -444,11 +441,12 @@ export async function unpackArchive(archivePath: string, outDir: string, opts: U
   try {
     if (reader.encrypted && !reader.decryptable) throw noKeyError(archivePath, 'nothing was written');
     const root = path.resolve(outDir);
-    const plan: Array<{ target: string; kind: 'af' | 'passages' | 'raw'; entry: string; agent?: ManifestAgent }> = [];
+    const plan: Array<{ target: string; kind: 'af' | 'passages' | 'file-passages' | 'raw'; entry: string; agent?: ManifestAgent }> = [];
     for (const a of reader.manifest.agents) {
       const base = path.posix.basename(a.entry).replace(/\.af$/, '');
       plan.push({ target: inside(root, `${base}.af`), kind: 'af', entry: a.entry, agent: a });
       if (a.passages_entry) plan.push({ target: inside(root, `${base}.passages.jsonl`), kind: 'passages', entry: a.passages_entry, agent: a });
+      if (a.file_passages_entry) plan.push({ target: inside(root, `${base}.file-passages.jsonl`), kind: 'file-passages', entry: a.file_passages_entry, agent: a });
     }
     if (opts.raw) {
       for (const name of ['manifest.json', ...reader.manifest.entries.map((e) => e.name)]) plan.push({ target: inside(root, name), kind: 'raw', entry: name });
@@ -469,9 +467,10 @@ export async function unpackArchive(archivePath: string, outDir: string, opts: U
         }
       }
       if (existing.length) {
-        throw new AgentVaultError('exists', `${existing.length === 1 ? `${existing[0]} already exists` : `${existing.length} files already exist (${existing.slice(0, 3).join(', ')}${existing.length > 3 ? ', …' : ''})`}; pass --force to overwrite`, {
+        throw new AgentVaultError('exists', `${existing.length === 1 ? `${existing[0]} already exists` : `${existing.length} files already exist (${existing.slice(0, 3).join(', ')}${existing.length > 3 ? ', …' : ''})`}`, {
           location: { file: existing[0] },
-          exitCode: 2,
+          kind: 'usage',
+          remedy: 'overwrite',
         });
       }
     }
@@ -485,11 +484,12 @@ export async function unpackArchive(archivePath: string, outDir: string, opts: U
       if (p.kind === 'af') {
         const doc = await reader.readJson<AgentFileV2>(p.entry);
         await writeStreamAtomic(p.target, async (w) => w(JSON.stringify(doc, null, 2) + '\n'), !!opts.overwrite);
-      } else if (p.kind === 'passages') {
+      } else if (p.kind === 'passages' || p.kind === 'file-passages') {
+        const kind = p.kind === 'passages' ? 'archival' : 'file';
         await writeStreamAtomic(
           p.target,
           async (w) => {
-            for await (const rec of readPassages(reader, p.agent!)) await w(passageLine(rec) + '\n');
+            for await (const rec of readPassages(reader, p.agent!, kind)) await w(passageLine(rec) + '\n');
           },
           !!opts.overwrite,
         );

@@ -47,6 +47,7 @@
  * file's tools and rules.
  */
 import { AgentVaultError } from '../core/errors';
+import { isObj } from '../core/json';
 import type { AgentFileV1, AgentFileV2, AgentV2, BlockV2, Json, MessageV2, ToolV2 } from './types';
 
 /**
@@ -84,7 +85,6 @@ const TOOL_FIELDS = [
 
 type Obj = Record<string, unknown>;
 
-const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 const list = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
 /** A deep copy of a JSON value (so the result never shares structure with the input). */
 const copy = <T>(v: T): T => (v === undefined ? v : structuredClone(v));

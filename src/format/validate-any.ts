@@ -30,7 +30,7 @@ export async function isArchivePath(p: string): Promise<boolean> {
 }
 
 export interface ValidateOptions {
-  /** Passphrase or key of an encrypted archive (without it, an encrypted archive is error 'no-key', exit code 2). */
+  /** Passphrase or key of an encrypted archive (without it, an encrypted archive is error 'no-key', kind 'usage'). */
   decrypt?: DecryptOptions;
 }
 

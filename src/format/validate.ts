@@ -5,6 +5,7 @@
  */
 import type { ErrorObject } from 'ajv';
 import { AgentVaultError } from '../core/errors';
+import { isObj } from '../core/json';
 import { parseAgentFileText, readAgentFile, type ParsedAgentFile } from './af';
 import { locatePointers } from './locate';
 import { getValidator } from './schemas';
@@ -51,7 +52,7 @@ export function validateAgentFileText(text: string, file?: string): ValidationRe
   }
 }
 
-/** A read/parse failure becomes a one-error report (I/O failures are rethrown: exit code 2). */
+/** A read/parse failure becomes a one-error report (I/O failures are rethrown: kind 'usage' or 'io'). */
 export function reportFromReadError(e: unknown, file?: string): ValidationReport {
   if (!(e instanceof AgentVaultError)) throw e;
   if (e.code === 'io') throw e;
@@ -280,7 +281,6 @@ function plain(e: ErrorObject): string {
 // ---------------------------------------------------------------------------------------------
 // Reference checks
 
-const isObj = (v: unknown): v is Record<string, any> => !!v && typeof v === 'object' && !Array.isArray(v);
 const arr = (v: unknown): any[] => (Array.isArray(v) ? v : []);
 const str = (v: unknown): v is string => typeof v === 'string';
 

@@ -15,7 +15,7 @@
  */
 import { endianness } from 'node:os';
 import { PassThrough, type Readable } from 'node:stream';
-import { AgentVaultError } from '../core/errors';
+import { AgentVaultError, type ErrorCode } from '../core/errors';
 
 export const VECTOR_MAGIC = Buffer.from('AVVF', 'latin1');
 export const VECTOR_FORMAT_VERSION = 1;
@@ -39,7 +39,7 @@ export interface VectorHeader {
 
 export type VectorLike = Float32Array | ArrayLike<number>;
 
-function vecError(code: string, message: string, where?: string): AgentVaultError {
+function vecError(code: ErrorCode, message: string, where?: string): AgentVaultError {
   return new AgentVaultError(code, where ? `${where}: ${message}` : message, where ? { location: { entry: where } } : {});
 }
 

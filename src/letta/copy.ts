@@ -44,6 +44,11 @@ class Out {
 }
 
 /** Rows in COPY's text format. */
+/** COPY text escapes for a constant. */
+export function copyTextEscape(s: string): string {
+  return s.replace(/[\\\n\r\t]/g, (c) => (c === '\\' ? '\\\\' : c === '\n' ? '\\n' : c === '\r' ? '\\r' : '\\t'));
+}
+
 export class CopyText {
   private readonly out = new Out();
   rows = 0;
@@ -263,13 +268,9 @@ export class CopyPump {
 
   /** Queues a batch of `rows` rows (waits for the previous batch first). */
   async send(data: Buffer, rows: number): Promise<void> {
-    const tw = Date.now();
     await this.wait();
-    if (process.env.AV_DEBUG_PUMP) (globalThis as any).__avWait = ((globalThis as any).__avWait ?? 0) + Date.now() - tw;
-    const t0 = Date.now();
     const p = this.tx.copyFrom!(this.sql, [data]).then(
       async (n) => {
-        if (process.env.AV_DEBUG_PUMP) { (globalThis as any).__avBusy = ((globalThis as any).__avBusy ?? 0) + Date.now() - t0; (globalThis as any).__avN = ((globalThis as any).__avN ?? 0) + 1; }
         this.total += rows;
         await this.onBatch?.(rows);
         return n;
@@ -300,14 +301,14 @@ export type BinaryKind = 'text' | 'json' | 'timestamptz' | 'bool' | 'vector';
 
 /**
  * Checks that the target's columns have the types the binary encoder writes (a revision with
- * another type is refused like a missing column: exit code 6).
+ * another type is refused like a missing column: kind 'mismatch').
  */
 export function binaryKinds(catalog: Map<string, ColumnInfo[]>, table: string, columns: readonly string[]): BinaryKind[] {
   const known = catalog.get(table) ?? [];
   return columns.map((name) => {
     const c = known.find((x) => x.name === name);
     if (!c) {
-      throw new AgentVaultError('letta-schema-mismatch', `The target table "${table}" has no column "${name}" (its Letta schema revision differs from the one Agent Vault writes).`, { exitCode: 6 });
+      throw new AgentVaultError('letta-schema-mismatch', `The target table "${table}" has no column "${name}" (its Letta schema revision differs from the one Agent Vault writes).`, { kind: 'mismatch' });
     }
     const t = c.type;
     if (t === 'character varying' || t === 'text' || /^character varying\(\d+\)$/.test(t)) return 'text';
@@ -315,7 +316,7 @@ export function binaryKinds(catalog: Map<string, ColumnInfo[]>, table: string, c
     if (t === 'timestamp with time zone') return 'timestamptz';
     if (t === 'boolean') return 'bool';
     if (c.vectorDim !== null || /(^|\.)vector(\(\d+\))?$/.test(t)) return 'vector';
-    throw new AgentVaultError('letta-schema-mismatch', `The target column "${table}"."${name}" has type ${t}, not the one Agent Vault writes (its Letta schema revision differs).`, { exitCode: 6 });
+    throw new AgentVaultError('letta-schema-mismatch', `The target column "${table}"."${name}" has type ${t}, not the one Agent Vault writes (its Letta schema revision differs).`, { kind: 'mismatch' });
   });
 }
 

@@ -43,6 +43,12 @@ export interface LettaDbInfo {
   hasSubvector: boolean;
 }
 
+/** How messages name a database (its redacted target when the connection has one). */
+export function describeDb(db: Queryable): string {
+  const t = (db as { target?: unknown }).target;
+  return typeof t === 'string' ? t : 'the database';
+}
+
 /** Reads what a manifest/plan needs to know about the database; fails clearly when it is not Letta's. */
 export async function readLettaInfo(q: Queryable, where: string): Promise<LettaDbInfo> {
   const r = await q.query<{ alembic: string | null; schema: string; database: string; version: string }>(
@@ -51,13 +57,14 @@ export async function readLettaInfo(q: Queryable, where: string): Promise<LettaD
   const row = r.rows[0];
   if (!row.alembic || !row.schema) {
     throw new AgentVaultError('letta-not-found', `${where} has no Letta schema on its search path (no alembic_version table${row.schema ? ` in schema "${row.schema}"` : ''}).`, {
-      hint: 'Point --schema at the schema Letta uses (default "letta"), or check the database name.',
-      exitCode: 2,
+      remedy: 'schema',
+      hint: 'Check the database name.',
+      kind: 'usage',
     });
   }
   const rev = await q.query<{ version_num: string }>(`SELECT version_num FROM alembic_version`);
   if (rev.rows.length !== 1) {
-    throw new AgentVaultError('letta-not-found', `${where}: alembic_version holds ${rev.rows.length} rows, expected exactly one (is the Letta schema initialised?)`, { exitCode: 2 });
+    throw new AgentVaultError('letta-not-found', `${where}: alembic_version holds ${rev.rows.length} rows, expected exactly one (is the Letta schema initialised?)`, { kind: 'usage' });
   }
   const vec = await q.query<{ extversion: string; has_sub: boolean }>(
     `SELECT e.extversion, EXISTS (SELECT 1 FROM pg_proc p WHERE p.proname = 'subvector' AND p.pronamespace = e.extnamespace) AS has_sub
@@ -147,7 +154,7 @@ export class BulkInserter {
   ) {
     const known = catalog.get(table);
     if (!known || known.length === 0) {
-      throw new AgentVaultError('letta-schema-mismatch', `The target database has no table "${table}" (is it a Letta database at a revision Agent Vault supports?)`, { exitCode: 6 });
+      throw new AgentVaultError('letta-schema-mismatch', `The target database has no table "${table}" (is it a Letta database at a revision Agent Vault supports?)`, { kind: 'mismatch' });
     }
     const byName = new Map(known.map((c) => [c.name, c]));
     const defs: string[] = [];
@@ -155,7 +162,7 @@ export class BulkInserter {
     for (const name of columns) {
       const c = byName.get(name);
       if (!c) {
-        throw new AgentVaultError('letta-schema-mismatch', `The target table "${table}" has no column "${name}" (its Letta schema revision differs from the one Agent Vault writes).`, { exitCode: 6 });
+        throw new AgentVaultError('letta-schema-mismatch', `The target table "${table}" has no column "${name}" (its Letta schema revision differs from the one Agent Vault writes).`, { kind: 'mismatch' });
       }
       const col = `r.${qi(name)}`;
       if (opts.expressions?.[name]) {
@@ -232,7 +239,7 @@ export function describeWriteError(e: unknown, table: string): unknown {
   const what = pg.constraint ? ` (constraint ${pg.constraint})` : '';
   const detail = pg.detail ? `: ${pg.detail}` : '';
   return new AgentVaultError('restore-write-failed', `Writing table "${pg.table ?? table}" failed${what}: ${errorMessage(e)}${detail}. Nothing was changed: the whole restore was rolled back.`, {
-    exitCode: 5,
+    kind: 'rolledBack',
     cause: e,
   });
 }

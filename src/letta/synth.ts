@@ -38,7 +38,7 @@ export interface SynthResult {
 const EPOCH = '2025-01-01T00:00:00+00:00';
 
 function checkInt(name: string, v: number, min: number, max = Number.MAX_SAFE_INTEGER): void {
-  if (!Number.isInteger(v) || v < min || v > max) throw new AgentVaultError('synth-bad-option', `${name} must be an integer from ${min} to ${max} (got ${v})`, { exitCode: 2 });
+  if (!Number.isInteger(v) || v < min || v > max) throw new AgentVaultError('synth-bad-option', `${name} must be an integer from ${min} to ${max} (got ${v})`, { kind: 'usage' });
 }
 
 /** SQL text of a Letta id `<prefix>-<uuid v4 shape>` from an md5 hex digest column `h`. */
@@ -68,7 +68,7 @@ async function paddedDim(q: Queryable): Promise<number | null> {
 
 /** `(values || zeros)::vector` padding expression for a real[] expression. */
 function padExpr(arr: string, dim: number, padTo: number | null): string {
-  if (padTo !== null && dim > padTo) throw new AgentVaultError('synth-bad-option', `dim ${dim} is larger than the ${padTo} dimensions of archival_passages.embedding`, { exitCode: 2 });
+  if (padTo !== null && dim > padTo) throw new AgentVaultError('synth-bad-option', `dim ${dim} is larger than the ${padTo} dimensions of archival_passages.embedding`, { kind: 'usage' });
   return padTo !== null && padTo > dim ? `(${arr} || array_fill(0::real, ARRAY[${padTo - dim}]))::vector` : `(${arr})::vector`;
 }
 

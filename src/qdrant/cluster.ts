@@ -8,7 +8,6 @@
  */
 import { AgentVaultError } from '../core/errors';
 import type { QdrantConnection } from './connection';
-import { QDRANT_EXIT } from './errors';
 import type { Schemas } from './types';
 
 export interface ClusterInfo {
@@ -26,7 +25,7 @@ export async function clusterInfo(conn: QdrantConnection): Promise<ClusterInfo> 
 
 function clusterError(message: string): AgentVaultError {
   return new AgentVaultError('QDRANT_CLUSTER', message, {
-    exitCode: QDRANT_EXIT.USAGE,
+    kind: 'usage',
     hint: 'Back up a distributed collection per shard on each peer with Qdrant\'s own shard snapshot API (/collections/{name}/shards/{shard}/snapshots), or move all its shards to one peer first. Nothing was changed.',
   });
 }

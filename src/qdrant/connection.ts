@@ -5,7 +5,8 @@
 import { Agent } from 'undici';
 import { QdrantClient } from './client';
 import { AgentVaultError } from '../core/errors';
-import { HttpStatusError, QDRANT_EXIT, isTransient, qdrantCallError, qdrantErrorText, usageError } from './errors';
+import type { SecretReader } from '../core/secrets';
+import { HttpStatusError, isTransient, qdrantCallError, qdrantErrorText, usageError } from './errors';
 import type { ProgressFn } from './types';
 
 export const DEFAULT_API_KEY_ENV = 'QDRANT_API_KEY';
@@ -22,10 +23,6 @@ export const DEFAULT_RETRIES = 3;
 const MAX_TIMER_MS = 2_147_483_647;
 export const DEFAULT_RETRY_DELAY_MS = 500;
 
-/** The part of VS Code's SecretStorage we need (no `vscode` import outside src/extension). */
-export interface SecretReader {
-  get(key: string): PromiseLike<string | undefined>;
-}
 
 export interface ApiKeySource {
   /** Name of an environment variable that must hold the key (an error if it is unset). */
@@ -170,7 +167,7 @@ export class QdrantConnection {
   /**
    * Runs one API call. With `retry`, transient failures (timeouts, network errors, 429, 5xx)
    * are retried up to `retries` times with exponential back-off. Failures become AgentVaultError
-   * (exit code 3) naming the operation.
+   * (kind 'connection') naming the operation.
    */
   async call<T>(what: string, fn: (client: QdrantClient) => Promise<T>, opts: { retry?: boolean } = {}): Promise<T> {
     try {
@@ -232,7 +229,7 @@ export class QdrantConnection {
   async serverVersion(): Promise<string> {
     const info = await this.call('reading the server version (GET /)', (c) => c.versionInfo(), { retry: true });
     if (!info || typeof info.version !== 'string') {
-      throw new AgentVaultError('QDRANT_CONNECTION', `Qdrant at ${this.url}: GET / did not return a version; is this a Qdrant server?`, { exitCode: QDRANT_EXIT.CONNECTION });
+      throw new AgentVaultError('QDRANT_CONNECTION', `Qdrant at ${this.url}: GET / did not return a version; is this a Qdrant server?`, { kind: 'connection' });
     }
     return info.version;
   }

@@ -1,7 +1,7 @@
 /** Free-space checks before anything large is written (statfs injectable for tests). */
 import { statfs as nodeStatfs } from 'node:fs/promises';
 import { AgentVaultError } from '../core/errors';
-import { QDRANT_EXIT } from './errors';
+import { formatBytes } from '../core/bytes';
 import { denseDimensions } from './fingerprint';
 import type { CollectionFingerprint, StatfsFn } from './types';
 
@@ -12,28 +12,18 @@ export async function freeBytes(dir: string, statfs: StatfsFn = defaultStatfs): 
   try {
     s = await statfs(dir);
   } catch (e) {
-    throw new AgentVaultError('QDRANT_DISK', `Cannot read free disk space of ${dir}: ${(e as Error).message}`, { exitCode: QDRANT_EXIT.DISK, location: { file: dir }, cause: e });
+    throw new AgentVaultError('QDRANT_DISK', `Cannot read free disk space of ${dir}: ${(e as Error).message}`, { kind: 'conflict', location: { file: dir }, cause: e });
   }
   return Number(s.bavail) * Number(s.bsize);
 }
 
-export function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  let v = n;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
-}
 
-/** Throws (exit code 4) unless `dir` has at least `required` bytes free. */
+/** Throws (kind 'conflict') unless `dir` has at least `required` bytes free. */
 export async function ensureFreeSpace(dir: string, required: number, what: string, statfs?: StatfsFn): Promise<number> {
   const free = await freeBytes(dir, statfs);
   if (free < required) {
     throw new AgentVaultError('QDRANT_DISK', `Not enough free disk space in ${dir} for ${what}: ${formatBytes(required)} needed, ${formatBytes(free)} free`, {
-      exitCode: QDRANT_EXIT.DISK,
+      kind: 'conflict',
       location: { file: dir },
       hint: 'Free some space or write to another directory.',
     });

@@ -1,32 +1,14 @@
-import { AgentVaultError, errorMessage } from '../core/errors';
+import { AgentVaultError, errorMessage, type ErrorRemedy } from '../core/errors';
 
-/** Exit codes of `agent-vault qdrant …` (documented in docs/CLI.md). */
-export const QDRANT_EXIT = {
-  OK: 0,
-  /** A checksum, count or fingerprint check after transfer failed (the archive or a download is bad). */
-  VERIFICATION: 1,
-  /** Bad command line or options. */
-  USAGE: 2,
-  /** Qdrant unreachable, timed out after all retries, refused the API key, or answered an API call with an error. */
-  CONNECTION: 3,
-  /** Not enough free disk space. */
-  DISK: 4,
-  /** The restore failed; everything it changed was rolled back. */
-  RESTORE_ROLLED_BACK: 5,
-  /** An existing target collection's settings differ from the archive's fingerprint. */
-  FINGERPRINT_MISMATCH: 6,
-  /** The restore failed AND the rollback did not complete: manual action needed (message says what). */
-  ROLLBACK_FAILED: 8,
-} as const;
-
-export function usageError(message: string, hint?: string): AgentVaultError {
-  return new AgentVaultError('QDRANT_USAGE', message, { exitCode: QDRANT_EXIT.USAGE, hint });
+export function usageError(message: string, hint?: string, remedy?: ErrorRemedy): AgentVaultError {
+  return new AgentVaultError('QDRANT_USAGE', message, { kind: 'usage', hint, remedy });
 }
 
-export function verificationError(message: string, opts: { entry?: string; file?: string; hint?: string } = {}): AgentVaultError {
+export function verificationError(message: string, opts: { entry?: string; file?: string; hint?: string; remedy?: ErrorRemedy } = {}): AgentVaultError {
   return new AgentVaultError('QDRANT_VERIFICATION', message, {
-    exitCode: QDRANT_EXIT.VERIFICATION,
+    kind: 'failed',
     hint: opts.hint,
+    remedy: opts.remedy,
     location: opts.entry || opts.file ? { entry: opts.entry, file: opts.file } : undefined,
   });
 }
@@ -129,19 +111,23 @@ export function describeQdrantFailure(e: unknown): string {
 
 /**
  * Wraps a failure of a Qdrant call into an AgentVaultError naming the operation and the server.
- * Connection problems, timeouts, auth refusals and API errors all map to exit code 3.
+ * Connection problems, timeouts, auth refusals and API errors are all of kind 'connection'.
  */
 export function qdrantCallError(what: string, url: string, e: unknown): AgentVaultError {
   if (e instanceof AgentVaultError) return e;
   const status = errorStatus(e);
   const detail = describeQdrantFailure(e);
   let hint: string | undefined;
-  if (status === 401 || status === 403) hint = 'Check the API key (environment variable QDRANT_API_KEY or the one named by --api-key-env).';
-  else if (isTimeoutError(e)) hint = 'Raise --timeout or --retries, or check that the server is not overloaded.';
-  else if (isNetworkError(e)) hint = `Check that Qdrant is running and reachable at ${url}.`;
+  let remedy: ErrorRemedy | undefined;
+  if (status === 401 || status === 403) remedy = 'api-key';
+  else if (isTimeoutError(e)) {
+    remedy = 'more-time';
+    hint = 'Check that the server is not overloaded.';
+  } else if (isNetworkError(e)) hint = `Check that Qdrant is running and reachable at ${url}.`;
   return new AgentVaultError('QDRANT_CONNECTION', `Qdrant at ${url}: ${what} failed: ${detail}`, {
-    exitCode: QDRANT_EXIT.CONNECTION,
+    kind: 'connection',
     hint,
+    remedy,
     cause: e,
   });
 }

@@ -3,10 +3,9 @@
  * that decide whether a snapshot may be recovered over a collection (vectors incl. named, sparse
  * and multivector settings, HNSW, quantization, payload indexes, shard number, on-disk payload).
  */
-import { canonicalJson } from '../core/json';
+import { canonicalJson, isObj } from '../core/json';
 import { createHash } from 'node:crypto';
 import { AgentVaultError } from '../core/errors';
-import { QDRANT_EXIT } from './errors';
 import { FINGERPRINT_V2_KEYS } from './types';
 import type {
   CollectionFingerprint,
@@ -82,7 +81,7 @@ function isVectorParams(v: unknown): v is Schemas['VectorParams'] {
 }
 
 function infoError(collection: string, message: string): AgentVaultError {
-  return new AgentVaultError('QDRANT_BAD_RESPONSE', `Qdrant collection '${collection}': ${message}`, { exitCode: QDRANT_EXIT.CONNECTION });
+  return new AgentVaultError('QDRANT_BAD_RESPONSE', `Qdrant collection '${collection}': ${message}`, { kind: 'connection' });
 }
 
 /** Fingerprint of a collection from `GET /collections/{name}`. */
@@ -149,7 +148,7 @@ export function fingerprintFromInfo(info: CollectionInfo, collection: string): C
  * recorded SHA-256. `where` names the manifest location for messages.
  */
 export function checkManifestFingerprint(fp: unknown, sha256: unknown, where: string): CollectionFingerprint {
-  const bad = (msg: string) => new AgentVaultError('QDRANT_MANIFEST', `Manifest ${where}: ${msg}`, { exitCode: QDRANT_EXIT.VERIFICATION });
+  const bad = (msg: string) => new AgentVaultError('QDRANT_MANIFEST', `Manifest ${where}: ${msg}`, { kind: 'failed' });
   if (typeof fp !== 'object' || fp === null) throw bad('fingerprint is missing');
   const f = fp as Partial<CollectionFingerprint>;
   if (f.fingerprint_version !== 1 && f.fingerprint_version !== 2) throw bad(`unsupported fingerprint_version ${JSON.stringify(f.fingerprint_version)} (expected 1 or 2)`);
@@ -190,7 +189,6 @@ function comparable(fp: CollectionFingerprint, v1Only: boolean): Record<string, 
 }
 
 function walk(a: unknown, b: unknown, path: string, out: FingerprintDifference[]): void {
-  const isObj = (x: unknown) => typeof x === 'object' && x !== null && !Array.isArray(x);
   if (isObj(a) && isObj(b)) {
     const keys = new Set([...Object.keys(a as object), ...Object.keys(b as object)]);
     for (const k of [...keys].sort()) {

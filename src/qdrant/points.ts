@@ -8,7 +8,6 @@ import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { AgentVaultError } from '../core/errors';
 import type { QdrantConnection } from './connection';
-import { QDRANT_EXIT } from './errors';
 import type { ExtendedPointId, PointRecord, PointStruct, Schemas } from './types';
 
 export const DEFAULT_PAGE_SIZE = 256;
@@ -28,13 +27,14 @@ function checkId(id: unknown, collection: string): ExtendedPointId {
   if (typeof id === 'number' && Number.isInteger(id) && id >= 0) {
     if (!Number.isSafeInteger(id)) {
       throw new AgentVaultError('QDRANT_POINT_ID', `Collection '${collection}': point id ${id} is above 2^53 and cannot be exported exactly as a JSON number`, {
-        exitCode: QDRANT_EXIT.VERIFICATION,
-        hint: 'Back up this collection without --points (the snapshot keeps such ids exactly).',
+        kind: 'failed',
+        remedy: 'without-points',
+        hint: 'The snapshot keeps such ids exactly.',
       });
     }
     return id;
   }
-  throw new AgentVaultError('QDRANT_BAD_RESPONSE', `Collection '${collection}': scroll returned a point with an invalid id ${JSON.stringify(id)}`, { exitCode: QDRANT_EXIT.CONNECTION });
+  throw new AgentVaultError('QDRANT_BAD_RESPONSE', `Collection '${collection}': scroll returned a point with an invalid id ${JSON.stringify(id)}`, { kind: 'connection' });
 }
 
 /** Scrolls all points of `collection` (ordered by id) and yields JSON Lines, one page per chunk. */
@@ -62,7 +62,7 @@ export async function* exportPoints(conn: QdrantConnection, collection: string, 
 
 function parseLine(text: string, lineNo: number, entry: string): PointLine {
   const bad = (msg: string) =>
-    new AgentVaultError('QDRANT_POINTS_FORMAT', `Points file ${entry} line ${lineNo}: ${msg}`, { exitCode: QDRANT_EXIT.VERIFICATION, location: { entry, line: lineNo, column: 1 } });
+    new AgentVaultError('QDRANT_POINTS_FORMAT', `Points file ${entry} line ${lineNo}: ${msg}`, { kind: 'failed', location: { entry, line: lineNo, column: 1 } });
   let v: unknown;
   try {
     v = JSON.parse(text);

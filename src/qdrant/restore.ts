@@ -30,7 +30,7 @@ import { AgentVaultError, errorMessage } from '../core/errors';
 import type { QdrantConnection } from './connection';
 import { changeAliases, clusterInfo, ensureSingleNodeForRestore, listAliases } from './cluster';
 import { ensureFreeSpace, estimateCollectionBytes } from './diskspace';
-import { QDRANT_EXIT, isNetworkError, isTimeoutError, qdrantCallError, usageError, verificationError } from './errors';
+import { isNetworkError, isTimeoutError, qdrantCallError, usageError, verificationError } from './errors';
 import { checkManifestFingerprint, createCollectionBody, diffFingerprints, fingerprintFromInfo, formatDifferences, payloadIndexRequests } from './fingerprint';
 import { countPoints, importPoints } from './points';
 import { createServerSnapshot, deleteServerSnapshot, deleteUploadedSnapshot, downloadSnapshot, listServerSnapshots, uploadNameFor, uploadSnapshot } from './snapshots';
@@ -134,7 +134,7 @@ const HEX64 = /^[0-9a-f]{64}$/;
 /** Reads and checks the manifest's `qdrant` section (untrusted input). */
 export function readQdrantSection(manifest: { qdrant?: unknown }, label = 'archive'): QdrantManifestSection {
   const q = manifest.qdrant as Partial<QdrantManifestSection> | undefined;
-  const bad = (msg: string) => new AgentVaultError('QDRANT_MANIFEST', `${label}: manifest ${msg}`, { exitCode: QDRANT_EXIT.VERIFICATION, location: { entry: 'manifest.json' } });
+  const bad = (msg: string) => new AgentVaultError('QDRANT_MANIFEST', `${label}: manifest ${msg}`, { kind: 'failed', location: { entry: 'manifest.json' } });
   if (!q || typeof q !== 'object') throw usageError(`${label} contains no Qdrant collections (its manifest has no "qdrant" section)`);
   if (!Array.isArray(q.collections)) throw bad('"qdrant.collections" is missing or not a list');
   if (typeof q.server_version !== 'string') throw bad('"qdrant.server_version" is missing');
@@ -218,7 +218,7 @@ export async function restoreCollectionsFromSource(reader: ArchiveSource, conn: 
   const chosen = section.collections.filter((c) => wanted.includes(c.name));
   for (const c of chosen) {
     const entry = opts.fromPoints ? c.points_entry : c.snapshot_entry;
-    if (opts.fromPoints && !entry) throw usageError(`Collection '${c.name}' in ${label} has no points export; it was backed up without --points`, 'Restore from the snapshot (omit --from-points).');
+    if (opts.fromPoints && !entry) throw usageError(`Collection '${c.name}' in ${label} has no points export; it was backed up without its points export`, undefined, 'from-snapshot');
     if (!reader.has(entry!)) throw verificationError(`${label}: entry ${entry} for collection '${c.name}' is listed in the manifest but missing from the archive`, { entry });
   }
 
@@ -227,14 +227,14 @@ export async function restoreCollectionsFromSource(reader: ArchiveSource, conn: 
     conn.onProgress({
       phase: 'warning',
       message: `The snapshots were taken on Qdrant ${section.server_version}; this server runs ${serverVersion}. Snapshots may not load across versions` +
-        (chosen.every((c) => c.points_entry) ? '; --from-points restores the portable export instead.' : '.'),
+        (chosen.every((c) => c.points_entry) ? '; the archive also holds the portable points export, which restores across versions.' : '.'),
     });
   }
 
   const custom = chosen.filter((c) => c.fingerprint.sharding_method === 'custom');
   if (custom.length) {
     throw new AgentVaultError('QDRANT_CLUSTER', `Collection${custom.length > 1 ? 's' : ''} ${custom.map((c) => `'${c.name}'`).join(', ')} in ${label} use${custom.length > 1 ? '' : 's'} custom sharding; a snapshot or points restore would not re-create their shard keys. Refused.`, {
-      exitCode: QDRANT_EXIT.USAGE,
+      kind: 'usage',
       hint: 'Nothing was changed. Create the collection and its shard keys by hand, then restore the points with your own tooling.',
     });
   }
@@ -255,7 +255,7 @@ export async function restoreCollectionsFromSource(reader: ArchiveSource, conn: 
     throw new AgentVaultError(
       'QDRANT_FINGERPRINT_MISMATCH',
       mismatches.map((m) => `Collection '${m.i.target}' on the server does not match '${m.i.source}' in ${label}: ${formatDifferences(m.diffs)}`).join('\n'),
-      { exitCode: QDRANT_EXIT.FINGERPRINT_MISMATCH, hint: 'Nothing was changed. Restore into a new collection with --target-name <name>, or delete/recreate the collection first.' },
+      { kind: 'mismatch', remedy: 'target-name', hint: 'Nothing was changed.' },
     );
   }
   // Aliases come back only when restoring under the archived name (a staging copy must not take them over).
@@ -267,8 +267,8 @@ export async function restoreCollectionsFromSource(reader: ArchiveSource, conn: 
       const now = serverAliases.get(alias);
       if (now !== undefined && now !== i.target && !opts.overwrite) {
         throw new AgentVaultError('QDRANT_TARGET_EXISTS', `Alias '${alias}' points at collection '${now}' on Qdrant at ${conn.url}; the archive has it pointing at '${i.source}'. Not changed.`, {
-          exitCode: QDRANT_EXIT.USAGE,
-          hint: 'Pass --force to re-point it (rolled back if the restore fails).',
+          kind: 'usage',
+          remedy: 'repoint-alias',
         });
       }
     }
@@ -276,8 +276,8 @@ export async function restoreCollectionsFromSource(reader: ArchiveSource, conn: 
   const existing = items.filter((i) => i.exists);
   if (existing.length && !opts.overwrite) {
     throw new AgentVaultError('QDRANT_TARGET_EXISTS', `Collection${existing.length > 1 ? 's' : ''} ${existing.map((i) => `'${i.target}'`).join(', ')} already exist${existing.length > 1 ? '' : 's'} on Qdrant at ${conn.url}; not overwritten`, {
-      exitCode: QDRANT_EXIT.USAGE,
-      hint: 'Pass --force to replace them (a safety snapshot is taken first and recovered if the restore fails), or use --target-name.',
+      kind: 'usage',
+      remedy: 'replace-collections',
     });
   }
 
@@ -308,7 +308,7 @@ export async function restoreCollectionsFromSource(reader: ArchiveSource, conn: 
         if (!opts.skipChecksumVerify && got.sha256 !== i.manifest.snapshot_sha256) {
           throw verificationError(
             `${label}: snapshot of collection '${i.source}' (${i.manifest.snapshot_entry}) failed its checksum: manifest sha256 ${i.manifest.snapshot_sha256}, extracted file sha256 ${got.sha256}. Nothing was uploaded.`,
-            { entry: i.manifest.snapshot_entry, hint: 'The archive is damaged. Use another backup (or --skip-checksum-verify at your own risk).' },
+            { entry: i.manifest.snapshot_entry, hint: 'The archive is damaged.', remedy: 'skip-checksum' },
           );
         }
       } else if (!opts.skipChecksumVerify && i.manifest.points_sha256) {
@@ -350,7 +350,7 @@ export async function restoreCollectionsFromSource(reader: ArchiveSource, conn: 
           `Restore failed: ${errorMessage(cause)}\nRollback did NOT complete:\n  ${failures.join('\n  ')}\n` +
             `Safety snapshots kept on the server: ${st.safetySnapshots.map((s) => `${s.collection}/${s.name}`).join(', ') || '(none)'}; local copies in ${work}` +
             (leftovers.length ? `\nUploaded snapshot files that could not be deleted: ${leftovers.join(', ')}` : ''),
-          { exitCode: QDRANT_EXIT.ROLLBACK_FAILED, cause, hint: 'Recover the listed collections from their safety snapshots (POST /collections/{name}/snapshots/upload) before using them.' },
+          { kind: 'rollbackIncomplete', cause, hint: 'Recover the listed collections from their safety snapshots (POST /collections/{name}/snapshots/upload) before using them.' },
         );
       }
       leftovers.push(...(await cleanupSafetySnapshots(conn, st.safetySnapshots)));
@@ -361,7 +361,7 @@ export async function restoreCollectionsFromSource(reader: ArchiveSource, conn: 
         'QDRANT_RESTORE_ROLLED_BACK',
         `Restore failed and was rolled back: ${errorMessage(cause)}${undone.length ? `\nRolled back: ${undone.join('; ')}` : '\nNothing had been changed yet.'}` +
           (leftovers.length ? `\nSnapshot files left on the server (could not be deleted): ${leftovers.join(', ')}` : ''),
-        { exitCode: QDRANT_EXIT.RESTORE_ROLLED_BACK, cause },
+        { kind: 'rolledBack', cause },
       );
     }
     const leftovers = [...(await deleteUploads(conn, st.uploads)), ...(await cleanupSafetySnapshots(conn, st.safetySnapshots))];
@@ -443,7 +443,7 @@ async function uploadTracked(conn: QdrantConnection, st: ApplyState, target: str
   } catch (e) {
     const err = qdrantCallError(`recovering collection '${target}' from the uploaded snapshot`, conn.url, e);
     if (isTimeoutError(e) || isNetworkError(e)) {
-      const amb = new AmbiguousUploadError(err.code, err.message, { exitCode: err.exitCode, hint: err.hint, cause: e });
+      const amb = new AmbiguousUploadError(err.code, err.message, { kind: err.kind, hint: err.hint, cause: e });
       amb.target = target;
       amb.uploadName = rec.name;
       amb.expectedCount = expectedCount;

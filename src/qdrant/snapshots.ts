@@ -12,7 +12,7 @@ import { pipeline } from 'node:stream/promises';
 import { AgentVaultError } from '../core/errors';
 import { collectionPath, type QdrantConnection } from './connection';
 import { errorMessage } from '../core/errors';
-import { HttpStatusError, QDRANT_EXIT, errorStatus, isNetworkError, isTimeoutError, qdrantCallError } from './errors';
+import { HttpStatusError, errorStatus, isNetworkError, isTimeoutError, qdrantCallError } from './errors';
 import type { SnapshotDescription } from './types';
 
 class IdleTimeoutError extends Error {
@@ -58,7 +58,7 @@ export async function createServerSnapshot(conn: QdrantConnection, collection: s
   }
   if (!snap || typeof snap.name !== 'string') {
     throw new AgentVaultError('QDRANT_BAD_RESPONSE', `Qdrant at ${conn.url}: creating a snapshot of '${collection}' returned no snapshot description`, {
-      exitCode: QDRANT_EXIT.CONNECTION,
+      kind: 'connection',
     });
   }
   return snap;
@@ -78,7 +78,7 @@ async function deleteLateSnapshots(conn: QdrantConnection, collection: string, b
   const deadline = Date.now() + conn.timeoutMs;
   const interval = Math.max(10, Math.min(1000, conn.timeoutMs / 10));
   for (;;) {
-    let fresh: SnapshotDescription[] = [];
+    let fresh: SnapshotDescription[];
     try {
       fresh = (await listServerSnapshots(conn, collection)).filter((d) => !before.has(d.name) && d.name.startsWith(`${collection}-`) && d.name.endsWith('.snapshot'));
     } catch {
@@ -135,7 +135,7 @@ export async function downloadSnapshot(
     await rm(dest, { force: true });
     if (e instanceof AgentVaultError && e.code === 'QDRANT_TRANSFER_CHECKSUM') {
       throw new AgentVaultError('QDRANT_VERIFICATION', `${e.message} (after ${attempts} attempt${attempts === 1 ? '' : 's'})`, {
-        exitCode: QDRANT_EXIT.VERIFICATION,
+        kind: 'failed',
         hint: 'The snapshot bytes received differ from what the server reported; the download was discarded.',
       });
     }
@@ -180,7 +180,7 @@ async function downloadOnce(
       throw new AgentVaultError(
         'QDRANT_TRANSFER_CHECKSUM',
         `Snapshot of collection '${collection}' failed its checksum: the server reported sha256 ${expect.sha256}, the ${size} bytes received hash to ${sha256}`,
-        { exitCode: QDRANT_EXIT.VERIFICATION },
+        { kind: 'failed' },
       );
     }
     conn.onProgress({ phase: 'download', collection, attempt, bytes: size });
@@ -218,7 +218,7 @@ export async function uploadSnapshot(conn: QdrantConnection, collection: string,
   );
   const body = (await res.json().catch(() => undefined)) as { result?: unknown } | undefined;
   if (res.status === 200 && body?.result !== true) {
-    throw new AgentVaultError('QDRANT_BAD_RESPONSE', `Qdrant at ${conn.url}: snapshot upload for '${collection}' did not report success`, { exitCode: QDRANT_EXIT.CONNECTION });
+    throw new AgentVaultError('QDRANT_BAD_RESPONSE', `Qdrant at ${conn.url}: snapshot upload for '${collection}' did not report success`, { kind: 'connection' });
   }
 }
 

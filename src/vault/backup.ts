@@ -24,6 +24,7 @@ import { createHash } from 'node:crypto';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { AgentVaultError, errorMessage } from '../core/errors';
+import { isTempNameOf } from '../core/fs';
 import { TOOL_VERSION } from '../core/version';
 import type { ArchiveWriter, Manifest } from '../format/archive';
 import type { Db } from '../db/types';
@@ -113,21 +114,21 @@ export interface BackupEvent {
 export async function openSource(cfg: VaultConfig, env: NodeJS.ProcessEnv = process.env): Promise<Db> {
   const src = cfg.source;
   if (src.kind === 'pglite') {
-    let ok = false;
+    let ok: boolean;
     try {
       ok = (await fsp.readdir(src.dataDir)).length > 0;
     } catch {
       ok = false;
     }
     if (!ok) {
-      throw new AgentVaultError('db-open', `the PGlite database folder ${src.dataDir} does not exist or is empty`, { location: { file: src.dataDir }, exitCode: 1, hint: 'check "source.dataDir" in the configuration' });
+      throw new AgentVaultError('db-open', `the PGlite database folder ${src.dataDir} does not exist or is empty`, { location: { file: src.dataDir }, kind: 'failed', hint: 'check "source.dataDir" in the configuration' });
     }
     return openPglite({ dataDir: src.dataDir, schema: src.schema });
   }
   let url = src.url;
   if (src.urlEnv) {
     url = env[src.urlEnv];
-    if (!url) throw new AgentVaultError('config', `environment variable ${src.urlEnv} (source.urlEnv) is not set`, { exitCode: 2 });
+    if (!url) throw new AgentVaultError('config', `environment variable ${src.urlEnv} (source.urlEnv) is not set`, { kind: 'usage' });
   }
   return openPg({ url, schema: src.schema });
 }
@@ -138,7 +139,7 @@ async function qdrantSection(cfg: VaultConfig, writer: ArchiveWriter, workDir: s
   const q = cfg.qdrant;
   if (!q) return undefined;
   const url = q.urlEnv ? env[q.urlEnv] : q.url;
-  if (!url) throw new AgentVaultError('config', q.urlEnv ? `environment variable ${q.urlEnv} (qdrant.urlEnv) is not set` : '"qdrant" needs "url" or "urlEnv"', { exitCode: 2 });
+  if (!url) throw new AgentVaultError('config', q.urlEnv ? `environment variable ${q.urlEnv} (qdrant.urlEnv) is not set` : '"qdrant" needs "url" or "urlEnv"', { kind: 'usage' });
   const apiKey = env[q.apiKeyEnv ?? 'QDRANT_API_KEY'] || undefined;
   const conn = new QdrantConnection({ url, apiKey });
   const section = await backupCollectionsToSink(plainSink(writer), conn, { collections: q.collections, points: q.points, workDir });
@@ -184,7 +185,7 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
   /** The export renamed this run's archive into place (only then may a failure remove it). */
   let exported = false;
   let snapshot: SnapshotRecord | undefined;
-  let cleaned: string[] = [];
+  let cleaned: string[];
   let adopted: string[] = [];
   let rejected: Array<{ file: string; reason: string }> = [];
   let currentId: string | undefined;
@@ -258,7 +259,7 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
           return [] as string[];
         }
       })()) {
-        if (n === `${currentId}${SNAPSHOT_EXT}` || (n.startsWith(`${currentId}${SNAPSHOT_EXT}.tmp-`) && /\.tmp-[0-9a-f]{12}$/.test(n))) {
+        if (n === `${currentId}${SNAPSHOT_EXT}` || isTempNameOf(n, `${currentId}${SNAPSHOT_EXT}`)) {
           try {
             rmSync(path.join(snapDir, n), { force: true });
           } catch {

@@ -15,6 +15,7 @@ import { ioError } from '../core/fs';
 import { TOOL_VERSION } from '../core/version';
 import { readManifest, type Manifest, type ManifestAgentCounts } from '../format/archive';
 import { isArchivePath } from '../format/validate-any';
+import { isFileLocalId } from '../diff/state';
 import {
   ensureVaultDirs,
   newSnapshotId,
@@ -47,6 +48,45 @@ export interface CatalogSnapshot {
   listed: boolean;
   /** Why its manifest could not be read (a loose archive only); the entry is still listed. */
   error?: string;
+}
+
+/** One agent's snapshots (newest first), as the Snapshots view and a status report group them. */
+export interface CatalogAgentGroup {
+  /** the database id, or "name:<name>" for agents with file-local ids (packed .af files) */
+  key: string;
+  /** the agent id in the snapshots (file-local ids may differ per snapshot: see agentIn) */
+  id: string;
+  name: string | null;
+  snapshots: CatalogSnapshot[];
+}
+
+/**
+ * The key snapshots group by: the database id; agents packed from .af files have file-local ids
+ * (agent-0, agent-1 … in every file), so those group by name.
+ */
+export function agentGroupKey(a: CatalogAgent): string {
+  return isFileLocalId(a.id) ? `name:${a.name ?? a.id}` : a.id;
+}
+
+/** Snapshots grouped by agent (agentGroupKey), each group newest first, groups by name. */
+export function groupSnapshotsByAgent(snaps: readonly CatalogSnapshot[]): CatalogAgentGroup[] {
+  const groups = new Map<string, CatalogAgentGroup>();
+  for (const s of snaps) {
+    for (const a of s.agents) {
+      const key = agentGroupKey(a);
+      let g = groups.get(key);
+      if (!g) groups.set(key, (g = { key, id: a.id, name: a.name, snapshots: [] }));
+      if (a.name) g.name = a.name;
+      g.snapshots.push(s);
+    }
+  }
+  for (const g of groups.values()) g.snapshots.sort((x, y) => (x.created_at < y.created_at ? 1 : x.created_at > y.created_at ? -1 : 0));
+  return [...groups.values()].sort((x, y) => (x.name ?? x.id).localeCompare(y.name ?? y.id));
+}
+
+/** The group's agent inside one of its snapshots. */
+export function agentIn(s: CatalogSnapshot, g: Pick<CatalogAgentGroup, 'key'>): CatalogAgent {
+  return s.agents.find((a) => agentGroupKey(a) === g.key)!;
 }
 
 /** Archives in the vault folder itself that the index does not list (copied in by hand). */

@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { parse as parseJsonc, printParseErrorCode, type ParseError } from 'jsonc-parser';
 import { AgentVaultError, errorMessage } from '../core/errors';
 import { ioError } from '../core/fs';
+import type { SecretReader } from '../core/secrets';
 import { getValidator } from '../format/schemas';
 import { describeAjvErrors } from '../format/validate';
 import { keyFromPassphrase, readKeyFile, type ArchiveKey, type DecryptOptions, type KdfDescription, type ScryptParams } from '../format/crypto';
@@ -71,7 +72,7 @@ export async function loadConfig(file: string): Promise<VaultConfig> {
   } catch (e) {
     const err = ioError(e, abs, 'read');
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new AgentVaultError('config', `configuration file ${abs} does not exist`, { location: { file: abs }, exitCode: 2, hint: 'pass --config <file> (see docs/VAULT.md for an example)' });
+      throw new AgentVaultError('config', `configuration file ${abs} does not exist`, { location: { file: abs }, kind: 'usage', remedy: 'config', hint: 'see docs/VAULT.md for an example' });
     }
     throw err;
   }
@@ -86,7 +87,7 @@ export function parseConfig(text: string, file: string): VaultConfig {
     const before = text.slice(0, e.offset);
     const line = before.split('\n').length;
     const column = e.offset - before.lastIndexOf('\n');
-    throw new AgentVaultError('config', `${file}:${line}:${column}: invalid JSON (${printParseErrorCode(e.error)})`, { location: { file, line, column }, exitCode: 2 });
+    throw new AgentVaultError('config', `${file}:${line}:${column}: invalid JSON (${printParseErrorCode(e.error)})`, { location: { file, line, column }, kind: 'usage' });
   }
   const validate = getValidator('vault-config');
   if (!validate(value)) {
@@ -95,7 +96,7 @@ export function parseConfig(text: string, file: string): VaultConfig {
     const more = findings.length > 1 ? ` (and ${findings.length - 1} more problem${findings.length > 2 ? 's' : ''})` : '';
     throw new AgentVaultError('config', `${file}: invalid configuration: ${first ? `${first.pointer || '/'} ${first.message}` : 'does not match the schema'}${more}`, {
       location: { file, pointer: first?.pointer ?? '' },
-      exitCode: 2,
+      kind: 'usage',
     });
   }
   const cfg = value as VaultConfig;
@@ -111,7 +112,7 @@ export function parseConfig(text: string, file: string): VaultConfig {
   if (out.webhook) checkWebhookUrl(out.webhook.url);
   const sel = out.agents;
   if (sel && !sel.all && !sel.ids?.length && !sel.names?.length && !sel.tags?.length) {
-    throw new AgentVaultError('config', `${file}: "agents" selects nothing: set "all": true or list ids, names or tags`, { location: { file, pointer: '/agents' }, exitCode: 2 });
+    throw new AgentVaultError('config', `${file}: "agents" selects nothing: set "all": true or list ids, names or tags`, { location: { file, pointer: '/agents' }, kind: 'usage' });
   }
   return out;
 }
@@ -119,10 +120,6 @@ export function parseConfig(text: string, file: string): VaultConfig {
 // ---------------------------------------------------------------------------------------------
 // keys
 
-/** The part of VS Code's SecretStorage needed here (no `vscode` import outside src/extension). */
-export interface SecretReader {
-  get(key: string): PromiseLike<string | undefined>;
-}
 
 export interface KeySources {
   /** From the command line; override the config. */
@@ -145,7 +142,7 @@ async function readPassphraseFile(file: string): Promise<string> {
     throw ioError(e, file, 'read');
   }
   const p = text.replace(/\r?\n$/, '');
-  if (!p) throw new AgentVaultError('encryption', `passphrase file ${file} is empty`, { location: { file }, exitCode: 2 });
+  if (!p) throw new AgentVaultError('encryption', `passphrase file ${file} is empty`, { location: { file }, kind: 'usage' });
   return p;
 }
 
@@ -163,7 +160,7 @@ export async function resolveKeyMaterial(enc: EncryptionConfig | undefined, src:
   if (passFile) return { kind: 'passphrase', passphrase: await readPassphraseFile(passFile), from: `passphrase file ${passFile}` };
   const envName = src.passphraseEnv ?? enc?.passphraseEnv ?? DEFAULT_PASSPHRASE_ENV;
   if (src.passphraseEnv !== undefined && !env[envName]) {
-    throw new AgentVaultError('encryption', `environment variable ${envName} (named by --passphrase-env) is not set or empty`, { exitCode: 2 });
+    throw new AgentVaultError('encryption', `environment variable ${envName} (named for the passphrase) is not set or empty`, { kind: 'usage' });
   }
   if (env[envName]) return { kind: 'passphrase', passphrase: env[envName]!, from: `environment variable ${envName}` };
   if (src.secrets) {
@@ -178,8 +175,9 @@ export async function resolveKeyMaterial(enc: EncryptionConfig | undefined, src:
 export async function writingKey(material: KeyMaterial, kdf: KdfDescription | null | undefined, scrypt?: Partial<ScryptParams>): Promise<{ key: ArchiveKey; kdf: KdfDescription }> {
   if (material.kind === 'none') {
     throw new AgentVaultError('no-key', 'encryption is on but no passphrase or key is available', {
-      exitCode: 2,
-      hint: `set ${DEFAULT_PASSPHRASE_ENV}, or configure encryption.passphraseFile / encryption.keyFile (or --passphrase-file / --key-file)`,
+      kind: 'usage',
+      remedy: 'key',
+      hint: `set ${DEFAULT_PASSPHRASE_ENV}, or configure encryption.passphraseFile / encryption.keyFile`,
     });
   }
   if (material.kind === 'key') return { key: material.key, kdf: material.key.kdf };

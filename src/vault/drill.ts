@@ -137,7 +137,7 @@ async function ensureEmptyLettaSchema(db: Db, what: string): Promise<void> {
   const n = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM agents`);
   if (n.rows[0].n > 0) {
     throw new AgentVaultError('scratch-not-empty', `${what} already holds ${n.rows[0].n} agent(s); a drill restores only into an empty scratch database`, {
-      exitCode: 2,
+      kind: 'usage',
       hint: 'create a new empty database for drills (never point a drill at the live Letta database)',
     });
   }
@@ -295,7 +295,7 @@ async function resolveSnapshot(opts: DrillOptions): Promise<{ file: string; rec:
     return { file: snapshotPath(opts.vaultDir, rec), rec };
   }
   const ok = await fsp.stat(opts.snapshot).then((s) => s.isFile(), () => false);
-  if (!ok) throw new AgentVaultError('usage', `${opts.snapshot} is not an archive file (give --vault to drill a snapshot by id)`, { exitCode: 2 });
+  if (!ok) throw new AgentVaultError('usage', `${opts.snapshot} is not an archive file (a snapshot id needs its vault)`, { kind: 'usage', remedy: 'vault' });
   return { file: path.resolve(opts.snapshot), rec: null };
 }
 
@@ -324,7 +324,7 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
 
 async function drillLocked(opts: DrillOptions, file: string, rec: SnapshotRecord | null, t0: number, startedAt: string, progress: (m: string) => void): Promise<DrillReport> {
   if (!(await fsp.stat(file).then((s) => s.isFile(), () => false))) {
-    throw new AgentVaultError('no-snapshot', `the archive ${file}${rec ? ` of snapshot ${rec.id}` : ''} is missing`, { location: { file }, exitCode: 1, hint: 'run "agent-vault verify" and "agent-vault rebuild-index" to see what the vault holds' });
+    throw new AgentVaultError('no-snapshot', `the archive ${file}${rec ? ` of snapshot ${rec.id}` : ''} is missing`, { location: { file }, kind: 'failed', hint: 'run "agent-vault verify" and "agent-vault rebuild-index" to see what the vault holds' });
   }
   const checks = new Checks();
   const agentResults = new Map<string, DrillAgentResult>();
@@ -349,7 +349,7 @@ async function drillLocked(opts: DrillOptions, file: string, rec: SnapshotRecord
       throw new StopDrill();
     }
     if (encrypted && !opts.decrypt) {
-      throw new AgentVaultError('no-key', `${file} is encrypted; give the passphrase or key to drill it`, { exitCode: 2, hint: 'set AGENT_VAULT_PASSPHRASE, or pass --passphrase-file / --key-file' });
+      throw new AgentVaultError('no-key', `${file} is encrypted; give the passphrase or key to drill it`, { kind: 'usage', remedy: 'key', hint: 'AGENT_VAULT_PASSPHRASE is read too when it is set' });
     }
     try {
       reader = await openArchive(file, { decrypt: encrypted ? { ...opts.decrypt, requireEncrypted: rec?.encrypted } : undefined });

@@ -195,7 +195,7 @@ export async function rebuildIndex(vaultDir: string, opts: RebuildIndexOptions =
   const snapDir = path.join(vaultDir, SNAPSHOTS_DIR);
   const isDir = await fsp.stat(snapDir).then((s) => s.isDirectory(), () => false);
   if (!isDir) {
-    throw new AgentVaultError('no-vault', `${vaultDir} is not a vault (it has no ${SNAPSHOTS_DIR}/ folder)`, { location: { file: vaultDir }, exitCode: 2, hint: 'check --vault' });
+    throw new AgentVaultError('no-vault', `${vaultDir} is not a vault (it has no ${SNAPSHOTS_DIR}/ folder)`, { location: { file: vaultDir }, kind: 'usage', remedy: 'vault' });
   }
   await ensureVaultDirs(vaultDir);
   return withLock(vaultDir, { command: opts.dryRun ? 'rebuild-index --dry-run' : 'rebuild-index', waitMs: opts.waitMs }, async () => {

@@ -34,6 +34,8 @@ export async function copyArchive(reader: ArchiveReader, dest: string, opts: Cop
       ...a,
       passages_entry: a.passages_entry && skipped.has(a.passages_entry) ? null : a.passages_entry,
       vectors_entry: a.vectors_entry && skipped.has(a.vectors_entry) ? null : a.vectors_entry,
+      ...(a.file_passages_entry !== undefined ? { file_passages_entry: a.file_passages_entry && skipped.has(a.file_passages_entry) ? null : a.file_passages_entry } : {}),
+      ...(a.file_vectors_entry !== undefined ? { file_vectors_entry: a.file_vectors_entry && skipped.has(a.file_vectors_entry) ? null : a.file_vectors_entry } : {}),
     }));
     return await writer.finish({ ...rest, agents, ...more });
   } catch (e) {

@@ -71,7 +71,7 @@ export function vaultIdOf(s: Pick<SnapshotInfo, 'id' | 'source'>): string {
 export async function openVaultRepo(vaultDir: string, decrypt?: DecryptOptions): Promise<Repo> {
   if (!isStoreVault(vaultDir)) {
     throw new AgentVaultError('no-store', `${vaultDir} is not a store vault (no ${STORE_DIR}/config.json)`, {
-      exitCode: 2,
+      kind: 'usage',
       hint: `make one with "agent-vault vault init --store --vault ${vaultDir}", or import its archives with "agent-vault vault migrate --vault ${vaultDir}"`,
     });
   }
@@ -89,7 +89,7 @@ export interface InitStoreVaultOptions {
 export async function initStoreVault(vaultDir: string, opts: InitStoreVaultOptions = {}): Promise<Repo> {
   await ensureVaultDirs(vaultDir);
   return withLock(vaultDir, { command: 'vault init --store', waitMs: opts.waitMs }, async () => {
-    if (isStoreVault(vaultDir)) throw new AgentVaultError('exists', `${vaultDir} is a store vault already; nothing was changed`, { exitCode: 2 });
+    if (isStoreVault(vaultDir)) throw new AgentVaultError('exists', `${vaultDir} is a store vault already; nothing was changed`, { kind: 'usage' });
     return initStore(storeOf(vaultDir), { prefix: `${STORE_DIR}/`, key: opts.key, packSize: opts.packSize });
   });
 }
@@ -101,7 +101,7 @@ export function findStoreSnapshot(snaps: readonly SnapshotInfo[], ref: string, v
   const sorted = [...good].sort((a, b) => (when(a) === when(b) ? (a.id < b.id ? -1 : 1) : when(a) < when(b) ? -1 : 1));
   if (ref === 'latest') {
     const s = sorted[sorted.length - 1];
-    if (!s) throw new AgentVaultError('no-snapshot', `${vaultDir} has no snapshots yet`, { exitCode: 2 });
+    if (!s) throw new AgentVaultError('no-snapshot', `${vaultDir} has no snapshots yet`, { kind: 'usage' });
     return s;
   }
   const exact = sorted.filter((s) => s.id === ref || vaultIdOf(s) === ref);
@@ -109,10 +109,10 @@ export function findStoreSnapshot(snaps: readonly SnapshotInfo[], ref: string, v
   const byPrefix = sorted.filter((s) => vaultIdOf(s).startsWith(ref) || (ref.length >= 8 && /^[0-9a-f]+$/.test(ref) && s.id.startsWith(ref)));
   if (exact.length > 1 || byPrefix.length > 1) {
     const c = exact.length > 1 ? exact : byPrefix;
-    throw new AgentVaultError('usage', `snapshot "${ref}" is ambiguous in ${vaultDir}: ${c.slice(0, 5).map((s) => `${vaultIdOf(s)} (${s.id.slice(0, 12)})`).join(', ')}${c.length > 5 ? ', …' : ''}`, { exitCode: 2 });
+    throw new AgentVaultError('usage', `snapshot "${ref}" is ambiguous in ${vaultDir}: ${c.slice(0, 5).map((s) => `${vaultIdOf(s)} (${s.id.slice(0, 12)})`).join(', ')}${c.length > 5 ? ', …' : ''}`, { kind: 'usage' });
   }
   if (byPrefix.length === 1) return byPrefix[0];
-  throw new AgentVaultError('no-snapshot', `${vaultDir} has no snapshot "${ref}"`, { exitCode: 2, hint: 'list them with "agent-vault vault snapshots --vault <dir>"' });
+  throw new AgentVaultError('no-snapshot', `${vaultDir} has no snapshot "${ref}"`, { kind: 'usage', hint: 'list them with "agent-vault vault snapshots --vault <dir>"' });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -195,7 +195,7 @@ async function storeBackupRun(opts: BackupOptions, started: Date): Promise<Store
   const decrypt = decryptOptions(material);
   const repo = await openVaultRepo(vaultDir, decrypt);
   if (repo.crypto === undefined && (opts.encrypt ?? cfg.encryption?.enabled ?? false)) {
-    throw new AgentVaultError('store-not-encrypted', `the backup is to be encrypted and the store of ${vaultDir} is not (its secrets would be stored in plain text); nothing was written`, { exitCode: 2, hint: 'a store vault made with "agent-vault vault init --store --encrypt" keeps encrypted snapshots' });
+    throw new AgentVaultError('store-not-encrypted', `the backup is to be encrypted and the store of ${vaultDir} is not (its secrets would be stored in plain text); nothing was written`, { kind: 'usage', hint: 'a store vault made with "agent-vault vault init --store --encrypt" keeps encrypted snapshots' });
   }
   return withLock(vaultDir, { command: 'backup', waitMs: opts.waitMs ?? (cfg.lock?.waitSeconds ?? 0) * 1000 }, async () => {
     // staging folders of interrupted runs (this project's own name; no run holds them: we hold the lock)
@@ -255,7 +255,7 @@ async function storeBackupRun(opts: BackupOptions, started: Date): Promise<Store
 async function exportKey(material: KeyMaterial | undefined, encrypted: boolean, what: string): Promise<{ key: ArchiveKey } | undefined> {
   if (!encrypted) return undefined;
   if (!material || material.kind === 'none') {
-    throw new AgentVaultError('no-key', `${what} came from an encrypted archive; reading it needs the vault's passphrase or key; nothing was written`, { exitCode: 2, hint: 'pass --passphrase-env NAME, --passphrase-file FILE or --key-file FILE' });
+    throw new AgentVaultError('no-key', `${what} came from an encrypted archive; reading it needs the vault's passphrase or key; nothing was written`, { kind: 'usage', remedy: 'key' });
   }
   return { key: (await writingKey(material, null)).key };
 }
@@ -393,7 +393,7 @@ export function parseReadDataSubset(v: string): ReadDataSubset {
   }
   const p = /^(\d+(?:\.\d+)?)%$/.exec(v.trim());
   if (p && Number(p[1]) > 0 && Number(p[1]) <= 100) return { fraction: Number(p[1]) / 100 };
-  throw new AgentVaultError('usage', `--read-data-subset must be "n/m" (1 ≤ n ≤ m ≤ 256) or a percentage like "10%", got "${v}"`, { exitCode: 2 });
+  throw new AgentVaultError('usage', `--read-data-subset must be "n/m" (1 ≤ n ≤ m ≤ 256) or a percentage like "10%", got "${v}"`, { kind: 'usage' });
 }
 
 export interface StoreVerifyOptions {
@@ -474,7 +474,7 @@ export async function migrateToStore(vaultDir: string, opts: MigrateOptions = {}
       const anyEncrypted = index.snapshots.some((s) => s.encrypted);
       let key: ArchiveKey | undefined;
       if (anyEncrypted) {
-        if (!opts.material || opts.material.kind === 'none') throw new AgentVaultError('no-key', `${vaultDir} holds encrypted snapshots; the store that receives them is encrypted with the vault's passphrase or key, which is needed; nothing was changed`, { exitCode: 2, hint: 'pass --passphrase-env NAME, --passphrase-file FILE or --key-file FILE' });
+        if (!opts.material || opts.material.kind === 'none') throw new AgentVaultError('no-key', `${vaultDir} holds encrypted snapshots; the store that receives them is encrypted with the vault's passphrase or key, which is needed; nothing was changed`, { kind: 'usage', remedy: 'key' });
         key = (await writingKey(opts.material, index.kdf ?? null)).key;
       }
       repo = await initStore(storeOf(vaultDir), { prefix: `${STORE_DIR}/`, key, packSize: opts.packSize });

@@ -106,7 +106,7 @@ export async function readIndex(vaultDir: string, opts: { allowMissing?: boolean
       if (opts.allowMissing) return emptyIndex();
       throw new AgentVaultError('no-vault', `${vaultDir} is not a vault (it has no ${VAULT_INDEX})`, {
         location: { file: vaultDir },
-        exitCode: 2,
+        kind: 'usage',
         hint: `if ${path.join(vaultDir, SNAPSHOTS_DIR)} holds snapshot archives, rebuild the index from them with "agent-vault rebuild-index --vault ${vaultDir}"; otherwise run "agent-vault backup --config <file>" to create the vault, or check --vault`,
       });
     }
@@ -162,15 +162,15 @@ export function findSnapshot(index: VaultIndex, ref: string, vaultDir = 'vault')
   const snaps = [...index.snapshots].sort((a, b) => (a.created_at < b.created_at ? -1 : a.created_at > b.created_at ? 1 : a.id < b.id ? -1 : 1));
   if (ref === 'latest') {
     const s = snaps[snaps.length - 1];
-    if (!s) throw new AgentVaultError('no-snapshot', `${vaultDir} has no snapshots yet`, { exitCode: 2 });
+    if (!s) throw new AgentVaultError('no-snapshot', `${vaultDir} has no snapshots yet`, { kind: 'usage' });
     return s;
   }
   const exact = snaps.find((s) => s.id === ref);
   if (exact) return exact;
   const prefixed = snaps.filter((s) => s.id.startsWith(ref));
   if (prefixed.length === 1) return prefixed[0];
-  if (prefixed.length > 1) throw new AgentVaultError('usage', `snapshot "${ref}" is ambiguous: ${prefixed.map((s) => s.id).slice(0, 5).join(', ')}${prefixed.length > 5 ? ', …' : ''}`, { exitCode: 2 });
-  throw new AgentVaultError('no-snapshot', `${vaultDir} has no snapshot "${ref}"`, { exitCode: 2, hint: 'list them with "agent-vault status --snapshots"' });
+  if (prefixed.length > 1) throw new AgentVaultError('usage', `snapshot "${ref}" is ambiguous: ${prefixed.map((s) => s.id).slice(0, 5).join(', ')}${prefixed.length > 5 ? ', …' : ''}`, { kind: 'usage' });
+  throw new AgentVaultError('no-snapshot', `${vaultDir} has no snapshot "${ref}"`, { kind: 'usage', hint: 'list them with "agent-vault status --snapshots"' });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -182,8 +182,6 @@ export const READERS_DIR = '.readers';
 export const LOCK_HEARTBEAT_MS = 30_000;
 /** A lock of another host (whose process cannot be checked) without a heartbeat for this long is stale. */
 export const FOREIGN_LOCK_STALE_MS = 10 * 60_000;
-/** Exit code of a run refused because another run holds the vault (EX_TEMPFAIL: try later). */
-export const EXIT_LOCKED = 75;
 
 export interface LockInfo {
   pid: number;
@@ -319,7 +317,7 @@ function lockedError(vaultDir: string, file: string, h: LockInfo | null): AgentV
   return new AgentVaultError(
     'locked',
     h ? `the vault ${vaultDir} is ${what} "${h.command}" (pid ${h.pid} on ${h.host}, since ${h.started_at}); not starting a second run` : `the vault ${vaultDir} is locked (${file}); not starting a second run`,
-    { location: { file }, exitCode: EXIT_LOCKED, hint: h && h.host === os.hostname() ? 'wait for it to finish (--wait <seconds>)' : `if no run is active on ${h?.host ?? 'any host'}, remove ${file}` },
+    { location: { file }, kind: 'locked', ...(h && h.host === os.hostname() ? { remedy: 'wait' } : { hint: `if no run is active on ${h?.host ?? 'any host'}, remove ${file}` }) },
   );
 }
 
@@ -377,7 +375,7 @@ export async function acquireLock(vaultDir: string, opts: LockOptions): Promise<
   const pollMs = opts.pollMs ?? 200;
   const foreignStaleMs = opts.foreignStaleMs ?? FOREIGN_LOCK_STALE_MS;
   for (;;) {
-    let blocker: LockInfo | null = null;
+    let blocker: LockInfo | null;
     if (await writeExclusive(file, info)) {
       const lock = makeLock(file, info, opts.heartbeatMs);
       const readers = await liveReaders(vaultDir, foreignStaleMs);
@@ -563,12 +561,15 @@ export async function withSharedLock<T>(vaultDir: string, opts: LockOptions, fn:
 export const SNAPSHOT_TEMP = /^\d{4}-\d{2}-\d{2}T\d{6}Z-[0-9a-f]{6}\.avsnap\.tmp-[0-9a-f]{12}$/;
 /** A snapshot file name this project writes: `<id>.avsnap`. */
 export const SNAPSHOT_NAME = /^(\d{4}-\d{2}-\d{2}T\d{6}Z-[0-9a-f]{6})\.avsnap$/;
-/** writeFileAtomic's temp file of the index, and a stale lock being broken. */
-const VAULT_TEMP = [/^\.vault\.json\.tmp-[0-9a-f]{12}$/, /^\.lock\.stale-[0-9a-f]{8}$/];
+/**
+ * writeFileAtomic's temp file of the index (`vault.json.tmp-<12 hex>`; `.vault.json.tmp-<12 hex>`
+ * from versions before the one temp-name pattern), and a stale lock being broken.
+ */
+const VAULT_TEMP = [/^\.?vault\.json\.tmp-[0-9a-f]{12}$/, /^\.lock\.stale-[0-9a-f]{8}$/];
 
 /**
  * Removes temp files that interrupted runs of this project left behind — only names of its own
- * patterns: `snapshots/<id>.avsnap.tmp-<hex>`, `.vault.json.tmp-<hex>`, `.lock.stale-<hex>`, and
+ * patterns: `snapshots/<id>.avsnap.tmp-<hex>`, `vault.json.tmp-<hex>`, `.lock.stale-<hex>`, and
  * the contents of the vault's own scratch folder `.tmp/`. Never an archive (`*.avsnap`), never a
  * file of another name (those are reported by verify and status). Call only while holding a lock
  * (exclusive or shared: no writer of this project runs then).

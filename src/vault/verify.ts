@@ -15,13 +15,12 @@
  * project's own names only). Also reported: archives in snapshots/ that the index does not list.
  */
 import { promises as fsp } from 'node:fs';
-import * as path from 'node:path';
 import { AgentVaultError, errorMessage } from '../core/errors';
 import { openArchive, type ArchiveReader } from '../format/archive';
 import type { DecryptOptions } from '../format/crypto';
 import { parseAgentFileBytes } from '../format/af';
 import { checkV2References, validateParsed } from '../format/validate';
-import { mergeAgentFiles, readPassages } from '../format/pack';
+import { mergeAgentFiles, passageEntries, readPassages } from '../format/pack';
 import type { AgentFileV2 } from '../format/types';
 import { readProbes, replayProbes } from './probes';
 import { readIndex, snapshotPath, sweepTempFiles, unlistedFiles, withSharedLock, type SnapshotRecord } from './vault';
@@ -210,26 +209,30 @@ export async function checkAgentFiles(reader: ArchiveReader): Promise<{ check: V
 async function deepPassages(reader: ArchiveReader): Promise<VerifyCheck> {
   const problems: string[] = [];
   for (const a of reader.manifest.agents) {
-    if (!a.passages_entry) continue;
-    try {
-      let n = 0;
-      let dim = -1;
-      for await (const rec of readPassages(reader, a)) {
-        n++;
-        const v = rec.embedding;
-        if (!v) continue;
-        if (dim >= 0 && v.length !== dim) problems.push(`${a.vectors_entry}: vector ${n} has ${v.length} dimensions, the ones before ${dim}`);
-        dim = v.length;
-        for (let i = 0; i < v.length; i++) {
-          if (!Number.isFinite(v[i])) {
-            problems.push(`${a.vectors_entry}: vector ${n} holds a value that is not a finite number`);
-            break;
+    for (const kind of ['archival', 'file'] as const) {
+      const { jsonl, vectors } = passageEntries(a, kind);
+      if (!jsonl) continue;
+      const expected = kind === 'file' ? a.counts.file_passages : a.counts.passages;
+      try {
+        let n = 0;
+        let dim = -1;
+        for await (const rec of readPassages(reader, a, kind)) {
+          n++;
+          const v = rec.embedding;
+          if (!v) continue;
+          if (dim >= 0 && v.length !== dim) problems.push(`${vectors}: vector ${n} has ${v.length} dimensions, the ones before ${dim}`);
+          dim = v.length;
+          for (let i = 0; i < v.length; i++) {
+            if (!Number.isFinite(v[i])) {
+              problems.push(`${vectors}: vector ${n} holds a value that is not a finite number`);
+              break;
+            }
           }
         }
+        if (expected !== undefined && n !== expected) problems.push(`${jsonl} has ${n} passages, the manifest counts ${expected}`);
+      } catch (e) {
+        problems.push(errorMessage(e));
       }
-      if (n !== a.counts.passages) problems.push(`${a.passages_entry} has ${n} passages, the manifest counts ${a.counts.passages}`);
-    } catch (e) {
-      problems.push(errorMessage(e));
     }
   }
   return problems.length ? { name: 'passages', ok: false, message: problems.join('; ') } : { name: 'passages', ok: true };

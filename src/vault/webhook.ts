@@ -39,9 +39,9 @@ export function checkWebhookUrl(url: string): URL {
   try {
     u = new URL(url);
   } catch {
-    throw new AgentVaultError('config', `webhook URL ${JSON.stringify(url)} is not a valid URL`, { exitCode: 2 });
+    throw new AgentVaultError('config', `webhook URL ${JSON.stringify(url)} is not a valid URL`, { kind: 'usage' });
   }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new AgentVaultError('config', `webhook URL must be http:// or https://, got ${u.protocol}`, { exitCode: 2 });
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new AgentVaultError('config', `webhook URL must be http:// or https://, got ${u.protocol}`, { kind: 'usage' });
   return u;
 }
 

@@ -1,4 +1,3 @@
-/* eslint-disable @typescript-eslint/no-explicit-any */
 /**
  * Issue 12, point 5: diff matches by stable identity, never by file-local ids an export renumbers,
  * and reports every component present on one side only (skills, blocks/tools no agent attaches).

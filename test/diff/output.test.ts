@@ -6,6 +6,7 @@ import { getValidator } from '../../src/format/schemas';
 import { runCli, STACK_TRACE } from '../helpers/cli';
 import { fixture, fixtureV2, TempDir } from './helpers';
 
+// eslint-disable-next-line no-control-regex -- ESC starts the colour sequences this test looks for
 const ANSI = /\u001b\[[0-9;]*m/;
 
 describe('diff output', () => {
@@ -26,7 +27,7 @@ describe('diff output', () => {
     assert.match(plain, /^47 changes: agent settings 6, system prompt 1, memory blocks 6, tools 9, workflows 6, LLM config 9, embedding config 4, messages 4, environment variables 2$/m);
     const coloured = renderText(r, { color: true });
     assert.match(coloured, ANSI);
-    assert.equal(coloured.replace(/\u001b\[[0-9;]*m/g, ''), plain);
+    assert.equal(coloured.replace(new RegExp(ANSI.source, 'g'), ''), plain);
   });
 
   it('markdown: a summary table and a diff block per changed text', async () => {

@@ -238,7 +238,6 @@ describe('snapshot archive: .af round trip through pack/unpack', () => {
     // the sleeptime group names agent-1, which is in the other slice: it is kept in the extension
     // object, so that each slice is importable by Letta on its own (issue 12); merging puts it back
     assert.deepEqual(s0.doc.groups, []);
-    // eslint-disable-next-line @typescript-eslint/no-explicit-any
     assert.deepEqual(((s0.doc as any).agent_vault.groups as Array<{ id: string }>).map((g) => g.id), ['group-0']);
     assert.ok(!(s0.doc.agents[0].group_ids ?? []).includes('group-0'));
     assert.deepEqual(s1.doc.groups, []);

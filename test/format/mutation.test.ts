@@ -61,8 +61,17 @@ describe('randomized mutations of the fixtures never crash the validator', funct
       const stack = [root];
       while (stack.length) {
         const v = stack.pop();
-        if (Array.isArray(v)) v.forEach((x, i) => (out.push([v, i]), x && typeof x === 'object' && stack.push(x)));
-        else if (v && typeof v === 'object') for (const k of Object.keys(v)) (out.push([v, k]), v[k] && typeof v[k] === 'object' && stack.push(v[k]));
+        if (Array.isArray(v)) {
+          v.forEach((x, i) => {
+            out.push([v, i]);
+            if (x && typeof x === 'object') stack.push(x);
+          });
+        } else if (v && typeof v === 'object') {
+          for (const k of Object.keys(v)) {
+            out.push([v, k]);
+            if (v[k] && typeof v[k] === 'object') stack.push(v[k]);
+          }
+        }
       }
       return out;
     };
@@ -76,7 +85,10 @@ describe('randomized mutations of the fixtures never crash the validator', funct
         if (!all.length) break;
         const [c, key] = pick(all);
         const op = Math.floor(rnd() * 5);
-        if (op === 0) Array.isArray(c) ? c.splice(key as number, 1) : delete c[key];
+        if (op === 0) {
+          if (Array.isArray(c)) c.splice(key as number, 1);
+          else delete c[key];
+        }
         else if (op === 1) c[key as any] = randomValue();
         else if (op === 2 && Array.isArray(c)) c.push(structuredClone(c[key as number]));
         else if (op === 3 && !Array.isArray(c)) c['extra_' + Math.floor(rnd() * 9)] = randomValue();
@@ -160,7 +172,7 @@ describe('an object of the file set to null (or another non-object) is invalid i
   };
   const invalidInput = (what: string) => (e: unknown) => {
     assert.ok(e instanceof AgentVaultError, `${what}: ${(e as Error)?.stack}`);
-    assert.ok(e.exitCode === 1 || e.exitCode === 2, `${what}: exit code ${e.exitCode}`);
+    assert.ok(e.kind === 'failed' || e.kind === 'usage', `${what}: kind ${e.kind}`);
     return true;
   };
 
@@ -198,12 +210,12 @@ describe('an object of the file set to null (or another non-object) is invalid i
   after(async () => db.close());
 
   it('inspect names the null agent and its pointer', async () => {
-    let doc = JSON.parse(readFileSync(path.join(FIXTURES_DIR, 'co-3.v2.af'), 'utf8'));
+    const doc = JSON.parse(readFileSync(path.join(FIXTURES_DIR, 'co-3.v2.af'), 'utf8'));
     doc.agents[0] = null;
     const file = path.join(dir, 'null-agent.af');
     writeFileSync(file, JSON.stringify(doc));
     await assert.rejects(describeFile(file), (e: unknown) => {
-      assert.ok(e instanceof AgentVaultError && e.exitCode === 1);
+      assert.ok(e instanceof AgentVaultError && e.kind === 'failed');
       assert.match((e as Error).message, /null-agent\.af: \/agents\/0 is null, not an agent object/);
       return true;
     });

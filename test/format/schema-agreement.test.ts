@@ -12,7 +12,6 @@ import addFormats from 'ajv-formats';
 import { getSchema, getValidator, schemaNameFromId } from '../../src/format/schemas';
 import { fixtures, REFERENCE_SCHEMA, type FixtureInfo } from '../helpers/paths';
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
 type Doc = any;
 
 function readDoc(f: FixtureInfo): Doc {

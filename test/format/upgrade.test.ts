@@ -14,7 +14,6 @@ import type { AgentFileV1, AgentFileV2 } from '../../src/format/types';
 import { upgradeV1ToV2, v1TimestampToUtc, v1VersionFromRevision, V1_REVISION_PREFIX } from '../../src/format/upgrade';
 import { fixtures, REFERENCE_SCHEMA } from '../helpers/paths';
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
 type Doc = any;
 
 /** Letta's published v2 schema, with its OpenAPI `discriminator`s removed (see schema-agreement.test.ts). */

@@ -175,13 +175,51 @@ export interface LettaServer {
 
 const ERROR_LINE = /(^|\s)(ERROR|CRITICAL)(\s|:|\])|Traceback \(most recent call last\)|Internal Server Error|"status_code":\s*5\d\d| 500 /;
 
+/**
+ * The first line of a log record: Letta's `<logger> - LEVEL - …`, uvicorn's/alembic's `LEVEL: …`,
+ * `INFO  [alembic…]`, or a Python warning (`/path/x.py:12: SomeWarning: …`). Every other line (a
+ * traceback, its chained "The above exception…" part, a continued message) belongs to the record
+ * above it.
+ */
+const RECORD_START = /^(?:[A-Za-z_][\w.-]* - (?:DEBUG|INFO|WARNING|ERROR|CRITICAL) - |(?:DEBUG|INFO|WARNING|ERROR|CRITICAL)(?::|\s+\[)|\/\S+\.py:\d+: \w+)/;
+
+/**
+ * Known defects of Letta 0.16.8 itself, independent of the data in the database, whose log records
+ * (with their tracebacks) are not counted as server errors. Each entry names the code that causes it.
+ *
+ * - step_metrics race: `LettaAgentV2._step_checkpoint_start` and `_step_checkpoint_finish`
+ *   (letta/agents/letta_agent_v2.py) both schedule `StepManager.record_step_metrics_async` as
+ *   fire-and-forget tasks (`safe_create_task`) for the same step id; that method reads the row and
+ *   inserts it when absent, without a lock or ON CONFLICT, so when the model answers quickly (the
+ *   local stub answers in a millisecond) both tasks may insert and one fails on `step_metrics_pkey`.
+ *   The step, its messages and the reply are unaffected (the task's failure is only logged). It
+ *   happens as much for agents Letta created itself as for restored ones.
+ */
+export const KNOWN_LETTA_DEFECTS: { name: string; record: RegExp }[] = [
+  {
+    name: 'step_metrics race (record_step_metrics scheduled twice per step)',
+    record: /^Letta\.letta\.utils - ERROR - record_step_metrics failed with UniqueConstraintViolationError: .*step_metrics_pkey/,
+  },
+];
+
+/** Error lines of a Letta log (each with the two lines after it), leaving out the records of KNOWN_LETTA_DEFECTS. */
 export function errorLines(log: string): string[] {
   const lines = log.split('\n');
   const out: string[] = [];
+  let skipping = false;
   for (let i = 0; i < lines.length; i++) {
+    if (RECORD_START.test(lines[i])) skipping = KNOWN_LETTA_DEFECTS.some((d) => d.record.test(lines[i]));
+    if (skipping) continue;
     if (ERROR_LINE.test(lines[i])) out.push(lines.slice(i, i + 3).join(' | ').slice(0, 600));
   }
   return out;
+}
+
+/** How many records of each KNOWN_LETTA_DEFECTS entry a log holds (printed by tests, so they stay visible). */
+export function knownDefects(log: string): Record<string, number> {
+  const n: Record<string, number> = {};
+  for (const line of log.split('\n')) for (const d of KNOWN_LETTA_DEFECTS) if (d.record.test(line)) n[d.name] = (n[d.name] ?? 0) + 1;
+  return n;
 }
 
 function killGroup(pid: number, signal: NodeJS.Signals): void {
@@ -275,7 +313,12 @@ export async function startLettaServer(opts: StartLettaOptions): Promise<LettaSe
     pid,
     logFile,
     log: readLog,
-    serverErrors: (from = 0) => errorLines(readLog().slice(from)),
+    serverErrors: (from = 0) => {
+      const log = readLog().slice(from);
+      const known = knownDefects(log);
+      for (const [name, n] of Object.entries(known)) console.log(`      Letta log: ${n}× known Letta defect not counted as a server error: ${name}`);
+      return errorLines(log);
+    },
     outbound: sink.attempts,
     stub: opts.stub,
     request,

@@ -215,7 +215,7 @@ async function startCluster(): Promise<TestPostgres> {
       } catch (e) {
         const log = existsSync(logFile) ? readFileSync(logFile, 'utf8') : '';
         if (attempt < 3 && /could not bind|Address already in use/.test(log)) continue;
-        throw new Error(`Could not start the test PostgreSQL cluster in ${dir}: ${(e as Error).message}\n${log.slice(-2000)}`);
+        throw new Error(`Could not start the test PostgreSQL cluster in ${dir}: ${(e as Error).message}\n${log.slice(-2000)}`, { cause: e });
       }
     }
     const adminUrl = `postgres://postgres@127.0.0.1:${port}/postgres`;

@@ -15,7 +15,7 @@ import { runCli } from '../helpers/cli';
 import { createLettaDatabase, startLettaServer, type LettaServer } from '../helpers/letta-server';
 import { fixtures, FIXTURES_DIR } from '../helpers/paths';
 import { startOpenAiStub, STUB_CHAT_MODEL, type OpenAiStub } from './openai-stub';
-import { replyText, sendMessage, stubConfigs, type Obj } from './support';
+import { replyText, sendMessage, stubConfigs, waitFor, type Obj } from './support';
 
 /**
  * Fields Letta's GET /v1/agents/{id}/export fills with its schema defaults where the database holds
@@ -82,6 +82,25 @@ describe('real Letta server: Letta import/export and agents made by Letta', func
       await a.api('POST', `/v1/agents/${ag.id}/archival-memory`, { text: `${name} saw a green kingfisher by the river` });
       made.push(ag);
     }
+    // a folder with a file Letta itself chunked and embedded (source_passages), attached to the
+    // first agent: the snapshot carries the chunks with their embeddings and the restore writes
+    // them back, so Letta B's file search finds them without processing the file again
+    const folder = await a.api<Obj>('POST', '/v1/folders/', { name: 'made-by-letta-notes', embedding: emb.handle });
+    const form = new FormData();
+    const notes = Array.from({ length: 40 }, (_, i) => `Note ${i}: the heron ${i % 2 ? 'waits' : 'fishes'} at the weir number ${i}.`).join('\n');
+    form.append('file', new Blob([`The kingfisher nests in the clay bank.\n${notes}\n`], { type: 'text/plain' }), 'river-notes.txt');
+    const up = await a.request('POST', `/v1/folders/${folder.id}/upload`, form);
+    assert.equal(up.status, 200, `upload to Letta A: ${await up.clone().text()}`);
+    const uploaded = (await up.json()) as Obj;
+    const fileA = await waitFor('Letta A to process the uploaded file', async () => {
+      const f = await a.api<Obj>('GET', `/v1/folders/${folder.id}/files/${uploaded.id}`);
+      assert.notEqual(f.processing_status, 'error', `Letta A failed to process the file: ${f.error_message}`);
+      return f.processing_status === 'completed' ? f : undefined;
+    });
+    await a.api('PATCH', `/v1/agents/${made[0].id}/folders/attach/${folder.id}`);
+    const chunksA = await a.api<Obj[]>('GET', `/v1/folders/${folder.id}/passages?limit=1000&order=asc`);
+    assert.ok(chunksA.length > 0, 'Letta A chunked the file');
+
     const snapA = path.join(dir, 'made-a.avsnap');
     const e = runCli(['export', '--db', a.db.url, ...made.flatMap((m) => ['--agent', m.id]), '--out', snapA, '--force', '-q']);
     assert.equal(e.code, 0, `export from Letta A: ${e.stderr}`);
@@ -107,6 +126,19 @@ describe('real Letta server: Letta import/export and agents made by Letta', func
         const found = await c.api<Obj>('GET', `/v1/agents/${m.id}/archival-memory/search?query=${encodeURIComponent(`${m.name} saw a green kingfisher by the river`)}&top_k=1`);
         assert.match(String(found.results?.[0]?.content), /green kingfisher/, `${m.name}: archival search on Letta B finds the restored passage`);
       }
+      // the file's chunks came back with their embeddings: Letta B lists them, keeps the file
+      // processed, and its semantic file search finds a chunk
+      const fileB = await c.api<Obj>('GET', `/v1/folders/${folder.id}/files/${uploaded.id}`);
+      assert.equal(fileB.processing_status, 'completed', 'the restored file stays processed');
+      assert.equal(fileB.total_chunks, fileA.total_chunks);
+      assert.equal(fileB.chunks_embedded, fileA.chunks_embedded);
+      const chunksB = await c.api<Obj[]>('GET', `/v1/folders/${folder.id}/passages?limit=1000&order=asc`);
+      assert.deepEqual(chunksB.map((x) => [x.id, x.text, x.file_id]), chunksA.map((x) => [x.id, x.text, x.file_id]), 'file chunks on Letta B');
+      const search = await sendMessage(c, made[0].id, '[[tool semantic_search_files {"query": "The kingfisher nests in the clay bank."}]] Search the notes.');
+      const ret = (search.messages ?? []).find((m: Obj) => m.message_type === 'tool_return_message' && m.name === 'semantic_search_files');
+      assert.ok(ret, `semantic_search_files ran on Letta B: ${JSON.stringify(search.messages?.map((m: Obj) => m.message_type))}`);
+      assert.equal(ret.status, 'success', `semantic_search_files on Letta B: ${ret.tool_return}`);
+      assert.match(String(ret.tool_return), /kingfisher nests in the clay bank/, 'Letta B’s file search finds the restored chunk');
       assert.deepEqual(c.serverErrors(), [], 'no server error in Letta B’s log');
       assert.deepEqual(a.serverErrors(logFrom), [], 'no server error in Letta A’s log');
     } finally {

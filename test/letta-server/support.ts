@@ -5,7 +5,6 @@ import { strict as assert } from 'node:assert';
 import type { LettaServer } from '../helpers/letta-server';
 import { STUB_CHAT_MODEL } from './openai-stub';
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
 export type Obj = Record<string, any>;
 
 /** Letta's LettaMessage list → one entry per stored message (id, role, text), in order. */

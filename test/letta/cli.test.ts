@@ -7,53 +7,18 @@ import { strict as assert } from 'node:assert';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Command } from 'commander';
-import { registerLettaCommands } from '../../src/cli/letta';
-import { handleError } from '../../src/cli/main';
 import type { Db } from '../../src/db/types';
 import { openArchive } from '../../src/format/archive';
 import { openPglite } from '../../src/db/pglite';
 import { LETTA_HEAD_REVISION } from '../../src/letta/ddl';
 import { seedAgentFile } from '../../src/letta/seed';
-import { runCli, STACK_TRACE } from '../helpers/cli';
+import { runCli, runCliInProcess, type CliResult } from '../helpers/cli';
 import { freshLettaDb } from '../helpers/letta-db';
 import { FIXTURES_DIR } from '../helpers/paths';
 import { corruptEntry, tableSnapshot, urlOf } from './support';
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function run(args: string[]): Promise<Run> {
-  let stdout = '';
-  let stderr = '';
-  const program = new Command()
-    .name('agent-vault')
-    .exitOverride()
-    .configureOutput({ writeOut: (s) => (stdout += s), writeErr: (s) => (stderr += s) });
-  registerLettaCommands(program, { stdout: (s) => (stdout += s), stderr: (s) => (stderr += s) });
-  for (const c of program.commands) c.exitOverride();
-  let code = 0;
-  const prev = process.exitCode;
-  process.exitCode = undefined;
-  try {
-    await program.parseAsync(args, { from: 'user' });
-    code = typeof process.exitCode === 'number' ? process.exitCode : 0;
-  } catch (e) {
-    const write = process.stderr.write.bind(process.stderr);
-    process.stderr.write = ((s: string) => ((stderr += s), true)) as typeof process.stderr.write;
-    try {
-      code = handleError(e);
-    } finally {
-      process.stderr.write = write;
-    }
-  } finally {
-    process.exitCode = prev;
-  }
-  assert.doesNotMatch(stderr, STACK_TRACE, 'never a stack trace');
-  return { code, stdout, stderr };
+function run(args: string[]): Promise<CliResult> {
+  return runCliInProcess(args);
 }
 
 describe('agent-vault agents / export / restore (CLI, PostgreSQL)', function () {

@@ -7,6 +7,7 @@ import { strict as assert } from 'node:assert';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { exitCodeOf } from '../../src/cli/exit';
 import { AgentVaultError } from '../../src/core/errors';
 import type { Db } from '../../src/db/types';
 import { packAgentFile } from '../../src/format/pack';
@@ -17,12 +18,11 @@ import { freshLettaDb } from '../helpers/letta-db';
 import { FIXTURES_DIR } from '../helpers/paths';
 import { normalizeAf, normalizePassages, readArchiveAgents, tableSnapshot } from './support';
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
 
 const FIXTURE = path.join(FIXTURES_DIR, 'memgpt-agent-with-convo.v1.af');
 
 function isCode(code: string, exit: number) {
-  return (e: unknown) => e instanceof AgentVaultError && e.code === code && e.exitCode === exit;
+  return (e: unknown) => e instanceof AgentVaultError && e.code === code && exitCodeOf(e) === exit;
 }
 
 describe('letta restore over existing agents (--on-conflict, --tools, --dry-run)', function () {
@@ -96,7 +96,7 @@ describe('letta restore over existing agents (--on-conflict, --tools, --dry-run)
       const s = r.plan.summary;
       const expected = { fail: s.conflicts, skip: s.skipped, replace: s.replaced, copy: s.renamed }[mode];
       assert.equal(expected.length, 1, JSON.stringify(s));
-      if (mode === 'fail') assert.equal(r.plan.refusals[0].exitCode, 4);
+      if (mode === 'fail') assert.equal(r.plan.refusals[0].kind, 'conflict');
       else assert.deepEqual(r.plan.refusals, []);
       if (mode === 'copy') assert.deepEqual(s.renamed, [`${agentName} → ${agentName}_copy`]);
       assert.deepEqual(await tableSnapshot(dst), baseline);

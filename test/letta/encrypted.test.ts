@@ -12,9 +12,6 @@ import * as nodeFs from 'node:fs';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Command } from 'commander';
-import { registerLettaCommands } from '../../src/cli/letta';
-import { handleError } from '../../src/cli/main';
 import { AgentVaultError } from '../../src/core/errors';
 import type { Db } from '../../src/db/types';
 import { openArchive, readManifest } from '../../src/format/archive';
@@ -24,7 +21,7 @@ import { planRestore, restoreAgents } from '../../src/letta/restore';
 import { decryptLettaValue, encryptLettaValue } from '../../src/letta/secrets';
 import { seedAgentFile } from '../../src/letta/seed';
 import { generateSyntheticDb } from '../../src/letta/synth';
-import { runCli, STACK_TRACE } from '../helpers/cli';
+import { runCli, runCliInProcess, type CliResult } from '../helpers/cli';
 import { freshLettaDb } from '../helpers/letta-db';
 import { FIXTURES_DIR } from '../helpers/paths';
 import { tableSnapshot, urlOf } from './support';
@@ -38,43 +35,9 @@ const SECRET_PLAIN = 'sk-plain-2f9e7c1d-VALUE';
 const SECRET_ENC = 'sk-encrypted-8a7b6c5d-VALUE';
 const SECRET_NOKEY = 'sk-nokey-41d3e2f0-VALUE';
 
-async function run(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const program = new Command()
-    .name('agent-vault')
-    .exitOverride()
-    .configureOutput({ writeOut: (s) => (stdout += s), writeErr: (s) => (stderr += s) });
-  registerLettaCommands(program, { stdout: (s) => (stdout += s), stderr: (s) => (stderr += s) });
-  for (const c of program.commands) c.exitOverride();
-  const saved: Record<string, string | undefined> = {};
-  for (const [k, v] of Object.entries(env)) {
-    saved[k] = process.env[k];
-    process.env[k] = v;
-  }
-  let code = 0;
-  const prev = process.exitCode;
-  process.exitCode = undefined;
-  try {
-    await program.parseAsync(args, { from: 'user' });
-    code = typeof process.exitCode === 'number' ? process.exitCode : 0;
-  } catch (e) {
-    const write = process.stderr.write.bind(process.stderr);
-    process.stderr.write = ((s: string) => ((stderr += s), true)) as typeof process.stderr.write;
-    try {
-      code = handleError(e);
-    } finally {
-      process.stderr.write = write;
-    }
-  } finally {
-    process.exitCode = prev;
-    for (const [k, v] of Object.entries(saved)) {
-      if (v === undefined) delete process.env[k];
-      else process.env[k] = v;
-    }
-  }
-  assert.doesNotMatch(stderr, STACK_TRACE, 'never a stack trace');
-  return { code, stdout, stderr };
+/** The commands see this process's environment plus `env` (nothing of this process is changed). */
+function run(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+  return runCliInProcess(args, { env });
 }
 
 interface EnvRow {
@@ -279,7 +242,7 @@ describe('letta: encrypted snapshots (export → restore with secret values, key
       const unset = await run(['restore', archive, '--db', url, '--passphrase-env', 'AV_UNSET_VARIABLE']);
       assert.equal(unset.code, 2, unset.stderr);
       assert.match(unset.stderr, /AV_UNSET_VARIABLE .* is not set/);
-      await assert.rejects(restoreAgents(dst, archive), (e: unknown) => e instanceof AgentVaultError && e.code === 'no-key' && e.exitCode === 2);
+      await assert.rejects(restoreAgents(dst, archive), (e: unknown) => e instanceof AgentVaultError && e.code === 'no-key' && e.kind === 'usage');
       await assert.rejects(planRestore(dst, archive), (e: unknown) => e instanceof AgentVaultError && e.code === 'no-key');
       assert.deepEqual(await tableSnapshot(dst), before);
       // the right passphrase: a dry run says what it would write, the restore writes it
@@ -304,7 +267,8 @@ describe('letta: encrypted snapshots (export → restore with secret values, key
 
     const v0 = runCli(['validate', out], { env: noKeyEnv });
     assert.equal(v0.code, 2, v0.stdout + v0.stderr);
-    assert.match(v0.stderr, /is encrypted and no passphrase or key was given.*--key-file FILE/);
+    // the message, then the CLI's hint naming the key options
+    assert.match(v0.stderr, /is encrypted and no passphrase or key was given[^\n]*\n(?:hint: [^\n]*\n)*?hint: [^\n]*--key-file FILE/);
     const v1 = runCli(['validate', out, '--key-file', keyFile], { env: noKeyEnv });
     assert.equal(v1.code, 0, v1.stdout + v1.stderr);
     assert.match(v1.stdout, /cli\.avsnap: valid/);

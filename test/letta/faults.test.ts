@@ -98,7 +98,7 @@ describe('letta restore faults leave the target unchanged (PostgreSQL)', functio
     try {
       const steps: RestoreStep[] = [];
       await assert.rejects(restoreAgents(target, archive, { allowEmbeddingMismatch: true, onStep: (s) => void steps.push(s) }), (e: unknown) => {
-        assert.ok(e instanceof AgentVaultError && e.code === 'restore-write-failed' && e.exitCode === 5, String(e));
+        assert.ok(e instanceof AgentVaultError && e.code === 'restore-write-failed' && e.kind === 'rolledBack', String(e));
         assert.match((e as Error).message, /"passage_tags".*av_test_fault.*rolled back/s);
         return true;
       });
@@ -120,7 +120,7 @@ describe('letta restore faults leave the target unchanged (PostgreSQL)', functio
       writeFileSync(bad, corruptEntry(readFileSync(archive), entry));
       const steps: RestoreStep[] = [];
       await assert.rejects(restoreAgents(target, bad, { allowEmbeddingMismatch: true, onStep: (s) => void steps.push(s) }), (e: unknown) => {
-        assert.ok(e instanceof AgentVaultError && e.code === 'checksum' && e.exitCode === 1, String(e));
+        assert.ok(e instanceof AgentVaultError && e.code === 'checksum' && e.kind === 'failed', String(e));
         assert.ok((e as Error).message.includes(entry), 'names the entry');
         assert.match((e as Error).message, /nothing was restored/);
         return true;

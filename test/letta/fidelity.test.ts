@@ -1,4 +1,3 @@
-/* eslint-disable @typescript-eslint/no-explicit-any */
 /**
  * Letta fidelity of a restore (issue 12): what Letta's own import writes, and what a round trip
  * keeps. Facts from Letta 0.16.8 (letta/services/group_manager.py, agent_serialization_manager.py).
@@ -13,6 +12,7 @@ import { AgentVaultError } from '../../src/core/errors';
 import { validateAnyPath } from '../../src/format/validate-any';
 import { exportAgents } from '../../src/letta/export';
 import { restoreAgents } from '../../src/letta/restore';
+import { verifyArchive } from '../../src/vault/verify';
 import { readArchiveAgents } from './support';
 import { freshLettaDb } from '../helpers/letta-db';
 import { FIXTURES_DIR } from '../helpers/paths';
@@ -84,7 +84,7 @@ describe('letta restore fidelity (issue 12)', function () {
     const rep = await validateAnyPath(bad);
     assert.ok(rep.errors.some((f) => f.code === 'dangling-reference'));
     await assert.rejects(restoreAgents(db, bad), (e: unknown) => {
-      assert.ok(e instanceof AgentVaultError && e.code === 'restore-invalid' && e.exitCode === 1, String(e));
+      assert.ok(e instanceof AgentVaultError && e.code === 'restore-invalid' && e.kind === 'failed', String(e));
       assert.match((e as Error).message, /tool-999/);
       return true;
     });
@@ -113,6 +113,59 @@ describe('letta restore fidelity (issue 12)', function () {
     );
     assert.ok(f.rows.length > 0, 'void.v2.af has files');
     for (const r of f.rows) assert.deepEqual(r, { processing_status: 'parsing', error_message: null, total_chunks: null, chunks_embedded: null });
+  });
+
+  it('file chunks (source_passages) with their embeddings: exported into file-passages entries and restored; the file keeps its processed state, so no re-embedding is needed', async () => {
+    await restoreAgents(db, path.join(FIXTURES_DIR, 'void.v2.af'));
+    // what Letta's file processing leaves: chunks with embeddings (1536 values padded to 4096), the file completed
+    const files = (await db.query<{ id: string; source_id: string; file_name: string }>('SELECT id, source_id, file_name FROM files ORDER BY file_name, id')).rows;
+    assert.ok(files.length > 0, 'void.v2.af has files');
+    const f0 = files[0];
+    const org = (await db.query<{ organization_id: string }>('SELECT organization_id FROM files WHERE id = $1', [f0.id])).rows[0].organization_id;
+    const vec = (k: number) => `[${Array.from({ length: 4096 }, (_, i) => (i < 1536 ? ((((i * 7 + k * 13) % 97) - 48) / 97).toFixed(6) : '0')).join(',')}]`;
+    const embCfg = JSON.stringify({ embedding_endpoint_type: 'openai', embedding_model: 'text-embedding-3-small', embedding_dim: 1536, embedding_chunk_size: 300 });
+    for (let k = 0; k < 3; k++) {
+      await db.query(
+        `INSERT INTO source_passages (id, text, embedding_config, metadata_, embedding, organization_id, file_id, source_id, file_name, is_deleted)
+         VALUES ($1, $2, $3::json, '{}'::json, $4::vector, $5, $6, $7, $8, false)`,
+        [`passage-00000000-0000-4000-8000-00000000000${k}`, `chunk ${k} of ${f0.file_name}`, embCfg, vec(k), org, f0.id, f0.source_id, f0.file_name],
+      );
+    }
+    await db.query(`UPDATE files SET processing_status = 'completed', total_chunks = 3, chunks_embedded = 3 WHERE id = $1`, [f0.id]);
+    const archive = path.join(dir, 'void-chunks.avsnap');
+    await exportAgents(db, { select: { all: true }, out: archive });
+    const rep = await validateAnyPath(archive);
+    assert.deepEqual(rep.errors.map((e) => `${e.code} ${e.message}`), []);
+    const { manifest } = await readArchiveAgents(archive);
+    const withChunks = (manifest.agents as any[]).filter((a) => a.file_passages_entry);
+    assert.ok(withChunks.length >= 1, 'an agent of the archive carries the chunks');
+    for (const a of withChunks) assert.equal(a.counts.file_passages, 3);
+    const deep = await verifyArchive(archive, { deep: true });
+    assert.deepEqual(deep.filter((c) => !c.ok).map((c) => `${c.name}: ${c.message}`), [], 'deep verification reads the file chunks and their vectors');
+    assert.ok(deep.some((c) => c.name === 'passages' && c.ok));
+
+    const dst = await freshLettaDb('pg');
+    try {
+      const r = await restoreAgents(dst, archive);
+      assert.equal(r.rows.source_passages, 3, 'each chunk written once');
+      const got = await dst.query<{ id: string; text: string; file_id: string; dims: number }>(`SELECT p.id, p.text, p.file_id, vector_dims(p.embedding) AS dims FROM source_passages p ORDER BY p.id`);
+      assert.deepEqual(got.rows.map((x) => [x.id, x.text, x.file_id, x.dims]), [0, 1, 2].map((k) => [`passage-00000000-0000-4000-8000-00000000000${k}`, `chunk ${k} of ${f0.file_name}`, f0.id, 4096]));
+      const src = await db.query<{ id: string; e: string }>(`SELECT id, embedding::text AS e FROM source_passages ORDER BY id`);
+      const dstE = await dst.query<{ id: string; e: string }>(`SELECT id, embedding::text AS e FROM source_passages ORDER BY id`);
+      assert.deepEqual(dstE.rows, src.rows, 'embeddings bit-identical (padding included)');
+      const st = await dst.query<{ id: string; processing_status: string; total_chunks: number | null; chunks_embedded: number | null }>('SELECT id, processing_status, total_chunks, chunks_embedded FROM files ORDER BY file_name, id');
+      for (const x of st.rows) {
+        if (x.id === f0.id) assert.deepEqual([x.processing_status, x.total_chunks, x.chunks_embedded], ['completed', 3, 3], 'the file with chunks keeps its state');
+        else assert.deepEqual([x.processing_status, x.total_chunks, x.chunks_embedded], ['parsing', null, null], 'a file without chunks is laid out for Letta to process');
+      }
+      // a second restore as a copy: a new folder, new file ids, the chunks written again under them
+      const c = await restoreAgents(dst, archive, { onConflict: 'copy' });
+      assert.equal(c.rows.source_passages, 3);
+      const n = await dst.query<{ files: number; ids: number }>('SELECT count(DISTINCT file_id)::int AS files, count(DISTINCT id)::int AS ids FROM source_passages');
+      assert.deepEqual(n.rows[0], { files: 2, ids: 6 });
+    } finally {
+      await dst.close();
+    }
   });
 
   it('--on-conflict=copy of an agent with files: a new folder "<name>_<8 hex>", never two rows of one file name in one folder', async () => {

@@ -8,6 +8,7 @@ import { strict as assert } from 'node:assert';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { errorHints } from '../../src/cli/exit';
 import { AgentVaultError } from '../../src/core/errors';
 import type { Db } from '../../src/db/types';
 import { COMPATIBLE_REVISIONS } from '../../src/letta/compat';
@@ -20,8 +21,10 @@ import { FIXTURES_DIR } from '../helpers/paths';
 import { tableSnapshot } from './support';
 
 const refused = (code: string, ...mustName: string[]) => (e: unknown) => {
-  assert.ok(e instanceof AgentVaultError && e.code === code && e.exitCode === 6, String(e));
-  for (const n of mustName) assert.ok((e as Error).message.includes(n), `the message names ${n}: ${(e as Error).message}`);
+  assert.ok(e instanceof AgentVaultError && e.code === code && e.kind === 'mismatch', String(e));
+  // what the CLI prints: the message and its hints (the flag that lifts the refusal is the CLI's hint)
+  const printed = [e.message, ...errorHints(e)].join('\n');
+  for (const n of mustName) assert.ok(printed.includes(n), `the message or its CLI hint names ${n}: ${printed}`);
   return true;
 };
 

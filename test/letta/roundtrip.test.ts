@@ -22,7 +22,6 @@ import { freshLettaDb, type DbKind } from '../helpers/letta-db';
 import { fixtures, type FixtureInfo } from '../helpers/paths';
 import { assertValidAf, nearest, normalizeAf, queryLiteral, readArchiveAgents, seededVector, type ArchiveAgent } from './support';
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
 
 const contentOf = (c: unknown): unknown => (typeof c === 'string' ? [{ type: 'text', text: c }] : (c ?? []));
 

@@ -152,7 +152,7 @@ export async function urlOf(db: Queryable): Promise<string> {
 export function corruptEntry(zip: Buffer, entry: string, at = 40): Buffer {
   const out = Buffer.from(zip);
   const name = Buffer.from(entry, 'utf8');
-  let i = -1;
+  let i: number;
   for (let from = 0; ; from = i + 1) {
     i = out.indexOf(name, from);
     assert.ok(i >= 30, `entry ${entry} found`);

@@ -9,9 +9,10 @@ import { join } from 'node:path';
 import * as yauzl from 'yauzl';
 import { createArchiveWriter, openArchive, readManifest } from '../../src/format/archive';
 import { backupQdrantToArchive, listCollectionsInArchive, restoreQdrantFromArchivePath } from '../../src/qdrant/archive';
-import { QDRANT_EXIT } from '../../src/qdrant/errors';
 import { fingerprintFromInfo } from '../../src/qdrant/fingerprint';
 import type { QdrantManifestSection } from '../../src/qdrant/types';
+import { errorHints } from '../../src/cli/exit';
+import type { AgentVaultError } from '../../src/core/errors';
 import { ARCHIVAL_COLLECTION, ARCHIVAL_CREATE, MEMORY_COLLECTION, MEMORY_CREATE, MEMORY_INDEXES, memoryPoints, rejection, seedStandard, startEnv, writeRequests, type Env } from './helpers';
 
 describe('qdrant backup/restore (against the Qdrant TEST DOUBLE, not a real Qdrant)', () => {
@@ -133,7 +134,7 @@ describe('qdrant backup/restore (against the Qdrant TEST DOUBLE, not a real Qdra
 
     for (const overwrite of [false, true]) {
       const e = await rejection(restoreQdrantFromArchivePath(out, env.conn(), { overwrite }));
-      assert.equal(e.exitCode, QDRANT_EXIT.FINGERPRINT_MISMATCH);
+      assert.equal(e.kind, 'mismatch');
       assert.match(e.message, /Collection 'agent_memory' on the server does not match 'agent_memory'/);
       assert.match(e.message, /vectors\.text\.size \(archive 4, server 8\)/);
       assert.match(e.message, /hnsw\.m \(archive 32, server 16\)/);
@@ -159,7 +160,7 @@ describe('qdrant backup/restore (against the Qdrant TEST DOUBLE, not a real Qdra
     assert.deepEqual(dump(MEMORY_COLLECTION), original, 'original untouched');
 
     const e = await rejection(restoreQdrantFromArchivePath(out, env.conn(), { targetName: 'x' }));
-    assert.equal(e.exitCode, QDRANT_EXIT.USAGE);
+    assert.equal(e.kind, 'usage');
     assert.match(e.message, /--target-name needs exactly one collection.*2 selected/);
   });
 
@@ -172,9 +173,9 @@ describe('qdrant backup/restore (against the Qdrant TEST DOUBLE, not a real Qdra
     env.double.requests.length = 0;
 
     const e = await rejection(restoreQdrantFromArchivePath(out, env.conn()));
-    assert.equal(e.exitCode, QDRANT_EXIT.USAGE);
+    assert.equal(e.kind, 'usage');
     assert.match(e.message, /'agent_memory' already exists .* not overwritten/);
-    assert.match(e.hint ?? '', /--force/);
+    assert.match(errorHints(e as AgentVaultError).join('\n'), /--force/); // the hint the CLI prints
     assert.deepEqual(writeRequests(env.double), []);
 
     await restoreQdrantFromArchivePath(out, env.conn(), { overwrite: true });
@@ -203,7 +204,7 @@ describe('qdrant backup/restore (against the Qdrant TEST DOUBLE, not a real Qdra
     env.double.faults.recoverFailure = { times: 1 };
 
     const e = await rejection(restoreQdrantFromArchivePath(out, env.conn(), { overwrite: true }));
-    assert.equal(e.exitCode, QDRANT_EXIT.RESTORE_ROLLED_BACK);
+    assert.equal(e.kind, 'rolledBack');
     assert.match(e.message, /Restore failed and was rolled back: .*simulated failure during snapshot recovery/s);
     assert.match(e.message, /recovered 'agent_memory' to its previous state/);
     assert.equal(env.double.faults.recoverFailure.times, 0, 'the fault fired');
@@ -216,7 +217,7 @@ describe('qdrant backup/restore (against the Qdrant TEST DOUBLE, not a real Qdra
     env.double.collections.delete(MEMORY_COLLECTION);
     env.double.faults.recoverFailure = { times: 1 };
     const e = await rejection(restoreQdrantFromArchivePath(out, env.conn()));
-    assert.equal(e.exitCode, QDRANT_EXIT.RESTORE_ROLLED_BACK);
+    assert.equal(e.kind, 'rolledBack');
     assert.match(e.message, /deleted 'agent_memory' \(created by this restore\)/);
     assert.equal(env.double.faults.recoverFailure.times, 0);
     assert.equal(env.double.collections.has(MEMORY_COLLECTION), false);
@@ -230,7 +231,7 @@ describe('qdrant backup/restore (against the Qdrant TEST DOUBLE, not a real Qdra
     env.double.faults.failStatus = { times: 1, method: 'POST', path: /^\/collections\/archival\/snapshots\/upload$/, status: 500 };
 
     const e = await rejection(restoreQdrantFromArchivePath(out, env.conn(), { overwrite: true }));
-    assert.equal(e.exitCode, QDRANT_EXIT.RESTORE_ROLLED_BACK);
+    assert.equal(e.kind, 'rolledBack');
     // agent_memory had been restored successfully before archival failed; it is back to its previous state.
     assert.deepEqual(dump(MEMORY_COLLECTION), memoryBefore);
     assert.equal(env.double.collections.has(ARCHIVAL_COLLECTION), false);
@@ -241,7 +242,7 @@ describe('qdrant backup/restore (against the Qdrant TEST DOUBLE, not a real Qdra
     const out = await backup({ collections: [MEMORY_COLLECTION] });
     env.double.faults.recoverFailure = { times: 100 };
     const e = await rejection(restoreQdrantFromArchivePath(out, env.conn({ retries: 1 }), { overwrite: true, workDir: env.dir }));
-    assert.equal(e.exitCode, QDRANT_EXIT.ROLLBACK_FAILED);
+    assert.equal(e.kind, 'rollbackIncomplete');
     assert.match(e.message, /Rollback did NOT complete:\n {2}'agent_memory': could not recover it from its safety snapshot/);
     const kept = env.double.serverSnapshotNames(MEMORY_COLLECTION);
     assert.equal(kept.length, 1);
@@ -257,7 +258,7 @@ describe('qdrant backup/restore (against the Qdrant TEST DOUBLE, not a real Qdra
     // The collection is deleted and recreated, then the upsert is refused (a 400 is not retried).
     env.double.faults.failStatus = { times: 1, method: 'PUT', path: /^\/collections\/agent_memory\/points$/, status: 400 };
     const e = await rejection(restoreQdrantFromArchivePath(out, env.conn(), { fromPoints: true, overwrite: true }));
-    assert.equal(e.exitCode, QDRANT_EXIT.RESTORE_ROLLED_BACK);
+    assert.equal(e.kind, 'rolledBack');
     assert.match(e.message, /upserting \d+ points into collection 'agent_memory' failed: HTTP 400/);
     const writes = writeRequests(env.double);
     assert.ok(writes.includes('DELETE /collections/agent_memory'), 'the destructive step happened');
@@ -321,7 +322,7 @@ describe('qdrant backup/restore (against the Qdrant TEST DOUBLE, not a real Qdra
     env.double.collections.clear();
     const dest = join(env.dir, 'empty.avault');
     const e = await rejection(backupQdrantToArchive(dest, env.conn()));
-    assert.equal(e.exitCode, QDRANT_EXIT.USAGE);
+    assert.equal(e.kind, 'usage');
     assert.match(e.message, /has no collections; nothing to back up/);
     assert.deepEqual(await readdir(env.dir), []);
   });
@@ -365,13 +366,13 @@ describe('qdrant backup/restore (against the Qdrant TEST DOUBLE, not a real Qdra
       });
       env.double.requests.length = 0;
       const e = await rejection(restoreQdrantFromArchivePath(bad, env.conn()));
-      assert.equal(e.exitCode, QDRANT_EXIT.VERIFICATION);
+      assert.equal(e.kind, 'failed');
       assert.match(e.message, /snapshot of collection 'agent_memory' \(qdrant\/agent_memory\.snapshot\) failed its checksum: manifest sha256 [0-9a-f]{64}, extracted file sha256 [0-9a-f]{64}\. Nothing was uploaded\./);
       assert.deepEqual(writeRequests(env.double), [], 'nothing uploaded or created');
 
       // Skipping our check lets the bytes reach the server, which rejects them; the restore rolls back.
       const e2 = await rejection(restoreQdrantFromArchivePath(bad, env.conn(), { skipChecksumVerify: true }));
-      assert.equal(e2.exitCode, QDRANT_EXIT.RESTORE_ROLLED_BACK);
+      assert.equal(e2.kind, 'rolledBack');
       assert.match(e2.message, /Snapshot file is not a valid snapshot archive/);
       // The upload into the missing name failed before the server created the collection: Qdrant keeps
       // the file in the collection's snapshot folder, out of the API's reach; the report says so.
@@ -392,7 +393,7 @@ describe('qdrant backup/restore (against the Qdrant TEST DOUBLE, not a real Qdra
       await writeFile(out, buf);
       env.double.requests.length = 0;
       const e = await rejection(restoreQdrantFromArchivePath(out, env.conn()));
-      assert.equal(e.exitCode, QDRANT_EXIT.VERIFICATION);
+      assert.equal(e.kind, 'failed');
       assert.match(e.message, /qdrant\/agent_memory\.snapshot.*corrupt.*Nothing was uploaded/s);
       assert.deepEqual(writeRequests(env.double), []);
     });
@@ -409,7 +410,7 @@ describe('qdrant backup/restore (against the Qdrant TEST DOUBLE, not a real Qdra
       await w.finish({ ...rest, qdrant: q });
       await reader.close();
       const e = await rejection(restoreQdrantFromArchivePath(dest, env.conn()));
-      assert.equal(e.exitCode, QDRANT_EXIT.VERIFICATION);
+      assert.equal(e.kind, 'failed');
       assert.match(e.message, /fingerprint_sha256 .* does not match the fingerprint/);
     });
   });

@@ -1,46 +1,18 @@
 /**
  * `agent-vault qdrant list|backup|restore` and its documented exit codes, run in-process through
- * commander and main.ts's error handler. Against the Qdrant TEST DOUBLE — no real Qdrant runs in
+ * main(argv, ctx) (test/helpers/cli.ts). Against the Qdrant TEST DOUBLE — no real Qdrant runs in
  * this test suite.
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { Command } from 'commander';
-import { handleError } from '../../src/cli/main';
-import { registerQdrantCommands, type QdrantCliDeps } from '../../src/cli/qdrant';
-import { QDRANT_EXIT } from '../../src/qdrant/errors';
-import { STACK_TRACE } from '../helpers/cli';
+import type { StatfsFn } from '../../src/qdrant/types';
+import { EXIT } from '../../src/cli/exit';
+import { runCliInProcess, type CliResult } from '../helpers/cli';
 import { ARCHIVAL_COLLECTION, MEMORY_COLLECTION, seedStandard, startEnv, writeRequests, type Env } from './helpers';
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function run(args: string[], deps: QdrantCliDeps = {}): Promise<Run> {
-  let stdout = '';
-  let stderr = '';
-  const program = new Command()
-    .name('agent-vault')
-    .exitOverride()
-    .configureOutput({ writeOut: (s) => (stdout += s), writeErr: (s) => (stderr += s) });
-  registerQdrantCommands(program, { env: {}, ...deps, stdout: (s) => (stdout += s), stderr: (s) => (stderr += s) });
-  let code = 0;
-  try {
-    await program.parseAsync(args, { from: 'user' });
-  } catch (e) {
-    // main.ts's handler prints to process.stderr; capture it.
-    const write = process.stderr.write.bind(process.stderr);
-    process.stderr.write = ((s: string) => ((stderr += s), true)) as typeof process.stderr.write;
-    try {
-      code = handleError(e);
-    } finally {
-      process.stderr.write = write;
-    }
-  }
-  assert.doesNotMatch(stderr, STACK_TRACE, 'never a stack trace');
-  return { code, stdout, stderr };
+/** The qdrant commands see only the environment a test gives them. */
+function run(args: string[], o: { env?: NodeJS.ProcessEnv; statfs?: StatfsFn } = {}): Promise<CliResult> {
+  return runCliInProcess(args, { cleanEnv: true, env: o.env, context: { statfs: o.statfs } });
 }
 
 describe('agent-vault qdrant CLI (against the Qdrant TEST DOUBLE, not a real Qdrant)', () => {
@@ -95,46 +67,46 @@ describe('agent-vault qdrant CLI (against the Qdrant TEST DOUBLE, not a real Qdr
   it('exit 2: existing target without --force, bad options, missing --url, unknown collection', async () => {
     await run(['qdrant', 'backup', '--url', env.double.url, '--out', archive()]);
     const exists = await run(['qdrant', 'restore', archive(), '--url', env.double.url]);
-    assert.equal(exists.code, QDRANT_EXIT.USAGE);
+    assert.equal(exists.code, EXIT.usage);
     assert.match(exists.stderr, /already exist.*not overwritten/);
     assert.match(exists.stderr, /hint: Pass --force/);
     assert.equal((await run(['qdrant', 'restore', archive(), '--url', env.double.url, '--force', ...fast])).code, 0);
 
-    assert.equal((await run(['qdrant', 'backup', '--url', env.double.url, '--out', archive()])).code, QDRANT_EXIT.USAGE, 'archive exists');
-    assert.equal((await run(['qdrant', 'backup', '--url', env.double.url, '--out', archive(), '--timeout', 'soon'])).code, QDRANT_EXIT.USAGE);
+    assert.equal((await run(['qdrant', 'backup', '--url', env.double.url, '--out', archive()])).code, EXIT.usage, 'archive exists');
+    assert.equal((await run(['qdrant', 'backup', '--url', env.double.url, '--out', archive(), '--timeout', 'soon'])).code, EXIT.usage);
     const noUrl = await run(['qdrant', 'backup', '--out', join(env.dir, 'n.avault')]);
-    assert.equal(noUrl.code, QDRANT_EXIT.USAGE);
+    assert.equal(noUrl.code, EXIT.usage);
     assert.match(noUrl.stderr, /--url is required/);
     const unknown = await run(['qdrant', 'backup', '--url', env.double.url, '--out', join(env.dir, 'u.avault'), '--collection', 'nope']);
-    assert.equal(unknown.code, QDRANT_EXIT.USAGE);
+    assert.equal(unknown.code, EXIT.usage);
     assert.match(unknown.stderr, /Collection 'nope' not found .*\nhint: Existing collections: agent_memory, archival/);
     const keyEnv = await run(['qdrant', 'list', '--url', env.double.url, '--api-key-env', 'NOT_SET']);
-    assert.equal(keyEnv.code, QDRANT_EXIT.USAGE);
+    assert.equal(keyEnv.code, EXIT.usage);
   });
 
   it('exit 3 connection, 4 disk, 5 rolled back, 6 fingerprint mismatch', async () => {
     await run(['qdrant', 'backup', '--url', env.double.url, '--out', archive(), '--collection', ARCHIVAL_COLLECTION]);
 
     const disk = await run(['qdrant', 'backup', '--url', env.double.url, '--out', join(env.dir, 'd.avault')], { statfs: async () => ({ bavail: 0, bsize: 4096 }) });
-    assert.equal(disk.code, QDRANT_EXIT.DISK);
+    assert.equal(disk.code, EXIT.conflict);
     assert.match(disk.stderr, /Not enough free disk space/);
 
     env.double.faults.recoverFailure = { times: 1 };
     const rb = await run(['qdrant', 'restore', archive(), '--url', env.double.url, '--force', ...fast]);
-    assert.equal(rb.code, QDRANT_EXIT.RESTORE_ROLLED_BACK);
+    assert.equal(rb.code, EXIT.rolledBack);
     assert.match(rb.stderr, /rollback: recovering 'archival' from its safety snapshot/);
     assert.match(rb.stderr, /Restore failed and was rolled back/);
 
     env.double.collections.delete(ARCHIVAL_COLLECTION);
     env.double.seedCollection(ARCHIVAL_COLLECTION, { vectors: { size: 3, distance: 'Cosine' } });
     const mm = await run(['qdrant', 'restore', archive(), '--url', env.double.url, '--force']);
-    assert.equal(mm.code, QDRANT_EXIT.FINGERPRINT_MISMATCH);
+    assert.equal(mm.code, EXIT.mismatch);
     assert.match(mm.stderr, /vectors\.\(unnamed\)\.distance \(archive "Euclid", server "Cosine"\)/);
 
     const url = env.double.url;
     await env.double.stop();
     const conn = await run(['qdrant', 'list', '--url', url, ...fast]);
-    assert.equal(conn.code, QDRANT_EXIT.CONNECTION);
+    assert.equal(conn.code, EXIT.connection);
     assert.match(conn.stderr, /agent-vault: Qdrant at http:\/\/127\.0\.0\.1:\d+: reading the server version \(GET \/\) failed: .*ECONNREFUSED/);
     await env.double.start();
   });
@@ -149,7 +121,7 @@ describe('agent-vault qdrant CLI (against the Qdrant TEST DOUBLE, not a real Qdr
     env.double.setDistributed(2);
     env.double.remoteShards.set(ARCHIVAL_COLLECTION, [{ shard_id: 0, peer_id: 2, state: 'Active' }]);
     const c = await run(['qdrant', 'backup', '--url', env.double.url, '--out', join(env.dir, 'c.avault'), ...fast]);
-    assert.equal(c.code, QDRANT_EXIT.USAGE);
+    assert.equal(c.code, EXIT.usage);
     assert.match(c.stderr, /distributed mode and collection 'archival' has 1 shard replica\(s\) on other peers/);
     assert.match(c.stderr, /hint: .*shard snapshot API/);
   });
@@ -160,7 +132,7 @@ describe('agent-vault qdrant CLI (against the Qdrant TEST DOUBLE, not a real Qdr
       seedStandard(keyed.double);
       const dest = join(keyed.dir, 'k.avault');
       const noKey = await run(['qdrant', 'list', '--url', keyed.double.url, ...fast]);
-      assert.equal(noKey.code, QDRANT_EXIT.CONNECTION);
+      assert.equal(noKey.code, EXIT.connection);
       assert.match(noKey.stderr, /HTTP 401/);
       const a = await run(['qdrant', 'backup', '--url', keyed.double.url, '--out', dest], { env: { QDRANT_API_KEY: 'k-123456789' } });
       assert.equal(a.code, 0, a.stderr);

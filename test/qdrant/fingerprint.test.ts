@@ -13,7 +13,6 @@ import {
   formatDifferences,
   payloadIndexRequests,
 } from '../../src/qdrant/fingerprint';
-import { QDRANT_EXIT } from '../../src/qdrant/errors';
 import type { CollectionFingerprint, Schemas } from '../../src/qdrant/types';
 import { MEMORY_CREATE, MEMORY_INDEXES } from './helpers';
 import { QdrantTestDouble } from './qdrant-test-double';
@@ -184,7 +183,7 @@ describe('qdrant schema fingerprints', () => {
       [{ ...fp, shard_number: '2' }, /shard_number.*wrong type/],
     ];
     for (const [bad, re] of cases) {
-      assert.throws(() => checkManifestFingerprint(bad, 'x', 'qdrant.collections[0]'), (e: Error & { exitCode?: number }) => re.test(e.message) && e.exitCode === QDRANT_EXIT.VERIFICATION);
+      assert.throws(() => checkManifestFingerprint(bad, 'x', 'qdrant.collections[0]'), (e: Error & { kind?: string }) => re.test(e.message) && e.kind === 'failed');
     }
     assert.throws(() => checkManifestFingerprint(fp, '0'.repeat(64), 'c'), /does not match the fingerprint/);
   });

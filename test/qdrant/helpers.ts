@@ -97,11 +97,11 @@ export async function startEnv(opts: { apiKey?: string; version?: string } = {})
 }
 
 /** Resolves with the AgentVaultError (or other error) a promise rejects with; fails if it resolves. */
-export async function rejection(p: Promise<unknown>): Promise<Error & { exitCode?: number; code?: string; hint?: string }> {
+export async function rejection(p: Promise<unknown>): Promise<Error & { kind?: string; code?: string; hint?: string }> {
   try {
     await p;
   } catch (e) {
-    return e as Error & { exitCode?: number; code?: string };
+    return e as Error & { kind?: string; code?: string };
   }
   throw new Error('expected the operation to fail, but it succeeded');
 }

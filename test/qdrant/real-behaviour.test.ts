@@ -14,7 +14,7 @@ import { createArchiveWriter, openArchive, readManifest } from '../../src/format
 import { fingerprintSha256 } from '../../src/qdrant/fingerprint';
 import { backupQdrantToArchive, restoreQdrantFromArchivePath } from '../../src/qdrant/archive';
 import { DEFAULT_TIMEOUT_MS, QdrantConnection, UNDICI_DEFAULT_TIMEOUT_MS } from '../../src/qdrant/connection';
-import { QDRANT_EXIT, errorStatus, isTimeoutError } from '../../src/qdrant/errors';
+import { errorStatus, isTimeoutError } from '../../src/qdrant/errors';
 import { createServerSnapshot, deleteUploadedSnapshot, uploadSnapshot } from '../../src/qdrant/snapshots';
 import type { QdrantManifestSection, Schemas } from '../../src/qdrant/types';
 import { ARCHIVAL_COLLECTION, ARCHIVAL_CREATE, MEMORY_COLLECTION, archivalPoints, rejection, seedStandard, startEnv, writeRequests, type Env } from './helpers';
@@ -145,7 +145,7 @@ describe('qdrant: real-server behaviour (against the Qdrant TEST DOUBLE, not a r
       env.double.seedCollection(ARCHIVAL_COLLECTION, { ...ARCHIVAL_CREATE, optimizers_config: { indexing_threshold: 5 }, strict_mode_config: { enabled: true } }, { indexes: { agent_id: 'keyword' } });
       env.double.requests.length = 0;
       const e = await rejection(restoreQdrantFromArchivePath(out, env.conn(), { overwrite: true }));
-      assert.equal(e.exitCode, QDRANT_EXIT.FINGERPRINT_MISMATCH);
+      assert.equal(e.kind, 'mismatch');
       assert.match(e.message, /optimizers\.indexing_threshold \(archive 10000, server 5\)/);
       assert.match(e.message, /strict_mode\.enabled \(archive false, server true\)/);
       assert.deepEqual(writeRequests(env.double), []);
@@ -195,7 +195,7 @@ describe('qdrant: real-server behaviour (against the Qdrant TEST DOUBLE, not a r
       env.double.collections.delete(ARCHIVAL_COLLECTION);
       env.double.faults.recoverFailure = { times: 1 };
       const e = await rejection(restoreQdrantFromArchivePath(out, env.conn(), { overwrite: true }));
-      assert.equal(e.exitCode, QDRANT_EXIT.RESTORE_ROLLED_BACK);
+      assert.equal(e.kind, 'rolledBack');
       assert.deepEqual(env.double.serverSnapshotNames(MEMORY_COLLECTION), []);
       assert.deepEqual(env.double.serverSnapshotNames(ARCHIVAL_COLLECTION), []);
     });
@@ -218,7 +218,7 @@ describe('qdrant: real-server behaviour (against the Qdrant TEST DOUBLE, not a r
       assert.ok(new QdrantConnection({ url: env.double.url }).timeoutMs >= 300_000);
       env.double.faults.delay = { times: 1, method: 'POST', path: /^\/collections\/archival\/snapshots$/, ms: 450 };
       const e = await rejection(backupQdrantToArchive(join(env.dir, 't.avault'), env.conn({ timeoutMs: 300, retries: 0 }), { collections: [ARCHIVAL_COLLECTION] }));
-      assert.equal(e.exitCode, QDRANT_EXIT.CONNECTION);
+      assert.equal(e.kind, 'connection');
       assert.match(e.message, /creating a snapshot of collection 'archival' failed: timed out/);
       assert.deepEqual(env.double.serverSnapshotNames(ARCHIVAL_COLLECTION), [], 'the late snapshot was deleted');
       assert.ok(env.events.some((p) => p.phase === 'warning' && /finished after the client had given up/.test(p.message)));
@@ -235,7 +235,7 @@ describe('qdrant: real-server behaviour (against the Qdrant TEST DOUBLE, not a r
       const t0 = Date.now();
       const e = await rejection(restoreQdrantFromArchivePath(out, env.conn({ uploadTimeoutMs: 150 }), { overwrite: true, pollIntervalMs: 25 }));
       const took = Date.now() - t0;
-      assert.equal(e.exitCode, QDRANT_EXIT.RESTORE_ROLLED_BACK, e.message);
+      assert.equal(e.kind, 'rolledBack', e.message);
       assert.deepEqual(dump(MEMORY_COLLECTION), before, 'the late recovery did not overwrite the rolled-back collection');
       assert.ok(took >= 900 && took < 5_000, `waited for the server (${took} ms), no fixed 10 s sleeps`);
       assert.ok(env.double.requests.some((r) => r.path === `/collections/${MEMORY_COLLECTION}/cluster`), 'shard state polled');
@@ -247,7 +247,7 @@ describe('qdrant: real-server behaviour (against the Qdrant TEST DOUBLE, not a r
       env.double.collections.delete(ARCHIVAL_COLLECTION);
       env.double.faults.slowRecovery = { times: 1, ms: 1_500 };
       const e = await rejection(restoreQdrantFromArchivePath(out, env.conn({ uploadTimeoutMs: 100 }), { recoveryWaitMs: 300, pollIntervalMs: 25 }));
-      assert.equal(e.exitCode, QDRANT_EXIT.ROLLBACK_FAILED);
+      assert.equal(e.kind, 'rollbackIncomplete');
       assert.match(e.message, /'archival': the server had not finished the interrupted recovery after 300 ms/);
       await new Promise((r) => setTimeout(r, 1_400));
     });
@@ -259,7 +259,7 @@ describe('qdrant: real-server behaviour (against the Qdrant TEST DOUBLE, not a r
       env.double.remoteShards.set(MEMORY_COLLECTION, [{ shard_id: 1, peer_id: 2, state: 'Active' }]);
       env.double.requests.length = 0;
       const e = await rejection(backupQdrantToArchive(join(env.dir, 'c.avault'), env.conn()));
-      assert.equal(e.exitCode, QDRANT_EXIT.USAGE);
+      assert.equal(e.kind, 'usage');
       assert.match(e.message, /distributed mode and collection 'agent_memory' has 1 shard replica\(s\) on other peers \(2\)/);
       assert.match(e.hint ?? '', /shards\/\{shard\}\/snapshots/);
       assert.deepEqual(writeRequests(env.double), []);
@@ -271,7 +271,7 @@ describe('qdrant: real-server behaviour (against the Qdrant TEST DOUBLE, not a r
     it('refuses custom sharding, and restores into a multi-peer cluster', async () => {
       env.double.seedCollection('custom', { vectors: { size: 2, distance: 'Dot' }, sharding_method: 'custom' });
       const e = await rejection(backupQdrantToArchive(join(env.dir, 'x.avault'), env.conn(), { collections: ['custom'] }));
-      assert.equal(e.exitCode, QDRANT_EXIT.USAGE);
+      assert.equal(e.kind, 'usage');
       assert.match(e.message, /custom sharding/);
       // An archive holding a custom-sharded collection (older backups did not refuse them) is refused on restore.
       const mem = join(env.dir, 'custom-src.avault');
@@ -289,14 +289,14 @@ describe('qdrant: real-server behaviour (against the Qdrant TEST DOUBLE, not a r
       await r0.close();
       env.double.requests.length = 0;
       const e1 = await rejection(restoreQdrantFromArchivePath(customArchive, env.conn(), { targetName: 'c2' }));
-      assert.equal(e1.exitCode, QDRANT_EXIT.USAGE);
+      assert.equal(e1.kind, 'usage');
       assert.match(e1.message, /'archival' in .* uses custom sharding/);
       assert.deepEqual(writeRequests(env.double), []);
       const out = await backup([ARCHIVAL_COLLECTION]);
       env.double.setDistributed(3);
       env.double.requests.length = 0;
       const e2 = await rejection(restoreQdrantFromArchivePath(out, env.conn(), { targetName: 'x' }));
-      assert.equal(e2.exitCode, QDRANT_EXIT.USAGE);
+      assert.equal(e2.kind, 'usage');
       assert.match(e2.message, /distributed mode with 3 peers/);
       assert.deepEqual(writeRequests(env.double), []);
     });
@@ -325,7 +325,7 @@ describe('qdrant: real-server behaviour (against the Qdrant TEST DOUBLE, not a r
       await client.updateCollectionAliases({ actions: [{ create_alias: { alias_name: 'memory', collection_name: ARCHIVAL_COLLECTION } }] });
       env.double.requests.length = 0;
       const e = await rejection(restoreQdrantFromArchivePath(out, env.conn()));
-      assert.equal(e.exitCode, QDRANT_EXIT.USAGE);
+      assert.equal(e.kind, 'usage');
       assert.match(e.message, /Alias 'memory' points at collection 'archival'/);
       assert.deepEqual(writeRequests(env.double), []);
 
@@ -333,7 +333,7 @@ describe('qdrant: real-server behaviour (against the Qdrant TEST DOUBLE, not a r
       const archivalBefore = dump(ARCHIVAL_COLLECTION);
       env.double.faults.failStatus = { times: 1, method: 'POST', path: /^\/collections\/archival\/snapshots\/upload$/, status: 500 };
       const e2 = await rejection(restoreQdrantFromArchivePath(both, env.conn(), { overwrite: true }));
-      assert.equal(e2.exitCode, QDRANT_EXIT.RESTORE_ROLLED_BACK, e2.message);
+      assert.equal(e2.kind, 'rolledBack', e2.message);
       assert.match(e2.message, /re-pointed alias 'memory' to 'archival'/);
       assert.equal(env.double.aliases.get('memory'), ARCHIVAL_COLLECTION);
       assert.equal(env.double.collections.has(MEMORY_COLLECTION), false);

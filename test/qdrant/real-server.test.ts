@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { openArchive, readManifest } from '../../src/format/archive';
 import { backupQdrantToArchive, restoreQdrantFromArchivePath } from '../../src/qdrant/archive';
 import { QdrantConnection } from '../../src/qdrant/connection';
-import { QDRANT_EXIT, errorStatus } from '../../src/qdrant/errors';
+import { errorStatus } from '../../src/qdrant/errors';
 import { uploadSnapshot } from '../../src/qdrant/snapshots';
 import type { QdrantManifestSection, Schemas } from '../../src/qdrant/types';
 import { rejection, rng } from './helpers';
@@ -130,7 +130,7 @@ describe(`qdrant end-to-end over REST only (${REAL_URL ? `REAL Qdrant at ${REAL_
     await backupQdrantToArchive(out, conn(), { collections: [n] });
     await conn().client.delete(n, { wait: true, points: [1, 2, 3] });
     const e = await rejection(restoreQdrantFromArchivePath(out, conn()));
-    assert.equal(e.exitCode, QDRANT_EXIT.USAGE);
+    assert.equal(e.kind, 'usage');
     await restoreQdrantFromArchivePath(out, conn(), { overwrite: true });
     assert.deepEqual(await dump(n), archived);
     assert.deepEqual(await snapshotNames(n), []);
@@ -145,7 +145,7 @@ describe(`qdrant end-to-end over REST only (${REAL_URL ? `REAL Qdrant at ${REAL_
     await seed(n, 3, { ...CREATE, hnsw_config: { m: 12, ef_construct: 90 } });
     const before = await dump(n);
     const e = await rejection(restoreQdrantFromArchivePath(out, conn(), { overwrite: true }));
-    assert.equal(e.exitCode, QDRANT_EXIT.FINGERPRINT_MISMATCH);
+    assert.equal(e.kind, 'mismatch');
     assert.match(e.message, /hnsw\.m \(archive 24, server 12\)/);
     assert.deepEqual(await dump(n), before);
   });

@@ -10,9 +10,13 @@ import { join } from 'node:path';
 import { openArchive, readManifest } from '../../src/format/archive';
 import { backupQdrantToArchive, restoreQdrantFromArchivePath } from '../../src/qdrant/archive';
 import { QdrantConnection, resolveApiKey } from '../../src/qdrant/connection';
-import { QDRANT_EXIT } from '../../src/qdrant/errors';
 import type { QdrantManifestSection } from '../../src/qdrant/types';
+import { errorHints } from '../../src/cli/exit';
+import type { AgentVaultError } from '../../src/core/errors';
 import { ARCHIVAL_COLLECTION, MEMORY_COLLECTION, rejection, seedStandard, startEnv, writeRequests, type Env } from './helpers';
+
+/** The hint lines the CLI prints under this error (its remedy in CLI words, then its hint). */
+const cliHints = (e: Error): string => errorHints(e as AgentVaultError).join('\n');
 
 describe('qdrant transfer, timeouts, retries, API key (against the Qdrant TEST DOUBLE, not a real Qdrant)', () => {
   let env: Env;
@@ -55,7 +59,7 @@ describe('qdrant transfer, timeouts, retries, API key (against the Qdrant TEST D
   it('an interrupted download leaves no partial file and no archive', async () => {
     env.double.faults.downloadDropAfterBytes = { times: 10, bytes: 100 };
     const e = await rejection(backupQdrantToArchive(out(), env.conn({ retries: 0 }), { collections: [MEMORY_COLLECTION] }));
-    assert.equal(e.exitCode, QDRANT_EXIT.CONNECTION);
+    assert.equal(e.kind, 'connection');
     assert.match(e.message, /downloading snapshot '.*' of collection 'agent_memory' \(after 1 attempt\) failed/);
     assert.deepEqual(await readdir(env.dir), [], 'no archive, no temp archive, no snapshot file');
     assert.equal(downloads().length, 1);
@@ -97,9 +101,9 @@ describe('qdrant transfer, timeouts, retries, API key (against the Qdrant TEST D
     env.double.faults.downloadStall = { times: 1, bytes: 64 };
     const dest = join(env.dir, 'second.avault');
     const e = await rejection(backupQdrantToArchive(dest, env.conn({ timeoutMs: 300, retries: 0 }), { collections: [ARCHIVAL_COLLECTION] }));
-    assert.equal(e.exitCode, QDRANT_EXIT.CONNECTION);
+    assert.equal(e.kind, 'connection');
     assert.match(e.message, /timed out \(no data received for 300 ms\)/);
-    assert.match(e.hint ?? '', /--timeout/);
+    assert.match(cliHints(e), /--timeout/);
     assert.deepEqual(await readdir(env.dir), ['out.avault']);
   });
 
@@ -111,7 +115,7 @@ describe('qdrant transfer, timeouts, retries, API key (against the Qdrant TEST D
     env.double.faults.corruptDownload = { times: 5 };
     const dest = join(env.dir, 'bad.avault');
     const e = await rejection(backupQdrantToArchive(dest, env.conn({ retries: 1 }), { collections: [ARCHIVAL_COLLECTION] }));
-    assert.equal(e.exitCode, QDRANT_EXIT.VERIFICATION);
+    assert.equal(e.kind, 'failed');
     assert.match(e.message, /Snapshot of collection 'archival' failed its checksum: the server reported sha256 [0-9a-f]{64}, the \d+ bytes received hash to [0-9a-f]{64} \(after 2 attempts\)/);
     assert.equal(existsSync(dest), false);
     assert.deepEqual(await readdir(env.dir), ['out.avault']);
@@ -126,7 +130,7 @@ describe('qdrant transfer, timeouts, retries, API key (against the Qdrant TEST D
 
     env.double.faults.delay = { times: 1, method: 'GET', path: /^\/collections\/archival$/, ms: 600 };
     const e = await rejection(backupQdrantToArchive(join(env.dir, 'b.avault'), env.conn({ timeoutMs: 200, retries: 0 }), { collections: [ARCHIVAL_COLLECTION] }));
-    assert.equal(e.exitCode, QDRANT_EXIT.CONNECTION);
+    assert.equal(e.kind, 'connection');
     assert.match(e.message, /reading collection 'archival' failed: timed out/);
   });
 
@@ -137,7 +141,7 @@ describe('qdrant transfer, timeouts, retries, API key (against the Qdrant TEST D
     // wait for it, or the late recovery would re-create the collection after it was deleted.
     env.double.faults.delay = { times: 1, method: 'POST', path: /\/snapshots\/upload$/, ms: 500 };
     const e = await rejection(restoreQdrantFromArchivePath(out(), env.conn({ uploadTimeoutMs: 100 }), { pollIntervalMs: 20 }));
-    assert.equal(e.exitCode, QDRANT_EXIT.RESTORE_ROLLED_BACK);
+    assert.equal(e.kind, 'rolledBack');
     assert.match(e.message, /recovering collection 'archival' from the uploaded snapshot failed: timed out/);
     assert.ok(env.events.some((p) => p.phase === 'warning' && /outcome is unknown/.test(p.message)));
     assert.equal(env.double.collections.has(ARCHIVAL_COLLECTION), false);
@@ -148,7 +152,7 @@ describe('qdrant transfer, timeouts, retries, API key (against the Qdrant TEST D
     const url = env.double.url;
     await env.double.stop();
     const e = await rejection(backupQdrantToArchive(out(), new QdrantConnection({ url, retries: 1, retryDelayMs: 5 })));
-    assert.equal(e.exitCode, QDRANT_EXIT.CONNECTION);
+    assert.equal(e.kind, 'connection');
     assert.ok(e.message.startsWith(`Qdrant at ${url}: reading the server version (GET /) failed: `), e.message);
     assert.match(e.message, /ECONNREFUSED/);
     assert.match(e.hint ?? '', /running and reachable/);
@@ -158,7 +162,7 @@ describe('qdrant transfer, timeouts, retries, API key (against the Qdrant TEST D
   it('not enough free disk space (2× the estimate) stops the backup before any snapshot is taken (exit 4)', async () => {
     env.double.requests.length = 0;
     const e = await rejection(backupQdrantToArchive(out(), env.conn(), { statfs: async () => ({ bavail: 10, bsize: 4096 }) }));
-    assert.equal(e.exitCode, QDRANT_EXIT.DISK);
+    assert.equal(e.kind, 'conflict');
     assert.match(e.message, /Not enough free disk space in .* for backing up 2 Qdrant collection\(s\) \(2 × estimated \d+ bytes\): .* needed, 40\.0 KiB free/);
     assert.deepEqual(writeRequests(env.double), [], 'no server snapshot created');
     assert.deepEqual(await readdir(env.dir), []);
@@ -168,7 +172,7 @@ describe('qdrant transfer, timeouts, retries, API key (against the Qdrant TEST D
     await backupQdrantToArchive(out(), env.conn());
     env.double.requests.length = 0;
     const e = await rejection(restoreQdrantFromArchivePath(out(), env.conn(), { overwrite: true, statfs: async () => ({ bavail: 1n, bsize: 512n }) }));
-    assert.equal(e.exitCode, QDRANT_EXIT.DISK);
+    assert.equal(e.kind, 'conflict');
     assert.deepEqual(writeRequests(env.double), []);
   });
 
@@ -198,9 +202,9 @@ describe('qdrant transfer, timeouts, retries, API key (against the Qdrant TEST D
       // Real Qdrant answers 401 with a plain-text body (src/actix/auth.rs), which the message quotes.
       for (const [apiKey, text] of [[undefined, /HTTP 401 .*Must provide an API key or an Authorization bearer token/], ['wrong', /HTTP 401 .*Invalid API key or JWT/]] as const) {
         const e = await rejection(backupQdrantToArchive(join(keyed.dir, 'x.avault'), new QdrantConnection({ url: keyed.double.url, apiKey, retries: 0 })));
-        assert.equal(e.exitCode, QDRANT_EXIT.CONNECTION);
+        assert.equal(e.kind, 'connection');
         assert.match(e.message, text);
-        assert.match(e.hint ?? '', /QDRANT_API_KEY/);
+        assert.match(cliHints(e), /QDRANT_API_KEY/);
       }
     });
 
@@ -211,7 +215,7 @@ describe('qdrant transfer, timeouts, retries, API key (against the Qdrant TEST D
       assert.equal(await resolveApiKey({ env: { QDRANT_API_KEY: 'from-env' } }), 'from-env');
       assert.equal(await resolveApiKey({ env: {} }), undefined);
       const e = await rejection(resolveApiKey({ envVar: 'MY_KEY', env: {} }));
-      assert.equal(e.exitCode, QDRANT_EXIT.USAGE);
+      assert.equal(e.kind, 'usage');
       assert.match(e.message, /Environment variable MY_KEY \(named by --api-key-env\) is not set/);
     });
 

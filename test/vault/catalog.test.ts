@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { AgentVaultError } from '../../src/core/errors';
 import { packAgentFile } from '../../src/format/pack';
-import { addSnapshotToVault, listVaultSnapshots, removeVaultSnapshot } from '../../src/vault/catalog';
+import { addSnapshotToVault, agentIn, groupSnapshotsByAgent, listVaultSnapshots, removeVaultSnapshot, type CatalogSnapshot } from '../../src/vault/catalog';
 import { readIndex } from '../../src/vault/vault';
 import { FIXTURES_DIR } from '../helpers/paths';
 
@@ -54,7 +54,7 @@ describe('vault/catalog: list, add and remove snapshots', () => {
     await assert.rejects(
       addSnapshotToVault(vault, async (dest) => {
         writeFileSync(dest, 'partial');
-        throw new AgentVaultError('boom', 'export failed');
+        throw new AgentVaultError('write-failed', 'export failed');
       }, { command: 'test' }),
       /export failed/,
     );
@@ -73,5 +73,35 @@ describe('vault/catalog: list, add and remove snapshots', () => {
     assert.equal(existsSync(loose), false);
     const outside = path.join(os.tmpdir(), 'outside.avsnap');
     await assert.rejects(removeVaultSnapshot(vault, outside, { command: 'test' }), (e: AgentVaultError) => e.code === 'usage' && /not inside the vault/.test(e.message));
+  });
+});
+
+describe('vault/catalog: snapshots grouped by agent (the Snapshots view)', () => {
+  const snap = (id: string, created_at: string, agents: Array<{ id: string; name: string | null }>): CatalogSnapshot => ({
+    id,
+    path: `/v/${id}.avsnap`,
+    created_at,
+    bytes: 1,
+    encrypted: false,
+    agents,
+    collections: [],
+    listed: true,
+  });
+
+  it('groups by database id, newest snapshot first; file-local ids (packed .af files) by name', () => {
+    const a = snap('a', '2026-01-01T00:00:00Z', [{ id: 'agent-7f0e', name: 'helper' }, { id: 'agent-0', name: 'packed' }]);
+    const b = snap('b', '2026-01-03T00:00:00Z', [{ id: 'agent-7f0e', name: 'helper renamed' }]);
+    const c = snap('c', '2026-01-02T00:00:00Z', [{ id: 'agent-1', name: 'packed' }, { id: 'agent-0', name: 'other' }]);
+    const groups = groupSnapshotsByAgent([a, b, c]);
+    assert.deepEqual(
+      groups.map((g) => [g.key, g.name, g.snapshots.map((s) => s.id)]),
+      [
+        ['agent-7f0e', 'helper renamed', ['b', 'a']],
+        ['name:other', 'other', ['c']],
+        ['name:packed', 'packed', ['c', 'a']],
+      ],
+    );
+    const packed = groups.find((g) => g.key === 'name:packed')!;
+    assert.deepEqual(packed.snapshots.map((s) => agentIn(s, packed).id), ['agent-1', 'agent-0'], 'the same agent under its file-local id of each snapshot');
   });
 });

@@ -3,7 +3,7 @@
  * Letta database on the test PostgreSQL server.
  */
 import { strict as assert } from 'node:assert';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
@@ -14,32 +14,12 @@ import { createLettaSchema } from '../../src/letta/ddl';
 import { seedAgentFile } from '../../src/letta/seed';
 import { acquireLock, emptyIndex, ensureVaultDirs, readIndex, readRunLog, writeIndex } from '../../src/vault/vault';
 import { sharedTestPostgres } from '../helpers/global-pg';
-import { CLI, ensureCliBuilt, runCli, STACK_TRACE } from '../helpers/cli';
+import { ensureCliBuilt, runCli, startCliProcess, STACK_TRACE, type ProcessResult } from '../helpers/cli';
 import { addSyntheticPassages, fixturePath } from './letta-data';
 import { listFiles, makeTmpRoot, startHookServer } from './helpers';
 
-interface Proc {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-function startCli(args: string[], env: NodeJS.ProcessEnv = {}, onStderr?: (line: string, kill: () => void) => void): Promise<Proc> {
-  ensureCliBuilt();
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    p.stderr.on('data', (c: Buffer) => {
-      const text = c.toString();
-      stderr += text;
-      if (onStderr) for (const line of text.split('\n')) if (line) onStderr(line, () => p.kill('SIGKILL'));
-    });
-    p.once('error', reject);
-    p.once('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
-  });
+function startCli(args: string[], env: NodeJS.ProcessEnv = {}, onStderr?: (line: string, kill: () => void) => void): Promise<ProcessResult> {
+  return startCliProcess(args, { env, onStderrLine: onStderr });
 }
 
 function writeConfig(dir: string, cfg: Record<string, unknown>): string {

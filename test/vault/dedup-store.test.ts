@@ -15,7 +15,8 @@ import { packAgentFile } from '../../src/format/pack';
 import { exportAgents } from '../../src/letta/export';
 import { generateSyntheticDb } from '../../src/letta/synth';
 import { S3Store } from '../../src/vault/remote/s3';
-import { fileSha256Hex, LocalStore, type ObjectStore } from '../../src/vault/remote/store';
+import { LocalStore, type ObjectStore } from '../../src/vault/remote/store';
+import { fileSha256 } from '../../src/core/hash';
 import { Chunker, chunkKindFor } from '../../src/vault/store/chunker';
 import { decodeBlob } from '../../src/vault/store/format';
 import {
@@ -202,7 +203,7 @@ describe('vault: deduplicating store', function () {
         const snaps = await listSnapshots(repo);
         assert.equal(snaps.length, archives.length + 3);
         assert.deepEqual(snaps.find((s) => s.id === first.snapshotId)?.agents.map((a) => a.id).sort(), [...synthAgents].sort());
-        assert.equal(snaps.find((s) => s.id === first.snapshotId)?.source?.sha256, await fileSha256Hex(dbV1));
+        assert.equal(snaps.find((s) => s.id === first.snapshotId)?.source?.sha256, (await fileSha256(dbV1)).sha256);
 
         const reopened = await openRepo(store);
         const outDir = tmp.dir('exports');

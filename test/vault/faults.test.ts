@@ -16,7 +16,7 @@
  *  9. COMMIT connection cut by a TCP proxy       → committed / rolled back / unknown, exit 0 / 3 / 7
  */
 import { strict as assert } from 'node:assert';
-import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
@@ -34,30 +34,13 @@ import { rebuildIndex } from '../../src/vault/reconcile';
 import { runBackup } from '../../src/vault/backup';
 import { parseConfig } from '../../src/vault/config';
 import { sharedTestPostgres } from '../helpers/global-pg';
-import { CLI, ensureCliBuilt, STACK_TRACE } from '../helpers/cli';
+import { ensureCliBuilt, startCliProcess, STACK_TRACE, type ProcessResult } from '../helpers/cli';
 import { addSyntheticPassages, fixturePath } from './letta-data';
 import { flipByte, listFiles, makeTmpRoot } from './helpers';
 
-interface Proc {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** The built CLI in a child process (asynchronous: the test process keeps serving its proxy). */
-function cli(args: string[], env: NodeJS.ProcessEnv = {}, onStart?: (p: ReturnType<typeof spawn>) => void): Promise<Proc> {
-  ensureCliBuilt();
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout!.on('data', (c: Buffer) => (stdout += c.toString()));
-    p.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
-    p.once('error', reject);
-    p.once('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
-    onStart?.(p);
-  });
+function cli(args: string[], env: NodeJS.ProcessEnv = {}, onStart?: (p: ChildProcess) => void): Promise<ProcessResult> {
+  return startCliProcess(args, { env, onStart });
 }
 
 function sleep(ms: number): Promise<void> {
@@ -183,7 +166,6 @@ describe('vault: fault injection (issue 10) against PostgreSQL', function () {
   const tmp = makeTmpRoot('vault-faults');
   let small: { url: string; db: Db };
   let big: { url: string; db: Db };
-  let smallAgents: string[] = [];
   const env = { SMALL_URL: '', BIG_URL: '' };
 
   before(async () => {
@@ -198,8 +180,7 @@ describe('vault: fault injection (issue 10) against PostgreSQL', function () {
     small = await mk();
     const s = await seedAgentFile(small.db, fixturePath('memgpt-agent.v2-double-encoded.af'));
     await addSyntheticPassages(small.db, s.agents[0].id, 30, 'faults-small');
-    const d = await seedAgentFile(small.db, fixturePath('deep-research-agent.v2.af'));
-    smallAgents = [s.agents[0].id, d.agents[0].id];
+    await seedAgentFile(small.db, fixturePath('deep-research-agent.v2.af'));
     big = await mk();
     // ~18 MB of embeddings: an export long enough to be interrupted
     await seedAgentFile(big.db, fixturePath('customer-service.v2-early.af'), { passages: { count: 3000, dim: 1536, seed: 11 } });
@@ -228,7 +209,7 @@ describe('vault: fault injection (issue 10) against PostgreSQL', function () {
   }
 
   it('1+2. a deleted or an older vault.json never makes backup delete a snapshot: the archives are listed again; rebuild-index rebuilds a damaged index', async () => {
-    const { cfg, vault, ids } = await vaultWith(3, 'index');
+    const { cfg, vault } = await vaultWith(3, 'index');
     const indexFile = path.join(vault, 'vault.json');
     const older = fs.readFileSync(indexFile, 'utf8');
     const r4 = await cli(['backup', '--config', cfg], env);
@@ -358,7 +339,7 @@ describe('vault: fault injection (issue 10) against PostgreSQL', function () {
 
   it('5. a drill holds a shared lock: a racing prune refuses (75) instead of deleting the snapshot it reads', async () => {
     const { vault, ids } = await vaultWith(2, 'race');
-    let drillProc: ReturnType<typeof spawn> | undefined;
+    let drillProc: ChildProcess | undefined;
     const drill = cli(['drill', ids[0], '--vault', vault], {}, (p) => (drillProc = p));
     await waitFor('the drill to take its shared lock', () => fs.existsSync(path.join(vault, '.readers')) && fs.readdirSync(path.join(vault, '.readers')).length > 0);
     const prune = await cli(['prune', '--vault', vault, '--keep-last', '1']);
@@ -616,7 +597,7 @@ const open = fs.promises.open; fs.promises.open = async function (p, ...rest) { 
       const db = await openPg({ url: t.proxied(proxy2.port) });
       process.env.AGENT_VAULT_COMMIT_CHECK_MS = '1000';
       try {
-        await assert.rejects(restoreAgents(db, archive), (e: { code?: string; exitCode?: number }) => e.code === 'db-commit-unknown' && e.exitCode === 7);
+        await assert.rejects(restoreAgents(db, archive), (e: { code?: string; kind?: string }) => e.code === 'db-commit-unknown' && e.kind === 'commitUnknown');
         assert.equal(db.lastCommit?.outcome, 'unknown');
       } finally {
         delete process.env.AGENT_VAULT_COMMIT_CHECK_MS;

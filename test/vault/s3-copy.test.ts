@@ -6,6 +6,7 @@
  */
 import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { openArchive } from '../../src/format/archive';
 import { packAgentFile } from '../../src/format/pack';
@@ -127,7 +128,7 @@ describe('vault copy: local ↔ S3 ↔ S3', function () {
 
   it('breaks a stale lock: holder process gone on this host, or no heartbeat for the stale time', async () => {
     const store = new S3Store(moto.location('av-race', 'stale'));
-    const dead = { host: require('node:os').hostname(), pid: 2 ** 22 - 3, proc_start: '1', command: 'backup', token: 'deadbeef', started_at: new Date().toISOString(), heartbeat_at: new Date().toISOString() };
+    const dead = { host: os.hostname(), pid: 2 ** 22 - 3, proc_start: '1', command: 'backup', token: 'deadbeef', started_at: new Date().toISOString(), heartbeat_at: new Date().toISOString() };
     await store.writeBytes('.lock', JSON.stringify(dead));
     const l1 = await acquireRemoteLock(store, { command: 'copy', ...FAST_LOCK });
     await l1.release();

@@ -15,23 +15,16 @@ import { seedAgentFile } from '../../src/letta/seed';
 import { readStoreIndex } from '../../src/vault/remote/copy';
 import { S3Store } from '../../src/vault/remote/s3';
 import { sharedTestPostgres } from '../helpers/global-pg';
-import { CLI, ensureCliBuilt, runCli, STACK_TRACE } from '../helpers/cli';
-import { spawn } from 'node:child_process';
+import { ensureCliBuilt, runCli, startCliProcess, STACK_TRACE } from '../helpers/cli';
 import { startMoto, TEST_CREDS, type MotoServer } from '../helpers/moto';
 import { startTcpProxy } from '../helpers/tcp-proxy';
 import { addSyntheticPassages, fixturePath } from './letta-data';
 import { makeTmpRoot } from './helpers';
 
 /** The CLI in a child process without blocking this one (the TCP proxy runs in this process). */
-function runCliAsync(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d) => (stdout += d));
-    p.stderr.on('data', (d) => (stderr += d));
-    p.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
+async function runCliAsync(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string }> {
+  const r = await startCliProcess(args, { env });
+  return { code: r.code ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
 describe('vault commands on an s3:// vault (moto) from PostgreSQL', function () {

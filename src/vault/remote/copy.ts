@@ -23,7 +23,8 @@ import * as path from 'node:path';
 import { AgentVaultError, errorMessage } from '../../core/errors';
 import { acquireLock, emptyIndex, newRunId, parseIndexText, RUN_LOG, runLogRecord, VAULT_INDEX, type RunLogRecord, type SnapshotRecord, type VaultIndex } from '../vault';
 import { acquireRemoteLock } from './lock';
-import { fileSha256Hex, LocalStore, type ObjectStore } from './store';
+import { LocalStore, type ObjectStore } from './store';
+import { fileSha256 } from '../../core/hash';
 
 export interface CopyOptions {
   /** Only these snapshots (ids or unique id prefixes); default: all. */
@@ -80,7 +81,7 @@ function select(index: VaultIndex, refs: string[] | undefined, where: string): S
   return refs.map((r) => {
     const hits = index.snapshots.filter((s) => s.id === r || s.id.startsWith(r));
     if (hits.length !== 1) {
-      throw new AgentVaultError('usage', hits.length ? `"${r}" matches ${hits.length} snapshots in ${where}; give more of the id` : `no snapshot "${r}" in ${where}`, { exitCode: 2 });
+      throw new AgentVaultError('usage', hits.length ? `"${r}" matches ${hits.length} snapshots in ${where}; give more of the id` : `no snapshot "${r}" in ${where}`, { kind: 'usage' });
     }
     return hits[0];
   });
@@ -109,7 +110,7 @@ async function targetSha(to: ObjectStore, key: string, scratch: string): Promise
   const head = await to.head(key);
   if (!head) return null;
   if (head.sha256Hex) return head.sha256Hex;
-  if (to instanceof LocalStore) return fileSha256Hex(path.join(to.root, ...key.split('/')));
+  if (to instanceof LocalStore) return (await fileSha256(path.join(to.root, ...key.split('/')))).sha256;
   const tmp = path.join(scratch, `check-${path.basename(key)}`);
   try {
     return (await to.downloadFile(key, tmp)).sha256Hex;
@@ -121,7 +122,7 @@ async function targetSha(to: ObjectStore, key: string, scratch: string): Promise
 export async function copyVault(from: ObjectStore, to: ObjectStore, opts: CopyOptions = {}): Promise<CopyResult> {
   const srcIndex = await readStoreIndex(from);
   if (!srcIndex) {
-    throw new AgentVaultError('no-vault', `${from.location} is not a vault (it has no ${VAULT_INDEX})`, { exitCode: 2, hint: 'check the source location' });
+    throw new AgentVaultError('no-vault', `${from.location} is not a vault (it has no ${VAULT_INDEX})`, { kind: 'usage', hint: 'check the source location' });
   }
   const wanted = select(srcIndex, opts.snapshots, from.location);
   const result: CopyResult = { from: from.location, to: to.location, items: [], copied: 0, skipped: 0, adopted: 0, conflicts: 0, missing: 0, bytes: 0, ok: true };
@@ -184,7 +185,7 @@ export async function copyVault(from: ObjectStore, to: ObjectStore, opts: CopyOp
           }
           await from.downloadFile(rec.file, file);
         }
-        const sha = await fileSha256Hex(file);
+        const sha = (await fileSha256(file)).sha256;
         if (sha !== rec.sha256) {
           throw new AgentVaultError('checksum', `${from.location}: ${rec.file} has sha256 ${sha} but the source index records ${rec.sha256}; nothing of it was copied`, {
             hint: 'run "agent-vault verify" on the source vault',

@@ -26,29 +26,29 @@ export function parseS3Location(loc: string): S3Location {
   // URL parsing folds "a/../b" into "b": check the segments as written
   const rawPath = /^s3:\/\/[^/?#]*([^?#]*)/i.exec(loc)?.[1] ?? '';
   if (rawPath.split('/').some((seg) => seg === '.' || seg === '..')) {
-    throw new AgentVaultError('usage', `the prefix of ${loc} has a "." or ".." segment`, { exitCode: 2 });
+    throw new AgentVaultError('usage', `the prefix of ${loc} has a "." or ".." segment`, { kind: 'usage' });
   }
   let u: URL;
   try {
     u = new URL(loc);
   } catch {
-    throw new AgentVaultError('usage', `${loc} is not a valid s3:// location (expected s3://<bucket>/<prefix>)`, { exitCode: 2 });
+    throw new AgentVaultError('usage', `${loc} is not a valid s3:// location (expected s3://<bucket>/<prefix>)`, { kind: 'usage' });
   }
-  if (u.protocol !== 's3:') throw new AgentVaultError('usage', `${loc} is not an s3:// location`, { exitCode: 2 });
+  if (u.protocol !== 's3:') throw new AgentVaultError('usage', `${loc} is not an s3:// location`, { kind: 'usage' });
   if (u.username || u.password) {
-    throw new AgentVaultError('usage', `an s3:// location must not hold credentials; use the AWS environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) or an AWS profile`, { exitCode: 2 });
+    throw new AgentVaultError('usage', `an s3:// location must not hold credentials; use the AWS environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) or an AWS profile`, { kind: 'usage' });
   }
   const bucket = u.hostname;
-  if (!BUCKET_RE.test(bucket)) throw new AgentVaultError('usage', `"${bucket}" in ${u.protocol}//${bucket}${u.pathname} is not a valid bucket name (3-63 lower-case letters, digits, dots and hyphens)`, { exitCode: 2 });
+  if (!BUCKET_RE.test(bucket)) throw new AgentVaultError('usage', `"${bucket}" in ${u.protocol}//${bucket}${u.pathname} is not a valid bucket name (3-63 lower-case letters, digits, dots and hyphens)`, { kind: 'usage' });
   let prefix = decodeURIComponent(u.pathname).replace(/^\/+/, '');
   if (prefix && !prefix.endsWith('/')) prefix += '/';
   if (prefix.split('/').slice(0, -1).some((s) => s === '' || s === '.' || s === '..')) {
-    throw new AgentVaultError('usage', `the prefix of ${loc} has an empty, "." or ".." segment`, { exitCode: 2 });
+    throw new AgentVaultError('usage', `the prefix of ${loc} has an empty, "." or ".." segment`, { kind: 'usage' });
   }
   const known = new Set(['endpoint', 'region', 'path-style']);
-  for (const k of u.searchParams.keys()) if (!known.has(k)) throw new AgentVaultError('usage', `unknown option "${k}" in ${loc} (known: endpoint, region, path-style)`, { exitCode: 2 });
+  for (const k of u.searchParams.keys()) if (!known.has(k)) throw new AgentVaultError('usage', `unknown option "${k}" in ${loc} (known: endpoint, region, path-style)`, { kind: 'usage' });
   const endpoint = u.searchParams.get('endpoint') ?? undefined;
-  if (endpoint && !/^https?:\/\//.test(endpoint)) throw new AgentVaultError('usage', `endpoint ${endpoint} in ${loc} must start with http:// or https://`, { exitCode: 2 });
+  if (endpoint && !/^https?:\/\//.test(endpoint)) throw new AgentVaultError('usage', `endpoint ${endpoint} in ${loc} must start with http:// or https://`, { kind: 'usage' });
   const ps = u.searchParams.get('path-style');
   return {
     bucket,

@@ -97,7 +97,7 @@ export async function acquireRemoteLock(store: ObjectStore, opts: RemoteLockOpti
         held
           ? `the vault ${store.location} is locked by "${held.command}" (pid ${held.pid} on ${held.host}, since ${held.started_at}, last heartbeat ${held.heartbeat_at}); not starting a second run`
           : `the vault ${store.location} is locked (${REMOTE_LOCK_KEY}); not starting a second run`,
-        { hint: `wait for it to finish (--wait <seconds>); a lock without a heartbeat for ${Math.round(staleMs / 60000)} minutes is broken automatically` },
+        { kind: 'locked', remedy: 'wait', hint: `a lock without a heartbeat for ${Math.round(staleMs / 60000)} minutes is broken automatically` },
       );
     }
     await new Promise((r) => setTimeout(r, Math.min(opts.pollMs ?? 1000, Math.max(1, deadline - Date.now()))));

@@ -33,7 +33,8 @@ import type { DecryptOptions } from '../../format/crypto';
 import { emptyIndex, findSnapshot, newRunId, runLogRecord, readIndex, readRunLog, RUN_LOG, SNAPSHOTS_DIR, DRILLS_DIR, VAULT_INDEX, type RunLogRecord, type SnapshotRecord, type VaultIndex } from '../vault';
 import { appendStoreRunLog, readStoreIndex, writeStoreIndex } from './copy';
 import { acquireRemoteLock, type RemoteLock } from './lock';
-import { fileSha256Hex, type ObjectStore } from './store';
+import type { ObjectStore } from './store';
+import { fileSha256 } from '../../core/hash';
 
 export interface RemoteBackupResult extends BackupResult {
   remote: string;
@@ -44,7 +45,7 @@ async function remoteIndex(store: ObjectStore, allowMissing: boolean): Promise<V
   const idx = await readStoreIndex(store);
   if (idx) return idx;
   if (allowMissing) return emptyIndex();
-  throw new AgentVaultError('no-vault', `${store.location} is not a vault (it has no ${VAULT_INDEX})`, { exitCode: 2, hint: 'run "agent-vault backup" with this location as "vault", or "agent-vault vault copy <folder> <location>"' });
+  throw new AgentVaultError('no-vault', `${store.location} is not a vault (it has no ${VAULT_INDEX})`, { kind: 'usage', hint: 'run "agent-vault backup" with this location as "vault", or "agent-vault vault copy <folder> <location>"' });
 }
 
 /** Quick check of a listed snapshot in the store: present with the recorded size and SHA-256. */
@@ -123,7 +124,7 @@ export async function runRemoteBackup(store: ObjectStore, opts: BackupOptions & 
     const { pruneAfterBackup: _p, ...policy } = cfg.retention ?? {};
     result = await runBackup({ ...opts, config: { ...cfg, vault: staging, retention: undefined, webhook: undefined } });
     const rec = result.snapshot;
-    const sha = await fileSha256Hex(result.path);
+    const sha = (await fileSha256(result.path)).sha256;
     if (sha !== rec.sha256) throw new AgentVaultError('checksum', `${result.path} changed after it was written (sha256 ${sha}, recorded ${rec.sha256}); not uploaded`);
     opts.onProgress?.(`uploading ${rec.file} (${rec.bytes} bytes) to ${store.location}`);
     await store.uploadFile(rec.file, result.path, { sha256Hex: sha });

@@ -52,17 +52,17 @@ export function s3Error(e: unknown, loc: S3Location, key: string | null, doing: 
   if (auth.includes(name) || status === 403 || /Could not load credentials/i.test(errorMessage(e))) {
     return new AgentVaultError('s3-auth', `${doing} ${where}: the bucket "${loc.bucket}" refused the credentials (${name || `HTTP ${status}`})`, {
       hint: 'check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE, and the bucket policy',
-      exitCode: 3,
+      kind: 'connection',
       cause: e,
     });
   }
   if (name === 'NoSuchBucket') {
-    return new AgentVaultError('s3-no-bucket', `${doing} ${where}: the bucket "${loc.bucket}" does not exist${loc.endpoint ? ` at ${loc.endpoint}` : ''}`, { hint: 'create it (with versioning on) or check the location', exitCode: 2, cause: e });
+    return new AgentVaultError('s3-no-bucket', `${doing} ${where}: the bucket "${loc.bucket}" does not exist${loc.endpoint ? ` at ${loc.endpoint}` : ''}`, { hint: 'create it (with versioning on) or check the location', kind: 'usage', cause: e });
   }
   if (name === 'AbortError') return new AgentVaultError('interrupted', `${doing} ${where} was cancelled`, { cause: e });
   const net = (e as NodeJS.ErrnoException)?.code;
   const what = net ? `${net}` : name ? `${name}${status ? ` (HTTP ${status})` : ''}` : errorMessage(e);
-  return new AgentVaultError('s3-io', `${doing} ${where} failed: ${what}: ${errorMessage(e)}`, { exitCode: 3, cause: e });
+  return new AgentVaultError('s3-io', `${doing} ${where} failed: ${what}: ${errorMessage(e)}`, { kind: 'connection', cause: e });
 }
 
 export class S3Store implements ObjectStore {
@@ -158,7 +158,7 @@ export class S3Store implements ObjectStore {
 
   async writeBytes(key: string, data: Buffer | string, opts: { ifAbsent?: boolean } = {}): Promise<boolean> {
     if (opts.ifAbsent && !this.opts.conditionalWrites) {
-      throw new AgentVaultError('s3-no-conditional-put', `${this.loc.display}: conditional writes are switched off for this store, so ${key} cannot be created exclusively`, { exitCode: 2 });
+      throw new AgentVaultError('s3-no-conditional-put', `${this.loc.display}: conditional writes are switched off for this store, so ${key} cannot be created exclusively`, { kind: 'usage' });
     }
     try {
       await this.client.send(
@@ -172,7 +172,7 @@ export class S3Store implements ObjectStore {
       if (opts.ifAbsent && status === 501) {
         throw new AgentVaultError('s3-no-conditional-put', `${this.loc.display}: the server does not support conditional writes (If-None-Match: *), so ${key} cannot be created exclusively`, {
           hint: 'see docs/VAULT.md "Object storage": without conditional writes two concurrent runs are not kept apart',
-          exitCode: 2,
+          kind: 'usage',
           cause: e,
         });
       }

@@ -8,14 +8,13 @@
  * an S3 object when its single or multipart upload completes), so a reader never sees a partial
  * snapshot.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AgentVaultError } from '../../core/errors';
-import { ioError } from '../../core/fs';
-import { fileSha256 } from '../../core/hash';
+import { ioError, publishFile, tempPathFor } from '../../core/fs';
 
 export interface ObjectInfo {
   key: string;
@@ -56,17 +55,13 @@ export interface ObjectStore {
 
 export { sha256Hex } from '../../core/hash';
 
-/** Temp names of the object-store layer: `<name>.tmp-<12 hex>` beside the target. */
-export function tempNameFor(file: string): string {
-  return path.join(path.dirname(file), `.${path.basename(file)}.tmp-${randomBytes(6).toString('hex')}`);
-}
 
 /** Writes `source` into `file` whole or not at all, hashing on the way. */
 export async function streamToFileAtomic(source: Readable, file: string, signal?: AbortSignal): Promise<{ sha256Hex: string; bytes: number }> {
   await fsp.mkdir(path.dirname(file), { recursive: true }).catch((e) => {
     throw ioError(e, path.dirname(file), 'create');
   });
-  const tmp = tempNameFor(file);
+  const tmp = tempPathFor(file);
   const h = createHash('sha256');
   let bytes = 0;
   source.on('data', (c: Buffer) => {
@@ -78,7 +73,7 @@ export async function streamToFileAtomic(source: Readable, file: string, signal?
     await pipeline(source, out, { signal });
     const fh = await fsp.open(tmp, 'r+');
     await fh.sync().finally(() => fh.close());
-    await fsp.rename(tmp, file);
+    await publishFile(tmp, file, { overwrite: true });
   } catch (e) {
     await fsp.rm(tmp, { force: true }).catch(() => undefined);
     if (e instanceof AgentVaultError) throw e;
@@ -88,9 +83,6 @@ export async function streamToFileAtomic(source: Readable, file: string, signal?
   return { sha256Hex: h.digest('hex'), bytes };
 }
 
-export async function fileSha256Hex(file: string): Promise<string> {
-  return (await fileSha256(file)).sha256;
-}
 
 function checkKey(key: string): void {
   if (!key || key.startsWith('/') || key.split('/').some((s) => s === '' || s === '.' || s === '..')) {
@@ -184,20 +176,18 @@ export class LocalStore implements ObjectStore {
     await fsp.mkdir(path.dirname(f), { recursive: true }).catch((e) => {
       throw ioError(e, path.dirname(f), 'create');
     });
-    const tmp = tempNameFor(f);
+    const tmp = tempPathFor(f);
     try {
       await fsp.writeFile(tmp, data, { flag: 'wx' });
       const fh = await fsp.open(tmp, 'r+');
       await fh.sync().finally(() => fh.close());
-      if (opts.ifAbsent) {
-        // link() fails with EEXIST instead of replacing: the local form of If-None-Match: *
-        try {
-          await fsp.link(tmp, f);
-        } catch (e) {
-          if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
-          throw e;
-        }
-      } else await fsp.rename(tmp, f);
+      try {
+        // without overwriting, publishing is the local form of If-None-Match: *
+        await publishFile(tmp, f, { overwrite: !opts.ifAbsent });
+      } catch (e) {
+        if (e instanceof AgentVaultError && e.code === 'exists') return false;
+        throw e;
+      }
       return true;
     } catch (e) {
       throw ioError(e, f, 'write');

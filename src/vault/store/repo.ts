@@ -19,7 +19,8 @@ import * as path from 'node:path';
 import { AgentVaultError, errorMessage } from '../../core/errors';
 import { createArchiveWriter, openArchive, safeEntrySegment, type Manifest, type ManifestInput } from '../../format/archive';
 import { ArchiveCrypto, noKeyError, openArchiveCrypto, parseEncryptionSection, type ArchiveKey, type DecryptOptions } from '../../format/crypto';
-import { fileSha256Hex, type ObjectStore } from '../remote/store';
+import type { ObjectStore } from '../remote/store';
+import { fileSha256 } from '../../core/hash';
 import { Chunker, chunkKindFor, DEFAULT_CHUNKER, listCut, type ChunkerParams, type ChunkKind } from './chunker';
 import {
   checkPackHeader,
@@ -92,7 +93,7 @@ function normPrefix(p: string | undefined): string {
   const s = p ?? DEFAULT_PREFIX;
   if (s === '') return '';
   if (s.startsWith('/') || s.split('/').some((x, i, a) => (x === '' && i !== a.length - 1) || x === '.' || x === '..')) {
-    throw new AgentVaultError('usage', `not a store prefix: ${JSON.stringify(s)}`, { exitCode: 2 });
+    throw new AgentVaultError('usage', `not a store prefix: ${JSON.stringify(s)}`, { kind: 'usage' });
   }
   return s.endsWith('/') ? s : `${s}/`;
 }
@@ -154,7 +155,7 @@ export async function openRepo(store: ObjectStore, opts: OpenOptions = {}): Prom
   const key = `${prefix}${CONFIG_KEY}`;
   const where = storeWhere(store, key);
   const bytes = await store.readBytes(key);
-  if (!bytes) throw new AgentVaultError('no-store', `${where} does not exist: there is no store at ${store.location}${prefix ? ` (prefix ${prefix})` : ''}`, { location: { file: where }, exitCode: 2 });
+  if (!bytes) throw new AgentVaultError('no-store', `${where} does not exist: there is no store at ${store.location}${prefix ? ` (prefix ${prefix})` : ''}`, { location: { file: where }, kind: 'usage' });
   const config = parseConfig(bytes, where);
   let crypto: ArchiveCrypto | undefined;
   if (config.encryption) {
@@ -420,7 +421,7 @@ export async function ingestArchive(repo: Repo, archivePath: string, opts: Inges
       addToIndex(repo, w.written);
     }
     const st0 = await fsp.stat(archivePath);
-    const sourceSha = opts.sourceSha256 === true ? await fileSha256Hex(archivePath) : (opts.sourceSha256 ?? null);
+    const sourceSha = opts.sourceSha256 === true ? (await fileSha256(archivePath)).sha256 : (opts.sourceSha256 ?? null);
     const manifest: Manifest = { ...reader.manifest };
     delete manifest.encryption;
     const snap: SnapshotFile = {
@@ -444,10 +445,10 @@ export async function ingestArchive(repo: Repo, archivePath: string, opts: Inges
 // reading
 
 export async function loadSnapshot(repo: Repo, id: string): Promise<SnapshotFile> {
-  if (!ID_RE.test(id)) throw new AgentVaultError('no-snapshot', `not a snapshot id: ${JSON.stringify(id)} (64 hex digits)`, { exitCode: 2 });
+  if (!ID_RE.test(id)) throw new AgentVaultError('no-snapshot', `not a snapshot id: ${JSON.stringify(id)} (64 hex digits)`, { kind: 'usage' });
   const key = snapshotKey(repo, id);
   const b = await readNamed(repo, key, id);
-  if (!b) throw new AgentVaultError('no-snapshot', `there is no snapshot ${id} in the store at ${repo.store.location}`, { location: { file: storeWhere(repo.store, key) }, exitCode: 2 });
+  if (!b) throw new AgentVaultError('no-snapshot', `there is no snapshot ${id} in the store at ${repo.store.location}`, { location: { file: storeWhere(repo.store, key) }, kind: 'usage' });
   const s = decodeMeta<SnapshotFile>(b, 'snapshot', repo.crypto, storeWhere(repo.store, key));
   if (!s || s.version !== 1 || !Array.isArray(s.entries) || !s.manifest) throw new AgentVaultError('store-format', `${storeWhere(repo.store, key)} is not a version 1 snapshot file`, { location: { file: storeWhere(repo.store, key) } });
   return s;
@@ -535,7 +536,7 @@ export interface ExportOptions {
 export async function exportSnapshotToArchive(repo: Repo, snapshotId: string, outPath: string, opts: ExportOptions = {}): Promise<{ path: string; bytes: number; manifest: Manifest }> {
   const snap = await loadSnapshot(repo, snapshotId);
   if (snap.source.encrypted && !opts.encryption) {
-    throw new AgentVaultError('no-key', `snapshot ${snapshotId} came from an encrypted archive (it may hold agent secrets); exporting it needs a key to encrypt the new archive with; nothing was written`, { exitCode: 2 });
+    throw new AgentVaultError('no-key', `snapshot ${snapshotId} came from an encrypted archive (it may hold agent secrets); exporting it needs a key to encrypt the new archive with; nothing was written`, { kind: 'usage' });
   }
   const writer = await createArchiveWriter(outPath, { overwrite: opts.overwrite, encryption: opts.encryption });
   try {
@@ -625,7 +626,7 @@ export interface CheckOptions {
 }
 
 function agentsForEntry(m: Manifest, entry: string): string[] {
-  return (m.agents ?? []).filter((a) => a.entry === entry || a.passages_entry === entry || a.vectors_entry === entry || entry === `secrets/${safeEntrySegment(a.id)}.env.json`).map((a) => a.id);
+  return (m.agents ?? []).filter((a) => a.entry === entry || a.passages_entry === entry || a.vectors_entry === entry || a.file_passages_entry === entry || a.file_vectors_entry === entry || entry === `secrets/${safeEntrySegment(a.id)}.env.json`).map((a) => a.id);
 }
 
 /**
@@ -773,7 +774,7 @@ export async function checkRepo(repo: Repo, opts: CheckOptions = {}): Promise<Ch
 export async function forgetSnapshots(repo: Repo, ids: string[]): Promise<{ removed: string[] }> {
   for (const id of ids) {
     if (!ID_RE.test(id) || !(await repo.store.head(snapshotKey(repo, id)))) {
-      throw new AgentVaultError('no-snapshot', `there is no snapshot ${JSON.stringify(id)} in the store at ${repo.store.location}; nothing was removed`, { exitCode: 2 });
+      throw new AgentVaultError('no-snapshot', `there is no snapshot ${JSON.stringify(id)} in the store at ${repo.store.location}; nothing was removed`, { kind: 'usage' });
     }
   }
   for (const id of ids) await repo.store.delete(snapshotKey(repo, id));

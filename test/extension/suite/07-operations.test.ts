@@ -160,7 +160,7 @@ describe('Vault operations and health in the editor', function () {
     const d = new Date(node.snapshot.created_at);
     const p = (n: number) => String(n).padStart(2, '0');
     assert.equal(item.label, `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`);
-    assert.match(String(item.description), /^2 agents · \d+(\.\d)? KB$/);
+    assert.match(String(item.description), /^2 agents · \d+(\.\d)? KiB$/); // IEC units: core/bytes.ts formatBytes, one for the CLI and the extension
     assert.ok(!String(item.description).includes(node.snapshot.id), 'the label and description do not repeat the date');
     const resolved = await s.snapshots.resolveTreeItem(item, node);
     const tip = (resolved.tooltip as vscode.MarkdownString).value;

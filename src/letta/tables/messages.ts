@@ -1,19 +1,108 @@
 /**
- * Rows of the restore's large tables, encoded for COPY straight from the archive's bytes (see
- * ./copy.ts): messages (cut out of an agent's .af by src/format/af-stream.ts) in text format, and
- * archival passages (JSON lines + vector rows of src/format/passage-stream.ts) in binary format,
- * with their passage tags in text format. Only the fields that need a decision are decoded (ids,
- * group and approval references, timestamps of passages); JSON columns pass through as their
- * exact text.
+ * Letta's `messages` table: row → .af message (export, streamed by ../export/agent.ts), the check
+ * of a source's messages (before the restore's transaction), .af message → row (restore: text
+ * COPY rows encoded straight from the archive's bytes — messages cut out of an agent's .af by
+ * src/format/af-stream.ts; only ids, group and approval references are decoded, JSON columns pass
+ * through as their exact text — in batches streamed from the source).
  */
-import { AgentVaultError } from '../core/errors';
-import { ObjectFieldScanner, decodeString, hasEscapes } from '../format/json-scan';
-import { CopyBinary, CopyText, type TimestampReader } from './copy';
-import { newId } from './sql';
+import type { JsonObject } from '../../format/types';
+import { describeWriteError, newId } from '../sql';
+import { ObjectFieldScanner, decodeString, hasEscapes } from '../../format/json-scan';
+import { COPY_BATCH_BYTES, CopyPump, copySql, CopyText, copyTextEscape } from '../copy';
+import { AV_EXT } from '../ext';
+import { restoreInvalid, tableWriter, type Obj } from './common';
+import type { FileIdLookup } from './groups';
 
-function invalid(where: string, message: string, pointer?: string): AgentVaultError {
-  return new AgentVaultError('restore-invalid', `${where}: ${message}`, { location: { file: where, pointer }, exitCode: 1 });
+export function messageJson(m: Obj, fileId: string, agentFileId: string, ids: FileIdLookup, approvalFileId: string | null): JsonObject {
+  let content = m.content;
+  if ((content === null || content === undefined) && typeof m.text === 'string') content = [{ type: 'text', text: m.text }];
+  const ext: JsonObject = { id: m.id };
+  if (m.updated_at) ext.updated_at = m.updated_at;
+  if (m.is_err !== null && m.is_err !== undefined) ext.is_err = m.is_err;
+  if (typeof m.text === 'string' && m.content !== null && m.content !== undefined) ext.text = m.text;
+  return {
+    type: 'message',
+    role: m.role,
+    content: content ?? [],
+    name: m.name,
+    otid: m.otid,
+    sender_id: m.sender_id,
+    batch_item_id: m.batch_item_id,
+    group_id: m.group_id ? (ids.get(m.group_id) ?? m.group_id) : null,
+    id: fileId,
+    model: m.model,
+    agent_id: agentFileId,
+    tool_calls: Array.isArray(m.tool_calls) && m.tool_calls.length ? m.tool_calls : null,
+    tool_call_id: m.tool_call_id,
+    tool_returns: m.tool_returns,
+    created_at: m.created_at,
+    approve: m.approve,
+    approval_request_id: approvalFileId ?? m.approval_request_id,
+    denial_reason: m.denial_reason,
+    approvals: m.approvals,
+    [AV_EXT]: ext,
+  };
 }
+
+// ---------------------------------------------------------------------------------------------
+// the export
+
+export const messagesWriter = tableWriter(['messages'], async (ctx) => {
+  const { tx, model, A, restored, org, user, opts, rows, step, msgMaps } = ctx;
+  // messages, agent by agent, in file order (sequence ids are assigned in that order), streamed
+  // from the source into COPY batches (one batch loads while the next is built)
+  await step('messages');
+  const groupFileIds = new Set(model.groups.keys());
+  const msgPump = new CopyPump(tx, copySql('messages', MESSAGE_COPY_COLUMNS, false), 'messages', (k) => opts.onProgress?.({ step: 'messages', rows: k }));
+  const msgOut = new CopyText();
+  const msgRows = new MessageRows(msgOut);
+  const keptIds: Array<{ id: string; message_ids: string }> = [];
+  const approvalFixes: Array<{ id: string; target: string }> = [];
+  const flushMessages = async () => {
+    const n = msgOut.rows;
+    await msgPump.send(msgOut.take(), n);
+  };
+  for (const a of restored) {
+    const map = msgMaps.get(a.fileId)!;
+    const keep = A.keepIds.has(a.fileId);
+    msgRows.beginAgent({
+      agentId: A.agents.get(a.fileId)!,
+      keepIds: keep,
+      refs: a.refs,
+      approvalRefs: a.approvalRefs,
+      targets: map,
+      group: (gid) => (groupFileIds.has(gid) ? (A.groups.get(gid) ?? null) : model.dbIds.has(gid) ? null : gid),
+      userId: user,
+      organizationId: org,
+      where: `${model.path ?? 'agent file'} (agent "${a.fileId}")`,
+    });
+    for await (const batch of model.messages(a)) {
+      for (let k = 0; k < batch.length; k++) {
+        msgRows.add(batch.bufs[k], batch.starts[k], batch.ends[k]);
+        if (msgOut.size >= COPY_BATCH_BYTES) await flushMessages();
+      }
+    }
+    if (keep) keptIds.push({ id: A.agents.get(a.fileId)!, message_ids: JSON.stringify(a.inContext.map((m) => map.get(m)!)) });
+    for (const p of msgRows.pending.splice(0)) {
+      const t = map.get(p.ref);
+      if (t !== undefined) approvalFixes.push({ id: p.id, target: t });
+    }
+  }
+  if (msgOut.size) await flushMessages();
+  await msgPump.wait();
+  rows.messages = msgPump.total;
+  try {
+    // in-context ids learned while writing, and approvals that named a later message
+    if (keptIds.length) {
+      await tx.query(`UPDATE agents a SET message_ids = x.ids::json FROM unnest($1::text[], $2::text[]) AS x(id, ids) WHERE a.id = x.id`, [keptIds.map((k) => k.id), keptIds.map((k) => k.message_ids)]);
+    }
+    if (approvalFixes.length) {
+      await tx.query(`UPDATE messages m SET approval_request_id = x.target FROM unnest($1::text[], $2::text[]) AS x(id, target) WHERE m.id = x.id`, [approvalFixes.map((p) => p.id), approvalFixes.map((p) => p.target)]);
+    }
+  } catch (e) {
+    throw describeWriteError(e, 'messages');
+  }
+});
 
 // ---------------------------------------------------------------------------------------------
 // checking messages before the restore (the pass that also verifies checksums)
@@ -40,13 +129,13 @@ export function checkMessage(b: Buffer, s: number, e: number, stats: MessageStat
   const index = stats.count++;
   const sc = checkScanner;
   const pointer = `messages/${index}`;
-  if (!sc.scan(b, s, e)) throw invalid(where, `agent "${agentId}": messages[${index}] is not a JSON object`, pointer);
+  if (!sc.scan(b, s, e)) throw restoreInvalid(where, `agent "${agentId}": messages[${index}] is not a JSON object`, pointer);
   const id = sc.string(b, 0);
-  if (id === null) throw invalid(where, `agent "${agentId}": messages[${index}] has no string "id"`, `${pointer}/id`);
-  if (sc.starts[1] < 0 || b[sc.starts[1]] !== 0x22) throw invalid(where, `agent "${agentId}": message "${id}" has no string "role"`, `${pointer}/role`);
+  if (id === null) throw restoreInvalid(where, `agent "${agentId}": messages[${index}] has no string "id"`, `${pointer}/id`);
+  if (sc.starts[1] < 0 || b[sc.starts[1]] !== 0x22) throw restoreInvalid(where, `agent "${agentId}": message "${id}" has no string "role"`, `${pointer}/role`);
   const n = stats.ids.size;
   stats.ids.add(id);
-  if (stats.ids.size === n) throw invalid(where, `agent "${agentId}": message id "${id}" occurs twice`, `${pointer}/id`);
+  if (stats.ids.size === n) throw restoreInvalid(where, `agent "${agentId}": message id "${id}" occurs twice`, `${pointer}/id`);
   if (!sc.isNull(b, 2)) {
     const ref = sc.string(b, 2);
     if (ref !== null) stats.approvalRefs.add(ref);
@@ -152,16 +241,16 @@ export class MessageRows {
   beginAgent(ctx: MessageAgentContext): void {
     this.ctx = ctx;
     this.index = 0;
-    this.tail = Buffer.from(`\t${esc(ctx.agentId)}\tf\t${esc(ctx.userId)}\t${esc(ctx.userId)}\t${esc(ctx.organizationId)}\n`, 'utf8');
+    this.tail = Buffer.from(`\t${copyTextEscape(ctx.agentId)}\tf\t${copyTextEscape(ctx.userId)}\t${copyTextEscape(ctx.userId)}\t${copyTextEscape(ctx.organizationId)}\n`, 'utf8');
   }
 
   /** Appends the row of the message b[s, e) (checked before: an object with string id and role). */
   add(b: Buffer, s: number, e: number): void {
     const { sc, xs, out, ctx } = this;
     const index = this.index++;
-    if (!sc.scan(b, s, e)) throw invalid(ctx.where, `messages[${index}] is not a JSON object`, `messages/${index}`);
+    if (!sc.scan(b, s, e)) throw restoreInvalid(ctx.where, `messages[${index}] is not a JSON object`, `messages/${index}`);
     const fileId = sc.string(b, M.id);
-    if (fileId === null) throw invalid(ctx.where, `messages[${index}] has no string "id"`, `messages/${index}/id`);
+    if (fileId === null) throw restoreInvalid(ctx.where, `messages[${index}] has no string "id"`, `messages/${index}/id`);
     const hasExt = sc.has(M.agent_vault) && b[sc.starts[M.agent_vault]] === 0x7b && xs.scan(b, sc.starts[M.agent_vault], sc.ends[M.agent_vault]);
     let target = ctx.targets.get(fileId);
     if (target === undefined) {
@@ -257,123 +346,5 @@ export class MessageRows {
   private json(b: Buffer, sc: ObjectFieldScanner, k: number): void {
     if (sc.isNull(b, k)) return this.out.nul();
     this.out.bytes(b, sc.starts[k], sc.ends[k]);
-  }
-}
-
-/** COPY text escapes for a constant. */
-function esc(s: string): string {
-  return s.replace(/[\\\n\r\t]/g, (c) => (c === '\\' ? '\\\\' : c === '\n' ? '\\n' : c === '\r' ? '\\r' : '\\t'));
-}
-
-// ---------------------------------------------------------------------------------------------
-// archival passages and their tags
-
-const P_KEYS = ['id', 'text', 'embedding_config', 'metadata_', 'created_at', 'updated_at', 'tags', 'passage_tags', 'embedding'] as const;
-const P = Object.fromEntries(P_KEYS.map((k, i) => [k, i])) as Record<(typeof P_KEYS)[number], number>;
-
-/** The columns a passage row has, in COPY order. */
-export const PASSAGE_COPY_COLUMNS = ['id', 'text', 'embedding_config', 'metadata_', 'embedding', 'created_at', 'updated_at', 'is_deleted', '_created_by_id', '_last_updated_by_id', 'organization_id', 'archive_id', 'tags'] as const;
-export const PASSAGE_COPY_KINDS = ['text', 'text', 'json', 'json', 'vector', 'timestamptz', 'timestamptz', 'bool', 'text', 'text', 'text', 'text', 'json'] as const;
-export const PASSAGE_TAG_COPY_COLUMNS = ['id', 'tag', 'passage_id', 'archive_id', 'created_at', 'updated_at', 'is_deleted', '_created_by_id', '_last_updated_by_id', 'organization_id'] as const;
-
-const EMPTY_OBJECT = Buffer.from('{}');
-const EMPTY = Buffer.alloc(0);
-
-export interface PassageAgentContext {
-  archiveId: string;
-  keepIds: boolean;
-  userId: string;
-  organizationId: string;
-  /** the embedding column's dimension (vectors are zero-padded to it), null: unconstrained */
-  padTo: number | null;
-  /** now() of the transaction, microseconds since 1970 */
-  nowMicros: number;
-  where: string;
-}
-
-export class PassageRows {
-  private readonly sc = new ObjectFieldScanner(P_KEYS);
-  private ctx!: PassageAgentContext;
-  private constants!: { user: Buffer; org: Buffer; archive: Buffer; tagTail: Buffer };
-  private line = 0;
-
-  constructor(
-    readonly out: CopyBinary,
-    readonly tags: CopyText,
-    private readonly timestamps: TimestampReader,
-  ) {}
-
-  beginAgent(ctx: PassageAgentContext): void {
-    this.ctx = ctx;
-    this.line = 0;
-    this.constants = {
-      user: Buffer.from(ctx.userId, 'utf8'),
-      org: Buffer.from(ctx.organizationId, 'utf8'),
-      archive: Buffer.from(ctx.archiveId, 'utf8'),
-      tagTail: Buffer.from(`\t${esc(ctx.archiveId)}\tnow\tnow\tf\t${esc(ctx.userId)}\t${esc(ctx.userId)}\t${esc(ctx.organizationId)}\n`, 'utf8'),
-    };
-  }
-
-  /**
-   * Appends the row of the passage line b[s, e), with its embedding v[vs, ve) (little-endian
-   * float32; v null: none), and rows for its tags.
-   */
-  async add(b: Buffer, s: number, e: number, v: Buffer | null, vs: number, ve: number): Promise<void> {
-    const { sc, out, ctx, constants: c } = this;
-    const line = ++this.line;
-    if (!sc.scan(b, s, e)) throw invalid(ctx.where, `line ${line} is not a JSON object`);
-    const created = sc.string(b, P.created_at);
-    const updated = sc.string(b, P.updated_at);
-    const createdUs = created === null ? ctx.nowMicros : await this.timestamps.micros(created);
-    const updatedUs = updated === null ? ctx.nowMicros : await this.timestamps.micros(updated);
-    const orig = ctx.keepIds ? sc.string(b, P.id) : null;
-    const id = orig ?? newId('passage');
-    out.beginRow(13);
-    out.str(id);
-    // text: NOT NULL, '' when missing
-    const ts = sc.starts[P.text];
-    if (ts >= 0 && b[ts] === 0x22) {
-      const te = sc.ends[P.text];
-      if (hasEscapes(b, ts, te)) out.str(decodeString(b, ts, te));
-      else out.bytes(b, ts + 1, te - 1);
-    } else out.constant(EMPTY);
-    if (sc.isNull(b, P.embedding_config)) out.nul();
-    else out.bytes(b, sc.starts[P.embedding_config], sc.ends[P.embedding_config]);
-    if (sc.isNull(b, P.metadata_)) out.constant(EMPTY_OBJECT);
-    else out.bytes(b, sc.starts[P.metadata_], sc.ends[P.metadata_]);
-    if (v === null || (sc.has(P.embedding) && sc.isNull(b, P.embedding))) out.nul();
-    else out.vector(v, vs, ve, ctx.padTo);
-    out.timestamp(createdUs);
-    out.timestamp(updatedUs);
-    out.bool(false);
-    out.constant(c.user);
-    out.constant(c.user);
-    out.constant(c.org);
-    out.constant(c.archive);
-    if (sc.isNull(b, P.tags)) out.nul();
-    else out.bytes(b, sc.starts[P.tags], sc.ends[P.tags]);
-    // tags: passage_tags (the tag rows at export), else the tags column
-    const k = !sc.isNull(b, P.passage_tags) && b[sc.starts[P.passage_tags]] === 0x5b ? P.passage_tags : !sc.isNull(b, P.tags) && b[sc.starts[P.tags]] === 0x5b ? P.tags : -1;
-    if (k >= 0 && sc.ends[k] - sc.starts[k] > 2) {
-      let list: unknown;
-      try {
-        list = JSON.parse(b.toString('utf8', sc.starts[k], sc.ends[k]));
-      } catch {
-        throw invalid(ctx.where, `line ${line}: "${P_KEYS[k]}" is not valid JSON`);
-      }
-      const seen = new Set<string>();
-      for (const t of Array.isArray(list) ? list : []) {
-        if (typeof t !== 'string' || seen.has(t)) continue;
-        seen.add(t);
-        const tags = this.tags;
-        tags.str(newId('passage-tag'));
-        tags.tab();
-        tags.str(t);
-        tags.tab();
-        tags.str(id);
-        tags.raw(c.tagTail);
-        tags.rows++;
-      }
-    }
   }
 }
