@@ -54,8 +54,8 @@ import {
 
 export const DEFAULT_PREFIX = 'store/';
 const CONFIG_KEY = 'config.json';
-/** The object-store layer's temp file of a store file (`.<name>.tmp-<12 hex>` beside it, ../remote/store.ts tempNameFor), left by a killed write. */
-const STORE_TEMP = /^(data\/[0-9a-f]{2}|index|snapshots)\/\.[0-9a-f]{64}\.tmp-[0-9a-f]{12}$/;
+/** The temp file of a store file (`<name>.tmp-<12 hex>` beside it, src/core/fs.ts tempPathFor; older writers: `.<name>.tmp-<12 hex>`), left by a killed write. */
+const STORE_TEMP = /^(data\/[0-9a-f]{2}|index|snapshots)\/\.?[0-9a-f]{64}\.tmp-[0-9a-f]{12}$/;
 /** Blobs of one pack read with one range request when they lie next to each other, up to this many bytes. */
 const MAX_RANGE = 8 * 1024 * 1024;
 
