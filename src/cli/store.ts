@@ -75,9 +75,31 @@ export async function storeBackupCommand(ctx: CliContext, opts: BackupOptions, o
   try {
     const r = await storeBackup(opts);
     for (const w of r.warnings) if (o.verbose || /prune: /.test(w)) ctx.stderr(`agent-vault: warning: ${oneLine(w)}\n`);
-    if (o.json) ctx.stdout(JSON.stringify({ ok: true, store: true, snapshot: { id: r.id, store_id: r.snapshotId, created_at: r.created_at, agents: r.agents, encrypted: r.encrypted }, bytes_read: r.ingest.bytesRead, bytes_added: r.ingest.bytesAdded, new_chunks: r.ingest.newBlobs, chunks: r.ingest.blobs, export_ms: r.export_ms, ingest_ms: r.ingest_ms, duration_ms: r.duration_ms, pruned: r.pruned?.removed.map((x) => x.id) ?? null, warnings: r.warnings }, null, 2) + '\n');
+    if (o.json)
+      ctx.stdout(
+        JSON.stringify(
+          {
+            ok: true,
+            store: true,
+            snapshot: { id: r.id, store_id: r.snapshotId, created_at: r.created_at, agents: r.agents, encrypted: r.encrypted },
+            bytes_read: r.ingest.bytesRead,
+            bytes_added: r.ingest.bytesAdded,
+            new_chunks: r.ingest.newBlobs,
+            chunks: r.ingest.blobs,
+            export_ms: r.export_ms,
+            ingest_ms: r.ingest_ms,
+            duration_ms: r.duration_ms,
+            pruned: r.pruned?.removed.map((x) => x.id) ?? null,
+            warnings: r.warnings,
+          },
+          null,
+          2,
+        ) + '\n',
+      );
     else if (o.verbose) {
-      ctx.stdout(`snapshot ${r.id} (store ${r.snapshotId.slice(0, 12)}): ${r.agents.length} agent(s), ${r.ingest.bytesRead} bytes read, ${r.ingest.bytesAdded} bytes added to the store (${r.ingest.newBlobs} new of ${r.ingest.blobs} chunks)${r.encrypted ? ', encrypted' : ''}, ${(r.duration_ms / 1000).toFixed(1)} s\n`);
+      ctx.stdout(
+        `snapshot ${r.id} (store ${r.snapshotId.slice(0, 12)}): ${r.agents.length} agent(s), ${r.ingest.bytesRead} bytes read, ${r.ingest.bytesAdded} bytes added to the store (${r.ingest.newBlobs} new of ${r.ingest.blobs} chunks)${r.encrypted ? ', encrypted' : ''}, ${(r.duration_ms / 1000).toFixed(1)} s\n`,
+      );
       if (r.pruned) ctx.stdout(`pruned ${r.pruned.removed.length} snapshot(s)\n`);
     }
     ctx.exitCode = EXIT.ok;
@@ -90,11 +112,21 @@ export async function storeBackupCommand(ctx: CliContext, opts: BackupOptions, o
 }
 
 /** `prune` on a store vault. */
-export async function storePruneCommand(ctx: CliContext, vault: string, policy: RetentionPolicy, o: KeyFlags & { dryRun?: boolean; wait?: number; quiet?: boolean; json?: boolean }, cfg?: VaultConfig): Promise<void> {
+export async function storePruneCommand(
+  ctx: CliContext,
+  vault: string,
+  policy: RetentionPolicy,
+  o: KeyFlags & { dryRun?: boolean; wait?: number; quiet?: boolean; json?: boolean },
+  cfg?: VaultConfig,
+): Promise<void> {
   try {
     const material = await resolveKeyMaterial(cfg?.encryption, keySources(ctx, o));
     const r = await pruneStoreVault(vault, { policy, dryRun: o.dryRun, waitMs: (o.wait ?? 0) * 1000, material });
-    if (o.json) ctx.stdout(JSON.stringify({ dry_run: r.dryRun, policy, kept: r.kept, removed: r.removed, unreadable: r.unreadable, bytes_before: r.bytesBefore, bytes_after: r.bytesAfter, sweep: r.sweep }, null, 2) + '\n');
+    if (o.json)
+      ctx.stdout(
+        JSON.stringify({ dry_run: r.dryRun, policy, kept: r.kept, removed: r.removed, unreadable: r.unreadable, bytes_before: r.bytesBefore, bytes_after: r.bytesAfter, sweep: r.sweep }, null, 2) +
+          '\n',
+      );
     else {
       if (!o.quiet) {
         for (const d of r.plan.decisions) {
@@ -105,7 +137,9 @@ export async function storePruneCommand(ctx: CliContext, vault: string, policy: 
       }
       for (const u of r.unreadable) ctx.stdout(`KEEP   ${u.id}  cannot be read, not counted for retention: ${oneLine(u.reason)}\n`);
       const sw = r.sweep;
-      ctx.stdout(`${r.dryRun ? 'dry run: would keep' : 'kept'} ${r.kept.length + r.unreadable.length}, ${r.dryRun ? 'would delete' : 'deleted'} ${r.removed.length} snapshot(s)${sw ? `; swept ${sw.blobsRemoved} unreferenced chunk(s): ${sw.packsDeleted} pack(s) deleted, ${sw.packsRepacked} repacked; store ${mib(r.bytesBefore)} → ${mib(r.bytesAfter)}` : ''}\n`);
+      ctx.stdout(
+        `${r.dryRun ? 'dry run: would keep' : 'kept'} ${r.kept.length + r.unreadable.length}, ${r.dryRun ? 'would delete' : 'deleted'} ${r.removed.length} snapshot(s)${sw ? `; swept ${sw.blobsRemoved} unreferenced chunk(s): ${sw.packsDeleted} pack(s) deleted, ${sw.packsRepacked} repacked; store ${mib(r.bytesBefore)} → ${mib(r.bytesAfter)}` : ''}\n`,
+      );
     }
     ctx.exitCode = r.unreadable.length ? EXIT.failed : EXIT.ok;
   } catch (e) {
@@ -127,10 +161,20 @@ export function renderStoreVerify(r: StoreVerifyReport): string {
 }
 
 /** `verify` on a store vault. */
-export async function storeVerifyCommand(ctx: CliContext, vault: string, o: KeyFlags & { deep?: boolean; readData?: boolean; readDataSubset?: string; wait?: number; json?: boolean }, cfg?: VaultConfig): Promise<void> {
+export async function storeVerifyCommand(
+  ctx: CliContext,
+  vault: string,
+  o: KeyFlags & { deep?: boolean; readData?: boolean; readDataSubset?: string; wait?: number; json?: boolean },
+  cfg?: VaultConfig,
+): Promise<void> {
   try {
     const material = await resolveKeyMaterial(cfg?.encryption, keySources(ctx, o));
-    const r = await verifyStoreVault(vault, { readData: o.readData || o.deep, readDataSubset: o.readDataSubset ? parseReadDataSubset(o.readDataSubset) : undefined, material, waitMs: (o.wait ?? 0) * 1000 });
+    const r = await verifyStoreVault(vault, {
+      readData: o.readData || o.deep,
+      readDataSubset: o.readDataSubset ? parseReadDataSubset(o.readDataSubset) : undefined,
+      material,
+      waitMs: (o.wait ?? 0) * 1000,
+    });
     if (o.json) ctx.stdout(JSON.stringify(r, null, 2) + '\n');
     else ctx.stdout(renderStoreVerify(r));
     ctx.exitCode = r.ok ? EXIT.ok : EXIT.failed;
@@ -218,7 +262,13 @@ export function registerStoreCommands(vaultGroup: Command, ctx: CliContext): voi
       const material = await resolveKeyMaterial(undefined, keySources(ctx, o));
       const list = await listStoreVault(path.resolve(ctx.cwd, o.vault), decryptOptions(material));
       if (o.json) ctx.stdout(JSON.stringify(list, null, 2) + '\n');
-      else for (const s of list) ctx.stdout(s.error ? `${s.id}  UNREADABLE: ${oneLine(s.error)}\n` : `${s.vault_id}  ${s.id.slice(0, 12)}  ${s.created_at ?? s.time}  ${mib(s.size)}${s.source?.encrypted ? '  encrypted' : ''}  ${s.agents.map((a) => a.name ?? a.id).join(', ')}\n`);
+      else
+        for (const s of list)
+          ctx.stdout(
+            s.error
+              ? `${s.id}  UNREADABLE: ${oneLine(s.error)}\n`
+              : `${s.vault_id}  ${s.id.slice(0, 12)}  ${s.created_at ?? s.time}  ${mib(s.size)}${s.source?.encrypted ? '  encrypted' : ''}  ${s.agents.map((a) => a.name ?? a.id).join(', ')}\n`,
+          );
       ctx.exitCode = list.some((s) => s.error) ? EXIT.failed : EXIT.ok;
     } catch (e) {
       report(ctx, e, 'vault snapshots failed: ');
@@ -235,7 +285,10 @@ export function registerStoreCommands(vaultGroup: Command, ctx: CliContext): voi
       .option('--force', 'overwrite the output file')
       .option('--wait <seconds>', 'wait this long for a running prune instead of refusing', waitArg),
   )
-    .addHelpText('after', '\nA snapshot taken from an encrypted archive is written encrypted with the passphrase or key given.\nExit codes: 0 written, 1 the store is damaged (the entry named; nothing left behind), 2 usage (no such snapshot, output exists, no key), 74 I/O error, 75 a prune holds the vault.')
+    .addHelpText(
+      'after',
+      '\nA snapshot taken from an encrypted archive is written encrypted with the passphrase or key given.\nExit codes: 0 written, 1 the store is damaged (the entry named; nothing left behind), 2 usage (no such snapshot, output exists, no key), 74 I/O error, 75 a prune holds the vault.',
+    )
     .action(async (snapshot: string, o: KeyFlags & { vault: string; out: string; force?: boolean; wait?: number }) => {
       try {
         const material = await resolveKeyMaterial(undefined, keySources(ctx, o));
@@ -250,7 +303,7 @@ export function registerStoreCommands(vaultGroup: Command, ctx: CliContext): voi
   keyOptions(
     vaultGroup
       .command('migrate')
-      .description("Import every snapshot archive of a vault folder into its deduplicating store (created when missing); the archives are kept")
+      .description('Import every snapshot archive of a vault folder into its deduplicating store (created when missing); the archives are kept')
       .requiredOption('--vault <dir>', 'the vault folder')
       .option('--wait <seconds>', 'wait this long for a running backup or prune instead of refusing', waitArg)
       .option('--json', 'print the result as JSON'),
@@ -269,8 +322,12 @@ export function registerStoreCommands(vaultGroup: Command, ctx: CliContext): voi
           for (const i of r.imported) ctx.stdout(`imported ${i.id} → ${i.snapshot.slice(0, 12)}  ${i.bytesRead} bytes read, ${i.bytesAdded} bytes added, verified\n`);
           for (const s of r.skipped) ctx.stdout(`already in the store ${s}\n`);
           for (const f of r.failed) ctx.stdout(`FAILED ${f.id} (${f.file}): ${oneLine(f.reason)}\n`);
-          ctx.stdout(`${r.created ? 'store created; ' : ''}${r.imported.length} imported, ${r.skipped.length} already there, ${r.failed.length} failed; archives ${mib(r.archiveBytes)} → store ${mib(r.storeBytes)}\n`);
-          ctx.stdout(`the archives in ${vault}/snapshots and vault.json were not changed; the vault now backs up into the store. Once "agent-vault verify --vault ${vault} --read-data" passes you may move the old archives elsewhere or delete them yourself.\n`);
+          ctx.stdout(
+            `${r.created ? 'store created; ' : ''}${r.imported.length} imported, ${r.skipped.length} already there, ${r.failed.length} failed; archives ${mib(r.archiveBytes)} → store ${mib(r.storeBytes)}\n`,
+          );
+          ctx.stdout(
+            `the archives in ${vault}/snapshots and vault.json were not changed; the vault now backs up into the store. Once "agent-vault verify --vault ${vault} --read-data" passes you may move the old archives elsewhere or delete them yourself.\n`,
+          );
         }
         ctx.exitCode = r.failed.length ? EXIT.failed : EXIT.ok;
       } catch (e) {

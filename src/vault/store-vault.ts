@@ -23,7 +23,7 @@ import * as os from 'node:os';
 import { runBackup, type BackupEvent, type BackupOptions, type BackupResult } from './backup';
 import { postWebhook, redactUrl, wantsWebhook, type WebhookResult } from './webhook';
 import { TOOL_VERSION } from '../core/version';
-import { decryptOptions, resolveKeyMaterial, writingKey, type KeyMaterial, type KeySources } from './config';
+import { decryptOptions, resolveKeyMaterial, writingKey, type KeyMaterial } from './config';
 import { planRetention, type RetentionPlan, type RetentionPolicy } from './retention';
 import { LocalStore } from './remote/store';
 import {
@@ -109,7 +109,14 @@ export function findStoreSnapshot(snaps: readonly SnapshotInfo[], ref: string, v
   const byPrefix = sorted.filter((s) => vaultIdOf(s).startsWith(ref) || (ref.length >= 8 && /^[0-9a-f]+$/.test(ref) && s.id.startsWith(ref)));
   if (exact.length > 1 || byPrefix.length > 1) {
     const c = exact.length > 1 ? exact : byPrefix;
-    throw new AgentVaultError('usage', `snapshot "${ref}" is ambiguous in ${vaultDir}: ${c.slice(0, 5).map((s) => `${vaultIdOf(s)} (${s.id.slice(0, 12)})`).join(', ')}${c.length > 5 ? ', …' : ''}`, { kind: 'usage' });
+    throw new AgentVaultError(
+      'usage',
+      `snapshot "${ref}" is ambiguous in ${vaultDir}: ${c
+        .slice(0, 5)
+        .map((s) => `${vaultIdOf(s)} (${s.id.slice(0, 12)})`)
+        .join(', ')}${c.length > 5 ? ', …' : ''}`,
+      { kind: 'usage' },
+    );
   }
   if (byPrefix.length === 1) return byPrefix[0];
   throw new AgentVaultError('no-snapshot', `${vaultDir} has no snapshot "${ref}"`, { kind: 'usage', hint: 'list them with "agent-vault vault snapshots --vault <dir>"' });
@@ -172,8 +179,12 @@ export async function storeBackup(opts: BackupOptions): Promise<StoreBackupResul
       if (!hook.ok) res?.warnings.push(`webhook ${redactUrl(cfg.webhook!.url)} failed: ${hook.error}`);
     }
     if (existsSync(vaultDir)) {
-      const fields = res ? { snapshot: res.id, store_snapshot: res.snapshotId, bytes_added: res.ingest.bytesAdded, bytes_read: res.ingest.bytesRead, pruned: res.pruned ? res.pruned.removed.map((x) => x.id) : null } : { snapshot: null, error: err };
-      await appendRunLog(vaultDir, runLogRecord('backup', started, !err, { ...fields, webhook: hook ? { ok: hook.ok, status: hook.status ?? null, error: hook.error ?? null } : null }, runId)).catch(() => undefined);
+      const fields = res
+        ? { snapshot: res.id, store_snapshot: res.snapshotId, bytes_added: res.ingest.bytesAdded, bytes_read: res.ingest.bytesRead, pruned: res.pruned ? res.pruned.removed.map((x) => x.id) : null }
+        : { snapshot: null, error: err };
+      await appendRunLog(vaultDir, runLogRecord('backup', started, !err, { ...fields, webhook: hook ? { ok: hook.ok, status: hook.status ?? null, error: hook.error ?? null } : null }, runId)).catch(
+        () => undefined,
+      );
     }
     return hook;
   };
@@ -195,7 +206,10 @@ async function storeBackupRun(opts: BackupOptions, started: Date): Promise<Store
   const decrypt = decryptOptions(material);
   const repo = await openVaultRepo(vaultDir, decrypt);
   if (repo.crypto === undefined && (opts.encrypt ?? cfg.encryption?.enabled ?? false)) {
-    throw new AgentVaultError('store-not-encrypted', `the backup is to be encrypted and the store of ${vaultDir} is not (its secrets would be stored in plain text); nothing was written`, { kind: 'usage', hint: 'a store vault made with "agent-vault vault init --store --encrypt" keeps encrypted snapshots' });
+    throw new AgentVaultError('store-not-encrypted', `the backup is to be encrypted and the store of ${vaultDir} is not (its secrets would be stored in plain text); nothing was written`, {
+      kind: 'usage',
+      hint: 'a store vault made with "agent-vault vault init --store --encrypt" keeps encrypted snapshots',
+    });
   }
   return withLock(vaultDir, { command: 'backup', waitMs: opts.waitMs ?? (cfg.lock?.waitSeconds ?? 0) * 1000 }, async () => {
     // staging folders of interrupted runs (this project's own name; no run holds them: we hold the lock)
@@ -272,7 +286,12 @@ export interface StoreExportOptions {
  * vault's shared lock; the archive has the snapshot's manifest and byte-identical entries (an
  * encrypted source is written encrypted with the same passphrase or key).
  */
-export async function exportStoreSnapshot(vaultDir: string, ref: string, outPath: string, opts: StoreExportOptions = {}): Promise<{ path: string; bytes: number; id: string; snapshotId: string; manifest: Manifest }> {
+export async function exportStoreSnapshot(
+  vaultDir: string,
+  ref: string,
+  outPath: string,
+  opts: StoreExportOptions = {},
+): Promise<{ path: string; bytes: number; id: string; snapshotId: string; manifest: Manifest }> {
   const decrypt = opts.material ? decryptOptions(opts.material) : undefined;
   const repo = await openVaultRepo(vaultDir, decrypt);
   return withSharedLock(vaultDir, { command: opts.command ?? `vault export ${ref}`, waitMs: opts.waitMs }, async () => {
@@ -353,7 +372,11 @@ async function pruneLocked(vaultDir: string, repo: Repo, opts: StorePruneVaultOp
   const kept = plan.keep.map((d) => vaultIdOf(byId.get(d.id)!));
   const bytesBefore = await storeBytes(repo);
   if (opts.dryRun) return { dryRun: true, plan, removed, kept, unreadable, sweep: null, bytesBefore, bytesAfter: bytesBefore };
-  if (plan.remove.length) await forgetSnapshots(repo, plan.remove.map((d) => d.id));
+  if (plan.remove.length)
+    await forgetSnapshots(
+      repo,
+      plan.remove.map((d) => d.id),
+    );
   const sweep = await pruneUnreferenced(repo, { faultHook: opts.faultHook });
   return { dryRun: false, plan, removed, kept, unreadable, sweep, bytesBefore, bytesAfter: await storeBytes(repo) };
 }
@@ -369,7 +392,8 @@ export async function pruneStoreVault(vaultDir: string, opts: StorePruneVaultOpt
   return withLock(vaultDir, { command: 'prune', waitMs: opts.waitMs }, async () => {
     try {
       const r = await pruneLocked(vaultDir, repo, opts);
-      if (!r.dryRun) await appendRunLog(vaultDir, runLogRecord('prune', started, true, { removed: r.removed.map((x) => x.id), bytes_before: r.bytesBefore, bytes_after: r.bytesAfter })).catch(() => undefined);
+      if (!r.dryRun)
+        await appendRunLog(vaultDir, runLogRecord('prune', started, true, { removed: r.removed.map((x) => x.id), bytes_before: r.bytesBefore, bytes_after: r.bytesAfter })).catch(() => undefined);
       return r;
     } catch (e) {
       await appendRunLog(vaultDir, runLogRecord('prune', started, false, { error: { code: (e as { code?: string }).code ?? 'error', message: errorMessage(e) } })).catch(() => undefined);
@@ -474,7 +498,12 @@ export async function migrateToStore(vaultDir: string, opts: MigrateOptions = {}
       const anyEncrypted = index.snapshots.some((s) => s.encrypted);
       let key: ArchiveKey | undefined;
       if (anyEncrypted) {
-        if (!opts.material || opts.material.kind === 'none') throw new AgentVaultError('no-key', `${vaultDir} holds encrypted snapshots; the store that receives them is encrypted with the vault's passphrase or key, which is needed; nothing was changed`, { kind: 'usage', remedy: 'key' });
+        if (!opts.material || opts.material.kind === 'none')
+          throw new AgentVaultError(
+            'no-key',
+            `${vaultDir} holds encrypted snapshots; the store that receives them is encrypted with the vault's passphrase or key, which is needed; nothing was changed`,
+            { kind: 'usage', remedy: 'key' },
+          );
         key = (await writingKey(opts.material, index.kdf ?? null)).key;
       }
       repo = await initStore(storeOf(vaultDir), { prefix: `${STORE_DIR}/`, key, packSize: opts.packSize });
@@ -495,7 +524,11 @@ export async function migrateToStore(vaultDir: string, opts: MigrateOptions = {}
         const r = await ingestArchive(repo, file, { decrypt, time: rec.created_at, sourceSha256: true });
         if (r.snapshotId && (await loadSnapshot(repo, r.snapshotId)).source.sha256 !== rec.sha256) {
           // the archive changed since the index recorded it: imported as it is now, reported
-          res.failed.push({ id: rec.id, file, reason: `the archive's SHA-256 differs from the one vault.json records (imported as it is now as store snapshot ${r.snapshotId}; run "agent-vault verify" on the old files)` });
+          res.failed.push({
+            id: rec.id,
+            file,
+            reason: `the archive's SHA-256 differs from the one vault.json records (imported as it is now as store snapshot ${r.snapshotId}; run "agent-vault verify" on the old files)`,
+          });
         }
         await verifyImported(repo, r.snapshotId, file, decrypt);
         res.imported.push({ id: rec.id, snapshot: r.snapshotId, bytesRead: r.bytesRead, bytesAdded: r.bytesAdded });
@@ -505,7 +538,10 @@ export async function migrateToStore(vaultDir: string, opts: MigrateOptions = {}
       }
     }
     res.storeBytes = await storeBytes(repo);
-    await appendRunLog(vaultDir, runLogRecord('vault migrate', started, res.failed.length === 0, { imported: res.imported.map((i) => i.id), skipped: res.skipped, failed: res.failed.map((f) => f.id) })).catch(() => undefined);
+    await appendRunLog(
+      vaultDir,
+      runLogRecord('vault migrate', started, res.failed.length === 0, { imported: res.imported.map((i) => i.id), skipped: res.skipped, failed: res.failed.map((f) => f.id) }),
+    ).catch(() => undefined);
     return res;
   });
 }

@@ -47,7 +47,11 @@ async function entriesOf(file: string): Promise<Array<[string, number, string]>>
 
 /** 1 % more messages (copies of the latest, new ids) and 1 % of the passages edited (text and embedding of another passage of the same dimension). */
 async function changeOnePercent(db: Db): Promise<void> {
-  const cols = (await db.query<{ column_name: string }>(`SELECT column_name FROM information_schema.columns WHERE table_name = 'messages' AND table_schema = current_schema() ORDER BY ordinal_position`)).rows.map((r) => r.column_name).filter((c) => c !== 'sequence_id');
+  const cols = (
+    await db.query<{ column_name: string }>(`SELECT column_name FROM information_schema.columns WHERE table_name = 'messages' AND table_schema = current_schema() ORDER BY ordinal_position`)
+  ).rows
+    .map((r) => r.column_name)
+    .filter((c) => c !== 'sequence_id');
   const sel = cols.map((c) => (c === 'id' ? `'message-' || gen_random_uuid()` : c === 'created_at' ? `created_at + interval '100 days'` : c)).join(', ');
   const n = (await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM messages`)).rows[0].n;
   await db.query(`INSERT INTO messages (${cols.join(', ')}) SELECT ${sel} FROM (SELECT * FROM messages ORDER BY sequence_id DESC LIMIT ${Math.max(1, Math.round(n / 100))}) m`);
@@ -100,10 +104,23 @@ describe('vault: store vaults (backup, restore, drill, prune, verify, export, mi
     assert.ok(!files.some((f) => f.endsWith('.avsnap') || f.startsWith('.tmp/')), files.join('\n'));
     assert.ok(!fs.existsSync(path.join(store, 'vault.json')), 'a store vault keeps no archive index');
     const list = await listStoreVault(store);
-    assert.deepEqual(list.map((s) => s.vault_id), [first.id, second.id]);
+    assert.deepEqual(
+      list.map((s) => s.vault_id),
+      [first.id, second.id],
+    );
     assert.deepEqual(list[1].agents.map((a) => a.id).sort(), [...agents].sort());
-    const log = fs.readFileSync(path.join(store, 'runs.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
-    assert.deepEqual(log.map((l) => [l.command, l.ok, l.snapshot]), [['backup', true, first.id], ['backup', true, second.id]]);
+    const log = fs
+      .readFileSync(path.join(store, 'runs.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    assert.deepEqual(
+      log.map((l) => [l.command, l.ok, l.snapshot]),
+      [
+        ['backup', true, first.id],
+        ['backup', true, second.id],
+      ],
+    );
   });
 
   it('a snapshot read from the store equals a direct export: vault export deep-verifies and diffs as identical; <vault>#<ref> reads it for diff', async () => {
@@ -111,7 +128,10 @@ describe('vault: store vaults (backup, restore, drill, prune, verify, export, mi
     const out = path.join(tmp.dir('export'), 'x.avsnap');
     const r = await exportStoreSnapshot(store, 'latest', out);
     const deep = await verifyArchive(out, { deep: true });
-    assert.ok(deep.every((c) => c.ok), JSON.stringify(deep.filter((c) => !c.ok)));
+    assert.ok(
+      deep.every((c) => c.ok),
+      JSON.stringify(deep.filter((c) => !c.ok)),
+    );
     const d = await diffPaths(direct.path, out);
     assert.equal(d.identical, true, JSON.stringify(d.summary));
     // the same entries byte for byte as the archive the store snapshot was made of: only the
@@ -226,7 +246,10 @@ describe('vault: store vaults (backup, restore, drill, prune, verify, export, mi
       assert.deepEqual(await entriesOf(o), keptSha, `after kill -9 at ${stage}`);
       const again = runCli(['prune', '--vault', copy, '--keep-last', '1', '-q']);
       assert.equal(again.code, 0, `${stage}: ${again.stdout}${again.stderr}`);
-      assert.deepEqual((await listStoreVault(copy)).map((x) => x.vault_id), [third.id]);
+      assert.deepEqual(
+        (await listStoreVault(copy)).map((x) => x.vault_id),
+        [third.id],
+      );
       const check = await checkRepo(await openVaultRepo(copy), { readData: true });
       assert.equal(check.ok, true, `${stage}: ${JSON.stringify(check.problems)}`);
       assert.equal(check.warnings.length, 0, `${stage}: the second prune adopts or removes what the killed one left: ${JSON.stringify(check.warnings)}`);
@@ -306,10 +329,17 @@ describe('vault: store vaults (backup, restore, drill, prune, verify, export, mi
       const d = await diffPaths(path.join(folder, s.file), o);
       assert.equal(d.identical, true);
       const [a, b] = [await readManifest(path.join(folder, s.file)), await readManifest(o)];
-      assert.deepEqual(b.entries.map((e) => [e.name, e.size, e.sha256]), a.entries.map((e) => [e.name, e.size, e.sha256]));
+      assert.deepEqual(
+        b.entries.map((e) => [e.name, e.size, e.sha256]),
+        a.entries.map((e) => [e.name, e.size, e.sha256]),
+      );
       assert.equal(b.created_at, a.created_at);
     }
-    assert.deepEqual((await readIndex(folder)).snapshots.map((s) => s.id), index.snapshots.map((s) => s.id), 'vault.json unchanged');
+    assert.deepEqual(
+      (await readIndex(folder)).snapshots.map((s) => s.id),
+      index.snapshots.map((s) => s.id),
+      'vault.json unchanged',
+    );
     const again = await migrateToStore(folder);
     assert.deepEqual([again.imported.length, again.skipped.length, again.failed.length], [0, 2, 0]);
     // the migrated vault backs up into the store from now on
@@ -335,7 +365,10 @@ describe('vault: store vaults (backup, restore, drill, prune, verify, export, mi
     const r = await exportStoreSnapshot(dir, 'latest', out, { material });
     assert.ok(r.manifest.encryption, 'the exported archive is encrypted');
     const deep = await verifyArchive(out, { deep: true, decrypt: { passphrase: PASS } });
-    assert.ok(deep.every((c) => c.ok), JSON.stringify(deep.filter((c) => !c.ok)));
+    assert.ok(
+      deep.every((c) => c.ok),
+      JSON.stringify(deep.filter((c) => !c.ok)),
+    );
     const v = await verifyStoreVault(dir, { readData: true, material });
     assert.equal(v.ok, true, JSON.stringify(v.problems));
     // no agent id in plain text anywhere in the store
@@ -353,13 +386,32 @@ describe('vault: store vaults (backup, restore, drill, prune, verify, export, mi
     try {
       const webhook = { url: hook.url, on: ['failure', 'success'] as Array<'failure' | 'success'>, timeoutMs: 5000 };
       const before = listFiles(store).filter((f) => f.startsWith('store/')).length;
-      await rejectsWith(storeBackup({ config: { ...config(store), webhook, encryption: { enabled: true, scrypt: { N: 1024, r: 8, p: 1 } } }, db: source, env: { AGENT_VAULT_PASSPHRASE: 'x' }, keys: { env: { AGENT_VAULT_PASSPHRASE: 'x' } } }), 'store-not-encrypted');
+      await rejectsWith(
+        storeBackup({
+          config: { ...config(store), webhook, encryption: { enabled: true, scrypt: { N: 1024, r: 8, p: 1 } } },
+          db: source,
+          env: { AGENT_VAULT_PASSPHRASE: 'x' },
+          keys: { env: { AGENT_VAULT_PASSPHRASE: 'x' } },
+        }),
+        'store-not-encrypted',
+      );
       assert.equal(listFiles(store).filter((f) => f.startsWith('store/')).length, before, 'nothing was written to the store');
       assert.deepEqual([hook.requests[0].body.event, hook.requests[0].body.error.code], ['backup.failed', 'store-not-encrypted']);
       const ok = await storeBackup({ config: { ...config(store), webhook }, db: source });
       assert.deepEqual([hook.requests[1].body.event, hook.requests[1].body.snapshot.id], ['backup.succeeded', ok.id]);
-      const log = fs.readFileSync(path.join(store, 'runs.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).slice(-2);
-      assert.deepEqual(log.map((l) => [l.command, l.ok, l.webhook?.ok]), [['backup', false, true], ['backup', true, true]]);
+      const log = fs
+        .readFileSync(path.join(store, 'runs.jsonl'), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l))
+        .slice(-2);
+      assert.deepEqual(
+        log.map((l) => [l.command, l.ok, l.webhook?.ok]),
+        [
+          ['backup', false, true],
+          ['backup', true, true],
+        ],
+      );
     } finally {
       await hook.close();
     }
