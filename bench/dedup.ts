@@ -7,6 +7,14 @@
  *   npx tsx bench/dedup.ts                       # 2 agents × 20k messages + 5k passages, 1536 dims
  *   npx tsx bench/dedup.ts --messages 100000 --passages 25000 --agents 2
  *   npx tsx bench/dedup.ts --encrypted           # an encrypted store (scrypt N = 2^14 to keep it short)
+ *   npx tsx bench/dedup.ts --pg --restore        # also: restore of day 2 from the archive and from the store
+ *   npx tsx bench/dedup.ts --pg --restic         # on a throwaway PostgreSQL 15 cluster, side by side with
+ *                                                # restic backing up a pg_dump of the same database
+ *
+ * --restic (needs --pg and the `restic` and `pg_dump` commands): the same three states (day 1,
+ * day 1 again unchanged, day 2 after the 1 % changes) are dumped with `pg_dump` (plain SQL) and
+ * backed up with `restic backup` into a local restic repository; bytes added are the growth of the
+ * repository folder, time is pg_dump + restic. Our side: export + ingest.
  *
  * The store steps run in child processes, so that each one's peak RSS is its own (PGlite, holding
  * the database in memory, dominates the parent's).
@@ -14,14 +22,18 @@
  * Targets of issue 15 (measured on its 200k + 50k database): second ingest adds < 1 % of the first
  * and takes < 25 % of a full export's time; after the 1 % changes < 3 %.
  */
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { openPglite } from '../src/db/pglite';
+import { openPg } from '../src/db/pg';
+import type { Db } from '../src/db/types';
+import { startTestPostgres, type TestPostgres } from '../test/helpers/pgcluster';
 import { keyFromPassphrase } from '../src/format/crypto';
 import { createLettaSchema } from '../src/letta/ddl';
 import { exportAgents } from '../src/letta/export';
+import { restoreAgents } from '../src/letta/restore';
 import { generateSyntheticDb } from '../src/letta/synth';
 import { LocalStore } from '../src/vault/remote/store';
 import { exportSnapshotToArchive, ingestArchive, initStore, openRepo, storeBytes } from '../src/vault/store/repo';
@@ -74,8 +86,41 @@ async function main(): Promise<void> {
   const passages = arg('passages', 5000);
   const dim = arg('dim', 1536);
   const encrypted = process.argv.includes('--encrypted');
+  const usePg = process.argv.includes('--pg');
+  const restic = process.argv.includes('--restic');
+  if (restic && !usePg) throw new Error('--restic needs --pg (pg_dump reads a PostgreSQL server)');
   const dir = mkdtempSync(path.join(tmpdir(), 'av-bench-dedup-'));
-  const db = await openPglite();
+  let server: TestPostgres | undefined;
+  let dbUrl = '';
+  let db: Db;
+  if (usePg) {
+    server = await startTestPostgres();
+    dbUrl = (await server.createDatabase()).url;
+    db = await openPg({ url: dbUrl });
+  } else db = await openPglite();
+  const resticRows: Array<{ s: number; added: number }> = [];
+  const dirBytes = (d: string): number => {
+    let n = 0;
+    for (const e of readdirSync(d, { withFileTypes: true, recursive: true })) if (e.isFile()) n += statSync(path.join(e.parentPath ?? (e as unknown as { path: string }).path, e.name)).size;
+    return n;
+  };
+  const resticRepo = path.join(dir, 'restic-repo');
+  const resticEnv = { ...process.env, RESTIC_REPOSITORY: resticRepo, RESTIC_PASSWORD: 'bench', RESTIC_CACHE_DIR: path.join(dir, 'restic-cache') };
+  const resticDay = (name: string): void => {
+    if (!restic) return;
+    const dump = path.join(dir, 'dump', 'letta.sql');
+    const before = dirBytes(resticRepo);
+    const t = process.hrtime.bigint();
+    rmSync(path.dirname(dump), { recursive: true, force: true });
+    execFileSync('mkdir', ['-p', path.dirname(dump)]);
+    execFileSync('pg_dump', ['--no-owner', '-f', dump, dbUrl], { stdio: 'inherit' });
+    execFileSync('restic', ['backup', '--quiet', '--host', 'bench', path.dirname(dump)], { env: resticEnv, stdio: ['ignore', 'ignore', 'inherit'] });
+    const s = Number(process.hrtime.bigint() - t) / 1e9;
+    resticRows.push({ s, added: dirBytes(resticRepo) - before });
+    console.log(`restic ${name}: pg_dump ${mb(statSync(dump).size)} MB, ${s.toFixed(2)} s, ${mb(resticRows[resticRows.length - 1].added)} MB added`);
+    rmSync(path.dirname(dump), { recursive: true, force: true });
+  };
+  if (restic) execFileSync('restic', ['init', '--quiet'], { env: resticEnv, stdio: ['ignore', 'ignore', 'inherit'] });
   try {
     await createLettaSchema(db);
     const g = await timed(() => generateSyntheticDb(db, { agents, messagesPerAgent: Math.round(messages / agents), passagesPerAgent: Math.round(passages / agents), dim, seed: 15 }));
@@ -89,14 +134,34 @@ async function main(): Promise<void> {
     await initStore(new LocalStore(storeDir), { key });
     const env = pass ? { BENCH_PASSPHRASE: pass } : {};
     const i1 = step(['ingest', storeDir, a1], env);
+    resticDay('day 1');
     const a1b = path.join(dir, 'day1-again.avsnap');
     const e1b = await timed(() => exportAgents(db, { select: { all: true }, out: a1b }));
     const i2 = step(['ingest', storeDir, a1b], env);
+    resticDay('day 1 again (unchanged)');
     await changeOnePercent(db);
     const a2 = path.join(dir, 'day2.avsnap');
     const e2 = await timed(() => exportAgents(db, { select: { all: true }, out: a2 }));
     const i3 = step(['ingest', storeDir, a2], env);
+    resticDay('day 2 (1 % changed)');
     const x = step(['export', storeDir, path.join(dir, 'out.avsnap'), i3.v.snapshotId!], env);
+    let restoreRow: [string, string, string, string] | undefined;
+    if (server && process.argv.includes('--restore')) {
+      // restore of day 2 into an empty database: from the archive, and from the store (exported to a temp archive, then restored)
+      const into = async (file: string): Promise<number> => {
+        const t = await server!.createDatabase();
+        const target = await openPg({ url: t.url });
+        try {
+          await createLettaSchema(target);
+          return (await timed(() => restoreAgents(target, file))).s;
+        } finally {
+          await target.close();
+        }
+      };
+      const fromArchive = await into(a2);
+      const fromStore = x.s + (await into(path.join(dir, 'out.avsnap')));
+      restoreRow = ['restore of day 2 into an empty PostgreSQL database', `from the archive ${fromArchive.toFixed(2)} s; from the store ${fromStore.toFixed(2)} s (${(fromStore / fromArchive).toFixed(2)}x)`, '', ''];
+    }
     const pct = (a: number, b: number, d = 2): string => `${((100 * a) / b).toFixed(d)} %`;
     const rows: Array<[string, string, string, string]> = [
       ['full export from the database (day 1)', `${e1.s.toFixed(2)} s`, `${mb(size1)} MB archive`, ''],
@@ -104,13 +169,23 @@ async function main(): Promise<void> {
       ['second ingest, unchanged export', `${i2.s.toFixed(2)} s (${pct(i2.s, e1.s, 0)} of the export)`, `${i2.v.bytesAdded} B (${pct(i2.v.bytesAdded!, i1.v.bytesAdded!, 3)})`, `${i2.rssMB.toFixed(0)} MB`],
       ['ingest after 1 % more messages, 1 % changed passages', `${i3.s.toFixed(2)} s`, `${mb(i3.v.bytesAdded!)} MB (${pct(i3.v.bytesAdded!, i1.v.bytesAdded!)})`, `${i3.rssMB.toFixed(0)} MB`],
       ['export of day 2 from the store to a .avsnap', `${x.s.toFixed(2)} s`, `${mb(x.v.bytes!)} MB`, `${x.rssMB.toFixed(0)} MB`],
+      ...(restoreRow ? [restoreRow] : []),
     ];
     console.log(`\n${encrypted ? 'encrypted' : 'plain'} store; exports from the database took ${e1.s.toFixed(2)} / ${e1b.s.toFixed(2)} / ${e2.s.toFixed(2)} s\n`);
     console.log('| step | time | bytes | peak RSS |\n|---|---|---|---|');
     for (const r of rows) console.log(`| ${r.join(' | ')} |`);
+    if (restic) {
+      const ours = [e1.s + i1.s, e1b.s + i2.s, e2.s + i3.s];
+      const added = [i1.v.bytesAdded!, i2.v.bytesAdded!, i3.v.bytesAdded!];
+      const names = ['day 1 (first backup)', 'day 1 again, unchanged', 'day 2, 1 % more messages + 1 % changed passages'];
+      console.log(`\nside by side with restic ${execFileSync('restic', ['version'], { encoding: 'utf8' }).trim().split(' ')[1]} backing up a pg_dump (plain SQL) of the same PostgreSQL database\n`);
+      console.log('| backup | Agent Vault store: added | time (export + ingest) | restic on pg_dump: added | time (pg_dump + restic) |\n|---|---|---|---|---|');
+      for (let k = 0; k < 3; k++) console.log(`| ${names[k]} | ${mb(added[k])} MB | ${ours[k].toFixed(2)} s | ${mb(resticRows[k].added)} MB | ${resticRows[k].s.toFixed(2)} s |`);
+    }
     console.log(`\nstore footprint: ${mb(x.v.footprint!)} MB for 3 snapshots of ${mb(i1.v.bytesRead!)} MB plaintext each`);
   } finally {
     await db.close();
+    await server?.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -27,6 +27,7 @@ import { fetchSnapshot, pruneRemote, remoteVaultStatus, runRemoteBackup, verifyR
 import { openObjectStore, S3Store } from '../vault/remote/s3';
 import { EXIT, errorHints, exitCodeOf, onInterrupt, signalExitCode } from './exit';
 import type { CliContext } from './context';
+import { isStoreVault, materializeStoreSnapshot, storeVaultIndexFor, registerStoreCommands, storeBackupCommand, storePruneCommand, storeVerifyCommand } from './store';
 
 /** Calls `fn` on SIGINT / SIGTERM / SIGHUP (instead of exiting); returns the function that stops listening. */
 function onSignal(fn: (sig: NodeJS.Signals) => void): () => void {
@@ -181,6 +182,10 @@ export function registerVaultCommands(program: Command, ctx: CliContext): void {
             abort = fn;
           },
         };
+        if (!remote && isStoreVault(cfg.vault)) {
+          await storeBackupCommand(ctx, backupOpts, o);
+          return;
+        }
         const r: BackupResult = remote ? await withStore(cfg.vault, (store) => runRemoteBackup(store, { ...backupOpts, signal: cancel.signal })) : await runBackup(backupOpts);
         for (const w of r.warnings) if (o.verbose || /webhook|not in the index|index did not list|prune: /.test(w)) err(`agent-vault: warning: ${oneLine(w)}\n`);
         if (o.json) out(JSON.stringify({ ok: true, snapshot: r.snapshot, path: r.path, duration_ms: r.duration_ms, pruned: r.pruned?.removed.map((s) => s.id) ?? null, cleaned: r.cleaned, adopted: r.adopted, rejected: r.rejected, webhook: r.webhook, warnings: r.warnings }, null, 2) + '\n');
@@ -202,7 +207,7 @@ export function registerVaultCommands(program: Command, ctx: CliContext): void {
     });
 
   // ------------------------------------------------------------------------------------------- prune
-  addVaultOptions(
+  addKeyOptions(addVaultOptions(
     program
       .command('prune')
       .description('Delete snapshots the retention policy does not keep (grandfather-father-son, per agent; the newest snapshot of an agent is always kept)')
@@ -216,14 +221,18 @@ export function registerVaultCommands(program: Command, ctx: CliContext): void {
       .option('--wait <seconds>', 'wait this long for a running backup instead of refusing', numArg('--wait'))
       .option('-q, --quiet', 'print only the summary line')
       .option('--json', 'print the plan as JSON'),
-  )
+  ))
     .addHelpText('after', '\nWithout --keep-* options the configuration\'s "retention" applies. Periods are calendar periods in UTC.\nOnly snapshots that pass a quick verification (size, sha256, manifest) count; a damaged one is kept and reported.\nExit codes: 0 ok, 1 a snapshot failed verification (kept, named), 2 usage error, 74 I/O error (disk full…), 75 the vault is locked (a backup, prune, drill or verify runs).')
-    .action(async (o: VaultSelection & { keepLast?: number; keepHourly?: number; keepDaily?: number; keepWeekly?: number; keepMonthly?: number; keepYearly?: number; dryRun?: boolean; wait?: number; quiet?: boolean; json?: boolean }) => {
+    .action(async (o: VaultSelection & KeyFlags & { keepLast?: number; keepHourly?: number; keepDaily?: number; keepWeekly?: number; keepMonthly?: number; keepYearly?: number; dryRun?: boolean; wait?: number; quiet?: boolean; json?: boolean }) => {
       const { cfg, vault } = await selectVault(ctx, o);
       const fromFlags: RetentionPolicy = { keepLast: o.keepLast, keepHourly: o.keepHourly, keepDaily: o.keepDaily, keepWeekly: o.keepWeekly, keepMonthly: o.keepMonthly, keepYearly: o.keepYearly };
       const anyFlag = Object.values(fromFlags).some((v) => v !== undefined);
       const { pruneAfterBackup: _p, ...fromConfig } = cfg?.retention ?? {};
       const policy = anyFlag ? fromFlags : fromConfig;
+      if (!isS3Location(vault) && isStoreVault(vault)) {
+        await storePruneCommand(ctx, vault, policy, o, cfg);
+        return;
+      }
       try {
         if (isS3Location(vault)) {
           const rr = await withStore(vault, (store) => pruneRemote(store, policy, { dryRun: o.dryRun, waitMs: (o.wait ?? 0) * 1000 }));
@@ -278,14 +287,21 @@ export function registerVaultCommands(program: Command, ctx: CliContext): void {
         .description("Check every snapshot of the vault: file checksums, manifest schema, entry checksums and decryptability (--deep: decrypt everything, validate agent files, read every vector)")
         .option('--deep', 'read every entry through: decrypt and authenticate, validate .af schemas, check passages and vectors')
         .option('--snapshot <id...>', 'only these snapshots')
+        .option('--read-data', 'store vaults: read every pack and authenticate and hash every chunk (--deep implies it)')
+        .option('--read-data-subset <n/m|p%>', 'store vaults: read only the n-th of m groups of packs, or p percent of them chosen at random')
         .option('--wait <seconds>', 'wait this long for a running backup or prune instead of refusing', numArg('--wait'))
         .option('-q, --quiet', 'print only problems and the summary')
         .option('--json', 'print the report as JSON'),
     ),
   )
     .addHelpText('after', '\nExit codes: 0 every snapshot verified, 1 a problem was found, 2 usage error, 74 I/O error, 75 a backup or prune holds the vault.')
-    .action(async (o: VaultSelection & KeyFlags & { deep?: boolean; snapshot?: string[]; wait?: number; quiet?: boolean; json?: boolean }) => {
+    .action(async (o: VaultSelection & KeyFlags & { deep?: boolean; readData?: boolean; readDataSubset?: string; snapshot?: string[]; wait?: number; quiet?: boolean; json?: boolean }) => {
       const { cfg, vault } = await selectVault(ctx, o);
+      if (!isS3Location(vault) && isStoreVault(vault)) {
+        await storeVerifyCommand(ctx, vault, o, cfg);
+        return;
+      }
+      if (o.readData || o.readDataSubset) throw new AgentVaultError('usage', `--read-data and --read-data-subset apply to store vaults; ${vault} is a folder of archives (use --deep)`, { kind: 'usage' });
       const material = await resolveKeyMaterial(cfg?.encryption, keySources(ctx, o));
       const verifyOpts = {
         deep: o.deep,
@@ -336,7 +352,12 @@ export function registerVaultCommands(program: Command, ctx: CliContext): void {
         if (!databaseUrl) throw new AgentVaultError('usage', `environment variable ${o.databaseEnv} (--database-env) is not set`, { kind: 'usage' });
       }
       let fetched: { dir: string; path: string } | undefined;
-      if (sel.vault && isS3Location(sel.vault)) {
+      if (sel.vault && !isS3Location(sel.vault) && isStoreVault(sel.vault)) {
+        // the snapshot is streamed out of the store into a temp archive (under the shared lock); the report goes to <vault>/drills
+        const got = await materializeStoreSnapshot(sel.vault, snapshot, material);
+        fetched = { dir: path.dirname(got.path), path: got.path };
+        o.reportDir ??= path.join(sel.vault, 'drills');
+      } else if (sel.vault && isS3Location(sel.vault)) {
         // the snapshot is downloaded and checked against the index's SHA-256; the report goes to --report-dir (default: the current folder)
         const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'agent-vault-drill-'));
         const got = await withStore(sel.vault, (store) => fetchSnapshot(store, snapshot, dir));
@@ -376,8 +397,9 @@ export function registerVaultCommands(program: Command, ctx: CliContext): void {
     const { cfg, vault } = await selectVault(ctx, o);
     const policy = { maxAgeHours: o.maxAgeHours ?? cfg?.policy?.maxAgeHours, drillMaxAgeDays: o.drillMaxAgeDays ?? cfg?.policy?.drillMaxAgeDays };
     const remote = isS3Location(vault);
-    const s = remote ? await withStore(vault, (store) => remoteVaultStatus(store, policy)) : await vaultStatus(vault, policy);
-    const snaps = o.snapshots ? (remote ? (await withStore(vault, (store) => readStoreIndex(store)))!.snapshots : (await readIndex(vault)).snapshots) : undefined;
+    const storeIndex = !remote && isStoreVault(vault) ? await storeVaultIndexFor(ctx, vault, cfg) : undefined;
+    const s = remote ? await withStore(vault, (store) => remoteVaultStatus(store, policy)) : await vaultStatus(vault, policy, storeIndex ? { index: storeIndex, present: () => true } : {});
+    const snaps = o.snapshots ? (remote ? (await withStore(vault, (store) => readStoreIndex(store)))!.snapshots : (storeIndex ?? (await readIndex(vault))).snapshots) : undefined;
     const missing = new Set(s.missing.map((m) => m.id));
     const damaged = new Set((s.damaged ?? []).map((m) => m.id));
     if (o.json) out(JSON.stringify(snaps ? { ...s, snapshot_list: snaps } : s, null, 2) + '\n');
@@ -430,7 +452,8 @@ export function registerVaultCommands(program: Command, ctx: CliContext): void {
       ctx.exitCode = r.rejected.length || r.damaged.length ? EXIT.failed : EXIT.ok;
     });
   // ------------------------------------------------------------------------------------------- vault copy
-  const vaultGroup = program.command('vault').description('Operations between vaults (local folders and s3:// locations)');
+  const vaultGroup = program.command('vault').description('Operations between vaults (local folders and s3:// locations) and on store vaults');
+  registerStoreCommands(vaultGroup, ctx);
   vaultGroup
     .command('copy')
     .description('Copy snapshots from one vault to another (local folder ↔ s3://bucket/prefix, S3 ↔ S3), skipping what the target has and verifying what it copies')

@@ -8,7 +8,7 @@
 import type { StatusPolicy } from './config';
 import { readDrillReports, type DrillCheckName, type DrillReport } from './drill-report';
 import { promises as fsp } from 'node:fs';
-import { lockHolders, readIndex, readRunLog, snapshotPath, unlistedFiles, type LockInfo, type RunLogRecord, type SnapshotRecord } from './vault';
+import { lockHolders, readIndex, readRunLog, snapshotPath, unlistedFiles, type LockInfo, type RunLogRecord, type SnapshotRecord, type VaultIndex } from './vault';
 
 export const DEFAULT_MAX_AGE_HOURS = 26;
 export const DEFAULT_DRILL_MAX_AGE_DAYS = 7;
@@ -92,6 +92,8 @@ export interface VaultStatusOptions {
   present?: (rec: SnapshotRecord) => boolean;
   /** The vault as named in the report (default: the folder). */
   label?: string;
+  /** The snapshots (default: the folder's vault.json); a store vault answers from its store. */
+  index?: VaultIndex;
 }
 
 export async function vaultStatus(vaultDir: string, policy: StatusPolicy = {}, opts: VaultStatusOptions = {}): Promise<VaultStatus> {
@@ -100,7 +102,7 @@ export async function vaultStatus(vaultDir: string, policy: StatusPolicy = {}, o
     maxAgeHours: policy.maxAgeHours ?? DEFAULT_MAX_AGE_HOURS,
     drillMaxAgeDays: policy.drillMaxAgeDays ?? DEFAULT_DRILL_MAX_AGE_DAYS,
   };
-  const index = await readIndex(vaultDir);
+  const index = opts.index ?? (await readIndex(vaultDir));
   const [reports, runs, locks, files] = await Promise.all([readDrillReports(vaultDir), readRunLog(vaultDir, { last: 200 }), lockHolders(vaultDir), unlistedFiles(vaultDir, index)]);
   const running = locks.exclusive;
   const snapsById = new Map(index.snapshots.map((s) => [s.id, s]));

@@ -54,6 +54,8 @@ import {
 
 export const DEFAULT_PREFIX = 'store/';
 const CONFIG_KEY = 'config.json';
+/** The temp file of a store file (`<name>.tmp-<12 hex>` beside it, src/core/fs.ts tempPathFor; older writers: `.<name>.tmp-<12 hex>`), left by a killed write. */
+const STORE_TEMP = /^(data\/[0-9a-f]{2}|index|snapshots)\/\.?[0-9a-f]{64}\.tmp-[0-9a-f]{12}$/;
 /** Blobs of one pack read with one range request when they lie next to each other, up to this many bytes. */
 const MAX_RANGE = 8 * 1024 * 1024;
 
@@ -611,12 +613,16 @@ export interface CheckReport {
   bytesRead: number;
   problems: CheckProblem[];
   /** not damage: unindexed packs (an interrupted run; prune adopts them), unexpected files */
-  warnings: Array<{ kind: 'unindexed-pack' | 'unexpected-file'; key: string; message: string }>;
+  warnings: Array<{ kind: 'unindexed-pack' | 'unexpected-file' | 'temp-file'; key: string; message: string }>;
 }
 
 export interface CheckOptions {
-  /** read packs whole and decrypt + hash every blob: all (true), none (false) or this fraction (0…1) of the packs, chosen at random */
-  readData?: boolean | number;
+  /**
+   * read packs whole and decrypt + hash every blob: all (true), none (false), this fraction (0…1)
+   * of the packs chosen at random, or the part-th of `of` groups (a pack is in group
+   * 1 + (first byte of its id mod of), as restic's --read-data-subset n/m)
+   */
+  readData?: boolean | number | { part: number; of: number };
 }
 
 function agentsForEntry(m: Manifest, entry: string): string[] {
@@ -640,7 +646,8 @@ export async function checkRepo(repo: Repo, opts: CheckOptions = {}): Promise<Ch
   for await (const o of repo.store.list(repo.prefix)) {
     const rest = o.key.slice(repo.prefix.length);
     if (repo.prefix === '' && !/^(config\.json|data\/|index\/|snapshots\/)/.test(rest)) continue; // a store at the root shares it with the vault's files
-    if (!known.test(rest)) warnings.push({ kind: 'unexpected-file', key: o.key, message: `${o.key} is not a file of the store (left alone)` });
+    if (STORE_TEMP.test(rest)) warnings.push({ kind: 'temp-file', key: o.key, message: `${o.key} is a temp file of an interrupted write (the next prune removes it)` });
+    else if (!known.test(rest)) warnings.push({ kind: 'unexpected-file', key: o.key, message: `${o.key} is not a file of the store (left alone)` });
   }
   const data = await listIds(repo, 'data');
   for (const id of data.ids) if (!repo.packs.has(id)) warnings.push({ kind: 'unindexed-pack', key: packKey(repo, id), message: `pack ${id} is in no index (left by an interrupted run; prune adopts or removes it)` });
@@ -658,9 +665,11 @@ export async function checkRepo(repo: Repo, opts: CheckOptions = {}): Promise<Ch
   // read data
   let packsRead = 0;
   let bytesRead = 0;
-  const frac = opts.readData === true ? 1 : typeof opts.readData === 'number' ? Math.max(0, Math.min(1, opts.readData)) : 0;
+  const rd = opts.readData;
+  const group = typeof rd === 'object' && rd !== null ? rd : undefined;
+  const frac = rd === true || group ? 1 : typeof rd === 'number' ? Math.max(0, Math.min(1, rd)) : 0;
   if (frac > 0) {
-    const candidates = [...repo.packs.keys()].filter((id) => data.sizes.get(id) === repo.packs.get(id)!.size);
+    const candidates = [...repo.packs.keys()].filter((id) => data.sizes.get(id) === repo.packs.get(id)!.size && (!group || 1 + (parseInt(id.slice(0, 2), 16) % group.of) === group.part));
     const chosen = frac >= 1 ? candidates : candidates.filter(() => Math.random() < frac);
     if (frac < 1 && chosen.length === 0 && candidates.length > 0) chosen.push(candidates[Math.floor(Math.random() * candidates.length)]);
     for (const id of chosen) {
@@ -791,6 +800,8 @@ export interface PruneResult {
   packsWritten: number;
   /** unindexed packs (of an interrupted run) taken into account */
   packsAdopted: number;
+  /** temp files of killed writes removed (the object-store layer's own names only) */
+  tempRemoved: string[];
   bytesBefore: number;
   bytesAfter: number;
 }
@@ -809,6 +820,13 @@ function storeDamaged(repo: Repo, why: string): AgentVaultError {
 export async function pruneUnreferenced(repo: Repo, opts: PruneOptions = {}): Promise<PruneResult> {
   const hook = opts.faultHook ?? (() => undefined);
   const maxUnused = opts.maxUnused ?? 0.05;
+  // temp files of killed writes (no other writer runs: the caller holds the vault lock)
+  const tempRemoved: string[] = [];
+  for await (const o of repo.store.list(repo.prefix)) {
+    if (!STORE_TEMP.test(o.key.slice(repo.prefix.length))) continue;
+    await repo.store.delete(o.key);
+    tempRemoved.push(o.key);
+  }
   await loadIndex(repo);
   if (repo.damagedIndexes.length) throw storeDamaged(repo, `index file(s) ${repo.damagedIndexes.map((d) => d.key).join(', ')} cannot be read`);
   const data = await listIds(repo, 'data');
@@ -909,6 +927,7 @@ export async function pruneUnreferenced(repo: Repo, opts: PruneOptions = {}): Pr
     packsRepacked: repack.length,
     packsWritten: 0,
     packsAdopted: adopted.size,
+    tempRemoved,
     bytesBefore,
     bytesAfter: bytesBefore,
   };

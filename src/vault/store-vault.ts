@@ -1,0 +1,568 @@
+/**
+ * Store vaults (docs/VAULT.md "Store vaults"): a vault folder whose snapshots live in the
+ * deduplicating store (./store, docs/FORMAT.md part II) under `<vault>/store/`. A vault is a store
+ * vault when `<vault>/store/config.json` exists (made by `agent-vault vault init --store` or by
+ * `agent-vault vault migrate`). The store's files go through the ObjectStore interface
+ * (LocalStore here), so the same code runs on an S3Store.
+ *
+ * Every write (backup, prune, migrate) holds the vault's exclusive lock (./vault.ts); every read
+ * (verify, drill, export, restore/diff/inspect by reference) holds a shared lock in `.readers/`, so
+ * a prune never sweeps chunks a reader is streaming.
+ *
+ * A snapshot is addressed like a folder vault's: its vault id (`2026-03-01T020000Z-1a2b3c`, the
+ * name of the archive it was made from), a unique prefix of it, "latest", or the store's own id
+ * (64 hex digits, or a unique prefix of at least 8).
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync, promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { AgentVaultError, errorMessage } from '../core/errors';
+import { openArchive, type Manifest } from '../format/archive';
+import type { ArchiveKey, DecryptOptions } from '../format/crypto';
+import * as os from 'node:os';
+import { runBackup, type BackupEvent, type BackupOptions, type BackupResult } from './backup';
+import { postWebhook, redactUrl, wantsWebhook, type WebhookResult } from './webhook';
+import { TOOL_VERSION } from '../core/version';
+import { decryptOptions, resolveKeyMaterial, writingKey, type KeyMaterial } from './config';
+import { planRetention, type RetentionPlan, type RetentionPolicy } from './retention';
+import { LocalStore } from './remote/store';
+import {
+  checkRepo,
+  entryContent,
+  exportSnapshotToArchive,
+  forgetSnapshots,
+  ingestArchive,
+  initStore,
+  listSnapshots,
+  loadSnapshot,
+  openRepo,
+  pruneUnreferenced,
+  storeBytes,
+  type CheckReport,
+  type IngestResult,
+  type PruneFaultPoint,
+  type PruneResult as StorePruneResult,
+  type Repo,
+  type SnapshotInfo,
+} from './store/repo';
+import type { SnapshotRecord, VaultIndex } from './vault';
+import { appendRunLog, emptyIndex, newRunId, ensureVaultDirs, readIndex, runLogRecord, snapshotPath, TMP_DIR, withLock, withSharedLock, SNAPSHOT_EXT } from './vault';
+
+export const STORE_DIR = 'store';
+/** A backup's staging folder under `<vault>/.tmp/`. */
+const STAGE_NAME = /^stage-[0-9a-f]{12}$/;
+
+/** True when the folder is a store vault (`<vault>/store/config.json` exists). */
+export function isStoreVault(vaultDir: string): boolean {
+  return existsSync(path.join(vaultDir, STORE_DIR, 'config.json'));
+}
+
+function storeOf(vaultDir: string): LocalStore {
+  return new LocalStore(vaultDir);
+}
+
+/** The vault id of a store snapshot: the stem of the archive it was made from (else its store id). */
+export function vaultIdOf(s: Pick<SnapshotInfo, 'id' | 'source'>): string {
+  const f = s.source?.file;
+  return f && f.endsWith(SNAPSHOT_EXT) ? f.slice(0, -SNAPSHOT_EXT.length) : s.id;
+}
+
+/** Opens the vault's store (an encrypted one needs the key). */
+export async function openVaultRepo(vaultDir: string, decrypt?: DecryptOptions): Promise<Repo> {
+  if (!isStoreVault(vaultDir)) {
+    throw new AgentVaultError('no-store', `${vaultDir} is not a store vault (no ${STORE_DIR}/config.json)`, {
+      kind: 'usage',
+      hint: `make one with "agent-vault vault init --store --vault ${vaultDir}", or import its archives with "agent-vault vault migrate --vault ${vaultDir}"`,
+    });
+  }
+  return openRepo(storeOf(vaultDir), { ...(decrypt ?? {}), prefix: `${STORE_DIR}/` });
+}
+
+export interface InitStoreVaultOptions {
+  /** encrypt the store with this key */
+  key?: ArchiveKey;
+  packSize?: number;
+  waitMs?: number;
+}
+
+/** Creates the store of a vault folder (made if missing); error 'exists' when it has one. */
+export async function initStoreVault(vaultDir: string, opts: InitStoreVaultOptions = {}): Promise<Repo> {
+  await ensureVaultDirs(vaultDir);
+  return withLock(vaultDir, { command: 'vault init --store', waitMs: opts.waitMs }, async () => {
+    if (isStoreVault(vaultDir)) throw new AgentVaultError('exists', `${vaultDir} is a store vault already; nothing was changed`, { kind: 'usage' });
+    return initStore(storeOf(vaultDir), { prefix: `${STORE_DIR}/`, key: opts.key, packSize: opts.packSize });
+  });
+}
+
+/** Resolves a snapshot reference (see the module comment). */
+export function findStoreSnapshot(snaps: readonly SnapshotInfo[], ref: string, vaultDir: string): SnapshotInfo {
+  const good = snaps.filter((s) => !s.error);
+  const when = (s: SnapshotInfo): string => s.created_at ?? s.time;
+  const sorted = [...good].sort((a, b) => (when(a) === when(b) ? (a.id < b.id ? -1 : 1) : when(a) < when(b) ? -1 : 1));
+  if (ref === 'latest') {
+    const s = sorted[sorted.length - 1];
+    if (!s) throw new AgentVaultError('no-snapshot', `${vaultDir} has no snapshots yet`, { kind: 'usage' });
+    return s;
+  }
+  const exact = sorted.filter((s) => s.id === ref || vaultIdOf(s) === ref);
+  if (exact.length === 1) return exact[0];
+  const byPrefix = sorted.filter((s) => vaultIdOf(s).startsWith(ref) || (ref.length >= 8 && /^[0-9a-f]+$/.test(ref) && s.id.startsWith(ref)));
+  if (exact.length > 1 || byPrefix.length > 1) {
+    const c = exact.length > 1 ? exact : byPrefix;
+    throw new AgentVaultError(
+      'usage',
+      `snapshot "${ref}" is ambiguous in ${vaultDir}: ${c
+        .slice(0, 5)
+        .map((s) => `${vaultIdOf(s)} (${s.id.slice(0, 12)})`)
+        .join(', ')}${c.length > 5 ? ', …' : ''}`,
+      { kind: 'usage' },
+    );
+  }
+  if (byPrefix.length === 1) return byPrefix[0];
+  throw new AgentVaultError('no-snapshot', `${vaultDir} has no snapshot "${ref}"`, { kind: 'usage', hint: 'list them with "agent-vault vault snapshots --vault <dir>"' });
+}
+
+// ---------------------------------------------------------------------------------------------
+// backup
+
+export interface StoreBackupResult {
+  /** the vault id (as a folder vault would name the archive) */
+  id: string;
+  snapshotId: string;
+  created_at: string;
+  agents: Array<{ id: string; name: string | null }>;
+  encrypted: boolean;
+  ingest: IngestResult;
+  /** bytes of the archive the export wrote (then taken apart into the store and removed) */
+  archiveBytes: number;
+  export_ms: number;
+  ingest_ms: number;
+  duration_ms: number;
+  warnings: string[];
+  pruned: StorePruneVaultResult | null;
+}
+
+/**
+ * `backup` into a store vault: the export writes its archive into a staging folder under
+ * `<vault>/.tmp/` (the same code as a folder vault's backup), the archive is put into the store
+ * (only the chunks the store lacks are written), and the staging folder, which this run made, is
+ * removed. Holds the vault's exclusive lock throughout; logs one line in `runs.jsonl`.
+ */
+export async function storeBackup(opts: BackupOptions): Promise<StoreBackupResult> {
+  const cfg = opts.config;
+  const vaultDir = cfg.vault;
+  const started = new Date();
+  const env = opts.env ?? process.env;
+  const runId = newRunId();
+  let res: StoreBackupResult | undefined;
+  /** the webhook (as a folder vault's backup posts it) and the run-log line */
+  const finish = async (error: unknown): Promise<WebhookResult | null> => {
+    const finished = new Date();
+    const err = error === undefined ? null : { code: error instanceof AgentVaultError ? error.code : 'internal', message: errorMessage(error) };
+    const ev: BackupEvent = {
+      event: err ? 'backup.failed' : 'backup.succeeded',
+      ok: !err,
+      vault: vaultDir,
+      config: cfg.file ?? null,
+      host: os.hostname(),
+      run_id: runId,
+      started_at: started.toISOString(),
+      finished_at: finished.toISOString(),
+      duration_ms: finished.getTime() - started.getTime(),
+      snapshot: res ? { id: res.id, created_at: res.created_at, bytes: res.ingest.bytesAdded, agents: res.agents.length, encrypted: res.encrypted } : null,
+      error: err,
+      tool: { name: 'agent-vault', version: TOOL_VERSION },
+    };
+    let hook: WebhookResult | null = null;
+    if (wantsWebhook(cfg.webhook, err ? 'failure' : 'success')) {
+      hook = await postWebhook(cfg.webhook!, ev, env);
+      if (!hook.ok) res?.warnings.push(`webhook ${redactUrl(cfg.webhook!.url)} failed: ${hook.error}`);
+    }
+    if (existsSync(vaultDir)) {
+      const fields = res
+        ? { snapshot: res.id, store_snapshot: res.snapshotId, bytes_added: res.ingest.bytesAdded, bytes_read: res.ingest.bytesRead, pruned: res.pruned ? res.pruned.removed.map((x) => x.id) : null }
+        : { snapshot: null, error: err };
+      await appendRunLog(vaultDir, runLogRecord('backup', started, !err, { ...fields, webhook: hook ? { ok: hook.ok, status: hook.status ?? null, error: hook.error ?? null } : null }, runId)).catch(
+        () => undefined,
+      );
+    }
+    return hook;
+  };
+  try {
+    res = await storeBackupRun(opts, started);
+  } catch (e) {
+    const hook = await finish(e);
+    if (hook && !hook.ok && e instanceof Error) Object.assign(e, { webhook: hook });
+    throw e;
+  }
+  await finish(undefined);
+  return res;
+}
+
+async function storeBackupRun(opts: BackupOptions, started: Date): Promise<StoreBackupResult> {
+  const cfg = opts.config;
+  const vaultDir = cfg.vault;
+  const material = await resolveKeyMaterial(cfg.encryption, opts.keys);
+  const decrypt = decryptOptions(material);
+  const repo = await openVaultRepo(vaultDir, decrypt);
+  if (repo.crypto === undefined && (opts.encrypt ?? cfg.encryption?.enabled ?? false)) {
+    throw new AgentVaultError('store-not-encrypted', `the backup is to be encrypted and the store of ${vaultDir} is not (its secrets would be stored in plain text); nothing was written`, {
+      kind: 'usage',
+      hint: 'a store vault made with "agent-vault vault init --store --encrypt" keeps encrypted snapshots',
+    });
+  }
+  return withLock(vaultDir, { command: 'backup', waitMs: opts.waitMs ?? (cfg.lock?.waitSeconds ?? 0) * 1000 }, async () => {
+    // staging folders of interrupted runs (this project's own name; no run holds them: we hold the lock)
+    const swept: string[] = [];
+    for (const n of await fsp.readdir(path.join(vaultDir, TMP_DIR)).catch(() => [] as string[])) {
+      if (!STAGE_NAME.test(n)) continue;
+      await fsp.rm(path.join(vaultDir, TMP_DIR, n), { recursive: true, force: true });
+      swept.push(`${TMP_DIR}/${n}`);
+    }
+    const stage = path.join(vaultDir, TMP_DIR, `stage-${randomBytes(6).toString('hex')}`);
+    await fsp.mkdir(stage, { recursive: true });
+    const progress = opts.onProgress ?? (() => undefined);
+    try {
+      const t0 = Date.now();
+      // the staging run: no webhook, no prune (both are this run's), its own lock
+      const stageCfg = { ...cfg, vault: stage, webhook: undefined, retention: undefined };
+      const r: BackupResult = await runBackup({ ...opts, config: stageCfg, onLocked: undefined });
+      const exportMs = Date.now() - t0;
+      progress(`putting ${r.path} into the store`);
+      const t1 = Date.now();
+      const ingest = await ingestArchive(repo, r.path, { decrypt, time: r.snapshot.created_at, sourceSha256: r.snapshot.sha256 });
+      const ingestMs = Date.now() - t1;
+      let pruned: StorePruneVaultResult | null = null;
+      const warnings = [...r.warnings, ...swept.map((x) => `removed ${x}, the staging folder of an interrupted backup`)];
+      if (cfg.retention?.pruneAfterBackup) {
+        const { pruneAfterBackup: _p, ...policy } = cfg.retention;
+        try {
+          pruned = await pruneLocked(vaultDir, repo, { policy });
+        } catch (e) {
+          warnings.push(`prune: ${errorMessage(e)}`);
+        }
+      }
+      return {
+        id: r.snapshot.id,
+        snapshotId: ingest.snapshotId,
+        created_at: r.snapshot.created_at,
+        agents: r.snapshot.agents.map((a) => ({ id: a.id, name: a.name })),
+        encrypted: r.snapshot.encrypted,
+        ingest,
+        archiveBytes: r.snapshot.bytes,
+        export_ms: exportMs,
+        ingest_ms: ingestMs,
+        duration_ms: Date.now() - started.getTime(),
+        warnings,
+        pruned,
+      };
+    } finally {
+      await fsp.rm(stage, { recursive: true, force: true }).catch(() => undefined);
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// reading: export / materialise
+
+/** The key to write an archive of a snapshot that came from an encrypted one (same passphrase or key). */
+async function exportKey(material: KeyMaterial | undefined, encrypted: boolean, what: string): Promise<{ key: ArchiveKey } | undefined> {
+  if (!encrypted) return undefined;
+  if (!material || material.kind === 'none') {
+    throw new AgentVaultError('no-key', `${what} came from an encrypted archive; reading it needs the vault's passphrase or key; nothing was written`, { kind: 'usage', remedy: 'key' });
+  }
+  return { key: (await writingKey(material, null)).key };
+}
+
+export interface StoreExportOptions {
+  material?: KeyMaterial;
+  overwrite?: boolean;
+  waitMs?: number;
+  command?: string;
+}
+
+/**
+ * Writes a store snapshot as a single-file `.avsnap` (streaming, bounded memory) under the
+ * vault's shared lock; the archive has the snapshot's manifest and byte-identical entries (an
+ * encrypted source is written encrypted with the same passphrase or key).
+ */
+export async function exportStoreSnapshot(
+  vaultDir: string,
+  ref: string,
+  outPath: string,
+  opts: StoreExportOptions = {},
+): Promise<{ path: string; bytes: number; id: string; snapshotId: string; manifest: Manifest }> {
+  const decrypt = opts.material ? decryptOptions(opts.material) : undefined;
+  const repo = await openVaultRepo(vaultDir, decrypt);
+  return withSharedLock(vaultDir, { command: opts.command ?? `vault export ${ref}`, waitMs: opts.waitMs }, async () => {
+    const s = findStoreSnapshot(await listSnapshots(repo), ref, vaultDir);
+    const encryption = await exportKey(opts.material, !!s.source?.encrypted, `snapshot ${vaultIdOf(s)}`);
+    const r = await exportSnapshotToArchive(repo, s.id, outPath, { encryption, overwrite: opts.overwrite });
+    return { ...r, id: vaultIdOf(s), snapshotId: s.id };
+  });
+}
+
+/** Lists a store vault's snapshots with their vault ids (oldest first). */
+export async function listStoreVault(vaultDir: string, decrypt?: DecryptOptions): Promise<Array<SnapshotInfo & { vault_id: string }>> {
+  const repo = await openVaultRepo(vaultDir, decrypt);
+  return (await listSnapshots(repo)).map((s) => ({ ...s, vault_id: vaultIdOf(s) }));
+}
+
+/**
+ * The store's snapshots as a vault index (for `status`: ages per agent, drills), one record per
+ * readable snapshot; `file` names its snapshot file in the store.
+ */
+export async function storeVaultIndex(vaultDir: string, decrypt?: DecryptOptions): Promise<VaultIndex> {
+  const index = emptyIndex();
+  for (const s of await listStoreVault(vaultDir, decrypt)) {
+    if (s.error) continue;
+    const snap: SnapshotRecord = {
+      id: s.vault_id,
+      file: `${STORE_DIR}/snapshots/${s.id}`,
+      created_at: s.created_at ?? s.time,
+      bytes: s.size,
+      sha256: s.source?.sha256 ?? '',
+      encrypted: !!s.source?.encrypted,
+      agents: s.agents.map((a) => ({ id: a.id, name: a.name })),
+      collections: [],
+      probes: 0,
+      secrets: false,
+      tool_version: '',
+    };
+    index.snapshots.push(snap);
+  }
+  return index;
+}
+
+// ---------------------------------------------------------------------------------------------
+// prune
+
+export interface StorePruneVaultOptions {
+  policy: RetentionPolicy;
+  dryRun?: boolean;
+  waitMs?: number;
+  material?: KeyMaterial;
+  /** tests: stops the sweep at a point as a kill would */
+  faultHook?: (point: PruneFaultPoint) => void | Promise<void>;
+}
+
+export interface StorePruneVaultResult {
+  dryRun: boolean;
+  plan: RetentionPlan;
+  /** vault ids */
+  removed: Array<{ id: string; snapshot: string; created_at: string }>;
+  kept: string[];
+  /** snapshot files that cannot be read: kept, not counted */
+  unreadable: Array<{ id: string; reason: string }>;
+  sweep: StorePruneResult | null;
+  bytesBefore: number;
+  bytesAfter: number;
+}
+
+async function pruneLocked(vaultDir: string, repo: Repo, opts: StorePruneVaultOptions): Promise<StorePruneVaultResult> {
+  const snaps = await listSnapshots(repo);
+  const unreadable = snaps.filter((s) => s.error).map((s) => ({ id: s.id, reason: s.error! }));
+  const good = snaps.filter((s) => !s.error);
+  const byId = new Map(good.map((s) => [s.id, s]));
+  const plan = planRetention(
+    good.map((s) => ({ id: s.id, created_at: s.created_at ?? s.time, agents: s.agents.map((a) => a.id) })),
+    opts.policy,
+  );
+  const removed = plan.remove.map((d) => ({ id: vaultIdOf(byId.get(d.id)!), snapshot: d.id, created_at: d.created_at }));
+  const kept = plan.keep.map((d) => vaultIdOf(byId.get(d.id)!));
+  const bytesBefore = await storeBytes(repo);
+  if (opts.dryRun) return { dryRun: true, plan, removed, kept, unreadable, sweep: null, bytesBefore, bytesAfter: bytesBefore };
+  if (plan.remove.length)
+    await forgetSnapshots(
+      repo,
+      plan.remove.map((d) => d.id),
+    );
+  const sweep = await pruneUnreferenced(repo, { faultHook: opts.faultHook });
+  return { dryRun: false, plan, removed, kept, unreadable, sweep, bytesBefore, bytesAfter: await storeBytes(repo) };
+}
+
+/**
+ * `prune` on a store vault: the retention policy picks the snapshots to forget (per agent, as for
+ * a folder vault), then the sweep removes the chunks no kept snapshot references (mark and sweep,
+ * repacking partly used packs). Under the exclusive lock; crash-safe (see pruneUnreferenced).
+ */
+export async function pruneStoreVault(vaultDir: string, opts: StorePruneVaultOptions): Promise<StorePruneVaultResult> {
+  const started = new Date();
+  const repo = await openVaultRepo(vaultDir, opts.material ? decryptOptions(opts.material) : undefined);
+  return withLock(vaultDir, { command: 'prune', waitMs: opts.waitMs }, async () => {
+    try {
+      const r = await pruneLocked(vaultDir, repo, opts);
+      if (!r.dryRun)
+        await appendRunLog(vaultDir, runLogRecord('prune', started, true, { removed: r.removed.map((x) => x.id), bytes_before: r.bytesBefore, bytes_after: r.bytesAfter })).catch(() => undefined);
+      return r;
+    } catch (e) {
+      await appendRunLog(vaultDir, runLogRecord('prune', started, false, { error: { code: (e as { code?: string }).code ?? 'error', message: errorMessage(e) } })).catch(() => undefined);
+      throw e;
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// verify
+
+/** `--read-data-subset`: "n/m" (the n-th of m groups of packs, as restic) or a percentage "p%". */
+export type ReadDataSubset = { part: number; of: number } | { fraction: number };
+
+export function parseReadDataSubset(v: string): ReadDataSubset {
+  const m = /^(\d+)\/(\d+)$/.exec(v.trim());
+  if (m) {
+    const part = Number(m[1]);
+    const of = Number(m[2]);
+    if (of >= 1 && of <= 256 && part >= 1 && part <= of) return { part, of };
+  }
+  const p = /^(\d+(?:\.\d+)?)%$/.exec(v.trim());
+  if (p && Number(p[1]) > 0 && Number(p[1]) <= 100) return { fraction: Number(p[1]) / 100 };
+  throw new AgentVaultError('usage', `--read-data-subset must be "n/m" (1 ≤ n ≤ m ≤ 256) or a percentage like "10%", got "${v}"`, { kind: 'usage' });
+}
+
+export interface StoreVerifyOptions {
+  readData?: boolean;
+  readDataSubset?: ReadDataSubset;
+  material?: KeyMaterial;
+  waitMs?: number;
+}
+
+export interface StoreVerifyReport extends CheckReport {
+  vault: string;
+  /** store id → vault id, for the snapshots problems name */
+  names: Record<string, string>;
+  /** agent id → name */
+  agentNames: Record<string, string | null>;
+  duration_ms: number;
+}
+
+/**
+ * `verify` on a store vault: every snapshot file, index and pack checked and every chunk a
+ * snapshot needs found; with read-data (all or a subset) the packs are read and every chunk
+ * authenticated and hashed. A damaged pack is reported with the snapshots and agents it affects.
+ */
+export async function verifyStoreVault(vaultDir: string, opts: StoreVerifyOptions = {}): Promise<StoreVerifyReport> {
+  const t0 = Date.now();
+  const repo = await openVaultRepo(vaultDir, opts.material ? decryptOptions(opts.material) : undefined);
+  return withSharedLock(vaultDir, { command: 'verify', waitMs: opts.waitMs }, async () => {
+    const sub = opts.readDataSubset;
+    const readData = opts.readData ? true : sub ? ('fraction' in sub ? sub.fraction : { part: sub.part, of: sub.of }) : false;
+    const r = await checkRepo(repo, { readData });
+    const names: Record<string, string> = {};
+    const agentNames: Record<string, string | null> = {};
+    for (const s of await listSnapshots(repo)) {
+      names[s.id] = vaultIdOf(s);
+      for (const a of s.agents) agentNames[a.id] = a.name;
+    }
+    return { ...r, vault: vaultDir, names, agentNames, duration_ms: Date.now() - t0 };
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// migration
+
+export interface MigrateOptions {
+  material?: KeyMaterial;
+  waitMs?: number;
+  packSize?: number;
+  onProgress?: (m: string) => void;
+}
+
+export interface MigrateResult {
+  created: boolean;
+  imported: Array<{ id: string; snapshot: string; bytesRead: number; bytesAdded: number }>;
+  /** already in the store (same archive SHA-256) */
+  skipped: string[];
+  /** archives that could not be imported (reported, left in place) */
+  failed: Array<{ id: string; file: string; reason: string }>;
+  archiveBytes: number;
+  storeBytes: number;
+}
+
+/**
+ * Imports every snapshot archive the vault index lists into the vault's store (creating it, and
+ * encrypting it when any archive is encrypted), each one read back from the store afterwards and
+ * checked entry by entry against the archive's manifest. Idempotent (an archive already imported,
+ * same SHA-256, is skipped). Never deletes or changes an archive or vault.json.
+ */
+export async function migrateToStore(vaultDir: string, opts: MigrateOptions = {}): Promise<MigrateResult> {
+  const started = new Date();
+  const progress = opts.onProgress ?? (() => undefined);
+  const decrypt = opts.material ? decryptOptions(opts.material) : undefined;
+  return withLock(vaultDir, { command: 'vault migrate', waitMs: opts.waitMs }, async () => {
+    const index = await readIndex(vaultDir);
+    let created = false;
+    let repo: Repo;
+    if (isStoreVault(vaultDir)) repo = await openVaultRepo(vaultDir, decrypt);
+    else {
+      const anyEncrypted = index.snapshots.some((s) => s.encrypted);
+      let key: ArchiveKey | undefined;
+      if (anyEncrypted) {
+        if (!opts.material || opts.material.kind === 'none')
+          throw new AgentVaultError(
+            'no-key',
+            `${vaultDir} holds encrypted snapshots; the store that receives them is encrypted with the vault's passphrase or key, which is needed; nothing was changed`,
+            { kind: 'usage', remedy: 'key' },
+          );
+        key = (await writingKey(opts.material, index.kdf ?? null)).key;
+      }
+      repo = await initStore(storeOf(vaultDir), { prefix: `${STORE_DIR}/`, key, packSize: opts.packSize });
+      created = true;
+    }
+    const present = new Set((await listSnapshots(repo)).map((s) => s.source?.sha256).filter((x): x is string => !!x));
+    const res: MigrateResult = { created, imported: [], skipped: [], failed: [], archiveBytes: 0, storeBytes: 0 };
+    const sorted = [...index.snapshots].sort((a, b) => (a.created_at < b.created_at ? -1 : 1));
+    for (const rec of sorted) {
+      res.archiveBytes += rec.bytes;
+      if (present.has(rec.sha256)) {
+        res.skipped.push(rec.id);
+        continue;
+      }
+      const file = snapshotPath(vaultDir, rec);
+      progress(`importing ${rec.id}`);
+      try {
+        const r = await ingestArchive(repo, file, { decrypt, time: rec.created_at, sourceSha256: true });
+        if (r.snapshotId && (await loadSnapshot(repo, r.snapshotId)).source.sha256 !== rec.sha256) {
+          // the archive changed since the index recorded it: imported as it is now, reported
+          res.failed.push({
+            id: rec.id,
+            file,
+            reason: `the archive's SHA-256 differs from the one vault.json records (imported as it is now as store snapshot ${r.snapshotId}; run "agent-vault verify" on the old files)`,
+          });
+        }
+        await verifyImported(repo, r.snapshotId, file, decrypt);
+        res.imported.push({ id: rec.id, snapshot: r.snapshotId, bytesRead: r.bytesRead, bytesAdded: r.bytesAdded });
+        present.add(rec.sha256);
+      } catch (e) {
+        res.failed.push({ id: rec.id, file, reason: errorMessage(e) });
+      }
+    }
+    res.storeBytes = await storeBytes(repo);
+    await appendRunLog(
+      vaultDir,
+      runLogRecord('vault migrate', started, res.failed.length === 0, { imported: res.imported.map((i) => i.id), skipped: res.skipped, failed: res.failed.map((f) => f.id) }),
+    ).catch(() => undefined);
+    return res;
+  });
+}
+
+/** Reads an imported snapshot back from the store (every chunk) and compares it with the archive's manifest. */
+async function verifyImported(repo: Repo, snapshotId: string, file: string, decrypt: DecryptOptions | undefined): Promise<void> {
+  const reader = await openArchive(file, { decrypt });
+  let manifest: Manifest;
+  try {
+    manifest = reader.manifest;
+  } finally {
+    await reader.close();
+  }
+  const snap = await loadSnapshot(repo, snapshotId);
+  const names = snap.entries.map((e) => e.name).join('\n');
+  if (names !== manifest.entries.map((e) => e.name).join('\n')) throw new AgentVaultError('checksum', `store snapshot ${snapshotId} does not list the entries of ${file}`);
+  for (const e of snap.entries) {
+    const m = manifest.entries.find((x) => x.name === e.name)!;
+    if (!reader.encrypted && (m.size !== e.size || m.sha256 !== e.sha256)) throw new AgentVaultError('checksum', `store snapshot ${snapshotId}: entry ${e.name} differs from ${file}`);
+    for await (const _ of entryContent(repo, snapshotId, e)) {
+      // read through: entryContent checks the size and SHA-256 at the end
+    }
+  }
+}
