@@ -160,13 +160,23 @@ async function main(): Promise<void> {
       };
       const fromArchive = await into(a2);
       const fromStore = x.s + (await into(path.join(dir, 'out.avsnap')));
-      restoreRow = ['restore of day 2 into an empty PostgreSQL database', `from the archive ${fromArchive.toFixed(2)} s; from the store ${fromStore.toFixed(2)} s (${(fromStore / fromArchive).toFixed(2)}x)`, '', ''];
+      restoreRow = [
+        'restore of day 2 into an empty PostgreSQL database',
+        `from the archive ${fromArchive.toFixed(2)} s; from the store ${fromStore.toFixed(2)} s (${(fromStore / fromArchive).toFixed(2)}x)`,
+        '',
+        '',
+      ];
     }
     const pct = (a: number, b: number, d = 2): string => `${((100 * a) / b).toFixed(d)} %`;
     const rows: Array<[string, string, string, string]> = [
       ['full export from the database (day 1)', `${e1.s.toFixed(2)} s`, `${mb(size1)} MB archive`, ''],
       ['first ingest into the store', `${i1.s.toFixed(2)} s`, `${mb(i1.v.bytesAdded!)} MB added`, `${i1.rssMB.toFixed(0)} MB`],
-      ['second ingest, unchanged export', `${i2.s.toFixed(2)} s (${pct(i2.s, e1.s, 0)} of the export)`, `${i2.v.bytesAdded} B (${pct(i2.v.bytesAdded!, i1.v.bytesAdded!, 3)})`, `${i2.rssMB.toFixed(0)} MB`],
+      [
+        'second ingest, unchanged export',
+        `${i2.s.toFixed(2)} s (${pct(i2.s, e1.s, 0)} of the export)`,
+        `${i2.v.bytesAdded} B (${pct(i2.v.bytesAdded!, i1.v.bytesAdded!, 3)})`,
+        `${i2.rssMB.toFixed(0)} MB`,
+      ],
       ['ingest after 1 % more messages, 1 % changed passages', `${i3.s.toFixed(2)} s`, `${mb(i3.v.bytesAdded!)} MB (${pct(i3.v.bytesAdded!, i1.v.bytesAdded!)})`, `${i3.rssMB.toFixed(0)} MB`],
       ['export of day 2 from the store to a .avsnap', `${x.s.toFixed(2)} s`, `${mb(x.v.bytes!)} MB`, `${x.rssMB.toFixed(0)} MB`],
       ...(restoreRow ? [restoreRow] : []),

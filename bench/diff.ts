@@ -25,9 +25,10 @@ interface Params {
 }
 
 const AGENT_ID = 'agent-3b1f6a52-9c1e-4d0b-a7a4-2f9e1c0d8e11';
-const WORDS = (
-  'the of and to in is that for it as with was on be by this are or at from have an they which one you were her all she there would their we him been has when who will more no if out so said what up its about into than them can only other new some could time these two may then do first any my now such like our over man me even most made after also did many before must through back years where much your way well down should because each just those people how too little state good very make world still own see men work long get here between both life being under never day same another know while last might us great old year off come since against go came right used take three'
-).split(' ');
+const WORDS =
+  'the of and to in is that for it as with was on be by this are or at from have an they which one you were her all she there would their we him been has when who will more no if out so said what up its about into than them can only other new some could time these two may then do first any my now such like our over man me even most made after also did many before must through back years where much your way well down should because each just those people how too little state good very make world still own see men work long get here between both life being under never day same another know while last might us great old year off come since against go came right used take three'.split(
+    ' ',
+  );
 
 function rng(seed: number): () => number {
   let s = (seed ^ 0x9e3779b9) >>> 0 || 1;
@@ -133,7 +134,14 @@ function agentDoc(v: Variant, p: Params): { head: string; tail: string } {
     ],
     files: [],
     sources: [],
-    tools: [{ id: 'tool-0', name: 'send_message', source_code: 'def send_message(message: str):\n    return None\n', json_schema: { name: 'send_message', parameters: { type: 'object', properties: { message: { type: 'string' } }, required: ['message'] } } }],
+    tools: [
+      {
+        id: 'tool-0',
+        name: 'send_message',
+        source_code: 'def send_message(message: str):\n    return None\n',
+        json_schema: { name: 'send_message', parameters: { type: 'object', properties: { message: { type: 'string' } }, required: ['message'] } },
+      },
+    ],
     mcp_servers: [],
     metadata: { revision_id: '1c28e167b74f' },
   };
@@ -296,7 +304,9 @@ async function main(): Promise<void> {
     const ca = await writeArchive(fa, A, p);
     const cb = await writeArchive(fb, B, p);
     const mb = (f: string): string => (statSync(f).size / 1048576).toFixed(1);
-    console.log(`generated in ${((Date.now() - t) / 1000).toFixed(1)} s: A ${ca.messages} messages / ${ca.passages} passages (${mb(fa)} MiB), B ${cb.messages} / ${cb.passages} (${mb(fb)} MiB), embedding dim ${p.dim}`);
+    console.log(
+      `generated in ${((Date.now() - t) / 1000).toFixed(1)} s: A ${ca.messages} messages / ${ca.passages} passages (${mb(fa)} MiB), B ${cb.messages} / ${cb.passages} (${mb(fb)} MiB), embedding dim ${p.dim}`,
+    );
     const runs: Array<{ ms: number; cpuMs: number; maxRssMB: number }> = [];
     let last: Record<string, unknown> = {};
     for (let i = 0; i < 3; i++) {
@@ -305,7 +315,9 @@ async function main(): Promise<void> {
       if (child.status !== 0) throw new Error(`diff run failed (${child.status}): ${child.stderr}`);
       last = JSON.parse(child.stdout.trim().split('\n').pop()!);
       runs.push(last as { ms: number; cpuMs: number; maxRssMB: number });
-      console.log(`run ${i + 1}: diff ${(last.ms as number).toFixed(0)} ms (CPU ${(last.cpuMs as number).toFixed(0)} ms, all threads), peak RSS ${(last.maxRssMB as number).toFixed(0)} MiB; load average ${os.loadavg()[0].toFixed(2)}`);
+      console.log(
+        `run ${i + 1}: diff ${(last.ms as number).toFixed(0)} ms (CPU ${(last.cpuMs as number).toFixed(0)} ms, all threads), peak RSS ${(last.maxRssMB as number).toFixed(0)} MiB; load average ${os.loadavg()[0].toFixed(2)}`,
+      );
     }
     const m = last.messages as Record<string, number>;
     const ps = last.passages as Record<string, number>;
@@ -325,7 +337,12 @@ async function main(): Promise<void> {
     console.log(`found: messages ${JSON.stringify(m)}; passages ${JSON.stringify(ps)}; blocks ${JSON.stringify(last.memory_blocks)}; llm ${JSON.stringify(last.llm)}`);
     const best = Math.min(...runs.map((r) => r.ms));
     const rss = Math.max(...runs.map((r) => r.maxRssMB));
-    console.log(`bench:diff ${p.messages} messages + ${p.passages} passages (dim ${p.dim}) per side: best ${best.toFixed(0)} ms, median ${runs.map((r) => r.ms).sort((x, y) => x - y)[1].toFixed(0)} ms, peak RSS ${rss.toFixed(0)} MiB; target < 2000 ms: ${best < 2000 ? 'met' : 'MISSED'}`);
+    console.log(
+      `bench:diff ${p.messages} messages + ${p.passages} passages (dim ${p.dim}) per side: best ${best.toFixed(0)} ms, median ${runs
+        .map((r) => r.ms)
+        .sort((x, y) => x - y)[1]
+        .toFixed(0)} ms, peak RSS ${rss.toFixed(0)} MiB; target < 2000 ms: ${best < 2000 ? 'met' : 'MISSED'}`,
+    );
     if (problems.length) {
       console.error(`wrong findings:\n  ${problems.join('\n  ')}`);
       process.exitCode = 1;

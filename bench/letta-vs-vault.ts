@@ -42,10 +42,9 @@ async function counts(url: string, agentId: string): Promise<{ messages: number;
   const db = await openPg({ url });
   try {
     const m = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM messages WHERE agent_id = $1 AND NOT is_deleted', [agentId]);
-    const p = await db.query<{ n: number }>(
-      'SELECT count(*)::int AS n FROM archival_passages p JOIN archives_agents aa ON aa.archive_id = p.archive_id WHERE aa.agent_id = $1 AND NOT p.is_deleted',
-      [agentId],
-    );
+    const p = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM archival_passages p JOIN archives_agents aa ON aa.archive_id = p.archive_id WHERE aa.agent_id = $1 AND NOT p.is_deleted', [
+      agentId,
+    ]);
     return { messages: m.rows[0].n, passages: p.rows[0].n };
   } finally {
     await db.close();

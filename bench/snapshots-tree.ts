@@ -108,7 +108,10 @@ async function main(): Promise<number> {
   const agentIds = Array.from({ length: AGENTS }, (_, i) => `agent-${String(i).padStart(8, '0')}-4a5b-8c9d-${String(i).padStart(12, '0')}`);
   for (let i = 0; i < SNAPSHOTS; i++) {
     const created = new Date(start + i * 6 * 3600_000);
-    const id = `${created.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${i.toString(16).padStart(6, '0')}`;
+    const id = `${created
+      .toISOString()
+      .replace(/[-:]/g, '')
+      .replace(/\.\d+Z$/, 'Z')}-${i.toString(16).padStart(6, '0')}`;
     const file = `${SNAPSHOTS_DIR}/${id}${SNAPSHOT_EXT}`;
     copyFileSync(sample, path.join(vault, file));
     index.snapshots.push({
@@ -126,10 +129,18 @@ async function main(): Promise<number> {
     } as (typeof index.snapshots)[number]);
   }
   await writeIndex(vault, index);
-  console.log(`vault: ${SNAPSHOTS} snapshots × ${AGENTS} agents (${(statSync(path.join(vault, 'vault.json')).size / 1048576).toFixed(1)} MiB index), made in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  console.log(
+    `vault: ${SNAPSHOTS} snapshots × ${AGENTS} agents (${(statSync(path.join(vault, 'vault.json')).size / 1048576).toFixed(1)} MiB index), made in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
+  );
 
   const log = { info: () => undefined, warn: (msg: string) => console.warn(`warn: ${msg}`) };
-  const fresh = (): Tree => new SnapshotsTree(() => vault, () => ({}), {} as never, log as never);
+  const fresh = (): Tree =>
+    new SnapshotsTree(
+      () => vault,
+      () => ({}),
+      {} as never,
+      log as never,
+    );
   const time = async <T>(fn: () => Promise<T>): Promise<{ ms: number; value: T }> => {
     const t = process.hrtime.bigint();
     const value = await fn();
@@ -181,7 +192,9 @@ async function main(): Promise<number> {
   console.log(`expand one agent (${SNAPSHOTS} snapshots):     first ${first.expand.toFixed(0)} ms, best ${best('expand').toFixed(0)} ms`);
   console.log(`open + expand one agent:              first ${(first.open + first.expand).toFixed(0)} ms (target < ${LIMIT_MS} ms)`);
   console.log(`expand every agent (${AGENTS * SNAPSHOTS} items):   first ${first.expandAll.toFixed(0)} ms, best ${best('expandAll').toFixed(0)} ms`);
-  console.log(`manifests read while opening/expanding: ${readsOpening}; 20 tooltips: ${cold.ms.toFixed(0)} ms first (${readsCold} manifest reads), ${warm.ms.toFixed(0)} ms cached (${tree.manifests.reads - readsOpening - readsCold} reads)`);
+  console.log(
+    `manifests read while opening/expanding: ${readsOpening}; 20 tooltips: ${cold.ms.toFixed(0)} ms first (${readsCold} manifest reads), ${warm.ms.toFixed(0)} ms cached (${tree.manifests.reads - readsOpening - readsCold} reads)`,
+  );
   if (!args.includes('--keep')) rmSync(root, { recursive: true, force: true });
   else console.log(`kept ${root}`);
   const ok = first.open + first.expand < LIMIT_MS;

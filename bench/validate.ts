@@ -24,7 +24,9 @@ async function generate(file: string, targetBytes: number): Promise<number> {
   let msgId = 0;
   await w('{"agents":[');
   for (let a = 0; a < agents; a++) {
-    await w(`${a ? ',' : ''}{"id":"agent-${a}","name":"bench-${a}","agent_type":"letta_v1_agent","system":"You are a benchmark agent.","tool_ids":["tool-0"],"block_ids":["block-${a}"],"tool_rules":[{"tool_name":"send_message","type":"exit_loop"}],"llm_config":{"model":"gpt-4.1-mini","model_endpoint_type":"openai","context_window":128000},"embedding_config":{"embedding_model":"text-embedding-3-small","embedding_endpoint_type":"openai","embedding_dim":1536},"messages":[`);
+    await w(
+      `${a ? ',' : ''}{"id":"agent-${a}","name":"bench-${a}","agent_type":"letta_v1_agent","system":"You are a benchmark agent.","tool_ids":["tool-0"],"block_ids":["block-${a}"],"tool_rules":[{"tool_name":"send_message","type":"exit_loop"}],"llm_config":{"model":"gpt-4.1-mini","model_endpoint_type":"openai","context_window":128000},"embedding_config":{"embedding_model":"text-embedding-3-small","embedding_endpoint_type":"openai","embedding_dim":1536},"messages":[`,
+    );
     let written = 0;
     const inContext: string[] = [];
     let first = true;
@@ -50,7 +52,9 @@ async function generate(file: string, targetBytes: number): Promise<number> {
   }
   await w('],"groups":[],"blocks":[');
   for (let a = 0; a < agents; a++) await w(`${a ? ',' : ''}{"id":"block-${a}","label":"persona","value":"I am bench agent ${a}.","limit":5000}`);
-  await w('],"files":[],"sources":[],"tools":[{"id":"tool-0","name":"send_message","tool_type":"letta_core","source_type":"python","source_code":"def send_message(message: str):\\n    return None","json_schema":{"name":"send_message","parameters":{"type":"object","properties":{"message":{"type":"string"}}}}}],"mcp_servers":[],"metadata":{"revision_id":"1c28e167b74f"},"created_at":"2026-01-01T00:00:00Z"}');
+  await w(
+    '],"files":[],"sources":[],"tools":[{"id":"tool-0","name":"send_message","tool_type":"letta_core","source_type":"python","source_code":"def send_message(message: str):\\n    return None","json_schema":{"name":"send_message","parameters":{"type":"object","properties":{"message":{"type":"string"}}}}}],"mcp_servers":[],"metadata":{"revision_id":"1c28e167b74f"},"created_at":"2026-01-01T00:00:00Z"}',
+  );
   out.end();
   await once(out, 'finish');
   return statSync(file).size;
@@ -82,7 +86,11 @@ async function main() {
     const best = runs.reduce((a, b) => (b.ms < a.ms ? b : a));
     const rss = Math.max(...runs.map((r) => r.maxRssKiB)) * 1024;
     // Baseline: the same process that only loads the code, so its own footprint is known.
-    const base = spawnSync(process.execPath, ['--require', 'tsx/cjs', '-e', `require(${JSON.stringify(path.join(__dirname, '..', 'src', 'format', 'validate.ts'))}); process.stdout.write(String(process.resourceUsage().maxRSS))`], { encoding: 'utf8' });
+    const base = spawnSync(
+      process.execPath,
+      ['--require', 'tsx/cjs', '-e', `require(${JSON.stringify(path.join(__dirname, '..', 'src', 'format', 'validate.ts'))}); process.stdout.write(String(process.resourceUsage().maxRSS))`],
+      { encoding: 'utf8' },
+    );
     const baseRss = Number(base.stdout) * 1024;
     const sizeMB = size / 1048576;
     console.log(`bench/validate: file ${sizeMB.toFixed(1)} MB, ${best.counts.messages} messages, valid=${best.valid} (${best.errors} errors)`);

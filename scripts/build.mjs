@@ -139,9 +139,7 @@ function suiteFilesPlugin() {
           .filter((f) => f.endsWith('.test.ts'))
           .map((f) => f.split('\\').join('/'))
           .sort();
-        const contents = files
-          .map((f) => `registerFile(${JSON.stringify(f)}, () => require(${JSON.stringify('./' + f)}));`)
-          .join('\n');
+        const contents = files.map((f) => `registerFile(${JSON.stringify(f)}, () => require(${JSON.stringify('./' + f)}));`).join('\n');
         return {
           contents: `const files = []; function registerFile(name, load) { files.push({ name, load }); }\n${contents}\nmodule.exports = files;`,
           resolveDir: dir,

@@ -136,7 +136,10 @@ export function registerDemoCommand(program: Command, ctx: CliContext): void {
       if (!list.length) {
         const dir = defaultFixturesDir(ctx.cwd);
         if (!dir) throw new AgentVaultError('usage', 'no .af files given and no ../shared/fixtures/af folder found', { kind: 'usage', hint: 'pass agent files: agent-vault demo a.af b.af' });
-        list = (await fs.readdir(dir)).filter((f) => f.endsWith('.af')).sort().map((f) => path.join(dir, f));
+        list = (await fs.readdir(dir))
+          .filter((f) => f.endsWith('.af'))
+          .sort()
+          .map((f) => path.join(dir, f));
       }
       const r = await runDemo({ files: list, passages: Number(opts.passages), dim: Number(opts.dim), outDir: opts.keep, log: (l) => ctx.stdout(l + '\n') });
       ctx.exitCode = r.equal ? 0 : 1;

@@ -14,44 +14,51 @@ import { errorHints, exitCodeOf } from './exit';
 import type { CliContext } from './context';
 
 export function registerFormatCommands(program: Command, ctx: CliContext): void {
-  addKeyOptions(program
-    .command('validate')
-    .description('Validate agent files (.af v1, v2, double-encoded v2) and snapshot archives against the schemas and reference checks')
-    .argument('<files...>', 'agent files or snapshot archives')
-    .option('--json', 'print one JSON report per file (an array)')
-    .option('-q, --quiet', 'print only errors')
-    .addHelpText('after', '\nExit codes: 0 all valid (warnings allowed), 1 at least one invalid (or a wrong passphrase/key), 2 usage (no such file, an encrypted archive without its key), 74 I/O error (a file cannot be read).'))
-    .action(async (files: string[], opts: KeyFlags & { json?: boolean; quiet?: boolean }) => {
-      const reports: ValidationReport[] = [];
-      let ioError = 0;
-      const decrypt = await decryptFromFlags(opts, ctx.env);
-      for (const f of files) {
-        try {
-          reports.push(await validateAnyPath(f, { decrypt }));
-        } catch (e) {
-          if (e instanceof AgentVaultError && (e.kind === 'usage' || e.kind === 'io')) {
-            ioError = Math.max(ioError, exitCodeOf(e));
-            ctx.stderr(`agent-vault: ${e.message}\n`);
-            for (const h of errorHints(e)) ctx.stderr(`hint: ${h}\n`);
-            reports.push({ file: f, valid: false, errors: [{ severity: 'error', code: e.code, message: e.message, pointer: '' }], warnings: [] });
-          } else throw e;
-        }
+  addKeyOptions(
+    program
+      .command('validate')
+      .description('Validate agent files (.af v1, v2, double-encoded v2) and snapshot archives against the schemas and reference checks')
+      .argument('<files...>', 'agent files or snapshot archives')
+      .option('--json', 'print one JSON report per file (an array)')
+      .option('-q, --quiet', 'print only errors')
+      .addHelpText(
+        'after',
+        '\nExit codes: 0 all valid (warnings allowed), 1 at least one invalid (or a wrong passphrase/key), 2 usage (no such file, an encrypted archive without its key), 74 I/O error (a file cannot be read).',
+      ),
+  ).action(async (files: string[], opts: KeyFlags & { json?: boolean; quiet?: boolean }) => {
+    const reports: ValidationReport[] = [];
+    let ioError = 0;
+    const decrypt = await decryptFromFlags(opts, ctx.env);
+    for (const f of files) {
+      try {
+        reports.push(await validateAnyPath(f, { decrypt }));
+      } catch (e) {
+        if (e instanceof AgentVaultError && (e.kind === 'usage' || e.kind === 'io')) {
+          ioError = Math.max(ioError, exitCodeOf(e));
+          ctx.stderr(`agent-vault: ${e.message}\n`);
+          for (const h of errorHints(e)) ctx.stderr(`hint: ${h}\n`);
+          reports.push({ file: f, valid: false, errors: [{ severity: 'error', code: e.code, message: e.message, pointer: '' }], warnings: [] });
+        } else throw e;
       }
-      if (opts.json) ctx.stdout(JSON.stringify(reports, null, 2) + '\n');
-      else for (const r of reports) ctx.stdout(renderReport(r, !!opts.quiet));
-      ctx.exitCode = ioError ? ioError : reports.every((r) => r.valid) ? 0 : 1;
-    });
+    }
+    if (opts.json) ctx.stdout(JSON.stringify(reports, null, 2) + '\n');
+    else for (const r of reports) ctx.stdout(renderReport(r, !!opts.quiet));
+    ctx.exitCode = ioError ? ioError : reports.every((r) => r.valid) ? 0 : 1;
+  });
 
-  addKeyOptions(program
-    .command('inspect')
-    .description('Show what an agent file or snapshot archive holds: format, Letta revision, agents and counts (an encrypted archive is described from its manifest; with its key the manifest is authenticated)')
-    .argument('<file>', 'agent file or snapshot archive')
-    .option('--json', 'machine-readable output'))
-    .action(async (file: string, opts: KeyFlags & { json?: boolean }) => {
-      file = await resolveArchiveArg(file);
-      const info = await describeFile(file, { decrypt: await decryptFromFlags(opts, ctx.env) });
-      ctx.stdout(opts.json ? JSON.stringify(info, null, 2) + '\n' : info.text);
-    });
+  addKeyOptions(
+    program
+      .command('inspect')
+      .description(
+        'Show what an agent file or snapshot archive holds: format, Letta revision, agents and counts (an encrypted archive is described from its manifest; with its key the manifest is authenticated)',
+      )
+      .argument('<file>', 'agent file or snapshot archive')
+      .option('--json', 'machine-readable output'),
+  ).action(async (file: string, opts: KeyFlags & { json?: boolean }) => {
+    file = await resolveArchiveArg(file);
+    const info = await describeFile(file, { decrypt: await decryptFromFlags(opts, ctx.env) });
+    ctx.stdout(opts.json ? JSON.stringify(info, null, 2) + '\n' : info.text);
+  });
 
   program
     .command('convert')
@@ -81,16 +88,17 @@ export function registerFormatCommands(program: Command, ctx: CliContext): void 
       ctx.stdout(`wrote ${res.path}: ${res.manifest.agents.length} agent(s), ${res.manifest.entries.length} entries, ${res.bytes} bytes\n`);
     });
 
-  addKeyOptions(program
-    .command('unpack')
-    .description('Unpack a snapshot archive into .af v2 files (checksums verified first; an encrypted archive needs its key)')
-    .argument('<archive>', 'snapshot archive')
-    .requiredOption('-o, --output <dir>', 'folder to write into')
-    .option('--force', 'overwrite existing files'))
-    .action(async (archive: string, opts: KeyFlags & { output: string; force?: boolean }) => {
-      const res = await unpackArchive(archive, opts.output, { overwrite: !!opts.force, decrypt: await decryptFromFlags(opts, ctx.env) });
-      for (const f of res.files) ctx.stdout(`wrote ${path.relative(ctx.cwd, f) || f}\n`);
-    });
+  addKeyOptions(
+    program
+      .command('unpack')
+      .description('Unpack a snapshot archive into .af v2 files (checksums verified first; an encrypted archive needs its key)')
+      .argument('<archive>', 'snapshot archive')
+      .requiredOption('-o, --output <dir>', 'folder to write into')
+      .option('--force', 'overwrite existing files'),
+  ).action(async (archive: string, opts: KeyFlags & { output: string; force?: boolean }) => {
+    const res = await unpackArchive(archive, opts.output, { overwrite: !!opts.force, decrypt: await decryptFromFlags(opts, ctx.env) });
+    for (const f of res.files) ctx.stdout(`wrote ${path.relative(ctx.cwd, f) || f}\n`);
+  });
 }
 
 export function renderFinding(file: string | undefined, f: Finding): string {

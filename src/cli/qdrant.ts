@@ -18,7 +18,6 @@ import { fingerprintSha256 } from '../qdrant/fingerprint';
 import type { QdrantProgress } from '../qdrant/types';
 import type { CliContext } from './context';
 
-
 export const QDRANT_EXIT_HELP = `
 Exit codes:
   0  success
@@ -105,7 +104,11 @@ export function registerQdrantCommands(program: Command, ctx: CliContext): void 
       .option('--url <url>', 'Qdrant REST address, e.g. http://127.0.0.1:6333 (default: $QDRANT_URL)')
       .option('--api-key-env <name>', 'environment variable holding the API key (default: QDRANT_API_KEY)')
       .option('--timeout <ms>', 'per-request timeout incl. snapshot creation (default 300000); for snapshot downloads, the longest wait for headers or data', positiveInt('--timeout', false))
-      .option('--upload-timeout <ms>', 'longest wait for a snapshot upload incl. recovery on the server, and for its outcome after an interruption (default: max(--timeout, 1 hour))', positiveInt('--upload-timeout', false))
+      .option(
+        '--upload-timeout <ms>',
+        'longest wait for a snapshot upload incl. recovery on the server, and for its outcome after an interruption (default: max(--timeout, 1 hour))',
+        positiveInt('--upload-timeout', false),
+      )
       .option('--retries <n>', 'extra attempts after a transient failure (default 3)', positiveInt('--retries', true))
       .option('-q, --quiet', 'print only warnings and the result');
 
@@ -127,7 +130,9 @@ export function registerQdrantCommands(program: Command, ctx: CliContext): void 
         if (o.json) return out(JSON.stringify(cols, null, 2) + '\n');
         if (!cols.length) return out(`${archive}: no Qdrant collections\n`);
         for (const c of cols) {
-          out(`${c.name}\t${c.points_count} points\tvectors: ${c.vectors.join(', ') || '-'}\tsparse: ${c.sparse_vectors.join(', ') || '-'}\tindexes: ${c.payload_indexes.join(', ') || '-'}\t${formatBytes(c.snapshot_size)}${c.has_points_export ? '\t+points' : ''}\n`);
+          out(
+            `${c.name}\t${c.points_count} points\tvectors: ${c.vectors.join(', ') || '-'}\tsparse: ${c.sparse_vectors.join(', ') || '-'}\tindexes: ${c.payload_indexes.join(', ') || '-'}\t${formatBytes(c.snapshot_size)}${c.has_points_export ? '\t+points' : ''}\n`,
+          );
         }
         return;
       }
@@ -187,27 +192,22 @@ export function registerQdrantCommands(program: Command, ctx: CliContext): void 
       .option('--skip-checksum-verify', "skip the SHA-256 check of each snapshot against the archive's manifest before upload"),
   )
     .addHelpText('after', QDRANT_EXIT_HELP)
-    .action(
-      async (
-        archive: string,
-        o: ConnOpts & { collection?: string[]; targetName?: string; force?: boolean; fromPoints?: boolean; dryRun?: boolean; skipChecksumVerify?: boolean },
-      ) => {
-        const conn = await connect(o);
-        if (o.skipChecksumVerify) err('qdrant: warning: snapshot checksums will NOT be verified against the manifest (--skip-checksum-verify)\n');
-        const res = await restoreQdrantFromArchivePath(archive, conn, {
-          collections: o.collection,
-          targetName: o.targetName,
-          overwrite: !!o.force,
-          fromPoints: !!o.fromPoints,
-          dryRun: !!o.dryRun,
-          skipChecksumVerify: !!o.skipChecksumVerify,
-          statfs: deps.statfs,
-        }).finally(() => conn.close());
-        for (const i of res.items) {
-          const verb = res.dryRun ? 'would restore' : 'restored';
-          out(`${verb} '${i.source}' → '${i.target}' (${i.exists ? 'replacing the existing collection' : 'new collection'}, ${i.points_count} points, from ${i.method})\n`);
-        }
-        if (res.dryRun) out(`dry run: nothing was changed${res.checksumsVerified ? '; checksums verified' : ''}\n`);
-      },
-    );
+    .action(async (archive: string, o: ConnOpts & { collection?: string[]; targetName?: string; force?: boolean; fromPoints?: boolean; dryRun?: boolean; skipChecksumVerify?: boolean }) => {
+      const conn = await connect(o);
+      if (o.skipChecksumVerify) err('qdrant: warning: snapshot checksums will NOT be verified against the manifest (--skip-checksum-verify)\n');
+      const res = await restoreQdrantFromArchivePath(archive, conn, {
+        collections: o.collection,
+        targetName: o.targetName,
+        overwrite: !!o.force,
+        fromPoints: !!o.fromPoints,
+        dryRun: !!o.dryRun,
+        skipChecksumVerify: !!o.skipChecksumVerify,
+        statfs: deps.statfs,
+      }).finally(() => conn.close());
+      for (const i of res.items) {
+        const verb = res.dryRun ? 'would restore' : 'restored';
+        out(`${verb} '${i.source}' → '${i.target}' (${i.exists ? 'replacing the existing collection' : 'new collection'}, ${i.points_count} points, from ${i.method})\n`);
+      }
+      if (res.dryRun) out(`dry run: nothing was changed${res.checksumsVerified ? '; checksums verified' : ''}\n`);
+    });
 }

@@ -137,7 +137,10 @@ export function registerVaultCommands(program: Command, ctx: CliContext): void {
     .option('-v, --verbose', 'print progress to stderr and a summary to stdout')
     .option('--json', 'print the result as JSON');
   addKeyOptions(backup)
-    .addHelpText('after', '\nQuiet by default: nothing on success, one line on failure.\nExit codes: 0 ok, 1 backup failed, 2 usage or configuration error, 74 I/O error (disk full…), 75 another run holds the vault lock, 130/143 interrupted (logged in runs.jsonl).')
+    .addHelpText(
+      'after',
+      '\nQuiet by default: nothing on success, one line on failure.\nExit codes: 0 ok, 1 backup failed, 2 usage or configuration error, 74 I/O error (disk full…), 75 another run holds the vault lock, 130/143 interrupted (logged in runs.jsonl).',
+    )
     .action(async (o: { config: string; encrypt?: boolean; wait?: number; verbose?: boolean; json?: boolean } & KeyFlags) => {
       let cfg: VaultConfig;
       try {
@@ -188,7 +191,25 @@ export function registerVaultCommands(program: Command, ctx: CliContext): void {
         }
         const r: BackupResult = remote ? await withStore(cfg.vault, (store) => runRemoteBackup(store, { ...backupOpts, signal: cancel.signal })) : await runBackup(backupOpts);
         for (const w of r.warnings) if (o.verbose || /webhook|not in the index|index did not list|prune: /.test(w)) err(`agent-vault: warning: ${oneLine(w)}\n`);
-        if (o.json) out(JSON.stringify({ ok: true, snapshot: r.snapshot, path: r.path, duration_ms: r.duration_ms, pruned: r.pruned?.removed.map((s) => s.id) ?? null, cleaned: r.cleaned, adopted: r.adopted, rejected: r.rejected, webhook: r.webhook, warnings: r.warnings }, null, 2) + '\n');
+        if (o.json)
+          out(
+            JSON.stringify(
+              {
+                ok: true,
+                snapshot: r.snapshot,
+                path: r.path,
+                duration_ms: r.duration_ms,
+                pruned: r.pruned?.removed.map((s) => s.id) ?? null,
+                cleaned: r.cleaned,
+                adopted: r.adopted,
+                rejected: r.rejected,
+                webhook: r.webhook,
+                warnings: r.warnings,
+              },
+              null,
+              2,
+            ) + '\n',
+          );
         else if (o.verbose) {
           const s = r.snapshot;
           out(`snapshot ${s.id}: ${s.agents.length} agent(s), ${s.bytes} bytes${s.encrypted ? ', encrypted' : ''}, ${s.probes} probe(s), ${(r.duration_ms / 1000).toFixed(1)} s\n`);
@@ -207,84 +228,136 @@ export function registerVaultCommands(program: Command, ctx: CliContext): void {
     });
 
   // ------------------------------------------------------------------------------------------- prune
-  addKeyOptions(addVaultOptions(
-    program
-      .command('prune')
-      .description('Delete snapshots the retention policy does not keep (grandfather-father-son, per agent; the newest snapshot of an agent is always kept)')
-      .option('--keep-last <n>', 'keep the n newest snapshots', intArg('--keep-last'))
-      .option('--keep-hourly <n>', 'keep the newest snapshot of each of the n newest hours with snapshots', intArg('--keep-hourly'))
-      .option('--keep-daily <n>', 'keep the newest snapshot of each of the n newest days with snapshots', intArg('--keep-daily'))
-      .option('--keep-weekly <n>', 'keep the newest snapshot of each of the n newest ISO weeks with snapshots', intArg('--keep-weekly'))
-      .option('--keep-monthly <n>', 'keep the newest snapshot of each of the n newest months with snapshots', intArg('--keep-monthly'))
-      .option('--keep-yearly <n>', 'keep the newest snapshot of each of the n newest years with snapshots', intArg('--keep-yearly'))
-      .option('--dry-run', 'only print what would be kept and deleted')
-      .option('--wait <seconds>', 'wait this long for a running backup instead of refusing', numArg('--wait'))
-      .option('-q, --quiet', 'print only the summary line')
-      .option('--json', 'print the plan as JSON'),
-  ))
-    .addHelpText('after', '\nWithout --keep-* options the configuration\'s "retention" applies. Periods are calendar periods in UTC.\nOnly snapshots that pass a quick verification (size, sha256, manifest) count; a damaged one is kept and reported.\nExit codes: 0 ok, 1 a snapshot failed verification (kept, named), 2 usage error, 74 I/O error (disk full…), 75 the vault is locked (a backup, prune, drill or verify runs).')
-    .action(async (o: VaultSelection & KeyFlags & { keepLast?: number; keepHourly?: number; keepDaily?: number; keepWeekly?: number; keepMonthly?: number; keepYearly?: number; dryRun?: boolean; wait?: number; quiet?: boolean; json?: boolean }) => {
-      const { cfg, vault } = await selectVault(ctx, o);
-      const fromFlags: RetentionPolicy = { keepLast: o.keepLast, keepHourly: o.keepHourly, keepDaily: o.keepDaily, keepWeekly: o.keepWeekly, keepMonthly: o.keepMonthly, keepYearly: o.keepYearly };
-      const anyFlag = Object.values(fromFlags).some((v) => v !== undefined);
-      const { pruneAfterBackup: _p, ...fromConfig } = cfg?.retention ?? {};
-      const policy = anyFlag ? fromFlags : fromConfig;
-      if (!isS3Location(vault) && isStoreVault(vault)) {
-        await storePruneCommand(ctx, vault, policy, o, cfg);
-        return;
-      }
-      try {
-        if (isS3Location(vault)) {
-          const rr = await withStore(vault, (store) => pruneRemote(store, policy, { dryRun: o.dryRun, waitMs: (o.wait ?? 0) * 1000 }));
-          if (o.json) out(JSON.stringify({ dry_run: rr.dryRun, policy, kept: rr.kept.map((k) => k.id), removed: rr.removed.map((d) => ({ id: d.id, created_at: d.created_at })), freed_bytes: rr.freedBytes, delete_errors: rr.deleteErrors, unverified: rr.unverified }, null, 2) + '\n');
-          else {
-            if (!o.quiet) for (const d of rr.removed) out(`${rr.dryRun ? 'would delete' : 'delete'} ${d.id}  ${d.created_at}\n`);
-            for (const u of rr.unverified) out(`KEEP   ${u.id}  fails verification, not counted for retention: ${u.reason}\n`);
-            out(`${rr.dryRun ? 'dry run: would keep' : 'kept'} ${rr.kept.length}, ${rr.dryRun ? 'would delete' : 'deleted'} ${rr.removed.length} snapshot(s) (${(rr.freedBytes / 1048576).toFixed(1)} MiB) in ${vault}\n`);
-            for (const e of rr.deleteErrors) err(`agent-vault: warning: could not delete ${e}\n`);
-          }
-          ctx.exitCode = rr.unverified.length ? EXIT.failed : EXIT.ok;
+  addKeyOptions(
+    addVaultOptions(
+      program
+        .command('prune')
+        .description('Delete snapshots the retention policy does not keep (grandfather-father-son, per agent; the newest snapshot of an agent is always kept)')
+        .option('--keep-last <n>', 'keep the n newest snapshots', intArg('--keep-last'))
+        .option('--keep-hourly <n>', 'keep the newest snapshot of each of the n newest hours with snapshots', intArg('--keep-hourly'))
+        .option('--keep-daily <n>', 'keep the newest snapshot of each of the n newest days with snapshots', intArg('--keep-daily'))
+        .option('--keep-weekly <n>', 'keep the newest snapshot of each of the n newest ISO weeks with snapshots', intArg('--keep-weekly'))
+        .option('--keep-monthly <n>', 'keep the newest snapshot of each of the n newest months with snapshots', intArg('--keep-monthly'))
+        .option('--keep-yearly <n>', 'keep the newest snapshot of each of the n newest years with snapshots', intArg('--keep-yearly'))
+        .option('--dry-run', 'only print what would be kept and deleted')
+        .option('--wait <seconds>', 'wait this long for a running backup instead of refusing', numArg('--wait'))
+        .option('-q, --quiet', 'print only the summary line')
+        .option('--json', 'print the plan as JSON'),
+    ),
+  )
+    .addHelpText(
+      'after',
+      '\nWithout --keep-* options the configuration\'s "retention" applies. Periods are calendar periods in UTC.\nOnly snapshots that pass a quick verification (size, sha256, manifest) count; a damaged one is kept and reported.\nExit codes: 0 ok, 1 a snapshot failed verification (kept, named), 2 usage error, 74 I/O error (disk full…), 75 the vault is locked (a backup, prune, drill or verify runs).',
+    )
+    .action(
+      async (
+        o: VaultSelection &
+          KeyFlags & {
+            keepLast?: number;
+            keepHourly?: number;
+            keepDaily?: number;
+            keepWeekly?: number;
+            keepMonthly?: number;
+            keepYearly?: number;
+            dryRun?: boolean;
+            wait?: number;
+            quiet?: boolean;
+            json?: boolean;
+          },
+      ) => {
+        const { cfg, vault } = await selectVault(ctx, o);
+        const fromFlags: RetentionPolicy = { keepLast: o.keepLast, keepHourly: o.keepHourly, keepDaily: o.keepDaily, keepWeekly: o.keepWeekly, keepMonthly: o.keepMonthly, keepYearly: o.keepYearly };
+        const anyFlag = Object.values(fromFlags).some((v) => v !== undefined);
+        const { pruneAfterBackup: _p, ...fromConfig } = cfg?.retention ?? {};
+        const policy = anyFlag ? fromFlags : fromConfig;
+        if (!isS3Location(vault) && isStoreVault(vault)) {
+          await storePruneCommand(ctx, vault, policy, o, cfg);
           return;
         }
-        const r = await pruneVault(vault, { policy, dryRun: o.dryRun, waitMs: (o.wait ?? 0) * 1000 });
-        if (o.json) {
-          out(
-            JSON.stringify(
-              { dry_run: r.dryRun, policy, kept: r.plan.keep, removed: r.plan.remove.map((d) => ({ id: d.id, created_at: d.created_at })), freed_bytes: r.freedBytes, delete_errors: r.deleteErrors, unverified: r.unverified, adopted: r.adopted, rejected: r.rejected, swept: r.swept },
-              null,
-              2,
-            ) + '\n',
-          );
-        } else {
-          const index = await readIndex(vault);
-          const names = new Map<string, string>();
-          for (const s of [...index.snapshots, ...r.removed]) for (const a of s.agents) if (a.name) names.set(a.id, a.name);
-          if (!o.quiet) {
-            for (const d of r.plan.decisions) {
-              if (d.keep) out(`keep   ${d.id}  ${d.created_at}  ${describeReasons(d.reasons, { names })}\n`);
-              else out(`${r.dryRun ? 'would delete' : 'delete'} ${d.id}  ${d.created_at}\n`);
+        try {
+          if (isS3Location(vault)) {
+            const rr = await withStore(vault, (store) => pruneRemote(store, policy, { dryRun: o.dryRun, waitMs: (o.wait ?? 0) * 1000 }));
+            if (o.json)
+              out(
+                JSON.stringify(
+                  {
+                    dry_run: rr.dryRun,
+                    policy,
+                    kept: rr.kept.map((k) => k.id),
+                    removed: rr.removed.map((d) => ({ id: d.id, created_at: d.created_at })),
+                    freed_bytes: rr.freedBytes,
+                    delete_errors: rr.deleteErrors,
+                    unverified: rr.unverified,
+                  },
+                  null,
+                  2,
+                ) + '\n',
+              );
+            else {
+              if (!o.quiet) for (const d of rr.removed) out(`${rr.dryRun ? 'would delete' : 'delete'} ${d.id}  ${d.created_at}\n`);
+              for (const u of rr.unverified) out(`KEEP   ${u.id}  fails verification, not counted for retention: ${u.reason}\n`);
+              out(
+                `${rr.dryRun ? 'dry run: would keep' : 'kept'} ${rr.kept.length}, ${rr.dryRun ? 'would delete' : 'deleted'} ${rr.removed.length} snapshot(s) (${(rr.freedBytes / 1048576).toFixed(1)} MiB) in ${vault}\n`,
+              );
+              for (const e of rr.deleteErrors) err(`agent-vault: warning: could not delete ${e}\n`);
             }
+            ctx.exitCode = rr.unverified.length ? EXIT.failed : EXIT.ok;
+            return;
           }
-          for (const u of r.unverified) out(`KEEP   ${u.id}  fails verification, not counted for retention: ${u.reason}\n`);
-          out(`${r.dryRun ? 'dry run: would keep' : 'kept'} ${r.plan.keep.length + r.unverified.length}, ${r.dryRun ? 'would delete' : 'deleted'} ${r.plan.remove.length} snapshot(s) (${(r.freedBytes / 1048576).toFixed(1)} MiB)\n`);
-          for (const e of r.deleteErrors) err(`agent-vault: warning: could not delete ${e}\n`);
+          const r = await pruneVault(vault, { policy, dryRun: o.dryRun, waitMs: (o.wait ?? 0) * 1000 });
+          if (o.json) {
+            out(
+              JSON.stringify(
+                {
+                  dry_run: r.dryRun,
+                  policy,
+                  kept: r.plan.keep,
+                  removed: r.plan.remove.map((d) => ({ id: d.id, created_at: d.created_at })),
+                  freed_bytes: r.freedBytes,
+                  delete_errors: r.deleteErrors,
+                  unverified: r.unverified,
+                  adopted: r.adopted,
+                  rejected: r.rejected,
+                  swept: r.swept,
+                },
+                null,
+                2,
+              ) + '\n',
+            );
+          } else {
+            const index = await readIndex(vault);
+            const names = new Map<string, string>();
+            for (const s of [...index.snapshots, ...r.removed]) for (const a of s.agents) if (a.name) names.set(a.id, a.name);
+            if (!o.quiet) {
+              for (const d of r.plan.decisions) {
+                if (d.keep) out(`keep   ${d.id}  ${d.created_at}  ${describeReasons(d.reasons, { names })}\n`);
+                else out(`${r.dryRun ? 'would delete' : 'delete'} ${d.id}  ${d.created_at}\n`);
+              }
+            }
+            for (const u of r.unverified) out(`KEEP   ${u.id}  fails verification, not counted for retention: ${u.reason}\n`);
+            out(
+              `${r.dryRun ? 'dry run: would keep' : 'kept'} ${r.plan.keep.length + r.unverified.length}, ${r.dryRun ? 'would delete' : 'deleted'} ${r.plan.remove.length} snapshot(s) (${(r.freedBytes / 1048576).toFixed(1)} MiB)\n`,
+            );
+            for (const e of r.deleteErrors) err(`agent-vault: warning: could not delete ${e}\n`);
+          }
+          if (r.adopted.length) err(`agent-vault: note: the index did not list ${r.adopted.length} archive(s); they verified and are listed again: ${r.adopted.join(', ')}\n`);
+          for (const x of r.rejected) err(`agent-vault: warning: ${x.file} is not in the index and fails verification; left in place: ${oneLine(x.reason)}\n`);
+          if (r.unverified.length)
+            err(`agent-vault: prune: ${r.unverified.length} snapshot(s) fail verification and were kept: ${r.unverified.map((u) => u.id).join(', ')} (run "agent-vault verify")\n`);
+          ctx.exitCode = r.unverified.length || r.rejected.length ? EXIT.failed : EXIT.ok;
+        } catch (e) {
+          reportVaultError(ctx, e);
+          return;
         }
-        if (r.adopted.length) err(`agent-vault: note: the index did not list ${r.adopted.length} archive(s); they verified and are listed again: ${r.adopted.join(', ')}\n`);
-        for (const x of r.rejected) err(`agent-vault: warning: ${x.file} is not in the index and fails verification; left in place: ${oneLine(x.reason)}\n`);
-        if (r.unverified.length) err(`agent-vault: prune: ${r.unverified.length} snapshot(s) fail verification and were kept: ${r.unverified.map((u) => u.id).join(', ')} (run "agent-vault verify")\n`);
-        ctx.exitCode = r.unverified.length || r.rejected.length ? EXIT.failed : EXIT.ok;
-      } catch (e) {
-        reportVaultError(ctx, e);
-        return;
-      }
-    });
+      },
+    );
 
   // ------------------------------------------------------------------------------------------- verify
   addKeyOptions(
     addVaultOptions(
       program
         .command('verify')
-        .description("Check every snapshot of the vault: file checksums, manifest schema, entry checksums and decryptability (--deep: decrypt everything, validate agent files, read every vector)")
+        .description('Check every snapshot of the vault: file checksums, manifest schema, entry checksums and decryptability (--deep: decrypt everything, validate agent files, read every vector)')
         .option('--deep', 'read every entry through: decrypt and authenticate, validate .af schemas, check passages and vectors')
         .option('--snapshot <id...>', 'only these snapshots')
         .option('--read-data', 'store vaults: read every pack and authenticate and hash every chunk (--deep implies it)')
@@ -301,7 +374,8 @@ export function registerVaultCommands(program: Command, ctx: CliContext): void {
         await storeVerifyCommand(ctx, vault, o, cfg);
         return;
       }
-      if (o.readData || o.readDataSubset) throw new AgentVaultError('usage', `--read-data and --read-data-subset apply to store vaults; ${vault} is a folder of archives (use --deep)`, { kind: 'usage' });
+      if (o.readData || o.readDataSubset)
+        throw new AgentVaultError('usage', `--read-data and --read-data-subset apply to store vaults; ${vault} is a folder of archives (use --deep)`, { kind: 'usage' });
       const material = await resolveKeyMaterial(cfg?.encryption, keySources(ctx, o));
       const verifyOpts = {
         deep: o.deep,
@@ -312,7 +386,16 @@ export function registerVaultCommands(program: Command, ctx: CliContext): void {
           ? undefined
           : (r: SnapshotVerifyResult) => {
               if (r.ok && o.quiet) return;
-              out(`${r.ok ? 'ok  ' : 'FAIL'} ${r.id}${r.encrypted ? ' (encrypted)' : ''}${r.ok ? '' : `: ${r.checks.filter((c) => !c.ok).map((c) => `[${c.name}] ${c.message}`).join('; ')}`}\n`);
+              out(
+                `${r.ok ? 'ok  ' : 'FAIL'} ${r.id}${r.encrypted ? ' (encrypted)' : ''}${
+                  r.ok
+                    ? ''
+                    : `: ${r.checks
+                        .filter((c) => !c.ok)
+                        .map((c) => `[${c.name}] ${c.message}`)
+                        .join('; ')}`
+                }\n`,
+              );
             },
       };
       const report = isS3Location(vault) ? await withStore(vault, (store) => verifyRemote(store, verifyOpts)) : await verifyVault(vault, verifyOpts);
@@ -376,9 +459,11 @@ export function registerVaultCommands(program: Command, ctx: CliContext): void {
         const t = report.timings;
         out(`drill ${report.ok ? 'PASSED' : 'FAILED'}: ${report.snapshot.id ?? report.snapshot.file} → ${report.target}\n`);
         for (const c of report.checks) out(`  ${c.skipped ? 'skip' : c.ok ? 'ok  ' : 'FAIL'} ${c.name}: ${c.message}\n`);
-        out(`  RTO ${t.rto_ms === null ? '—' : `${(t.rto_ms / 1000).toFixed(2)} s`}; first correct vector search ${t.first_vector_search_ms === null ? '—' : `${(t.first_vector_search_ms / 1000).toFixed(2)} s`}\n`);
+        out(
+          `  RTO ${t.rto_ms === null ? '—' : `${(t.rto_ms / 1000).toFixed(2)} s`}; first correct vector search ${t.first_vector_search_ms === null ? '—' : `${(t.first_vector_search_ms / 1000).toFixed(2)} s`}\n`,
+        );
         if (report.files) out(`  report: ${report.files.json} (+ .md)\n`);
-        if (!report.ok) err(`agent-vault: drill failed: ${report.failed_checks.length ? `check(s) ${report.failed_checks.join(', ')}` : report.error?.message ?? 'error'}\n`);
+        if (!report.ok) err(`agent-vault: drill failed: ${report.failed_checks.length ? `check(s) ${report.failed_checks.join(', ')}` : (report.error?.message ?? 'error')}\n`);
       }
       ctx.exitCode = report.ok ? 0 : 1;
     });
@@ -407,7 +492,10 @@ export function registerVaultCommands(program: Command, ctx: CliContext): void {
       out(renderStatus(s));
       if (snaps) {
         out('\nsnapshots:\n');
-        for (const x of snaps) out(`  ${x.id}  ${x.created_at}  ${(x.bytes / 1048576).toFixed(1)} MiB${x.encrypted ? '  encrypted' : ''}  ${x.agents.map((a) => a.name ?? a.id).join(', ')}${missing.has(x.id) ? '  FILE MISSING' : ''}${damaged.has(x.id) ? '  DAMAGED' : ''}\n`);
+        for (const x of snaps)
+          out(
+            `  ${x.id}  ${x.created_at}  ${(x.bytes / 1048576).toFixed(1)} MiB${x.encrypted ? '  encrypted' : ''}  ${x.agents.map((a) => a.name ?? a.id).join(', ')}${missing.has(x.id) ? '  FILE MISSING' : ''}${damaged.has(x.id) ? '  DAMAGED' : ''}\n`,
+          );
       }
     }
     ctx.exitCode = o.check && s.level !== 'ok' ? 1 : 0;
@@ -424,7 +512,7 @@ export function registerVaultCommands(program: Command, ctx: CliContext): void {
   )
     .addHelpText(
       'after',
-      '\nEvery archive in snapshots/ is verified (manifest and every entry\'s checksums) and listed; one that fails is reported and left in place; a listed snapshot whose archive is gone leaves the index. Nothing is deleted. A damaged vault.json is kept as vault.json.damaged-<time>.\nOn s3://bucket/prefix the same, under the bucket\'s lock: every unlisted archive object is downloaded and verified (its SHA-256 against the one stored with it, manifest, every entry\'s checksum).\nExit codes: 0 ok, 1 an archive failed verification (reported, left in place), 2 usage error (missing bucket), 3 S3 unreachable or credentials refused, 74 I/O error, 75 another run holds the vault.',
+      "\nEvery archive in snapshots/ is verified (manifest and every entry's checksums) and listed; one that fails is reported and left in place; a listed snapshot whose archive is gone leaves the index. Nothing is deleted. A damaged vault.json is kept as vault.json.damaged-<time>.\nOn s3://bucket/prefix the same, under the bucket's lock: every unlisted archive object is downloaded and verified (its SHA-256 against the one stored with it, manifest, every entry's checksum).\nExit codes: 0 ok, 1 an archive failed verification (reported, left in place), 2 usage error (missing bucket), 3 S3 unreachable or credentials refused, 74 I/O error, 75 another run holds the vault.",
     )
     .action(async (o: VaultSelection & { dryRun?: boolean; wait?: number; json?: boolean }) => {
       const { vault } = await selectVault(ctx, o);
@@ -447,7 +535,9 @@ export function registerVaultCommands(program: Command, ctx: CliContext): void {
         for (const x of r.rejected) out(`NOT LISTED ${x.file}: fails verification (left in place): ${oneLine(x.reason)}\n`);
         for (const f of r.foreign) out(`note: ${f} was not written by Agent Vault; left alone\n`);
         for (const t of r.swept) out(`removed temp file ${t}\n`);
-        out(`index ${r.dryRun ? 'not written (dry run)' : 'written'}: ${r.kept.length + r.damaged.length + r.adopted.length} snapshot(s) (${r.adopted.length} ${would}listed again, ${r.missing.length} ${would}dropped as missing, ${r.rejected.length} archive(s) failing verification)\n`);
+        out(
+          `index ${r.dryRun ? 'not written (dry run)' : 'written'}: ${r.kept.length + r.damaged.length + r.adopted.length} snapshot(s) (${r.adopted.length} ${would}listed again, ${r.missing.length} ${would}dropped as missing, ${r.rejected.length} archive(s) failing verification)\n`,
+        );
       }
       ctx.exitCode = r.rejected.length || r.damaged.length ? EXIT.failed : EXIT.ok;
     });
@@ -465,7 +555,7 @@ export function registerVaultCommands(program: Command, ctx: CliContext): void {
     .option('--json', 'print the result as JSON')
     .addHelpText(
       'after',
-      "\nCredentials for s3:// come from the AWS environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE), never from the location.\nA snapshot the target lists with another checksum, or an unlisted archive in its place, is reported and never overwritten.\nExit codes: 0 ok, 1 a conflict or a snapshot missing at the source (reported), 2 usage (bad location, missing bucket), 3 S3 unreachable or credentials refused, 74 local I/O error, 75 the target is locked.",
+      '\nCredentials for s3:// come from the AWS environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE), never from the location.\nA snapshot the target lists with another checksum, or an unlisted archive in its place, is reported and never overwritten.\nExit codes: 0 ok, 1 a conflict or a snapshot missing at the source (reported), 2 usage (bad location, missing bucket), 3 S3 unreachable or credentials refused, 74 local I/O error, 75 the target is locked.',
     )
     .action(async (from: string, to: string, o: { snapshot?: string[]; dryRun?: boolean; wait?: number; json?: boolean }) => {
       const src = await openObjectStore(/^s3:/i.test(from) ? from : path.resolve(ctx.cwd, from));
@@ -475,7 +565,7 @@ export function registerVaultCommands(program: Command, ctx: CliContext): void {
         if (o.json) out(JSON.stringify(r, null, 2) + '\n');
         else {
           for (const i of r.items) if (i.action !== 'skipped') out(`${i.action.padEnd(17)} ${i.snapshot}${i.bytes ? `  ${i.bytes} bytes` : ''}${i.detail ? `  (${oneLine(i.detail)})` : ''}\n`);
-          out(`${o.dryRun ? "dry run: " : ""}${r.copied} copied, ${r.adopted} adopted, ${r.skipped} already there, ${r.conflicts} conflict(s), ${r.missing} missing at the source → ${r.to}\n`);
+          out(`${o.dryRun ? 'dry run: ' : ''}${r.copied} copied, ${r.adopted} adopted, ${r.skipped} already there, ${r.conflicts} conflict(s), ${r.missing} missing at the source → ${r.to}\n`);
         }
         ctx.exitCode = r.ok ? EXIT.ok : EXIT.failed;
       } catch (e) {

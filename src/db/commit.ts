@@ -91,13 +91,9 @@ export function lostCommitError(target: string, tx: TxIdentity, res: CommitResol
       { kind: 'connection', hint: 'Check that the server is reachable, then run the command again.', cause },
     );
   }
-  return new AgentVaultError(
-    'db-commit-unknown',
-    `Lost the connection to PostgreSQL at ${target} at COMMIT (${errorMessage(cause)}); whether the transaction committed is unknown: ${res.detail}.`,
-    {
-      kind: 'commitUnknown',
-      hint: `Before running it again, ask the server: SELECT txid_status(${tx.txid}); — 'committed' means the restore is complete, 'aborted' that nothing was changed.`,
-      cause,
-    },
-  );
+  return new AgentVaultError('db-commit-unknown', `Lost the connection to PostgreSQL at ${target} at COMMIT (${errorMessage(cause)}); whether the transaction committed is unknown: ${res.detail}.`, {
+    kind: 'commitUnknown',
+    hint: `Before running it again, ask the server: SELECT txid_status(${tx.txid}); — 'committed' means the restore is complete, 'aborted' that nothing was changed.`,
+    cause,
+  });
 }

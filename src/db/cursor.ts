@@ -10,12 +10,7 @@ import type { Queryable } from './types';
 let cursorSeq = 0;
 
 /** Yields the rows of `sql` in arrays of at most `batchSize` rows, one FETCH per array. */
-export async function* iterateBatches<R = Record<string, any>>(
-  tx: Queryable,
-  sql: string,
-  params: readonly unknown[] = [],
-  batchSize = 500,
-): AsyncGenerator<R[], void, undefined> {
+export async function* iterateBatches<R = Record<string, any>>(tx: Queryable, sql: string, params: readonly unknown[] = [], batchSize = 500): AsyncGenerator<R[], void, undefined> {
   if (!Number.isInteger(batchSize) || batchSize < 1) {
     throw new AgentVaultError('db-bad-batch-size', `Cursor batch size must be a positive integer (got ${batchSize}).`);
   }
@@ -41,12 +36,7 @@ export async function* iterateBatches<R = Record<string, any>>(
  * Yields the rows of `sql` one at a time while fetching `batchSize` rows per round trip,
  * so memory stays bounded by the batch size. `tx` must be a transaction handle.
  */
-export async function* iterateRows<R = Record<string, any>>(
-  tx: Queryable,
-  sql: string,
-  params: readonly unknown[] = [],
-  batchSize = 500,
-): AsyncGenerator<R, void, undefined> {
+export async function* iterateRows<R = Record<string, any>>(tx: Queryable, sql: string, params: readonly unknown[] = [], batchSize = 500): AsyncGenerator<R, void, undefined> {
   for await (const batch of iterateBatches<R>(tx, sql, params, batchSize)) {
     yield* batch;
   }

@@ -29,11 +29,10 @@ export function isConnectionLostError(e: unknown): boolean {
 
 export function connectionLostError(target: string, during: string, cause: unknown): AgentVaultError {
   if (cause instanceof AgentVaultError && cause.code === 'db-connection-lost') return cause;
-  return new AgentVaultError(
-    'db-connection-lost',
-    `Lost the connection to PostgreSQL at ${target} ${during}: ${errorMessage(cause)}. The transaction was not committed (the server rolls it back).`,
-    { hint: 'Check that the server is running and reachable, then run the command again.', cause },
-  );
+  return new AgentVaultError('db-connection-lost', `Lost the connection to PostgreSQL at ${target} ${during}: ${errorMessage(cause)}. The transaction was not committed (the server rolls it back).`, {
+    hint: 'Check that the server is running and reachable, then run the command again.',
+    cause,
+  });
 }
 
 /** Thrown when a transaction handle is used after its transaction ended. */
@@ -43,10 +42,7 @@ export function transactionFinishedError(): AgentVaultError {
 
 /** COMMIT answered ROLLBACK: a statement failed inside the transaction and the error was swallowed. */
 export function transactionAbortedError(target: string): AgentVaultError {
-  return new AgentVaultError(
-    'db-tx-aborted',
-    `The transaction on ${target} was rolled back because a statement in it failed (the error was caught and not re-thrown).`,
-  );
+  return new AgentVaultError('db-tx-aborted', `The transaction on ${target} was rolled back because a statement in it failed (the error was caught and not re-thrown).`);
 }
 
 export type TxIsolation = 'read committed' | 'repeatable read' | 'serializable';

@@ -23,14 +23,7 @@ import type { ConnectionOptions } from 'node:tls';
 import { from as copyFromStdin } from 'pg-copy-streams';
 import { Client, Pool, types as pgTypes, type PoolClient, type PoolConfig, type QueryResult as PgQueryResult } from 'pg';
 import { AgentVaultError, errorMessage } from '../core/errors';
-import {
-  beginStatement,
-  connectionLostError,
-  isConnectionLostError,
-  quoteIdent,
-  transactionAbortedError,
-  transactionFinishedError,
-} from './errors';
+import { beginStatement, connectionLostError, isConnectionLostError, quoteIdent, transactionAbortedError, transactionFinishedError } from './errors';
 import { PG_DATE, PG_TIMESTAMP, PG_TIMESTAMPTZ, pgDateText, pgTimestampToIso } from './timestamps';
 import type { Db, QueryResult, Queryable, TransactionOptions } from './types';
 import { lostCommitError, resolveLostCommit, TX_IDENTITY_SQL, type CommitOutcome, type TxIdentity } from './commit';
@@ -338,7 +331,10 @@ export class PgDb implements Db {
             timeoutMs: Number(process.env.AGENT_VAULT_COMMIT_CHECK_MS) || undefined,
             connect: async () => {
               const c = await this.pool.connect();
-              return { q: { query: async (sql: string, params?: readonly unknown[]) => toResult(await c.query(sql, params as unknown[] | undefined)), exec: async (sql: string) => void (await c.query(sql)) }, release: () => c.release(true) };
+              return {
+                q: { query: async (sql: string, params?: readonly unknown[]) => toResult(await c.query(sql, params as unknown[] | undefined)), exec: async (sql: string) => void (await c.query(sql)) },
+                release: () => c.release(true),
+              };
             },
           });
           this.lastCommit = { ...identity, outcome: res.outcome, detail: res.detail, connectionLost: true };

@@ -14,34 +14,9 @@ import type { AgentState, Obj } from './state';
 import { CATEGORIES, type AgentDiff, type Category } from './types';
 import { workflowGraph } from './workflow';
 
-export type ComponentKind =
-  | 'system'
-  | 'block'
-  | 'block-settings'
-  | 'tool'
-  | 'tool-settings'
-  | 'rules'
-  | 'llm'
-  | 'embedding'
-  | 'settings'
-  | 'environment'
-  | 'messages'
-  | 'passages';
+export type ComponentKind = 'system' | 'block' | 'block-settings' | 'tool' | 'tool-settings' | 'rules' | 'llm' | 'embedding' | 'settings' | 'environment' | 'messages' | 'passages';
 
-export const COMPONENT_KINDS: readonly ComponentKind[] = [
-  'system',
-  'block',
-  'block-settings',
-  'tool',
-  'tool-settings',
-  'rules',
-  'llm',
-  'embedding',
-  'settings',
-  'environment',
-  'messages',
-  'passages',
-];
+export const COMPONENT_KINDS: readonly ComponentKind[] = ['system', 'block', 'block-settings', 'tool', 'tool-settings', 'rules', 'llm', 'embedding', 'settings', 'environment', 'messages', 'passages'];
 
 /** One component of an agent; `key` is the block label or the tool name. */
 export interface ComponentRef {
@@ -159,9 +134,14 @@ export function agentComponents(state: AgentState): ComponentInfo[] {
   const tools = state.tools.map((t, i) => ({ t, name: toolName(t, i) })).sort((x, y) => cmp(x.name, y.name));
   for (const { t, name } of tools) {
     const ref: ComponentRef = { kind: 'tool', key: name };
-    out.push({ ref, title: name, fileName: componentFileName(ref, state), detail: [str(t.tool_type), str(t.source_code) ? str(t.source_type) ?? 'python' : 'no source'].filter(Boolean).join(', ') });
+    out.push({ ref, title: name, fileName: componentFileName(ref, state), detail: [str(t.tool_type), str(t.source_code) ? (str(t.source_type) ?? 'python') : 'no source'].filter(Boolean).join(', ') });
   }
-  out.push({ ref: { kind: 'rules' }, title: 'Tool rules', fileName: componentFileName({ kind: 'rules' }), detail: `${Array.isArray(state.agent.tool_rules) ? state.agent.tool_rules.length : 0} rules` });
+  out.push({
+    ref: { kind: 'rules' },
+    title: 'Tool rules',
+    fileName: componentFileName({ kind: 'rules' }),
+    detail: `${Array.isArray(state.agent.tool_rules) ? state.agent.tool_rules.length : 0} rules`,
+  });
   const llm = state.agent.llm_config as Obj | undefined;
   const emb = state.agent.embedding_config as Obj | undefined;
   out.push({ ref: { kind: 'llm' }, title: 'LLM config', fileName: componentFileName({ kind: 'llm' }), detail: str(llm?.model) ?? 'none' });
@@ -261,10 +241,11 @@ export function messageText(m: Obj, position: number): string {
   const head = `### #${position} ${role}${str(m.name) ? ` (${str(m.name)})` : ''}${str(m.created_at) ? ` · ${str(m.created_at)}` : ''}`;
   const body: string[] = [];
   if (typeof m.content === 'string') body.push(m.content);
-  else if (Array.isArray(m.content)) for (const p of m.content) {
-    const t = partText(p);
-    if (t !== null && t !== '') body.push(t);
-  }
+  else if (Array.isArray(m.content))
+    for (const p of m.content) {
+      const t = partText(p);
+      if (t !== null && t !== '') body.push(t);
+    }
   if (Array.isArray(m.tool_calls)) {
     for (const c of m.tool_calls) {
       const fn = (c as { function?: { name?: unknown; arguments?: unknown } } | null)?.function;
@@ -339,7 +320,14 @@ export interface ChangeItem {
 export function changeComponents(d: AgentDiff): Record<Category, ChangeItem[]> {
   const out = Object.fromEntries(CATEGORIES.map((c) => [c, [] as ChangeItem[]])) as Record<Category, ChangeItem[]>;
   if (d.agent.changes.length) out.agent.push({ category: 'agent', label: 'agent settings', status: 'changed', detail: d.agent.changes.map((c) => c.field).join(', '), ref: { kind: 'settings' } });
-  if (d.system_prompt) out.system_prompt.push({ category: 'system_prompt', label: 'system prompt', status: 'changed', detail: `+${d.system_prompt.added_lines} −${d.system_prompt.removed_lines} lines`, ref: { kind: 'system' } });
+  if (d.system_prompt)
+    out.system_prompt.push({
+      category: 'system_prompt',
+      label: 'system prompt',
+      status: 'changed',
+      detail: `+${d.system_prompt.added_lines} −${d.system_prompt.removed_lines} lines`,
+      ref: { kind: 'system' },
+    });
   for (const b of d.memory_blocks.added) out.memory_blocks.push({ category: 'memory_blocks', label: b.label, status: 'added', detail: `${b.chars} chars`, ref: { kind: 'block', key: b.label } });
   for (const b of d.memory_blocks.removed) out.memory_blocks.push({ category: 'memory_blocks', label: b.label, status: 'removed', detail: `${b.chars} chars`, ref: { kind: 'block', key: b.label } });
   for (const b of d.memory_blocks.changed) {
@@ -367,7 +355,8 @@ export function changeComponents(d: AgentDiff): Record<Category, ChangeItem[]> {
     out.workflows.push({ category: 'workflows', label: `group ${g.key}`, status: w.groups.added.includes(g) ? 'added' : 'removed', detail: g.members.join(', '), ref: { kind: 'rules' } });
   }
   for (const g of w.groups.changed) out.workflows.push({ category: 'workflows', label: `group ${g.key}`, status: 'changed', detail: g.fields.map((f) => f.field).join(', '), ref: { kind: 'rules' } });
-  if (d.llm_config.changes.length) out.llm_config.push({ category: 'llm_config', label: 'LLM config', status: 'changed', detail: d.llm_config.changes.map((c) => c.field).join(', '), ref: { kind: 'llm' } });
+  if (d.llm_config.changes.length)
+    out.llm_config.push({ category: 'llm_config', label: 'LLM config', status: 'changed', detail: d.llm_config.changes.map((c) => c.field).join(', '), ref: { kind: 'llm' } });
   if (d.embedding_config.changes.length) {
     out.embedding_config.push({
       category: 'embedding_config',

@@ -100,7 +100,9 @@ function items(d: AgentDiff): Map<Category, { head?: string; list: Item[] }> {
     parts.push(...t.fields.map((f) => (f.field === 'description' ? 'description' : describeField(f))));
     const sub = [
       ...t.json_schema.map((c) => `json_schema ${c.path || '/'} ${c.kind}${c.kind === 'changed' ? `: ${brief(c.a, 50)} → ${brief(c.b, 50)}` : c.kind === 'added' ? `: ${brief(c.b, 60)}` : ''}`),
-      ...t.requirements.map((r) => `${r.manager} ${r.kind === 'added' ? '+' : r.kind === 'removed' ? '−' : '~'} ${r.name}${r.a || r.b ? ` ${r.a ?? ''}${r.kind === 'changed' ? ' → ' : ''}${r.b ?? ''}`.trimEnd() : ''}`),
+      ...t.requirements.map(
+        (r) => `${r.manager} ${r.kind === 'added' ? '+' : r.kind === 'removed' ? '−' : '~'} ${r.name}${r.a || r.b ? ` ${r.a ?? ''}${r.kind === 'changed' ? ' → ' : ''}${r.b ?? ''}`.trimEnd() : ''}`,
+      ),
     ];
     put('tools', { mark: '~', text: `${t.name}: ${parts.join('; ')}`, diff: t.source_code ?? undefined, sub });
   }
@@ -108,7 +110,8 @@ function items(d: AgentDiff): Map<Category, { head?: string; list: Item[] }> {
   for (const r of w.rules.added) put('workflows', { mark: '+', text: `rule ${r.text}` });
   for (const r of w.rules.removed) put('workflows', { mark: '-', text: `rule ${r.text}` });
   for (const r of w.rules.changed) put('workflows', { mark: '~', text: `rule ${r.key}: ${r.a}  ⇒  ${r.b}`, sub: r.changes.map(describeField) });
-  for (const g of w.groups.added) put('workflows', { mark: '+', text: `group ${g.key}: ${g.manager_type ?? 'group'}${g.manager ? ` managed by ${g.manager}` : ''}, members ${g.members.join(', ') || '(none)'}` });
+  for (const g of w.groups.added)
+    put('workflows', { mark: '+', text: `group ${g.key}: ${g.manager_type ?? 'group'}${g.manager ? ` managed by ${g.manager}` : ''}, members ${g.members.join(', ') || '(none)'}` });
   for (const g of w.groups.removed) put('workflows', { mark: '-', text: `group ${g.key}: ${g.manager_type ?? 'group'}, members ${g.members.join(', ') || '(none)'}` });
   for (const g of w.groups.changed) {
     const parts = g.fields.map(describeField);
@@ -136,7 +139,13 @@ function items(d: AgentDiff): Map<Category, { head?: string; list: Item[] }> {
     for (const x of msg.samples.edited.slice(0, SAMPLES_SHOWN)) put('messages', { mark: '~', text: `${msgRef('A', x.a)} → ${msgRef('B', x.b)}` });
     for (const x of msg.samples.removed.slice(0, SAMPLES_SHOWN)) put('messages', { mark: '-', text: msgRef('A', x.a) });
     for (const x of msg.samples.appended.slice(0, SAMPLES_SHOWN)) put('messages', { mark: '+', text: msgRef('B', x.b) });
-    const more = msg.edited + msg.removed + msg.appended - Math.min(SAMPLES_SHOWN, msg.samples.edited.length) - Math.min(SAMPLES_SHOWN, msg.samples.removed.length) - Math.min(SAMPLES_SHOWN, msg.samples.appended.length);
+    const more =
+      msg.edited +
+      msg.removed +
+      msg.appended -
+      Math.min(SAMPLES_SHOWN, msg.samples.edited.length) -
+      Math.min(SAMPLES_SHOWN, msg.samples.removed.length) -
+      Math.min(SAMPLES_SHOWN, msg.samples.appended.length);
     if (more > 0) put('messages', { mark: ' ', text: `… and ${more} more (--format json lists up to 10 of each kind)` });
     if (msg.in_context.changed) put('messages', { mark: '~', text: `in-context window: ${msg.in_context.a_count} → ${msg.in_context.b_count} messages (changed)` });
   }
@@ -149,7 +158,8 @@ function items(d: AgentDiff): Map<Category, { head?: string; list: Item[] }> {
     for (const c of p.samples.changed.slice(0, SAMPLES_SHOWN)) put('passages', { mark: '~', text: `${c.a.id ?? `#${c.a.position}`}: ${c.fields.join(', ')} ${JSON.stringify(c.b.preview)}` });
     for (const c of p.samples.removed.slice(0, SAMPLES_SHOWN)) put('passages', { mark: '-', text: `${c.id ?? `#${c.position}`} ${JSON.stringify(c.preview)}` });
     for (const c of p.samples.added.slice(0, SAMPLES_SHOWN)) put('passages', { mark: '+', text: `${c.id ?? `#${c.position}`} ${JSON.stringify(c.preview)}` });
-    const more = p.added + p.removed + p.changed - Math.min(SAMPLES_SHOWN, p.samples.changed.length) - Math.min(SAMPLES_SHOWN, p.samples.removed.length) - Math.min(SAMPLES_SHOWN, p.samples.added.length);
+    const more =
+      p.added + p.removed + p.changed - Math.min(SAMPLES_SHOWN, p.samples.changed.length) - Math.min(SAMPLES_SHOWN, p.samples.removed.length) - Math.min(SAMPLES_SHOWN, p.samples.added.length);
     if (more > 0) put('passages', { mark: ' ', text: `… and ${more} more (--format json lists up to 20 of each kind)` });
   }
   for (const k of d.environment.added) put('environment', { mark: '+', text: k });
@@ -220,9 +230,14 @@ export function renderText(r: DiffReport, opts: { color?: boolean } = {}): strin
   out.push(
     r.identical
       ? 'no differences'
-      : paint('bold', `${s.total_changes} change${s.total_changes > 1 ? 's' : ''}: ${CATEGORIES.filter((c) => s.counts[c] > 0)
-          .map((c) => `${CATEGORY_TITLES[c]} ${s.counts[c]}`)
-          .join(', ')}${s.agents_added ? `, agents added ${s.agents_added}` : ''}${s.agents_removed ? `, agents removed ${s.agents_removed}` : ''}${s.components_changed ? `, components ${s.components_changed}` : ''}`),
+      : paint(
+          'bold',
+          `${s.total_changes} change${s.total_changes > 1 ? 's' : ''}: ${CATEGORIES.filter((c) => s.counts[c] > 0)
+            .map((c) => `${CATEGORY_TITLES[c]} ${s.counts[c]}`)
+            .join(
+              ', ',
+            )}${s.agents_added ? `, agents added ${s.agents_added}` : ''}${s.agents_removed ? `, agents removed ${s.agents_removed}` : ''}${s.components_changed ? `, components ${s.components_changed}` : ''}`,
+        ),
   );
   return out.join('\n') + '\n';
 }
@@ -276,7 +291,13 @@ export function renderMarkdown(r: DiffReport): string {
         if (it.diff && it.diff.hunks.length) {
           const { lines, omitted } = hunkLines(it.diff);
           if (omitted > 0) lines.push(`… ${omitted} more lines`);
-          out.push('', ...fence(lines).split('\n').map((l) => (it.text ? `  ${l}` : l)), '');
+          out.push(
+            '',
+            ...fence(lines)
+              .split('\n')
+              .map((l) => (it.text ? `  ${l}` : l)),
+            '',
+          );
         }
       }
       out.push('');

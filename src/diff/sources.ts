@@ -236,7 +236,9 @@ class ArchiveSource implements AgentStateSource {
       const agents = agentsOf(doc, where);
       const found = agents.length === 1 ? 0 : agents.findIndex((x) => x.id === a.id);
       if (found !== slot && !(agents.length === 1 && slot === 0)) {
-        throw new AgentVaultError('invalid-archive', `${where}: agent ${JSON.stringify(a.id)} is not where the manifest order puts it in this entry`, { location: { file: this.reader.path, entry: a.entry } });
+        throw new AgentVaultError('invalid-archive', `${where}: agent ${JSON.stringify(a.id)} is not where the manifest order puts it in this entry`, {
+          location: { file: this.reader.path, entry: a.entry },
+        });
       }
       this.cache.set(a.entry, { doc, messageCounts: splitter.messageCounts });
     } finally {

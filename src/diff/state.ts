@@ -147,8 +147,14 @@ export function componentsOf(docs: AgentFileV2[]): DocComponents {
   const label = (o: Obj, k: string): string => str(o[k]) ?? str(o.id) ?? '?';
   return {
     skills,
-    unattached_blocks: [...blocks].filter(([id]) => !usedBlocks.has(id)).map(([, b]) => label(b, 'label')).sort(),
-    unattached_tools: [...tools].filter(([id]) => !usedTools.has(id)).map(([, t]) => label(t, 'name')).sort(),
+    unattached_blocks: [...blocks]
+      .filter(([id]) => !usedBlocks.has(id))
+      .map(([, b]) => label(b, 'label'))
+      .sort(),
+    unattached_tools: [...tools]
+      .filter(([id]) => !usedTools.has(id))
+      .map(([, t]) => label(t, 'name'))
+      .sort(),
     all_blocks: [...blocks.values()].map((b) => label(b, 'label')),
     all_tools: [...tools.values()].map((t) => label(t, 'name')),
   };

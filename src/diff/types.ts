@@ -7,18 +7,7 @@ export const DIFF_FORMAT = 'agent-vault-diff' as const;
 export const DIFF_FORMAT_VERSION = 1;
 
 /** The categories, in report order. Each change is reported under exactly one of them. */
-export const CATEGORIES = [
-  'agent',
-  'system_prompt',
-  'memory_blocks',
-  'tools',
-  'workflows',
-  'llm_config',
-  'embedding_config',
-  'messages',
-  'passages',
-  'environment',
-] as const;
+export const CATEGORIES = ['agent', 'system_prompt', 'memory_blocks', 'tools', 'workflows', 'llm_config', 'embedding_config', 'messages', 'passages', 'environment'] as const;
 export type Category = (typeof CATEGORIES)[number];
 export type CategoryCounts = Record<Category, number>;
 

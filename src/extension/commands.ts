@@ -222,7 +222,9 @@ export async function importCommand(s: Services, arg?: vscode.Uri | string): Pro
   });
   s.snapshots.refresh();
   void revealSnapshot(s, res.path);
-  void vscode.window.showInformationMessage(`Agent Vault: imported ${path.basename(src)} as snapshot ${res.record.id} (${res.record.agents.length} agent${res.record.agents.length === 1 ? '' : 's'}).`);
+  void vscode.window.showInformationMessage(
+    `Agent Vault: imported ${path.basename(src)} as snapshot ${res.record.id} (${res.record.agents.length} agent${res.record.agents.length === 1 ? '' : 's'}).`,
+  );
   return { path: res.path, snapshotId: res.record.id };
 }
 
@@ -433,7 +435,10 @@ export async function deleteSnapshotCommand(s: Services, arg?: SnapshotNode | De
 // connections
 
 export async function addConnectionCommand(s: Services): Promise<string | undefined> {
-  const form = await connectionForm(undefined, s.connections.list().map((c) => c.name));
+  const form = await connectionForm(
+    undefined,
+    s.connections.list().map((c) => c.name),
+  );
   if (!form) return undefined;
   await s.connections.upsert(form.config, form.password);
   s.databases.refresh();
@@ -444,7 +449,10 @@ export async function editConnectionCommand(s: Services, node?: DatabasesNode): 
   const name = node?.type === 'connection' ? node.connection.name : await pickConnection(s);
   if (!name) return undefined;
   const existing = s.connections.get(name);
-  const form = await connectionForm(existing, s.connections.list().map((c) => c.name));
+  const form = await connectionForm(
+    existing,
+    s.connections.list().map((c) => c.name),
+  );
   if (!form) return undefined;
   await s.connections.upsert(form.config, form.password, name);
   s.databases.refresh();
@@ -456,7 +464,11 @@ export async function removeConnectionCommand(s: Services, node?: DatabasesNode 
   if (!name) return false;
   if (!opts.confirmed) {
     const remove = 'Remove';
-    const pick = await vscode.window.showWarningMessage(`Remove the connection "${name}"?`, { modal: true, detail: 'Its settings and its stored password are removed. The database is not touched.' }, remove);
+    const pick = await vscode.window.showWarningMessage(
+      `Remove the connection "${name}"?`,
+      { modal: true, detail: 'Its settings and its stored password are removed. The database is not touched.' },
+      remove,
+    );
     if (pick !== remove) return false;
   }
   await s.connections.remove(name);
@@ -474,12 +486,15 @@ export async function testConnectionCommand(s: Services, node?: DatabasesNode | 
 }
 
 export async function setPassphraseCommand(s: Services, preset?: string): Promise<boolean> {
-  const value = typeof preset === 'string' ? preset : await vscode.window.showInputBox({
-    title: 'Agent Vault: vault passphrase',
-    prompt: 'Passphrase for encrypted snapshots (kept in VS Code\'s secret storage; empty removes it)',
-    password: true,
-    ignoreFocusOut: true,
-  });
+  const value =
+    typeof preset === 'string'
+      ? preset
+      : await vscode.window.showInputBox({
+          title: 'Agent Vault: vault passphrase',
+          prompt: "Passphrase for encrypted snapshots (kept in VS Code's secret storage; empty removes it)",
+          password: true,
+          ignoreFocusOut: true,
+        });
   if (value === undefined) return false;
   if (value === '') await s.context.secrets.delete(PASSPHRASE_SECRET);
   else await s.context.secrets.store(PASSPHRASE_SECRET, value);

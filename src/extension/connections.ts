@@ -130,7 +130,7 @@ export class Connections implements vscode.Disposable {
       }
       const password = await vscode.window.showInputBox({
         title: `Password for ${describeConnection(c)}`,
-        prompt: stored === undefined ? 'The server asks for a password. It is kept in VS Code\'s secret storage.' : 'The stored password was refused. Enter the current one.',
+        prompt: stored === undefined ? "The server asks for a password. It is kept in VS Code's secret storage." : 'The stored password was refused. Enter the current one.',
         password: true,
         ignoreFocusOut: true,
       });
@@ -185,14 +185,20 @@ export async function connectionForm(existing: ConnectionConfig | undefined, tak
   if (database === undefined) return undefined;
   const user = await ask(title, 'User name', existing?.user ?? 'letta');
   if (user === undefined) return undefined;
-  const schema = await ask(title, 'Schema holding Letta\'s tables', existing?.schema ?? 'letta', (v) => (v.trim() ? undefined : 'a schema is needed'));
+  const schema = await ask(title, "Schema holding Letta's tables", existing?.schema ?? 'letta', (v) => (v.trim() ? undefined : 'a schema is needed'));
   if (schema === undefined) return undefined;
   const sslPick = await vscode.window.showQuickPick(
     SSL_MODES.map((m) => ({ label: m, picked: m === (existing?.ssl ?? 'disable') })),
     { title, placeHolder: 'TLS mode (libpq sslmode)', ignoreFocusOut: true },
   );
   if (!sslPick) return undefined;
-  const password = await ask(title, existing ? 'Password (leave empty to keep the stored one; stored in VS Code\'s secret storage)' : 'Password (stored in VS Code\'s secret storage; empty for none)', '', undefined, true);
+  const password = await ask(
+    title,
+    existing ? "Password (leave empty to keep the stored one; stored in VS Code's secret storage)" : "Password (stored in VS Code's secret storage; empty for none)",
+    '',
+    undefined,
+    true,
+  );
   if (password === undefined) return undefined;
   return {
     config: { name: name.trim(), host: host.trim(), port: Number(port), database: database.trim(), user: user.trim() || undefined, schema: schema.trim(), ssl: sslPick.label as PgSslMode },

@@ -34,7 +34,9 @@ export interface DocTarget {
 
 /** The URI of a component's document. `snapshotLabel`/`agentLabel` only make the path readable. */
 export function docUri(t: DocTarget, labels: { snapshot: string; agent?: string; fileName?: string }): vscode.Uri {
-  const fileName = labels.fileName ?? (t.kind === 'collection' ? `qdrant/${safeSegment(t.key ?? '')}.json` : t.kind === 'describe' ? 'snapshot.md' : t.kind === 'text' ? 'text.txt' : componentFileName({ kind: t.kind, key: t.key }));
+  const fileName =
+    labels.fileName ??
+    (t.kind === 'collection' ? `qdrant/${safeSegment(t.key ?? '')}.json` : t.kind === 'describe' ? 'snapshot.md' : t.kind === 'text' ? 'text.txt' : componentFileName({ kind: t.kind, key: t.key }));
   const segs = [safeSegment(labels.snapshot), ...(labels.agent !== undefined ? [safeSegment(labels.agent)] : []), ...fileName.split('/').map(safeSegment)];
   const q = new URLSearchParams({ src: t.src, agent: t.agent, kind: t.kind, ...(t.key !== undefined ? { key: t.key } : {}) });
   return vscode.Uri.from({ scheme: SCHEME, path: '/' + segs.join('/'), query: q.toString() });

@@ -120,8 +120,7 @@ export function activate(context: vscode.ExtensionContext): AgentVaultApi {
   };
   watch();
 
-  const reg = <A extends unknown[], R>(id: string, title: string, fn: (...args: A) => Promise<R>) =>
-    context.subscriptions.push(vscode.commands.registerCommand(id, cmd.command(s, title, fn)));
+  const reg = <A extends unknown[], R>(id: string, title: string, fn: (...args: A) => Promise<R>) => context.subscriptions.push(vscode.commands.registerCommand(id, cmd.command(s, title, fn)));
 
   reg(COMMANDS.exportAgents, 'Export', (arg?: Parameters<typeof cmd.exportCommand>[1]) => cmd.exportCommand(s, arg));
   reg(COMMANDS.restoreAgents, 'Restore', (arg?: Parameters<typeof cmd.restoreFlow>[1]) => cmd.restoreFlow(s, arg));
@@ -135,9 +134,7 @@ export function activate(context: vscode.ExtensionContext): AgentVaultApi {
   reg(COMMANDS.deleteSnapshot, 'Delete snapshot', (arg?: Parameters<typeof cmd.deleteSnapshotCommand>[1]) => cmd.deleteSnapshotCommand(s, arg));
   reg(COMMANDS.addConnection, 'Add connection', () => cmd.addConnectionCommand(s));
   reg(COMMANDS.editConnection, 'Edit connection', (arg?: Parameters<typeof cmd.editConnectionCommand>[1]) => cmd.editConnectionCommand(s, arg));
-  reg(COMMANDS.removeConnection, 'Remove connection', (arg?: Parameters<typeof cmd.removeConnectionCommand>[1], opts?: { confirmed?: boolean }) =>
-    cmd.removeConnectionCommand(s, arg, opts),
-  );
+  reg(COMMANDS.removeConnection, 'Remove connection', (arg?: Parameters<typeof cmd.removeConnectionCommand>[1], opts?: { confirmed?: boolean }) => cmd.removeConnectionCommand(s, arg, opts));
   reg(COMMANDS.testConnection, 'Connection test', (arg?: Parameters<typeof cmd.testConnectionCommand>[1]) => cmd.testConnectionCommand(s, arg));
   reg(COMMANDS.setPassphrase, 'Set passphrase', (preset?: string) => cmd.setPassphraseCommand(s, preset));
   reg(COMMANDS.restoreTo, 'Restore', (arg?: Parameters<typeof cmd.restoreFlow>[1], extra?: Parameters<typeof cmd.restoreFlow>[2]) => cmd.restoreFlow(s, arg, extra));

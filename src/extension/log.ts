@@ -15,7 +15,7 @@ const REMEDY_HINT: Readonly<Record<ErrorRemedy, string>> = {
   'allow-embedding-mismatch': "the target's embedding model differs from the snapshot's",
   wait: 'wait for the other run to finish',
   encrypt: 'turn on agentVault.encryptSnapshots',
-  schema: "check the connection's schema (default \"letta\")",
+  schema: 'check the connection\'s schema (default "letta")',
   'select-agents': 'choose the agents to export',
   config: 'set agentVault.configFile',
   vault: 'set agentVault.vaultPath',

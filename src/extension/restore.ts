@@ -36,7 +36,11 @@ const CONFLICT_CHOICES: Array<{ value: OnConflict; label: string; detail: string
   { value: 'copy', label: 'Copy', detail: 'restore beside the existing agent, with new ids and a name suffix' },
 ];
 
-export async function restoreFlow(s: Services, arg?: SnapshotNode | AgentGroupNode | RestoreArgs, extra?: Omit<RestoreArgs, 'snapshot' | 'agents'>): Promise<{ plan: RestorePlan; result?: RestoreResult } | undefined> {
+export async function restoreFlow(
+  s: Services,
+  arg?: SnapshotNode | AgentGroupNode | RestoreArgs,
+  extra?: Omit<RestoreArgs, 'snapshot' | 'agents'>,
+): Promise<{ plan: RestorePlan; result?: RestoreResult } | undefined> {
   // a snapshot item restores its agent from it; an agent item restores the agent from its newest snapshot
   const group = arg && (arg as AgentGroupNode).type === 'agent' ? (arg as AgentGroupNode) : undefined;
   const node = arg && (arg as SnapshotNode).type === 'snapshot' ? (arg as SnapshotNode) : group?.snapshots[0] ? { snapshot: group.snapshots[0], agent: agentIn(group.snapshots[0], group) } : undefined;
@@ -117,7 +121,11 @@ export async function restoreFlow(s: Services, arg?: SnapshotNode | AgentGroupNo
     ]
       .filter(Boolean)
       .join('; ');
-    const pick = await vscode.window.showWarningMessage(`Restore ${plan.agents.length} agent${plan.agents.length === 1 ? '' : 's'} into "${name}"?`, { modal: true, detail: `${detail}. One transaction: all or nothing.` }, go);
+    const pick = await vscode.window.showWarningMessage(
+      `Restore ${plan.agents.length} agent${plan.agents.length === 1 ? '' : 's'} into "${name}"?`,
+      { modal: true, detail: `${detail}. One transaction: all or nothing.` },
+      go,
+    );
     if (pick !== go) return { plan };
   }
   // 6. the restore

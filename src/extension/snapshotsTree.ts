@@ -102,7 +102,6 @@ export function statusWords(st: AgentStatus | undefined): string[] {
   return out;
 }
 
-
 /** Manifests by path; an entry is read again when the file's size or mtime changed. */
 export class ManifestCache {
   private readonly cache = new Map<string, { stamp: string; manifest: Promise<Manifest> }>();
@@ -271,7 +270,14 @@ export class SnapshotsTree implements vscode.TreeDataProvider<SnapshotsNode>, vs
     out.push(...byKind('rules').map((c) => comp(c, 'type-hierarchy')));
     out.push({ type: 'folder', parent: n, folder: 'models', label: 'Models', children: [...byKind('llm'), ...byKind('embedding')].map((c) => comp(c, 'symbol-misc')) });
     const counts = n.agent.counts;
-    out.push({ type: 'component', parent: n, label: `Messages (${counts?.messages ?? '?'})`, description: counts ? `${counts.in_context_messages} in context` : undefined, icon: 'comment', target: { src, agent: n.agent.id, kind: 'messages' } });
+    out.push({
+      type: 'component',
+      parent: n,
+      label: `Messages (${counts?.messages ?? '?'})`,
+      description: counts ? `${counts.in_context_messages} in context` : undefined,
+      icon: 'comment',
+      target: { src, agent: n.agent.id, kind: 'messages' },
+    });
     out.push({ type: 'component', parent: n, label: `Passages (${counts?.passages ?? '?'})`, icon: 'database', target: { src, agent: n.agent.id, kind: 'passages' } });
     let collections: ArchivedCollectionSummary[] = [];
     try {
@@ -389,7 +395,9 @@ export class SnapshotsTree implements vscode.TreeDataProvider<SnapshotsNode>, vs
     if (src) {
       const db = [src.database, src.schema].filter(Boolean).join('.');
       tip.appendMarkdown(`source: ${src.kind}${db ? ` \`${db}\`` : ''}  \n`);
-      tip.appendMarkdown(`Letta revision: ${src.letta_revision ?? 'unknown'}${src.postgres_version ? ` · PostgreSQL ${src.postgres_version}` : ''}${src.pgvector_version ? ` · pgvector ${src.pgvector_version}` : ''}  \n`);
+      tip.appendMarkdown(
+        `Letta revision: ${src.letta_revision ?? 'unknown'}${src.postgres_version ? ` · PostgreSQL ${src.postgres_version}` : ''}${src.pgvector_version ? ` · pgvector ${src.pgvector_version}` : ''}  \n`,
+      );
     }
     if (m) {
       const models = [...new Set(m.agents.map((a) => (a.embedding?.model ? `${a.embedding.model}${a.embedding.dim ? ` (${a.embedding.dim})` : ''}` : null)).filter((x): x is string => !!x))];

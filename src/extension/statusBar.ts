@@ -93,7 +93,8 @@ export class VaultStatusBar implements vscode.Disposable {
     const icon = this.state === 'green' ? '$(pass-filled)' : this.state === 'stale' ? '$(warning)' : '$(error)';
     item.text = `${icon} Vault ${age} · ${drillText(st)}`;
     item.color = this.state === 'green' ? new vscode.ThemeColor('testing.iconPassed') : undefined;
-    item.backgroundColor = this.state === 'stale' ? new vscode.ThemeColor('statusBarItem.warningBackground') : this.state === 'failing' ? new vscode.ThemeColor('statusBarItem.errorBackground') : undefined;
+    item.backgroundColor =
+      this.state === 'stale' ? new vscode.ThemeColor('statusBarItem.warningBackground') : this.state === 'failing' ? new vscode.ThemeColor('statusBarItem.errorBackground') : undefined;
     const tip = new vscode.MarkdownString();
     tip.supportThemeIcons = true;
     tip.appendMarkdown(`**Agent Vault: ${this.state === 'green' ? 'healthy' : this.state === 'stale' ? 'needs attention' : 'failing'}**  \n`);

@@ -34,7 +34,6 @@ import { setting, statusPolicy, textSetting } from './config';
 
 const isNode = (x: unknown): x is { type: string } => !!x && typeof x === 'object' && typeof (x as { type?: unknown }).type === 'string';
 
-
 /** The vault configuration file (setting agentVault.configFile), if it exists. */
 export function configFile(): string | undefined {
   const configured = textSetting('configFile');
@@ -227,10 +226,21 @@ export interface VerifyArgs {
 
 export function verifyMarkdown(r: VerifyReport): string {
   const bad = r.snapshots.filter((x) => !x.ok);
-  const lines = [`# Vault verification${r.deep ? ' (deep)' : ''}: ${r.ok ? 'OK' : 'PROBLEMS FOUND'}`, '', `- Vault: \`${r.vault}\``, `- ${r.snapshots.length} snapshot(s), ${bad.length} with problems, ${(r.duration_ms / 1000).toFixed(1)} s`, ''];
+  const lines = [
+    `# Vault verification${r.deep ? ' (deep)' : ''}: ${r.ok ? 'OK' : 'PROBLEMS FOUND'}`,
+    '',
+    `- Vault: \`${r.vault}\``,
+    `- ${r.snapshots.length} snapshot(s), ${bad.length} with problems, ${(r.duration_ms / 1000).toFixed(1)} s`,
+    '',
+  ];
   lines.push('| snapshot | result | checks |', '|---|---|---|');
   for (const x of r.snapshots) {
-    const checks = x.ok ? x.checks.map((c) => c.name).join(', ') : x.checks.filter((c) => !c.ok).map((c) => `**${c.name}**: ${(c.message ?? '').replace(/\|/g, '\\|')}`).join('; ');
+    const checks = x.ok
+      ? x.checks.map((c) => c.name).join(', ')
+      : x.checks
+          .filter((c) => !c.ok)
+          .map((c) => `**${c.name}**: ${(c.message ?? '').replace(/\|/g, '\\|')}`)
+          .join('; ');
     lines.push(`| ${x.id}${x.encrypted ? ' (encrypted)' : ''} | ${x.ok ? 'ok' : '**FAIL**'} | ${checks} |`);
   }
   for (const u of r.unlisted) lines.push('', `- ${u} is not in the index; Rebuild Index (or the next backup) verifies it and lists it again`);
@@ -296,8 +306,12 @@ export async function retentionPolicy(): Promise<RetentionPolicy> {
 }
 
 export function prunePlanText(r: PruneResult, names: ReadonlyMap<string, string>): string {
-  const lines = [`Prune ${r.dryRun ? '(dry run)' : ''}: keep ${r.plan.keep.length + r.unverified.length}, ${r.dryRun ? 'would delete' : 'deleted'} ${r.plan.remove.length} snapshot(s), ${formatBytes(r.freedBytes)}`, ''];
-  for (const d of r.plan.decisions) lines.push(d.keep ? `keep          ${d.id}  ${d.created_at}  ${describeReasons(d.reasons, { names })}` : `${r.dryRun ? 'would delete' : 'deleted     '}  ${d.id}  ${d.created_at}`);
+  const lines = [
+    `Prune ${r.dryRun ? '(dry run)' : ''}: keep ${r.plan.keep.length + r.unverified.length}, ${r.dryRun ? 'would delete' : 'deleted'} ${r.plan.remove.length} snapshot(s), ${formatBytes(r.freedBytes)}`,
+    '',
+  ];
+  for (const d of r.plan.decisions)
+    lines.push(d.keep ? `keep          ${d.id}  ${d.created_at}  ${describeReasons(d.reasons, { names })}` : `${r.dryRun ? 'would delete' : 'deleted     '}  ${d.id}  ${d.created_at}`);
   for (const u of r.unverified) lines.push(`KEEP          ${u.id}  fails verification, not counted for retention: ${u.reason}`);
   return lines.join('\n') + '\n';
 }
@@ -345,7 +359,9 @@ export function rebuildText(r: RebuildIndexReport): string {
   for (const x of r.rejected) lines.push(`NOT LISTED ${x.file}: fails verification (left in place): ${x.reason}`);
   for (const f of r.foreign) lines.push(`note: ${f} was not written by Agent Vault; left alone`);
   for (const t of r.swept) lines.push(`removed temp file ${t}`);
-  lines.push(`index written: ${r.kept.length + r.damaged.length + r.adopted.length} snapshot(s) (${r.adopted.length} listed again, ${r.missing.length} dropped as missing, ${r.rejected.length} archive(s) failing verification)`);
+  lines.push(
+    `index written: ${r.kept.length + r.damaged.length + r.adopted.length} snapshot(s) (${r.adopted.length} listed again, ${r.missing.length} dropped as missing, ${r.rejected.length} archive(s) failing verification)`,
+  );
   return lines.join('\n') + '\n';
 }
 

@@ -41,7 +41,6 @@ CLS[0x5b] = C_OPEN;
 CLS[0x7d] = C_CLOSE;
 CLS[0x5d] = C_CLOSE;
 
-
 /** Messages cut out so far: message k is bytes starts[k]..ends[k] of bufs[k] (views: copy to keep). */
 export interface SplitBatch {
   length: number;
@@ -377,7 +376,16 @@ export class AgentFileSplitter {
           this.agentIndex++;
           this.key3 = null;
           this.messageCounts[this.agentIndex] = 0;
-        } else if (depth === 4 && c === LBRACKET && this.key1 === 'agents' && this.key3 === 'messages' && this.ctype[3] === OBJ && this.ctype[2] === ARR && this.agentIndex >= 0 && !this.expectKey[3]) {
+        } else if (
+          depth === 4 &&
+          c === LBRACKET &&
+          this.key1 === 'agents' &&
+          this.key3 === 'messages' &&
+          this.ctype[3] === OBJ &&
+          this.ctype[2] === ARR &&
+          this.agentIndex >= 0 &&
+          !this.expectKey[3]
+        ) {
           // entering agents[k].messages: the outer text keeps "[" and resumes at the matching "]"
           this.inMessages = true;
           this.keepOuter(b, outerFrom, i + 1);

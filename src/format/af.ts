@@ -144,11 +144,9 @@ function parseJsonOrThrow(text: string, source: string | undefined, inner: boole
       throw new AgentVaultError('json-syntax', `${source ?? 'input'}: invalid JSON${where}`, { location: { file: source } });
     }
     const pos = new LineIndex(text).position(problem.offset);
-    throw new AgentVaultError(
-      'json-syntax',
-      `${source ?? 'input'}:${pos.line}:${pos.column}: invalid JSON${where}: ${problem.message}`,
-      { location: { file: source, pointer: problem.pointer, line: pos.line, column: pos.column } },
-    );
+    throw new AgentVaultError('json-syntax', `${source ?? 'input'}:${pos.line}:${pos.column}: invalid JSON${where}: ${problem.message}`, {
+      location: { file: source, pointer: problem.pointer, line: pos.line, column: pos.column },
+    });
   }
 }
 
@@ -159,7 +157,10 @@ function describeRoot(v: unknown): string {
   const keys = Object.keys(v as object);
   return keys.length === 0
     ? 'the document is an empty object'
-    : `an object with ${keys.slice(0, 5).map((k) => `"${k}"`).join(', ')}${keys.length > 5 ? ', …' : ''} but neither "agents" (v2) nor "core_memory"/"messages" (v1)`;
+    : `an object with ${keys
+        .slice(0, 5)
+        .map((k) => `"${k}"`)
+        .join(', ')}${keys.length > 5 ? ', …' : ''} but neither "agents" (v2) nor "core_memory"/"messages" (v1)`;
 }
 
 /** 'v2' for an AgentFileSchema document, 'v1' for the legacy single-agent schema. */

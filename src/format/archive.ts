@@ -218,7 +218,10 @@ function nameKey(name: string): string {
 
 /** A file-name-safe form of an id (agent id, collection name); unchanged when already safe. */
 export function safeEntrySegment(id: string): string {
-  const cleaned = id.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^\.+/, (m) => '_'.repeat(m.length)).replace(/\.+$/, (m) => '_'.repeat(m.length));
+  const cleaned = id
+    .replace(/[^A-Za-z0-9._-]/g, '_')
+    .replace(/^\.+/, (m) => '_'.repeat(m.length))
+    .replace(/\.+$/, (m) => '_'.repeat(m.length));
   let out = cleaned === '' ? '_' : cleaned;
   if (WINDOWS_RESERVED.test(out)) out = `_${out}`;
   if (out === id) return id;
@@ -294,11 +297,10 @@ export function checkManifest(value: unknown, file: string): Manifest {
     });
   }
   if (fv > ARCHIVE_FORMAT_VERSION) {
-    throw new AgentVaultError(
-      'format-version',
-      `${file}: written by a newer Agent Vault (format ${fv}, this reads up to ${ARCHIVE_FORMAT_VERSION}); upgrade Agent Vault`,
-      { location: { ...loc, pointer: '/format_version' }, hint: 'install a newer Agent Vault to read this archive' },
-    );
+    throw new AgentVaultError('format-version', `${file}: written by a newer Agent Vault (format ${fv}, this reads up to ${ARCHIVE_FORMAT_VERSION}); upgrade Agent Vault`, {
+      location: { ...loc, pointer: '/format_version' },
+      hint: 'install a newer Agent Vault to read this archive',
+    });
   }
   if (Array.isArray(m.entries)) {
     m.entries.forEach((e: unknown, i: number) => {
@@ -324,7 +326,10 @@ export function checkManifest(value: unknown, file: string): Manifest {
     if (problem) throw new AgentVaultError('entry-name', `${where}: entry ${JSON.stringify(e.name)} has an unsafe name: ${problem}`, { location: { ...loc, pointer: `/entries/${i}/name` } });
     if (e.name === MANIFEST_ENTRY) throw new AgentVaultError('manifest', `${where}: "entries" must not list ${MANIFEST_ENTRY} itself`, { location: { ...loc, pointer: `/entries/${i}` } });
     const k = nameKey(e.name);
-    if (names.has(k)) throw new AgentVaultError('entry-name', `${where}: entry ${JSON.stringify(e.name)} is listed twice (or collides with ${JSON.stringify(names.get(k))} on a case-insensitive file system)`, { location: { ...loc, pointer: `/entries/${i}` } });
+    if (names.has(k))
+      throw new AgentVaultError('entry-name', `${where}: entry ${JSON.stringify(e.name)} is listed twice (or collides with ${JSON.stringify(names.get(k))} on a case-insensitive file system)`, {
+        location: { ...loc, pointer: `/entries/${i}` },
+      });
     names.set(k, e.name);
   });
   const encrypted = manifest.encryption !== undefined && manifest.encryption !== null;
@@ -455,9 +460,13 @@ class ZipArchiveWriter implements ArchiveWriter {
     const k = nameKey(name);
     const prev = this.names.get(k);
     if (prev !== undefined) {
-      throw new AgentVaultError('entry-name', `cannot add entry ${JSON.stringify(name)} to ${this.path}: ${prev === name ? 'it was already added' : `it collides with ${JSON.stringify(prev)} on a case-insensitive file system`}`, {
-        location: { file: this.path, entry: name },
-      });
+      throw new AgentVaultError(
+        'entry-name',
+        `cannot add entry ${JSON.stringify(name)} to ${this.path}: ${prev === name ? 'it was already added' : `it collides with ${JSON.stringify(prev)} on a case-insensitive file system`}`,
+        {
+          location: { file: this.path, entry: name },
+        },
+      );
     }
     if (name.startsWith('secrets/') && !this.crypto) {
       throw new AgentVaultError('plaintext-secret', `refusing to write ${JSON.stringify(name)} unencrypted: secrets are never stored in plain text in an archive`, {
@@ -486,7 +495,8 @@ class ZipArchiveWriter implements ArchiveWriter {
     } catch (e) {
       throw new AgentVaultError('invalid-json', `cannot write entry ${JSON.stringify(name)}: the value is not JSON-serialisable (${errorMessage(e)})`, { location: { file: this.path, entry: name } });
     }
-    if (text === undefined) throw new AgentVaultError('invalid-json', `cannot write entry ${JSON.stringify(name)}: the value is not JSON (${typeof value})`, { location: { file: this.path, entry: name } });
+    if (text === undefined)
+      throw new AgentVaultError('invalid-json', `cannot write entry ${JSON.stringify(name)}: the value is not JSON (${typeof value})`, { location: { file: this.path, entry: name } });
     await this.addBuffer(name, Buffer.from(text, 'utf8'), { mediaType: MEDIA_TYPES.json, ...opts });
   }
 
@@ -733,11 +743,16 @@ async function openZip(file: string): Promise<OpenedZip> {
           const k = nameKey(name);
           const prev = keys.get(k);
           if (prev !== undefined) {
-            throw new AgentVaultError('entry-name', `${file}: entry ${JSON.stringify(name)} occurs twice${prev === name ? '' : ` (it collides with ${JSON.stringify(prev)} on a case-insensitive file system)`}`, {
-              location: { file, entry: name },
-            });
+            throw new AgentVaultError(
+              'entry-name',
+              `${file}: entry ${JSON.stringify(name)} occurs twice${prev === name ? '' : ` (it collides with ${JSON.stringify(prev)} on a case-insensitive file system)`}`,
+              {
+                location: { file, entry: name },
+              },
+            );
           }
-          if (entry.isEncrypted()) throw new AgentVaultError('corrupt', `${file}: entry ${JSON.stringify(name)} uses zip encryption, which snapshot archives never use`, { location: { file, entry: name } });
+          if (entry.isEncrypted())
+            throw new AgentVaultError('corrupt', `${file}: entry ${JSON.stringify(name)} uses zip encryption, which snapshot archives never use`, { location: { file, entry: name } });
           if (entry.compressionMethod !== 0 && entry.compressionMethod !== 8) {
             throw new AgentVaultError('corrupt', `${file}: entry ${JSON.stringify(name)} uses unsupported zip compression method ${entry.compressionMethod}`, { location: { file, entry: name } });
           }
@@ -828,13 +843,7 @@ function openRawStream(zip: yauzl.ZipFile, entry: yauzl.Entry): Promise<Readable
  * undecodable deflate data, wrong length, wrong digest) is a 'checksum' error naming the entry;
  * destroying the returned stream releases the file.
  */
-async function openVerifiedStream(
-  zip: yauzl.ZipFile,
-  entry: yauzl.Entry,
-  file: string,
-  name: string,
-  expected: { size: number; sha256?: string; crc32: number },
-): Promise<VerifyingStream> {
+async function openVerifiedStream(zip: yauzl.ZipFile, entry: yauzl.Entry, file: string, name: string, expected: { size: number; sha256?: string; crc32: number }): Promise<VerifyingStream> {
   let raw: Readable;
   try {
     raw = await openRawStream(zip, entry);
@@ -892,7 +901,8 @@ class ZipArchiveReader implements ArchiveReader {
     if (name === MANIFEST_ENTRY && zipEntry) return { entry: zipEntry, size: zipEntry.uncompressedSize, sha256: this.manifestSha, crc32: zipEntry.crc32 };
     const m = this.byName.get(name);
     if (!m) throw new AgentVaultError('missing-entry', `${this.path}: the archive has no entry ${JSON.stringify(name)}`, { location: { file: this.path, entry: name } });
-    if (!zipEntry) throw new AgentVaultError('missing-entry', `${this.path}: entry ${JSON.stringify(name)} is listed in the manifest but missing from the archive`, { location: { file: this.path, entry: name } });
+    if (!zipEntry)
+      throw new AgentVaultError('missing-entry', `${this.path}: entry ${JSON.stringify(name)} is listed in the manifest but missing from the archive`, { location: { file: this.path, entry: name } });
     return { entry: zipEntry, size: m.size, sha256: m.sha256, crc32: zipEntry.crc32 };
   }
 

@@ -264,7 +264,9 @@ export interface DecryptOptions {
 function b64(v: unknown, what: string, file: string, len?: number): Buffer {
   const b = typeof v === 'string' && /^[A-Za-z0-9+/]*={0,2}$/.test(v) ? Buffer.from(v, 'base64') : undefined;
   if (!b || b.length === 0 || (len !== undefined && b.length !== len)) {
-    throw new AgentVaultError('manifest', `${file}: manifest "encryption.${what}" is not valid base64${len ? ` of ${len} bytes` : ''}`, { location: { file, entry: 'manifest.json', pointer: `/encryption/${what.replace(/\./g, '/')}` } });
+    throw new AgentVaultError('manifest', `${file}: manifest "encryption.${what}" is not valid base64${len ? ` of ${len} bytes` : ''}`, {
+      location: { file, entry: 'manifest.json', pointer: `/encryption/${what.replace(/\./g, '/')}` },
+    });
   }
   return b;
 }
@@ -275,10 +277,15 @@ export function parseEncryptionSection(value: unknown, file: string): Encryption
   if (!value || typeof value !== 'object' || Array.isArray(value)) throw new AgentVaultError('manifest', `${file}: manifest "encryption" must be an object`, { location: where });
   const s = value as Record<string, unknown>;
   if (s.scheme !== ENCRYPTION_SCHEME) {
-    throw new AgentVaultError('unsupported-encryption', `${file}: encryption scheme ${JSON.stringify(s.scheme)} is not supported (this Agent Vault knows "${ENCRYPTION_SCHEME}")`, { location: where, hint: 'install a newer Agent Vault' });
+    throw new AgentVaultError('unsupported-encryption', `${file}: encryption scheme ${JSON.stringify(s.scheme)} is not supported (this Agent Vault knows "${ENCRYPTION_SCHEME}")`, {
+      location: where,
+      hint: 'install a newer Agent Vault',
+    });
   }
-  if (s.segment_size !== SEGMENT_SIZE) throw new AgentVaultError('unsupported-encryption', `${file}: encryption segment_size ${JSON.stringify(s.segment_size)} is not supported (expected ${SEGMENT_SIZE})`, { location: where });
-  if (s.manifest_mac !== 'hmac-sha256') throw new AgentVaultError('unsupported-encryption', `${file}: manifest authentication ${JSON.stringify(s.manifest_mac)} is not supported (expected "hmac-sha256")`, { location: where });
+  if (s.segment_size !== SEGMENT_SIZE)
+    throw new AgentVaultError('unsupported-encryption', `${file}: encryption segment_size ${JSON.stringify(s.segment_size)} is not supported (expected ${SEGMENT_SIZE})`, { location: where });
+  if (s.manifest_mac !== 'hmac-sha256')
+    throw new AgentVaultError('unsupported-encryption', `${file}: manifest authentication ${JSON.stringify(s.manifest_mac)} is not supported (expected "hmac-sha256")`, { location: where });
   const kdf = s.kdf as Record<string, unknown> | undefined;
   let k: KdfDescription;
   if (kdf?.name === 'raw') k = { name: 'raw' };
@@ -316,7 +323,11 @@ export async function openArchiveCrypto(section: EncryptionSection, decrypt: Dec
       if (givenKey && givenKey.kdf.name === 'scrypt' && givenKey.kdf.salt === kdf.salt && givenKey.kdf.N === kdf.N && givenKey.kdf.r === kdf.r && givenKey.kdf.p === kdf.p) {
         master = masterOf(givenKey);
       } else {
-        throw new AgentVaultError('wrong-key', `${file} is encrypted with a passphrase; a key file cannot open it`, { location: loc, remedy: 'key', hint: 'give the passphrase (e.g. AGENT_VAULT_PASSPHRASE)' });
+        throw new AgentVaultError('wrong-key', `${file} is encrypted with a passphrase; a key file cannot open it`, {
+          location: loc,
+          remedy: 'key',
+          hint: 'give the passphrase (e.g. AGENT_VAULT_PASSPHRASE)',
+        });
       }
     } else {
       try {
@@ -528,7 +539,10 @@ export class EntryDecryptor extends Transform {
       this.release(plain, () => {
         if (!this.inflate) return cb();
         this.inflate.end();
-        this.inflateDone!.then(() => cb(), (e: Error) => cb(e));
+        this.inflateDone!.then(
+          () => cb(),
+          (e: Error) => cb(e),
+        );
       });
     } catch (e) {
       cb(e as Error);

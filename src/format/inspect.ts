@@ -57,16 +57,16 @@ export function summarizeAgents(doc: AgentFileV2, file?: string): AgentSummary[]
       });
     }
     return {
-    id: String(a.id),
-    name: s(a.name),
-    agent_type: s(a.agent_type),
-    llm_model: s(a.llm_config?.model),
-    embedding_model: s(a.embedding_config?.embedding_model),
-    embedding_dim: n(a.embedding_config?.embedding_dim),
-    messages: len(a.messages),
-    in_context_messages: len(a.in_context_message_ids),
-    blocks: len(a.block_ids),
-    tools: len(a.tool_ids),
+      id: String(a.id),
+      name: s(a.name),
+      agent_type: s(a.agent_type),
+      llm_model: s(a.llm_config?.model),
+      embedding_model: s(a.embedding_config?.embedding_model),
+      embedding_dim: n(a.embedding_config?.embedding_dim),
+      messages: len(a.messages),
+      in_context_messages: len(a.in_context_message_ids),
+      blocks: len(a.block_ids),
+      tools: len(a.tool_ids),
     };
   });
 }
@@ -92,13 +92,19 @@ export async function describeFile(file: string, opts: DescribeOptions = {}): Pr
       tools: a.counts.tools,
     }));
     let text = `${file}: Agent Vault snapshot archive, format ${m.format_version}, written ${m.created_at} by agent-vault ${m.tool.version}\n`;
-    if (m.source) text += `  source: ${m.source.kind}${m.source.letta_revision ? `, Letta revision ${m.source.letta_revision}` : ''}${m.source.pgvector_version ? `, pgvector ${m.source.pgvector_version}` : ''}\n`;
+    if (m.source)
+      text += `  source: ${m.source.kind}${m.source.letta_revision ? `, Letta revision ${m.source.letta_revision}` : ''}${m.source.pgvector_version ? `, pgvector ${m.source.pgvector_version}` : ''}\n`;
     if (encrypted) {
       text += authenticated
         ? `  encrypted (${String((m.encryption as { scheme?: unknown }).scheme)}); the key opens it and the manifest authenticates\n`
         : `  encrypted (${String((m.encryption as { scheme?: unknown }).scheme)}); the manifest below is not authenticated — to check it and read the entries, ${KEY_OPTIONS_HINT}\n`;
     }
-    text += `  ${m.entries.length} entries\n` + renderAgents(agents, m.agents.map((a) => a.counts.passages));
+    text +=
+      `  ${m.entries.length} entries\n` +
+      renderAgents(
+        agents,
+        m.agents.map((a) => a.counts.passages),
+      );
     if (m.qdrant?.collections?.length) text += `  qdrant collections: ${m.qdrant.collections.map((c) => String((c as { name?: unknown }).name)).join(', ')}\n`;
     return { file, kind: 'archive', format: `archive v${m.format_version}`, revision: m.source?.letta_revision ?? null, version: null, agents, manifest: m, encrypted, authenticated, text };
   }

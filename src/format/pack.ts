@@ -11,15 +11,7 @@ import type { Readable } from 'node:stream';
 import { AgentVaultError, errorMessage } from '../core/errors';
 import { ioError, publishFile, tempPathFor } from '../core/fs';
 import { readAgentFile, toV2 } from './af';
-import {
-  agentEntryName,
-  createArchiveWriter,
-  openArchive,
-  type ArchiveReader,
-  type Manifest,
-  type ManifestAgent,
-  type ManifestAgentCounts,
-} from './archive';
+import { agentEntryName, createArchiveWriter, openArchive, type ArchiveReader, type Manifest, type ManifestAgent, type ManifestAgentCounts } from './archive';
 import { formatFloat32, readVectorsStream } from './vectors';
 import { noKeyError, type DecryptOptions } from './crypto';
 import type { AgentFileV2, AgentV2, Json, JsonObject } from './types';
@@ -181,7 +173,6 @@ export function splitAgentFile(doc: AgentFileV2, where = 'agent file'): AgentSli
   });
 }
 
-
 /**
  * One combined .af v2 from several (e.g. the per-agent files of an archive). Objects are deduped
  * by id (by name for skills); the same id with different content is an error ('merge-conflict').
@@ -209,11 +200,7 @@ export function mergeAgentFiles(input: AgentFileV2[]): AgentFileV2 {
         const o = item as JsonObject;
         const canon = canonicalJson(o);
         const key =
-          o && typeof o === 'object' && typeof o.id === 'string'
-            ? `id:${o.id}`
-            : k === 'skills' && o && typeof o === 'object' && typeof o.name === 'string'
-              ? `name:${o.name}`
-              : `json:${canon}`;
+          o && typeof o === 'object' && typeof o.id === 'string' ? `id:${o.id}` : k === 'skills' && o && typeof o === 'object' && typeof o.name === 'string' ? `name:${o.name}` : `json:${canon}`;
         const prev = seen.get(key);
         if (prev === undefined) {
           seen.set(key, canon);
@@ -330,9 +317,7 @@ export type PassageKind = 'archival' | 'file';
 
 /** The entries holding an agent's passages of a kind (null when it has none). */
 export function passageEntries(agent: ManifestAgent, kind: PassageKind): { jsonl: string | null; vectors: string | null } {
-  return kind === 'file'
-    ? { jsonl: agent.file_passages_entry ?? null, vectors: agent.file_vectors_entry ?? null }
-    : { jsonl: agent.passages_entry ?? null, vectors: agent.vectors_entry ?? null };
+  return kind === 'file' ? { jsonl: agent.file_passages_entry ?? null, vectors: agent.file_vectors_entry ?? null } : { jsonl: agent.passages_entry ?? null, vectors: agent.vectors_entry ?? null };
 }
 
 /**
@@ -370,14 +355,18 @@ export async function* readPassages(reader: ArchiveReader, agent: ManifestAgent,
       let embedding: Float32Array | null = null;
       if (vectors) {
         const next = await vectors.next();
-        if (next.done) throw new AgentVaultError('corrupt', `${where}:${n}: there are more passages than vectors in ${vectorsEntry}`, { location: { file: reader.path, entry: vectorsEntry ?? undefined } });
+        if (next.done)
+          throw new AgentVaultError('corrupt', `${where}:${n}: there are more passages than vectors in ${vectorsEntry}`, { location: { file: reader.path, entry: vectorsEntry ?? undefined } });
         embedding = passage.embedding === null ? null : next.value;
       }
       yield { passage, embedding };
     }
     if (vectors) {
       const rest = await vectors.next();
-      if (!rest.done) throw new AgentVaultError('corrupt', `${reader.path}!${vectorsEntry}: there are more vectors than passages in ${passagesEntry}`, { location: { file: reader.path, entry: vectorsEntry ?? undefined } });
+      if (!rest.done)
+        throw new AgentVaultError('corrupt', `${reader.path}!${vectorsEntry}: there are more vectors than passages in ${passagesEntry}`, {
+          location: { file: reader.path, entry: vectorsEntry ?? undefined },
+        });
     }
   } finally {
     lines.close();
@@ -467,11 +456,15 @@ export async function unpackArchive(archivePath: string, outDir: string, opts: U
         }
       }
       if (existing.length) {
-        throw new AgentVaultError('exists', `${existing.length === 1 ? `${existing[0]} already exists` : `${existing.length} files already exist (${existing.slice(0, 3).join(', ')}${existing.length > 3 ? ', …' : ''})`}`, {
-          location: { file: existing[0] },
-          kind: 'usage',
-          remedy: 'overwrite',
-        });
+        throw new AgentVaultError(
+          'exists',
+          `${existing.length === 1 ? `${existing[0]} already exists` : `${existing.length} files already exist (${existing.slice(0, 3).join(', ')}${existing.length > 3 ? ', …' : ''})`}`,
+          {
+            location: { file: existing[0] },
+            kind: 'usage',
+            remedy: 'overwrite',
+          },
+        );
       }
     }
     const written: string[] = [];

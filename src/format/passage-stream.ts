@@ -26,9 +26,7 @@ export interface RawPassageBatch {
 
 /** A plain batch (the restore's; the diff has its own class with the same fields). */
 export function rawPassageBatch(withVectors: boolean): RawPassageBatch {
-  return withVectors
-    ? { length: 0, lineBufs: [], lineStarts: [], lineEnds: [], vecBufs: [], vecStarts: [], vecEnds: [] }
-    : { length: 0, lineBufs: [], lineStarts: [], lineEnds: [] };
+  return withVectors ? { length: 0, lineBufs: [], lineStarts: [], lineEnds: [], vecBufs: [], vecStarts: [], vecEnds: [] } : { length: 0, lineBufs: [], lineStarts: [], lineEnds: [] };
 }
 
 /**

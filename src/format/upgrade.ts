@@ -72,15 +72,37 @@ const LEGACY_TOOL_RULE_TYPES: Readonly<Record<string, string>> = {
 
 /** v2 BlockSchema fields copied from a v1 block when present (metadata is handled apart). */
 const BLOCK_FIELDS = [
-  'limit', 'description', 'read_only', 'hidden', 'tags', 'is_template', 'template_name', 'template_id',
-  'base_template_id', 'deployment_id', 'entity_id', 'project_id', 'preserve_on_migration',
+  'limit',
+  'description',
+  'read_only',
+  'hidden',
+  'tags',
+  'is_template',
+  'template_name',
+  'template_id',
+  'base_template_id',
+  'deployment_id',
+  'entity_id',
+  'project_id',
+  'preserve_on_migration',
 ] as const;
 
 /** v2 ToolSchema fields copied from a v1 tool when present (metadata_ is handled apart). */
 const TOOL_FIELDS = [
-  'name', 'description', 'tool_type', 'source_type', 'source_code', 'json_schema', 'args_json_schema', 'tags',
-  'return_char_limit', 'pip_requirements', 'npm_requirements', 'default_requires_approval',
-  'enable_parallel_execution', 'project_id',
+  'name',
+  'description',
+  'tool_type',
+  'source_type',
+  'source_code',
+  'json_schema',
+  'args_json_schema',
+  'tags',
+  'return_char_limit',
+  'pip_requirements',
+  'npm_requirements',
+  'default_requires_approval',
+  'enable_parallel_execution',
+  'project_id',
 ] as const;
 
 type Obj = Record<string, unknown>;

@@ -128,9 +128,7 @@ export function describeAjvErrors(errs: readonly ErrorObject[]): Finding[] {
   const kept = new Set(errs);
   // For every failed anyOf/oneOf (outermost first), keep only the errors of its closest branch:
   // the one whose type matched, then the one with the fewest errors. Other branches are noise.
-  const combinators = errs
-    .filter((e) => e.keyword === 'anyOf' || e.keyword === 'oneOf')
-    .sort((a, b) => a.schemaPath.length - b.schemaPath.length);
+  const combinators = errs.filter((e) => e.keyword === 'anyOf' || e.keyword === 'oneOf').sort((a, b) => a.schemaPath.length - b.schemaPath.length);
   for (const c of combinators) {
     if (!kept.has(c)) continue;
     const prefix = c.schemaPath + '/';
@@ -157,10 +155,17 @@ export function describeAjvErrors(errs: readonly ErrorObject[]): Finding[] {
       // Every branch rejects the discriminating value: report the allowed values once.
       const allowed = new Set<string>();
       let at = c.instancePath;
-      for (const l of matchedType) for (const e of l) {
-        if (e.keyword === 'const') { allowed.add(JSON.stringify((e.params as any).allowedValue)); at = e.instancePath; }
-        if (e.keyword === 'enum') { for (const v of (e.params as any).allowedValues) allowed.add(JSON.stringify(v)); at = e.instancePath; }
-      }
+      for (const l of matchedType)
+        for (const e of l) {
+          if (e.keyword === 'const') {
+            allowed.add(JSON.stringify((e.params as any).allowedValue));
+            at = e.instancePath;
+          }
+          if (e.keyword === 'enum') {
+            for (const v of (e.params as any).allowedValues) allowed.add(JSON.stringify(v));
+            at = e.instancePath;
+          }
+        }
       for (const l of candidates) for (const e of l) kept.delete(e);
       kept.delete(c);
       kept.add({ ...c, keyword: 'enum', instancePath: at, params: { allowedValues: [...allowed].map((v) => JSON.parse(v)) }, data: pickAt(c.data, c.instancePath, at) } as ErrorObject);
@@ -357,7 +362,12 @@ export function checkV2References(doc: AgentFileV2): Finding[] {
       register('message', id, () => `/agents/${ai}/messages/${mi}`);
       if (str(id) && wanted.has(id)) msgs.set(id, mi);
       if (str(m.agent_id) && str(a.id) && m.agent_id !== a.id) {
-        out.push({ severity: 'warning', code: 'message-agent-mismatch', pointer: `/agents/${ai}/messages/${mi}/agent_id`, message: `message "${id}" says it belongs to "${m.agent_id}" but is listed under agent "${a.id}"` });
+        out.push({
+          severity: 'warning',
+          code: 'message-agent-mismatch',
+          pointer: `/agents/${ai}/messages/${mi}/agent_id`,
+          message: `message "${id}" says it belongs to "${m.agent_id}" but is listed under agent "${a.id}"`,
+        });
       }
     }
   });
@@ -426,7 +436,12 @@ export function checkV2References(doc: AgentFileV2): Finding[] {
       if (!b || !str(b.label)) return;
       const prev = labels.get(b.label);
       if (prev) {
-        out.push({ severity: 'error', code: 'duplicate-block-label', pointer: `${ap}/block_ids/${i}`, message: `${owner} has two blocks labelled "${b.label}" ("${prev}" and "${bid}"); Letta allows one block per label per agent` });
+        out.push({
+          severity: 'error',
+          code: 'duplicate-block-label',
+          pointer: `${ap}/block_ids/${i}`,
+          message: `${owner} has two blocks labelled "${b.label}" ("${prev}" and "${bid}"); Letta allows one block per label per agent`,
+        });
       } else labels.set(b.label, bid);
     });
     const inContext: { pointer: string; msg: Record<string, any> }[] = [];
@@ -451,7 +466,12 @@ export function checkV2References(doc: AgentFileV2): Finding[] {
   arr(doc.tools).forEach((t, ti) => {
     if (!isObj(t) || !str(t.name)) return;
     if (toolNames.has(t.name)) {
-      out.push({ severity: 'warning', code: 'duplicate-tool-name', pointer: `/tools/${ti}/name`, message: `tool name "${t.name}" also used by /tools/${toolNames.get(t.name)}; Letta keeps one tool per name and organization, so one will replace the other on import` });
+      out.push({
+        severity: 'warning',
+        code: 'duplicate-tool-name',
+        pointer: `/tools/${ti}/name`,
+        message: `tool name "${t.name}" also used by /tools/${toolNames.get(t.name)}; Letta keeps one tool per name and organization, so one will replace the other on import`,
+      });
     } else toolNames.set(t.name, ti);
   });
   return out;
@@ -536,7 +556,13 @@ export function checkV1References(doc: AgentFileV1): Finding[] {
   const labels = new Map<string, number>();
   arr(doc.core_memory).forEach((b, i) => {
     if (!isObj(b) || !str(b.label)) return;
-    if (labels.has(b.label)) out.push({ severity: 'error', code: 'duplicate-block-label', pointer: `/core_memory/${i}/label`, message: `two memory blocks are labelled "${b.label}" (also /core_memory/${labels.get(b.label)}); Letta allows one block per label per agent` });
+    if (labels.has(b.label))
+      out.push({
+        severity: 'error',
+        code: 'duplicate-block-label',
+        pointer: `/core_memory/${i}/label`,
+        message: `two memory blocks are labelled "${b.label}" (also /core_memory/${labels.get(b.label)}); Letta allows one block per label per agent`,
+      });
     else labels.set(b.label, i);
   });
   // The in-context order is the order of the index list (Letta's v1 import walks it as given; see upgrade.ts).
@@ -544,7 +570,8 @@ export function checkV1References(doc: AgentFileV1): Finding[] {
   const toolNames = new Map<string, number>();
   arr(doc.tools).forEach((t, i) => {
     if (!isObj(t) || !str(t.name)) return;
-    if (toolNames.has(t.name)) out.push({ severity: 'warning', code: 'duplicate-tool-name', pointer: `/tools/${i}/name`, message: `tool name "${t.name}" also used by /tools/${toolNames.get(t.name)}` });
+    if (toolNames.has(t.name))
+      out.push({ severity: 'warning', code: 'duplicate-tool-name', pointer: `/tools/${i}/name`, message: `tool name "${t.name}" also used by /tools/${toolNames.get(t.name)}` });
     else toolNames.set(t.name, i);
   });
   return out;

@@ -308,7 +308,9 @@ export function binaryKinds(catalog: Map<string, ColumnInfo[]>, table: string, c
   return columns.map((name) => {
     const c = known.find((x) => x.name === name);
     if (!c) {
-      throw new AgentVaultError('letta-schema-mismatch', `The target table "${table}" has no column "${name}" (its Letta schema revision differs from the one Agent Vault writes).`, { kind: 'mismatch' });
+      throw new AgentVaultError('letta-schema-mismatch', `The target table "${table}" has no column "${name}" (its Letta schema revision differs from the one Agent Vault writes).`, {
+        kind: 'mismatch',
+      });
     }
     const t = c.type;
     if (t === 'character varying' || t === 'text' || /^character varying\(\d+\)$/.test(t)) return 'text';
@@ -316,7 +318,9 @@ export function binaryKinds(catalog: Map<string, ColumnInfo[]>, table: string, c
     if (t === 'timestamp with time zone') return 'timestamptz';
     if (t === 'boolean') return 'bool';
     if (c.vectorDim !== null || /(^|\.)vector(\(\d+\))?$/.test(t)) return 'vector';
-    throw new AgentVaultError('letta-schema-mismatch', `The target column "${table}"."${name}" has type ${t}, not the one Agent Vault writes (its Letta schema revision differs).`, { kind: 'mismatch' });
+    throw new AgentVaultError('letta-schema-mismatch', `The target column "${table}"."${name}" has type ${t}, not the one Agent Vault writes (its Letta schema revision differs).`, {
+      kind: 'mismatch',
+    });
   });
 }
 

@@ -772,17 +772,13 @@ export async function createLettaSchema(db: Db, opts: CreateLettaSchemaOptions =
 }
 
 async function createVectorExtension(tx: Queryable, quotedSchema: string): Promise<void> {
-  const existing = await tx.query<{ nspname: string }>(
-    `SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'vector'`,
-  );
+  const existing = await tx.query<{ nspname: string }>(`SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'vector'`);
   if (existing.rows.length > 0) {
     const where = existing.rows[0].nspname;
     if (`"${where}"` !== quotedSchema) {
-      throw new AgentVaultError(
-        'db-pgvector-elsewhere',
-        `The pgvector extension is already installed in schema "${where}" of this database, but the Letta schema needs it in ${quotedSchema}.`,
-        { hint: `Use a database where pgvector is not yet installed, or ALTER EXTENSION vector SET SCHEMA ${quotedSchema}.` },
-      );
+      throw new AgentVaultError('db-pgvector-elsewhere', `The pgvector extension is already installed in schema "${where}" of this database, but the Letta schema needs it in ${quotedSchema}.`, {
+        hint: `Use a database where pgvector is not yet installed, or ALTER EXTENSION vector SET SCHEMA ${quotedSchema}.`,
+      });
     }
     return;
   }

@@ -20,7 +20,7 @@
  * (./secrets.ts says where a value comes from). What Letta's format has no field for travels in the top-level `agent_vault` object
  * (ignored by Letta's import; see docs/RESTORE.md "The agent_vault extension"): the original
  * database id of every object, the columns the .af drops, identities, the archive row.
- */import * as path from 'node:path';
+ */ import * as path from 'node:path';
 import type { Db, Queryable } from '../db/types';
 import { createArchiveWriter, safeEntrySegment, type ArchiveWriter, type ManifestAgent } from '../format/archive';
 import { addGroupMembers, FileIds, loadRelated, planIds, selectAgents } from './export/load';
@@ -33,7 +33,6 @@ import { num, type Obj as Row } from './tables/common';
 export type { ExportSelect, ExportProgress, ExportOptions, AgentVectorsContext, VectorObserver, ExportResult, SecretsEntry } from './export/types';
 /** Key of the extension object in each exported .af (see the module comment). */
 export { AV_EXT, AV_EXT_VERSION } from './ext';
-
 
 // ---------------------------------------------------------------------------------------------
 // listing

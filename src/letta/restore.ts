@@ -67,7 +67,10 @@ export async function restoreAgents(db: Db, source: RestoreSource, opts: Restore
       const planned = await computePlan(tx, model, opts, where);
       const refusal = planned.plan.refusals[0];
       if (refusal) {
-        throw new AgentVaultError(refusal.code === 'conflict' ? 'restore-conflict' : refusal.code, planned.plan.refusals.map((r) => r.message).join('\n'), { kind: refusal.kind, remedy: [...new Set(planned.plan.refusals.map((r) => r.remedy))] });
+        throw new AgentVaultError(refusal.code === 'conflict' ? 'restore-conflict' : refusal.code, planned.plan.refusals.map((r) => r.message).join('\n'), {
+          kind: refusal.kind,
+          remedy: [...new Set(planned.plan.refusals.map((r) => r.remedy))],
+        });
       }
       const rows = await writeAll(tx, model, planned, opts);
       const agentIds: Record<string, string> = {};

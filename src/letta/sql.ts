@@ -162,7 +162,9 @@ export class BulkInserter {
     for (const name of columns) {
       const c = byName.get(name);
       if (!c) {
-        throw new AgentVaultError('letta-schema-mismatch', `The target table "${table}" has no column "${name}" (its Letta schema revision differs from the one Agent Vault writes).`, { kind: 'mismatch' });
+        throw new AgentVaultError('letta-schema-mismatch', `The target table "${table}" has no column "${name}" (its Letta schema revision differs from the one Agent Vault writes).`, {
+          kind: 'mismatch',
+        });
       }
       const col = `r.${qi(name)}`;
       if (opts.expressions?.[name]) {

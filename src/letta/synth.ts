@@ -116,7 +116,7 @@ export async function insertSyntheticPassages(tx: Queryable, o: SyntheticPassage
             $5::json, json_build_object('source', 'synthetic', 'n', n),
             ${padExpr(`ARRAY(SELECT (random() * 2 - 1)::real FROM generate_series(1, $7::int) AS i WHERE n IS NOT NULL)`, o.dim, padTo)},
             $3::timestamptz + n * interval '1 second', $3::timestamptz + n * interval '1 second', false, $4, $4, $2,
-            ${uuidOf('archive', 'md5($6 || \':archive:\' || ag.id)')},
+            ${uuidOf('archive', "md5($6 || ':archive:' || ag.id)")},
             CASE WHEN n % 3 = 0 THEN json_build_array('synthetic', 'bucket-' || (n % 7)) ELSE NULL END
        FROM agents ag CROSS JOIN generate_series(1, $8::int) AS n, LATERAL (SELECT md5($6 || ':passage:' || ag.id || ':' || n) AS h) x
       WHERE ag.id = ANY($1::text[])
@@ -151,7 +151,14 @@ export async function generateSyntheticDb(db: Db, o: SynthOptions): Promise<Synt
   const seed = String(o.seed);
   const model = o.embeddingModel ?? 'synthetic-embedding';
   const ec = embeddingConfig(model, o.dim);
-  const llm = JSON.stringify({ model: 'gpt-4o-mini', model_endpoint_type: 'openai', model_endpoint: 'https://api.openai.com/v1', context_window: 128000, handle: 'openai/gpt-4o-mini', temperature: 0.7 });
+  const llm = JSON.stringify({
+    model: 'gpt-4o-mini',
+    model_endpoint_type: 'openai',
+    model_endpoint: 'https://api.openai.com/v1',
+    context_window: 128000,
+    handle: 'openai/gpt-4o-mini',
+    temperature: 0.7,
+  });
   const started = Date.now();
   return db.transaction(async (tx) => {
     const p = [seed, org, user, EPOCH];
@@ -197,10 +204,7 @@ export async function generateSyntheticDb(db: Db, o: SynthOptions): Promise<Synt
        SELECT ag.id, ${uuidOf('tool', "md5($1 || ':tool:' || k)")} FROM agents ag CROSS JOIN generate_series(1, 3) AS k WHERE ag.id = ANY($2::text[])`,
       [seed, agentIds],
     );
-    await tx.query(
-      `INSERT INTO agents_tags (agent_id, tag) SELECT ag.id, t FROM agents ag CROSS JOIN unnest(ARRAY['synthetic', 'seed-' || $1]) AS t WHERE ag.id = ANY($2::text[])`,
-      [seed, agentIds],
-    );
+    await tx.query(`INSERT INTO agents_tags (agent_id, tag) SELECT ag.id, t FROM agents ag CROSS JOIN unnest(ARRAY['synthetic', 'seed-' || $1]) AS t WHERE ag.id = ANY($2::text[])`, [seed, agentIds]);
     const msgs = await tx.query(
       `INSERT INTO messages (id, agent_id, role, content, tool_calls, created_at, updated_at, is_deleted, _created_by_id, _last_updated_by_id, organization_id, model)
        SELECT ${uuidOf('message', 'x.h')}, ag.id,

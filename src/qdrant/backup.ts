@@ -15,14 +15,7 @@ import { usageError, verificationError } from './errors';
 import { fingerprintFromInfo, fingerprintSha256 } from './fingerprint';
 import { countPoints, exportPoints, type ExportStats } from './points';
 import { createServerSnapshot, deleteServerSnapshot, downloadSnapshot } from './snapshots';
-import {
-  POINTS_FORMAT,
-  type CollectionFingerprint,
-  type CollectionInfo,
-  type QdrantCollectionManifest,
-  type QdrantManifestSection,
-  type StatfsFn,
-} from './types';
+import { POINTS_FORMAT, type CollectionFingerprint, type CollectionInfo, type QdrantCollectionManifest, type QdrantManifestSection, type StatfsFn } from './types';
 
 /** What the backup needs from an archive writer (src/format/archive.ts's writer fits). */
 export interface ArchiveSink {
@@ -47,7 +40,6 @@ export interface InspectedCollection {
   fingerprint: CollectionFingerprint;
   points_count: number;
 }
-
 
 /** Names of all collections on the server, sorted. */
 export async function listServerCollections(conn: QdrantConnection): Promise<string[]> {
@@ -112,7 +104,10 @@ export async function backupCollectionsToSink(writer: ArchiveSink, conn: QdrantC
     const bases = entryBases(inspected.map((c) => c.name));
     for (const col of inspected) {
       const m = await backupOne(writer, conn, col, tmp, opts, bases.get(col.name)!);
-      const own = [...aliases].filter(([, c]) => c === col.name).map(([a]) => a).sort();
+      const own = [...aliases]
+        .filter(([, c]) => c === col.name)
+        .map(([a]) => a)
+        .sort();
       if (own.length) m.aliases = own;
       out.push(m);
     }
@@ -231,4 +226,3 @@ export function listCollectionsInArchive(manifest: { qdrant?: unknown } | null |
       };
     });
 }
-

@@ -26,7 +26,7 @@ export async function clusterInfo(conn: QdrantConnection): Promise<ClusterInfo> 
 function clusterError(message: string): AgentVaultError {
   return new AgentVaultError('QDRANT_CLUSTER', message, {
     kind: 'usage',
-    hint: 'Back up a distributed collection per shard on each peer with Qdrant\'s own shard snapshot API (/collections/{name}/shards/{shard}/snapshots), or move all its shards to one peer first. Nothing was changed.',
+    hint: "Back up a distributed collection per shard on each peer with Qdrant's own shard snapshot API (/collections/{name}/shards/{shard}/snapshots), or move all its shards to one peer first. Nothing was changed.",
   });
 }
 

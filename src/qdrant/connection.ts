@@ -23,7 +23,6 @@ export const DEFAULT_RETRIES = 3;
 const MAX_TIMER_MS = 2_147_483_647;
 export const DEFAULT_RETRY_DELAY_MS = 500;
 
-
 export interface ApiKeySource {
   /** Name of an environment variable that must hold the key (an error if it is unset). */
   envVar?: string;
@@ -114,8 +113,10 @@ export class QdrantConnection {
     this.retries = opts.retries ?? DEFAULT_RETRIES;
     this.retryDelayMs = opts.retryDelayMs ?? DEFAULT_RETRY_DELAY_MS;
     // Timers (AbortSignal.timeout, undici's) fire at once beyond 2^31-1 ms (~24.8 days).
-    if (!Number.isFinite(this.timeoutMs) || this.timeoutMs <= 0 || this.timeoutMs > MAX_TIMER_MS) throw usageError(`--timeout must be a positive number of milliseconds up to ${MAX_TIMER_MS} (got ${opts.timeoutMs})`);
-    if (!Number.isFinite(this.uploadTimeoutMs) || this.uploadTimeoutMs <= 0 || this.uploadTimeoutMs > MAX_TIMER_MS) throw usageError(`--upload-timeout must be a positive number of milliseconds up to ${MAX_TIMER_MS} (got ${opts.uploadTimeoutMs})`);
+    if (!Number.isFinite(this.timeoutMs) || this.timeoutMs <= 0 || this.timeoutMs > MAX_TIMER_MS)
+      throw usageError(`--timeout must be a positive number of milliseconds up to ${MAX_TIMER_MS} (got ${opts.timeoutMs})`);
+    if (!Number.isFinite(this.uploadTimeoutMs) || this.uploadTimeoutMs <= 0 || this.uploadTimeoutMs > MAX_TIMER_MS)
+      throw usageError(`--upload-timeout must be a positive number of milliseconds up to ${MAX_TIMER_MS} (got ${opts.uploadTimeoutMs})`);
     if (!Number.isInteger(this.retries) || this.retries < 0) throw usageError(`--retries must be a whole number ≥ 0 (got ${opts.retries})`);
     this.onProgress = opts.onProgress ?? (() => undefined);
     this.#apiKey = opts.apiKey;

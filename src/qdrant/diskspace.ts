@@ -17,7 +17,6 @@ export async function freeBytes(dir: string, statfs: StatfsFn = defaultStatfs): 
   return Number(s.bavail) * Number(s.bsize);
 }
 
-
 /** Throws (kind 'conflict') unless `dir` has at least `required` bytes free. */
 export async function ensureFreeSpace(dir: string, required: number, what: string, statfs?: StatfsFn): Promise<number> {
   const free = await freeBytes(dir, statfs);

@@ -45,7 +45,11 @@ export function errorStatus(e: unknown): number | undefined {
 
 /** A non-2xx answer to one of our plain-fetch requests. */
 export class HttpStatusError extends Error {
-  constructor(readonly status: number, readonly detail: string | undefined, readonly what: string) {
+  constructor(
+    readonly status: number,
+    readonly detail: string | undefined,
+    readonly what: string,
+  ) {
     super(`${what}: HTTP ${status}${detail ? ` — ${detail}` : ''}`);
     this.name = 'HttpStatusError';
   }
@@ -68,8 +72,20 @@ export function isTimeoutError(e: unknown): boolean {
 export function isNetworkError(e: unknown): boolean {
   if (!(e instanceof Error)) return false;
   if (e.name === 'PrematureEndError') return true;
-  const codes = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH',
-    'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_CLOSED', 'ERR_STREAM_PREMATURE_CLOSE']);
+  const codes = new Set([
+    'ECONNREFUSED',
+    'ECONNRESET',
+    'ENOTFOUND',
+    'EAI_AGAIN',
+    'EPIPE',
+    'ETIMEDOUT',
+    'EHOSTUNREACH',
+    'ENETUNREACH',
+    'UND_ERR_SOCKET',
+    'UND_ERR_CONNECT_TIMEOUT',
+    'UND_ERR_CLOSED',
+    'ERR_STREAM_PREMATURE_CLOSE',
+  ]);
   let cur: unknown = e;
   for (let i = 0; i < 5 && cur instanceof Error; i++) {
     const code = (cur as { code?: unknown }).code;

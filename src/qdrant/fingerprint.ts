@@ -7,15 +7,7 @@ import { canonicalJson, isObj } from '../core/json';
 import { createHash } from 'node:crypto';
 import { AgentVaultError } from '../core/errors';
 import { FINGERPRINT_V2_KEYS } from './types';
-import type {
-  CollectionFingerprint,
-  CollectionInfo,
-  DenseVectorFingerprint,
-  PayloadIndexFingerprint,
-  Schemas,
-  SparseVectorFingerprint,
-} from './types';
-
+import type { CollectionFingerprint, CollectionInfo, DenseVectorFingerprint, PayloadIndexFingerprint, Schemas, SparseVectorFingerprint } from './types';
 
 /** Drops null/undefined members, recursively; sorts object keys. */
 function clean(v: unknown): unknown {
@@ -289,4 +281,3 @@ export function denseDimensions(fp: CollectionFingerprint): { floats: number; by
   }
   return { floats, bytesPerValue: bytes || 4 };
 }
-

@@ -41,11 +41,7 @@ function checkId(id: unknown, collection: string): ExtendedPointId {
 export async function* exportPoints(conn: QdrantConnection, collection: string, stats: ExportStats, pageSize = DEFAULT_PAGE_SIZE): AsyncGenerator<Buffer> {
   let offset: ExtendedPointId | undefined;
   for (;;) {
-    const page = await conn.call(
-      `scrolling points of collection '${collection}'`,
-      (c) => c.scroll(collection, { limit: pageSize, offset, with_payload: true, with_vector: true }),
-      { retry: true },
-    );
+    const page = await conn.call(`scrolling points of collection '${collection}'`, (c) => c.scroll(collection, { limit: pageSize, offset, with_payload: true, with_vector: true }), { retry: true });
     const lines: string[] = [];
     for (const p of page.points as PointRecord[]) {
       const line: PointLine = { id: checkId(p.id, collection), vector: (p.vector ?? {}) as PointStruct['vector'], payload: (p.payload ?? null) as Schemas['Payload'] | null };
@@ -61,8 +57,7 @@ export async function* exportPoints(conn: QdrantConnection, collection: string, 
 }
 
 function parseLine(text: string, lineNo: number, entry: string): PointLine {
-  const bad = (msg: string) =>
-    new AgentVaultError('QDRANT_POINTS_FORMAT', `Points file ${entry} line ${lineNo}: ${msg}`, { kind: 'failed', location: { entry, line: lineNo, column: 1 } });
+  const bad = (msg: string) => new AgentVaultError('QDRANT_POINTS_FORMAT', `Points file ${entry} line ${lineNo}: ${msg}`, { kind: 'failed', location: { entry, line: lineNo, column: 1 } });
   let v: unknown;
   try {
     v = JSON.parse(text);

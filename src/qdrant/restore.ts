@@ -150,8 +150,10 @@ export function readQdrantSection(manifest: { qdrant?: unknown }, label = 'archi
     if (c.points_exported !== undefined && (!Number.isInteger(c.points_exported) || c.points_exported < 0)) throw bad(`${at}.points_exported must be a whole number ≥ 0`);
     if (typeof c.snapshot_entry !== 'string') throw bad(`${at}.snapshot_entry is missing`);
     if (typeof c.snapshot_sha256 !== 'string' || !HEX64.test(c.snapshot_sha256)) throw bad(`${at}.snapshot_sha256 must be 64 lowercase hex digits`);
-    if (c.points_entry !== undefined && (typeof c.points_entry !== 'string' || c.points_format !== POINTS_FORMAT)) throw bad(`${at}.points_entry/points_format is invalid (expected format ${POINTS_FORMAT})`);
-    if (c.aliases !== undefined && (!Array.isArray(c.aliases) || !c.aliases.every((a) => typeof a === 'string' && /^[A-Za-z0-9_.-]{1,255}$/.test(a)))) throw bad(`${at}.aliases must be a list of alias names`);
+    if (c.points_entry !== undefined && (typeof c.points_entry !== 'string' || c.points_format !== POINTS_FORMAT))
+      throw bad(`${at}.points_entry/points_format is invalid (expected format ${POINTS_FORMAT})`);
+    if (c.aliases !== undefined && (!Array.isArray(c.aliases) || !c.aliases.every((a) => typeof a === 'string' && /^[A-Za-z0-9_.-]{1,255}$/.test(a))))
+      throw bad(`${at}.aliases must be a list of alias names`);
     checkManifestFingerprint(c.fingerprint, c.fingerprint_sha256, `${at} ('${c.name}')`);
   });
   return q as QdrantManifestSection;
@@ -226,17 +228,22 @@ export async function restoreCollectionsFromSource(reader: ArchiveSource, conn: 
   if (!opts.fromPoints && minor(serverVersion) !== minor(section.server_version)) {
     conn.onProgress({
       phase: 'warning',
-      message: `The snapshots were taken on Qdrant ${section.server_version}; this server runs ${serverVersion}. Snapshots may not load across versions` +
+      message:
+        `The snapshots were taken on Qdrant ${section.server_version}; this server runs ${serverVersion}. Snapshots may not load across versions` +
         (chosen.every((c) => c.points_entry) ? '; the archive also holds the portable points export, which restores across versions.' : '.'),
     });
   }
 
   const custom = chosen.filter((c) => c.fingerprint.sharding_method === 'custom');
   if (custom.length) {
-    throw new AgentVaultError('QDRANT_CLUSTER', `Collection${custom.length > 1 ? 's' : ''} ${custom.map((c) => `'${c.name}'`).join(', ')} in ${label} use${custom.length > 1 ? '' : 's'} custom sharding; a snapshot or points restore would not re-create their shard keys. Refused.`, {
-      kind: 'usage',
-      hint: 'Nothing was changed. Create the collection and its shard keys by hand, then restore the points with your own tooling.',
-    });
+    throw new AgentVaultError(
+      'QDRANT_CLUSTER',
+      `Collection${custom.length > 1 ? 's' : ''} ${custom.map((c) => `'${c.name}'`).join(', ')} in ${label} use${custom.length > 1 ? '' : 's'} custom sharding; a snapshot or points restore would not re-create their shard keys. Refused.`,
+      {
+        kind: 'usage',
+        hint: 'Nothing was changed. Create the collection and its shard keys by hand, then restore the points with your own tooling.',
+      },
+    );
   }
   if (!opts.fromPoints) ensureSingleNodeForRestore(conn, await clusterInfo(conn));
   const serverAliases = await listAliases(conn);
@@ -250,7 +257,10 @@ export async function restoreCollectionsFromSource(reader: ArchiveSource, conn: 
     if (exists) item.serverFingerprint = await serverFingerprint(conn, target);
     items.push(item);
   }
-  const mismatches = items.filter((i) => i.exists).map((i) => ({ i, diffs: diffFingerprints(i.manifest.fingerprint, i.serverFingerprint!) })).filter((m) => m.diffs.length);
+  const mismatches = items
+    .filter((i) => i.exists)
+    .map((i) => ({ i, diffs: diffFingerprints(i.manifest.fingerprint, i.serverFingerprint!) }))
+    .filter((m) => m.diffs.length);
   if (mismatches.length) {
     throw new AgentVaultError(
       'QDRANT_FINGERPRINT_MISMATCH',
@@ -261,7 +271,7 @@ export async function restoreCollectionsFromSource(reader: ArchiveSource, conn: 
   // Aliases come back only when restoring under the archived name (a staging copy must not take them over).
   for (const i of items) {
     for (const alias of opts.targetName === undefined ? (i.manifest.aliases ?? []) : []) {
-      if (await collectionExists(conn, alias).catch(() => false) && !serverAliases.has(alias)) {
+      if ((await collectionExists(conn, alias).catch(() => false)) && !serverAliases.has(alias)) {
         throw usageError(`Alias '${alias}' of '${i.source}' in ${label} cannot be restored: a collection of that name exists on Qdrant at ${conn.url}`, 'Nothing was changed.');
       }
       const now = serverAliases.get(alias);
@@ -275,10 +285,14 @@ export async function restoreCollectionsFromSource(reader: ArchiveSource, conn: 
   }
   const existing = items.filter((i) => i.exists);
   if (existing.length && !opts.overwrite) {
-    throw new AgentVaultError('QDRANT_TARGET_EXISTS', `Collection${existing.length > 1 ? 's' : ''} ${existing.map((i) => `'${i.target}'`).join(', ')} already exist${existing.length > 1 ? '' : 's'} on Qdrant at ${conn.url}; not overwritten`, {
-      kind: 'usage',
-      remedy: 'replace-collections',
-    });
+    throw new AgentVaultError(
+      'QDRANT_TARGET_EXISTS',
+      `Collection${existing.length > 1 ? 's' : ''} ${existing.map((i) => `'${i.target}'`).join(', ')} already exist${existing.length > 1 ? '' : 's'} on Qdrant at ${conn.url}; not overwritten`,
+      {
+        kind: 'usage',
+        remedy: 'replace-collections',
+      },
+    );
   }
 
   // ---- disk space for extracted snapshots and safety snapshots ----
@@ -314,7 +328,10 @@ export async function restoreCollectionsFromSource(reader: ArchiveSource, conn: 
       } else if (!opts.skipChecksumVerify && i.manifest.points_sha256) {
         const got = await hashEntry(reader, i.manifest.points_entry!);
         if (got !== i.manifest.points_sha256) {
-          throw verificationError(`${label}: points export of '${i.source}' (${i.manifest.points_entry}) failed its checksum: manifest sha256 ${i.manifest.points_sha256}, got ${got}. Nothing was uploaded.`, { entry: i.manifest.points_entry });
+          throw verificationError(
+            `${label}: points export of '${i.source}' (${i.manifest.points_entry}) failed its checksum: manifest sha256 ${i.manifest.points_sha256}, got ${got}. Nothing was uploaded.`,
+            { entry: i.manifest.points_entry },
+          );
         }
       }
     }
@@ -329,7 +346,10 @@ export async function restoreCollectionsFromSource(reader: ArchiveSource, conn: 
       const failures: string[] = [];
       if (cause instanceof AmbiguousUploadError) {
         const wait = opts.recoveryWaitMs ?? Math.max(conn.uploadTimeoutMs, conn.timeoutMs);
-        conn.onProgress({ phase: 'warning', message: `The upload's outcome is unknown (${errorMessage(cause)}); polling '${cause.target}' for up to ${wait} ms until the server has finished before rolling back.` });
+        conn.onProgress({
+          phase: 'warning',
+          message: `The upload's outcome is unknown (${errorMessage(cause)}); polling '${cause.target}' for up to ${wait} ms until the server has finished before rolling back.`,
+        });
         const outcome = await awaitRecoveryOutcome(conn, cause.target, cause.uploadName, cause.expectedCount, wait, opts.pollIntervalMs ?? opts.settleMs ?? DEFAULT_POLL_INTERVAL_MS);
         if (outcome === 'unknown') {
           failures.push(`'${cause.target}': the server had not finished the interrupted recovery after ${wait} ms; it may still complete later and overwrite the rolled-back state`);
@@ -354,9 +374,17 @@ export async function restoreCollectionsFromSource(reader: ArchiveSource, conn: 
         );
       }
       leftovers.push(...(await cleanupSafetySnapshots(conn, st.safetySnapshots)));
-      const undone = [...st.journal].reverse().map((j) =>
-        j.kind === 'created' ? `deleted '${j.target}' (created by this restore)` : j.kind === 'existing' ? `recovered '${j.target}' to its previous state` : j.previous === undefined ? `removed alias '${j.alias}'` : `re-pointed alias '${j.alias}' to '${j.previous}'`,
-      );
+      const undone = [...st.journal]
+        .reverse()
+        .map((j) =>
+          j.kind === 'created'
+            ? `deleted '${j.target}' (created by this restore)`
+            : j.kind === 'existing'
+              ? `recovered '${j.target}' to its previous state`
+              : j.previous === undefined
+                ? `removed alias '${j.alias}'`
+                : `re-pointed alias '${j.alias}' to '${j.previous}'`,
+        );
       throw new AgentVaultError(
         'QDRANT_RESTORE_ROLLED_BACK',
         `Restore failed and was rolled back: ${errorMessage(cause)}${undone.length ? `\nRolled back: ${undone.join('; ')}` : '\nNothing had been changed yet.'}` +
@@ -378,7 +406,10 @@ async function applyOne(conn: QdrantConnection, reader: ArchiveSource, i: Planne
   // Expected count: the points exported (points restore) or the snapshot's count when it is known exactly.
   const snapshotCount = i.manifest.points_count_exact === false ? undefined : i.points_count;
   if (i.exists) {
-    const aliasesBefore = [...st.aliases].filter(([, c]) => c === i.target).map(([a]) => a).sort();
+    const aliasesBefore = [...st.aliases]
+      .filter(([, c]) => c === i.target)
+      .map(([a]) => a)
+      .sort();
     const before = { fingerprint: i.serverFingerprint!, points_count: await countPoints(conn, i.target), aliases: aliasesBefore };
     const snap = await createServerSnapshot(conn, i.target);
     st.safetySnapshots.push({ collection: i.target, name: snap.name });
@@ -393,7 +424,11 @@ async function applyOne(conn: QdrantConnection, reader: ArchiveSource, i: Planne
       await conn.call(`deleting collection '${i.target}' before re-creating it`, (c) => c.deleteCollection(i.target));
       for (const a of aliasesBefore) st.aliases.delete(a);
       await createCollectionFromFingerprint(conn, i.target, fp);
-      await changeAliases(conn, `re-creating the aliases of '${i.target}'`, aliasesBefore.map((alias) => ({ create_alias: { alias_name: alias, collection_name: i.target } })));
+      await changeAliases(
+        conn,
+        `re-creating the aliases of '${i.target}'`,
+        aliasesBefore.map((alias) => ({ create_alias: { alias_name: alias, collection_name: i.target } })),
+      );
       for (const a of aliasesBefore) st.aliases.set(a, i.target);
       await upsertFromArchive(conn, reader, i);
     } else {
@@ -544,10 +579,7 @@ async function rollback(conn: QdrantConnection, st: ApplyState): Promise<string[
     try {
       if (j.kind === 'alias') {
         conn.onProgress({ phase: 'rollback', collection: j.target, action: 'delete' });
-        const actions: Schemas['AliasOperations'][] =
-          j.previous === undefined
-            ? [{ delete_alias: { alias_name: j.alias } }]
-            : [{ create_alias: { alias_name: j.alias, collection_name: j.previous } }];
+        const actions: Schemas['AliasOperations'][] = j.previous === undefined ? [{ delete_alias: { alias_name: j.alias } }] : [{ create_alias: { alias_name: j.alias, collection_name: j.previous } }];
         await changeAliases(conn, `restoring alias '${j.alias}' (rollback)`, actions);
         if (j.previous === undefined) st.aliases.delete(j.alias);
         else st.aliases.set(j.alias, j.previous);
@@ -572,12 +604,21 @@ async function rollback(conn: QdrantConnection, st: ApplyState): Promise<string[
         if (!same) {
           const current = await listAliases(conn);
           const missing = j.before.aliases.filter((a) => current.get(a) !== j.target);
-          await changeAliases(conn, `re-creating the aliases of '${j.target}' (rollback)`, missing.map((alias) => ({ create_alias: { alias_name: alias, collection_name: j.target } })));
+          await changeAliases(
+            conn,
+            `re-creating the aliases of '${j.target}' (rollback)`,
+            missing.map((alias) => ({ create_alias: { alias_name: alias, collection_name: j.target } })),
+          );
         }
         await checkRestored(conn, j.target, j.before.fingerprint, j.before.points_count, `collection '${j.target}' after rollback`);
       }
     } catch (e) {
-      const what = j.kind === 'created' ? 'could not delete the collection created by this restore' : j.kind === 'existing' ? 'could not recover it from its safety snapshot' : `could not restore alias '${j.alias}'`;
+      const what =
+        j.kind === 'created'
+          ? 'could not delete the collection created by this restore'
+          : j.kind === 'existing'
+            ? 'could not recover it from its safety snapshot'
+            : `could not restore alias '${j.alias}'`;
       failures.push(`'${j.target}': ${what} — ${errorMessage(e)}`);
     }
   }

@@ -92,7 +92,10 @@ async function deleteLateSnapshots(conn: QdrantConnection, collection: string, b
     }
     if (fresh.length) return;
     if (Date.now() >= deadline) {
-      conn.onProgress({ phase: 'warning', message: `A snapshot of '${collection}' whose creation timed out may still be written by the server; check GET /collections/${collection}/snapshots and delete it.` });
+      conn.onProgress({
+        phase: 'warning',
+        message: `A snapshot of '${collection}' whose creation timed out may still be written by the server; check GET /collections/${collection}/snapshots and delete it.`,
+      });
       return;
     }
     await new Promise((r) => setTimeout(r, interval));
@@ -110,13 +113,7 @@ export async function deleteServerSnapshot(conn: QdrantConnection, collection: s
  * connections, 5xx, a checksum different from the server's) are retried; every failed attempt
  * removes its partial file before the next one, and a final failure leaves no file behind.
  */
-export async function downloadSnapshot(
-  conn: QdrantConnection,
-  collection: string,
-  snapshot: string,
-  dest: string,
-  expect: { sha256?: string | null; size?: number } = {},
-): Promise<DownloadResult> {
+export async function downloadSnapshot(conn: QdrantConnection, collection: string, snapshot: string, dest: string, expect: { sha256?: string | null; size?: number } = {}): Promise<DownloadResult> {
   const what = `downloading snapshot '${snapshot}' of collection '${collection}'`;
   const path = `${collectionPath(collection)}/snapshots/${encodeURIComponent(snapshot)}`;
   let attempts = 0;
@@ -238,12 +235,19 @@ export function uploadNameFor(collection: string, tag: string): string {
 export async function deleteUploadedSnapshot(conn: QdrantConnection, collection: string, name: string): Promise<string | undefined> {
   try {
     await conn.withRetry(`deleting uploaded snapshot '${name}'`, () =>
-      conn.fetchOk(`${collectionPath(collection)}/snapshots/${encodeURIComponent(name)}?wait=true`, { method: 'DELETE' }, `deleting uploaded snapshot '${name}' of collection '${collection}'`).then((r) => r.arrayBuffer()),
+      conn
+        .fetchOk(`${collectionPath(collection)}/snapshots/${encodeURIComponent(name)}?wait=true`, { method: 'DELETE' }, `deleting uploaded snapshot '${name}' of collection '${collection}'`)
+        .then((r) => r.arrayBuffer()),
     );
     return undefined;
   } catch (e) {
     if (errorStatus(e) === 404) {
-      const exists = await conn.call(`checking whether collection '${collection}' exists`, (c) => c.collectionExists(collection), { retry: true }).then((r) => r.exists, () => true);
+      const exists = await conn
+        .call(`checking whether collection '${collection}' exists`, (c) => c.collectionExists(collection), { retry: true })
+        .then(
+          (r) => r.exists,
+          () => true,
+        );
       if (exists) return undefined;
       return `collection '${collection}' does not exist, so the API cannot delete it; remove it from the server's snapshots folder (<snapshots_path>/${collection}/${name})`;
     }

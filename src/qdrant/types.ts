@@ -56,10 +56,7 @@ export interface CollectionFingerprint {
    */
   fingerprint_version: 1 | 2;
   /** `single`: one unnamed vector; `named`: a map of named vectors; `none`: sparse-only collection. */
-  vectors:
-    | { kind: 'single'; params: DenseVectorFingerprint }
-    | { kind: 'named'; params: Record<string, DenseVectorFingerprint> }
-    | { kind: 'none' };
+  vectors: { kind: 'single'; params: DenseVectorFingerprint } | { kind: 'named'; params: Record<string, DenseVectorFingerprint> } | { kind: 'none' };
   sparse_vectors: Record<string, SparseVectorFingerprint>;
   hnsw: Record<string, unknown>;
   quantization?: Record<string, unknown>;

@@ -121,7 +121,11 @@ export async function openSource(cfg: VaultConfig, env: NodeJS.ProcessEnv = proc
       ok = false;
     }
     if (!ok) {
-      throw new AgentVaultError('db-open', `the PGlite database folder ${src.dataDir} does not exist or is empty`, { location: { file: src.dataDir }, kind: 'failed', hint: 'check "source.dataDir" in the configuration' });
+      throw new AgentVaultError('db-open', `the PGlite database folder ${src.dataDir} does not exist or is empty`, {
+        location: { file: src.dataDir },
+        kind: 'failed',
+        hint: 'check "source.dataDir" in the configuration',
+      });
     }
     return openPglite({ dataDir: src.dataDir, schema: src.schema });
   }

@@ -16,17 +16,7 @@ import { TOOL_VERSION } from '../core/version';
 import { readManifest, type Manifest, type ManifestAgentCounts } from '../format/archive';
 import { isArchivePath } from '../format/validate-any';
 import { isFileLocalId } from '../diff/state';
-import {
-  ensureVaultDirs,
-  newSnapshotId,
-  readIndex,
-  snapshotPath,
-  SNAPSHOT_EXT,
-  SNAPSHOTS_DIR,
-  withLock,
-  writeIndex,
-  type SnapshotRecord,
-} from './vault';
+import { ensureVaultDirs, newSnapshotId, readIndex, snapshotPath, SNAPSHOT_EXT, SNAPSHOTS_DIR, withLock, writeIndex, type SnapshotRecord } from './vault';
 
 export interface CatalogAgent {
   id: string;
@@ -171,11 +161,7 @@ export interface AddSnapshotOptions {
  * write to a temp file and rename. The index then lists it. Holds the vault lock throughout; if
  * `write` fails, nothing is listed and a file it left is removed.
  */
-export async function addSnapshotToVault(
-  vaultDir: string,
-  write: (dest: string) => Promise<{ manifest: Manifest }>,
-  opts: AddSnapshotOptions,
-): Promise<{ record: SnapshotRecord; path: string }> {
+export async function addSnapshotToVault(vaultDir: string, write: (dest: string) => Promise<{ manifest: Manifest }>, opts: AddSnapshotOptions): Promise<{ record: SnapshotRecord; path: string }> {
   await ensureVaultDirs(vaultDir);
   return withLock(vaultDir, { command: opts.command, waitMs: opts.waitMs }, async () => {
     const started = Date.now();

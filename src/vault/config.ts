@@ -120,7 +120,6 @@ export function parseConfig(text: string, file: string): VaultConfig {
 // ---------------------------------------------------------------------------------------------
 // keys
 
-
 export interface KeySources {
   /** From the command line; override the config. */
   passphraseFile?: string;
@@ -183,7 +182,10 @@ export async function writingKey(material: KeyMaterial, kdf: KdfDescription | nu
   if (material.kind === 'key') return { key: material.key, kdf: material.key.kdf };
   const reuse = kdf && kdf.name === 'scrypt' && (!scrypt || ((scrypt.N ?? kdf.N) === kdf.N && (scrypt.r ?? kdf.r) === kdf.r && (scrypt.p ?? kdf.p) === kdf.p));
   try {
-    const key = reuse && kdf.name === 'scrypt' ? await keyFromPassphrase(material.passphrase, { salt: kdf.salt, scrypt: { N: kdf.N, r: kdf.r, p: kdf.p } }) : await keyFromPassphrase(material.passphrase, { scrypt });
+    const key =
+      reuse && kdf.name === 'scrypt'
+        ? await keyFromPassphrase(material.passphrase, { salt: kdf.salt, scrypt: { N: kdf.N, r: kdf.r, p: kdf.p } })
+        : await keyFromPassphrase(material.passphrase, { scrypt });
     return { key, kdf: key.kdf };
   } catch (e) {
     if (e instanceof AgentVaultError) throw e;

@@ -143,7 +143,14 @@ export async function writeDrillReport(dir: string, r: DrillReport, relativeTo?:
   const base = `${(r.snapshot.id ?? path.basename(r.snapshot.file)).replace(/[^A-Za-z0-9._-]/g, '_')}-${stamp(r.started_at)}`;
   let json = path.join(dir, `${base}.json`);
   let md = path.join(dir, `${base}.md`);
-  for (let n = 2; await fsp.lstat(json).then(() => true, () => false); n++) {
+  for (
+    let n = 2;
+    await fsp.lstat(json).then(
+      () => true,
+      () => false,
+    );
+    n++
+  ) {
     json = path.join(dir, `${base}-${n}.json`);
     md = path.join(dir, `${base}-${n}.md`);
   }

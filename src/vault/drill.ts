@@ -277,7 +277,10 @@ async function checkProbes(
 
 async function resolveSnapshot(opts: DrillOptions): Promise<{ file: string; rec: SnapshotRecord | null }> {
   if (opts.vaultDir) {
-    const direct = await fsp.stat(opts.snapshot).then((s) => s.isFile(), () => false);
+    const direct = await fsp.stat(opts.snapshot).then(
+      (s) => s.isFile(),
+      () => false,
+    );
     let index;
     try {
       index = await readIndex(opts.vaultDir);
@@ -294,7 +297,10 @@ async function resolveSnapshot(opts: DrillOptions): Promise<{ file: string; rec:
     const rec = findSnapshot(index, opts.snapshot, opts.vaultDir);
     return { file: snapshotPath(opts.vaultDir, rec), rec };
   }
-  const ok = await fsp.stat(opts.snapshot).then((s) => s.isFile(), () => false);
+  const ok = await fsp.stat(opts.snapshot).then(
+    (s) => s.isFile(),
+    () => false,
+  );
   if (!ok) throw new AgentVaultError('usage', `${opts.snapshot} is not an archive file (a snapshot id needs its vault)`, { kind: 'usage', remedy: 'vault' });
   return { file: path.resolve(opts.snapshot), rec: null };
 }
@@ -312,7 +318,13 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
   // a shared lock on the vault: prune waits for (or refuses during) the drill instead of deleting
   // the snapshot it reads
   let shared: VaultLock | undefined;
-  if (opts.vaultDir && (await fsp.stat(opts.vaultDir).then((s) => s.isDirectory(), () => false))) {
+  if (
+    opts.vaultDir &&
+    (await fsp.stat(opts.vaultDir).then(
+      (s) => s.isDirectory(),
+      () => false,
+    ))
+  ) {
     shared = await acquireSharedLock(opts.vaultDir, { command: `drill ${rec?.id ?? path.basename(file)}`, waitMs: opts.waitMs });
   }
   try {
@@ -323,12 +335,28 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
 }
 
 async function drillLocked(opts: DrillOptions, file: string, rec: SnapshotRecord | null, t0: number, startedAt: string, progress: (m: string) => void): Promise<DrillReport> {
-  if (!(await fsp.stat(file).then((s) => s.isFile(), () => false))) {
-    throw new AgentVaultError('no-snapshot', `the archive ${file}${rec ? ` of snapshot ${rec.id}` : ''} is missing`, { location: { file }, kind: 'failed', hint: 'run "agent-vault verify" and "agent-vault rebuild-index" to see what the vault holds' });
+  if (
+    !(await fsp.stat(file).then(
+      (s) => s.isFile(),
+      () => false,
+    ))
+  ) {
+    throw new AgentVaultError('no-snapshot', `the archive ${file}${rec ? ` of snapshot ${rec.id}` : ''} is missing`, {
+      location: { file },
+      kind: 'failed',
+      hint: 'run "agent-vault verify" and "agent-vault rebuild-index" to see what the vault holds',
+    });
   }
   const checks = new Checks();
   const agentResults = new Map<string, DrillAgentResult>();
-  const timings = { rto_ms: null as number | null, first_vector_search_ms: null as number | null, verify_ms: null as number | null, schema_ms: null as number | null, restore_ms: null as number | null, checks_ms: null as number | null };
+  const timings = {
+    rto_ms: null as number | null,
+    first_vector_search_ms: null as number | null,
+    verify_ms: null as number | null,
+    schema_ms: null as number | null,
+    restore_ms: null as number | null,
+    checks_ms: null as number | null,
+  };
   let encrypted = rec?.encrypted ?? false;
   let createdAt = rec?.created_at ?? null;
   let target = opts.databaseUrl ? redactDbUrl(opts.databaseUrl) : opts.db ? 'the given scratch database' : 'embedded PGlite (in memory)';
@@ -363,7 +391,12 @@ async function drillLocked(opts: DrillOptions, file: string, rec: SnapshotRecord
     const results = await reader.verifyAll();
     const bad = results.filter((r) => !r.ok);
     if (bad.length) {
-      checks.set('integrity', false, `${bad.length} of ${results.length} entries are damaged${encrypted ? ' or fail authentication' : ''}: ${bad.map((b) => b.entry).join(', ')}`, bad.map((b) => b.error ?? b.entry));
+      checks.set(
+        'integrity',
+        false,
+        `${bad.length} of ${results.length} entries are damaged${encrypted ? ' or fail authentication' : ''}: ${bad.map((b) => b.entry).join(', ')}`,
+        bad.map((b) => b.error ?? b.entry),
+      );
       throw new StopDrill();
     }
     checks.set('integrity', true, `${results.length} entries match their checksums${encrypted ? ' and authenticate' : ''}`);
@@ -371,7 +404,11 @@ async function drillLocked(opts: DrillOptions, file: string, rec: SnapshotRecord
     for (const a of manifest.agents) agentResults.set(a.id, { id: a.id, name: a.name });
     const probes = await readProbes(reader);
     if (encrypted) {
-      checks.set('decrypt', true, `decrypted with the ${manifest.encryption && (manifest.encryption as { kdf?: { name?: string } }).kdf?.name === 'raw' ? 'key file' : 'passphrase'}; the manifest authenticates`);
+      checks.set(
+        'decrypt',
+        true,
+        `decrypted with the ${manifest.encryption && (manifest.encryption as { kdf?: { name?: string } }).kdf?.name === 'raw' ? 'key file' : 'passphrase'}; the manifest authenticates`,
+      );
     } else checks.skip('decrypt', 'the snapshot is not encrypted');
     const files = await checkAgentFiles(reader);
     const refProblems = [...files.problems];
@@ -410,9 +447,21 @@ async function drillLocked(opts: DrillOptions, file: string, rec: SnapshotRecord
     // 4-6: checks
     const tChecks = Date.now();
     const counts = await checkRowCounts(prepared.db, agents, agentResults);
-    checks.set('row-counts', counts.ok, counts.ok ? `messages, in-context messages, blocks, tools, passages, groups and files of ${agents.length} agent(s) match the manifest` : `${counts.failures.length} count(s) differ from the manifest`, counts.failures);
+    checks.set(
+      'row-counts',
+      counts.ok,
+      counts.ok
+        ? `messages, in-context messages, blocks, tools, passages, groups and files of ${agents.length} agent(s) match the manifest`
+        : `${counts.failures.length} count(s) differ from the manifest`,
+      counts.failures,
+    );
     const ctx = await checkInContext(prepared.db, agents);
-    checks.set('in-context-messages', ctx.ok, ctx.ok ? `all ${ctx.total} in-context message ids resolve to messages of their agent` : `${ctx.failures.length} in-context message reference(s) do not resolve`, ctx.failures);
+    checks.set(
+      'in-context-messages',
+      ctx.ok,
+      ctx.ok ? `all ${ctx.total} in-context message ids resolve to messages of their agent` : `${ctx.failures.length} in-context message reference(s) do not resolve`,
+      ctx.failures,
+    );
     if (!probes || probes.agents.length === 0) {
       checks.skip('vector-search', 'no vector probes were recorded (no passages with embeddings)');
     } else {
@@ -422,7 +471,9 @@ async function drillLocked(opts: DrillOptions, file: string, rec: SnapshotRecord
       checks.set(
         'vector-search',
         pr.ok,
-        pr.ok ? `${pr.passed}/${pr.total} probe searches (top-${probes.top_k}, ${probes.metric}) return the recorded passages` : `${pr.total - pr.passed} of ${pr.total} probe searches return other passages than recorded`,
+        pr.ok
+          ? `${pr.passed}/${pr.total} probe searches (top-${probes.top_k}, ${probes.metric}) return the recorded passages`
+          : `${pr.total - pr.passed} of ${pr.total} probe searches return other passages than recorded`,
         pr.failures,
       );
     }

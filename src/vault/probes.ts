@@ -303,14 +303,16 @@ export async function probeRecorder(ctx: AgentVectorsContext, opts: ProbeOptions
     done(null);
     return null;
   }
-  const queries = [...chosen].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)).map(([source, v]) => {
-    let norm = 0;
-    for (let d = 0; d < v.length; d++) norm += v[d] * v[d];
-    const sigma = (0.1 * Math.sqrt(norm)) / Math.sqrt(v.length);
-    const q = new Float32Array(v.length);
-    for (let d = 0; d < v.length; d++) q[d] = v[d] + sigma * rng.gaussian();
-    return { source, q };
-  });
+  const queries = [...chosen]
+    .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+    .map(([source, v]) => {
+      let norm = 0;
+      for (let d = 0; d < v.length; d++) norm += v[d] * v[d];
+      const sigma = (0.1 * Math.sqrt(norm)) / Math.sqrt(v.length);
+      const q = new Float32Array(v.length);
+      for (let d = 0; d < v.length; d++) q[d] = v[d] + sigma * rng.gaussian();
+      return { source, q };
+    });
   const tops = queries.map(() => new TopK(k + 1));
   let searchable = 0;
   return {
@@ -361,9 +363,11 @@ export async function readProbes(reader: ArchiveReader): Promise<ProbeSet | null
     throw new AgentVaultError('probes', `${where}: not a probe set of a known version`, { location: { file: reader.path, entry: PROBES_ENTRY } });
   }
   for (const a of v.agents) {
-    if (typeof a.agent_id !== 'string' || !Number.isInteger(a.dim) || !Array.isArray(a.probes)) throw new AgentVaultError('probes', `${where}: an agent entry is incomplete`, { location: { file: reader.path, entry: PROBES_ENTRY } });
+    if (typeof a.agent_id !== 'string' || !Number.isInteger(a.dim) || !Array.isArray(a.probes))
+      throw new AgentVaultError('probes', `${where}: an agent entry is incomplete`, { location: { file: reader.path, entry: PROBES_ENTRY } });
     for (const p of a.probes) {
-      if (typeof p.query !== 'string' || !Array.isArray(p.top)) throw new AgentVaultError('probes', `${where}: probe ${String(p.id)} of ${a.agent_id} is incomplete`, { location: { file: reader.path, entry: PROBES_ENTRY } });
+      if (typeof p.query !== 'string' || !Array.isArray(p.top))
+        throw new AgentVaultError('probes', `${where}: probe ${String(p.id)} of ${a.agent_id} is incomplete`, { location: { file: reader.path, entry: PROBES_ENTRY } });
     }
   }
   return v;

@@ -107,7 +107,10 @@ export async function pruneVault(vaultDir: string, opts: PruneOptions): Promise<
   try {
     const r = await withLock(vaultDir, { command: opts.dryRun ? 'prune --dry-run' : 'prune', waitMs: opts.waitMs }, () => pruneLocked(vaultDir, opts));
     if (!opts.noRunLog && !opts.dryRun) {
-      await appendRunLog(vaultDir, runLogRecord('prune', started, true, { removed: r.removed.map((s) => s.id), kept: r.kept.length, unverified: r.unverified.map((u) => u.id), adopted: r.adopted }, runId)).catch(() => undefined);
+      await appendRunLog(
+        vaultDir,
+        runLogRecord('prune', started, true, { removed: r.removed.map((s) => s.id), kept: r.kept.length, unverified: r.unverified.map((u) => u.id), adopted: r.adopted }, runId),
+      ).catch(() => undefined);
     }
     return r;
   } catch (e) {

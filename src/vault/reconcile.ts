@@ -59,9 +59,15 @@ export async function quickVerify(vaultDir: string, rec: SnapshotRecord): Promis
   }
   try {
     const reader = await openArchive(file, { verifyManifestOnly: true });
-    const got = reader.manifest.agents.map((a) => a.id).sort().join(',');
+    const got = reader.manifest.agents
+      .map((a) => a.id)
+      .sort()
+      .join(',');
     await reader.close();
-    const want = rec.agents.map((a) => a.id).sort().join(',');
+    const want = rec.agents
+      .map((a) => a.id)
+      .sort()
+      .join(',');
     if (got !== want) return `${rec.file}: its manifest names other agents than the index`;
   } catch (e) {
     return `${rec.file}: ${errorMessage(e)}`;
@@ -193,7 +199,10 @@ export interface RebuildIndexReport {
  */
 export async function rebuildIndex(vaultDir: string, opts: RebuildIndexOptions = {}): Promise<RebuildIndexReport> {
   const snapDir = path.join(vaultDir, SNAPSHOTS_DIR);
-  const isDir = await fsp.stat(snapDir).then((s) => s.isDirectory(), () => false);
+  const isDir = await fsp.stat(snapDir).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
   if (!isDir) {
     throw new AgentVaultError('no-vault', `${vaultDir} is not a vault (it has no ${SNAPSHOTS_DIR}/ folder)`, { location: { file: vaultDir }, kind: 'usage', remedy: 'vault' });
   }
@@ -224,7 +233,10 @@ export async function rebuildIndex(vaultDir: string, opts: RebuildIndexOptions =
     }
     const still: SnapshotRecord[] = [];
     for (const rec of index.snapshots) {
-      const present = await fsp.stat(snapshotPath(vaultDir, rec)).then((s) => s.isFile(), () => false);
+      const present = await fsp.stat(snapshotPath(vaultDir, rec)).then(
+        (s) => s.isFile(),
+        () => false,
+      );
       if (!present) {
         report.missing.push({ id: rec.id, file: rec.file });
         continue;

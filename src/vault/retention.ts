@@ -113,10 +113,14 @@ export function checkPolicy(policy: RetentionPolicy): void {
     if (v > 0) any = true;
   }
   if (!any) {
-    throw new AgentVaultError('usage', 'no retention rule given: pass at least one of --keep-last, --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly, --keep-yearly (or set "retention" in the config)', {
-      kind: 'usage',
-      hint: 'prune without a rule would keep only the newest snapshot of each agent; that is refused',
-    });
+    throw new AgentVaultError(
+      'usage',
+      'no retention rule given: pass at least one of --keep-last, --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly, --keep-yearly (or set "retention" in the config)',
+      {
+        kind: 'usage',
+        hint: 'prune without a rule would keep only the newest snapshot of each agent; that is refused',
+      },
+    );
   }
 }
 

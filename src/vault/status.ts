@@ -109,7 +109,15 @@ export async function vaultStatus(vaultDir: string, policy: StatusPolicy = {}, o
   const missing: Array<{ id: string; file: string }> = [];
   const present: SnapshotRecord[] = [];
   for (const s of index.snapshots) {
-    if (opts.present ? opts.present(s) : await fsp.stat(snapshotPath(vaultDir, s)).then((st) => st.isFile(), () => false)) present.push(s);
+    if (
+      opts.present
+        ? opts.present(s)
+        : await fsp.stat(snapshotPath(vaultDir, s)).then(
+            (st) => st.isFile(),
+            () => false,
+          )
+    )
+      present.push(s);
     else missing.push({ id: s.id, file: s.file });
   }
 
@@ -123,7 +131,7 @@ export async function vaultStatus(vaultDir: string, policy: StatusPolicy = {}, o
   for (const s of present) for (const a of s.agents) entry(a.id, a.name).snaps.push(s);
   for (const s of missing) for (const a of snapsById.get(s.id)!.agents) entry(a.id, a.name);
   for (const r of reports) {
-    const ids = r.agents.length ? r.agents.map((a) => a.id) : (r.snapshot.id ? snapsById.get(r.snapshot.id)?.agents.map((a) => a.id) : undefined) ?? [];
+    const ids = r.agents.length ? r.agents.map((a) => a.id) : ((r.snapshot.id ? snapsById.get(r.snapshot.id)?.agents.map((a) => a.id) : undefined) ?? []);
     for (const id of ids) if (agents.has(id)) agents.get(id)!.drills.push(r);
   }
 
@@ -193,13 +201,16 @@ export async function vaultStatus(vaultDir: string, policy: StatusPolicy = {}, o
   }
   if (missing.length) {
     level = worst(level, 'error');
-    vaultWarnings.push(`${missing.length} listed snapshot(s) have no archive file: ${missing.map((m) => m.file).join(', ')}; run "agent-vault rebuild-index" to bring the index in line with the archives`);
+    vaultWarnings.push(
+      `${missing.length} listed snapshot(s) have no archive file: ${missing.map((m) => m.file).join(', ')}; run "agent-vault rebuild-index" to bring the index in line with the archives`,
+    );
   }
   if (files.archives.length) {
     level = worst(level, 'warning');
     vaultWarnings.push(`${files.archives.length} archive(s) in snapshots/ are not in the index: ${files.archives.join(', ')}; the next backup or "agent-vault rebuild-index" verifies and lists them`);
   }
-  for (const st of locks.stale) vaultWarnings.push(`stale lock ${st.file}${st.holder ? ` of "${st.holder.command}" (pid ${st.holder.pid} on ${st.holder.host})` : ''}: ${st.reason}; the next run breaks it`);
+  for (const st of locks.stale)
+    vaultWarnings.push(`stale lock ${st.file}${st.holder ? ` of "${st.holder.command}" (pid ${st.holder.pid} on ${st.holder.host})` : ''}: ${st.reason}; the next run breaks it`);
   if (index.snapshots.length === 0) {
     level = worst(level, 'warning');
     vaultWarnings.push('the vault has no snapshots');
@@ -212,7 +223,9 @@ export async function vaultStatus(vaultDir: string, policy: StatusPolicy = {}, o
     snapshots: index.snapshots.length,
     bytes: index.snapshots.reduce((n, s) => n + (s.bytes ?? 0), 0),
     newest_snapshot: newestSnap ? { id: newestSnap.id, created_at: newestSnap.created_at } : null,
-    last_backup_run: lastBackup ? { started_at: lastBackup.started_at, finished_at: lastBackup.finished_at, ok: lastBackup.ok, snapshot: lastBackup.snapshot ?? null, error: lastBackup.error ?? null } : null,
+    last_backup_run: lastBackup
+      ? { started_at: lastBackup.started_at, finished_at: lastBackup.finished_at, ok: lastBackup.ok, snapshot: lastBackup.snapshot ?? null, error: lastBackup.error ?? null }
+      : null,
     running,
     readers: locks.shared,
     stale_locks: locks.stale,
@@ -233,10 +246,13 @@ function ageText(hours: number): string {
 /** The table `agent-vault status` prints. */
 export function renderStatus(s: VaultStatus): string {
   const lines: string[] = [];
-  lines.push(`vault ${s.vault}: ${s.snapshots} snapshot(s), ${(s.bytes / 1048576).toFixed(1)} MiB; policy: backup within ${s.policy.maxAgeHours} h, passing drill within ${s.policy.drillMaxAgeDays} d`);
+  lines.push(
+    `vault ${s.vault}: ${s.snapshots} snapshot(s), ${(s.bytes / 1048576).toFixed(1)} MiB; policy: backup within ${s.policy.maxAgeHours} h, passing drill within ${s.policy.drillMaxAgeDays} d`,
+  );
   if (s.running) lines.push(`lock: held by "${s.running.command}" (pid ${s.running.pid} on ${s.running.host}, since ${s.running.started_at})`);
   for (const r of s.readers ?? []) lines.push(`lock: shared by "${r.command}" (pid ${r.pid} on ${r.host}, since ${r.started_at})`);
-  if (s.last_backup_run) lines.push(`last backup run: ${s.last_backup_run.ok ? 'ok' : 'FAILED'} at ${s.last_backup_run.finished_at}${s.last_backup_run.error ? ` — ${s.last_backup_run.error.message}` : ''}`);
+  if (s.last_backup_run)
+    lines.push(`last backup run: ${s.last_backup_run.ok ? 'ok' : 'FAILED'} at ${s.last_backup_run.finished_at}${s.last_backup_run.error ? ` — ${s.last_backup_run.error.message}` : ''}`);
   for (const w of s.warnings) lines.push(`warning: ${w}`);
   if (s.agents.length) {
     const rows = s.agents.map((a) => [
@@ -249,7 +265,11 @@ export function renderStatus(s: VaultStatus): string {
     ]);
     const head = ['', 'agent', 'id', 'last snapshot', 'last drill', 'RTO'];
     const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-    const fmt = (r: string[]): string => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd();
+    const fmt = (r: string[]): string =>
+      r
+        .map((c, i) => c.padEnd(widths[i]))
+        .join('  ')
+        .trimEnd();
     lines.push('');
     lines.push(fmt(head));
     for (const r of rows) lines.push(fmt(r));

@@ -169,7 +169,15 @@ export function findSnapshot(index: VaultIndex, ref: string, vaultDir = 'vault')
   if (exact) return exact;
   const prefixed = snaps.filter((s) => s.id.startsWith(ref));
   if (prefixed.length === 1) return prefixed[0];
-  if (prefixed.length > 1) throw new AgentVaultError('usage', `snapshot "${ref}" is ambiguous: ${prefixed.map((s) => s.id).slice(0, 5).join(', ')}${prefixed.length > 5 ? ', …' : ''}`, { kind: 'usage' });
+  if (prefixed.length > 1)
+    throw new AgentVaultError(
+      'usage',
+      `snapshot "${ref}" is ambiguous: ${prefixed
+        .map((s) => s.id)
+        .slice(0, 5)
+        .join(', ')}${prefixed.length > 5 ? ', …' : ''}`,
+      { kind: 'usage' },
+    );
   throw new AgentVaultError('no-snapshot', `${vaultDir} has no snapshot "${ref}"`, { kind: 'usage', hint: 'list them with "agent-vault status --snapshots"' });
 }
 
@@ -316,7 +324,9 @@ function lockedError(vaultDir: string, file: string, h: LockInfo | null): AgentV
   const what = h?.mode === 'shared' ? 'in use by' : 'locked by';
   return new AgentVaultError(
     'locked',
-    h ? `the vault ${vaultDir} is ${what} "${h.command}" (pid ${h.pid} on ${h.host}, since ${h.started_at}); not starting a second run` : `the vault ${vaultDir} is locked (${file}); not starting a second run`,
+    h
+      ? `the vault ${vaultDir} is ${what} "${h.command}" (pid ${h.pid} on ${h.host}, since ${h.started_at}); not starting a second run`
+      : `the vault ${vaultDir} is locked (${file}); not starting a second run`,
     { location: { file }, kind: 'locked', ...(h && h.host === os.hostname() ? { remedy: 'wait' } : { hint: `if no run is active on ${h?.host ?? 'any host'}, remove ${file}` }) },
   );
 }

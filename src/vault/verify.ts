@@ -98,8 +98,14 @@ export async function verifyArchive(file: string, opts: { deep?: boolean; decryp
     if (rec) {
       const problems: string[] = [];
       if (rec.encrypted !== reader.encrypted) problems.push(`the index says ${rec.encrypted ? 'encrypted' : 'not encrypted'}, the archive is ${reader.encrypted ? 'encrypted' : 'not encrypted'}`);
-      const want = rec.agents.map((a) => a.id).sort().join(',');
-      const got = reader.manifest.agents.map((a) => a.id).sort().join(',');
+      const want = rec.agents
+        .map((a) => a.id)
+        .sort()
+        .join(',');
+      const got = reader.manifest.agents
+        .map((a) => a.id)
+        .sort()
+        .join(',');
       if (want !== got) problems.push(`agents differ from the index (index: ${want || 'none'}; manifest: ${got || 'none'})`);
       checks.push(problems.length ? { name: 'index', ok: false, message: `${file}: ${problems.join('; ')}` } : { name: 'index', ok: true });
     }
@@ -200,7 +206,9 @@ export async function checkAgentFiles(reader: ArchiveReader): Promise<{ check: V
   }
   return {
     check: problems.length ? { name: 'schemas', ok: false, message: problems.join('; ') } : { name: 'schemas', ok: true },
-    counts: countFailures.length ? { name: 'counts', ok: false, message: countFailures.slice(0, 5).join('; ') + (countFailures.length > 5 ? `; and ${countFailures.length - 5} more` : '') } : { name: 'counts', ok: true },
+    counts: countFailures.length
+      ? { name: 'counts', ok: false, message: countFailures.slice(0, 5).join('; ') + (countFailures.length > 5 ? `; and ${countFailures.length - 5} more` : '') }
+      : { name: 'counts', ok: true },
     problems,
     countFailures,
   };
@@ -246,7 +254,12 @@ async function deepProbes(reader: ArchiveReader): Promise<VerifyCheck> {
     const strangers = set.agents.filter((a) => !ids.has(a.agent_id)).map((a) => a.agent_id);
     if (strangers.length) return { name: 'probes', ok: false, message: `probes name agents the archive does not hold: ${strangers.join(', ')}` };
     const r = await replayProbes(reader, set);
-    if (r.failures.length) return { name: 'probes', ok: false, message: `${r.total - r.passed} of ${r.total} recorded probe searches return other passages over the archive's vectors: ${r.failures.slice(0, 3).join('; ')}` };
+    if (r.failures.length)
+      return {
+        name: 'probes',
+        ok: false,
+        message: `${r.total - r.passed} of ${r.total} recorded probe searches return other passages over the archive's vectors: ${r.failures.slice(0, 3).join('; ')}`,
+      };
     return { name: 'probes', ok: true, message: `${r.passed}/${r.total} probe searches return the recorded passages` };
   } catch (e) {
     return { name: 'probes', ok: false, message: errorMessage(e) };

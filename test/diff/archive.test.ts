@@ -27,10 +27,7 @@ describe('diff of snapshot archives', () => {
     const b = await writeSnapshot(tmp.file('b.zip'), doc, { 'agent-0': edited }, dim);
     const r = await diffPaths(a, b);
     const p = r.agents[0].passages;
-    assert.deepEqual(
-      [p.a_count, p.b_count, p.delta, p.unchanged, p.changed, p.vectors_changed, p.removed, p.added],
-      [700, 699, -1, 695, 3, 1, 2, 1],
-    );
+    assert.deepEqual([p.a_count, p.b_count, p.delta, p.unchanged, p.changed, p.vectors_changed, p.removed, p.added], [700, 699, -1, 695, 3, 1, 2, 1]);
     assert.deepEqual(
       p.samples.changed.map((c) => [c.a.id, c.fields]),
       [
@@ -39,8 +36,14 @@ describe('diff of snapshot archives', () => {
         ['passage-650', ['metadata']],
       ],
     );
-    assert.deepEqual(p.samples.removed.map((x) => x.id), ['passage-300', 'passage-301']);
-    assert.deepEqual(p.samples.added.map((x) => x.id), ['passage-x']);
+    assert.deepEqual(
+      p.samples.removed.map((x) => x.id),
+      ['passage-300', 'passage-301'],
+    );
+    assert.deepEqual(
+      p.samples.added.map((x) => x.id),
+      ['passage-x'],
+    );
     assert.equal(r.summary.total_changes, 6);
     // and the source hands out every vector intact (iterate the batches as a consumer would)
     const src = await openSource(b);
@@ -77,7 +80,10 @@ describe('diff of snapshot archives', () => {
     const r = await diffPaths(ra, rb);
     const m = r.agents[0].messages;
     assert.deepEqual([m.a_count, m.b_count, m.unchanged, m.edited, m.removed, m.appended], [20000, 19998, 19996, 1, 3, 1]);
-    assert.deepEqual(m.samples.removed.map((s) => s.a?.id), ['message-5000', 'message-5001', 'message-5002']);
+    assert.deepEqual(
+      m.samples.removed.map((s) => s.a?.id),
+      ['message-5000', 'message-5001', 'message-5002'],
+    );
     assert.equal(m.samples.edited[0].a?.id, 'message-12345');
     assert.equal(m.first_divergence?.a?.id, 'message-5000');
     assert.equal(r.summary.total_changes, 5);

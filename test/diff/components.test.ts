@@ -12,7 +12,7 @@ interface LoopDoc {
   tools: Array<{ name: string; source_code: string | null; json_schema: unknown }>;
 }
 
-describe('diff/components: an agent\'s components as text', () => {
+describe("diff/components: an agent's components as text", () => {
   const tmp = new TempDir();
   after(() => tmp.remove());
   const loop = JSON.parse(readFileSync(fixture('loop.v2'), 'utf8')) as LoopDoc;
@@ -25,14 +25,7 @@ describe('diff/components: an agent\'s components as text', () => {
       const list = agentComponents(state);
       assert.deepEqual(
         list.map((c) => `${c.ref.kind}:${c.ref.key ?? ''}`),
-        [
-          'system:',
-          ...loop.blocks.map((b) => `block:${b.label}`).sort(),
-          ...loop.tools.map((t) => `tool:${t.name}`).sort(),
-          'rules:',
-          'llm:',
-          'embedding:',
-        ],
+        ['system:', ...loop.blocks.map((b) => `block:${b.label}`).sort(), ...loop.tools.map((t) => `tool:${t.name}`).sort(), 'rules:', 'llm:', 'embedding:'],
       );
       assert.equal(componentText(state, { kind: 'system' }), loop.agents[0].system);
       for (const b of loop.blocks) assert.equal(componentText(state, { kind: 'block', key: b.label }), b.value);
@@ -76,10 +69,22 @@ describe('diff/components: an agent\'s components as text', () => {
     await packAgentFile(modified, b);
     const report = await diffPaths(a, b);
     const per = changeComponents(report.agents[0]);
-    assert.deepEqual(per.system_prompt.map((c) => c.ref), [{ kind: 'system' }]);
-    assert.deepEqual(per.memory_blocks.map((c) => [c.label, c.status, c.ref.kind]), [[MODIFIED.block, 'changed', 'block']]);
-    assert.deepEqual(per.tools.map((c) => [c.label, c.ref.kind]), [[MODIFIED.tool, 'tool']]);
-    assert.deepEqual(per.workflows.map((c) => [c.label, c.status, c.ref.kind]), [['init web_search', 'added', 'rules']]);
+    assert.deepEqual(
+      per.system_prompt.map((c) => c.ref),
+      [{ kind: 'system' }],
+    );
+    assert.deepEqual(
+      per.memory_blocks.map((c) => [c.label, c.status, c.ref.kind]),
+      [[MODIFIED.block, 'changed', 'block']],
+    );
+    assert.deepEqual(
+      per.tools.map((c) => [c.label, c.ref.kind]),
+      [[MODIFIED.tool, 'tool']],
+    );
+    assert.deepEqual(
+      per.workflows.map((c) => [c.label, c.status, c.ref.kind]),
+      [['init web_search', 'added', 'rules']],
+    );
     assert.equal(per.embedding_config.length, 1);
     assert.equal(per.embedding_config[0].reembedding, true);
     assert.deepEqual(per.messages, []);

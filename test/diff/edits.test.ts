@@ -33,7 +33,11 @@ const EDITS: Edit[] = [
     name: 'agent description reworded',
     category: 'agent',
     apply: (doc) => (agent0(doc).description = 'A coding agent, now with tests'),
-    check: (d) => assert.deepEqual(d.agent.changes.map((c) => c.field), ['description']),
+    check: (d) =>
+      assert.deepEqual(
+        d.agent.changes.map((c) => c.field),
+        ['description'],
+      ),
   },
   {
     name: 'a line added to the system prompt',
@@ -62,7 +66,10 @@ const EDITS: Edit[] = [
     apply: (doc) => (block(doc, 'persona').limit = 123456),
     check: (d) => {
       assert.equal(d.memory_blocks.changed[0].value, null);
-      assert.deepEqual(d.memory_blocks.changed[0].fields.map((f) => [f.field, f.b]), [['limit', 123456]]);
+      assert.deepEqual(
+        d.memory_blocks.changed[0].fields.map((f) => [f.field, f.b]),
+        [['limit', 123456]],
+      );
     },
   },
   {
@@ -75,7 +82,11 @@ const EDITS: Edit[] = [
     name: 'memory block description changed',
     category: 'memory_blocks',
     apply: (doc) => (block(doc, 'skills').description = 'What the agent can do'),
-    check: (d) => assert.deepEqual(d.memory_blocks.changed[0].fields.map((f) => f.field), ['description']),
+    check: (d) =>
+      assert.deepEqual(
+        d.memory_blocks.changed[0].fields.map((f) => f.field),
+        ['description'],
+      ),
   },
   {
     name: 'memory block added',
@@ -94,14 +105,21 @@ const EDITS: Edit[] = [
       agent0(doc).block_ids = agent0(doc).block_ids!.filter((x) => x !== id);
       doc.blocks = doc.blocks.filter((b) => b.id !== id);
     },
-    check: (d) => assert.deepEqual(d.memory_blocks.removed.map((b) => b.label), ['skills']),
+    check: (d) =>
+      assert.deepEqual(
+        d.memory_blocks.removed.map((b) => b.label),
+        ['skills'],
+      ),
   },
   {
     name: 'tool source code changed',
     category: 'tools',
     apply: (doc) => (tool(doc, 'Bash').source_code = `${(tool(doc, 'Bash').source_code ?? '').replace(/\n?$/, '\n')}# audited\n`),
     check: (d) => {
-      assert.deepEqual(d.tools.changed.map((t) => t.name), ['Bash']);
+      assert.deepEqual(
+        d.tools.changed.map((t) => t.name),
+        ['Bash'],
+      );
       assert.equal(d.tools.changed[0].source_code?.added_lines, 1);
       assert.equal(d.tools.changed[0].source_code?.removed_lines, 0);
       assert.ok(d.tools.changed[0].source_code?.hunks[0].lines.includes('+# audited'));
@@ -130,7 +148,13 @@ const EDITS: Edit[] = [
     name: 'tool added',
     category: 'tools',
     apply: (doc) => {
-      doc.tools.push({ id: 'tool-99', name: 'weather', source_code: 'def weather(city: str):\n    return "sunny"\n', json_schema: { name: 'weather', parameters: { type: 'object', properties: {} } }, tool_type: 'custom' });
+      doc.tools.push({
+        id: 'tool-99',
+        name: 'weather',
+        source_code: 'def weather(city: str):\n    return "sunny"\n',
+        json_schema: { name: 'weather', parameters: { type: 'object', properties: {} } },
+        tool_type: 'custom',
+      });
       agent0(doc).tool_ids!.push('tool-99');
     },
     check: (d) => assert.deepEqual(d.tools.added, [{ name: 'weather', tool_type: 'custom', source_type: null }]),
@@ -142,14 +166,21 @@ const EDITS: Edit[] = [
       const id = tool(doc, 'Glob').id;
       agent0(doc).tool_ids = agent0(doc).tool_ids!.filter((x) => x !== id);
     },
-    check: (d) => assert.deepEqual(d.tools.removed.map((t) => t.name), ['Glob']),
+    check: (d) =>
+      assert.deepEqual(
+        d.tools.removed.map((t) => t.name),
+        ['Glob'],
+      ),
   },
   {
     name: 'workflow child rule added (an edge)',
     category: 'workflows',
     apply: (doc) => agent0(doc).tool_rules!.push({ tool_name: 'Read', type: 'constrain_child_tools', children: ['Edit'] }),
     check: (d) => {
-      assert.deepEqual(d.workflows.rules.added.map((r) => r.text), ['Read -> Edit']);
+      assert.deepEqual(
+        d.workflows.rules.added.map((r) => r.text),
+        ['Read -> Edit'],
+      );
       assert.deepEqual(d.workflows.edges_added, ['Read -> Edit']);
     },
   },
@@ -170,7 +201,11 @@ const EDITS: Edit[] = [
     apply: (doc) => {
       agent0(doc).tool_rules = agent0(doc).tool_rules!.filter((r) => (r as { tool_name?: string }).tool_name !== 'Bash');
     },
-    check: (d) => assert.deepEqual(d.workflows.rules.removed.map((r) => r.key), ['requires_approval Bash']),
+    check: (d) =>
+      assert.deepEqual(
+        d.workflows.rules.removed.map((r) => r.key),
+        ['requires_approval Bash'],
+      ),
   },
   {
     name: 'workflow group added',
@@ -185,14 +220,21 @@ const EDITS: Edit[] = [
     name: 'LLM temperature changed',
     category: 'llm_config',
     apply: (doc) => (agent0(doc).llm_config!.temperature = 0.1),
-    check: (d) => assert.deepEqual(d.llm_config.changes.map((c) => [c.field, c.b]), [['temperature', 0.1]]),
+    check: (d) =>
+      assert.deepEqual(
+        d.llm_config.changes.map((c) => [c.field, c.b]),
+        [['temperature', 0.1]],
+      ),
   },
   {
     name: 'embedding model changed',
     category: 'embedding_config',
     apply: (doc) => (agent0(doc).embedding_config!.embedding_model = 'text-embedding-3-large'),
     check: (d) => {
-      assert.deepEqual(d.embedding_config.changes.map((c) => c.field), ['embedding_model']);
+      assert.deepEqual(
+        d.embedding_config.changes.map((c) => c.field),
+        ['embedding_model'],
+      );
       assert.equal(d.embedding_config.reembedding_required, true);
     },
   },

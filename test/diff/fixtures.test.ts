@@ -162,7 +162,10 @@ describe('diff of real agent-file pairs', () => {
     assert.deepEqual(d.workflows.rules.removed.map((x) => x.key).sort(), V1_BASE_RULES_REMOVED);
     assert.equal(d.system_prompt?.a_lines, 58);
     assert.deepEqual([d.messages.a_count, d.messages.b_count, d.messages.edited, d.messages.removed], [4, 1, 1, 3]);
-    assert.deepEqual(d.messages.samples.removed.map((s) => s.a?.role), ['assistant', 'tool', 'user']);
+    assert.deepEqual(
+      d.messages.samples.removed.map((s) => s.a?.role),
+      ['assistant', 'tool', 'user'],
+    );
   });
 
   it('deep-research-agent v1 → v2: renamed, research workflow graph removed, API keys dropped', async () => {
@@ -181,7 +184,10 @@ describe('diff of real agent-file pairs', () => {
     assert.deepEqual(names(d.tools.removed), ['analyze_and_search_tool', 'evaluate_progress', 'prepare_final_report', 'send_message']);
     const plan = d.tools.changed.find((t) => t.name === 'create_research_plan')!;
     assert.deepEqual(names(d.tools.changed), ['create_research_plan']);
-    assert.ok(plan.source_code && plan.source_code.removed_lines === 18 && plan.source_code.added_lines === 4, JSON.stringify(plan.source_code && [plan.source_code.added_lines, plan.source_code.removed_lines]));
+    assert.ok(
+      plan.source_code && plan.source_code.removed_lines === 18 && plan.source_code.added_lines === 4,
+      JSON.stringify(plan.source_code && [plan.source_code.added_lines, plan.source_code.removed_lines]),
+    );
     assert.ok(plan.source_code.hunks.some((h) => h.lines.includes('+        research_plan_str += f"- [ ] Step {i+1} - {step}\\n"')));
     // v1's rule graph: plan -> search -> evaluate -(True)-> report -> send_message, search at most 3×
     // per step; v2 has no rules at all. send_message's exit rule was listed twice in v1: one rule.

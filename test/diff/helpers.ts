@@ -55,7 +55,13 @@ export async function writeSnapshot(dest: string, doc: AgentFileV2, passages: Re
       vectorsEntry = vectorsEntryName(a.id);
       const lines = ps.map((p) => JSON.stringify(p.embedding === null ? { ...p.passage, embedding: null } : p.passage)).join('\n') + (ps.length ? '\n' : '');
       await w.addBuffer(passagesEntry, Buffer.from(lines, 'utf8'));
-      await w.addBuffer(vectorsEntry, encodeVectors(ps.map((p) => p.embedding ?? new Array<number>(dim).fill(0)), dim));
+      await w.addBuffer(
+        vectorsEntry,
+        encodeVectors(
+          ps.map((p) => p.embedding ?? new Array<number>(dim).fill(0)),
+          dim,
+        ),
+      );
     }
     const emb = a.embedding_config as { embedding_model?: string; embedding_dim?: number } | null | undefined;
     agents.push({

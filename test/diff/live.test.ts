@@ -39,7 +39,10 @@ function assertDrift(report: any): void {
   assert.equal(report.agents.length, 1);
   const d = report.agents[0];
   assert.equal(d.matched_by, 'id');
-  assert.deepEqual(d.memory_blocks.changed.map((c: any) => c.label), ['human']);
+  assert.deepEqual(
+    d.memory_blocks.changed.map((c: any) => c.label),
+    ['human'],
+  );
   assert.ok(d.system_prompt, 'system prompt change reported');
   assert.ok(d.system_prompt.hunks.some((h: any) => JSON.stringify(h).includes('Never share secrets.')));
   for (const c of ['tools', 'workflows', 'llm_config', 'embedding_config', 'messages', 'passages', 'environment']) assert.equal(d.counts[c], 0, `no ${c} change`);

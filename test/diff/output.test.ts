@@ -67,7 +67,10 @@ describe('diff output', () => {
     const main = r.agents.find((d) => d.status === 'changed')!;
     // names differ and two agents are left on one side: the file-local ids pair agent-0 with agent-0
     assert.equal(main.matched_by, 'id');
-    assert.deepEqual(main.workflows.groups.removed.map((g) => [g.manager_type, g.manager, g.members]), [['sleeptime', 'lettabot-builder', ['Nameless Agent-sleeptime']]]);
+    assert.deepEqual(
+      main.workflows.groups.removed.map((g) => [g.manager_type, g.manager, g.members]),
+      [['sleeptime', 'lettabot-builder', ['Nameless Agent-sleeptime']]],
+    );
     assert.equal(by['Nameless Agent-sleeptime'].status, 'removed');
   });
 });
@@ -99,7 +102,10 @@ describe('agent-vault diff (CLI)', () => {
     assert.equal(json.code, 0, json.stderr);
     const r = JSON.parse(json.stdout) as DiffReport;
     assert.ok(getValidator('diff')(r));
-    assert.deepEqual(r.agents.map((d) => d.key), ['Nameless Agent-sleeptime']);
+    assert.deepEqual(
+      r.agents.map((d) => d.key),
+      ['Nameless Agent-sleeptime'],
+    );
     assert.deepEqual(r.agents[0].llm_config.changes, [{ field: 'temperature', a: 1, b: 0.2 }]);
     const md = runCli(['diff', a, b, '--format', 'md']);
     assert.match(md.stdout, /^\| Nameless Agent-sleeptime \| changed \|/m);

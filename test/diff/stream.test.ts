@@ -13,7 +13,7 @@ import { fixtures } from '../helpers/paths';
 function split(text: Buffer, chunkSizes: () => number): { messages: string[][]; outer: unknown } {
   const s = new AgentFileSplitter('test');
   const messages: string[][] = [];
-  for (let off = 0; off < text.length; ) {
+  for (let off = 0; off < text.length;) {
     const n = Math.max(1, chunkSizes());
     const chunk = Buffer.from(text.subarray(off, off + n)); // a fresh buffer, as a stream gives
     off += n;
@@ -43,7 +43,11 @@ describe('AgentFileSplitter', () => {
           const { messages, outer } = split(buf, sizes);
           const expectedOuter = structuredClone(doc);
           doc.agents.forEach((a, i) => {
-            assert.deepEqual((messages[i] ?? []).map((m) => JSON.parse(m)), a.messages ?? [], `agent ${i} messages`);
+            assert.deepEqual(
+              (messages[i] ?? []).map((m) => JSON.parse(m)),
+              a.messages ?? [],
+              `agent ${i} messages`,
+            );
             if (Array.isArray(expectedOuter.agents[i].messages)) expectedOuter.agents[i].messages = [];
           });
           assert.deepEqual(outer, expectedOuter, 'the rest of the document is intact');
@@ -65,19 +69,34 @@ describe('AgentFileSplitter', () => {
       }
       s.end();
       assert.deepEqual(kept, doc.agents[only].messages);
-      assert.deepEqual(s.messageCounts, doc.agents.map((a) => a.messages?.length ?? 0));
+      assert.deepEqual(
+        s.messageCounts,
+        doc.agents.map((a) => a.messages?.length ?? 0),
+      );
     }
   });
 
   it('handles escaped quotes and backslashes across chunk edges', () => {
     const doc = {
-      agents: [{ id: 'agent-0', name: 'a "quoted" \\ name', messages: [{ id: 'm1', content: 'x\\"y\\\\', role: 'user' }, { id: 'm2', content: '\\\\\\"}]{[', role: 'assistant' }] }],
+      agents: [
+        {
+          id: 'agent-0',
+          name: 'a "quoted" \\ name',
+          messages: [
+            { id: 'm1', content: 'x\\"y\\\\', role: 'user' },
+            { id: 'm2', content: '\\\\\\"}]{[', role: 'assistant' },
+          ],
+        },
+      ],
       messages: ['not an agent message'],
     };
     const buf = Buffer.from(JSON.stringify(doc));
     for (let n = 1; n <= 9; n++) {
       const { messages, outer } = split(buf, () => n);
-      assert.deepEqual(messages[0].map((m) => JSON.parse(m)), doc.agents[0].messages);
+      assert.deepEqual(
+        messages[0].map((m) => JSON.parse(m)),
+        doc.agents[0].messages,
+      );
       assert.deepEqual(outer, { ...doc, agents: [{ ...doc.agents[0], messages: [] }] });
     }
   });
@@ -85,7 +104,10 @@ describe('AgentFileSplitter', () => {
   it('rejects a truncated document and non-object messages with clear errors', () => {
     const s = new AgentFileSplitter('x.zip!agents/a.af');
     s.push(Buffer.from('{"agents":[{"id":"agent-0","messages":[{"id":"m"'));
-    assert.throws(() => s.end(), (e: unknown) => e instanceof AgentVaultError && /x\.zip!agents\/a\.af: .*ends early/.test(e.message));
+    assert.throws(
+      () => s.end(),
+      (e: unknown) => e instanceof AgentVaultError && /x\.zip!agents\/a\.af: .*ends early/.test(e.message),
+    );
     const t = new AgentFileSplitter('y.af');
     assert.throws(() => t.push(Buffer.from('{"agents":[{"messages":[1]}]}')), /y\.af: messages of agent 0 must be objects/);
     const u = new AgentFileSplitter('z.af');
@@ -154,7 +176,10 @@ describe('lockstep comparison', () => {
     const r = await run(a, b);
     assert.deepEqual([r.edited, r.appended, r.removed, r.unchanged], [1, 2, 4, 495]);
     assert.equal(r.samples.edited[0].a?.id, 'm204');
-    assert.deepEqual(r.samples.removed.map((s) => s.a?.id), ['m10', 'm11', 'm12', 'm13']);
+    assert.deepEqual(
+      r.samples.removed.map((s) => s.a?.id),
+      ['m10', 'm11', 'm12', 'm13'],
+    );
     assert.equal(r.firstDivergence?.a?.id, 'm10');
   });
 
@@ -169,7 +194,16 @@ describe('lockstep comparison', () => {
   });
 
   it('items without ids pair by position; a reorder with the same content is no edit', async () => {
-    const r = await run([{ id: null, text: 'a' }, { id: null, text: 'b' }], [{ id: null, text: 'a' }, { id: null, text: 'c' }]);
+    const r = await run(
+      [
+        { id: null, text: 'a' },
+        { id: null, text: 'b' },
+      ],
+      [
+        { id: null, text: 'a' },
+        { id: null, text: 'c' },
+      ],
+    );
     assert.deepEqual([r.unchanged, r.edited, r.appended, r.removed], [1, 1, 0, 0]);
     const swapped = await run(seq(3), [seq(3)[0], seq(3)[2], seq(3)[1]]);
     assert.deepEqual([swapped.unchanged, swapped.edited, swapped.appended, swapped.removed], [3, 0, 0, 0]);

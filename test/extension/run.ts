@@ -29,8 +29,7 @@ async function main(): Promise<number> {
     return 1;
   }
 
-  const vscodeExecutablePath =
-    process.env.AGENT_VAULT_VSCODE_PATH || path.join(repoRoot, 'test', 'extension', 'harness', 'code-server-launcher.js');
+  const vscodeExecutablePath = process.env.AGENT_VAULT_VSCODE_PATH || path.join(repoRoot, 'test', 'extension', 'harness', 'code-server-launcher.js');
 
   // A fresh profile each run, so no state leaks between runs (or from a developer's own VS Code).
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'av-vscode-profile-'));

@@ -108,7 +108,10 @@ describe('reading .af files', () => {
 
   it('throws AgentVaultError, never a raw error, for non-documents', () => {
     for (const t of ['', '   ', 'null', '[]', '42', '"just a string"', '{}', '{"foo": 1}']) {
-      assert.throws(() => parseAgentFileText(t, 'in.af'), (e: unknown) => e instanceof AgentVaultError && /in\.af/.test(e.message));
+      assert.throws(
+        () => parseAgentFileText(t, 'in.af'),
+        (e: unknown) => e instanceof AgentVaultError && /in\.af/.test(e.message),
+      );
     }
   });
 });

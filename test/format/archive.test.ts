@@ -238,10 +238,16 @@ describe('snapshot archive: .af round trip through pack/unpack', () => {
     // the sleeptime group names agent-1, which is in the other slice: it is kept in the extension
     // object, so that each slice is importable by Letta on its own (issue 12); merging puts it back
     assert.deepEqual(s0.doc.groups, []);
-    assert.deepEqual(((s0.doc as any).agent_vault.groups as Array<{ id: string }>).map((g) => g.id), ['group-0']);
+    assert.deepEqual(
+      ((s0.doc as any).agent_vault.groups as Array<{ id: string }>).map((g) => g.id),
+      ['group-0'],
+    );
     assert.ok(!(s0.doc.agents[0].group_ids ?? []).includes('group-0'));
     assert.deepEqual(s1.doc.groups, []);
-    assert.deepEqual(mergeAgentFiles([s0.doc, s1.doc]).groups.map((g) => g.id), ['group-0']);
+    assert.deepEqual(
+      mergeAgentFiles([s0.doc, s1.doc]).groups.map((g) => g.id),
+      ['group-0'],
+    );
     assert.deepEqual(new Set(s1.doc.blocks.map((b) => b.id)), new Set(s1.agent.block_ids));
     assert.deepEqual(s1.doc.agents[0].messages?.length, 188);
     assert.equal(s0.doc.metadata?.revision_id, doc.metadata?.revision_id);
@@ -253,7 +259,10 @@ describe('snapshot archive: .af round trip through pack/unpack', () => {
     const out = path.join(tmpRoot, 'lettabot-builder-packed.avs');
     await packAgentFile(fx.path, out, { overwrite: true });
     const rep = await validateAnyPath(out);
-    assert.deepEqual(rep.errors.map((e) => e.message), []);
+    assert.deepEqual(
+      rep.errors.map((e) => e.message),
+      [],
+    );
     assert.equal(rep.valid, true);
   });
 
@@ -278,9 +287,15 @@ describe('snapshot archive: .af round trip through pack/unpack', () => {
   it('mergeAgentFiles refuses two different objects with the same id', () => {
     const a = { agents: [{ id: 'agent-0' }], groups: [], blocks: [{ id: 'block-0', label: 'human', value: 'A' }], files: [], sources: [], tools: [], mcp_servers: [] } as unknown as AgentFileV2;
     const b = { agents: [{ id: 'agent-1' }], groups: [], blocks: [{ id: 'block-0', label: 'human', value: 'B' }], files: [], sources: [], tools: [], mcp_servers: [] } as unknown as AgentFileV2;
-    assert.throws(() => mergeAgentFiles([a, b]), (e: unknown) => e instanceof AgentVaultError && e.code === 'merge-conflict' && /block-0/.test(e.message));
+    assert.throws(
+      () => mergeAgentFiles([a, b]),
+      (e: unknown) => e instanceof AgentVaultError && e.code === 'merge-conflict' && /block-0/.test(e.message),
+    );
     const merged = mergeAgentFiles([a, { ...b, blocks: a.blocks } as AgentFileV2]);
-    assert.deepEqual(merged.agents.map((x) => x.id), ['agent-0', 'agent-1']);
+    assert.deepEqual(
+      merged.agents.map((x) => x.id),
+      ['agent-0', 'agent-1'],
+    );
     assert.equal(merged.blocks.length, 1);
   });
 
@@ -396,7 +411,10 @@ describe('snapshot archive: writer', () => {
     await rejectsWith(w.addBuffer('secrets/env.json', Buffer.from('{"KEY":"v"}')), 'plaintext-secret');
     await rejectsWith(w.addStream('secrets/env.json', Readable.from([Buffer.from('x')])), 'plaintext-secret');
     const r = await w.finish({ agents: [] });
-    assert.deepEqual(r.manifest.entries.map((e) => e.name), ['agents/a.af']);
+    assert.deepEqual(
+      r.manifest.entries.map((e) => e.name),
+      ['agents/a.af'],
+    );
   });
 
   it('makes safe entry names from any id', () => {
@@ -420,10 +438,13 @@ describe('snapshot archive: writer', () => {
     const ve = await p;
     assert.equal(ve.size, VECTOR_HEADER_SIZE + 3 * 8 * 4);
     const { manifest } = await w.finish({ agents: [] });
-    assert.deepEqual(manifest.entries.map((e) => [e.name, e.compression, e.media_type]), [
-      ['agents/a.af', 'deflate', 'application/json'],
-      ['passages/a.vectors', 'store', 'application/vnd.agent-vault.vectors'],
-    ]);
+    assert.deepEqual(
+      manifest.entries.map((e) => [e.name, e.compression, e.media_type]),
+      [
+        ['agents/a.af', 'deflate', 'application/json'],
+        ['passages/a.vectors', 'store', 'application/vnd.agent-vault.vectors'],
+      ],
+    );
     assert.equal((await entryDataRange(dest, 'agents/a.af')).method, 8);
     assert.equal((await entryDataRange(dest, 'passages/a.vectors')).method, 0);
     assert.equal((await entryDataRange(dest, 'manifest.json')).method, 8);
@@ -492,7 +513,10 @@ describe('snapshot archive: reader integrity', () => {
       assert.equal(recs[7].passage.id, 'passage-7');
       // stopping early releases the entries
       for await (const rec of readPassages(r, r.manifest.agents[0])) if (rec.passage.id === 'passage-3') break;
-      assert.deepEqual(r.list().map((e) => e.name), [jsonName, jsonlName, vecName]);
+      assert.deepEqual(
+        r.list().map((e) => e.name),
+        [jsonName, jsonlName, vecName],
+      );
     } finally {
       await r.close();
     }
@@ -535,7 +559,10 @@ describe('snapshot archive: reader integrity', () => {
           assert.equal(streamErr.location?.entry, c.entry);
           const results = await r.verifyAll();
           const failed = results.filter((x) => !x.ok);
-          assert.deepEqual(failed.map((x) => x.entry), [c.entry]);
+          assert.deepEqual(
+            failed.map((x) => x.entry),
+            [c.entry],
+          );
           assert.ok(failed[0].error!.includes(c.entry));
           // other entries still read fine
           for (const other of [jsonName, jsonlName, vecName].filter((n) => n !== c.entry)) await r.readEntry(other);
@@ -725,7 +752,10 @@ describe('snapshot archive: reader integrity', () => {
     }
     assert.ok(bytesRead > 0, 'the spy saw the reads');
     assert.ok(bytesRead < 256 * 1024, `readManifest read ${bytesRead} bytes`);
-    assert.deepEqual(m.entries.map((e) => e.name), ['qdrant/big.snapshot', 'agents/a.af']);
+    assert.deepEqual(
+      m.entries.map((e) => e.name),
+      ['qdrant/big.snapshot', 'agents/a.af'],
+    );
   });
 });
 
@@ -762,7 +792,10 @@ describe('snapshot archive: passages and vectors entries', () => {
     });
     const out = tmpDir('passages-out');
     const { files } = await unpackArchive(dest, out);
-    assert.deepEqual(files.map((f) => path.basename(f)), ['agent-x.af', 'agent-x.passages.jsonl']);
+    assert.deepEqual(
+      files.map((f) => path.basename(f)),
+      ['agent-x.af', 'agent-x.passages.jsonl'],
+    );
     const lines: JsonObject[] = [];
     for await (const l of readJsonLines(path.join(out, 'agent-x.passages.jsonl'))) lines.push(l);
     assert.equal(lines.length, 20);
@@ -863,7 +896,10 @@ describe('vector encoding', () => {
 
     const good = encodeVectors(rows(3, 4), 4);
     const expectCode = (b: Buffer, code: string, re?: RegExp): void =>
-      assert.throws(() => readVectors(b, 'passages/a.vectors'), (e: unknown) => e instanceof AgentVaultError && e.code === code && (!re || re.test(e.message)) && e.message.includes('passages/a.vectors'));
+      assert.throws(
+        () => readVectors(b, 'passages/a.vectors'),
+        (e: unknown) => e instanceof AgentVaultError && e.code === code && (!re || re.test(e.message)) && e.message.includes('passages/a.vectors'),
+      );
     expectCode(good.subarray(0, 10), 'vector-format', /shorter/);
     expectCode(good.subarray(0, good.length - 3), 'vector-format', /declares 3/);
     const badMagic = Buffer.from(good);
@@ -893,11 +929,20 @@ describe('vector encoding', () => {
     assert.ok(sameBytes(trimPadding(padded, 1536), v));
     const negZeroPad = Float32Array.from([1, 2, -0, -0]);
     assert.deepEqual([...trimPadding(negZeroPad, 2)], [1, 2]);
-    assert.throws(() => padTo(new Float32Array(5000)), (e: unknown) => e instanceof AgentVaultError && e.code === 'vector-dim');
+    assert.throws(
+      () => padTo(new Float32Array(5000)),
+      (e: unknown) => e instanceof AgentVaultError && e.code === 'vector-dim',
+    );
     const dirty = padTo(v);
     dirty[3000] = 1e-30;
-    assert.throws(() => trimPadding(dirty, 1536), (e: unknown) => e instanceof AgentVaultError && /element 3000/.test(e.message));
-    assert.throws(() => trimPadding(v, 2000), (e: unknown) => e instanceof AgentVaultError && e.code === 'vector-dim');
+    assert.throws(
+      () => trimPadding(dirty, 1536),
+      (e: unknown) => e instanceof AgentVaultError && /element 3000/.test(e.message),
+    );
+    assert.throws(
+      () => trimPadding(v, 2000),
+      (e: unknown) => e instanceof AgentVaultError && e.code === 'vector-dim',
+    );
   });
 
   it('parses and formats pgvector text literals, round-tripping float32 exactly', () => {
@@ -912,9 +957,19 @@ describe('vector encoding', () => {
     const text = formatPgVector(input);
     assert.ok(sameBytes(parsePgVector(text), input));
     for (const bad of ['', '1,2', '[]', '[ ]', '[1,,2]', '[NaN]', '[Infinity]', '[1e39]', '[1;2]', '[0x10]', '[1,2']) {
-      assert.throws(() => parsePgVector(bad), (e: unknown) => e instanceof AgentVaultError && e.code === 'vector-parse', `rejects ${JSON.stringify(bad)}`);
+      assert.throws(
+        () => parsePgVector(bad),
+        (e: unknown) => e instanceof AgentVaultError && e.code === 'vector-parse',
+        `rejects ${JSON.stringify(bad)}`,
+      );
     }
-    assert.throws(() => formatPgVector([NaN]), (e: unknown) => e instanceof AgentVaultError);
-    assert.throws(() => formatPgVector([]), (e: unknown) => e instanceof AgentVaultError);
+    assert.throws(
+      () => formatPgVector([NaN]),
+      (e: unknown) => e instanceof AgentVaultError,
+    );
+    assert.throws(
+      () => formatPgVector([]),
+      (e: unknown) => e instanceof AgentVaultError,
+    );
   });
 });

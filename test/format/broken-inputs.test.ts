@@ -74,7 +74,13 @@ const cases: Case[] = [
   { name: 'dangling tool id', content: edit((d) => d.agents[0].tool_ids.push('tool-999')), exit: 1, code: 'dangling-reference', message: /tool "tool-999"/ },
   { name: 'dangling block id', content: edit((d) => (d.agents[0].block_ids[0] = 'block-404')), exit: 1, code: 'dangling-reference', pointer: '/agents/0/block_ids/0' },
   { name: 'dangling in-context message id', content: edit((d) => d.agents[0].in_context_message_ids.push('message-404')), exit: 1, code: 'dangling-reference', message: /message "message-404"/ },
-  { name: 'dangling group member', content: edit((d) => (d.groups = [{ id: 'group-0', agent_ids: ['agent-0', 'agent-9'], description: '', manager_config: { manager_type: 'round_robin' } }])), exit: 1, code: 'dangling-reference', pointer: '/groups/0/agent_ids/1' },
+  {
+    name: 'dangling group member',
+    content: edit((d) => (d.groups = [{ id: 'group-0', agent_ids: ['agent-0', 'agent-9'], description: '', manager_config: { manager_type: 'round_robin' } }])),
+    exit: 1,
+    code: 'dangling-reference',
+    pointer: '/groups/0/agent_ids/1',
+  },
   { name: 'block reference that is really a tool', content: edit((d) => (d.agents[0].block_ids[0] = d.tools[0].id)), exit: 1, code: 'dangling-reference', message: /is a tool/ },
   {
     name: 'orphaned in-context tool call (its return dropped)',
@@ -101,7 +107,16 @@ const cases: Case[] = [
   { name: 'v1: core_memory is not an array', content: edit((d) => (d.core_memory = 'persona'), v1), exit: 1, pointer: '/core_memory' },
   { name: 'a 50 MB string where an array belongs', content: edit((d) => (d.agents[0].tool_ids = 'x'.repeat(50 * 1024 * 1024))), exit: 1, code: 'schema-type', pointer: '/agents/0/tool_ids' },
   { name: 'a 50 MB system prompt (valid)', content: edit((d) => (d.agents[0].system = 'y'.repeat(50 * 1024 * 1024))), exit: 0 },
-  { name: 'a folder instead of a file', content: (dir) => { const p = path.join(dir, 'a-folder.af'); mkdirSync(p); return p; }, exit: 2, message: /folder|directory/ },
+  {
+    name: 'a folder instead of a file',
+    content: (dir) => {
+      const p = path.join(dir, 'a-folder.af');
+      mkdirSync(p);
+      return p;
+    },
+    exit: 2,
+    message: /folder|directory/,
+  },
   { name: 'a file that does not exist', content: (dir) => path.join(dir, 'missing.af'), exit: 2, message: /no such file/ },
 ];
 

@@ -34,7 +34,7 @@ describe('format: frozen format_version 1 archives stay readable', function () {
 
   for (const a of ARCHIVES) {
     describe(a.file, () => {
-      it('opens with today\'s reader: manifest v1, every entry verified, plaintext bytes unchanged', async () => {
+      it("opens with today's reader: manifest v1, every entry verified, plaintext bytes unchanged", async () => {
         const file = path.join(V1, a.file);
         const m = await readManifest(file);
         assert.equal(m.format, 'agent-vault-snapshot');
@@ -62,12 +62,15 @@ describe('format: frozen format_version 1 archives stay readable', function () {
         const raw = fs.readFileSync(path.join(V1, a.file));
         assert.equal(raw.includes(Buffer.from(FROZEN_V1.secretValue)), false);
         const names = Object.keys(EXPECTED[a.file]);
-        assert.equal(names.some((n) => n.startsWith('secrets/')), a.decrypt !== undefined);
+        assert.equal(
+          names.some((n) => n.startsWith('secrets/')),
+          a.decrypt !== undefined,
+        );
       });
     });
   }
 
-  it('restores into a new database with today\'s code: agent, passages and (from the encrypted archive) the secret value', async () => {
+  it("restores into a new database with today's code: agent, passages and (from the encrypted archive) the secret value", async () => {
     for (const a of [ARCHIVES[0], ARCHIVES[2]]) {
       const db = await openPglite();
       try {
@@ -106,7 +109,7 @@ describe('format: frozen format_version 1 archives stay readable', function () {
       assert.equal(h(base, Buffer.alloc(16, 1), 'agent-vault/aes-256-gcm-entry-v1/entry', 32).toString('hex'), '0db70ccbdd8c0e1497dbe6cd611b07e4556a512486fb9e45bb8a451e3297cda6');
     });
 
-    it('the frozen archives\' key checks follow from scrypt / the key file as specified', async () => {
+    it("the frozen archives' key checks follow from scrypt / the key file as specified", async () => {
       const pm = await readManifest(path.join(V1, 'passphrase.avsnap'));
       const enc = pm.encryption as any;
       assert.equal(enc.kdf.name, 'scrypt');

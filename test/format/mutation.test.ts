@@ -88,8 +88,7 @@ describe('randomized mutations of the fixtures never crash the validator', funct
         if (op === 0) {
           if (Array.isArray(c)) c.splice(key as number, 1);
           else delete c[key];
-        }
-        else if (op === 1) c[key as any] = randomValue();
+        } else if (op === 1) c[key as any] = randomValue();
         else if (op === 2 && Array.isArray(c)) c.push(structuredClone(c[key as number]));
         else if (op === 3 && !Array.isArray(c)) c['extra_' + Math.floor(rnd() * 9)] = randomValue();
         else if (typeof c[key as any] === 'string') c[key as any] = pick(['', c[key as any] + '-x', 'agent-0', 'block-0', 'message-1']);
@@ -187,18 +186,9 @@ describe('an object of the file set to null (or another non-object) is invalid i
         const report = validateAgentFileText(readFileSync(file, 'utf8'), file);
         assert.equal(typeof report.valid, 'boolean', 'the validator reports (some of these are allowed, e.g. a null llm_config)');
         if (v !== null || c.pointer.split('/').length === 3) assert.equal(report.valid, false, 'the validator rejects a non-object element');
-        await describeFile(file).then(
-          (d) => assert.equal(typeof d.text, 'string'),
-          invalidInput('inspect'),
-        );
-        await diffPaths(path.join(FIXTURES_DIR, c.file), file).then(
-          (r) => assert.ok(r),
-          invalidInput('diff'),
-        );
-        await planRestore(db, file).then(
-          (p) => assert.ok(p),
-          invalidInput('restore'),
-        );
+        await describeFile(file).then((d) => assert.equal(typeof d.text, 'string'), invalidInput('inspect'));
+        await diffPaths(path.join(FIXTURES_DIR, c.file), file).then((r) => assert.ok(r), invalidInput('diff'));
+        await planRestore(db, file).then((p) => assert.ok(p), invalidInput('restore'));
       });
     }
   }

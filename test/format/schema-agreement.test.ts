@@ -45,10 +45,9 @@ function compileReference(): ValidateFunction {
   return ajv.compile(schema);
 }
 
-const brief = (errs: readonly ErrorObject[] | null | undefined): string =>
-  JSON.stringify((errs ?? []).slice(0, 4).map((e) => `${e.instancePath || '/'} ${e.message}`));
+const brief = (errs: readonly ErrorObject[] | null | undefined): string => JSON.stringify((errs ?? []).slice(0, 4).map((e) => `${e.instancePath || '/'} ${e.message}`));
 
-describe('format/schemas: project schemas agree with Letta\'s published .af v2 schema', function () {
+describe("format/schemas: project schemas agree with Letta's published .af v2 schema", function () {
   let reference: ValidateFunction;
   let v2: ValidateFunction;
   let v1: ValidateFunction;
@@ -84,8 +83,14 @@ describe('format/schemas: project schemas agree with Letta\'s published .af v2 s
     assert.equal(getValidator('agent-file.v2'), v2);
     assert.equal(getValidator('agent-file.v1'), v1);
     assert.equal(getSchema('agent-file.v2').$id, 'https://agent-vault.dev/schemas/agent-file.v2.schema.json');
-    assert.throws(() => getValidator('no-such-schema'), (e: any) => e.code === 'schema-missing' && /no-such-schema/.test(e.message));
-    assert.throws(() => getValidator('../package'), (e: any) => e.code === 'schema-missing');
+    assert.throws(
+      () => getValidator('no-such-schema'),
+      (e: any) => e.code === 'schema-missing' && /no-such-schema/.test(e.message),
+    );
+    assert.throws(
+      () => getValidator('../package'),
+      (e: any) => e.code === 'schema-missing',
+    );
     // Cross-file $refs are resolved by name from the target's $id.
     assert.equal(schemaNameFromId('https://agent-vault.dev/schemas/agent-file.v2.schema.json#/$defs/ToolRule'), 'agent-file.v2');
     assert.equal(schemaNameFromId('urn:agent-vault:schema:archive-manifest'), 'archive-manifest');
@@ -212,7 +217,12 @@ describe('format/schemas: project schemas agree with Letta\'s published .af v2 s
     { name: 'memory_blocks entry without value', fixture: BASIC, valid: false, mutate: (d) => void (agent(d).memory_blocks = [{ label: 'persona' }]) },
     { name: 'memory_blocks entry with label and value', fixture: BASIC, valid: true, mutate: (d) => void (agent(d).memory_blocks = [{ label: 'persona', value: 'I am' }]) },
     { name: 'initial_message_sequence with a tool message', fixture: BASIC, valid: false, mutate: (d) => void (agent(d).initial_message_sequence = [{ role: 'tool', content: 'x' }]) },
-    { name: 'initial_message_sequence with a user message', fixture: BASIC, valid: true, mutate: (d) => void (agent(d).initial_message_sequence = [{ role: 'user', content: [{ type: 'text', text: 'hi' }] }]) },
+    {
+      name: 'initial_message_sequence with a user message',
+      fixture: BASIC,
+      valid: true,
+      mutate: (d) => void (agent(d).initial_message_sequence = [{ role: 'user', content: [{ type: 'text', text: 'hi' }] }]),
+    },
     // tool rules
     { name: 'tool rule with an unknown type', fixture: VOID, valid: false, mutate: (d) => void (findRule(d, 'run_first').type = 'run_last') },
     { name: 'tool rule without tool_name', fixture: VOID, valid: false, mutate: (d) => void delete findRule(d, 'exit_loop').tool_name },
@@ -221,7 +231,12 @@ describe('format/schemas: project schemas agree with Letta\'s published .af v2 s
     { name: 'constrain_child_tools rule without children', fixture: OUTREACH, valid: false, mutate: (d) => void delete findRule(d, 'constrain_child_tools').children },
     { name: 'conditional rule without child_output_mapping', fixture: OUTREACH, valid: false, mutate: (d) => void delete findRule(d, 'conditional').child_output_mapping },
     { name: 'conditional rule mapping to a number', fixture: OUTREACH, valid: false, mutate: (d) => void (findRule(d, 'conditional').child_output_mapping.True = 1) },
-    { name: 'max_count_per_step rule with a string limit', fixture: BASIC, valid: false, mutate: (d) => void addRule(d, { type: 'max_count_per_step', tool_name: 'send_message', max_count_limit: '3' }) },
+    {
+      name: 'max_count_per_step rule with a string limit',
+      fixture: BASIC,
+      valid: false,
+      mutate: (d) => void addRule(d, { type: 'max_count_per_step', tool_name: 'send_message', max_count_limit: '3' }),
+    },
     { name: 'max_count_per_step rule', fixture: BASIC, valid: true, mutate: (d) => void addRule(d, { type: 'max_count_per_step', tool_name: 'send_message', max_count_limit: 3 }) },
     { name: 'parent_last_tool rule', fixture: BASIC, valid: true, mutate: (d) => void addRule(d, { type: 'parent_last_tool', tool_name: 'send_message', children: ['memory_insert'] }) },
     { name: 'required_before_exit rule', fixture: BASIC, valid: true, mutate: (d) => void addRule(d, { type: 'required_before_exit', tool_name: 'memory_insert', prompt_template: null }) },
@@ -255,7 +270,12 @@ describe('format/schemas: project schemas agree with Letta\'s published .af v2 s
     { name: 'llm_config reasoning_effort "extreme"', fixture: BASIC, valid: false, mutate: (d) => void (agent(d).llm_config.reasoning_effort = 'extreme') },
     { name: 'embedding_dim is a string', fixture: BASIC, valid: false, mutate: (d) => void (agent(d).embedding_config.embedding_dim = '2000') },
     { name: 'embedding_config without embedding_model', fixture: BASIC, valid: false, mutate: (d) => void delete agent(d).embedding_config.embedding_model },
-    { name: 'model_settings for openai', fixture: BASIC, valid: true, mutate: (d) => void (agent(d).model_settings = { provider_type: 'openai', reasoning: { reasoning_effort: 'low' }, max_output_tokens: 1024 }) },
+    {
+      name: 'model_settings for openai',
+      fixture: BASIC,
+      valid: true,
+      mutate: (d) => void (agent(d).model_settings = { provider_type: 'openai', reasoning: { reasoning_effort: 'low' }, max_output_tokens: 1024 }),
+    },
     { name: 'model_settings with an unknown provider_type', fixture: BASIC, valid: false, mutate: (d) => void (agent(d).model_settings = { provider_type: 'acme' }) },
     { name: 'model_settings without provider_type', fixture: BASIC, valid: false, mutate: (d) => void (agent(d).model_settings = { temperature: 0.5 }) },
     { name: 'anthropic thinking type "maybe"', fixture: BASIC, valid: false, mutate: (d) => void (agent(d).model_settings = { provider_type: 'anthropic', thinking: { type: 'maybe' } }) },
@@ -327,7 +347,7 @@ describe('format/schemas: project schemas agree with Letta\'s published .af v2 s
       mutate: (d) => void addPart(d, { type: 'image', source: { url: 'http://127.0.0.1/a.png' } }),
       reference: true,
       project: false,
-      reason: 'only UrlImage fits {url}; Letta\'s ImageSourceUnion needs type',
+      reason: "only UrlImage fits {url}; Letta's ImageSourceUnion needs type",
     },
     {
       name: 'empty content part {}',
@@ -335,7 +355,7 @@ describe('format/schemas: project schemas agree with Letta\'s published .af v2 s
       mutate: (d) => void addPart(d, {}),
       reference: true,
       project: false,
-      reason: 'OmittedReasoningContent has no required field, so {} fits it alone; Letta\'s content union needs type',
+      reason: "OmittedReasoningContent has no required field, so {} fits it alone; Letta's content union needs type",
     },
   ];
 

@@ -70,7 +70,10 @@ describe('format/upgrade: upgradeV1ToV2', function () {
         assert.deepEqual(agent.llm_config, input.llm_config);
         assert.deepEqual(agent.embedding_config, input.embedding_config);
         assert.deepEqual(agent.tool_rules, input.tool_rules);
-        assert.deepEqual(agent.tags, input.tags.map((t: Doc) => t.tag));
+        assert.deepEqual(
+          agent.tags,
+          input.tags.map((t: Doc) => t.tag),
+        );
         assert.equal(agent.include_base_tools, false);
         assert.deepEqual([out.groups, out.files, out.sources, out.mcp_servers], [[], [], [], []]);
         assert.equal(out.metadata?.revision_id, `v1:${input.version}`);
@@ -89,7 +92,10 @@ describe('format/upgrade: upgradeV1ToV2', function () {
           assert.equal(ob.limit, b.limit);
           assert.equal(ob.description, b.description);
         });
-        assert.deepEqual(agent.block_ids, out.blocks.map((b) => b.id));
+        assert.deepEqual(
+          agent.block_ids,
+          out.blocks.map((b) => b.id),
+        );
       });
 
       it('keeps every tool (name, source_code, json_schema) in order, attached by tool_ids', function () {
@@ -104,7 +110,10 @@ describe('format/upgrade: upgradeV1ToV2', function () {
           assert.equal(ot.tool_type, t.tool_type);
           assert.equal(ot.created_at, undefined, 'v1 bookkeeping timestamps are not carried into v2 tools');
         });
-        assert.deepEqual(agent.tool_ids, out.tools.map((t) => t.id));
+        assert.deepEqual(
+          agent.tool_ids,
+          out.tools.map((t) => t.id),
+        );
       });
 
       it('keeps every message in order with its role, text, tool calls and tool_call_id', function () {
@@ -126,7 +135,10 @@ describe('format/upgrade: upgradeV1ToV2', function () {
 
       it('keeps the in-context messages in the order of in_context_message_indices, system message first', function () {
         const ids: string[] = agent.in_context_message_ids;
-        assert.deepEqual(ids, input.in_context_message_indices.map((ix: number) => `message-${ix}`));
+        assert.deepEqual(
+          ids,
+          input.in_context_message_indices.map((ix: number) => `message-${ix}`),
+        );
         const byId = new Map(agent.messages.map((m: Doc) => [m.id, m]));
         for (const id of ids) assert.ok(byId.has(id), `${id} is one of the agent's messages`);
         const first = byId.get(ids[0]) as Doc;
@@ -164,7 +176,19 @@ describe('format/upgrade: upgradeV1ToV2', function () {
       const input = load('memgpt-agent-with-convo.v1.af');
       const agent = upgradeV1ToV2(input).agents[0] as Doc;
       assert.deepEqual(input.in_context_message_indices, [89, 81, 80, 82, 83, 84, 85, 86, 87, 88, 90]);
-      assert.deepEqual(agent.in_context_message_ids, ['message-89', 'message-81', 'message-80', 'message-82', 'message-83', 'message-84', 'message-85', 'message-86', 'message-87', 'message-88', 'message-90']);
+      assert.deepEqual(agent.in_context_message_ids, [
+        'message-89',
+        'message-81',
+        'message-80',
+        'message-82',
+        'message-83',
+        'message-84',
+        'message-85',
+        'message-86',
+        'message-87',
+        'message-88',
+        'message-90',
+      ]);
       assert.equal(agent.messages[89].id, 'message-89');
       assert.equal(agent.messages[89].role, 'system');
       assert.equal(agent.messages[0].role, 'system', 'the original system message is still in the history, out of context');
@@ -173,7 +197,13 @@ describe('format/upgrade: upgradeV1ToV2', function () {
 
     it('memgpt-agent: blocks, tools, the first tool call and timestamps', function () {
       const out = upgradeV1ToV2(load('memgpt-agent.v1.af'));
-      assert.deepEqual(out.blocks.map((b) => [b.id, b.label, b.limit]), [['block-0', 'persona', 5000], ['block-1', 'human', 5000]]);
+      assert.deepEqual(
+        out.blocks.map((b) => [b.id, b.label, b.limit]),
+        [
+          ['block-0', 'persona', 5000],
+          ['block-1', 'human', 5000],
+        ],
+      );
       assert.ok(out.blocks[1].value.startsWith('\nThis is what I know so far about the user'));
       assert.deepEqual(out.blocks[0].metadata, {});
       assert.equal(out.tools[0].name, 'archival_memory_search');
@@ -197,7 +227,13 @@ describe('format/upgrade: upgradeV1ToV2', function () {
       assert.deepEqual(agent.tool_exec_environment_variables, { TAVILY_API_KEY: '', FIRECRAWL_API_KEY: '' });
       assert.deepEqual(agent.secrets, { TAVILY_API_KEY: '', FIRECRAWL_API_KEY: '' });
       const conditional = agent.tool_rules.find((r: Doc) => r.type === 'conditional');
-      assert.deepEqual(conditional, { tool_name: 'evaluate_progress', type: 'conditional', default_child: 'analyze_and_search_tool', child_output_mapping: { True: 'prepare_final_report' }, require_output_mapping: false });
+      assert.deepEqual(conditional, {
+        tool_name: 'evaluate_progress',
+        type: 'conditional',
+        default_child: 'analyze_and_search_tool',
+        child_output_mapping: { True: 'prepare_final_report' },
+        require_output_mapping: false,
+      });
       assert.equal(agent.messages[0].created_at, input.messages[0].created_at);
       assert.match(agent.messages[0].created_at, /\+00:00$/);
     });
@@ -228,7 +264,10 @@ describe('format/upgrade: upgradeV1ToV2', function () {
       const agent = out.agents[0] as Doc;
       assert.deepEqual(agent.tags, ['support', 'prod']);
       assert.deepEqual(agent.tool_exec_environment_variables, { API_URL: 'http://127.0.0.1:8283', EMPTY: '' });
-      assert.deepEqual(agent.tool_rules.map((r: Doc) => r.type), ['exit_loop', 'run_first', 'constrain_child_tools']);
+      assert.deepEqual(
+        agent.tool_rules.map((r: Doc) => r.type),
+        ['exit_loop', 'run_first', 'constrain_child_tools'],
+      );
       assert.equal(v2(out), true, errs(v2));
       assert.equal(input.tool_rules[0].type, 'TerminalToolRule', 'input untouched');
     });
@@ -244,7 +283,10 @@ describe('format/upgrade: upgradeV1ToV2', function () {
 
     it('rejects a v1 agent in a multi-agent group (no v2 equivalent for one agent)', function () {
       const input = { ...load('memgpt-agent.v1.af'), multi_agent_group: { id: 'group-x' } };
-      assert.throws(() => upgradeV1ToV2(input), (e: unknown) => e instanceof AgentVaultError && e.location?.pointer === '/multi_agent_group');
+      assert.throws(
+        () => upgradeV1ToV2(input),
+        (e: unknown) => e instanceof AgentVaultError && e.location?.pointer === '/multi_agent_group',
+      );
     });
 
     it('v1TimestampToUtc marks naive timestamps as UTC and leaves others alone', function () {

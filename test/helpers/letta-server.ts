@@ -210,7 +210,13 @@ export function errorLines(log: string): string[] {
   for (let i = 0; i < lines.length; i++) {
     if (RECORD_START.test(lines[i])) skipping = KNOWN_LETTA_DEFECTS.some((d) => d.record.test(lines[i]));
     if (skipping) continue;
-    if (ERROR_LINE.test(lines[i])) out.push(lines.slice(i, i + 3).join(' | ').slice(0, 600));
+    if (ERROR_LINE.test(lines[i]))
+      out.push(
+        lines
+          .slice(i, i + 3)
+          .join(' | ')
+          .slice(0, 600),
+      );
   }
   return out;
 }

@@ -54,7 +54,9 @@ export async function startMoto(opts: { auth?: boolean } = {}): Promise<MotoServ
   const deadline = Date.now() + 30000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`moto_server exited (${child.exitCode}): ${out}`);
-    const ok = await fetch(`${endpoint}/moto-api/`).then((r) => r.status < 500).catch(() => false);
+    const ok = await fetch(`${endpoint}/moto-api/`)
+      .then((r) => r.status < 500)
+      .catch(() => false);
     if (ok) break;
     if (Date.now() > deadline) {
       process.kill(-child.pid!, 'SIGKILL');

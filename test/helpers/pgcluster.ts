@@ -122,8 +122,7 @@ export function checkLocalPostgres(): void {
   const control = path.join(pgConfigSharedir(), 'extension', 'vector.control');
   if (!existsSync(control)) {
     throw new Error(
-      `pgvector is not installed for PostgreSQL 15 (${control} is missing). ` +
-        'Run `sudo bash scripts/provision-pgvector.sh` once, or set AGENT_VAULT_TEST_PG_URL to a server with pgvector.',
+      `pgvector is not installed for PostgreSQL 15 (${control} is missing). ` + 'Run `sudo bash scripts/provision-pgvector.sh` once, or set AGENT_VAULT_TEST_PG_URL to a server with pgvector.',
     );
   }
 }

@@ -120,7 +120,11 @@ describe('real Letta server: Letta import/export and agents made by Letta', func
         assert.equal(got.name, m.name);
         const before = await a.api<Obj[]>('GET', `/v1/agents/${m.id}/messages?limit=1000&use_assistant_message=false`);
         const after = await c.api<Obj[]>('GET', `/v1/agents/${m.id}/messages?limit=1000&use_assistant_message=false`);
-        assert.deepEqual(after.map((x) => [x.id, x.message_type]), before.map((x) => [x.id, x.message_type]), `${m.name}: messages`);
+        assert.deepEqual(
+          after.map((x) => [x.id, x.message_type]),
+          before.map((x) => [x.id, x.message_type]),
+          `${m.name}: messages`,
+        );
         const resp = await sendMessage(c, m.id, 'Hello again after the restore.');
         assert.match(replyText(resp), /stub reply/, `${m.name} runs on Letta B`);
         const found = await c.api<Obj>('GET', `/v1/agents/${m.id}/archival-memory/search?query=${encodeURIComponent(`${m.name} saw a green kingfisher by the river`)}&top_k=1`);
@@ -133,7 +137,11 @@ describe('real Letta server: Letta import/export and agents made by Letta', func
       assert.equal(fileB.total_chunks, fileA.total_chunks);
       assert.equal(fileB.chunks_embedded, fileA.chunks_embedded);
       const chunksB = await c.api<Obj[]>('GET', `/v1/folders/${folder.id}/passages?limit=1000&order=asc`);
-      assert.deepEqual(chunksB.map((x) => [x.id, x.text, x.file_id]), chunksA.map((x) => [x.id, x.text, x.file_id]), 'file chunks on Letta B');
+      assert.deepEqual(
+        chunksB.map((x) => [x.id, x.text, x.file_id]),
+        chunksA.map((x) => [x.id, x.text, x.file_id]),
+        'file chunks on Letta B',
+      );
       const search = await sendMessage(c, made[0].id, '[[tool semantic_search_files {"query": "The kingfisher nests in the clay bank."}]] Search the notes.');
       const ret = (search.messages ?? []).find((m: Obj) => m.message_type === 'tool_return_message' && m.name === 'semantic_search_files');
       assert.ok(ret, `semantic_search_files ran on Letta B: ${JSON.stringify(search.messages?.map((m: Obj) => m.message_type))}`);
@@ -225,5 +233,4 @@ describe('real Letta server: Letta import/export and agents made by Letta', func
     assert.deepEqual(unexpected, [], 'diff(Letta export, agent-vault snapshot) shows only what docs/RESTORE.md lists');
     assert.deepEqual(b.serverErrors(), [], 'no server error in Letta’s log');
   });
-
 });

@@ -12,7 +12,7 @@ const RACE = [
   'Traceback (most recent call last):',
   '  File "/x/site-packages/sqlalchemy/dialects/postgresql/asyncpg.py", line 545, in _prepare_and_execute',
   '    self._rows = deque(await prepared_stmt.fetch(*parameters))',
-  "asyncpg.exceptions.UniqueViolationError: duplicate key value violates unique constraint \"step_metrics_pkey\"",
+  'asyncpg.exceptions.UniqueViolationError: duplicate key value violates unique constraint "step_metrics_pkey"',
   '',
   'The above exception was the direct cause of the following exception:',
   '',
@@ -23,7 +23,14 @@ const RACE = [
 
 describe('Letta log reading (errors counted, known Letta defects named)', () => {
   it('counts an ERROR record and each traceback in it', () => {
-    const log = ['Letta.letta.server.server - INFO - started', 'Letta.letta.agents.x - ERROR - boom', 'Traceback (most recent call last):', '  File "a.py", line 1', 'ValueError: boom', 'INFO:     127.0.0.1:1 - "POST /v1/x HTTP/1.1" 500 Internal Server Error'].join('\n');
+    const log = [
+      'Letta.letta.server.server - INFO - started',
+      'Letta.letta.agents.x - ERROR - boom',
+      'Traceback (most recent call last):',
+      '  File "a.py", line 1',
+      'ValueError: boom',
+      'INFO:     127.0.0.1:1 - "POST /v1/x HTTP/1.1" 500 Internal Server Error',
+    ].join('\n');
     const e = errorLines(log);
     assert.equal(e.length, 3);
     assert.match(e[0], /ERROR - boom/);

@@ -271,7 +271,7 @@ async function serveOpenAiStub(): Promise<{ port: number; server: http.Server }>
           const input = body.input;
           const texts = Array.isArray(input) ? input.map((x) => (typeof x === 'string' ? x : JSON.stringify(x))) : [String(input ?? '')];
           const model = String(body.model ?? 'text-embedding-3-small');
-          const dim = typeof body.dimensions === 'number' ? body.dimensions : STUB_EMBEDDING_MODELS[model] ?? 1536;
+          const dim = typeof body.dimensions === 'number' ? body.dimensions : (STUB_EMBEDDING_MODELS[model] ?? 1536);
           calls.push({ path: p, model, tools: [], stream: false, answered: 'embeddings', inputs: texts.length });
           const b64 = body.encoding_format === 'base64';
           return send(200, {

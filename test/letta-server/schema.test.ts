@@ -82,5 +82,4 @@ describe('real Letta server: the schema Letta 0.16.8 builds', function () {
       );
     });
   });
-
 });

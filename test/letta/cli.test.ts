@@ -149,7 +149,7 @@ describe('agent-vault agents / export / restore (CLI, PostgreSQL)', function () 
     assert.match(notLetta.stderr, /no Letta schema/);
   });
 
-  it('restore --embedded <new dir>: creates Letta\'s schema at head first and says so; a second run does not', async () => {
+  it("restore --embedded <new dir>: creates Letta's schema at head first and says so; a second run does not", async () => {
     const emb = path.join(dir, 'new-embedded');
     const af = path.join(FIXTURES_DIR, 'co-3.v2.af');
     const r = await run(['restore', af, '--embedded', emb, '-q']);

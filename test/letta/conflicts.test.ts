@@ -18,7 +18,6 @@ import { freshLettaDb } from '../helpers/letta-db';
 import { FIXTURES_DIR } from '../helpers/paths';
 import { normalizeAf, normalizePassages, readArchiveAgents, tableSnapshot } from './support';
 
-
 const FIXTURE = path.join(FIXTURES_DIR, 'memgpt-agent-with-convo.v1.af');
 
 function isCode(code: string, exit: number) {
@@ -105,7 +104,10 @@ describe('letta restore over existing agents (--on-conflict, --tools, --dry-run)
 
   it('replace: the agent becomes the archived one again; secrets keep their current values; shared tools follow --tools', async () => {
     // drift in the target
-    await dst.query(`INSERT INTO messages (id, agent_id, role, content, tool_calls, organization_id) VALUES ('message-00000000-0000-4000-8000-0000000000aa', $1, 'user', '[{"type":"text","text":"later"}]', '[]', 'org-00000000-0000-4000-8000-000000000000')`, [agentId]);
+    await dst.query(
+      `INSERT INTO messages (id, agent_id, role, content, tool_calls, organization_id) VALUES ('message-00000000-0000-4000-8000-0000000000aa', $1, 'user', '[{"type":"text","text":"later"}]', '[]', 'org-00000000-0000-4000-8000-000000000000')`,
+      [agentId],
+    );
     await dst.query(`UPDATE agents SET message_ids = (message_ids::jsonb || '["message-00000000-0000-4000-8000-0000000000aa"]'::jsonb)::json WHERE id = $1`, [agentId]);
     await dst.query(`UPDATE block SET value = 'changed in the target' WHERE label = 'human'`);
     await dst.query(`UPDATE agent_environment_variables SET value = 'the-real-secret' WHERE key = 'API_KEY'`);
@@ -235,7 +237,11 @@ describe('letta restore of a plain .af: new ids, conflicts by name', function ()
       assert.equal(fromPack.plan.summary.created.length, 2);
       assert.deepEqual(fromPack.rows, fromAf.rows, 'the same rows per table');
       const shape = async (db: Db) =>
-        (await db.query(`SELECT g.manager_type, (SELECT name FROM agents WHERE id = g.manager_agent_id) AS manager, (SELECT json_agg(a.name) FROM groups_agents ga JOIN agents a ON a.id = ga.agent_id WHERE ga.group_id = g.id) AS members FROM groups g`)).rows;
+        (
+          await db.query(
+            `SELECT g.manager_type, (SELECT name FROM agents WHERE id = g.manager_agent_id) AS manager, (SELECT json_agg(a.name) FROM groups_agents ga JOIN agents a ON a.id = ga.agent_id WHERE ga.group_id = g.id) AS members FROM groups g`,
+          )
+        ).rows;
       assert.deepEqual(await shape(a), await shape(b));
       assert.deepEqual(await shape(a), [{ manager_type: 'sleeptime', manager: 'lettabot-builder', members: ['Nameless Agent-sleeptime'] }]);
     } finally {

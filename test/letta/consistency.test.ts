@@ -17,7 +17,6 @@ import { generateSyntheticDb } from '../../src/letta/synth';
 import { freshLettaDb } from '../helpers/letta-db';
 import { readArchiveAgents, urlOf } from './support';
 
-
 describe('letta export while agents keep writing (PostgreSQL)', function () {
   this.timeout(60000);
 

@@ -139,14 +139,32 @@ describe('restore streaming: COPY encodings against PostgreSQL', function () {
     await copy(`COPY t_bin FROM STDIN WITH (FORMAT binary)`, out.take());
     const r = await c.query(`SELECT id, j::text AS j, v::real[] AS v, (ts AT TIME ZONE 'UTC')::text AS ts, b FROM t_bin ORDER BY id`);
     assert.deepEqual({ ...r.rows[0], v: undefined }, { id: 'row-1 é', j: '{"a": [1, 2]}', v: undefined, ts: '2001-02-03 04:05:06.000007', b: true });
-    assert.deepEqual(r.rows[0].v.map((x: number) => Math.fround(x)), [...f, 0, 0, 0, 0, 0], 'the float32 values exactly, then zeros to 8');
+    assert.deepEqual(
+      r.rows[0].v.map((x: number) => Math.fround(x)),
+      [...f, 0, 0, 0, 0, 0],
+      'the float32 values exactly, then zeros to 8',
+    );
     assert.deepEqual(r.rows[1], { id: 'row-2', j: null, v: null, ts: 'infinity', b: false });
   });
 
   it('timestamps: the ISO layout with an offset is parsed here, anything else by the server in its time zone', async () => {
     await c.query(`SET TimeZone = 'America/New_York'`);
-    const reader = new TimestampReader({ query: async (sql: string, params?: readonly unknown[]) => { const r = await c.query(sql, params as unknown[]); return { rows: r.rows, rowCount: r.rowCount ?? 0 }; }, exec: async () => undefined });
-    for (const text of ['2024-03-10T01:59:59.5-05:00', '2024-01-02 03:04:05+00', '1999-12-31T23:59:59.999999Z', '2024-06-01T12:00:00+05:45', '2024-06-01T12:00:00', '2024-06-01 12:00:00.25', 'January 8, 1999 04:05:06 PST']) {
+    const reader = new TimestampReader({
+      query: async (sql: string, params?: readonly unknown[]) => {
+        const r = await c.query(sql, params as unknown[]);
+        return { rows: r.rows, rowCount: r.rowCount ?? 0 };
+      },
+      exec: async () => undefined,
+    });
+    for (const text of [
+      '2024-03-10T01:59:59.5-05:00',
+      '2024-01-02 03:04:05+00',
+      '1999-12-31T23:59:59.999999Z',
+      '2024-06-01T12:00:00+05:45',
+      '2024-06-01T12:00:00',
+      '2024-06-01 12:00:00.25',
+      'January 8, 1999 04:05:06 PST',
+    ]) {
       const want = (await c.query(`SELECT (extract(epoch from $1::timestamptz) * 1000000)::bigint::text AS us`, [text])).rows[0].us;
       assert.equal(String(await reader.micros(text)), want, text);
       if (/[zZ]$|[+-]\d\d(:?\d\d)?$/.test(text)) assert.equal(String(parseTimestampMicros(text)), want, `${text} parsed here`);
@@ -175,7 +193,10 @@ describe('restore streaming: checksums on a worker thread', () => {
           await r.close();
         }
       };
-      assert.deepEqual((await verifyRangesInWorker(file, await ranges(file))).map((x) => x.error), [null, null, null]);
+      assert.deepEqual(
+        (await verifyRangesInWorker(file, await ranges(file))).map((x) => x.error),
+        [null, null, null],
+      );
       let bytes = corruptEntry(readFileSync(file), 'data/a.vectors', 1000);
       bytes = corruptEntry(bytes, 'data/b.jsonl', 10);
       const bad = path.join(dir, 'bad.avsnap');

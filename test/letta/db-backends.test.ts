@@ -42,10 +42,7 @@ function recording(tx: Queryable, log: string[]): Queryable {
 }
 
 async function addTool(q: Queryable, id: string): Promise<void> {
-  await q.query(
-    `INSERT INTO tools (id, name, organization_id, tool_type, source_type, tags) VALUES ($1, $1, $2, 'custom', 'python', '[]')`,
-    [id, DEFAULT_ORG_ID],
-  );
+  await q.query(`INSERT INTO tools (id, name, organization_id, tool_type, source_type, tags) VALUES ($1, $1, $2, 'custom', 'python', '[]')`, [id, DEFAULT_ORG_ID]);
 }
 
 async function toolIds(db: Db): Promise<string[]> {
@@ -112,10 +109,10 @@ for (const kind of DB_KINDS) {
         (e: { code?: string }) => e.code === '25006', // read_only_sql_transaction
       );
       assert.ok(!(await toolIds(db)).includes('tool-read-only'));
-      const iso = await db.transaction(
-        async (tx) => (await tx.query<{ transaction_isolation: string }>('SHOW transaction_isolation')).rows[0].transaction_isolation,
-        { isolation: 'repeatable read', readOnly: true },
-      );
+      const iso = await db.transaction(async (tx) => (await tx.query<{ transaction_isolation: string }>('SHOW transaction_isolation')).rows[0].transaction_isolation, {
+        isolation: 'repeatable read',
+        readOnly: true,
+      });
       assert.equal(iso, 'repeatable read');
     });
 
@@ -172,14 +169,11 @@ for (const kind of DB_KINDS) {
     it(`round-trips a ${LETTA_EMBEDDING_DIM}-dimension vector through archival_passages.embedding`, async () => {
       const values = Array.from({ length: LETTA_EMBEDDING_DIM }, (_, i) => Math.fround(Math.sin(i + 1) * 3.75));
       await db.transaction(async (tx) => {
-        await tx.query(
-          `INSERT INTO archives (id, name, organization_id, vector_db_provider) VALUES ('archive-1', 'a', $1, 'NATIVE')`,
-          [DEFAULT_ORG_ID],
-        );
-        await tx.query(
-          `INSERT INTO archival_passages (id, text, metadata_, embedding, organization_id, archive_id) VALUES ('passage-1', 't', '{}', $1, $2, 'archive-1')`,
-          [toVectorLiteral(values), DEFAULT_ORG_ID],
-        );
+        await tx.query(`INSERT INTO archives (id, name, organization_id, vector_db_provider) VALUES ('archive-1', 'a', $1, 'NATIVE')`, [DEFAULT_ORG_ID]);
+        await tx.query(`INSERT INTO archival_passages (id, text, metadata_, embedding, organization_id, archive_id) VALUES ('passage-1', 't', '{}', $1, $2, 'archive-1')`, [
+          toVectorLiteral(values),
+          DEFAULT_ORG_ID,
+        ]);
       });
       const r = await db.query<{ embedding: string; dims: number; dist: number }>(
         `SELECT embedding, vector_dims(embedding) AS dims, embedding <-> $1 AS dist FROM archival_passages WHERE id = 'passage-1'`,
@@ -190,10 +184,12 @@ for (const kind of DB_KINDS) {
       assert.equal(r.rows[0].dist, 0);
       const back = parseVectorText(r.rows[0].embedding)!;
       assert.equal(back.length, LETTA_EMBEDDING_DIM);
-      assert.deepEqual(back.map((v) => Math.fround(v)), values);
-      await assert.rejects(
-        db.query(`UPDATE archival_passages SET embedding = $1 WHERE id = 'passage-1'`, [toVectorLiteral([1, 2, 3])]),
-        (e: { message?: string }) => /expected 4096 dimensions, not 3/.test(e.message ?? ''),
+      assert.deepEqual(
+        back.map((v) => Math.fround(v)),
+        values,
+      );
+      await assert.rejects(db.query(`UPDATE archival_passages SET embedding = $1 WHERE id = 'passage-1'`, [toVectorLiteral([1, 2, 3])]), (e: { message?: string }) =>
+        /expected 4096 dimensions, not 3/.test(e.message ?? ''),
       );
     });
 
@@ -206,28 +202,25 @@ for (const kind of DB_KINDS) {
         [JSON.stringify({ k: ['v'] })],
       );
       const row = r.rows[0];
-      assert.deepEqual(
-        row,
-        {
-          big: '9007199254740993',
-          i: 7,
-          num: '1.50',
-          f: 2.5,
-          b: true,
-          s: 'x',
-          j: { a: [1, { b: null }] },
-          jb: [1, 2],
-          jp: { k: ['v'] },
-          // exact text: microseconds and offset kept (both servers run with TimeZone UTC)
-          ts: '2024-01-02T03:04:05.123456+00:00',
-          tsl: '2024-01-02T03:04:05.5',
-          d: '2024-01-02',
-          bytes: Buffer.from([1, 2, 255]),
-          arr: ['a', 'b'],
-          v: '[1,2.5]',
-          nothing: null,
-        },
-      );
+      assert.deepEqual(row, {
+        big: '9007199254740993',
+        i: 7,
+        num: '1.50',
+        f: 2.5,
+        b: true,
+        s: 'x',
+        j: { a: [1, { b: null }] },
+        jb: [1, 2],
+        jp: { k: ['v'] },
+        // exact text: microseconds and offset kept (both servers run with TimeZone UTC)
+        ts: '2024-01-02T03:04:05.123456+00:00',
+        tsl: '2024-01-02T03:04:05.5',
+        d: '2024-01-02',
+        bytes: Buffer.from([1, 2, 255]),
+        arr: ['a', 'b'],
+        v: '[1,2.5]',
+        nothing: null,
+      });
       assert.ok(Buffer.isBuffer(row.bytes));
       assert.equal(r.rowCount, 1);
       const ins = await db.query(`UPDATE tools SET description = 'd' WHERE id = 'tool-commit'`);
@@ -342,7 +335,7 @@ describe('Db backend: PGlite specifics', function () {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'av-pglite-'));
     try {
       const a = await openPglite({ dataDir: path.join(dir, 'db') });
-      await a.exec('CREATE SCHEMA letta; CREATE TABLE letta.kept (v text); INSERT INTO letta.kept VALUES (\'persisted\');');
+      await a.exec("CREATE SCHEMA letta; CREATE TABLE letta.kept (v text); INSERT INTO letta.kept VALUES ('persisted');");
       await a.close();
       const b = await openPglite({ dataDir: path.join(dir, 'db') });
       assert.deepEqual((await b.query('SELECT v FROM kept')).rows, [{ v: 'persisted' }]);

@@ -53,8 +53,12 @@ async function envRows(db: Db): Promise<EnvRow[]> {
 
 /** Messages and passages, with their vectors, as comparable text (JSON columns compared as values: jsonb). */
 async function content(db: Db): Promise<{ messages: string[]; passages: string[] }> {
-  const m = await db.query<{ x: string }>(`SELECT concat_ws('|', id, agent_id, role, content::jsonb::text, tool_calls::jsonb::text, created_at::text, approval_request_id) AS x FROM messages ORDER BY agent_id, sequence_id`);
-  const p = await db.query<{ x: string }>(`SELECT concat_ws('|', id, archive_id, text, metadata_::jsonb::text, tags::jsonb::text, created_at::text, md5(embedding::text)) AS x FROM archival_passages ORDER BY id`);
+  const m = await db.query<{ x: string }>(
+    `SELECT concat_ws('|', id, agent_id, role, content::jsonb::text, tool_calls::jsonb::text, created_at::text, approval_request_id) AS x FROM messages ORDER BY agent_id, sequence_id`,
+  );
+  const p = await db.query<{ x: string }>(
+    `SELECT concat_ws('|', id, archive_id, text, metadata_::jsonb::text, tags::jsonb::text, created_at::text, md5(embedding::text)) AS x FROM archival_passages ORDER BY id`,
+  );
   return { messages: m.rows.map((r) => r.x), passages: p.rows.map((r) => r.x) };
 }
 
@@ -126,8 +130,17 @@ describe('letta: encrypted snapshots (export → restore with secret values, key
     const m = await readManifest(archive);
     assert.ok(m.encryption, 'an encryption section');
     assert.equal(m.secrets, 'encrypted');
-    assert.ok(m.entries.every((e) => e.encrypted === true), 'every entry is encrypted');
-    assert.deepEqual(m.entries.filter((e) => e.name.startsWith('secrets/')).map((e) => e.name).sort(), [secretsEntryName(agents[0].id), secretsEntryName(agents[2].id)].sort());
+    assert.ok(
+      m.entries.every((e) => e.encrypted === true),
+      'every entry is encrypted',
+    );
+    assert.deepEqual(
+      m.entries
+        .filter((e) => e.name.startsWith('secrets/'))
+        .map((e) => e.name)
+        .sort(),
+      [secretsEntryName(agents[0].id), secretsEntryName(agents[2].id)].sort(),
+    );
 
     const r = await openArchive(archive, { decrypt: { passphrase: PASS } });
     try {
@@ -140,7 +153,10 @@ describe('letta: encrypted snapshots (export → restore with secret values, key
         ],
       );
       const s2 = await r.readJson<SecretsEntry>(secretsEntryName(agents[2].id));
-      assert.deepEqual(s2.variables.map((v) => [v.key, v.value, v.value_source]), [['NOKEY_TOKEN', SECRET_NOKEY, 'value_enc']]);
+      assert.deepEqual(
+        s2.variables.map((v) => [v.key, v.value, v.value_source]),
+        [['NOKEY_TOKEN', SECRET_NOKEY, 'value_enc']],
+      );
       // the .af files keep the keys with redacted values, as in a plain archive
       const af = await r.readJson<{ agents: Array<{ secrets: Record<string, string> }> }>(m.agents.find((a) => a.id === agents[0].id)!.entry);
       assert.deepEqual(af.agents[0].secrets, { ENCRYPTED_TOKEN: '', PLAIN_TOKEN: '' });
@@ -158,10 +174,13 @@ describe('letta: encrypted snapshots (export → restore with secret values, key
     const r = await openArchive(out, { decrypt: { key } });
     const s = await r.readJson<SecretsEntry>(secretsEntryName(agents[0].id));
     await r.close();
-    assert.deepEqual(s.variables.map((v) => [v.key, v.value]), [
-      ['ENCRYPTED_TOKEN', ''],
-      ['PLAIN_TOKEN', SECRET_PLAIN],
-    ]);
+    assert.deepEqual(
+      s.variables.map((v) => [v.key, v.value]),
+      [
+        ['ENCRYPTED_TOKEN', ''],
+        ['PLAIN_TOKEN', SECRET_PLAIN],
+      ],
+    );
     rmSync(out);
   });
 
@@ -193,7 +212,10 @@ describe('letta: encrypted snapshots (export → restore with secret values, key
     try {
       const r1 = await run(['restore', archive, '--db', await urlOf(dst), '--passphrase-env', 'AV_TEST_PASS', '--no-secrets', '-q'], { AV_TEST_PASS: PASS });
       assert.equal(r1.code, 0, r1.stderr);
-      assert.deepEqual((await envRows(dst)).map((e) => e.value), ['', '', '']);
+      assert.deepEqual(
+        (await envRows(dst)).map((e) => e.value),
+        ['', '', ''],
+      );
     } finally {
       await dst.close();
     }

@@ -65,10 +65,7 @@ describe('letta restore faults leave the target unchanged (PostgreSQL)', functio
             const admin = new Client({ connectionString: server.adminUrl });
             await admin.connect();
             try {
-              const r = await admin.query(
-                `SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE datname = $1 AND state LIKE 'idle in transaction%'`,
-                [targetName],
-              );
+              const r = await admin.query(`SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE datname = $1 AND state LIKE 'idle in transaction%'`, [targetName]);
               killed = r.rows.filter((x) => x.ok).length;
               // wait until the backend is gone
               for (let i = 0; i < 100; i++) {

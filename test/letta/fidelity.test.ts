@@ -30,7 +30,7 @@ describe('letta restore fidelity (issue 12)', function () {
   });
   afterEach(async () => db.close());
 
-  it('a sleeptime group gets turns_counter -1 when sleeptime_agent_frequency is set, as Letta\'s create_group writes it', async () => {
+  it("a sleeptime group gets turns_counter -1 when sleeptime_agent_frequency is set, as Letta's create_group writes it", async () => {
     await restoreAgents(db, path.join(FIXTURES_DIR, 'lettabot-builder.v2.af'));
     const g = await db.query<{ manager_type: string; sleeptime_agent_frequency: number | null; turns_counter: number | null }>(
       'SELECT manager_type, sleeptime_agent_frequency, turns_counter FROM groups',
@@ -46,14 +46,23 @@ describe('letta restore fidelity (issue 12)', function () {
     const archive = path.join(dir, 'pair.avs');
     await exportAgents(db, { select: { all: true }, out: archive });
     const rep = await validateAnyPath(archive);
-    assert.deepEqual(rep.errors.map((f) => `${f.code} ${f.message}`), []);
+    assert.deepEqual(
+      rep.errors.map((f) => `${f.code} ${f.message}`),
+      [],
+    );
     assert.equal(rep.valid, true);
     const { agents } = await readArchiveAgents(archive);
     assert.equal(agents.length, 2);
     for (const e of agents) {
       const own = new Set((e.doc.agents as any[]).map((a) => a.id));
-      for (const g of (e.doc.groups ?? []) as any[]) for (const m of [...g.agent_ids, g.manager_config?.manager_agent_id].filter(Boolean)) assert.ok(own.has(m), `${e.name}: group ${g.id} names ${m}, which is in the entry`);
-      for (const a of e.doc.agents as any[]) for (const gid of a.group_ids ?? []) assert.ok((e.doc.groups ?? []).some((g: any) => g.id === gid), `${e.name}: group_ids ${gid} is in the entry`);
+      for (const g of (e.doc.groups ?? []) as any[])
+        for (const m of [...g.agent_ids, g.manager_config?.manager_agent_id].filter(Boolean)) assert.ok(own.has(m), `${e.name}: group ${g.id} names ${m}, which is in the entry`);
+      for (const a of e.doc.agents as any[])
+        for (const gid of a.group_ids ?? [])
+          assert.ok(
+            (e.doc.groups ?? []).some((g: any) => g.id === gid),
+            `${e.name}: group_ids ${gid} is in the entry`,
+          );
     }
     assert.equal(agents.reduce((n, e) => n + ((e.doc as any).agent_vault.groups?.length ?? 0), 0) >= 1, true, 'the group is kept in the extension');
     const dst = await freshLettaDb('pg');
@@ -76,7 +85,7 @@ describe('letta restore fidelity (issue 12)', function () {
     }
   });
 
-  it('restore runs validate\'s reference checks: a dangling reference is invalid input (exit 1), nothing written', async () => {
+  it("restore runs validate's reference checks: a dangling reference is invalid input (exit 1), nothing written", async () => {
     const doc = JSON.parse(readFileSync(path.join(FIXTURES_DIR, 'co-3.v2.af'), 'utf8'));
     doc.agents[0].tool_ids = [...(doc.agents[0].tool_ids ?? []), 'tool-999'];
     const bad = path.join(dir, 'dangling.af');
@@ -98,15 +107,35 @@ describe('letta restore fidelity (issue 12)', function () {
     assert.equal(nc.skills.names.length, 4);
     assert.equal(nc.unattached_blocks.count, 35);
     assert.equal(nc.unattached_tools.count, 4);
-    assert.ok(r.plan.warnings.some((w) => /4 skills of the source are not restored/.test(w)), r.plan.warnings.join('\n'));
-    assert.ok(r.plan.warnings.some((w) => /35 blocks and 4 tools that no restored agent attaches/.test(w)), r.plan.warnings.join('\n'));
-    const lb = await restoreAgents(await (async () => { await db.close(); db = await freshLettaDb('pg'); return db; })(), path.join(FIXTURES_DIR, 'lettabot.v2.af'));
+    assert.ok(
+      r.plan.warnings.some((w) => /4 skills of the source are not restored/.test(w)),
+      r.plan.warnings.join('\n'),
+    );
+    assert.ok(
+      r.plan.warnings.some((w) => /35 blocks and 4 tools that no restored agent attaches/.test(w)),
+      r.plan.warnings.join('\n'),
+    );
+    const lb = await restoreAgents(
+      await (async () => {
+        await db.close();
+        db = await freshLettaDb('pg');
+        return db;
+      })(),
+      path.join(FIXTURES_DIR, 'lettabot.v2.af'),
+    );
     assert.equal(lb.plan.not_carried.skills.count, 46);
-    const plain = await restoreAgents(await (async () => { await db.close(); db = await freshLettaDb('pg'); return db; })(), path.join(FIXTURES_DIR, 'co-3.v2.af'));
+    const plain = await restoreAgents(
+      await (async () => {
+        await db.close();
+        db = await freshLettaDb('pg');
+        return db;
+      })(),
+      path.join(FIXTURES_DIR, 'co-3.v2.af'),
+    );
     assert.deepEqual(plain.plan.not_carried, { skills: { count: 0, names: [] }, unattached_blocks: { count: 0, labels: [] }, unattached_tools: { count: 0, names: [] } });
   });
 
-  it('files of an .af (no chunks in it) are laid out as Letta\'s import does: parsing, no error, counts cleared', async () => {
+  it("files of an .af (no chunks in it) are laid out as Letta's import does: parsing, no error, counts cleared", async () => {
     await restoreAgents(db, path.join(FIXTURES_DIR, 'void.v2.af'));
     const f = await db.query<{ processing_status: string; error_message: string | null; total_chunks: number | null; chunks_embedded: number | null }>(
       'SELECT processing_status, error_message, total_chunks, chunks_embedded FROM files',
@@ -135,13 +164,20 @@ describe('letta restore fidelity (issue 12)', function () {
     const archive = path.join(dir, 'void-chunks.avsnap');
     await exportAgents(db, { select: { all: true }, out: archive });
     const rep = await validateAnyPath(archive);
-    assert.deepEqual(rep.errors.map((e) => `${e.code} ${e.message}`), []);
+    assert.deepEqual(
+      rep.errors.map((e) => `${e.code} ${e.message}`),
+      [],
+    );
     const { manifest } = await readArchiveAgents(archive);
     const withChunks = (manifest.agents as any[]).filter((a) => a.file_passages_entry);
     assert.ok(withChunks.length >= 1, 'an agent of the archive carries the chunks');
     for (const a of withChunks) assert.equal(a.counts.file_passages, 3);
     const deep = await verifyArchive(archive, { deep: true });
-    assert.deepEqual(deep.filter((c) => !c.ok).map((c) => `${c.name}: ${c.message}`), [], 'deep verification reads the file chunks and their vectors');
+    assert.deepEqual(
+      deep.filter((c) => !c.ok).map((c) => `${c.name}: ${c.message}`),
+      [],
+      'deep verification reads the file chunks and their vectors',
+    );
     assert.ok(deep.some((c) => c.name === 'passages' && c.ok));
 
     const dst = await freshLettaDb('pg');
@@ -149,11 +185,16 @@ describe('letta restore fidelity (issue 12)', function () {
       const r = await restoreAgents(dst, archive);
       assert.equal(r.rows.source_passages, 3, 'each chunk written once');
       const got = await dst.query<{ id: string; text: string; file_id: string; dims: number }>(`SELECT p.id, p.text, p.file_id, vector_dims(p.embedding) AS dims FROM source_passages p ORDER BY p.id`);
-      assert.deepEqual(got.rows.map((x) => [x.id, x.text, x.file_id, x.dims]), [0, 1, 2].map((k) => [`passage-00000000-0000-4000-8000-00000000000${k}`, `chunk ${k} of ${f0.file_name}`, f0.id, 4096]));
+      assert.deepEqual(
+        got.rows.map((x) => [x.id, x.text, x.file_id, x.dims]),
+        [0, 1, 2].map((k) => [`passage-00000000-0000-4000-8000-00000000000${k}`, `chunk ${k} of ${f0.file_name}`, f0.id, 4096]),
+      );
       const src = await db.query<{ id: string; e: string }>(`SELECT id, embedding::text AS e FROM source_passages ORDER BY id`);
       const dstE = await dst.query<{ id: string; e: string }>(`SELECT id, embedding::text AS e FROM source_passages ORDER BY id`);
       assert.deepEqual(dstE.rows, src.rows, 'embeddings bit-identical (padding included)');
-      const st = await dst.query<{ id: string; processing_status: string; total_chunks: number | null; chunks_embedded: number | null }>('SELECT id, processing_status, total_chunks, chunks_embedded FROM files ORDER BY file_name, id');
+      const st = await dst.query<{ id: string; processing_status: string; total_chunks: number | null; chunks_embedded: number | null }>(
+        'SELECT id, processing_status, total_chunks, chunks_embedded FROM files ORDER BY file_name, id',
+      );
       for (const x of st.rows) {
         if (x.id === f0.id) assert.deepEqual([x.processing_status, x.total_chunks, x.chunks_embedded], ['completed', 3, 3], 'the file with chunks keeps its state');
         else assert.deepEqual([x.processing_status, x.total_chunks, x.chunks_embedded], ['parsing', null, null], 'a file without chunks is laid out for Letta to process');
@@ -175,7 +216,11 @@ describe('letta restore fidelity (issue 12)', function () {
     const r = await restoreAgents(db, af, { onConflict: 'copy' });
     const after = await db.query<{ name: string }>('SELECT name FROM sources ORDER BY created_at, name');
     assert.equal(after.rows.length, before.rows.length * 2);
-    for (const b of before.rows) assert.ok(after.rows.some((x) => new RegExp(`^${b.name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}_[0-9a-f]{8}$`).test(x.name)), `a new folder for ${b.name}`);
+    for (const b of before.rows)
+      assert.ok(
+        after.rows.some((x) => new RegExp(`^${b.name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}_[0-9a-f]{8}$`).test(x.name)),
+        `a new folder for ${b.name}`,
+      );
     assert.ok(r.plan.warnings.some((w) => /restored into a new folder/.test(w)));
     const dup = await db.query('SELECT source_id, file_name, count(*) FROM files GROUP BY source_id, file_name HAVING count(*) > 1');
     assert.deepEqual(dup.rows, []);

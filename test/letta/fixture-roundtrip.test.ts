@@ -43,7 +43,11 @@ describe('every fixture: restore into a new embedded database → export → val
         await db.close();
       }
       const v = await validateAnyPath(archive);
-      assert.deepEqual(v.errors.map((e) => `${e.code} ${e.pointer}: ${e.message}`), [], 'validate finds no error');
+      assert.deepEqual(
+        v.errors.map((e) => `${e.code} ${e.pointer}: ${e.message}`),
+        [],
+        'validate finds no error',
+      );
       assert.equal(v.valid, true);
       const d = await diffPaths(f.path, archive);
       assert.equal(d.summary.agents_added + d.summary.agents_removed, 0, 'the same agents');

@@ -20,13 +20,15 @@ import { freshLettaDb } from '../helpers/letta-db';
 import { FIXTURES_DIR } from '../helpers/paths';
 import { tableSnapshot } from './support';
 
-const refused = (code: string, ...mustName: string[]) => (e: unknown) => {
-  assert.ok(e instanceof AgentVaultError && e.code === code && e.kind === 'mismatch', String(e));
-  // what the CLI prints: the message and its hints (the flag that lifts the refusal is the CLI's hint)
-  const printed = [e.message, ...errorHints(e)].join('\n');
-  for (const n of mustName) assert.ok(printed.includes(n), `the message or its CLI hint names ${n}: ${printed}`);
-  return true;
-};
+const refused =
+  (code: string, ...mustName: string[]) =>
+  (e: unknown) => {
+    assert.ok(e instanceof AgentVaultError && e.code === code && e.kind === 'mismatch', String(e));
+    // what the CLI prints: the message and its hints (the flag that lifts the refusal is the CLI's hint)
+    const printed = [e.message, ...errorHints(e)].join('\n');
+    for (const n of mustName) assert.ok(printed.includes(n), `the message or its CLI hint names ${n}: ${printed}`);
+    return true;
+  };
 
 describe('letta restore guards: schema revision and embedding model/dimension', function () {
   this.timeout(60000);
@@ -126,6 +128,9 @@ describe('letta restore guards: schema revision and embedding model/dimension', 
   it('the same model and dimension in the target is no mismatch', async () => {
     await generateSyntheticDb(db, { agents: 1, messagesPerAgent: 4, passagesPerAgent: 3, dim: 16, seed: 13, embeddingModel: 'model-b' });
     const r = await restoreAgents(db, archive);
-    assert.deepEqual(r.plan.guards.embedding.map((g) => g.ok), [true]);
+    assert.deepEqual(
+      r.plan.guards.embedding.map((g) => g.ok),
+      [true],
+    );
   });
 });

@@ -22,13 +22,13 @@ import { freshLettaDb, type DbKind } from '../helpers/letta-db';
 import { fixtures, type FixtureInfo } from '../helpers/paths';
 import { assertValidAf, nearest, normalizeAf, queryLiteral, readArchiveAgents, seededVector, type ArchiveAgent } from './support';
 
-
 const contentOf = (c: unknown): unknown => (typeof c === 'string' ? [{ type: 'text', text: c }] : (c ?? []));
 
 /** The first export agrees with the fixture it was seeded from. */
 function checkAgainstFixture(fixture: AgentFileV2, seeded: SeedResult, exported: ArchiveAgent[]): void {
   const names = new Map<string, string>(); // file id in the export → agent name
-  for (const e of exported) for (const [f, db] of Object.entries((e.doc as any).agent_vault.ids as Record<string, string>)) if (f.startsWith('agent-')) names.set(f, exported.find((x) => x.id === db)?.name ?? db);
+  for (const e of exported)
+    for (const [f, db] of Object.entries((e.doc as any).agent_vault.ids as Record<string, string>)) if (f.startsWith('agent-')) names.set(f, exported.find((x) => x.id === db)?.name ?? db);
   for (const fa of fixture.agents) {
     const dbId = seeded.agents.find((a) => a.fileId === fa.id)!.id;
     const ex = exported.find((e) => e.id === dbId);
@@ -61,7 +61,11 @@ function checkAgainstFixture(fixture: AgentFileV2, seeded: SeedResult, exported:
   const exportedGroups = new Map<string, any>();
   for (const e of exported) for (const g of [...e.doc.groups, ...(((e.doc as any).agent_vault?.groups as any[]) ?? [])]) exportedGroups.set(g.id, g); // a group with members in other entries is in the extension
   const live = fixture.groups.filter((g) => g.agent_ids.every((a) => fixture.agents.some((x) => x.id === a)));
-  assert.deepEqual(groupsOf([...exportedGroups.values()], (id) => names.get(id)), groupsOf(live, fixtureName), 'group membership');
+  assert.deepEqual(
+    groupsOf([...exportedGroups.values()], (id) => names.get(id)),
+    groupsOf(live, fixtureName),
+    'group membership',
+  );
 }
 
 async function roundTrip(kind: DbKind, f: FixtureInfo, dir: string): Promise<void> {
@@ -93,7 +97,11 @@ async function roundTrip(kind: DbKind, f: FixtureInfo, dir: string): Promise<voi
     const out2 = path.join(dir, `${f.file}.2.avs`);
     await exportAgents(dst, { select: { all: true }, out: out2 });
     const A2 = await readArchiveAgents(out2);
-    assert.deepEqual(A2.agents.map((a) => a.id), A1.agents.map((a) => a.id), 'the same agents (original ids kept)');
+    assert.deepEqual(
+      A2.agents.map((a) => a.id),
+      A1.agents.map((a) => a.id),
+      'the same agents (original ids kept)',
+    );
     for (const [i, a1] of A1.agents.entries()) {
       const a2 = A2.agents[i];
       assert.deepEqual(normalizeAf(a2.doc), normalizeAf(a1.doc), `${f.file}: agent ${a1.id} restores equal`);
@@ -136,6 +144,12 @@ describe('letta export → restore round trip (PGlite)', function () {
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
   for (const name of ['lettabot-builder.v2.af', 'void.v2.af', 'memgpt-agent-with-convo.v1.af']) {
-    it(name, async () => roundTrip('pglite', fixtures().find((f) => f.file === name)!, dir));
+    it(name, async () =>
+      roundTrip(
+        'pglite',
+        fixtures().find((f) => f.file === name)!,
+        dir,
+      ),
+    );
   }
 });

@@ -79,4 +79,3 @@ for (const kind of ['pg', 'pglite'] as DbKind[]) {
     });
   });
 }
-

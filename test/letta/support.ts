@@ -42,7 +42,12 @@ export function referenceValidator(): ValidateFunction {
   if (reference) return reference;
   const strip = (v: unknown): unknown => {
     if (Array.isArray(v)) return v.map(strip);
-    if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).filter(([k]) => k !== 'discriminator').map(([k, x]) => [k, strip(x)]));
+    if (v && typeof v === 'object')
+      return Object.fromEntries(
+        Object.entries(v)
+          .filter(([k]) => k !== 'discriminator')
+          .map(([k, x]) => [k, strip(x)]),
+      );
     return v;
   };
   const ajv = new Ajv2020({ allErrors: true, strict: false });
@@ -74,7 +79,13 @@ export async function readArchiveAgents(file: string): Promise<{ manifest: Manif
     const agents: ArchiveAgent[] = [];
     for (const a of r.manifest.agents) {
       const doc = await r.readJson<AgentFileV2>(a.entry);
-      const passages = a.passages_entry ? (await r.readEntry(a.passages_entry)).toString('utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)) : [];
+      const passages = a.passages_entry
+        ? (await r.readEntry(a.passages_entry))
+            .toString('utf8')
+            .split('\n')
+            .filter(Boolean)
+            .map((l) => JSON.parse(l))
+        : [];
       const vectors = a.vectors_entry ? await r.readEntry(a.vectors_entry) : null;
       agents.push({ id: a.id, name: a.name, doc, passages, vectors, dim: vectors ? readVectors(vectors).header.dim : null });
     }

@@ -28,7 +28,7 @@ describe('letta synthetic databases', function () {
   this.timeout(120000);
   const opts = { agents: 3, messagesPerAgent: 60, passagesPerAgent: 25, dim: 16, seed: 42 };
 
-  it('pg: the requested shape, Letta\'s layout (zero-padded vectors, in-context window), identical for the same seed', async () => {
+  it("pg: the requested shape, Letta's layout (zero-padded vectors, in-context window), identical for the same seed", async () => {
     const a = await freshLettaDb('pg');
     const b = await freshLettaDb('pg');
     const c = await freshLettaDb('pg');
@@ -45,7 +45,9 @@ describe('letta synthetic databases', function () {
       assert.notEqual(sc.archival_passages.md5, sa.archival_passages.md5, 'another seed, other data');
       assert.equal(sc.archival_passages.rows, sa.archival_passages.rows);
 
-      const dims = await a.query(`SELECT DISTINCT vector_dims(embedding) AS d, vector_norm(subvector(embedding, 17, 4080)) AS pad, (embedding_config->>'embedding_dim')::int AS ed FROM archival_passages`);
+      const dims = await a.query(
+        `SELECT DISTINCT vector_dims(embedding) AS d, vector_norm(subvector(embedding, 17, 4080)) AS pad, (embedding_config->>'embedding_dim')::int AS ed FROM archival_passages`,
+      );
       assert.deepEqual(dims.rows, [{ d: 4096, pad: 0, ed: 16 }], 'true dimension 16, zero-padded to 4096');
       const distinct = await a.query(`SELECT count(DISTINCT embedding::text)::int AS n FROM archival_passages`);
       assert.equal(distinct.rows[0].n, 75, 'every passage has its own vector');

@@ -13,8 +13,15 @@ describe('letta tables: restore steps derived from LETTA_TABLES', () => {
     assert.equal(RESTORE_STEPS[0], 'delete');
     assert.deepEqual(RESTORE_STEPS.slice(1), [...WRITTEN_TABLES]);
     const pos = WRITTEN_TABLES.map((t) => (LETTA_TABLES as readonly string[]).indexOf(t));
-    assert.ok(pos.every((p) => p >= 0), 'every written table is one of LETTA_TABLES');
-    assert.deepEqual(pos, [...pos].sort((a, b) => a - b), 'in foreign-key order');
+    assert.ok(
+      pos.every((p) => p >= 0),
+      'every written table is one of LETTA_TABLES',
+    );
+    assert.deepEqual(
+      pos,
+      [...pos].sort((a, b) => a - b),
+      'in foreign-key order',
+    );
   });
 
   it('each written table has exactly one writer, and the writers run in the order of their tables', () => {

@@ -43,7 +43,10 @@ describe('qdrant backup/restore (against the Qdrant TEST DOUBLE, not a real Qdra
     const manifest = await readManifest(out);
     const q = manifest.qdrant as unknown as QdrantManifestSection;
     assert.equal(q.server_version, '1.18.0');
-    assert.deepEqual(q.collections.map((c) => c.name), [MEMORY_COLLECTION, ARCHIVAL_COLLECTION]);
+    assert.deepEqual(
+      q.collections.map((c) => c.name),
+      [MEMORY_COLLECTION, ARCHIVAL_COLLECTION],
+    );
     const mem = q.collections[0];
     assert.equal(mem.points_count, 25);
     assert.equal(mem.points_count_exact, true);
@@ -68,19 +71,25 @@ describe('qdrant backup/restore (against the Qdrant TEST DOUBLE, not a real Qdra
     assert.deepEqual(env.double.serverSnapshotNames(MEMORY_COLLECTION), [], 'server-side snapshot deleted after download');
 
     const summary = listCollectionsInArchive(manifest);
-    assert.deepEqual(summary.map((s) => [s.name, s.points_count, s.vectors.sort(), s.sparse_vectors, s.has_points_export]), [
-      [MEMORY_COLLECTION, 25, ['colbert', 'image', 'text'], ['keywords'], false],
-      [ARCHIVAL_COLLECTION, 7, ['(unnamed)'], [], false],
-    ]);
+    assert.deepEqual(
+      summary.map((s) => [s.name, s.points_count, s.vectors.sort(), s.sparse_vectors, s.has_points_export]),
+      [
+        [MEMORY_COLLECTION, 25, ['colbert', 'image', 'text'], ['keywords'], false],
+        [ARCHIVAL_COLLECTION, 7, ['(unnamed)'], [], false],
+      ],
+    );
 
     // Restore into an empty server.
     env.double.collections.clear();
     env.double.requests.length = 0;
     const res = await restoreQdrantFromArchivePath(out, env.conn());
-    assert.deepEqual(res.items.map((i) => [i.source, i.target, i.exists, i.method]), [
-      [MEMORY_COLLECTION, MEMORY_COLLECTION, false, 'snapshot'],
-      [ARCHIVAL_COLLECTION, ARCHIVAL_COLLECTION, false, 'snapshot'],
-    ]);
+    assert.deepEqual(
+      res.items.map((i) => [i.source, i.target, i.exists, i.method]),
+      [
+        [MEMORY_COLLECTION, MEMORY_COLLECTION, false, 'snapshot'],
+        [ARCHIVAL_COLLECTION, ARCHIVAL_COLLECTION, false, 'snapshot'],
+      ],
+    );
     assert.deepEqual(dump(MEMORY_COLLECTION), before.memory);
     assert.deepEqual(dump(ARCHIVAL_COLLECTION), before.archival);
 
@@ -108,7 +117,11 @@ describe('qdrant backup/restore (against the Qdrant TEST DOUBLE, not a real Qdra
     assert.equal(mem.points_entry, 'qdrant/agent_memory.points.jsonl');
     assert.equal(mem.points_exported, 25);
     const reader = await openArchive(out);
-    const lines = (await reader.readEntry(mem.points_entry!)).toString('utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const lines = (await reader.readEntry(mem.points_entry!))
+      .toString('utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     await reader.close();
     assert.equal(lines.length, 25);
     assert.deepEqual(lines[0], { id: 1, vector: before.points[0].vector, payload: before.points[0].payload });
@@ -155,7 +168,10 @@ describe('qdrant backup/restore (against the Qdrant TEST DOUBLE, not a real Qdra
     assert.equal(original.points.length, 30);
 
     const res = await restoreQdrantFromArchivePath(out, env.conn(), { collections: [MEMORY_COLLECTION], targetName: 'agent_memory_staging' });
-    assert.deepEqual(res.items.map((i) => [i.source, i.target, i.exists]), [[MEMORY_COLLECTION, 'agent_memory_staging', false]]);
+    assert.deepEqual(
+      res.items.map((i) => [i.source, i.target, i.exists]),
+      [[MEMORY_COLLECTION, 'agent_memory_staging', false]],
+    );
     assert.deepEqual(dump('agent_memory_staging'), archived);
     assert.deepEqual(dump(MEMORY_COLLECTION), original, 'original untouched');
 
@@ -300,7 +316,10 @@ describe('qdrant backup/restore (against the Qdrant TEST DOUBLE, not a real Qdra
     ]);
     assert.deepEqual(listCollectionsInArchive({}), []);
     assert.deepEqual(listCollectionsInArchive(null), []);
-    assert.deepEqual(listCollectionsInArchive({ qdrant: { collections: [null, 5, { name: 'x', fingerprint: { vectors: 7 } }] } }).map((c) => [c.name, c.vectors]), [['x', []]]);
+    assert.deepEqual(
+      listCollectionsInArchive({ qdrant: { collections: [null, 5, { name: 'x', fingerprint: { vectors: 7 } }] } }).map((c) => [c.name, c.vectors]),
+      [['x', []]],
+    );
   });
 
   it('collections whose names differ only in case get distinct archive entries and round-trip', async () => {
@@ -334,7 +353,13 @@ describe('qdrant backup/restore (against the Qdrant TEST DOUBLE, not a real Qdra
     const res = await restoreQdrantFromArchivePath(out, env.conn(), { dryRun: true, overwrite: true });
     assert.equal(res.dryRun, true);
     assert.equal(res.checksumsVerified, true);
-    assert.deepEqual(res.items.map((i) => [i.target, i.exists]), [[MEMORY_COLLECTION, true], [ARCHIVAL_COLLECTION, false]]);
+    assert.deepEqual(
+      res.items.map((i) => [i.target, i.exists]),
+      [
+        [MEMORY_COLLECTION, true],
+        [ARCHIVAL_COLLECTION, false],
+      ],
+    );
     assert.deepEqual(writeRequests(env.double), []);
     assert.equal(env.double.collections.has(ARCHIVAL_COLLECTION), false);
   });
@@ -367,7 +392,10 @@ describe('qdrant backup/restore (against the Qdrant TEST DOUBLE, not a real Qdra
       env.double.requests.length = 0;
       const e = await rejection(restoreQdrantFromArchivePath(bad, env.conn()));
       assert.equal(e.kind, 'failed');
-      assert.match(e.message, /snapshot of collection 'agent_memory' \(qdrant\/agent_memory\.snapshot\) failed its checksum: manifest sha256 [0-9a-f]{64}, extracted file sha256 [0-9a-f]{64}\. Nothing was uploaded\./);
+      assert.match(
+        e.message,
+        /snapshot of collection 'agent_memory' \(qdrant\/agent_memory\.snapshot\) failed its checksum: manifest sha256 [0-9a-f]{64}, extracted file sha256 [0-9a-f]{64}\. Nothing was uploaded\./,
+      );
       assert.deepEqual(writeRequests(env.double), [], 'nothing uploaded or created');
 
       // Skipping our check lets the bytes reach the server, which rejects them; the restore rolls back.

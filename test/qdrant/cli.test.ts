@@ -36,13 +36,22 @@ describe('agent-vault qdrant CLI (against the Qdrant TEST DOUBLE, not a real Qdr
     assert.match(la.stdout, /^agent_memory\t25 points\tvectors: colbert, image, text\tsparse: keywords\tindexes: body, kind, rank\t.*\t\+points$/m);
     assert.match(la.stdout, /^archival\t7 points\tvectors: \(unnamed\)/m);
     const laJson = JSON.parse((await run(['qdrant', 'list', archive(), '--json'])).stdout) as { name: string }[];
-    assert.deepEqual(laJson.map((c) => c.name), [MEMORY_COLLECTION, ARCHIVAL_COLLECTION]);
+    assert.deepEqual(
+      laJson.map((c) => c.name),
+      [MEMORY_COLLECTION, ARCHIVAL_COLLECTION],
+    );
 
     const ls = await run(['qdrant', 'list', '--url', env.double.url, '--json']);
     assert.equal(ls.code, 0);
     const server = JSON.parse(ls.stdout) as { server_version: string; collections: { name: string; points_count: number }[] };
     assert.equal(server.server_version, '1.18.0');
-    assert.deepEqual(server.collections.map((c) => [c.name, c.points_count]), [[MEMORY_COLLECTION, 25], [ARCHIVAL_COLLECTION, 7]]);
+    assert.deepEqual(
+      server.collections.map((c) => [c.name, c.points_count]),
+      [
+        [MEMORY_COLLECTION, 25],
+        [ARCHIVAL_COLLECTION, 7],
+      ],
+    );
 
     env.double.collections.clear();
     const r = await run(['qdrant', 'restore', archive(), '--url', env.double.url, ...fast]);

@@ -161,7 +161,18 @@ describe('qdrant schema fingerprints', () => {
     for (const [create, indexes] of [
       [MEMORY_CREATE, MEMORY_INDEXES],
       [{ vectors: { size: 3, distance: 'Euclid' }, sharding_method: 'custom', shard_number: 1 }, {}],
-      [{ vectors: { size: 3, distance: 'Dot' }, replication_factor: 2, write_consistency_factor: 2, optimizers_config: { indexing_threshold: 0 }, wal_config: { wal_capacity_mb: 8 }, strict_mode_config: { enabled: true }, metadata: { a: 1 } }, {}],
+      [
+        {
+          vectors: { size: 3, distance: 'Dot' },
+          replication_factor: 2,
+          write_consistency_factor: 2,
+          optimizers_config: { indexing_threshold: 0 },
+          wal_config: { wal_capacity_mb: 8 },
+          strict_mode_config: { enabled: true },
+          metadata: { a: 1 },
+        },
+        {},
+      ],
       [{ sparse_vectors: { bm25: { modifier: 'idf' } } }, { tenant: { type: 'keyword', is_tenant: true } }],
     ] as [Schemas['CreateCollection'], Record<string, Schemas['PayloadFieldSchema']>][]) {
       const fp = fingerprintFromInfo(infoOf(create, indexes), 'orig');
@@ -183,7 +194,10 @@ describe('qdrant schema fingerprints', () => {
       [{ ...fp, shard_number: '2' }, /shard_number.*wrong type/],
     ];
     for (const [bad, re] of cases) {
-      assert.throws(() => checkManifestFingerprint(bad, 'x', 'qdrant.collections[0]'), (e: Error & { kind?: string }) => re.test(e.message) && e.kind === 'failed');
+      assert.throws(
+        () => checkManifestFingerprint(bad, 'x', 'qdrant.collections[0]'),
+        (e: Error & { kind?: string }) => re.test(e.message) && e.kind === 'failed',
+      );
     }
     assert.throws(() => checkManifestFingerprint(fp, '0'.repeat(64), 'c'), /does not match the fingerprint/);
   });

@@ -51,7 +51,11 @@ export function memoryPoints(n = 25, seed = 7): Schemas['PointStruct'][] {
       vector: {
         text: [r(), r(), r(), r()],
         image: [r(), r(), r()],
-        colbert: [[r(), r()], [r(), r()], [r(), r()]],
+        colbert: [
+          [r(), r()],
+          [r(), r()],
+          [r(), r()],
+        ],
         keywords: { indices: [i, i + 100, i + 1000], values: [r(), r(), r()] },
       },
       payload: { kind: i % 3 === 0 ? 'core' : 'archival', rank: i, body: `Memory #${i} — naïve café ☕`, nested: { tags: ['a', `t${i}`], score: i / 7 } },
@@ -108,7 +112,5 @@ export async function rejection(p: Promise<unknown>): Promise<Error & { kind?: s
 
 /** Requests that change server state (anything but reads). */
 export function writeRequests(double: QdrantTestDouble): string[] {
-  return double.requests
-    .filter((r) => !(r.method === 'GET' || (r.method === 'POST' && /\/points\/(scroll|count)$/.test(r.path))))
-    .map((r) => `${r.method} ${r.path}`);
+  return double.requests.filter((r) => !(r.method === 'GET' || (r.method === 'POST' && /\/points\/(scroll|count)$/.test(r.path)))).map((r) => `${r.method} ${r.path}`);
 }

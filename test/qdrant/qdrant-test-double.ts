@@ -140,7 +140,10 @@ function tarUnpack(buf: Buffer): Map<string, Buffer> {
 }
 
 class HttpError extends Error {
-  constructor(readonly status: number, message: string) {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -304,7 +307,11 @@ export class QdrantTestDouble {
     if (seg.length === 1 && seg[0] === 'cluster' && method === 'GET') return this.ok(res, 'clusterStatus', { result: clone(this.cluster), status: 'ok', time: 0.0001 });
     // src/actix/api/collections_api.rs (GET /aliases)
     if (seg.length === 1 && seg[0] === 'aliases' && method === 'GET') {
-      return this.ok(res, 'getCollectionsAliases', { result: { aliases: [...this.aliases].sort().map(([alias_name, collection_name]) => ({ alias_name, collection_name })) }, status: 'ok', time: 0.0001 });
+      return this.ok(res, 'getCollectionsAliases', {
+        result: { aliases: [...this.aliases].sort().map(([alias_name, collection_name]) => ({ alias_name, collection_name })) },
+        status: 'ok',
+        time: 0.0001,
+      });
     }
     if (seg[0] !== 'collections') throw new HttpError(404, `Not found: ${path}`);
     if (seg.length === 2 && seg[1] === 'aliases' && method === 'POST') {
@@ -319,7 +326,12 @@ export class QdrantTestDouble {
     if (seg.length === 3 && seg[2] === 'aliases' && method === 'GET') {
       this.need(name);
       return this.ok(res, 'getCollectionAliases', {
-        result: { aliases: [...this.aliases].filter(([, c]) => c === name).sort().map(([alias_name, collection_name]) => ({ alias_name, collection_name })) },
+        result: {
+          aliases: [...this.aliases]
+            .filter(([, c]) => c === name)
+            .sort()
+            .map(([alias_name, collection_name]) => ({ alias_name, collection_name })),
+        },
         status: 'ok',
         time: 0.0001,
       });
@@ -495,7 +507,19 @@ export class QdrantTestDouble {
         params,
         hnsw_config: hnsw,
         // Defaults and merge of the *_config diffs as lib/collection/src/config.rs / operations/config_diff.rs.
-        optimizer_config: merged({ deleted_threshold: 0.2, vacuum_min_vector_number: 1000, default_segment_number: 0, max_segment_size: null, memmap_threshold: null, indexing_threshold: 10000, flush_interval_sec: 5, max_optimization_threads: null }, rq.optimizers_config),
+        optimizer_config: merged(
+          {
+            deleted_threshold: 0.2,
+            vacuum_min_vector_number: 1000,
+            default_segment_number: 0,
+            max_segment_size: null,
+            memmap_threshold: null,
+            indexing_threshold: 10000,
+            flush_interval_sec: 5,
+            max_optimization_threads: null,
+          },
+          rq.optimizers_config,
+        ),
         wal_config: merged({ wal_capacity_mb: 32, wal_segments_ahead: 0 }, rq.wal_config),
         quantization_config: rq.quantization_config ? clone(rq.quantization_config) : null,
         strict_mode_config: merged({ enabled: false }, rq.strict_mode_config),
@@ -519,7 +543,8 @@ export class QdrantTestDouble {
     const sparse = c.config.params.sparse_vectors ?? {};
     const dense = (p: Schemas['VectorParams'], val: unknown, label: string) => {
       if (p.multivector_config) {
-        if (!Array.isArray(val) || !val.every((row) => Array.isArray(row) && row.length === p.size)) throw new HttpError(400, `Wrong input: Vector dimension error for ${label} of point ${id}: expected multivector of dim ${p.size}`);
+        if (!Array.isArray(val) || !val.every((row) => Array.isArray(row) && row.length === p.size))
+          throw new HttpError(400, `Wrong input: Vector dimension error for ${label} of point ${id}: expected multivector of dim ${p.size}`);
       } else if (!Array.isArray(val) || val.length !== p.size || !val.every((x) => typeof x === 'number')) {
         throw new HttpError(400, `Wrong input: Vector dimension error for ${label} of point ${id}: expected dim: ${p.size}, got ${Array.isArray(val) ? val.length : typeof val}`);
       }
@@ -613,7 +638,10 @@ export class QdrantTestDouble {
   private createSnapshot(name: string): Schemas['SnapshotDescription'] {
     const c = this.need(name);
     const bytes = this.encodeSnapshot(c);
-    const stamp = new Date(Date.UTC(2025, 0, 1, 0, 0, ++this.seq)).toISOString().replace(/\.\d+Z$/, '').replace(/:/g, '-');
+    const stamp = new Date(Date.UTC(2025, 0, 1, 0, 0, ++this.seq))
+      .toISOString()
+      .replace(/\.\d+Z$/, '')
+      .replace(/:/g, '-');
     const snapName = `${name}-${this.seq}-${stamp}.snapshot`;
     const description: Schemas['SnapshotDescription'] = {
       name: snapName,
@@ -675,10 +703,16 @@ export class QdrantTestDouble {
       this.collections.set(name, target);
     }
     if (canonical(snap.config.params.vectors) !== canonical(target.config.params.vectors)) {
-      throw new HttpError(400, `Bad request: Snapshot is not compatible with existing collection: Collection vectors: ${JSON.stringify(target.config.params.vectors)} Snapshot Vectors: ${JSON.stringify(snap.config.params.vectors)}`);
+      throw new HttpError(
+        400,
+        `Bad request: Snapshot is not compatible with existing collection: Collection vectors: ${JSON.stringify(target.config.params.vectors)} Snapshot Vectors: ${JSON.stringify(snap.config.params.vectors)}`,
+      );
     }
     if ((snap.config.params.shard_number ?? 1) !== (target.config.params.shard_number ?? 1)) {
-      throw new HttpError(400, `Bad request: Snapshot is not compatible with existing collection: Collection shard number: ${target.config.params.shard_number} Snapshot shard number: ${snap.config.params.shard_number}`);
+      throw new HttpError(
+        400,
+        `Bad request: Snapshot is not compatible with existing collection: Collection shard number: ${target.config.params.shard_number} Snapshot shard number: ${snap.config.params.shard_number}`,
+      );
     }
     const fault = this.faults.recoverFailure;
     if (fault && fault.times > 0) {
@@ -746,7 +780,11 @@ function canonical(v: unknown): string {
   if (typeof v !== 'object') return JSON.stringify(v);
   if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
   const o = v as Record<string, unknown>;
-  return `{${Object.keys(o).filter((k) => o[k] !== null && o[k] !== undefined).sort().map((k) => `${JSON.stringify(k)}:${canonical(o[k])}`).join(',')}}`;
+  return `{${Object.keys(o)
+    .filter((k) => o[k] !== null && o[k] !== undefined)
+    .sort()
+    .map((k) => `${JSON.stringify(k)}:${canonical(o[k])}`)
+    .join(',')}}`;
 }
 
 async function readBody(req: http.IncomingMessage): Promise<Buffer> {

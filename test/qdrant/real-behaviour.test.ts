@@ -127,7 +127,7 @@ describe('qdrant: real-server behaviour (against the Qdrant TEST DOUBLE, not a r
       assert.ok(!writeRequests(env.double).includes('PUT /collections/tuned'), 'not pre-created by the client');
     });
 
-    it('the double models why: an upload into an existing collection keeps that collection\'s config', async () => {
+    it("the double models why: an upload into an existing collection keeps that collection's config", async () => {
       env.double.seedCollection('tuned', TUNED, { points: archivalPoints(4) });
       const file = await snapshotFile('tuned');
       env.double.collections.delete('tuned');
@@ -153,7 +153,7 @@ describe('qdrant: real-server behaviour (against the Qdrant TEST DOUBLE, not a r
   });
 
   describe('3. the double is as strict as the server', () => {
-    it('refuses with 400 an upload whose vector params differ from the existing collection\'s', async () => {
+    it("refuses with 400 an upload whose vector params differ from the existing collection's", async () => {
       const file = await snapshotFile(ARCHIVAL_COLLECTION);
       env.double.seedCollection('other', { vectors: { size: 4, distance: 'Euclid' } });
       const e = await rejection(uploadSnapshot(env.conn(), 'other', file));
@@ -162,11 +162,14 @@ describe('qdrant: real-server behaviour (against the Qdrant TEST DOUBLE, not a r
       assert.equal(dump('other').points.length, 0);
     });
 
-    it('keeps an uploaded file in the collection\'s snapshot folder until it is deleted', async () => {
+    it("keeps an uploaded file in the collection's snapshot folder until it is deleted", async () => {
       const file = await snapshotFile(ARCHIVAL_COLLECTION);
       await uploadSnapshot(env.conn(), 'copy', file, { uploadName: 'mine.snapshot' });
       assert.deepEqual(env.double.serverSnapshotNames('copy'), ['mine.snapshot']);
-      assert.deepEqual((await env.conn().client.listSnapshots('copy')).map((d) => d.name), ['mine.snapshot']);
+      assert.deepEqual(
+        (await env.conn().client.listSnapshots('copy')).map((d) => d.name),
+        ['mine.snapshot'],
+      );
       // Deleting the collection does not empty the folder; the API cannot reach it any more.
       env.double.collections.delete('copy');
       assert.deepEqual(env.double.serverSnapshotNames('copy'), ['mine.snapshot']);
@@ -238,7 +241,10 @@ describe('qdrant: real-server behaviour (against the Qdrant TEST DOUBLE, not a r
       assert.equal(e.kind, 'rolledBack', e.message);
       assert.deepEqual(dump(MEMORY_COLLECTION), before, 'the late recovery did not overwrite the rolled-back collection');
       assert.ok(took >= 900 && took < 5_000, `waited for the server (${took} ms), no fixed 10 s sleeps`);
-      assert.ok(env.double.requests.some((r) => r.path === `/collections/${MEMORY_COLLECTION}/cluster`), 'shard state polled');
+      assert.ok(
+        env.double.requests.some((r) => r.path === `/collections/${MEMORY_COLLECTION}/cluster`),
+        'shard state polled',
+      );
       assert.deepEqual(env.double.serverSnapshotNames(MEMORY_COLLECTION), []);
     });
 
@@ -284,7 +290,10 @@ describe('qdrant: real-server behaviour (against the Qdrant TEST DOUBLE, not a r
       const w = await createArchiveWriter(customArchive);
       for (const en of r0.list()) await w.addBuffer(en.name, await r0.readEntry(en.name));
       const { format: _f, format_version: _v, entries: _e, tool: _t, ...rest } = r0.manifest;
-      void _f; void _v; void _e; void _t;
+      void _f;
+      void _v;
+      void _e;
+      void _t;
       await w.finish({ ...rest, qdrant: q0 as never });
       await r0.close();
       env.double.requests.length = 0;
@@ -303,17 +312,25 @@ describe('qdrant: real-server behaviour (against the Qdrant TEST DOUBLE, not a r
 
     it('accepts an alias as --collection, backs up the aliases and restores them', async () => {
       const client = env.conn().client;
-      await client.updateCollectionAliases({ actions: [{ create_alias: { alias_name: 'memory', collection_name: MEMORY_COLLECTION } }, { create_alias: { alias_name: 'mem_v1', collection_name: MEMORY_COLLECTION } }] });
+      await client.updateCollectionAliases({
+        actions: [{ create_alias: { alias_name: 'memory', collection_name: MEMORY_COLLECTION } }, { create_alias: { alias_name: 'mem_v1', collection_name: MEMORY_COLLECTION } }],
+      });
       const out = join(env.dir, 'alias.avault');
       await backupQdrantToArchive(out, env.conn(), { collections: ['memory'] });
       const q = (await readManifest(out)).qdrant as unknown as QdrantManifestSection;
-      assert.deepEqual(q.collections.map((c) => [c.name, c.aliases]), [[MEMORY_COLLECTION, ['mem_v1', 'memory']]]);
+      assert.deepEqual(
+        q.collections.map((c) => [c.name, c.aliases]),
+        [[MEMORY_COLLECTION, ['mem_v1', 'memory']]],
+      );
       assert.ok(env.events.some((p) => p.phase === 'warning' && /'memory' is an alias of collection 'agent_memory'/.test(p.message)));
 
       await client.deleteCollection(MEMORY_COLLECTION); // deleting a collection removes its aliases
       assert.equal(env.double.aliases.size, 0);
       await restoreQdrantFromArchivePath(out, env.conn());
-      assert.deepEqual([...env.double.aliases].sort(), [['mem_v1', MEMORY_COLLECTION], ['memory', MEMORY_COLLECTION]]);
+      assert.deepEqual([...env.double.aliases].sort(), [
+        ['mem_v1', MEMORY_COLLECTION],
+        ['memory', MEMORY_COLLECTION],
+      ]);
     });
 
     it('an alias that points elsewhere is re-pointed only with --force, and put back when the restore fails', async () => {

@@ -167,7 +167,9 @@ describe(`qdrant end-to-end over REST only (${REAL_URL ? `REAL Qdrant at ${REAL_
     assert.equal(errorStatus(e), 400);
     assert.match(e.message, /not compatible/i);
     // The server kept the uploaded file in b's snapshot folder: remove it.
-    await conn().client.deleteSnapshot(b, uploadName).catch(() => undefined);
+    await conn()
+      .client.deleteSnapshot(b, uploadName)
+      .catch(() => undefined);
   });
 
   it('backs up through an alias and restores the alias', async () => {
@@ -179,7 +181,10 @@ describe(`qdrant end-to-end over REST only (${REAL_URL ? `REAL Qdrant at ${REAL_
     const out = join(dir, 'alias.avault');
     await backupQdrantToArchive(out, conn(), { collections: [alias] });
     const q = (await readManifest(out)).qdrant as unknown as QdrantManifestSection;
-    assert.deepEqual(q.collections.map((c) => [c.name, c.aliases]), [[n, [alias]]]);
+    assert.deepEqual(
+      q.collections.map((c) => [c.name, c.aliases]),
+      [[n, [alias]]],
+    );
     await conn().client.deleteCollection(n);
     await restoreQdrantFromArchivePath(out, conn());
     const aliases = (await conn().client.getAliases()).aliases.filter((a) => a.alias_name === alias);

@@ -45,7 +45,10 @@ describe('qdrant transfer, timeouts, retries, API key (against the Qdrant TEST D
   it('the test double answers the real client on the snapshot endpoints (list, recover from URL, delete)', async () => {
     const client = env.conn().client;
     const snap = await client.createSnapshot(ARCHIVAL_COLLECTION, { wait: true });
-    assert.deepEqual((await client.listSnapshots(ARCHIVAL_COLLECTION)).map((d) => d.name), [snap!.name]);
+    assert.deepEqual(
+      (await client.listSnapshots(ARCHIVAL_COLLECTION)).map((d) => d.name),
+      [snap!.name],
+    );
     const before = env.double.dumpCollection(ARCHIVAL_COLLECTION);
     const location = `${env.double.url}/collections/${ARCHIVAL_COLLECTION}/snapshots/${snap!.name}`;
     assert.equal(await client.recoverSnapshot('archival_copy', { location, checksum: snap!.checksum ?? undefined }), true);
@@ -190,7 +193,13 @@ describe('qdrant transfer, timeouts, retries, API key (against the Qdrant TEST D
       keyed.double.collections.delete(MEMORY_COLLECTION);
       await restoreQdrantFromArchivePath(dest, keyed.conn());
       const paths = new Set(keyed.double.requests.map((r) => `${r.method} ${r.path.replace(/snapshots\/[^/]+\.snapshot$/, 'snapshots/{name}')}`));
-      for (const must of ['GET /', 'POST /collections/agent_memory/snapshots', 'GET /collections/agent_memory/snapshots/{name}', 'POST /collections/agent_memory/snapshots/upload', 'DELETE /collections/agent_memory/snapshots/{name}']) {
+      for (const must of [
+        'GET /',
+        'POST /collections/agent_memory/snapshots',
+        'GET /collections/agent_memory/snapshots/{name}',
+        'POST /collections/agent_memory/snapshots/upload',
+        'DELETE /collections/agent_memory/snapshots/{name}',
+      ]) {
         assert.ok(paths.has(must), `${must} was requested`);
       }
       for (const r of keyed.double.requests) assert.equal(r.headers['api-key'], 's3cr3t-key', `${r.method} ${r.path}`);
@@ -200,7 +209,10 @@ describe('qdrant transfer, timeouts, retries, API key (against the Qdrant TEST D
 
     it('a missing or wrong key is a connection failure (exit 3) with a hint', async () => {
       // Real Qdrant answers 401 with a plain-text body (src/actix/auth.rs), which the message quotes.
-      for (const [apiKey, text] of [[undefined, /HTTP 401 .*Must provide an API key or an Authorization bearer token/], ['wrong', /HTTP 401 .*Invalid API key or JWT/]] as const) {
+      for (const [apiKey, text] of [
+        [undefined, /HTTP 401 .*Must provide an API key or an Authorization bearer token/],
+        ['wrong', /HTTP 401 .*Invalid API key or JWT/],
+      ] as const) {
         const e = await rejection(backupQdrantToArchive(join(keyed.dir, 'x.avault'), new QdrantConnection({ url: keyed.double.url, apiKey, retries: 0 })));
         assert.equal(e.kind, 'connection');
         assert.match(e.message, text);

@@ -68,8 +68,14 @@ describe('vault: backup, verify and restore drills (PGlite)', function () {
     assert.equal(snap.probes, 12, '4 probes for each of the 3 agents with passages');
     assert.equal(snap.secrets, false);
     const index = await readIndex(vault);
-    assert.deepEqual(index.snapshots.map((s) => s.id), [snap.id]);
-    assert.deepEqual(listFiles(vault).filter((f) => !f.startsWith('runs')), ['snapshots/' + snap.id + '.avsnap', 'vault.json']);
+    assert.deepEqual(
+      index.snapshots.map((s) => s.id),
+      [snap.id],
+    );
+    assert.deepEqual(
+      listFiles(vault).filter((f) => !f.startsWith('runs')),
+      ['snapshots/' + snap.id + '.avsnap', 'vault.json'],
+    );
 
     // no secret value in an unencrypted snapshot: keys only, values redacted
     const m = await readManifest(res.path);
@@ -77,7 +83,10 @@ describe('vault: backup, verify and restore drills (PGlite)', function () {
     assert.ok(!m.entries.some((e) => e.name.startsWith('secrets/')));
     const zipped = await readZip(res.path);
     assert.ok(zipped.entries.every((e) => !e.data.includes(Buffer.from(SECRET))));
-    assert.ok(zipped.entries.some((e) => e.data.includes(Buffer.from('OPENWEATHER_API_KEY'))), 'the key itself is kept');
+    assert.ok(
+      zipped.entries.some((e) => e.data.includes(Buffer.from('OPENWEATHER_API_KEY'))),
+      'the key itself is kept',
+    );
     // probes: recorded per agent with passages, top-5 of the archive's own vectors
     const r = await openArchive(res.path);
     const probes = (await readProbes(r))!;
@@ -94,10 +103,21 @@ describe('vault: backup, verify and restore drills (PGlite)', function () {
 
     const v = await verifyVault(vault, { deep: true });
     assert.ok(v.ok, JSON.stringify(v.snapshots[0].checks.filter((c) => !c.ok)));
-    assert.deepEqual(v.snapshots[0].checks.map((c) => c.name), ['file', 'sha256', 'manifest', 'index', 'checksums', 'schemas', 'counts', 'passages', 'probes']);
+    assert.deepEqual(
+      v.snapshots[0].checks.map((c) => c.name),
+      ['file', 'sha256', 'manifest', 'index', 'checksums', 'schemas', 'counts', 'passages', 'probes'],
+    );
 
     const drill = await runDrill({ snapshot: 'latest', vaultDir: vault });
-    assert.equal(drill.ok, true, JSON.stringify(drill.checks.filter((c) => !c.ok), null, 1));
+    assert.equal(
+      drill.ok,
+      true,
+      JSON.stringify(
+        drill.checks.filter((c) => !c.ok),
+        null,
+        1,
+      ),
+    );
     assert.deepEqual(
       drill.checks.map((c) => [c.name, c.ok, !!c.skipped]),
       [
@@ -125,7 +145,10 @@ describe('vault: backup, verify and restore drills (PGlite)', function () {
     assert.equal(st.level, 'ok', JSON.stringify(st.agents.map((a) => a.warnings)));
     assert.ok(st.agents.every((a) => a.last_drill?.ok === true && !a.stale));
     const log = await readRunLog(vault);
-    assert.deepEqual(log.map((l) => [l.command, l.ok, l.snapshot]), [['backup', true, snap.id]]);
+    assert.deepEqual(
+      log.map((l) => [l.command, l.ok, l.snapshot]),
+      [['backup', true, snap.id]],
+    );
   });
 
   it('encrypted round trip: secrets only inside; the drill passes with the passphrase; a wrong passphrase or a tampered ciphertext fails naming the check and writes nothing', async () => {
@@ -142,7 +165,10 @@ describe('vault: backup, verify and restore drills (PGlite)', function () {
     const r = await openArchive(res.path, { decrypt: { passphrase: PASS } });
     const secrets = await r.readJson<{ agent_id: string; variables: Array<{ key: string; value: string }> }>(secretsEntryName(agents[0]));
     await r.close();
-    assert.deepEqual(secrets.variables.map((v) => [v.key, v.value]), [['OPENWEATHER_API_KEY', SECRET]]);
+    assert.deepEqual(
+      secrets.variables.map((v) => [v.key, v.value]),
+      [['OPENWEATHER_API_KEY', SECRET]],
+    );
 
     // verify: without the key decryptability is a failed check; with it everything passes
     clearKeyCache();
@@ -177,7 +203,10 @@ describe('vault: backup, verify and restore drills (PGlite)', function () {
         assert.equal(bad.ok, false);
         assert.deepEqual(bad.failed_checks, ['decrypt']);
         assert.match(bad.checks.find((c) => c.name === 'decrypt')!.message, /wrong passphrase: the archive cannot be decrypted with it/);
-        assert.deepEqual(bad.checks.filter((c) => c.skipped).map((c) => c.name), ['integrity', 'references', 'restore', 'row-counts', 'in-context-messages', 'vector-search']);
+        assert.deepEqual(
+          bad.checks.filter((c) => c.skipped).map((c) => c.name),
+          ['integrity', 'references', 'restore', 'row-counts', 'in-context-messages', 'vector-search'],
+        );
         assert.equal((await empty1.query('SELECT count(*)::int AS n FROM agents')).rows[0].n, 0, 'nothing restored');
         assert.equal((await empty1.query('SELECT count(*)::int AS n FROM archival_passages')).rows[0].n, 0);
       } finally {
@@ -220,12 +249,18 @@ describe('vault: backup, verify and restore drills (PGlite)', function () {
         env: { AGENT_VAULT_PASSPHRASE: PASS },
       });
       assert.deepEqual(res.snapshot.collections, [MEMORY_COLLECTION]);
-      assert.deepEqual(res.snapshot.agents.map((a) => a.id), [agents[0]]);
+      assert.deepEqual(
+        res.snapshot.agents.map((a) => a.id),
+        [agents[0]],
+      );
       const m = await readManifest(res.path);
-      assert.deepEqual(m.entries.filter((e) => e.name.startsWith('qdrant/')).map((e) => [e.name, e.encrypted]), [
-        [`qdrant/${MEMORY_COLLECTION}.snapshot`, true],
-        [`qdrant/${MEMORY_COLLECTION}.points.jsonl`, true],
-      ]);
+      assert.deepEqual(
+        m.entries.filter((e) => e.name.startsWith('qdrant/')).map((e) => [e.name, e.encrypted]),
+        [
+          [`qdrant/${MEMORY_COLLECTION}.snapshot`, true],
+          [`qdrant/${MEMORY_COLLECTION}.points.jsonl`, true],
+        ],
+      );
       const r = await openArchive(res.path, { decrypt: { passphrase: PASS } });
       try {
         const restored = await restoreQdrantFromArchive(r, q.conn(), { targetName: 'restored_memory', settleMs: 10 });
@@ -253,7 +288,7 @@ describe('vault: backup, verify and restore drills (PGlite)', function () {
     const z = await readZip(tampered);
     const af = z.entries.find((e) => e.name === `agents/${agents[0]}.af`)!;
     flipByte(tampered, af.dataOffset + 50);
-    const t = await runDrill({ snapshot: tampered, reportDir: dir, db: await freshLettaDb('pglite').then((d) => ((scratchDbs.push(d), d))) });
+    const t = await runDrill({ snapshot: tampered, reportDir: dir, db: await freshLettaDb('pglite').then((d) => (scratchDbs.push(d), d)) });
     assert.equal(t.ok, false);
     assert.deepEqual(t.failed_checks, ['integrity']);
     assert.match(t.checks[0].message, new RegExp(`entries are damaged: agents/${agents[0]}\\.af`));
@@ -276,13 +311,19 @@ describe('vault: backup, verify and restore drills (PGlite)', function () {
     const { entries: _e, format: _f, format_version: _v, tool: _t, ...rest } = src.manifest;
     await w.finish(rest);
     await src.close();
-    const v = await runDrill({ snapshot: altered, reportDir: dir, db: await freshLettaDb('pglite').then((d) => ((scratchDbs.push(d), d))) });
+    const v = await runDrill({ snapshot: altered, reportDir: dir, db: await freshLettaDb('pglite').then((d) => (scratchDbs.push(d), d)) });
     assert.equal(v.ok, false);
     assert.deepEqual(v.failed_checks, ['vector-search']);
-    assert.deepEqual(v.checks.filter((c) => c.ok && !c.skipped).map((c) => c.name), ['integrity', 'references', 'restore', 'row-counts', 'in-context-messages']);
+    assert.deepEqual(
+      v.checks.filter((c) => c.ok && !c.skipped).map((c) => c.name),
+      ['integrity', 'references', 'restore', 'row-counts', 'in-context-messages'],
+    );
     const vs = v.checks.find((c) => c.name === 'vector-search')!;
     assert.match(vs.message, /^3 of 9 probe searches return other passages than recorded$/);
-    assert.ok(vs.failures!.every((f) => f.includes(agents[3])), 'only the altered agent fails');
+    assert.ok(
+      vs.failures!.every((f) => f.includes(agents[3])),
+      'only the altered agent fails',
+    );
     assert.match(vs.failures![0], /rank 1: (distance|got)/);
     assert.deepEqual(v.agents.find((a) => a.id === agents[3])!.probes, { total: 3, passed: 0 });
     assert.deepEqual(v.agents.find((a) => a.id === agents[0])!.probes, { total: 3, passed: 3 });
@@ -315,7 +356,14 @@ describe('vault: backup, verify and restore drills (PGlite)', function () {
     assert.deepEqual(index.snapshots.map((s) => s.id).sort(), [r1.snapshot.id, r3.snapshot.id].sort());
     assert.ok((await verifyVault(vault)).ok);
     const log = await readRunLog(vault);
-    assert.deepEqual(log.map((l) => [l.ok, l.error?.code ?? null]).sort(), [[false, 'locked'], [true, null], [true, null]].sort());
+    assert.deepEqual(
+      log.map((l) => [l.ok, l.error?.code ?? null]).sort(),
+      [
+        [false, 'locked'],
+        [true, null],
+        [true, null],
+      ].sort(),
+    );
     const ok = log.filter((l) => l.ok);
     const [a, b] = ok.sort((x, y) => String(x.locked_at).localeCompare(String(y.locked_at)));
     assert.ok(String(a.unlocked_at) <= String(b.locked_at), 'the lock-holding periods do not overlap');
@@ -368,16 +416,34 @@ describe('vault: backup, verify and restore drills (PGlite)', function () {
     }
     try {
       const index = await readIndex(vault);
-      assert.deepEqual(index.snapshots.map((s) => s.id), [good.snapshot.id], 'only the good snapshot is listed');
+      assert.deepEqual(
+        index.snapshots.map((s) => s.id),
+        [good.snapshot.id],
+        'only the good snapshot is listed',
+      );
       assert.deepEqual(fs.readdirSync(path.join(vault, 'snapshots')), [`${good.snapshot.id}.avsnap`], 'no partial or unlisted archive');
       assert.deepEqual(fs.readdirSync(path.join(vault, '.tmp')), []);
       assert.ok(!fs.readdirSync(vault).some((n) => n.includes('.tmp-') || n === '.lock'));
       assert.ok((await verifyVault(vault)).ok);
-      assert.deepEqual(hook.requests.map((r) => [r.body.event, r.body.error?.code ?? null]), [['backup.succeeded', null], ['backup.failed', 'disk-full'], ['backup.failed', 'disk-full']]);
+      assert.deepEqual(
+        hook.requests.map((r) => [r.body.event, r.body.error?.code ?? null]),
+        [
+          ['backup.succeeded', null],
+          ['backup.failed', 'disk-full'],
+          ['backup.failed', 'disk-full'],
+        ],
+      );
       assert.match(hook.requests[1].body.error.message, /no space left on the device/);
       assert.equal(hook.requests[1].body.snapshot, null);
       const log = await readRunLog(vault);
-      assert.deepEqual(log.map((l) => [l.ok, l.error?.code ?? null]), [[true, null], [false, 'disk-full'], [false, 'disk-full']]);
+      assert.deepEqual(
+        log.map((l) => [l.ok, l.error?.code ?? null]),
+        [
+          [true, null],
+          [false, 'disk-full'],
+          [false, 'disk-full'],
+        ],
+      );
     } finally {
       await hook.close();
     }

@@ -28,13 +28,19 @@ describe('vault/catalog: list, add and remove snapshots', () => {
     assert.equal(path.dirname(file), path.join(vault, 'snapshots'));
     assert.equal(existsSync(path.join(vault, '.lock')), false, 'the lock is released');
     const index = await readIndex(vault);
-    assert.deepEqual(index.snapshots.map((s) => s.id), [record.id]);
+    assert.deepEqual(
+      index.snapshots.map((s) => s.id),
+      [record.id],
+    );
     assert.match(record.sha256, /^[0-9a-f]{64}$/);
     const list = await listVaultSnapshots(vault);
     assert.equal(list.length, 1);
     assert.equal(list[0].listed, true);
     assert.equal(list[0].path, file);
-    assert.deepEqual(list[0].agents.map((a) => [a.name, a.counts?.blocks]), [['Loop', 9]]);
+    assert.deepEqual(
+      list[0].agents.map((a) => [a.name, a.counts?.blocks]),
+      [['Loop', 9]],
+    );
   });
 
   it('lists loose archives in the vault folder (newest first), and a broken one with its error', async () => {
@@ -45,17 +51,24 @@ describe('vault/catalog: list, add and remove snapshots', () => {
     assert.equal(list.length, 3);
     assert.equal(list[0].id, 'copied.avsnap', 'newest first');
     assert.equal(list[0].listed, false);
-    assert.deepEqual(list[0].agents.map((a) => a.name), ['deep-thought-research-agent']);
+    assert.deepEqual(
+      list[0].agents.map((a) => a.name),
+      ['deep-thought-research-agent'],
+    );
     const broken = list.find((s) => s.id === 'broken.zip')!;
     assert.match(broken.error!, /not a snapshot archive/);
   });
 
   it('a failing writer lists nothing and leaves no file', async () => {
     await assert.rejects(
-      addSnapshotToVault(vault, async (dest) => {
-        writeFileSync(dest, 'partial');
-        throw new AgentVaultError('write-failed', 'export failed');
-      }, { command: 'test' }),
+      addSnapshotToVault(
+        vault,
+        async (dest) => {
+          writeFileSync(dest, 'partial');
+          throw new AgentVaultError('write-failed', 'export failed');
+        },
+        { command: 'test' },
+      ),
       /export failed/,
     );
     assert.deepEqual(readdirSync(path.join(vault, 'snapshots')), []);
@@ -89,9 +102,15 @@ describe('vault/catalog: snapshots grouped by agent (the Snapshots view)', () =>
   });
 
   it('groups by database id, newest snapshot first; file-local ids (packed .af files) by name', () => {
-    const a = snap('a', '2026-01-01T00:00:00Z', [{ id: 'agent-7f0e', name: 'helper' }, { id: 'agent-0', name: 'packed' }]);
+    const a = snap('a', '2026-01-01T00:00:00Z', [
+      { id: 'agent-7f0e', name: 'helper' },
+      { id: 'agent-0', name: 'packed' },
+    ]);
     const b = snap('b', '2026-01-03T00:00:00Z', [{ id: 'agent-7f0e', name: 'helper renamed' }]);
-    const c = snap('c', '2026-01-02T00:00:00Z', [{ id: 'agent-1', name: 'packed' }, { id: 'agent-0', name: 'other' }]);
+    const c = snap('c', '2026-01-02T00:00:00Z', [
+      { id: 'agent-1', name: 'packed' },
+      { id: 'agent-0', name: 'other' },
+    ]);
     const groups = groupSnapshotsByAgent([a, b, c]);
     assert.deepEqual(
       groups.map((g) => [g.key, g.name, g.snapshots.map((s) => s.id)]),
@@ -102,6 +121,10 @@ describe('vault/catalog: snapshots grouped by agent (the Snapshots view)', () =>
       ],
     );
     const packed = groups.find((g) => g.key === 'name:packed')!;
-    assert.deepEqual(packed.snapshots.map((s) => agentIn(s, packed).id), ['agent-1', 'agent-0'], 'the same agent under its file-local id of each snapshot');
+    assert.deepEqual(
+      packed.snapshots.map((s) => agentIn(s, packed).id),
+      ['agent-1', 'agent-0'],
+      'the same agent under its file-local id of each snapshot',
+    );
   });
 });

@@ -77,7 +77,10 @@ describe('vault: the CLI (backup, prune, verify, drill, status) against PostgreS
       assert.match(body.error.message, /no-such-db does not exist/);
       assert.equal(body.vault, path.join(dir, 'vault'));
       const log = await readRunLog(path.join(dir, 'vault'));
-      assert.deepEqual(log.map((l) => [l.command, l.ok, l.error?.code]), [['backup', false, 'db-open']]);
+      assert.deepEqual(
+        log.map((l) => [l.command, l.ok, l.error?.code]),
+        [['backup', false, 'db-open']],
+      );
       assert.deepEqual(log[0].webhook, { ok: true, status: 204, error: null });
 
       const good = writeConfig(tmp.dir('good'), { vault: 'vault', source: { kind: 'postgres', urlEnv: 'SMALL_URL' }, webhook: { url: hook.url, on: ['failure', 'success'] } });
@@ -146,7 +149,10 @@ describe('vault: the CLI (backup, prune, verify, drill, status) against PostgreS
     assert.equal(killed.signal, 'SIGKILL');
     assert.ok(sawTemp, 'killed while the snapshot temp file was being written');
     // nothing new is listed; the leftovers are there but not snapshots
-    assert.deepEqual((await readIndex(vault)).snapshots.map((s) => s.id), before);
+    assert.deepEqual(
+      (await readIndex(vault)).snapshots.map((s) => s.id),
+      before,
+    );
     assert.ok(fs.existsSync(path.join(vault, 'snapshots', sawTemp)));
     assert.ok(fs.existsSync(path.join(vault, '.lock')), 'the killed run could not release its lock');
     const v = runCli(['verify', '--vault', vault]);
@@ -161,7 +167,11 @@ describe('vault: the CLI (backup, prune, verify, drill, status) against PostgreS
     assert.deepEqual(listFiles(path.join(vault, '.tmp')), []);
     assert.equal(fs.existsSync(path.join(vault, '.lock')), false);
     const log = await readRunLog(vault);
-    assert.deepEqual(log.map((l) => l.ok), [true, true], 'the killed run never got to log');
+    assert.deepEqual(
+      log.map((l) => l.ok),
+      [true, true],
+      'the killed run never got to log',
+    );
   });
 
   it('a full disk (2 MB tmpfs, or an injected ENOSPC where mounting is not allowed) fails cleanly', async () => {
@@ -201,9 +211,18 @@ fs.createWriteStream = function (file, opts) { const ws = real.call(fs, file, op
       assert.deepEqual(listFiles(path.join(vault, 'snapshots')), [path.basename(before[0].file)], 'no partial snapshot');
       assert.deepEqual(listFiles(path.join(vault, '.tmp')), []);
       assert.equal(fs.existsSync(path.join(vault, '.lock')), false);
-      assert.deepEqual(hook.requests.map((q) => [q.body.event, q.body.error?.code]), [['backup.failed', 'disk-full']]);
+      assert.deepEqual(
+        hook.requests.map((q) => [q.body.event, q.body.error?.code]),
+        [['backup.failed', 'disk-full']],
+      );
       const log = await readRunLog(vault);
-      assert.deepEqual(log.map((l) => [l.ok, l.error?.code ?? null]), [[true, null], [false, 'disk-full']]);
+      assert.deepEqual(
+        log.map((l) => [l.ok, l.error?.code ?? null]),
+        [
+          [true, null],
+          [false, 'disk-full'],
+        ],
+      );
     } finally {
       await hook.close();
       if (mounted) spawnSync('umount', [mnt]);
@@ -220,13 +239,28 @@ fs.createWriteStream = function (file, opts) { const ws = real.call(fs, file, op
     const one = path.join(pdir, 'one.avsnap');
     const w = await createArchiveWriter(one);
     await w.addJson('agents/agent-a.af', { agents: [{ id: 'agent-a', name: 'Alice' }] });
-    await w.finish({ created_at: '2026-01-01T00:00:00.000Z', agents: [{ id: 'agent-a', name: 'Alice', entry: 'agents/agent-a.af', counts: { messages: 0, in_context_messages: 0, blocks: 0, tools: 0, passages: 0, groups: 0, files: 0 } }] });
+    await w.finish({
+      created_at: '2026-01-01T00:00:00.000Z',
+      agents: [{ id: 'agent-a', name: 'Alice', entry: 'agents/agent-a.af', counts: { messages: 0, in_context_messages: 0, blocks: 0, tools: 0, passages: 0, groups: 0, files: 0 } }],
+    });
     const data = fs.readFileSync(one);
     const sha256 = createHash('sha256').update(data).digest('hex');
     for (let i = 0; i < 20; i++) {
       const id = `s${String(i).padStart(2, '0')}`;
       fs.writeFileSync(path.join(pv, 'snapshots', `${id}.avsnap`), data);
-      index.snapshots.push({ id, file: `snapshots/${id}.avsnap`, created_at: new Date(Date.UTC(2026, 0, 1 + i, 3)).toISOString(), bytes: data.length, sha256, encrypted: false, agents: [{ id: 'agent-a', name: 'Alice' }], collections: [], probes: 0, secrets: false, tool_version: 't' });
+      index.snapshots.push({
+        id,
+        file: `snapshots/${id}.avsnap`,
+        created_at: new Date(Date.UTC(2026, 0, 1 + i, 3)).toISOString(),
+        bytes: data.length,
+        sha256,
+        encrypted: false,
+        agents: [{ id: 'agent-a', name: 'Alice' }],
+        collections: [],
+        probes: 0,
+        secrets: false,
+        tool_version: 't',
+      });
     }
     await writeIndex(pv, index);
     const dry = runCli(['prune', '--vault', pv, '--keep-daily', '3', '--keep-weekly', '3', '--dry-run']);
@@ -249,7 +283,12 @@ fs.createWriteStream = function (file, opts) { const ws = real.call(fs, file, op
 
     // drill + status on a PostgreSQL-sourced vault (the embedded PGlite of the built CLI)
     const dir = tmp.dir('drill');
-    const cfg = writeConfig(dir, { vault: 'vault', source: { kind: 'postgres', urlEnv: 'SMALL_URL' }, encryption: { enabled: true, scrypt: { N: 1024 } }, policy: { maxAgeHours: 24, drillMaxAgeDays: 7 } });
+    const cfg = writeConfig(dir, {
+      vault: 'vault',
+      source: { kind: 'postgres', urlEnv: 'SMALL_URL' },
+      encryption: { enabled: true, scrypt: { N: 1024 } },
+      policy: { maxAgeHours: 24, drillMaxAgeDays: 7 },
+    });
     const keyEnv = { ...env, AGENT_VAULT_PASSPHRASE: 'cli pass' };
     const b = await startCli(['backup', '--config', cfg], keyEnv);
     assert.equal(b.code, 0, b.stderr);
@@ -273,7 +312,10 @@ fs.createWriteStream = function (file, opts) { const ws = real.call(fs, file, op
     ]);
     const text = runCli(['status', '--config', cfg, '--snapshots']).stdout;
     assert.match(text, /FAIL\s+memgpt_agent\s+\S+\s+\d+ min ago\s+FAILED: decrypt/);
-    assert.match(text, new RegExp(`\\nsnapshots:\\n  ${s.newest_snapshot.id} +\\S+ +\\d+\\.\\d MiB  encrypted  (?:memgpt_agent, deep-thought-research-agent|deep-thought-research-agent, memgpt_agent)\\n`));
+    assert.match(
+      text,
+      new RegExp(`\\nsnapshots:\\n  ${s.newest_snapshot.id} +\\S+ +\\d+\\.\\d MiB  encrypted  (?:memgpt_agent, deep-thought-research-agent|deep-thought-research-agent, memgpt_agent)\\n`),
+    );
     const noKey = runCli(['drill', 'latest', '--config', cfg], { env: { ...env, AGENT_VAULT_PASSPHRASE: '' } });
     assert.equal(noKey.code, 2);
     assert.match(noKey.stderr, /is encrypted; give the passphrase or key to drill it/);

@@ -46,7 +46,13 @@ async function entryDigests(file: string, passphrase?: string): Promise<Map<stri
   const r = await openArchive(file, passphrase ? { decrypt: { passphrase } } : {});
   try {
     const out = new Map<string, string>();
-    for (const e of r.list()) out.set(e.name, createHash('sha256').update(await r.readEntry(e.name)).digest('hex'));
+    for (const e of r.list())
+      out.set(
+        e.name,
+        createHash('sha256')
+          .update(await r.readEntry(e.name))
+          .digest('hex'),
+      );
     return out;
   } finally {
     await r.close();
@@ -152,9 +158,15 @@ describe('vault: deduplicating store', function () {
         assert.deepEqual(await decryptBuffer(crypto, 'blob/data/x', sealed), p);
         const streamed = await encryptBuffer(crypto, 'blob/data/x', p);
         assert.deepEqual(decryptEntrySync(crypto, 'blob/data/x', streamed, 'f').payload, p);
-        assert.throws(() => decryptEntrySync(crypto, 'blob/data/y', sealed, 'f'), (e: AgentVaultError) => e.code === 'decrypt');
+        assert.throws(
+          () => decryptEntrySync(crypto, 'blob/data/y', sealed, 'f'),
+          (e: AgentVaultError) => e.code === 'decrypt',
+        );
         const cut = sealed.subarray(0, sealed.length - 1);
-        assert.throws(() => decryptEntrySync(crypto, 'blob/data/x', cut, 'f'), (e: AgentVaultError) => e.code === 'decrypt');
+        assert.throws(
+          () => decryptEntrySync(crypto, 'blob/data/x', cut, 'f'),
+          (e: AgentVaultError) => e.code === 'decrypt',
+        );
       }
     });
   });
@@ -194,7 +206,9 @@ describe('vault: deduplicating store', function () {
         const ratioAgain = again.bytesAdded / first.bytesAdded;
         const ratioChanged = changed.bytesAdded / first.bytesAdded;
         // figures for the report
-        console.log(`      [${kind}] db export ${first.bytesRead} B: first ingest added ${first.bytesAdded} B; again ${again.bytesAdded} B (${(100 * ratioAgain).toFixed(3)} %); after 1 % changes ${changed.bytesAdded} B (${(100 * ratioChanged).toFixed(2)} %)`);
+        console.log(
+          `      [${kind}] db export ${first.bytesRead} B: first ingest added ${first.bytesAdded} B; again ${again.bytesAdded} B (${(100 * ratioAgain).toFixed(3)} %); after 1 % changes ${changed.bytesAdded} B (${(100 * ratioChanged).toFixed(2)} %)`,
+        );
         assert.equal(again.newBlobs, 0);
         assert.ok(ratioAgain < 0.01, `second ingest added ${(100 * ratioAgain).toFixed(2)} %`);
         assert.ok(ratioChanged < 0.06, `after 1 % changes the ingest added ${(100 * ratioChanged).toFixed(2)} % of the first`);
@@ -202,7 +216,13 @@ describe('vault: deduplicating store', function () {
 
         const snaps = await listSnapshots(repo);
         assert.equal(snaps.length, archives.length + 3);
-        assert.deepEqual(snaps.find((s) => s.id === first.snapshotId)?.agents.map((a) => a.id).sort(), [...synthAgents].sort());
+        assert.deepEqual(
+          snaps
+            .find((s) => s.id === first.snapshotId)
+            ?.agents.map((a) => a.id)
+            .sort(),
+          [...synthAgents].sort(),
+        );
         assert.equal(snaps.find((s) => s.id === first.snapshotId)?.source?.sha256, (await fileSha256(dbV1)).sha256);
 
         const reopened = await openRepo(store);

@@ -4,17 +4,7 @@ import * as path from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { createArchiveWriter, openArchive, readManifest } from '../../src/format/archive';
-import {
-  ArchiveCrypto,
-  SEGMENT_SIZE,
-  clearKeyCache,
-  decryptBuffer,
-  encryptBuffer,
-  keyFromBytes,
-  keyFromPassphrase,
-  readKeyFile,
-  type ArchiveKey,
-} from '../../src/format/crypto';
+import { ArchiveCrypto, SEGMENT_SIZE, clearKeyCache, decryptBuffer, encryptBuffer, keyFromBytes, keyFromPassphrase, readKeyFile, type ArchiveKey } from '../../src/format/crypto';
 import { packAgentFile } from '../../src/format/pack';
 import { copyArchive } from '../../src/vault/rewrite';
 import { FIXTURES_DIR } from '../helpers/paths';
@@ -89,7 +79,10 @@ describe('vault: archive encryption (AES-256-GCM per entry, scrypt, authenticate
       assert.equal(r.encrypted, true);
       assert.equal(r.decryptable, false);
       assert.equal(r.manifest.entries.length, 5);
-      assert.ok((await r.verifyAll()).every((x) => x.ok), 'stored bytes verify without the key');
+      assert.ok(
+        (await r.verifyAll()).every((x) => x.ok),
+        'stored bytes verify without the key',
+      );
       await rejectsWith(r.readEntry('secrets/agent-0.env.json'), 'encrypted', /secrets\/agent-0\.env\.json" is encrypted; give the passphrase or key/);
     } finally {
       await r.close();
@@ -124,7 +117,10 @@ describe('vault: archive encryption (AES-256-GCM per entry, scrypt, authenticate
       // the other entries still read
       assert.deepEqual(await r.readJson('agents/agent-0.af'), doc);
       const results = await r.verifyAll();
-      assert.deepEqual(results.filter((x) => !x.ok).map((x) => x.entry), ['passages/agent-0.vectors']);
+      assert.deepEqual(
+        results.filter((x) => !x.ok).map((x) => x.entry),
+        ['passages/agent-0.vectors'],
+      );
       // a streamed reader never saw plaintext of the altered segment: it got exactly segment 0
       const s = await r.openStream('passages/agent-0.vectors');
       const got: Buffer[] = [];
@@ -166,10 +162,18 @@ describe('vault: archive encryption (AES-256-GCM per entry, scrypt, authenticate
       entries.map((e) => (e.name === 'manifest.json' ? { name: e.name, data: newBytes, compressed: true } : { name: e.name, data: e.data, compressed: e.compressed })),
       comment.replace(/manifest_sha256=[0-9a-f]{64}/, `manifest_sha256=${sha(newBytes)}`),
     );
-    await rejectsWith(openArchive(altered, { decrypt: { passphrase: 'correct horse battery staple' } }), 'tampered', /the manifest failed authentication: it was changed after the archive was written/);
+    await rejectsWith(
+      openArchive(altered, { decrypt: { passphrase: 'correct horse battery staple' } }),
+      'tampered',
+      /the manifest failed authentication: it was changed after the archive was written/,
+    );
     // dropping the authentication code does not help
     const stripped = path.join(d, 'stripped.avsnap');
-    await writeZip(stripped, entries.map((e) => ({ name: e.name, data: e.data, compressed: e.compressed })), comment.replace(/ manifest_mac=[0-9a-f]{64}/, ''));
+    await writeZip(
+      stripped,
+      entries.map((e) => ({ name: e.name, data: e.data, compressed: e.compressed })),
+      comment.replace(/ manifest_mac=[0-9a-f]{64}/, ''),
+    );
     await rejectsWith(openArchive(stripped, { decrypt: { passphrase: 'correct horse battery staple' } }), 'tampered', /authentication code is missing/);
     // an unencrypted archive where an encrypted one is expected
     const plain = path.join(d, 'plain.avsnap');

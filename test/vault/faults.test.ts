@@ -71,7 +71,11 @@ async function assertReadable(vault: string, ids: string[]): Promise<void> {
     const file = path.join(vault, rec.file);
     assert.ok(fs.existsSync(file), `${rec.file} exists`);
     const checks = await verifyArchive(file, { deep: true, rec });
-    assert.deepEqual(checks.filter((c) => !c.ok), [], `${id} verifies (deep)`);
+    assert.deepEqual(
+      checks.filter((c) => !c.ok),
+      [],
+      `${id} verifies (deep)`,
+    );
   }
 }
 
@@ -245,7 +249,10 @@ describe('vault: fault injection (issue 10) against PostgreSQL', function () {
     assert.match(b2.stderr, /listed again/);
     index = await readIndex(vault);
     assert.equal(index.snapshots.length, 6);
-    await assertReadable(vault, index.snapshots.map((s) => s.id));
+    await assertReadable(
+      vault,
+      index.snapshots.map((s) => s.id),
+    );
     assert.deepEqual(listFiles(path.join(vault, 'snapshots')).length, 6, 'no archive was deleted');
 
     // a damaged index: the hint names rebuild-index; rebuild-index keeps the damaged file and rebuilds
@@ -266,7 +273,10 @@ describe('vault: fault injection (issue 10) against PostgreSQL', function () {
     assert.match(rb.stdout, /index written: 6 snapshot\(s\) \(6 listed again, 0 dropped as missing, 1 archive\(s\) failing verification\)/);
     assert.ok(fs.existsSync(bad) && fs.existsSync(path.join(vault, 'snapshots', 'notes.txt')));
     assert.ok(fs.readdirSync(vault).some((n) => n.startsWith('vault.json.damaged-')));
-    await assertReadable(vault, index.snapshots.map((s) => s.id));
+    await assertReadable(
+      vault,
+      index.snapshots.map((s) => s.id),
+    );
     // a listed snapshot whose file is gone: status notices it; rebuild-index drops it from the index
     fs.rmSync(bad);
     const gone = index.snapshots[0];
@@ -282,8 +292,14 @@ describe('vault: fault injection (issue 10) against PostgreSQL', function () {
     // put back: the next rebuild lists it again
     fs.renameSync(keepAside, path.join(vault, gone.file));
     const rb3 = await rebuildIndex(vault);
-    assert.deepEqual(rb3.adopted.map((a) => a.id), [gone.id]);
-    await assertReadable(vault, index.snapshots.map((s) => s.id));
+    assert.deepEqual(
+      rb3.adopted.map((a) => a.id),
+      [gone.id],
+    );
+    await assertReadable(
+      vault,
+      index.snapshots.map((s) => s.id),
+    );
   });
 
   it('3. prune keeps a corrupt newest snapshot (reported, exit 1) and counts only verified ones; pruneAfterBackup the same', async () => {
@@ -305,7 +321,10 @@ describe('vault: fault injection (issue 10) against PostgreSQL', function () {
     // pruneAfterBackup: a new good snapshot becomes the newest verified; the corrupt one stays
     const config = parseConfig(JSON.stringify({ vault: 'vault', source: { kind: 'postgres', url: small.url }, retention: { keepLast: 1, pruneAfterBackup: true } }), cfg);
     const res = await runBackup({ config, db: small.db });
-    assert.ok(res.warnings.some((w) => w.includes(`prune: snapshot ${newest} fails verification and was kept`)), res.warnings.join('\n'));
+    assert.ok(
+      res.warnings.some((w) => w.includes(`prune: snapshot ${newest} fails verification and was kept`)),
+      res.warnings.join('\n'),
+    );
     const after2 = (await readIndex(vault)).snapshots.map((s) => s.id).sort();
     assert.deepEqual(after2, [newest, res.snapshot.id].sort());
     await assertReadable(vault, [res.snapshot.id]);
@@ -320,7 +339,10 @@ describe('vault: fault injection (issue 10) against PostgreSQL', function () {
     assert.equal(b.code, 0, b.stderr);
     assert.equal(fs.existsSync(lock), false);
     // a live holder (this process, its real start time): refused with 75, named by status
-    fs.writeFileSync(lock, JSON.stringify({ pid: process.pid, host: os.hostname(), started_at: '2026-01-01T00:00:00Z', command: 'backup', token: 'live', proc_start: processStartTime(process.pid), mode: 'exclusive' }));
+    fs.writeFileSync(
+      lock,
+      JSON.stringify({ pid: process.pid, host: os.hostname(), started_at: '2026-01-01T00:00:00Z', command: 'backup', token: 'live', proc_start: processStartTime(process.pid), mode: 'exclusive' }),
+    );
     const refused = await cli(['backup', '--config', cfg], env);
     assert.equal(refused.code, 75);
     assert.match(refused.stderr, new RegExp(`locked by "backup" \\(pid ${process.pid} on `));
@@ -360,7 +382,10 @@ describe('vault: fault injection (issue 10) against PostgreSQL', function () {
     await shared.release();
     const ok = await cli(['prune', '--vault', vault, '--keep-last', '1']);
     assert.equal(ok.code, 0, ok.stderr);
-    assert.deepEqual((await readIndex(vault)).snapshots.map((s) => s.id), [ids[1]]);
+    assert.deepEqual(
+      (await readIndex(vault)).snapshots.map((s) => s.id),
+      [ids[1]],
+    );
     await assertReadable(vault, [ids[1]]);
     assert.deepEqual(fs.readdirSync(path.join(vault, '.readers')), []);
   });
@@ -394,11 +419,24 @@ describe('vault: fault injection (issue 10) against PostgreSQL', function () {
     });
     assert.equal(killed.code, 143, killed.stderr);
     assert.equal(killed.stderr, 'agent-vault: backup failed: interrupted by SIGTERM\n');
-    assert.deepEqual((await readIndex(vault)).snapshots.map((s) => s.id), before);
-    assert.deepEqual(listFiles(snaps), before.map((id) => `${id}.avsnap`), 'no temp file left');
+    assert.deepEqual(
+      (await readIndex(vault)).snapshots.map((s) => s.id),
+      before,
+    );
+    assert.deepEqual(
+      listFiles(snaps),
+      before.map((id) => `${id}.avsnap`),
+      'no temp file left',
+    );
     assert.equal(fs.existsSync(path.join(vault, LOCK_FILE)), false, 'the lock was released');
     const log = await readRunLog(vault);
-    assert.deepEqual(log.map((l) => [l.ok, l.error?.code ?? null]), [[true, null], [false, 'interrupted']]);
+    assert.deepEqual(
+      log.map((l) => [l.ok, l.error?.code ?? null]),
+      [
+        [true, null],
+        [false, 'interrupted'],
+      ],
+    );
     assert.match(log[1].error!.message, /backup interrupted by SIGTERM; no snapshot was written/);
     const st = await cli(['status', '--vault', vault]);
     assert.match(st.stdout, /last backup run: FAILED at .* — backup interrupted by SIGTERM/);
@@ -433,10 +471,16 @@ const open = fs.promises.open; fs.promises.open = async function (p, ...rest) { 
     const p = await cli(['prune', '--vault', moved, '--keep-last', '1'], injected);
     assert.equal(p.code, 74, p.stdout + p.stderr);
     assert.match(p.stderr, /cannot write .*vault\.json: no space left on the device/);
-    assert.deepEqual((await readIndex(moved)).snapshots.map((s) => s.id), ids);
+    assert.deepEqual(
+      (await readIndex(moved)).snapshots.map((s) => s.id),
+      ids,
+    );
     await assertReadable(moved, ids);
     const log = await readRunLog(moved);
-    assert.deepEqual(log.slice(-1).map((l) => [l.command, l.ok, l.error?.code]), [['prune', false, 'disk-full']]);
+    assert.deepEqual(
+      log.slice(-1).map((l) => [l.command, l.ok, l.error?.code]),
+      [['prune', false, 'disk-full']],
+    );
   });
 
   it('8. verify --deep catches what a drill catches: vectors moved between passages and a message dropped, checksums recomputed', async () => {
@@ -492,13 +536,24 @@ const open = fs.promises.open; fs.promises.open = async function (p, ...rest) { 
       [dropped, 'counts'],
     ] as const) {
       const quick = await verifyArchive(f, {});
-      assert.deepEqual(quick.filter((c) => !c.ok), [], 'the checksums were recomputed: a quick verify passes');
+      assert.deepEqual(
+        quick.filter((c) => !c.ok),
+        [],
+        'the checksums were recomputed: a quick verify passes',
+      );
       const deep = await verifyArchive(f, { deep: true });
       const failed = deep.filter((c) => !c.ok);
-      assert.deepEqual(failed.map((c) => c.name), [check], JSON.stringify(failed));
+      assert.deepEqual(
+        failed.map((c) => c.name),
+        [check],
+        JSON.stringify(failed),
+      );
     }
     assert.match((await verifyArchive(swapped, { deep: true })).find((c) => c.name === 'probes')!.message!, new RegExp(`probe searches return other passages .*${victim.id}`));
-    assert.match((await verifyArchive(dropped, { deep: true })).find((c) => c.name === 'counts')!.message!, new RegExp(`agent ${chatty.id}: messages ${chatty.counts.messages - 1} in .*, ${chatty.counts.messages} in the manifest`));
+    assert.match(
+      (await verifyArchive(dropped, { deep: true })).find((c) => c.name === 'counts')!.message!,
+      new RegExp(`agent ${chatty.id}: messages ${chatty.counts.messages - 1} in .*, ${chatty.counts.messages} in the manifest`),
+    );
     // the vault's own snapshot still passes verify --deep, through the CLI
     const v = await cli(['verify', '--vault', vault, '--deep']);
     assert.equal(v.code, 0, v.stdout + v.stderr);

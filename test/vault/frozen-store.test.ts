@@ -45,7 +45,10 @@ describe('vault: frozen store version 1 stays readable', function () {
       fs.cpSync(path.join(V1, kind), copy, { recursive: true });
       const repo = await openRepo(new LocalStore(copy), opts);
       if (kind === 'passphrase') await rejectsWith(openRepo(new LocalStore(copy), { passphrase: 'not it' }), 'wrong-key');
-      assert.deepEqual((await listSnapshots(repo)).map((s) => s.id), [ex.snapshot]);
+      assert.deepEqual(
+        (await listSnapshots(repo)).map((s) => s.id),
+        [ex.snapshot],
+      );
       const rep = await checkRepo(repo, { readData: true });
       assert.deepEqual(rep.problems, []);
       assert.deepEqual(rep.warnings, []);
@@ -57,7 +60,10 @@ describe('vault: frozen store version 1 stays readable', function () {
       const r = await openArchive(out, kind === 'passphrase' ? { decrypt: { passphrase: FROZEN_V1.passphrase } } : {});
       try {
         const got: Record<string, string> = {};
-        for (const e of r.list()) got[e.name] = createHash('sha256').update(await r.readEntry(e.name)).digest('hex');
+        for (const e of r.list())
+          got[e.name] = createHash('sha256')
+            .update(await r.readEntry(e.name))
+            .digest('hex');
         assert.deepEqual(got, ENTRY_DIGESTS[ex.archive]);
       } finally {
         await r.close();

@@ -117,7 +117,9 @@ export function listFiles(dir: string): string[] {
 }
 
 /** A local HTTP server that records requests; `mode` decides the answer. */
-export async function startHookServer(mode: 'ok' | 'error' | 'hang' = 'ok'): Promise<{ url: string; requests: Array<{ method: string; headers: http.IncomingHttpHeaders; body: any }>; close(): Promise<void> }> {
+export async function startHookServer(
+  mode: 'ok' | 'error' | 'hang' = 'ok',
+): Promise<{ url: string; requests: Array<{ method: string; headers: http.IncomingHttpHeaders; body: any }>; close(): Promise<void> }> {
   const requests: Array<{ method: string; headers: http.IncomingHttpHeaders; body: any }> = [];
   const sockets = new Set<import('node:net').Socket>();
   const server = http.createServer((req, res) => {
@@ -147,4 +149,3 @@ export async function startHookServer(mode: 'ok' | 'error' | 'hang' = 'ok'): Pro
       }),
   };
 }
-

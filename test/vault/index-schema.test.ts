@@ -24,7 +24,11 @@ describe('vault: the index format (schemas/vault-index.schema.json)', function (
   addFormats(ajv);
   const schema = ajv.compile(JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'schemas', 'vault-index.schema.json'), 'utf8')));
   // a plain boolean check (the compiled function is a type guard that would narrow to unknown)
-  const validate = Object.assign((v: unknown): boolean => schema(v), { get errors() { return schema.errors; } });
+  const validate = Object.assign((v: unknown): boolean => schema(v), {
+    get errors() {
+      return schema.errors;
+    },
+  });
 
   it('the index written by a snapshot write and by rebuild-index validates', async () => {
     const vault = tmp.dir('v');

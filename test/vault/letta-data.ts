@@ -50,33 +50,44 @@ function literal(v: Float32Array, padTo = 4096): string {
  * dimension (zero-padded to 4096 as Letta stores them). Returns the passage ids.
  */
 export async function addSyntheticPassages(db: Db, agentId: string, n: number, seed: string): Promise<string[]> {
-  const a = await db.query<{ name: string; embedding_config: Record<string, unknown> | null; organization_id: string }>('SELECT name, embedding_config, organization_id FROM agents WHERE id = $1', [agentId]);
+  const a = await db.query<{ name: string; embedding_config: Record<string, unknown> | null; organization_id: string }>('SELECT name, embedding_config, organization_id FROM agents WHERE id = $1', [
+    agentId,
+  ]);
   const agent = a.rows[0];
   const ec = agent.embedding_config ?? { embedding_model: 'text-embedding-3-small', embedding_dim: 1536, embedding_endpoint_type: 'openai' };
   const dim = Number(ec.embedding_dim) || 1536;
   const org = agent.organization_id ?? DEFAULT_ORG_ID;
   const archiveId = `archive-${randomUUID()}`;
-  await db.query(
-    `INSERT INTO archives (id, name, organization_id, vector_db_provider, embedding_config, metadata_) VALUES ($1, $2, $3, 'NATIVE', $4, '{}')`,
-    [archiveId, `${agent.name}'s Archive`, org, JSON.stringify(ec)],
-  );
+  await db.query(`INSERT INTO archives (id, name, organization_id, vector_db_provider, embedding_config, metadata_) VALUES ($1, $2, $3, 'NATIVE', $4, '{}')`, [
+    archiveId,
+    `${agent.name}'s Archive`,
+    org,
+    JSON.stringify(ec),
+  ]);
   await db.query(`INSERT INTO archives_agents (agent_id, archive_id, is_owner) VALUES ($1, $2, true)`, [agentId, archiveId]);
   const vecs = clusteredVectors(n, dim, seed);
   const ids: string[] = [];
   for (let i = 0; i < n; i++) {
     const id = `passage-${randomUUID()}`;
     ids.push(id);
-    await db.query(
-      `INSERT INTO archival_passages (id, text, embedding_config, metadata_, embedding, organization_id, archive_id, tags) VALUES ($1, $2, $3, '{}', $4::vector, $5, $6, $7)`,
-      [id, `memory ${i} of ${agent.name}: topic ${i % 6}`, JSON.stringify(ec), literal(vecs[i]), org, archiveId, JSON.stringify([`topic-${i % 6}`])],
-    );
+    await db.query(`INSERT INTO archival_passages (id, text, embedding_config, metadata_, embedding, organization_id, archive_id, tags) VALUES ($1, $2, $3, '{}', $4::vector, $5, $6, $7)`, [
+      id,
+      `memory ${i} of ${agent.name}: topic ${i % 6}`,
+      JSON.stringify(ec),
+      literal(vecs[i]),
+      org,
+      archiveId,
+      JSON.stringify([`topic-${i % 6}`]),
+    ]);
   }
   return ids;
 }
 
 /** Appends 1 % more messages (copies of the latest ones, new ids, dated later) and edits 1 % of the passages (text and embedding). */
 export async function changeOnePercent(db: Db): Promise<{ messages: number; passages: number }> {
-  const cols = (await db.query<{ column_name: string }>(`SELECT column_name FROM information_schema.columns WHERE table_name = 'messages' AND table_schema = current_schema() ORDER BY ordinal_position`)).rows.map((r) => r.column_name);
+  const cols = (
+    await db.query<{ column_name: string }>(`SELECT column_name FROM information_schema.columns WHERE table_name = 'messages' AND table_schema = current_schema() ORDER BY ordinal_position`)
+  ).rows.map((r) => r.column_name);
   const insertCols = cols.filter((c) => c !== 'sequence_id');
   const sel = insertCols.map((c) => (c === 'id' ? `'message-' || gen_random_uuid()` : c === 'created_at' ? `created_at + interval '100 days'` : c)).join(', ');
   const n = (await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM messages`)).rows[0].n;

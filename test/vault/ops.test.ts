@@ -76,7 +76,10 @@ describe('vault: lock, webhook, configuration, status', () => {
       await x.release();
       // a reader whose process is gone does not block
       const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
-      fs.writeFileSync(path.join(dir, READERS_DIR, 'ab'.repeat(8) + '.json'), JSON.stringify({ pid: Number(dead.stdout), host: os.hostname(), started_at: '2026-01-01T00:00:00Z', command: 'drill old', token: 'ab'.repeat(8), mode: 'shared' }));
+      fs.writeFileSync(
+        path.join(dir, READERS_DIR, 'ab'.repeat(8) + '.json'),
+        JSON.stringify({ pid: Number(dead.stdout), host: os.hostname(), started_at: '2026-01-01T00:00:00Z', command: 'drill old', token: 'ab'.repeat(8), mode: 'shared' }),
+      );
       const y = await acquireLock(dir, { command: 'prune' });
       await y.release();
       assert.deepEqual(fs.readdirSync(path.join(dir, READERS_DIR)), []);
@@ -86,7 +89,8 @@ describe('vault: lock, webhook, configuration, status', () => {
       const dir = tmp.dir('reuse');
       const mine = processStartTime(process.pid);
       assert.match(String(mine), /^\d+$/, 'the start time is read from /proc/<pid>/stat');
-      const write = (info: Record<string, unknown>): void => fs.writeFileSync(path.join(dir, LOCK_FILE), JSON.stringify({ host: os.hostname(), started_at: '2026-01-01T00:00:00Z', command: 'backup', token: 't', ...info }));
+      const write = (info: Record<string, unknown>): void =>
+        fs.writeFileSync(path.join(dir, LOCK_FILE), JSON.stringify({ host: os.hostname(), started_at: '2026-01-01T00:00:00Z', command: 'backup', token: 't', ...info }));
       write({ pid: process.pid, proc_start: mine });
       await rejectsWith(acquireLock(dir, { command: 'backup' }), 'locked');
       write({ pid: process.pid, proc_start: String(Number(mine) + 1) });
@@ -112,7 +116,11 @@ describe('vault: lock, webhook, configuration, status', () => {
     it('POSTs the JSON result to a local server, with configured and environment headers', async () => {
       const srv = await startHookServer('ok');
       try {
-        const r = await postWebhook({ url: srv.url, headers: { 'x-team': 'ops' }, headersFromEnv: { authorization: 'HOOK_TOKEN' } }, { event: 'backup.failed', ok: false }, { HOOK_TOKEN: 'Bearer t0k' });
+        const r = await postWebhook(
+          { url: srv.url, headers: { 'x-team': 'ops' }, headersFromEnv: { authorization: 'HOOK_TOKEN' } },
+          { event: 'backup.failed', ok: false },
+          { HOOK_TOKEN: 'Bearer t0k' },
+        );
         assert.equal(r.ok, true);
         assert.equal(r.status, 204);
         assert.equal(srv.requests.length, 1);
@@ -176,7 +184,11 @@ describe('vault: lock, webhook, configuration, status', () => {
       const d = tmp.dir('keys');
       fs.writeFileSync(path.join(d, 'pass.txt'), 'from-file\n');
       fs.writeFileSync(path.join(d, 'k.key'), 'ab'.repeat(32));
-      assert.deepEqual(await resolveKeyMaterial({ passphraseFile: path.join(d, 'pass.txt') }, { env: {} }), { kind: 'passphrase', passphrase: 'from-file', from: `passphrase file ${path.join(d, 'pass.txt')}` });
+      assert.deepEqual(await resolveKeyMaterial({ passphraseFile: path.join(d, 'pass.txt') }, { env: {} }), {
+        kind: 'passphrase',
+        passphrase: 'from-file',
+        from: `passphrase file ${path.join(d, 'pass.txt')}`,
+      });
       const k = await resolveKeyMaterial({ keyFile: path.join(d, 'k.key'), passphraseFile: path.join(d, 'pass.txt') }, { env: {} });
       assert.equal(k.kind, 'key');
       const e = await resolveKeyMaterial({}, { env: { AGENT_VAULT_PASSPHRASE: 'from-env' } });
@@ -192,7 +204,19 @@ describe('vault: lock, webhook, configuration, status', () => {
 
   describe('status', () => {
     function rec(id: string, created_at: string, agents: Array<[string, string]>): SnapshotRecord {
-      return { id, file: `snapshots/${id}.avsnap`, created_at, bytes: 1000, sha256: '0'.repeat(64), encrypted: false, agents: agents.map(([i, n]) => ({ id: i, name: n })), collections: [], probes: 3, secrets: false, tool_version: 't' };
+      return {
+        id,
+        file: `snapshots/${id}.avsnap`,
+        created_at,
+        bytes: 1000,
+        sha256: '0'.repeat(64),
+        encrypted: false,
+        agents: agents.map(([i, n]) => ({ id: i, name: n })),
+        collections: [],
+        probes: 3,
+        secrets: false,
+        tool_version: 't',
+      };
     }
     function drill(snapshot: string, at: string, ok: boolean, agents: string[], failed: string[] = []): DrillReport {
       return {
@@ -215,7 +239,12 @@ describe('vault: lock, webhook, configuration, status', () => {
       const dir = tmp.dir('status');
       await ensureVaultDirs(dir);
       const index = emptyIndex();
-      index.snapshots.push(rec('s1', '2026-03-01T00:00:00.000Z', [['agent-a', 'Alice'], ['agent-b', 'Bob']]));
+      index.snapshots.push(
+        rec('s1', '2026-03-01T00:00:00.000Z', [
+          ['agent-a', 'Alice'],
+          ['agent-b', 'Bob'],
+        ]),
+      );
       index.snapshots.push(rec('s2', '2026-03-02T00:00:00.000Z', [['agent-a', 'Alice']]));
       index.snapshots.push(rec('s3', '2026-03-02T06:00:00.000Z', [['agent-c', 'Carol']]));
       await writeIndex(dir, index);
@@ -226,7 +255,10 @@ describe('vault: lock, webhook, configuration, status', () => {
       const s = await vaultStatus(dir, { maxAgeHours: 26, drillMaxAgeDays: 7 }, { now });
       const by = new Map(s.agents.map((a) => [a.id, a]));
       const a = by.get('agent-a')!;
-      assert.deepEqual([a.last_snapshot?.id, a.last_snapshot?.age_hours, a.stale, a.last_drill?.ok, a.last_drill?.failed_checks, a.drill_failed, a.level], ['s2', 12, false, false, ['vector-search'], true, 'error']);
+      assert.deepEqual(
+        [a.last_snapshot?.id, a.last_snapshot?.age_hours, a.stale, a.last_drill?.ok, a.last_drill?.failed_checks, a.drill_failed, a.level],
+        ['s2', 12, false, false, ['vector-search'], true, 'error'],
+      );
       assert.equal(a.last_passing_drill_at, '2026-03-01T01:00:00.000Z');
       const b = by.get('agent-b')!;
       assert.deepEqual([b.last_snapshot?.id, b.last_snapshot?.age_hours, b.stale, b.last_drill?.ok, b.level], ['s1', 36, true, true, 'warning']);

@@ -60,14 +60,37 @@ describe('vault: retention (grandfather-father-son)', () => {
     const kept = plan.keep.map(date).sort();
     const expected = [
       // monthly: the newest snapshot of each of the 12 newest months (the 10 not kept otherwise)
-      '2025-03-31', '2025-04-30', '2025-05-31', '2025-06-30', '2025-07-31', '2025-08-31', '2025-09-30', '2025-10-31', '2025-11-30',
+      '2025-03-31',
+      '2025-04-30',
+      '2025-05-31',
+      '2025-06-30',
+      '2025-07-31',
+      '2025-08-31',
+      '2025-09-30',
+      '2025-10-31',
+      '2025-11-30',
       // weekly: the Sundays of the 8 newest ISO weeks (2026-W06 ends with 02-04 itself)
-      '2025-12-21', '2025-12-28',
+      '2025-12-21',
+      '2025-12-28',
       '2025-12-31', // monthly (December)
-      '2026-01-04', '2026-01-11', '2026-01-18',
+      '2026-01-04',
+      '2026-01-11',
+      '2026-01-18',
       // daily: the 14 newest days (include the weekly 01-25, 02-01, 02-04 and the monthly 01-31, 02-04)
-      '2026-01-22', '2026-01-23', '2026-01-24', '2026-01-25', '2026-01-26', '2026-01-27', '2026-01-28',
-      '2026-01-29', '2026-01-30', '2026-01-31', '2026-02-01', '2026-02-02', '2026-02-03', '2026-02-04',
+      '2026-01-22',
+      '2026-01-23',
+      '2026-01-24',
+      '2026-01-25',
+      '2026-01-26',
+      '2026-01-27',
+      '2026-01-28',
+      '2026-01-29',
+      '2026-01-30',
+      '2026-01-31',
+      '2026-02-01',
+      '2026-02-02',
+      '2026-02-03',
+      '2026-02-04',
     ];
     assert.deepEqual(kept, expected);
     assert.equal(plan.keep.length, 29);
@@ -102,7 +125,13 @@ describe('vault: retention (grandfather-father-son)', () => {
     // of a day with three runs, the latest is the one kept
     for (const d of dailyKept) {
       const sameDay = snaps.filter((s) => date(s) === date(d));
-      assert.equal(d.created_at, sameDay.map((s) => s.created_at).sort().pop());
+      assert.equal(
+        d.created_at,
+        sameDay
+          .map((s) => s.created_at)
+          .sort()
+          .pop(),
+      );
     }
     assert.deepEqual(
       plan.keep.filter((d) => d.reasons.some((r) => r.rule === 'yearly')).map(date),
@@ -124,7 +153,10 @@ describe('vault: retention (grandfather-father-son)', () => {
     expected.add(date(snaps[100]));
     assert.deepEqual(kept, expected);
     const c = plan.decisions.find((d) => d.id === snaps[100].id)!;
-    assert.deepEqual(c.reasons.map((r) => [r.rule, r.groups]), [['daily', ['agent:agent-c']]]);
+    assert.deepEqual(
+      c.reasons.map((r) => [r.rule, r.groups]),
+      [['daily', ['agent:agent-c']]],
+    );
     // with only keep-last 1, the newest snapshot of every agent still survives
     const last1 = planRetention(snaps, { keepLast: 1 });
     assert.deepEqual(last1.keep.map((d) => d.id).sort(), [snaps[29].id, snaps[100].id, snaps[399].id].sort());
@@ -160,7 +192,19 @@ describe('vault: retention (grandfather-father-son)', () => {
       for (const s of daily(400)) {
         const file = `snapshots/${s.id}.avsnap`;
         fs.writeFileSync(path.join(dir, file), data);
-        index.snapshots.push({ id: s.id, file, created_at: s.created_at, bytes, sha256, encrypted: false, agents: [{ id: agent.id, name: agent.name }], collections: [], probes: 0, secrets: false, tool_version: 'test' });
+        index.snapshots.push({
+          id: s.id,
+          file,
+          created_at: s.created_at,
+          bytes,
+          sha256,
+          encrypted: false,
+          agents: [{ id: agent.id, name: agent.name }],
+          collections: [],
+          probes: 0,
+          secrets: false,
+          tool_version: 'test',
+        });
       }
       await writeIndex(dir, index);
       return { dir, recs: index.snapshots };
@@ -185,8 +229,18 @@ describe('vault: retention (grandfather-father-son)', () => {
       // idempotent
       const again = await pruneVault(dir, { policy });
       assert.equal(again.removed.length, 0);
-      const log = fs.readFileSync(path.join(dir, 'runs.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
-      assert.deepEqual(log.map((l) => [l.command, l.ok, (l.removed as string[]).length]), [['prune', true, 371], ['prune', true, 0]]);
+      const log = fs
+        .readFileSync(path.join(dir, 'runs.jsonl'), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l));
+      assert.deepEqual(
+        log.map((l) => [l.command, l.ok, (l.removed as string[]).length]),
+        [
+          ['prune', true, 371],
+          ['prune', true, 0],
+        ],
+      );
     });
   });
 });

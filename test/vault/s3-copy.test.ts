@@ -51,7 +51,10 @@ describe('vault copy: local ↔ S3 ↔ S3', function () {
     assert.equal(r.ok, true);
     const idx = await readStoreIndex(to);
     const src = await readIndex(local);
-    assert.deepEqual(idx!.snapshots.map((s) => [s.id, s.sha256]), src.snapshots.map((s) => [s.id, s.sha256]));
+    assert.deepEqual(
+      idx!.snapshots.map((s) => [s.id, s.sha256]),
+      src.snapshots.map((s) => [s.id, s.sha256]),
+    );
     for (const s of src.snapshots) assert.equal((await to.head(s.file))!.sha256Hex, s.sha256);
     const again = await copyVault(new LocalStore(local), to, { lock: FAST_LOCK });
     assert.deepEqual([again.copied, again.skipped, again.ok], [0, 3, true]);
@@ -178,7 +181,9 @@ describe('vault copy: local ↔ S3 ↔ S3', function () {
       assert.match(nb.stderr, /"av-missing-bucket" does not exist/);
       const authMoto = await startMoto({ auth: true });
       try {
-        const wrong = runCli(['vault', 'copy', local, authMoto.location('av-auth-cli', 'x')], { env: { AWS_ACCESS_KEY_ID: 'AKIAWRONGWRONGWRONG2', AWS_SECRET_ACCESS_KEY: 'do-not-print-this-secret-91f2' } });
+        const wrong = runCli(['vault', 'copy', local, authMoto.location('av-auth-cli', 'x')], {
+          env: { AWS_ACCESS_KEY_ID: 'AKIAWRONGWRONGWRONG2', AWS_SECRET_ACCESS_KEY: 'do-not-print-this-secret-91f2' },
+        });
         assert.equal(wrong.code, 3, wrong.stderr);
         assert.match(wrong.stderr, /bucket "av-auth-cli" refused the credentials/);
         assert.doesNotMatch(wrong.stdout + wrong.stderr, /do-not-print-this-secret/);

@@ -67,7 +67,11 @@ describe('vault: object stores (local folder and S3 via moto)', function () {
     });
     it('refuses credentials in the location, bad bucket names, unknown options and ".." prefixes (usage errors)', () => {
       for (const bad of ['s3://AKIA:secret@my-vault/x', 's3://ab/x', 's3://My_Vault/x', 's3://my-vault/x?secret=1', 's3://my-vault/a/../b', 's3://my-vault/x?endpoint=ftp://h']) {
-        assert.throws(() => parseS3Location(bad), (e: unknown) => e instanceof AgentVaultError && e.kind === 'usage' && !/secret@/.test(e.message), bad);
+        assert.throws(
+          () => parseS3Location(bad),
+          (e: unknown) => e instanceof AgentVaultError && e.kind === 'usage' && !/secret@/.test(e.message),
+          bad,
+        );
       }
     });
   });
@@ -236,6 +240,9 @@ describe('vault: object stores (local folder and S3 via moto)', function () {
   it('leaves no temp files of its own behind in a local store', async () => {
     const dir = tmp.dir('contract');
     const names = (await fsp.readdir(dir, { recursive: true })) as string[];
-    assert.deepEqual(names.filter((n) => /\.tmp-[0-9a-f]{12}$/.test(n)), []);
+    assert.deepEqual(
+      names.filter((n) => /\.tmp-[0-9a-f]{12}$/.test(n)),
+      [],
+    );
   });
 });

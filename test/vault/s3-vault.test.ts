@@ -71,7 +71,10 @@ describe('vault commands on an s3:// vault (moto) from PostgreSQL', function () 
     const first = JSON.parse(r1.stdout).snapshot.id as string;
     const store = new S3Store(loc);
     const idx = await readStoreIndex(store);
-    assert.deepEqual(idx!.snapshots.map((s) => s.id), [first]);
+    assert.deepEqual(
+      idx!.snapshots.map((s) => s.id),
+      [first],
+    );
     assert.equal((await store.head(idx!.snapshots[0].file))!.sha256Hex, idx!.snapshots[0].sha256);
     assert.match((await store.readBytes('runs.jsonl'))!.toString(), /"command":"backup".*"ok":true/);
     assert.equal(await store.head('.lock'), null, 'the lock is released');
@@ -81,7 +84,10 @@ describe('vault commands on an s3:// vault (moto) from PostgreSQL', function () 
     assert.equal(r2.code, 0, r2.stderr);
     const second = JSON.parse(r2.stdout).snapshot.id as string;
     const idx2 = await readStoreIndex(store);
-    assert.deepEqual(idx2!.snapshots.map((s) => s.id), [second]);
+    assert.deepEqual(
+      idx2!.snapshots.map((s) => s.id),
+      [second],
+    );
     assert.equal(await store.head(`snapshots/${first}.avsnap`), null, 'the pruned snapshot was deleted');
     const status = runCli(['status', '--vault', loc, '--snapshots'], { env: env() });
     assert.equal(status.code, 0, status.stderr);
@@ -146,7 +152,10 @@ describe('vault commands on an s3:// vault (moto) from PostgreSQL', function () 
     assert.equal(r.code, 3, r.stdout + r.stderr);
     assert.match(r.stderr, /backup failed: .*s3:\/\/av-flaky\/v\/snapshots\//);
     assert.doesNotMatch(r.stderr, STACK_TRACE);
-    assert.deepEqual((await readStoreIndex(store))!.snapshots.map((s) => s.id), before);
+    assert.deepEqual(
+      (await readStoreIndex(store))!.snapshots.map((s) => s.id),
+      before,
+    );
     const c = moto.client();
     const objs = await c.send(new ListObjectsV2Command({ Bucket: 'av-flaky', Prefix: 'v/snapshots/' }));
     assert.equal(objs.Contents?.length, before.length, 'no new snapshot object is visible');
@@ -174,7 +183,10 @@ describe('vault commands on an s3:// vault (moto) from PostgreSQL', function () 
     assert.match(r.stderr, /backup failed: interrupted by SIGINT/);
     assert.doesNotMatch(r.stderr, STACK_TRACE);
     await new Promise((res) => setTimeout(res, 1700)); // the held request reaches the server late
-    assert.deepEqual((await readStoreIndex(store))!.snapshots.map((s) => s.id), before);
+    assert.deepEqual(
+      (await readStoreIndex(store))!.snapshots.map((s) => s.id),
+      before,
+    );
     const c = moto.client();
     const objs = await c.send(new ListObjectsV2Command({ Bucket: 'av-flaky', Prefix: 'v/snapshots/' }));
     const mp = await c.send(new ListMultipartUploadsCommand({ Bucket: 'av-flaky' }));
@@ -217,7 +229,10 @@ describe('vault commands on an s3:// vault (moto) from PostgreSQL', function () 
     const e = runCli(['rebuild-index', '--vault', moto.location('av-enc', 'x')], { env: env() });
     assert.equal(e.code, 0, e.stdout + e.stderr);
     const after = (await readStoreIndex(store))!;
-    assert.deepEqual(after.snapshots.map((s) => [s.id, s.sha256, s.encrypted]), before.snapshots.map((s) => [s.id, s.sha256, true]));
+    assert.deepEqual(
+      after.snapshots.map((s) => [s.id, s.sha256, s.encrypted]),
+      before.snapshots.map((s) => [s.id, s.sha256, true]),
+    );
     assert.deepEqual(after.kdf, before.kdf, 'the bucket keeps its scrypt salt, so the next backup uses the same key');
     await store.close();
   });

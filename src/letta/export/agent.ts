@@ -134,18 +134,41 @@ export async function writeAgent(
     ids: idMap,
     rows,
     environment: env.map((e) => environmentJson(e)),
-    identities: identities.map((i) => identityJson(i, (L.identityBlocks.get(i.id) ?? []).map((b) => ids.get(b)).filter((x): x is string => !!x))),
+    identities: identities.map((i) =>
+      identityJson(
+        i,
+        (L.identityBlocks.get(i.id) ?? []).map((b) => ids.get(b)).filter((x): x is string => !!x),
+      ),
+    ),
     archive: link ? archiveJson(link) : null,
     secrets: env.length ? 'redacted' : null,
     groups: groups
       .filter((g) => !whole.has(g.id))
-      .map((g) => groupJson(g, ids.get(g.id)!, ids, (L.groupBlocks.get(g.id) ?? []).filter((b) => L.blocksById.has(b)), groupMembers(L, g))),
+      .map((g) =>
+        groupJson(
+          g,
+          ids.get(g.id)!,
+          ids,
+          (L.groupBlocks.get(g.id) ?? []).filter((b) => L.blocksById.has(b)),
+          groupMembers(L, g),
+        ),
+      ),
     group_ids: p.managedGroupIds.filter((g) => !whole.has(g)).map((g) => ids.get(g)!),
   };
 
   const doc: JsonObject = {
     agents: [], // replaced by the streamed agent below
-    groups: groups.filter((g) => whole.has(g.id)).map((g) => groupJson(g, ids.get(g.id)!, ids, (L.groupBlocks.get(g.id) ?? []).filter((b) => L.blocksById.has(b)), groupMembers(L, g))),
+    groups: groups
+      .filter((g) => whole.has(g.id))
+      .map((g) =>
+        groupJson(
+          g,
+          ids.get(g.id)!,
+          ids,
+          (L.groupBlocks.get(g.id) ?? []).filter((b) => L.blocksById.has(b)),
+          groupMembers(L, g),
+        ),
+      ),
     blocks: blocks.map((b) => blockJson(b, ids.get(b.id)!, L.blockTags.get(b.id))),
     files: files.map((f) => fileJson(f, ids.get(f.id)!, ids.get(f.source_id) ?? f.source_id)),
     sources: sources.map((s) => sourceJson(s, ids.get(s.id)!)),
@@ -239,10 +262,19 @@ export async function writeAgent(
       progress: (n) => o.progress({ phase: 'passages', agentId, name: a.name, index: o.index, total: o.total, rows: n }),
     },
     (fdim, count, entryName) =>
-      writeVectorsEntry(tx, writer, info, { from: 'source_passages p WHERE p.file_id = ANY($1::text[]) AND NOT p.is_deleted', param: p.fileIds, what: `agent ${agentId}: file chunk` }, fdim, count, entryName, {
-        batchSize: o.batchSize ?? 500,
-        progress: (n) => o.progress({ phase: 'passages', agentId, name: a.name, index: o.index, total: o.total, rows: n }),
-      }),
+      writeVectorsEntry(
+        tx,
+        writer,
+        info,
+        { from: 'source_passages p WHERE p.file_id = ANY($1::text[]) AND NOT p.is_deleted', param: p.fileIds, what: `agent ${agentId}: file chunk` },
+        fdim,
+        count,
+        entryName,
+        {
+          batchSize: o.batchSize ?? 500,
+          progress: (n) => o.progress({ phase: 'passages', agentId, name: a.name, index: o.index, total: o.total, rows: n }),
+        },
+      ),
   );
 
   return {
@@ -260,13 +292,14 @@ export async function writeAgent(
       files: p.fileIds.length,
       ...(filePassages ? { file_passages: filePassages.count } : {}),
     },
-    embedding: emb || archiveEmb
-      ? {
-          model: ((archiveEmb?.embedding_model ?? emb?.embedding_model) as string | undefined) ?? null,
-          dim: passages > 0 ? dim : (num(emb?.embedding_dim) ?? null),
-          endpoint_type: ((archiveEmb?.embedding_endpoint_type ?? emb?.embedding_endpoint_type) as string | undefined) ?? null,
-        }
-      : null,
+    embedding:
+      emb || archiveEmb
+        ? {
+            model: ((archiveEmb?.embedding_model ?? emb?.embedding_model) as string | undefined) ?? null,
+            dim: passages > 0 ? dim : (num(emb?.embedding_dim) ?? null),
+            endpoint_type: ((archiveEmb?.embedding_endpoint_type ?? emb?.embedding_endpoint_type) as string | undefined) ?? null,
+          }
+        : null,
     llm: isObj(a.llm_config) ? { model: (a.llm_config.model as string | undefined) ?? null } : null,
     passages_entry: passagesEntry,
     vectors_entry: vectorsEntry,

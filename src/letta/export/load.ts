@@ -185,7 +185,10 @@ export async function loadRelated(tx: Queryable, agents: Row[]): Promise<Loaded>
       else if (typeof mcp.server_name === 'string') mcpNames.add(mcp.server_name);
     }
   }
-  const mcpRows = mcpIds.size || mcpNames.size ? await q(`SELECT * FROM mcp_server WHERE (id = ANY($1::text[]) OR server_name = ANY($2::text[])) AND NOT is_deleted ORDER BY server_name, id`, [[...mcpIds], [...mcpNames]]) : [];
+  const mcpRows =
+    mcpIds.size || mcpNames.size
+      ? await q(`SELECT * FROM mcp_server WHERE (id = ANY($1::text[]) OR server_name = ANY($2::text[])) AND NOT is_deleted ORDER BY server_name, id`, [[...mcpIds], [...mcpNames]])
+      : [];
 
   const agentGroups = new Map<string, string[]>();
   const addAG = (agent: string, group: string) => {
@@ -242,11 +245,11 @@ export interface AgentPlan {
 
 export async function planIds(tx: Queryable, L: Loaded, ids: FileIds): Promise<AgentPlan[]> {
   const plans: AgentPlan[] = [];
-  for (const a of L.agents) plans.push({ row: a, fileId: ids.map(a.id, 'agent'), blockIds: [], toolIds: [], sourceIds: [], fileIds: [], groupIds: [], managedGroupIds: [], messageBase: 0, messageCount: 0 });
-  const counts = await tx.query<{ agent_id: string; n: number }>(
-    `SELECT agent_id, count(*)::int AS n FROM messages WHERE agent_id = ANY($1::text[]) AND NOT is_deleted GROUP BY agent_id`,
-    [L.agents.map((a) => a.id)],
-  );
+  for (const a of L.agents)
+    plans.push({ row: a, fileId: ids.map(a.id, 'agent'), blockIds: [], toolIds: [], sourceIds: [], fileIds: [], groupIds: [], managedGroupIds: [], messageBase: 0, messageCount: 0 });
+  const counts = await tx.query<{ agent_id: string; n: number }>(`SELECT agent_id, count(*)::int AS n FROM messages WHERE agent_id = ANY($1::text[]) AND NOT is_deleted GROUP BY agent_id`, [
+    L.agents.map((a) => a.id),
+  ]);
   const msgCount = new Map(counts.rows.map((r) => [r.agent_id, r.n]));
   for (const p of plans) {
     const id = p.row.id as string;

@@ -66,10 +66,14 @@ export async function checkGuards(
     const colDim = cols.get('archival_passages')!.find((c) => c.name === 'embedding')?.vectorDim ?? null;
     for (const a of withPassages) {
       const ec = (a.archive && isObj(a.archive.embedding_config) ? a.archive.embedding_config : null) ?? (isObj(a.obj.embedding_config) ? a.obj.embedding_config : null);
-      const model_ = (a.manifest?.embedding?.model ?? (ec?.embedding_model as string | undefined)) ?? null;
+      const model_ = a.manifest?.embedding?.model ?? (ec?.embedding_model as string | undefined) ?? null;
       const dim = a.manifest?.embedding?.dim ?? num(ec?.embedding_dim);
       if (colDim !== null && dim !== null && dim > colDim) {
-        throw new AgentVaultError('embedding-mismatch', `agent ${JSON.stringify(a.name)}: its embeddings have ${dim} dimensions, more than the ${colDim} the target's archival_passages.embedding column holds.`, { kind: 'mismatch' });
+        throw new AgentVaultError(
+          'embedding-mismatch',
+          `agent ${JSON.stringify(a.name)}: its embeddings have ${dim} dimensions, more than the ${colDim} the target's archival_passages.embedding column holds.`,
+          { kind: 'mismatch' },
+        );
       }
       const ok = target.length === 0 || target.some((x) => x.model === model_ && x.dim === dim);
       embeddingGuards.push({ agent: a.name ?? a.fileId, model: model_, dim, target, ok, forced: !ok && !!opts.allowEmbeddingMismatch });

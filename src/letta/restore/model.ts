@@ -71,7 +71,6 @@ export interface SourceModel {
   close(): Promise<void>;
 }
 
-
 export interface Assign {
   agents: Map<string, string>; // agent file id → target id (restored agents)
   agentRef: Map<string, string>; // any agent file id → target id (restored, skipped-existing, present in target)
@@ -109,4 +108,3 @@ export interface Planned {
   org: string;
   user: string;
 }
-

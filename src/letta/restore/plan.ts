@@ -44,7 +44,8 @@ export async function computePlan(tx: Queryable, model: SourceModel, opts: Resto
   if (orgRow.rows.length === 0) throw new AgentVaultError('restore-target', `The target database has no organization ${org}.`, { kind: 'usage', hint: 'restore into an existing organization' });
   const userRow = await tx.query<{ organization_id: string }>(`SELECT organization_id FROM users WHERE id = $1`, [user]);
   if (userRow.rows.length === 0) throw new AgentVaultError('restore-target', `The target database has no user ${user}.`, { kind: 'usage' });
-  if (userRow.rows[0].organization_id !== org) throw new AgentVaultError('restore-target', `User ${user} belongs to organization ${userRow.rows[0].organization_id}, not to ${org}.`, { kind: 'usage' });
+  if (userRow.rows[0].organization_id !== org)
+    throw new AgentVaultError('restore-target', `User ${user} belongs to organization ${userRow.rows[0].organization_id}, not to ${org}.`, { kind: 'usage' });
 
   const onConflict = opts.onConflict ?? 'fail';
   const newIds = !!opts.newIds;
@@ -58,9 +59,13 @@ export async function computePlan(tx: Queryable, model: SourceModel, opts: Resto
   const byId = await tx.query<{ id: string; name: string | null }>(`SELECT id, name FROM agents WHERE id = ANY($1::text[])`, [selected.map(dbOf).filter((x): x is string => !!x)]);
   const existingById = new Map(byId.rows.map((r) => [r.id, r]));
   const names = selected.filter((a) => !dbOf(a) && a.name !== null).map((a) => a.name!);
-  const byName = names.length && !opts.allowDuplicateNames
-    ? await tx.query<{ id: string; name: string }>(`SELECT id, name FROM agents WHERE organization_id = $1 AND NOT is_deleted AND name = ANY($2::text[]) ORDER BY created_at NULLS FIRST, id`, [org, names])
-    : { rows: [] as { id: string; name: string }[] };
+  const byName =
+    names.length && !opts.allowDuplicateNames
+      ? await tx.query<{ id: string; name: string }>(`SELECT id, name FROM agents WHERE organization_id = $1 AND NOT is_deleted AND name = ANY($2::text[]) ORDER BY created_at NULLS FIRST, id`, [
+          org,
+          names,
+        ])
+      : { rows: [] as { id: string; name: string }[] };
   const existingByName = new Map<string, string[]>();
   for (const r of byName.rows) existingByName.set(r.name, [...(existingByName.get(r.name) ?? []), r.id]);
 
@@ -98,8 +103,8 @@ export async function computePlan(tx: Queryable, model: SourceModel, opts: Resto
   for (const a of selected) {
     const db = dbOf(a);
     const hitId = db ? existingById.get(db) : undefined;
-    const hitNames = !db && a.name !== null ? existingByName.get(a.name) ?? [] : [];
-    const existingId = hitId ? hitId.id : hitNames[0] ?? null;
+    const hitNames = !db && a.name !== null ? (existingByName.get(a.name) ?? []) : [];
+    const existingId = hitId ? hitId.id : (hitNames[0] ?? null);
     const counts = {
       messages: a.messageCount,
       in_context_messages: a.inContext.length,
@@ -119,7 +124,8 @@ export async function computePlan(tx: Queryable, model: SourceModel, opts: Resto
       counts,
       adds_system_message: a.inContext.length === 0 && model.sourceKind === 'agent-file' && opts.initialSystemMessage !== false,
     };
-    if (a.inContext.length === 0 && model.sourceKind !== 'agent-file') warnings.push(`agent ${JSON.stringify(a.name)} has no in-context message in the snapshot; it is restored as it is, and Letta will not run it until it has a system message`);
+    if (a.inContext.length === 0 && model.sourceKind !== 'agent-file')
+      warnings.push(`agent ${JSON.stringify(a.name)} has no in-context message in the snapshot; it is restored as it is, and Letta will not run it until it has a system message`);
     if (!existingId) {
       pa.target_id = db ?? newId('agent');
       if (db) assign.keepIds.add(a.fileId);
@@ -173,11 +179,16 @@ export async function computePlan(tx: Queryable, model: SourceModel, opts: Resto
   }
   // agents of the source that are not restored but exist in the target under their id
   const others = model.agents.filter((a) => !assign.agentRef.has(a.fileId) && a.dbId && !newIds);
-  const present = await existing(tx, 'agents', others.map((a) => a.dbId!));
+  const present = await existing(
+    tx,
+    'agents',
+    others.map((a) => a.dbId!),
+  );
   for (const a of others) if (present.has(a.dbId!) && !deleteAgents.includes(a.dbId!)) assign.agentRef.set(a.fileId, a.dbId!);
-  for (const [f, d] of model.dbIds) if (f.startsWith('agent-') && !assign.agentRef.has(f) && !newIds && !model.agents.some((a) => a.fileId === f)) {
-    if ((await existing(tx, 'agents', [d])).has(d) && !deleteAgents.includes(d)) assign.agentRef.set(f, d);
-  }
+  for (const [f, d] of model.dbIds)
+    if (f.startsWith('agent-') && !assign.agentRef.has(f) && !newIds && !model.agents.some((a) => a.fileId === f)) {
+      if ((await existing(tx, 'agents', [d])).has(d) && !deleteAgents.includes(d)) assign.agentRef.set(f, d);
+    }
 
   const conflicts = planAgents.filter((p) => p.action === 'conflict');
   if (conflicts.length) {
@@ -200,7 +211,9 @@ export async function computePlan(tx: Queryable, model: SourceModel, opts: Resto
   let deleteArchives: string[] = [];
   if (deleteAgents.length) {
     deleteGroups = (
-      await tx.query<{ id: string }>(`SELECT id FROM groups WHERE manager_agent_id = ANY($1::text[]) OR id IN (SELECT group_id FROM groups_agents WHERE agent_id = ANY($1::text[])) ORDER BY id`, [deleteAgents])
+      await tx.query<{ id: string }>(`SELECT id FROM groups WHERE manager_agent_id = ANY($1::text[]) OR id IN (SELECT group_id FROM groups_agents WHERE agent_id = ANY($1::text[])) ORDER BY id`, [
+        deleteAgents,
+      ])
     ).rows.map((r) => r.id);
     deleteBlocks = (
       await tx.query<{ block_id: string }>(
@@ -282,7 +295,10 @@ export async function computePlan(tx: Queryable, model: SourceModel, opts: Resto
     unattached_blocks: { count: looseBlocks.length, labels: looseBlocks },
     unattached_tools: { count: looseTools.length, names: looseTools },
   };
-  if (model.skills.length) warnings.push(`${model.skills.length} skill${model.skills.length === 1 ? '' : 's'} of the source ${model.skills.length === 1 ? 'is' : 'are'} not restored (Agent Vault writes no skills): ${model.skills.slice(0, 5).join(', ')}${model.skills.length > 5 ? ', …' : ''}`);
+  if (model.skills.length)
+    warnings.push(
+      `${model.skills.length} skill${model.skills.length === 1 ? '' : 's'} of the source ${model.skills.length === 1 ? 'is' : 'are'} not restored (Agent Vault writes no skills): ${model.skills.slice(0, 5).join(', ')}${model.skills.length > 5 ? ', …' : ''}`,
+    );
   if (looseBlocks.length || looseTools.length) {
     warnings.push(
       `${looseBlocks.length} block${looseBlocks.length === 1 ? '' : 's'} and ${looseTools.length} tool${looseTools.length === 1 ? '' : 's'} that no restored agent attaches are written as free-standing rows; an export of these agents will not contain them`,

@@ -28,7 +28,7 @@ function hasKey(d: DecryptOptions | undefined): d is DecryptOptions {
 
 export async function openSource(src: RestoreSource, decrypt: DecryptOptions | undefined): Promise<SourceModel> {
   if (typeof src !== 'string') {
-    const parsed = { format: (('agents' in src.doc ? 'v2' : 'v1') as 'v1' | 'v2'), doc: src.doc };
+    const parsed = { format: ('agents' in src.doc ? 'v2' : 'v1') as 'v1' | 'v2', doc: src.doc };
     const doc = toV2(parsed);
     return inMemoryModel(doc, { path: null, format: parsed.format, name: src.name ?? 'agent file' });
   }
@@ -99,7 +99,14 @@ async function openArchiveSource(file: string, decrypt: DecryptOptions | undefin
     // the other entries (vectors, mostly) are hashed on a worker thread while the agent files are read here
     const others = m.entries.filter((e) => !agentEntries.has(e.name));
     const otherBytes = others.reduce((n, e) => n + e.size, 0);
-    const othersChecked = otherBytes >= WORKER_MIN_BYTES ? checkOnWorker(streams, file, others.map((e) => e.name)) : null;
+    const othersChecked =
+      otherBytes >= WORKER_MIN_BYTES
+        ? checkOnWorker(
+            streams,
+            file,
+            others.map((e) => e.name),
+          )
+        : null;
     othersChecked?.catch(() => undefined);
     for (const a of m.agents) {
       const where = `${file}!${a.entry}`;
@@ -193,7 +200,8 @@ async function openArchiveSource(file: string, decrypt: DecryptOptions | undefin
           if (got.length) yield got;
         }
         splitter.end();
-        if (splitter.messageCounts[a.slot] !== a.messageCount) throw restoreInvalid(where, `agent "${a.fileId}" has ${splitter.messageCounts[a.slot]} messages now, ${a.messageCount} when it was checked`);
+        if (splitter.messageCounts[a.slot] !== a.messageCount)
+          throw restoreInvalid(where, `agent "${a.fileId}" has ${splitter.messageCounts[a.slot]} messages now, ${a.messageCount} when it was checked`);
       },
     });
     model.encrypted = reader.encrypted;
@@ -265,7 +273,14 @@ function checkReferences(docs: AgentFileV2[], name: string): void {
   }
   const bad = checkV2References(merged).filter((f) => f.severity === 'error' && f.code === 'dangling-reference' && !/\/(messages|in_context_message_ids)(\/|$)/.test(f.pointer ?? ''));
   if (bad.length) {
-    throw restoreInvalid(name, `${bad.length} dangling reference${bad.length === 1 ? '' : 's'} (as agent-vault validate reports): ${bad.slice(0, 3).map((f) => `${f.message}${f.pointer ? ` (at ${f.pointer})` : ''}`).join('; ')}${bad.length > 3 ? `; and ${bad.length - 3} more` : ''}; nothing was restored`, bad[0].pointer);
+    throw restoreInvalid(
+      name,
+      `${bad.length} dangling reference${bad.length === 1 ? '' : 's'} (as agent-vault validate reports): ${bad
+        .slice(0, 3)
+        .map((f) => `${f.message}${f.pointer ? ` (at ${f.pointer})` : ''}`)
+        .join('; ')}${bad.length > 3 ? `; and ${bad.length - 3} more` : ''}; nothing was restored`,
+      bad[0].pointer,
+    );
   }
 }
 
@@ -346,7 +361,8 @@ function buildModel(
       const st = stats[di]?.[ai] ?? newMessageStats();
       const inContext = strs(a.in_context_message_ids);
       inContext.forEach((id, k) => {
-        if (!st.ids.has(id)) throw restoreInvalid(where, `agent "${a.id}": in_context_message_ids[${k}] names message "${id}", which is not one of the agent's messages`, `${p}/in_context_message_ids/${k}`);
+        if (!st.ids.has(id))
+          throw restoreInvalid(where, `agent "${a.id}": in_context_message_ids[${k}] names message "${id}", which is not one of the agent's messages`, `${p}/in_context_message_ids/${k}`);
       });
       const approvalRefs = new Set([...st.approvalRefs].filter((r) => st.ids.has(r)));
       st.ids.clear(); // only needed for the checks above
@@ -379,7 +395,8 @@ function buildModel(
     for (const t of strs(a.obj.tool_ids)) if (!model.tools.has(t)) throw restoreInvalid(where, `tool_ids names tool "${t}", which is not in the file`);
     for (const s of [...strs(a.obj.source_ids), ...strs(a.obj.folder_ids)]) if (!model.sources.has(s)) throw restoreInvalid(where, `source_ids names source "${s}", which is not in the file`);
     for (const fa of Array.isArray(a.obj.files_agents) ? a.obj.files_agents : []) {
-      if (!isObj(fa) || !model.files.has(fa.file_id) || !model.sources.has(fa.source_id)) throw restoreInvalid(where, `files_agents names file "${fa?.file_id}" / source "${fa?.source_id}", which are not in the file`);
+      if (!isObj(fa) || !model.files.has(fa.file_id) || !model.sources.has(fa.source_id))
+        throw restoreInvalid(where, `files_agents names file "${fa?.file_id}" / source "${fa?.source_id}", which are not in the file`);
     }
     const labels = new Set<string>();
     for (const b of strs(a.obj.block_ids)) {

@@ -131,4 +131,3 @@ export interface RestoreResult {
 }
 
 export type RestoreSource = string | { doc: AgentFileV2 | AgentFileV1; name?: string };
-

@@ -60,7 +60,6 @@ export async function writeAll(tx: Queryable, model: SourceModel, P: Planned, op
     throw describeWriteError(e, 'agents');
   }
 
-
   for (const w of TABLE_WRITERS) await w.write(ctx);
   return rows;
 }

@@ -66,11 +66,32 @@ export const archivesWriter = tableWriter(['archives', 'archives_agents'], async
       embedding_config: x.embedding_config ?? a.obj.embedding_config ?? null,
     });
   }
-  await ins('archives', ['name', 'description', 'metadata_', 'id', 'created_at', 'updated_at', 'is_deleted', '_created_by_id', '_last_updated_by_id', 'organization_id', 'vector_db_provider', '_vector_db_namespace', 'embedding_config'], archiveRows, { defaults: now });
+  await ins(
+    'archives',
+    [
+      'name',
+      'description',
+      'metadata_',
+      'id',
+      'created_at',
+      'updated_at',
+      'is_deleted',
+      '_created_by_id',
+      '_last_updated_by_id',
+      'organization_id',
+      'vector_db_provider',
+      '_vector_db_namespace',
+      'embedding_config',
+    ],
+    archiveRows,
+    { defaults: now },
+  );
   await ins(
     'archives_agents',
     ['agent_id', 'archive_id', 'created_at', 'is_owner'],
-    restored.filter((a) => A.archives.has(a.fileId)).map((a) => ({ agent_id: A.agents.get(a.fileId), archive_id: A.archives.get(a.fileId), created_at: a.archive?.link_created_at ?? null, is_owner: a.archive?.is_owner ?? true })),
+    restored
+      .filter((a) => A.archives.has(a.fileId))
+      .map((a) => ({ agent_id: A.agents.get(a.fileId), archive_id: A.archives.get(a.fileId), created_at: a.archive?.link_created_at ?? null, is_owner: a.archive?.is_owner ?? true })),
     { defaults: { created_at: 'now()' } },
   );
 });

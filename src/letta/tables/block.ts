@@ -34,7 +34,11 @@ export function blockJson(b: Obj, fileId: string, tags: string[] | undefined): J
 export async function assignBlocks(p: PlanContext): Promise<void> {
   const { tx, model, newIds, restored, assign, warnings, wantBlocks, freedBlocks } = p;
   const blockDb = [...wantBlocks].map((b) => model.blocks.get(b)!).filter((b) => b.dbId && !newIds);
-  const takenBlocks = await existing(tx, 'block', blockDb.map((b) => b.dbId!));
+  const takenBlocks = await existing(
+    tx,
+    'block',
+    blockDb.map((b) => b.dbId!),
+  );
   const referencing = (blockFile: string) => restored.filter((a) => strs(a.obj.block_ids).includes(blockFile));
   for (const bf of wantBlocks) {
     const b = model.blocks.get(bf)!;
@@ -62,7 +66,31 @@ export const blockWriter = tableWriter(['block', 'blocks_tags'], async (ctx) => 
   const newBlocks = [...A.blocks.keys()].filter((b) => !A.linkedBlocks.has(b));
   await ins(
     'block',
-    ['id', 'value', 'limit', 'template_name', 'label', 'metadata_', 'description', 'is_template', 'organization_id', 'created_at', 'updated_at', 'is_deleted', '_created_by_id', '_last_updated_by_id', 'version', 'read_only', 'preserve_on_migration', 'project_id', 'entity_id', 'base_template_id', 'template_id', 'deployment_id', 'hidden'],
+    [
+      'id',
+      'value',
+      'limit',
+      'template_name',
+      'label',
+      'metadata_',
+      'description',
+      'is_template',
+      'organization_id',
+      'created_at',
+      'updated_at',
+      'is_deleted',
+      '_created_by_id',
+      '_last_updated_by_id',
+      'version',
+      'read_only',
+      'preserve_on_migration',
+      'project_id',
+      'entity_id',
+      'base_template_id',
+      'template_id',
+      'deployment_id',
+      'hidden',
+    ],
     newBlocks.map((bf) => {
       const b = model.blocks.get(bf)!;
       const o = b.obj;

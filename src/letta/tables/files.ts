@@ -49,7 +49,11 @@ export function fileAgentJson(fa: Obj, agentFileId: string, fileId: (dbId: strin
 /** Target ids of the files of the restored folders: reused when their id exists, new in a renamed folder. */
 export async function assignFiles(p: PlanContext): Promise<void> {
   const { tx, model, newIds, assign, wantFiles } = p;
-  const takenFiles = await existing(tx, 'files', [...wantFiles].map((f) => model.files.get(f)!.dbId).filter((x): x is string => !!x && !newIds));
+  const takenFiles = await existing(
+    tx,
+    'files',
+    [...wantFiles].map((f) => model.files.get(f)!.dbId).filter((x): x is string => !!x && !newIds),
+  );
   for (const ff of wantFiles) {
     const f = model.files.get(ff)!;
     const db = newIds ? null : f.dbId;
@@ -69,7 +73,27 @@ export const filesWriter = tableWriter(['files', 'file_contents'], async (ctx) =
   // files + contents
   await ins(
     'files',
-    ['id', 'source_id', 'file_name', 'file_path', 'file_type', 'file_size', 'file_creation_date', 'file_last_modified_date', 'created_at', 'updated_at', 'is_deleted', '_created_by_id', '_last_updated_by_id', 'organization_id', 'processing_status', 'error_message', 'original_file_name', 'total_chunks', 'chunks_embedded'],
+    [
+      'id',
+      'source_id',
+      'file_name',
+      'file_path',
+      'file_type',
+      'file_size',
+      'file_creation_date',
+      'file_last_modified_date',
+      'created_at',
+      'updated_at',
+      'is_deleted',
+      '_created_by_id',
+      '_last_updated_by_id',
+      'organization_id',
+      'processing_status',
+      'error_message',
+      'original_file_name',
+      'total_chunks',
+      'chunks_embedded',
+    ],
     [...A.fileInsert].map((ff) => {
       const f = model.files.get(ff)!;
       const o = f.obj;
@@ -111,7 +135,24 @@ export const filesAgentsWriter = tableWriter(['files_agents'], async (ctx) => {
   const { model, A, restored, base, now, newIdsOr, ins } = ctx;
   await ins(
     'files_agents',
-    ['id', 'file_id', 'agent_id', 'is_open', 'visible_content', 'last_accessed_at', 'created_at', 'updated_at', 'is_deleted', '_created_by_id', '_last_updated_by_id', 'organization_id', 'file_name', 'source_id', 'start_line', 'end_line'],
+    [
+      'id',
+      'file_id',
+      'agent_id',
+      'is_open',
+      'visible_content',
+      'last_accessed_at',
+      'created_at',
+      'updated_at',
+      'is_deleted',
+      '_created_by_id',
+      '_last_updated_by_id',
+      'organization_id',
+      'file_name',
+      'source_id',
+      'start_line',
+      'end_line',
+    ],
     restored.flatMap((a) =>
       (Array.isArray(a.obj.files_agents) ? a.obj.files_agents : []).map((fa: Obj) => {
         const x: Obj = model.rows.get(fa.id) ?? {};

@@ -49,7 +49,11 @@ export function groupJson(g: Obj, fileId: string, ids: FileIdLookup, sharedBlock
 export async function assignGroups(p: PlanContext): Promise<RestorePlan['groups']> {
   const { tx, model, newIds, assign, warnings, wantGroups, freedGroups } = p;
   const groupPlan: RestorePlan['groups'] = [];
-  const takenGroups = await existing(tx, 'groups', wantGroups.map((g) => g.dbId).filter((x): x is string => !!x && !newIds));
+  const takenGroups = await existing(
+    tx,
+    'groups',
+    wantGroups.map((g) => g.dbId).filter((x): x is string => !!x && !newIds),
+  );
   for (const g of wantGroups) {
     const mgr = isObj(g.obj.manager_config) && typeof g.obj.manager_config.manager_agent_id === 'string' && g.obj.manager_config.manager_agent_id !== '' ? g.obj.manager_config.manager_agent_id : null;
     if (mgr && !assign.agentRef.has(mgr)) {
@@ -86,7 +90,9 @@ export const groupsWriter = tableWriter(['groups', 'groups_agents', 'groups_bloc
   for (const [gf, gid] of A.groups) {
     const g = model.groups.get(gf)!;
     const mc: Obj = isObj(g.obj.manager_config) ? g.obj.manager_config : { manager_type: 'round_robin' };
-    const members = strs(g.obj.agent_ids).filter((m) => A.agentRef.has(m)).map((m) => A.agentRef.get(m)!);
+    const members = strs(g.obj.agent_ids)
+      .filter((m) => A.agentRef.has(m))
+      .map((m) => A.agentRef.get(m)!);
     if (A.groupInsert.has(gf)) {
       groupRows.push({
         id: gid,
@@ -117,7 +123,31 @@ export const groupsWriter = tableWriter(['groups', 'groups_agents', 'groups_bloc
   }
   await ins(
     'groups',
-    ['id', 'description', 'manager_type', 'manager_agent_id', 'termination_token', 'max_turns', 'created_at', 'updated_at', 'is_deleted', '_created_by_id', '_last_updated_by_id', 'organization_id', 'agent_ids', 'sleeptime_agent_frequency', 'turns_counter', 'last_processed_message_id', 'max_message_buffer_length', 'min_message_buffer_length', 'project_id', 'base_template_id', 'template_id', 'deployment_id', 'hidden'],
+    [
+      'id',
+      'description',
+      'manager_type',
+      'manager_agent_id',
+      'termination_token',
+      'max_turns',
+      'created_at',
+      'updated_at',
+      'is_deleted',
+      '_created_by_id',
+      '_last_updated_by_id',
+      'organization_id',
+      'agent_ids',
+      'sleeptime_agent_frequency',
+      'turns_counter',
+      'last_processed_message_id',
+      'max_message_buffer_length',
+      'min_message_buffer_length',
+      'project_id',
+      'base_template_id',
+      'template_id',
+      'deployment_id',
+      'hidden',
+    ],
     groupRows,
     { defaults: now },
   );

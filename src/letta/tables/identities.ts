@@ -49,7 +49,17 @@ export const identitiesWriter = tableWriter(['identities'], async (ctx) => {
     ['id', 'identifier_key', 'name', 'identity_type', 'project_id', 'organization_id', 'created_at', 'updated_at', 'is_deleted', '_created_by_id', '_last_updated_by_id', 'properties'],
     [...A.identityInsert].map((iid) => {
       const i = identityObjs.get(iid)!;
-      return { id: A.identities.get(iid), identifier_key: i.identifier_key, name: i.name, identity_type: i.identity_type, project_id: i.project_id ?? null, ...base, created_at: i.created_at ?? null, updated_at: i.updated_at ?? null, properties: i.properties ?? [] };
+      return {
+        id: A.identities.get(iid),
+        identifier_key: i.identifier_key,
+        name: i.name,
+        identity_type: i.identity_type,
+        project_id: i.project_id ?? null,
+        ...base,
+        created_at: i.created_at ?? null,
+        updated_at: i.updated_at ?? null,
+        properties: i.properties ?? [],
+      };
     }),
     { defaults: { ...now, properties: `'[]'::json` } },
   );
@@ -70,7 +80,13 @@ export const identitiesBlocksWriter = tableWriter(['identities_blocks'], async (
   await ins(
     'identities_blocks',
     ['identity_id', 'block_id'],
-    dedupe([...identityObjs.values()].flatMap((i) => strs(i.block_ids).filter((b) => A.blocks.has(b)).map((b) => ({ identity_id: A.identities.get(i.id), block_id: A.blocks.get(b) })))),
+    dedupe(
+      [...identityObjs.values()].flatMap((i) =>
+        strs(i.block_ids)
+          .filter((b) => A.blocks.has(b))
+          .map((b) => ({ identity_id: A.identities.get(i.id), block_id: A.blocks.get(b) })),
+      ),
+    ),
     { onConflict: 'ON CONFLICT DO NOTHING' },
   );
 });

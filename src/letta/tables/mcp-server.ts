@@ -41,7 +41,16 @@ export const mcpServerWriter = tableWriter(['mcp_server'], async (ctx) => {
     ['id', 'server_name', 'server_type', 'server_url', 'stdio_config', 'organization_id', 'is_deleted', 'created_at', 'updated_at', '_created_by_id', '_last_updated_by_id', 'metadata_'],
     [...A.mcpInsert].map((mf) => {
       const m = model.mcp.get(mf)!;
-      return { id: A.mcp.get(mf), server_name: m.obj.server_name, server_type: m.obj.server_type ?? 'sse', server_url: m.obj.server_url ?? null, stdio_config: m.obj.stdio_config ?? null, ...base, ...stamps(m.extra), metadata_: m.obj.metadata_ ?? null };
+      return {
+        id: A.mcp.get(mf),
+        server_name: m.obj.server_name,
+        server_type: m.obj.server_type ?? 'sse',
+        server_url: m.obj.server_url ?? null,
+        stdio_config: m.obj.stdio_config ?? null,
+        ...base,
+        ...stamps(m.extra),
+        metadata_: m.obj.metadata_ ?? null,
+      };
     }),
     { defaults: now },
   );

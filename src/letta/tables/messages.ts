@@ -95,10 +95,16 @@ export const messagesWriter = tableWriter(['messages'], async (ctx) => {
   try {
     // in-context ids learned while writing, and approvals that named a later message
     if (keptIds.length) {
-      await tx.query(`UPDATE agents a SET message_ids = x.ids::json FROM unnest($1::text[], $2::text[]) AS x(id, ids) WHERE a.id = x.id`, [keptIds.map((k) => k.id), keptIds.map((k) => k.message_ids)]);
+      await tx.query(`UPDATE agents a SET message_ids = x.ids::json FROM unnest($1::text[], $2::text[]) AS x(id, ids) WHERE a.id = x.id`, [
+        keptIds.map((k) => k.id),
+        keptIds.map((k) => k.message_ids),
+      ]);
     }
     if (approvalFixes.length) {
-      await tx.query(`UPDATE messages m SET approval_request_id = x.target FROM unnest($1::text[], $2::text[]) AS x(id, target) WHERE m.id = x.id`, [approvalFixes.map((p) => p.id), approvalFixes.map((p) => p.target)]);
+      await tx.query(`UPDATE messages m SET approval_request_id = x.target FROM unnest($1::text[], $2::text[]) AS x(id, target) WHERE m.id = x.id`, [
+        approvalFixes.map((p) => p.id),
+        approvalFixes.map((p) => p.target),
+      ]);
     }
   } catch (e) {
     throw describeWriteError(e, 'messages');
@@ -117,11 +123,24 @@ export const messagesWriter = tableWriter(['messages'], async (ctx) => {
         .map((b) => ({ label: b.label ?? null, value: b.value ?? null, description: b.description ?? null, limit: b.limit ?? null, read_only: b.read_only ?? null }));
       const agent = { id: agentId, system: o.system ?? null, agent_type: o.agent_type ?? null, timezone: o.timezone ?? null, llm_config: (o.llm_config as InitialMessageAgent['llm_config']) ?? null };
       const text = compileSystemMessage(agent, blocks, at, { messages: a.messageCount, passages: a.passages });
-      return { id: newId('message'), agent_id: agentId, role: 'system', content: [{ type: 'text', text }], model: agent.llm_config?.model ?? null, tool_calls: [], created_at: at.toISOString(), updated_at: at.toISOString(), ...base };
+      return {
+        id: newId('message'),
+        agent_id: agentId,
+        role: 'system',
+        content: [{ type: 'text', text }],
+        model: agent.llm_config?.model ?? null,
+        tool_calls: [],
+        created_at: at.toISOString(),
+        updated_at: at.toISOString(),
+        ...base,
+      };
     });
     await ins('messages', ['id', 'agent_id', 'role', 'content', 'model', 'tool_calls', 'created_at', 'updated_at', 'is_deleted', 'organization_id', '_created_by_id', '_last_updated_by_id'], sysRows);
     try {
-      await tx.query(`UPDATE agents a SET message_ids = json_build_array(x.mid) FROM unnest($1::text[], $2::text[]) AS x(id, mid) WHERE a.id = x.id`, [sysRows.map((r) => r.agent_id), sysRows.map((r) => r.id)]);
+      await tx.query(`UPDATE agents a SET message_ids = json_build_array(x.mid) FROM unnest($1::text[], $2::text[]) AS x(id, mid) WHERE a.id = x.id`, [
+        sysRows.map((r) => r.agent_id),
+        sysRows.map((r) => r.id),
+      ]);
     } catch (e) {
       throw describeWriteError(e, 'messages');
     }

@@ -77,7 +77,16 @@ export async function writePassages(
   }
   await writer.addStream(passagesEntry, lines(), { mediaType: 'application/x-ndjson' });
 
-  await writeVectorsEntry(tx, writer, info, { from: 'archival_passages p WHERE p.archive_id = $1 AND NOT p.is_deleted', param: archiveId, what: `agent ${agentId}: passage` }, dim, count, vectorsEntry, o);
+  await writeVectorsEntry(
+    tx,
+    writer,
+    info,
+    { from: 'archival_passages p WHERE p.archive_id = $1 AND NOT p.is_deleted', param: archiveId, what: `agent ${agentId}: passage` },
+    dim,
+    count,
+    vectorsEntry,
+    o,
+  );
 }
 
 /**
@@ -209,7 +218,6 @@ export const passagesWriter = tableWriter(['archival_passages', 'passage_tags'],
 // ---------------------------------------------------------------------------------------------
 // restore: rows for binary COPY
 
-
 // ---------------------------------------------------------------------------------------------
 // archival passages and their tags
 
@@ -217,7 +225,21 @@ const P_KEYS = ['id', 'text', 'embedding_config', 'metadata_', 'created_at', 'up
 const P = Object.fromEntries(P_KEYS.map((k, i) => [k, i])) as Record<(typeof P_KEYS)[number], number>;
 
 /** The columns a passage row has, in COPY order. */
-export const PASSAGE_COPY_COLUMNS = ['id', 'text', 'embedding_config', 'metadata_', 'embedding', 'created_at', 'updated_at', 'is_deleted', '_created_by_id', '_last_updated_by_id', 'organization_id', 'archive_id', 'tags'] as const;
+export const PASSAGE_COPY_COLUMNS = [
+  'id',
+  'text',
+  'embedding_config',
+  'metadata_',
+  'embedding',
+  'created_at',
+  'updated_at',
+  'is_deleted',
+  '_created_by_id',
+  '_last_updated_by_id',
+  'organization_id',
+  'archive_id',
+  'tags',
+] as const;
 export const PASSAGE_COPY_KINDS = ['text', 'text', 'json', 'json', 'vector', 'timestamptz', 'timestamptz', 'bool', 'text', 'text', 'text', 'text', 'json'] as const;
 export const PASSAGE_TAG_COPY_COLUMNS = ['id', 'tag', 'passage_id', 'archive_id', 'created_at', 'updated_at', 'is_deleted', '_created_by_id', '_last_updated_by_id', 'organization_id'] as const;
 

@@ -83,7 +83,23 @@ async function fileEmbeddingDim(tx: Queryable, fileIds: string[], maxDims: numbe
 }
 
 const INSERT_BATCH = 200;
-const COLUMNS = ['id', 'text', 'embedding_config', 'metadata_', 'embedding', 'created_at', 'updated_at', 'is_deleted', '_created_by_id', '_last_updated_by_id', 'organization_id', 'file_id', 'source_id', 'file_name', 'tags'];
+const COLUMNS = [
+  'id',
+  'text',
+  'embedding_config',
+  'metadata_',
+  'embedding',
+  'created_at',
+  'updated_at',
+  'is_deleted',
+  '_created_by_id',
+  '_last_updated_by_id',
+  'organization_id',
+  'file_id',
+  'source_id',
+  'file_name',
+  'tags',
+];
 
 /** The vector literal of an embedding zero-padded to `padTo` (pgvector's text form). */
 function vectorLiteral(v: Float32Array, padTo: number | null): string {
@@ -103,7 +119,13 @@ export const sourcePassagesWriter = tableWriter(['source_passages'], async (ctx)
   let batch: Obj[] = [];
   const flush = async () => {
     if (batch.length === 0) return;
-    const taken = ctx.opts.newIds ? new Set<string>() : await existing(tx, 'source_passages', batch.map((r) => r.id as string));
+    const taken = ctx.opts.newIds
+      ? new Set<string>()
+      : await existing(
+          tx,
+          'source_passages',
+          batch.map((r) => r.id as string),
+        );
     const values: unknown[] = [];
     const tuples = batch.map((r) => {
       if (taken.has(r.id)) r.id = newId('passage');
@@ -128,7 +150,9 @@ export const sourcePassagesWriter = tableWriter(['source_passages'], async (ctx)
         const p = rec.passage as Obj;
         const fileKey = typeof p.file_id === 'string' ? p.file_id : '';
         if (!model.files.has(fileKey)) {
-          throw new AgentVaultError('dangling-reference', `${where}:${n}: chunk ${JSON.stringify(p.id)} names file ${JSON.stringify(p.file_id)}, which the agent's entry does not hold`, { location: { file: model.path ?? undefined, entry: m.file_passages_entry, line: n } });
+          throw new AgentVaultError('dangling-reference', `${where}:${n}: chunk ${JSON.stringify(p.id)} names file ${JSON.stringify(p.file_id)}, which the agent's entry does not hold`, {
+            location: { file: model.path ?? undefined, entry: m.file_passages_entry, line: n },
+          });
         }
         if (!A.fileInsert.has(fileKey)) continue; // the file exists in the target with its own chunks
         const key = `${fileKey}\u0000${String(p.id)}`;

@@ -31,7 +31,9 @@ export async function assignSources(p: PlanContext): Promise<void> {
   const { tx, model, org, newIds, restored, assign, warnings, wantSources } = p;
   const copiedSources = new Set<string>();
   for (const sf of wantSources) {
-    const users = restored.filter((a) => [...strs(a.obj.source_ids), ...strs(a.obj.folder_ids)].includes(sf) || (Array.isArray(a.obj.files_agents) ? a.obj.files_agents : []).some((fa: Obj) => isObj(fa) && fa.source_id === sf));
+    const users = restored.filter(
+      (a) => [...strs(a.obj.source_ids), ...strs(a.obj.folder_ids)].includes(sf) || (Array.isArray(a.obj.files_agents) ? a.obj.files_agents : []).some((fa: Obj) => isObj(fa) && fa.source_id === sf),
+    );
     if (users.length > 0 && users.every((a) => assign.copy.has(a.fileId))) copiedSources.add(sf);
   }
   for (const sf of wantSources) {
@@ -58,12 +60,36 @@ export const sourcesWriter = tableWriter(['sources'], async (ctx) => {
   const fallbackEmbedding = restored.map((a) => a.obj.embedding_config).find(isObj) ?? null;
   await ins(
     'sources',
-    ['id', 'name', 'created_at', 'embedding_config', 'description', 'metadata_', 'updated_at', 'is_deleted', '_created_by_id', '_last_updated_by_id', 'organization_id', 'instructions', 'vector_db_provider'],
+    [
+      'id',
+      'name',
+      'created_at',
+      'embedding_config',
+      'description',
+      'metadata_',
+      'updated_at',
+      'is_deleted',
+      '_created_by_id',
+      '_last_updated_by_id',
+      'organization_id',
+      'instructions',
+      'vector_db_provider',
+    ],
     [...A.sourceInsert].map((sf) => {
       const s = model.sources.get(sf)!;
       const ec = s.obj.embedding_config ?? fallbackEmbedding;
       if (!isObj(ec)) throw restoreInvalid(model.path ?? 'the source', `source "${s.obj.name}" has no embedding_config (Letta requires one)`);
-      return { id: A.sources.get(sf), name: A.sourceNames.get(sf) ?? s.obj.name, ...stamps(s.extra), embedding_config: ec, description: s.obj.description ?? null, metadata_: s.obj.metadata ?? null, ...base, instructions: s.obj.instructions ?? null, vector_db_provider: s.extra.vector_db_provider ?? 'NATIVE' };
+      return {
+        id: A.sources.get(sf),
+        name: A.sourceNames.get(sf) ?? s.obj.name,
+        ...stamps(s.extra),
+        embedding_config: ec,
+        description: s.obj.description ?? null,
+        metadata_: s.obj.metadata ?? null,
+        ...base,
+        instructions: s.obj.instructions ?? null,
+        vector_db_provider: s.extra.vector_db_provider ?? 'NATIVE',
+      };
     }),
     { defaults: now },
   );

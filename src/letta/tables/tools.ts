@@ -45,7 +45,11 @@ export async function assignTools(p: PlanContext): Promise<RestorePlan['tools']>
   const toolNames = [...wantTools].map((t) => model.tools.get(t)!.obj.name).filter((n): n is string => typeof n === 'string');
   const existingTools = await tx.query<{ id: string; name: string }>(`SELECT id, name FROM tools WHERE organization_id = $1 AND name = ANY($2::text[])`, [org, toolNames]);
   const toolByName = new Map(existingTools.rows.map((r) => [r.name, r.id]));
-  const takenToolIds = await existing(tx, 'tools', [...wantTools].map((t) => model.tools.get(t)!.dbId).filter((x): x is string => !!x && !newIds));
+  const takenToolIds = await existing(
+    tx,
+    'tools',
+    [...wantTools].map((t) => model.tools.get(t)!.dbId).filter((x): x is string => !!x && !newIds),
+  );
   const toolPlan: RestorePlan['tools'] = [];
   for (const tf of wantTools) {
     const t = model.tools.get(tf)!;
@@ -94,17 +98,55 @@ export const toolsWriter = tableWriter(['tools'], async (ctx) => {
       project_id: o.project_id ?? null,
     };
   };
-  const toolCols = ['id', 'name', 'description', 'source_type', 'source_code', 'json_schema', 'tags', 'created_at', 'updated_at', 'is_deleted', '_created_by_id', '_last_updated_by_id', 'organization_id', 'return_char_limit', 'tool_type', 'args_json_schema', 'metadata_', 'pip_requirements', 'npm_requirements', 'default_requires_approval', 'enable_parallel_execution', 'project_id'];
+  const toolCols = [
+    'id',
+    'name',
+    'description',
+    'source_type',
+    'source_code',
+    'json_schema',
+    'tags',
+    'created_at',
+    'updated_at',
+    'is_deleted',
+    '_created_by_id',
+    '_last_updated_by_id',
+    'organization_id',
+    'return_char_limit',
+    'tool_type',
+    'args_json_schema',
+    'metadata_',
+    'pip_requirements',
+    'npm_requirements',
+    'default_requires_approval',
+    'enable_parallel_execution',
+    'project_id',
+  ];
   await ins('tools', toolCols, [...A.toolInsert].map(toolRow), { defaults: now });
   if (A.toolUpdate.size) {
-    const upd = ['description', 'source_type', 'source_code', 'json_schema', 'tags', 'return_char_limit', 'tool_type', 'args_json_schema', 'metadata_', 'pip_requirements', 'npm_requirements', 'default_requires_approval', 'enable_parallel_execution', 'project_id', '_last_updated_by_id'];
+    const upd = [
+      'description',
+      'source_type',
+      'source_code',
+      'json_schema',
+      'tags',
+      'return_char_limit',
+      'tool_type',
+      'args_json_schema',
+      'metadata_',
+      'pip_requirements',
+      'npm_requirements',
+      'default_requires_approval',
+      'enable_parallel_execution',
+      'project_id',
+      '_last_updated_by_id',
+    ];
     const cols = catalog.get('tools')!;
     const defs = ['id', ...upd].map((c) => `${qi(c)} ${cols.find((x) => x.name === c)!.type}`).join(', ');
     try {
-      await tx.query(
-        `UPDATE tools t SET ${upd.map((c) => `${qi(c)} = r.${qi(c)}`).join(', ')}, updated_at = now() FROM json_to_recordset($1::json) AS r(${defs}) WHERE t.id = r.id`,
-        [JSON.stringify([...A.toolUpdate].map(toolRow))],
-      );
+      await tx.query(`UPDATE tools t SET ${upd.map((c) => `${qi(c)} = r.${qi(c)}`).join(', ')}, updated_at = now() FROM json_to_recordset($1::json) AS r(${defs}) WHERE t.id = r.id`, [
+        JSON.stringify([...A.toolUpdate].map(toolRow)),
+      ]);
     } catch (e) {
       throw describeWriteError(e, 'tools');
     }

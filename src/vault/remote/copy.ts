@@ -194,7 +194,10 @@ export async function copyVault(from: ObjectStore, to: ObjectStore, opts: CopyOp
         await to.uploadFile(rec.file, file, { sha256Hex: sha });
         const head = await to.head(rec.file);
         if (!head || head.size !== rec.bytes || (head.sha256Hex && head.sha256Hex !== sha)) {
-          throw new AgentVaultError('checksum', `${to.location}: ${rec.file} arrived as ${head ? `${head.size} bytes${head.sha256Hex ? `, sha256 ${head.sha256Hex}` : ''}` : 'nothing'}, expected ${rec.bytes} bytes, sha256 ${sha}`);
+          throw new AgentVaultError(
+            'checksum',
+            `${to.location}: ${rec.file} arrived as ${head ? `${head.size} bytes${head.sha256Hex ? `, sha256 ${head.sha256Hex}` : ''}` : 'nothing'}, expected ${rec.bytes} bytes, sha256 ${sha}`,
+          );
         }
         if (!(from instanceof LocalStore)) await fsp.rm(file, { force: true });
         added.push({ ...rec });
@@ -219,15 +222,21 @@ export async function copyVault(from: ObjectStore, to: ObjectStore, opts: CopyOp
   }
   result.ok = !failure && result.conflicts === 0 && result.missing === 0;
   if (!opts.dryRun && !(failure instanceof AgentVaultError && failure.code === 'locked')) {
-    const rec = runLogRecord('copy', started, result.ok, {
-      from: from.location,
-      copied: result.copied,
-      adopted: result.adopted,
-      skipped: result.skipped,
-      conflicts: result.conflicts,
-      bytes: result.bytes,
-      error: failure ? { code: failure instanceof AgentVaultError ? failure.code : 'internal', message: errorMessage(failure) } : null,
-    }, runId);
+    const rec = runLogRecord(
+      'copy',
+      started,
+      result.ok,
+      {
+        from: from.location,
+        copied: result.copied,
+        adopted: result.adopted,
+        skipped: result.skipped,
+        conflicts: result.conflicts,
+        bytes: result.bytes,
+        error: failure ? { code: failure instanceof AgentVaultError ? failure.code : 'internal', message: errorMessage(failure) } : null,
+      },
+      runId,
+    );
     await appendStoreRunLog(to, rec).catch(() => undefined);
   }
   if (failure) throw failure;

@@ -39,10 +39,16 @@ export function parseS3Location(loc: string): S3Location {
     throw new AgentVaultError('usage', `an s3:// location must not hold credentials; use the AWS environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) or an AWS profile`, { kind: 'usage' });
   }
   const bucket = u.hostname;
-  if (!BUCKET_RE.test(bucket)) throw new AgentVaultError('usage', `"${bucket}" in ${u.protocol}//${bucket}${u.pathname} is not a valid bucket name (3-63 lower-case letters, digits, dots and hyphens)`, { kind: 'usage' });
+  if (!BUCKET_RE.test(bucket))
+    throw new AgentVaultError('usage', `"${bucket}" in ${u.protocol}//${bucket}${u.pathname} is not a valid bucket name (3-63 lower-case letters, digits, dots and hyphens)`, { kind: 'usage' });
   let prefix = decodeURIComponent(u.pathname).replace(/^\/+/, '');
   if (prefix && !prefix.endsWith('/')) prefix += '/';
-  if (prefix.split('/').slice(0, -1).some((s) => s === '' || s === '.' || s === '..')) {
+  if (
+    prefix
+      .split('/')
+      .slice(0, -1)
+      .some((s) => s === '' || s === '.' || s === '..')
+  ) {
     throw new AgentVaultError('usage', `the prefix of ${loc} has an empty, "." or ".." segment`, { kind: 'usage' });
   }
   const known = new Set(['endpoint', 'region', 'path-style']);
@@ -59,7 +65,6 @@ export function parseS3Location(loc: string): S3Location {
     display: `s3://${bucket}/${prefix}`,
   };
 }
-
 
 /**
  * Commands that write a vault folder in place (import into it, delete from it, drill reports

@@ -58,7 +58,7 @@ function parseInfo(b: Buffer | null): RemoteLockInfo | null {
 
 /** Why the lock `held` is stale, or null while its holder may still be running. */
 export function remoteStaleReason(held: RemoteLockInfo | null, lastModified: Date | undefined, staleMs: number): string | null {
-  const beat = held ? Date.parse(held.heartbeat_at) : lastModified?.getTime() ?? 0;
+  const beat = held ? Date.parse(held.heartbeat_at) : (lastModified?.getTime() ?? 0);
   return staleReason({ info: held, mtimeMs: Number.isFinite(beat) ? beat : 0 }, staleMs);
 }
 

@@ -31,7 +31,22 @@ import type { StatusPolicy } from '../config';
 import { vaultStatus, type VaultStatus } from '../status';
 import { verifyArchive, type SnapshotVerifyResult, type VerifyCheck, type VerifyReport } from '../verify';
 import type { DecryptOptions } from '../../format/crypto';
-import { emptyIndex, findSnapshot, newRunId, runLogRecord, readIndex, readRunLog, RUN_LOG, SNAPSHOT_EXT, SNAPSHOTS_DIR, DRILLS_DIR, VAULT_INDEX, type RunLogRecord, type SnapshotRecord, type VaultIndex } from '../vault';
+import {
+  emptyIndex,
+  findSnapshot,
+  newRunId,
+  runLogRecord,
+  readIndex,
+  readRunLog,
+  RUN_LOG,
+  SNAPSHOT_EXT,
+  SNAPSHOTS_DIR,
+  DRILLS_DIR,
+  VAULT_INDEX,
+  type RunLogRecord,
+  type SnapshotRecord,
+  type VaultIndex,
+} from '../vault';
 import { appendStoreRunLog, readStoreIndex, writeStoreIndex } from './copy';
 import { acquireRemoteLock, type RemoteLock } from './lock';
 import type { ObjectStore } from './store';
@@ -46,7 +61,10 @@ async function remoteIndex(store: ObjectStore, allowMissing: boolean): Promise<V
   const idx = await readStoreIndex(store);
   if (idx) return idx;
   if (allowMissing) return emptyIndex();
-  throw new AgentVaultError('no-vault', `${store.location} is not a vault (it has no ${VAULT_INDEX})`, { kind: 'usage', hint: 'run "agent-vault backup" with this location as "vault", or "agent-vault vault copy <folder> <location>"' });
+  throw new AgentVaultError('no-vault', `${store.location} is not a vault (it has no ${VAULT_INDEX})`, {
+    kind: 'usage',
+    hint: 'run "agent-vault backup" with this location as "vault", or "agent-vault vault copy <folder> <location>"',
+  });
 }
 
 /**
@@ -107,7 +125,11 @@ async function pruneRemoteLocked(store: ObjectStore, policy: RetentionPolicy, dr
 }
 
 /** Retention on a remote vault (under its lock unless `lock` is given). */
-export async function pruneRemote(store: ObjectStore, policy: RetentionPolicy, opts: { dryRun?: boolean; waitMs?: number; lock?: RemoteLock | null; lockTimings?: { settleMs?: number } } = {}): Promise<RemotePruneResult> {
+export async function pruneRemote(
+  store: ObjectStore,
+  policy: RetentionPolicy,
+  opts: { dryRun?: boolean; waitMs?: number; lock?: RemoteLock | null; lockTimings?: { settleMs?: number } } = {},
+): Promise<RemotePruneResult> {
   if (opts.lock) return pruneRemoteLocked(store, policy, !!opts.dryRun);
   await remoteIndex(store, false);
   const started = new Date();
@@ -115,7 +137,9 @@ export async function pruneRemote(store: ObjectStore, policy: RetentionPolicy, o
   try {
     const r = await pruneRemoteLocked(store, policy, !!opts.dryRun);
     if (!opts.dryRun) {
-      await appendStoreRunLog(store, runLogRecord('prune', started, true, { removed: r.removed.map((s) => s.id), kept: r.kept.length, unverified: r.unverified.map((u) => u.id) })).catch(() => undefined);
+      await appendStoreRunLog(store, runLogRecord('prune', started, true, { removed: r.removed.map((s) => s.id), kept: r.kept.length, unverified: r.unverified.map((u) => u.id) })).catch(
+        () => undefined,
+      );
     }
     return r;
   } catch (e) {
@@ -134,7 +158,11 @@ export async function pruneRemote(store: ObjectStore, policy: RetentionPolicy, o
  */
 export async function runRemoteBackup(
   store: ObjectStore,
-  opts: BackupOptions & { lockTimings?: { settleMs?: number; heartbeatMs?: number }; stagingRoot?: string; /** Cancels the run (an interrupt): an upload in flight is aborted, nothing is listed, the lock is released. */ signal?: AbortSignal },
+  opts: BackupOptions & {
+    lockTimings?: { settleMs?: number; heartbeatMs?: number };
+    stagingRoot?: string;
+    /** Cancels the run (an interrupt): an upload in flight is aborted, nothing is listed, the lock is released. */ signal?: AbortSignal;
+  },
 ): Promise<RemoteBackupResult> {
   const cfg = opts.config;
   const started = new Date();
@@ -179,7 +207,7 @@ export async function runRemoteBackup(
       finished_at: new Date().toISOString(),
       duration_ms: Date.now() - started.getTime(),
       ok: !failure,
-      snapshot: listed ? result?.snapshot.id ?? null : null,
+      snapshot: listed ? (result?.snapshot.id ?? null) : null,
       error: failure ? { code: failure instanceof AgentVaultError ? failure.code : 'internal', message: errorMessage(failure) } : null,
       remote: store.location,
     } as RunLogRecord;
@@ -201,7 +229,10 @@ export async function runRemoteBackup(
           started_at: started.toISOString(),
           finished_at: new Date().toISOString(),
           duration_ms: Date.now() - started.getTime(),
-          snapshot: listed && result ? { id: result.snapshot.id, created_at: result.snapshot.created_at, bytes: result.snapshot.bytes, agents: result.snapshot.agents.length, encrypted: result.snapshot.encrypted } : null,
+          snapshot:
+            listed && result
+              ? { id: result.snapshot.id, created_at: result.snapshot.created_at, bytes: result.snapshot.bytes, agents: result.snapshot.agents.length, encrypted: result.snapshot.encrypted }
+              : null,
           error: failure ? { code: failure instanceof AgentVaultError ? failure.code : 'internal', message: errorMessage(failure) } : null,
           tool: { name: 'agent-vault', version: TOOL_VERSION },
         },
@@ -248,7 +279,9 @@ export async function remoteVaultStatus(store: ObjectStore, policy: StatusPolicy
     }
     if (s.damaged.length) {
       s.level = 'error';
-      s.warnings.push(`${s.damaged.length} listed snapshot(s) fail the quick check: ${s.damaged.map((d) => `${d.id} (${d.reason})`).join('; ')}; prune keeps them and does not count them; run "agent-vault verify"`);
+      s.warnings.push(
+        `${s.damaged.length} listed snapshot(s) fail the quick check: ${s.damaged.map((d) => `${d.id} (${d.reason})`).join('; ')}; prune keeps them and does not count them; run "agent-vault verify"`,
+      );
     }
     return s;
   } finally {

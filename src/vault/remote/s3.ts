@@ -59,7 +59,11 @@ export function s3Error(e: unknown, loc: S3Location, key: string | null, doing: 
     });
   }
   if (name === 'NoSuchBucket') {
-    return new AgentVaultError('s3-no-bucket', `${doing} ${where}: the bucket "${loc.bucket}" does not exist${loc.endpoint ? ` at ${loc.endpoint}` : ''}`, { hint: 'create it (with versioning on) or check the location', kind: 'usage', cause: e });
+    return new AgentVaultError('s3-no-bucket', `${doing} ${where}: the bucket "${loc.bucket}" does not exist${loc.endpoint ? ` at ${loc.endpoint}` : ''}`, {
+      hint: 'create it (with versioning on) or check the location',
+      kind: 'usage',
+      cause: e,
+    });
   }
   if (name === 'AbortError') return new AgentVaultError('interrupted', `${doing} ${where} was cancelled`, { cause: e });
   if (/checksum mismatch/i.test(errorMessage(e))) {
@@ -69,7 +73,11 @@ export function s3Error(e: unknown, loc: S3Location, key: string | null, doing: 
     });
   }
   if (name === 'BadDigest' || name === 'InvalidDigest' || name === 'XAmzContentSHA256Mismatch') {
-    return new AgentVaultError('checksum', `${doing} ${where}: the server refused the bytes, their checksum did not match the x-amz-checksum-sha256 sent with them (${name}: damaged on the way); nothing of it was stored`, { kind: 'connection', cause: e });
+    return new AgentVaultError(
+      'checksum',
+      `${doing} ${where}: the server refused the bytes, their checksum did not match the x-amz-checksum-sha256 sent with them (${name}: damaged on the way); nothing of it was stored`,
+      { kind: 'connection', cause: e },
+    );
   }
   const net = (e as NodeJS.ErrnoException)?.code;
   const what = net ? `${net}` : name ? `${name}${status ? ` (HTTP ${status})` : ''}` : errorMessage(e);
@@ -179,9 +187,7 @@ export class S3Store implements ObjectStore {
       throw new AgentVaultError('s3-no-conditional-put', `${this.loc.display}: conditional writes are switched off for this store, so ${key} cannot be created exclusively`, { kind: 'usage' });
     }
     try {
-      await this.client.send(
-        new PutObjectCommand({ Bucket: this.loc.bucket, Key: this.k(key), Body: data, ChecksumAlgorithm: 'SHA256', IfNoneMatch: opts.ifAbsent ? '*' : undefined }),
-      );
+      await this.client.send(new PutObjectCommand({ Bucket: this.loc.bucket, Key: this.k(key), Body: data, ChecksumAlgorithm: 'SHA256', IfNoneMatch: opts.ifAbsent ? '*' : undefined }));
       return true;
     } catch (e) {
       const status = (e as S3ServiceException).$metadata?.httpStatusCode;
@@ -276,4 +282,3 @@ export async function openObjectStore(location: string, opts: S3StoreOptions = {
   if (isS3Location(location)) return new S3Store(location, opts);
   return new LocalStore(location);
 }
-

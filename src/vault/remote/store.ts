@@ -55,7 +55,6 @@ export interface ObjectStore {
 
 export { sha256Hex } from '../../core/hash';
 
-
 /** Writes `source` into `file` whole or not at all, hashing on the way. */
 export async function streamToFileAtomic(source: Readable, file: string, signal?: AbortSignal): Promise<{ sha256Hex: string; bytes: number }> {
   await fsp.mkdir(path.dirname(file), { recursive: true }).catch((e) => {
@@ -82,7 +81,6 @@ export async function streamToFileAtomic(source: Readable, file: string, signal?
   }
   return { sha256Hex: h.digest('hex'), bytes };
 }
-
 
 function checkKey(key: string): void {
   if (!key || key.startsWith('/') || key.split('/').some((s) => s === '' || s === '.' || s === '..')) {
@@ -200,7 +198,9 @@ export class LocalStore implements ObjectStore {
     const got = await streamToFileAtomic(createReadStream(file), this.file(key), opts.signal);
     if (got.sha256Hex !== opts.sha256Hex) {
       await fsp.rm(this.file(key), { force: true });
-      throw new AgentVaultError('checksum', `${file} changed while it was copied to ${this.file(key)} (sha256 ${got.sha256Hex}, expected ${opts.sha256Hex}); the copy was removed`, { location: { file } });
+      throw new AgentVaultError('checksum', `${file} changed while it was copied to ${this.file(key)} (sha256 ${got.sha256Hex}, expected ${opts.sha256Hex}); the copy was removed`, {
+        location: { file },
+      });
     }
   }
 

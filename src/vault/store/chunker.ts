@@ -52,8 +52,7 @@ export const DEFAULT_CHUNKER: Readonly<ChunkerParams> = Object.freeze({
 });
 
 export function checkChunkerParams(p: ChunkerParams): string | null {
-  const ok = (s: SizeParams | undefined, lo: number, hi: number): boolean =>
-    !!s && [s.min, s.avg, s.max].every((v) => Number.isInteger(v) && v >= lo && v <= hi) && s.min < s.avg && s.avg < s.max;
+  const ok = (s: SizeParams | undefined, lo: number, hi: number): boolean => !!s && [s.min, s.avg, s.max].every((v) => Number.isInteger(v) && v >= lo && v <= hi) && s.min < s.avg && s.avg < s.max;
   if (!ok(p?.records, 64, 1 << 26)) return 'chunker.records must be integers min < avg < max between 64 and 2^26';
   if (!ok(p?.bytes, 64, 1 << 26)) return 'chunker.bytes must be integers min < avg < max between 64 and 2^26';
   if (!ok(p?.lists, 1, 1 << 20)) return 'chunker.lists must be integers min < avg < max between 1 and 2^20';

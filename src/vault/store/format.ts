@@ -58,10 +58,13 @@ export function parseConfig(bytes: Buffer, where: string): StoreConfig {
   } catch (e) {
     throw new AgentVaultError('store-format', `${where} is not valid JSON: ${errorMessage(e)}`, { location: { file: where } });
   }
-  if (!c || typeof c !== 'object' || c.format !== STORE_FORMAT) throw new AgentVaultError('store-format', `${where} is not an Agent Vault store config (format ${JSON.stringify(c?.format)})`, { location: { file: where } });
+  if (!c || typeof c !== 'object' || c.format !== STORE_FORMAT)
+    throw new AgentVaultError('store-format', `${where} is not an Agent Vault store config (format ${JSON.stringify(c?.format)})`, { location: { file: where } });
   if (!Number.isInteger(c.version) || c.version < 1) throw new AgentVaultError('store-format', `${where}: "version" must be a positive integer`, { location: { file: where } });
   if (c.version > STORE_VERSION) {
-    throw new AgentVaultError('format-version', `${where} was written by a newer Agent Vault (store version ${c.version}, this reads up to ${STORE_VERSION}); upgrade Agent Vault`, { location: { file: where } });
+    throw new AgentVaultError('format-version', `${where} was written by a newer Agent Vault (store version ${c.version}, this reads up to ${STORE_VERSION}); upgrade Agent Vault`, {
+      location: { file: where },
+    });
   }
   const bad = checkChunkerParams(c.chunker);
   if (bad) throw new AgentVaultError('store-format', `${where}: ${bad}`, { location: { file: where } });
@@ -202,7 +205,8 @@ export function finishPack(blobs: Buffer[], header: PackHeader, crypto: ArchiveC
 
 /** Reads the header of a pack from its last bytes (`tail` = the last `tailLen` bytes of a pack of `size` bytes). */
 export function headerLength(trailer: Buffer, where: string): number {
-  if (trailer.length !== PACK_TRAILER_SIZE || !trailer.subarray(4).equals(PACK_MAGIC)) throw new AgentVaultError('checksum', `${where} does not end with a pack trailer ("AVP1")`, { location: { file: where } });
+  if (trailer.length !== PACK_TRAILER_SIZE || !trailer.subarray(4).equals(PACK_MAGIC))
+    throw new AgentVaultError('checksum', `${where} does not end with a pack trailer ("AVP1")`, { location: { file: where } });
   return trailer.readUInt32LE(0);
 }
 

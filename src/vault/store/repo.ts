@@ -155,7 +155,8 @@ export async function openRepo(store: ObjectStore, opts: OpenOptions = {}): Prom
   const key = `${prefix}${CONFIG_KEY}`;
   const where = storeWhere(store, key);
   const bytes = await store.readBytes(key);
-  if (!bytes) throw new AgentVaultError('no-store', `${where} does not exist: there is no store at ${store.location}${prefix ? ` (prefix ${prefix})` : ''}`, { location: { file: where }, kind: 'usage' });
+  if (!bytes)
+    throw new AgentVaultError('no-store', `${where} does not exist: there is no store at ${store.location}${prefix ? ` (prefix ${prefix})` : ''}`, { location: { file: where }, kind: 'usage' });
   const config = parseConfig(bytes, where);
   let crypto: ArchiveCrypto | undefined;
   if (config.encryption) {
@@ -163,7 +164,10 @@ export async function openRepo(store: ObjectStore, opts: OpenOptions = {}): Prom
     if (opts.passphrase === undefined && opts.key === undefined) throw noKeyError(where, 'nothing was read');
     crypto = await openArchiveCrypto(section, opts, where);
     if (!verifyConfigMac(config, crypto)) {
-      throw new AgentVaultError('tampered', `${where}: the store config failed authentication: it was changed after the store was created`, { location: { file: where }, hint: 'do not trust this store; use another copy' });
+      throw new AgentVaultError('tampered', `${where}: the store config failed authentication: it was changed after the store was created`, {
+        location: { file: where },
+        hint: 'do not trust this store; use another copy',
+      });
     }
   } else if (opts.requireEncrypted) {
     throw new AgentVaultError('not-encrypted', `${where}: the store is not encrypted, but an encrypted one was expected`, { location: { file: where } });
@@ -197,7 +201,8 @@ async function listIds(repo: Repo, dir: 'index' | 'snapshots' | 'data'): Promise
 async function readNamed(repo: Repo, key: string, id: string): Promise<Buffer | null> {
   const b = await repo.store.readBytes(key);
   if (!b) return null;
-  if (sha256Hex(b) !== id) throw new AgentVaultError('checksum', `${storeWhere(repo.store, key)} is damaged: its content does not hash to its name`, { location: { file: storeWhere(repo.store, key) } });
+  if (sha256Hex(b) !== id)
+    throw new AgentVaultError('checksum', `${storeWhere(repo.store, key)} is damaged: its content does not hash to its name`, { location: { file: storeWhere(repo.store, key) } });
   return b;
 }
 
@@ -405,9 +410,13 @@ export async function ingestArchive(repo: Repo, archivePath: string, opts: Inges
       if (list.length) lists.push(await putBlob(repo, w, Buffer.concat(list), 'list', 'list', st));
       const sha = h.digest('hex');
       if (!reader.encrypted && (size !== e.size || sha !== e.sha256)) {
-        throw new AgentVaultError('checksum', `${archivePath}!${e.name} is damaged: ${size} bytes with sha256 ${sha}, the manifest says ${e.size} bytes with ${e.sha256}; nothing was written to the store`, {
-          location: { file: archivePath, entry: e.name },
-        });
+        throw new AgentVaultError(
+          'checksum',
+          `${archivePath}!${e.name} is damaged: ${size} bytes with sha256 ${sha}, the manifest says ${e.size} bytes with ${e.sha256}; nothing was written to the store`,
+          {
+            location: { file: archivePath, entry: e.name },
+          },
+        );
       }
       bytesRead += size;
       entries.push({ name: e.name, size, sha256: sha, media_type: e.media_type, ...(e.compression ? { compression: e.compression } : {}), lists });
@@ -450,7 +459,8 @@ export async function loadSnapshot(repo: Repo, id: string): Promise<SnapshotFile
   const b = await readNamed(repo, key, id);
   if (!b) throw new AgentVaultError('no-snapshot', `there is no snapshot ${id} in the store at ${repo.store.location}`, { location: { file: storeWhere(repo.store, key) }, kind: 'usage' });
   const s = decodeMeta<SnapshotFile>(b, 'snapshot', repo.crypto, storeWhere(repo.store, key));
-  if (!s || s.version !== 1 || !Array.isArray(s.entries) || !s.manifest) throw new AgentVaultError('store-format', `${storeWhere(repo.store, key)} is not a version 1 snapshot file`, { location: { file: storeWhere(repo.store, key) } });
+  if (!s || s.version !== 1 || !Array.isArray(s.entries) || !s.manifest)
+    throw new AgentVaultError('store-format', `${storeWhere(repo.store, key)} is not a version 1 snapshot file`, { location: { file: storeWhere(repo.store, key) } });
   return s;
 }
 
@@ -480,7 +490,12 @@ async function* readBlobs(repo: Repo, ids: string[], what: string): AsyncGenerat
     if (buf.length !== end - first.offset) throw new AgentVaultError('checksum', `${where} is truncated: blob ${ids[i]} lies beyond its end`, { location: { file: where } });
     for (let k = 0; k < locs.length; k++) {
       const l = locs[k];
-      yield decodeBlob(buf.subarray(l.offset - first.offset, l.offset - first.offset + l.length), { id: ids[i + k], type: l.type, rawLength: l.rawLength, compression: l.compression }, repo.crypto, where);
+      yield decodeBlob(
+        buf.subarray(l.offset - first.offset, l.offset - first.offset + l.length),
+        { id: ids[i + k], type: l.type, rawLength: l.rawLength, compression: l.compression },
+        repo.crypto,
+        where,
+      );
     }
     i = j;
   }
@@ -519,7 +534,9 @@ export async function* entryContent(repo: Repo, snapshotId: string, e: SnapshotE
   }
   const sha = h.digest('hex');
   if (size !== e.size || sha !== e.sha256) {
-    throw new AgentVaultError('checksum', `snapshot ${snapshotId}: entry ${e.name} reads back as ${size} bytes with sha256 ${sha}, expected ${e.size} bytes with ${e.sha256}`, { location: { entry: e.name } });
+    throw new AgentVaultError('checksum', `snapshot ${snapshotId}: entry ${e.name} reads back as ${size} bytes with sha256 ${sha}, expected ${e.size} bytes with ${e.sha256}`, {
+      location: { entry: e.name },
+    });
   }
 }
 
@@ -536,7 +553,11 @@ export interface ExportOptions {
 export async function exportSnapshotToArchive(repo: Repo, snapshotId: string, outPath: string, opts: ExportOptions = {}): Promise<{ path: string; bytes: number; manifest: Manifest }> {
   const snap = await loadSnapshot(repo, snapshotId);
   if (snap.source.encrypted && !opts.encryption) {
-    throw new AgentVaultError('no-key', `snapshot ${snapshotId} came from an encrypted archive (it may hold agent secrets); exporting it needs a key to encrypt the new archive with; nothing was written`, { kind: 'usage' });
+    throw new AgentVaultError(
+      'no-key',
+      `snapshot ${snapshotId} came from an encrypted archive (it may hold agent secrets); exporting it needs a key to encrypt the new archive with; nothing was written`,
+      { kind: 'usage' },
+    );
   }
   const writer = await createArchiveWriter(outPath, { overwrite: opts.overwrite, encryption: opts.encryption });
   try {
@@ -626,7 +647,17 @@ export interface CheckOptions {
 }
 
 function agentsForEntry(m: Manifest, entry: string): string[] {
-  return (m.agents ?? []).filter((a) => a.entry === entry || a.passages_entry === entry || a.vectors_entry === entry || a.file_passages_entry === entry || a.file_vectors_entry === entry || entry === `secrets/${safeEntrySegment(a.id)}.env.json`).map((a) => a.id);
+  return (m.agents ?? [])
+    .filter(
+      (a) =>
+        a.entry === entry ||
+        a.passages_entry === entry ||
+        a.vectors_entry === entry ||
+        a.file_passages_entry === entry ||
+        a.file_vectors_entry === entry ||
+        entry === `secrets/${safeEntrySegment(a.id)}.env.json`,
+    )
+    .map((a) => a.id);
 }
 
 /**
@@ -650,7 +681,8 @@ export async function checkRepo(repo: Repo, opts: CheckOptions = {}): Promise<Ch
     else if (!known.test(rest)) warnings.push({ kind: 'unexpected-file', key: o.key, message: `${o.key} is not a file of the store (left alone)` });
   }
   const data = await listIds(repo, 'data');
-  for (const id of data.ids) if (!repo.packs.has(id)) warnings.push({ kind: 'unindexed-pack', key: packKey(repo, id), message: `pack ${id} is in no index (left by an interrupted run; prune adopts or removes it)` });
+  for (const id of data.ids)
+    if (!repo.packs.has(id)) warnings.push({ kind: 'unindexed-pack', key: packKey(repo, id), message: `pack ${id} is in no index (left by an interrupted run; prune adopts or removes it)` });
   // packs: present, right size
   const badBlobs = new Map<string, CheckProblem>();
   const flagPack = (p: CheckProblem, blobIds: Iterable<string>): void => {
@@ -659,8 +691,16 @@ export async function checkRepo(repo: Repo, opts: CheckOptions = {}): Promise<Ch
   };
   for (const [id, p] of repo.packs) {
     const size = data.sizes.get(id);
-    if (size === undefined) flagPack(mk('missing-pack', packKey(repo, id), `pack ${id} is missing`), p.blobs.map((b) => b[0]));
-    else if (size !== p.size) flagPack(mk('pack-size', packKey(repo, id), `pack ${id} is ${size} bytes, the index says ${p.size}`), p.blobs.map((b) => b[0]));
+    if (size === undefined)
+      flagPack(
+        mk('missing-pack', packKey(repo, id), `pack ${id} is missing`),
+        p.blobs.map((b) => b[0]),
+      );
+    else if (size !== p.size)
+      flagPack(
+        mk('pack-size', packKey(repo, id), `pack ${id} is ${size} bytes, the index says ${p.size}`),
+        p.blobs.map((b) => b[0]),
+      );
   }
   // read data
   let packsRead = 0;
@@ -678,7 +718,10 @@ export async function checkRepo(repo: Repo, opts: CheckOptions = {}): Promise<Ch
       const buf = await repo.store.readBytes(key);
       packsRead++;
       if (!buf) {
-        flagPack(mk('missing-pack', key, `pack ${id} is missing`), repo.packs.get(id)!.blobs.map((b) => b[0]));
+        flagPack(
+          mk('missing-pack', key, `pack ${id} is missing`),
+          repo.packs.get(id)!.blobs.map((b) => b[0]),
+        );
         continue;
       }
       bytesRead += buf.length;

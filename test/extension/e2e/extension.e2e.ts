@@ -147,9 +147,12 @@ describe('e2e: Agent Vault installed from its .vsix in code-server', function ()
     await pg?.stop().catch(() => undefined);
   });
 
-  it('is installed in code-server\'s extensions dir under its publisher.name id', () => {
+  it("is installed in code-server's extensions dir under its publisher.name id", () => {
     const entries = fs.readdirSync(sandbox!.extensionsDir);
-    assert.ok(entries.some((e) => e.startsWith('agent-vault.agent-vault-')), `agent-vault.agent-vault-* not in ${sandbox!.extensionsDir}: ${entries.join(', ')}`);
+    assert.ok(
+      entries.some((e) => e.startsWith('agent-vault.agent-vault-')),
+      `agent-vault.agent-vault-* not in ${sandbox!.extensionsDir}: ${entries.join(', ')}`,
+    );
   });
 
   it('runs "Export Agents…" from the command palette and shows the new snapshot in the side panel', async () => {
@@ -267,7 +270,11 @@ describe('e2e: Agent Vault installed from its .vsix in code-server', function ()
   async function waitForStatus(re: RegExp, timeoutMs = 60_000): Promise<string> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const t = flat(await statusItem().innerText().catch(() => ''));
+      const t = flat(
+        await statusItem()
+          .innerText()
+          .catch(() => ''),
+      );
       if (re.test(t)) return t;
       if (Date.now() > deadline) throw new Error(`timed out waiting for the status bar item to match ${re}; it says ${JSON.stringify(t)}`);
       await new Promise((r) => setTimeout(r, 250));

@@ -37,16 +37,7 @@ const log = (msg) => process.stdout.write(`[code-server-launcher] ${msg}\n`);
 const logErr = (msg) => process.stderr.write(`[code-server-launcher] ${msg}\n`);
 
 /** VS Code CLI options that take a value (as `--name value` or `--name=value`). */
-const VALUE_OPTIONS = new Set([
-  'extensionDevelopmentPath',
-  'extensionTestsPath',
-  'extensionDevelopmentKind',
-  'user-data-dir',
-  'extensions-dir',
-  'locale',
-  'log',
-  'logsPath',
-]);
+const VALUE_OPTIONS = new Set(['extensionDevelopmentPath', 'extensionTestsPath', 'extensionDevelopmentKind', 'user-data-dir', 'extensions-dir', 'locale', 'log', 'logsPath']);
 
 /** Parse the VS Code CLI arguments @vscode/test-electron passes (unknown flags are ignored). */
 function parseArgs(argv) {

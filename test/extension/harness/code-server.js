@@ -17,8 +17,7 @@ const path = require('node:path');
 
 const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
 const CODE_SERVER_ENTRY =
-  process.env.AGENT_VAULT_CODE_SERVER ||
-  path.join(process.env.AGENT_VAULT_TOOLS_DIR || path.join(REPO_ROOT, '.tools'), 'code-server', 'node_modules', 'code-server', 'out', 'node', 'entry.js');
+  process.env.AGENT_VAULT_CODE_SERVER || path.join(process.env.AGENT_VAULT_TOOLS_DIR || path.join(REPO_ROOT, '.tools'), 'code-server', 'node_modules', 'code-server', 'out', 'node', 'entry.js');
 const CHROMIUM = process.env.AGENT_VAULT_CHROMIUM || '/usr/bin/chromium';
 const CHROMIUM_FLAGS = [
   '--no-sandbox',
@@ -90,14 +89,7 @@ function createSandbox(opts = {}) {
 }
 
 function baseArgs(sandbox) {
-  return [
-    CODE_SERVER_ENTRY,
-    '--config', sandbox.configFile,
-    '--disable-telemetry',
-    '--disable-update-check',
-    '--user-data-dir', sandbox.userDataDir,
-    '--extensions-dir', sandbox.extensionsDir,
-  ];
+  return [CODE_SERVER_ENTRY, '--config', sandbox.configFile, '--disable-telemetry', '--disable-update-check', '--user-data-dir', sandbox.userDataDir, '--extensions-dir', sandbox.extensionsDir];
 }
 
 /** `code-server --install-extension <vsix>` into the sandbox's extensions-dir. */
@@ -126,14 +118,7 @@ function installExtension(sandbox, vsixPath) {
  * killGroup(proc) takes its extension host and pty host down with it.
  */
 function startCodeServer(sandbox, opts = {}) {
-  const args = [
-    ...baseArgs(sandbox),
-    '--bind-addr', '127.0.0.1:0',
-    '--auth', 'none',
-    '--disable-workspace-trust',
-    '--disable-getting-started-override',
-    '--ignore-last-opened',
-  ];
+  const args = [...baseArgs(sandbox), '--bind-addr', '127.0.0.1:0', '--auth', 'none', '--disable-workspace-trust', '--disable-getting-started-override', '--ignore-last-opened'];
   if (opts.locale) args.push('--locale', opts.locale);
   const proc = spawn(process.execPath, args, {
     env: sandbox.env,
@@ -146,7 +131,10 @@ function startCodeServer(sandbox, opts = {}) {
   return new Promise((resolve, reject) => {
     let settled = false;
     let early = '';
-    for (const [stream, name] of [[proc.stdout, 'stdout'], [proc.stderr, 'stderr']]) {
+    for (const [stream, name] of [
+      [proc.stdout, 'stdout'],
+      [proc.stderr, 'stderr'],
+    ]) {
       let rest = '';
       stream.setEncoding('utf8');
       stream.on('data', (chunk) => {

@@ -37,13 +37,13 @@ describe('.af language: grammar', () => {
     grammar = await loadGrammar();
   });
 
-  it('highlights a tool\'s source_code as Python, escape-aware, and ends it at the closing quote', () => {
+  it("highlights a tool's source_code as Python, escape-aware, and ends it at the closing quote", () => {
     const code = [
       '@tool',
       'def search(query: str, limit=10) -> str:',
       '    """Search "the web"."""',
       '    # a comment with a "quote" and it\'s fine',
-      '    s = \'a\\\'b\' + f"{query}"',
+      "    s = 'a\\'b' + f\"{query}\"",
       '    return None if limit > 0x1F else True',
     ].join('\n');
     const text = JSON.stringify({ tools: [{ name: 'search', source_code: code, json_schema: { name: 'search' } }] });
@@ -58,7 +58,10 @@ describe('.af language: grammar', () => {
     has('None', 'constant.language.python');
     has('0x1F', 'constant.numeric.python');
     has('tool', 'entity.name.function.decorator.python');
-    assert.ok(tokens.some((t) => t.text.startsWith('#') || (t.scopes.includes('comment.line.number-sign.python') && t.text.includes('quote'))), 'the comment is a comment');
+    assert.ok(
+      tokens.some((t) => t.text.startsWith('#') || (t.scopes.includes('comment.line.number-sign.python') && t.text.includes('quote'))),
+      'the comment is a comment',
+    );
     const docstring = tokens.find((t) => t.scopes.includes('string.quoted.docstring.multi.python'));
     assert.ok(docstring && docstring.text.includes('the web'), 'the docstring (with escaped quotes inside) is one string');
     // everything from the opening quote of source_code to its closing quote is embedded Python;

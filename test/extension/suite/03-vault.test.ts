@@ -65,7 +65,15 @@ describe('Snapshots view: the vault folder as a tree', function () {
     const doc = readJson<{ agents: Array<{ system: string; messages: unknown[] }>; blocks: Array<{ label: string; value: string }>; tools: Array<{ name: string }> }>(fixture('loop.v2.af'));
     const loop = await child<AgentGroupNode>(tree, undefined, 'Loop');
     const snap = (await tree.getChildren(loop))[0];
-    assert.deepEqual(await labels(tree, snap), ['System prompt', `Memory blocks (${doc.blocks.length})`, `Tools (${doc.tools.length})`, 'Tool rules', 'Models', `Messages (${doc.agents[0].messages.length})`, 'Passages (0)']);
+    assert.deepEqual(await labels(tree, snap), [
+      'System prompt',
+      `Memory blocks (${doc.blocks.length})`,
+      `Tools (${doc.tools.length})`,
+      'Tool rules',
+      'Models',
+      `Messages (${doc.agents[0].messages.length})`,
+      'Passages (0)',
+    ]);
     const blocks = await child<FolderNode>(tree, snap, /^Memory blocks/);
     assert.deepEqual(await labels(tree, blocks), doc.blocks.map((b) => b.label).sort());
     const tools = await child<FolderNode>(tree, snap, /^Tools/);
@@ -74,7 +82,7 @@ describe('Snapshots view: the vault folder as a tree', function () {
     assert.deepEqual(await labels(tree, models), ['LLM config', 'Embedding config']);
   });
 
-  it('opens components as read-only virtual documents with the snapshot\'s text', async () => {
+  it("opens components as read-only virtual documents with the snapshot's text", async () => {
     const { services: s } = await api();
     const tree = s.snapshots;
     const doc = readJson<{ agents: Array<{ system: string }>; blocks: Array<{ label: string; value: string }>; tools: Array<{ name: string; source_code: string | null }> }>(fixture('loop.v2.af'));
@@ -163,7 +171,10 @@ describe('Snapshots view: the vault folder as a tree', function () {
     assert.ok(ed);
     assert.match(ed.document.getText(), /Agent Vault snapshot archive/);
     const all = await s.snapshots.agentGroups();
-    assert.ok(all.some((g) => g.snapshots.some((x) => x.path === file)), 'the opened archive is in the tree');
+    assert.ok(
+      all.some((g) => g.snapshots.some((x) => x.path === file)),
+      'the opened archive is in the tree',
+    );
   });
 
   it('deletes a snapshot (index first, then the file) and the tree follows', async () => {
@@ -175,7 +186,10 @@ describe('Snapshots view: the vault folder as a tree', function () {
     assert.equal(ok, true, JSON.stringify(s.log.lastError));
     assert.equal(fs.existsSync(file), false);
     const after = await readIndex(vaultDir());
-    assert.deepEqual(after.snapshots.map((r) => r.id), before.snapshots.filter((r) => r.id !== victim.id).map((r) => r.id));
+    assert.deepEqual(
+      after.snapshots.map((r) => r.id),
+      before.snapshots.filter((r) => r.id !== victim.id).map((r) => r.id),
+    );
     const group = (await s.snapshots.agentGroups()).find((g) => g.name === 'deep-thought-research-agent');
     assert.ok(!group || group.snapshots.every((x) => x.path !== file));
   });

@@ -67,7 +67,10 @@ describe('Databases: connections, export, restore and drift against the real tes
     }
     if (p.passwordEnforced) {
       await s.context.secrets.store(SECRET_PREFIX + SECRET, 'wrong-password');
-      await assert.rejects(() => s.connections.open(SECRET, { interactive: false }), (e: Error & { code?: string }) => e.code === 'db-auth' && /refused the stored password/.test(e.message));
+      await assert.rejects(
+        () => s.connections.open(SECRET, { interactive: false }),
+        (e: Error & { code?: string }) => e.code === 'db-auth' && /refused the stored password/.test(e.message),
+      );
       await s.context.secrets.store(SECRET_PREFIX + SECRET, p.secretPassword);
     }
     // removing the connection removes its secret
@@ -131,12 +134,24 @@ describe('Databases: connections, export, restore and drift against the real tes
 
   it('restores a snapshot into another database: dry-run plan, then one transaction', async () => {
     const { services: s } = await api();
-    const planned = await vscode.commands.executeCommand<{ plan: RestorePlan }>('agentVault.restoreAgents', { snapshot: exported, agents: [loopId], connection: TARGET, onConflict: 'fail', dryRun: true });
+    const planned = await vscode.commands.executeCommand<{ plan: RestorePlan }>('agentVault.restoreAgents', {
+      snapshot: exported,
+      agents: [loopId],
+      connection: TARGET,
+      onConflict: 'fail',
+      dryRun: true,
+    });
     assert.ok(planned, JSON.stringify(s.log.lastError));
     assert.deepEqual(planned.plan.summary.created, ['Loop']);
     assert.equal((await agentsIn(pgInfo().target)).length, 0, 'the dry run changed nothing');
 
-    const done = await vscode.commands.executeCommand<{ plan: RestorePlan; result: RestoreResult }>('agentVault.restoreAgents', { snapshot: exported, agents: [loopId], connection: TARGET, onConflict: 'fail', confirmed: true });
+    const done = await vscode.commands.executeCommand<{ plan: RestorePlan; result: RestoreResult }>('agentVault.restoreAgents', {
+      snapshot: exported,
+      agents: [loopId],
+      connection: TARGET,
+      onConflict: 'fail',
+      confirmed: true,
+    });
     assert.ok(done?.result, JSON.stringify(s.log.lastError));
     const target = await agentsIn(pgInfo().target);
     const source = await agentsIn(pgInfo().source);

@@ -145,10 +145,22 @@ describe('Encrypted snapshots written by the extension are readable on every rea
 
   it('restores from an encrypted snapshot (plan, then one transaction); a wrong passphrase is a clear error', async () => {
     const { services: s } = await api();
-    const planned = await vscode.commands.executeCommand<{ plan: RestorePlan }>('agentVault.restoreAgents', { snapshot: first, agents: [loopId], connection: TARGET, onConflict: 'replace', dryRun: true });
+    const planned = await vscode.commands.executeCommand<{ plan: RestorePlan }>('agentVault.restoreAgents', {
+      snapshot: first,
+      agents: [loopId],
+      connection: TARGET,
+      onConflict: 'replace',
+      dryRun: true,
+    });
     assert.ok(planned, JSON.stringify(s.log.lastError));
     assert.deepEqual([...planned.plan.summary.created, ...planned.plan.summary.replaced], ['Loop']);
-    const done = await vscode.commands.executeCommand<{ result: RestoreResult }>('agentVault.restoreAgents', { snapshot: first, agents: [loopId], connection: TARGET, onConflict: 'replace', confirmed: true });
+    const done = await vscode.commands.executeCommand<{ result: RestoreResult }>('agentVault.restoreAgents', {
+      snapshot: first,
+      agents: [loopId],
+      connection: TARGET,
+      onConflict: 'replace',
+      confirmed: true,
+    });
     assert.ok(done?.result, JSON.stringify(s.log.lastError));
     const target = (await withDb(pgInfo().target, (d) => listAgents(d))).find((a) => a.id === loopId);
     assert.ok(target, 'Loop is in the target database');

@@ -112,7 +112,10 @@ describe('Vault operations and health in the editor', function () {
     // archives opened from elsewhere earlier in this session ("Open Snapshot") stay listed; without
     // them the list is empty, so VS Code shows the viewsWelcome content (the e2e test shows it)
     const roots = await s.snapshots.getChildren();
-    assert.ok(roots.every((n) => n.type === 'agent' && n.snapshots.every((x) => !x.listed && !x.path.startsWith(vault))), `no item from the empty vault: ${JSON.stringify(roots.map((n) => n.type))}`);
+    assert.ok(
+      roots.every((n) => n.type === 'agent' && n.snapshots.every((x) => !x.listed && !x.path.startsWith(vault))),
+      `no item from the empty vault: ${JSON.stringify(roots.map((n) => n.type))}`,
+    );
     assert.ok(!roots.some((n) => n.type === 'message'), 'no "No snapshots yet" item');
     await s.statusBar!.refresh();
     assert.equal(s.statusBar!.state, 'none');
@@ -191,7 +194,10 @@ describe('Vault operations and health in the editor', function () {
     const report = await vscode.commands.executeCommand<DrillReport>('agentVault.drillSnapshot', node);
     assert.ok(report, `drill failed to run: ${JSON.stringify(s.log.lastError)}`);
     assert.equal(report.ok, true, JSON.stringify(report.checks));
-    assert.deepEqual(report.checks.filter((c) => !c.ok).map((c) => c.name), []);
+    assert.deepEqual(
+      report.checks.filter((c) => !c.ok).map((c) => c.name),
+      [],
+    );
     assert.ok(report.timings.rto_ms !== null && report.timings.rto_ms > 0);
     assert.equal(report.snapshot.id, node.snapshot.id);
     assert.match(report.target, /scratch database, dropped after the drill/);
@@ -201,7 +207,8 @@ describe('Vault operations and health in the editor', function () {
     assert.equal(reports.filter((f) => f.endsWith('.json')).length, 1, reports.join(', '));
     // the report document: RTO, row counts, in-context messages, vector-search probes, pass/fail per check
     const text = await waitFor('the drill report document', () => (/Restore drill: PASSED/.test(activeText()) ? activeText() : undefined));
-    for (const part of ['Time to restore (RTO)', '| row-counts | pass', '| in-context-messages | pass', 'vector-search', '| Loop (', 'in context']) assert.ok(text.includes(part), `report has "${part}"`);
+    for (const part of ['Time to restore (RTO)', '| row-counts | pass', '| in-context-messages | pass', 'vector-search', '| Loop (', 'in context'])
+      assert.ok(text.includes(part), `report has "${part}"`);
     await s.statusBar!.refresh();
     assert.equal(s.statusBar!.state, 'green', JSON.stringify(s.statusBar!.status?.agents.map((a) => a.warnings)));
     assert.match(s.statusBar!.item.text, /^\$\(pass-filled\) Vault (just now|\d+ min ago) · drill passed/);
@@ -258,7 +265,10 @@ describe('Vault operations and health in the editor', function () {
       assert.ok(r, JSON.stringify(s.log.lastError));
       assert.equal(r.deep, deep);
       assert.equal(r.ok, false);
-      assert.deepEqual(r.snapshots.filter((x) => !x.ok).map((x) => x.id), [damaged]);
+      assert.deepEqual(
+        r.snapshots.filter((x) => !x.ok).map((x) => x.id),
+        [damaged],
+      );
       assert.equal(r.snapshots.filter((x) => x.ok).length, 1);
       const text = await waitFor('the verify report', () => (activeText().startsWith('# Vault verification') ? activeText() : undefined));
       assert.match(text, new RegExp(`${damaged} \\| \\*\\*FAIL\\*\\*`));
@@ -275,8 +285,14 @@ describe('Vault operations and health in the editor', function () {
     assert.ok(r, JSON.stringify(s.log.lastError));
     assert.equal(r.previous, 'missing');
     assert.deepEqual((await index()).snapshots.map((x) => x.id).sort(), r.adopted.map((a) => a.id).sort());
-    assert.ok(before.filter((id) => id !== damaged).every((id) => r.adopted.some((a) => a.id === id)), 'the good snapshot is listed again');
-    assert.ok(r.rejected.some((x) => x.file.includes(damaged)), `the damaged archive is reported: ${JSON.stringify(r.rejected)}`);
+    assert.ok(
+      before.filter((id) => id !== damaged).every((id) => r.adopted.some((a) => a.id === id)),
+      'the good snapshot is listed again',
+    );
+    assert.ok(
+      r.rejected.some((x) => x.file.includes(damaged)),
+      `the damaged archive is reported: ${JSON.stringify(r.rejected)}`,
+    );
     assert.deepEqual(filesUnder(path.join(vault, 'snapshots')), archives, 'no archive was deleted');
     assert.match(activeText(), /index written/);
     // put the damaged archive out of the way (the user would), keeping the vault clean for the next steps
@@ -295,7 +311,10 @@ describe('Vault operations and health in the editor', function () {
     assert.equal(r.dryRun.dryRun, true);
     assert.deepEqual(r.dryRun.plan.remove.map((d) => d.id).sort(), all.slice(0, 2).sort());
     assert.deepEqual(r.result.removed.map((x) => x.id).sort(), all.slice(0, 2).sort());
-    assert.deepEqual((await index()).snapshots.map((x) => x.id), [all[2]]);
+    assert.deepEqual(
+      (await index()).snapshots.map((x) => x.id),
+      [all[2]],
+    );
     assert.deepEqual(filesUnder(path.join(vault, 'snapshots')), [`${all[2]}.avsnap`]);
     const plan = vscode.workspace.textDocuments.find((d) => d.uri.path.endsWith('prune-plan.txt'));
     assert.ok(plan, 'the dry-run plan was shown');
@@ -318,10 +337,16 @@ describe('Vault operations and health in the editor', function () {
     const [node] = s.snapshots.snapshotNodes(g) as SnapshotNode[];
     const planned = await vscode.commands.executeCommand<{ plan: RestorePlan }>('agentVault.restoreTo', node, { connection: TARGET, onConflict: 'replace', dryRun: true });
     assert.ok(planned, JSON.stringify(s.log.lastError));
-    assert.deepEqual(planned.plan.agents.map((a) => a.name), ['LettaBot']);
+    assert.deepEqual(
+      planned.plan.agents.map((a) => a.name),
+      ['LettaBot'],
+    );
     const done = await vscode.commands.executeCommand<{ plan: RestorePlan; result: RestoreResult }>('agentVault.restoreTo', g, { connection: TARGET, onConflict: 'replace', confirmed: true });
     assert.ok(done?.result, JSON.stringify(s.log.lastError));
-    assert.ok(vscode.workspace.textDocuments.some((d) => d.uri.path.endsWith('restore-plan.txt')), 'the plan was shown as a document');
+    assert.ok(
+      vscode.workspace.textDocuments.some((d) => d.uri.path.endsWith('restore-plan.txt')),
+      'the plan was shown as a document',
+    );
     const target = (await agentsIn(pgInfo().target)).find((a) => a.id === g.id);
     const source = (await agentsIn(pgInfo().source)).find((a) => a.id === g.id)!;
     assert.ok(target, 'LettaBot is in the target database');

@@ -31,10 +31,11 @@ async function main(): Promise<void> {
     await createLettaSchema(db);
     const [agentId] = await seedFixtures(db, [FROZEN_V1.fixture]);
     await addSyntheticPassages(db, agentId, FROZEN_V1.passages, 'frozen-v1');
-    await db.query(
-      `INSERT INTO agent_environment_variables (id, key, value, organization_id, agent_id) VALUES ('agent-env-frozen-1', 'FROZEN_API_TOKEN', $1, $2, $3)`,
-      [FROZEN_V1.secretValue, DEFAULT_ORG_ID, agentId],
-    );
+    await db.query(`INSERT INTO agent_environment_variables (id, key, value, organization_id, agent_id) VALUES ('agent-env-frozen-1', 'FROZEN_API_TOKEN', $1, $2, $3)`, [
+      FROZEN_V1.secretValue,
+      DEFAULT_ORG_ID,
+      agentId,
+    ]);
     const keyBytes = Buffer.from(fs.readFileSync(path.join(OUT, 'vault.key'), 'utf8').trim(), 'hex');
     const variants = [
       { file: 'plain.avsnap', encryption: undefined },
@@ -46,7 +47,10 @@ async function main(): Promise<void> {
       const out = path.join(OUT, v.file);
       await exportAgents(db, { select: { all: true }, out, overwrite: true, createdAt: FROZEN_V1.createdAt, encryption: v.encryption });
       fs.chmodSync(out, 0o644);
-      const r = await openArchive(out, { decrypt: v.file === 'plain.avsnap' ? undefined : v.file === 'keyfile.avsnap' ? { key: keyBytes } : { passphrase: FROZEN_V1.passphrase }, verifyEntries: true });
+      const r = await openArchive(out, {
+        decrypt: v.file === 'plain.avsnap' ? undefined : v.file === 'keyfile.avsnap' ? { key: keyBytes } : { passphrase: FROZEN_V1.passphrase },
+        verifyEntries: true,
+      });
       try {
         expected[v.file] = {};
         for (const e of r.manifest.entries) expected[v.file][e.name] = sha(await r.readEntry(e.name));
