@@ -36,6 +36,19 @@ async function importAf(letta: LettaServer, file: string, opts: { embedding?: st
   return { status: r.status, body: (await r.text()).slice(0, 1500) };
 }
 
+/** Waits until Letta has processed every file of every folder (completed or error); the files in error are returned. */
+async function filesSettled(letta: LettaServer, timeoutMs = 180_000): Promise<Obj[]> {
+  return waitFor(
+    'Letta to process the imported files',
+    async () => {
+      const all: Obj[] = [];
+      for (const f of await letta.api<Obj[]>('GET', '/v1/folders/?limit=1000')) all.push(...(await letta.api<Obj[]>('GET', `/v1/folders/${f.id}/files?limit=1000`)));
+      return all.every((x) => x.processing_status === 'completed' || x.processing_status === 'error') ? all.filter((x) => x.processing_status === 'error') : undefined;
+    },
+    timeoutMs,
+  );
+}
+
 describe('real Letta server: Letta import/export and agents made by Letta', function () {
   this.timeout(600_000);
   let stub: OpenAiStub;
@@ -154,15 +167,28 @@ describe('real Letta server: Letta import/export and agents made by Letta', func
     }
   });
   it('4. every fixture converted by `agent-vault convert` is accepted by Letta’s POST /v1/agents/import', async () => {
+    const logFrom = a.log().length;
+    const outFrom = a.outbound.length;
     const refused: string[] = [];
+    const { embedding } = await stubConfigs(a, 1536);
     for (const fx of fixtures()) {
       const out = path.join(dir, `convert-${fx.file}`);
       const c = runCli(['convert', fx.path, '--to', 'v2', '--output', out, '--force']);
       assert.equal(c.code, 0, `convert ${fx.file}: ${c.stderr}`);
-      const r = await importAf(a, out);
+      // the files' documents are embedded with the stub's model (their own endpoint is not reachable here)
+      const r = await importAf(a, out, { embedding: String(embedding.handle) });
       if (r.status !== 200) refused.push(`${fx.file}: HTTP ${r.status} ${r.body}`);
     }
     assert.deepEqual(refused, [], `Letta refused converted files:\n${refused.join('\n')}`);
+    // Letta processes imported files in the background: wait for it, so its log is complete here
+    const failed = await filesSettled(a);
+    assert.deepEqual(
+      failed.map((f) => `${f.file_name}: ${f.error_message}`),
+      [],
+      'Letta processed every imported file',
+    );
+    assert.deepEqual(a.serverErrors(logFrom), [], 'no server error in Letta’s log');
+    assert.deepEqual(a.outbound.slice(outFrom), [], 'no outbound request');
   });
 
   it('4. every .af of `unpack` (snapshot of restored fixtures, a sleeptime group included) is accepted by Letta’s POST /v1/agents/import', async () => {
@@ -188,6 +214,7 @@ describe('real Letta server: Letta import/export and agents made by Letta', func
       if (r.status !== 200) refused.push(`${f}: HTTP ${r.status} ${r.body}`);
     }
     assert.deepEqual(refused, [], `Letta refused unpacked files:\n${refused.join('\n')}`);
+    await filesSettled(a);
     assert.deepEqual(a.serverErrors(logFrom), [], 'no server error in Letta’s log');
   });
 
