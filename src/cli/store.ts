@@ -273,7 +273,7 @@ export function registerStoreCommands(vaultGroup: Command, ctx: CliContext): voi
         let key;
         if (o.encrypt) key = (await writingKey(await resolveKeyMaterial(undefined, keySources(ctx, o)), null)).key;
         const repo = await initStoreVault(vault, { key });
-        ctx.stdout(`store vault created: ${vault.replace(/\/+$/, '')}/store${repo.crypto ? ' (encrypted)' : ''}\n`);
+        ctx.stdout(`store vault created: ${repo.store.location.replace(/\/+$/, '')}/store${repo.crypto ? ' (encrypted)' : ''}\n`);
         ctx.exitCode = EXIT.ok;
       } catch (e) {
         report(ctx, e, 'vault init failed: ');

@@ -54,21 +54,7 @@ import {
   type SnapshotInfo,
 } from './store/repo';
 import type { RunLogRecord, SnapshotRecord, VaultIndex } from './vault';
-import {
-  appendRunLog,
-  emptyIndex,
-  newRunId,
-  ensureVaultDirs,
-  readIndex,
-  runLogRecord,
-  snapshotPath,
-  TMP_DIR,
-  withLock,
-  withSharedLock,
-  SNAPSHOT_EXT,
-  DRILLS_DIR,
-  RUN_LOG,
-} from './vault';
+import { appendRunLog, emptyIndex, newRunId, ensureVaultDirs, readIndex, runLogRecord, snapshotPath, TMP_DIR, withLock, withSharedLock, SNAPSHOT_EXT, DRILLS_DIR, RUN_LOG } from './vault';
 
 export const STORE_DIR = 'store';
 /** A backup's staging folder under `<vault>/.tmp/`. */
@@ -814,11 +800,15 @@ export async function copyStoreVault(from: string, to: string, opts: StoreCopyOp
       } catch (e) {
         res = undefined;
         if (!opts.dryRun && !(e instanceof AgentVaultError && e.code === 'locked'))
-          await placeRunLog(dst, runLogRecord('copy', started, false, { from: src.vault, error: { code: (e as { code?: string }).code ?? 'internal', message: errorMessage(e) } })).catch(() => undefined);
+          await placeRunLog(dst, runLogRecord('copy', started, false, { from: src.vault, error: { code: (e as { code?: string }).code ?? 'internal', message: errorMessage(e) } })).catch(
+            () => undefined,
+          );
         throw e;
       } finally {
         if (res && !opts.dryRun)
-          await placeRunLog(dst, runLogRecord('copy', started, true, { from: src.vault, copied: res.copied, skipped: res.skipped, packs: res.packsCopied, bytes: res.bytesCopied })).catch(() => undefined);
+          await placeRunLog(dst, runLogRecord('copy', started, true, { from: src.vault, copied: res.copied, skipped: res.skipped, packs: res.packsCopied, bytes: res.bytesCopied })).catch(
+            () => undefined,
+          );
       }
     }),
   );

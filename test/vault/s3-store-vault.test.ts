@@ -274,10 +274,7 @@ describe('store vaults on s3:// (moto) from PostgreSQL', function () {
     assert.equal(grew, j3.bytesCopied, 'the bytes reported are the bytes the bucket grew by');
     assert.ok(grew <= b.ingest.bytesAdded * 1.5 + 65536, `copied ${grew} bytes for a snapshot that added ${b.ingest.bytesAdded} locally`);
     assert.ok(grew < storeBefore * 0.2, `copied ${grew} bytes into a store of ${storeBefore}`);
-    assert.deepEqual(
-      (await listStoreVault(loc)).map((s) => s.vault_id).sort(),
-      [ids[2], b.id].sort(),
-    );
+    assert.deepEqual((await listStoreVault(loc)).map((s) => s.vault_id).sort(), [ids[2], b.id].sort());
     const vr = runCli(['verify', '--vault', loc, '--read-data'], { env: env() });
     assert.equal(vr.code, 0, vr.stdout + vr.stderr);
 

@@ -1046,12 +1046,7 @@ export interface CopySnapshotsResult {
  * uncopied snapshot file is invisible, a copied but unindexed pack is picked up by the next copy
  * (or adopted by a prune). The caller holds the target's lock.
  */
-export async function copySnapshots(
-  src: Repo,
-  dst: Repo,
-  ids: string[],
-  opts: { dryRun?: boolean; onProgress?: (m: string) => void } = {},
-): Promise<CopySnapshotsResult> {
+export async function copySnapshots(src: Repo, dst: Repo, ids: string[], opts: { dryRun?: boolean; onProgress?: (m: string) => void } = {}): Promise<CopySnapshotsResult> {
   if (src.config.id !== dst.config.id) {
     throw new AgentVaultError('usage', `${dst.store.location} holds another store (id ${dst.config.id}, the source's is ${src.config.id}); snapshots are copied only between copies of one store`, {
       kind: 'usage',
