@@ -19,6 +19,9 @@ import { readManifest } from '../../src/format/archive';
 import { createLettaSchema } from '../../src/letta/ddl';
 import { runBackup } from '../../src/vault/backup';
 import type { VaultConfig } from '../../src/vault/config';
+import { LocalStore, type ObjectStore } from '../../src/vault/remote/store';
+import { S3Store } from '../../src/vault/remote/s3';
+import { copySnapshots, ingestArchive, openRepo } from '../../src/vault/store/repo';
 import { exportStoreSnapshot, listStoreVault, pruneStoreVault, remoteLockTimings, storeBackup, verifyStoreVault } from '../../src/vault/store-vault';
 import { sharedTestPostgres } from '../helpers/global-pg';
 import { ensureCliBuilt, runCli, STACK_TRACE } from '../helpers/cli';
@@ -44,6 +47,20 @@ async function listBucket(client: S3Client, prefix: string): Promise<Map<string,
   } while (token);
   return out;
 }
+/** The store, but every write of a key under `prefix` fails (a run killed just before it). */
+function cutBefore(store: ObjectStore, prefix: string): ObjectStore {
+  return new Proxy(store, {
+    get(t, k) {
+      if (k === 'writeBytes')
+        return async (key: string, data: Buffer | string, o?: { ifAbsent?: boolean }) => {
+          if (key.startsWith(prefix)) throw new Error(`cut before ${key}`);
+          return t.writeBytes(key, data, o);
+        };
+      const v = (t as unknown as Record<string | symbol, unknown>)[k];
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
+    },
+  });
+}
 const total = (m: Map<string, number>): number => [...m.values()].reduce((n, x) => n + x, 0);
 
 describe('store vaults on s3:// (moto) from PostgreSQL', function () {
@@ -57,6 +74,7 @@ describe('store vaults on s3:// (moto) from PostgreSQL', function () {
   let loc: string;
   let dropLater: string[];
   let directVault = '';
+  let directArchive = '';
   let keptOut = '';
   const ids: string[] = [];
   let firstAdded = 0;
@@ -139,6 +157,7 @@ describe('store vaults on s3:// (moto) from PostgreSQL', function () {
   it('s3://…#latest reads the snapshot from the store: diff against a direct export shows no change; inspect, vault export, status and drill read it', async () => {
     directVault = path.join(tmp.dir('direct'), 'vault');
     const direct = await runBackup({ config: config(directVault), db });
+    directArchive = direct.path;
     const diff = runCli(['diff', direct.path, `${loc}#latest`, '--format', 'json', '--exit-code'], { env: env() });
     assert.equal(diff.code, 0, diff.stdout + diff.stderr);
     assert.equal(JSON.parse(diff.stdout).identical, true);
@@ -288,5 +307,41 @@ describe('store vaults on s3:// (moto) from PostgreSQL', function () {
     assert.equal(back.code, 2, back.stdout + back.stderr);
     assert.match(back.stderr, /is a folder of archives and .* is a store vault/);
     assert.doesNotMatch(mixed.stderr + back.stderr, STACK_TRACE);
+  });
+
+  it('a backup or a copy cut short before its snapshot file leaves no visible snapshot; the next copy reuses the packs it left (checked)', async () => {
+    const s3 = new S3Store(loc);
+    try {
+      const before = (await listStoreVault(loc)).map((x) => x.id);
+      const repo = await openRepo(cutBefore(s3, 'store/snapshots/'), { prefix: 'store/' });
+      await assert.rejects(ingestArchive(repo, directArchive), /cut before store\/snapshots\//);
+      assert.deepEqual(
+        (await listStoreVault(loc)).map((x) => x.id),
+        before,
+        'no snapshot became visible',
+      );
+      const v = await verifyStoreVault(loc, { readData: true });
+      assert.equal(v.ok, true, JSON.stringify(v.problems));
+
+      // a copy to a new local store cut before its snapshot files
+      const dir = path.join(tmp.dir('cut-copy'), 'vault');
+      const local = new LocalStore(dir);
+      await local.writeBytes('store/config.json', (await s3.readBytes('store/config.json'))!);
+      const src = await openRepo(s3, { prefix: 'store/' });
+      const dst = await openRepo(cutBefore(local, 'store/snapshots/'), { prefix: 'store/' });
+      await assert.rejects(copySnapshots(src, dst, before), /cut before store\/snapshots\//);
+      assert.equal((await listStoreVault(dir)).length, 0, 'nothing visible at the target');
+      const c = runCli(['vault', 'copy', loc, dir, '--json'], { env: env() });
+      assert.equal(c.code, 0, c.stdout + c.stderr);
+      const j = JSON.parse(c.stdout);
+      assert.equal(j.copied, before.length);
+      // the cut copy had written the first snapshot's packs and their index: only its snapshot file is left to copy
+      const first = j.items.find((i: { snapshot: string }) => i.snapshot === before[0]);
+      assert.equal(first.packs, 0, `the packs the cut copy left are reused: ${c.stdout}`);
+      const vl = runCli(['verify', '--vault', dir, '--read-data'], { env: env() });
+      assert.equal(vl.code, 0, vl.stdout + vl.stderr);
+    } finally {
+      await s3.close();
+    }
   });
 });

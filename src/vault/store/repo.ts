@@ -1083,6 +1083,14 @@ export async function copySnapshots(src: Repo, dst: Repo, ids: string[], opts: {
       if (planned.has(pid)) continue;
       const have = dstData.sizes.get(pid);
       if (have === p.size) {
+        // an unindexed pack an interrupted copy left: indexed again only when its bytes are right
+        const dkey = packKey(dst, pid);
+        const there = opts.dryRun ? null : await dst.store.readBytes(dkey);
+        if (!opts.dryRun && (!there || sha256Hex(there) !== pid)) {
+          throw new AgentVaultError('checksum', `${storeWhere(dst.store, dkey)} is damaged at the target (its bytes do not hash to its name); nothing was overwritten (remove it, then copy again)`, {
+            location: { file: storeWhere(dst.store, dkey) },
+          });
+        }
         res.packsPresent++;
         continue;
       }
