@@ -263,10 +263,13 @@ export function registerStoreCommands(vaultGroup: Command, ctx: CliContext): voi
       .command('init')
       .description('Make a vault folder a store vault: snapshots are kept as deduplicated, content-addressed chunks (docs/VAULT.md "Store vaults")')
       .requiredOption('--store', 'create the deduplicating store (the only kind of init so far)')
-      .requiredOption('--vault <dir>', 'the vault folder (created when missing)')
+      .requiredOption('--vault <dir>', 'the vault: a folder (created when missing) or s3://bucket/prefix[?endpoint=URL&region=R&path-style=true]')
       .option('--encrypt', 'encrypt the store with the passphrase or key (needed to keep encrypted snapshots)'),
   )
-    .addHelpText('after', '\nExit codes: 0 created, 2 usage (it is a store vault already, no key for --encrypt), 74 I/O error, 75 the vault is locked.')
+    .addHelpText(
+      'after',
+      '\nExit codes: 0 created, 2 usage (it is a store vault already, no key for --encrypt, missing bucket), 3 S3 unreachable or credentials refused, 74 I/O error, 75 the vault is locked.',
+    )
     .action(async (o: KeyFlags & { vault: string; encrypt?: boolean }) => {
       try {
         const vault = loc(ctx, o.vault);
@@ -284,7 +287,7 @@ export function registerStoreCommands(vaultGroup: Command, ctx: CliContext): voi
     vaultGroup
       .command('snapshots')
       .description('List the snapshots of a store vault (vault id, store id, time, size, agents)')
-      .requiredOption('--vault <dir>', 'the store vault folder')
+      .requiredOption('--vault <dir>', 'the store vault: a folder or s3://bucket/prefix')
       .option('--json', 'print the list as JSON'),
   ).action(async (o: KeyFlags & { vault: string; json?: boolean }) => {
     try {
@@ -309,7 +312,7 @@ export function registerStoreCommands(vaultGroup: Command, ctx: CliContext): voi
       .command('export')
       .description('Write a snapshot of a store vault as a portable single-file .avsnap archive (same manifest, byte-identical entries)')
       .argument('<snapshot>', 'snapshot id (or unique prefix), store id, or "latest"')
-      .requiredOption('--vault <dir>', 'the store vault folder')
+      .requiredOption('--vault <dir>', 'the store vault: a folder or s3://bucket/prefix')
       .requiredOption('-o, --out <file>', 'the archive to write')
       .option('--force', 'overwrite the output file')
       .option('--wait <seconds>', 'wait this long for a running prune instead of refusing', waitArg),

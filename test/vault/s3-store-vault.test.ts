@@ -163,6 +163,20 @@ describe('store vaults on s3:// (moto) from PostgreSQL', function () {
     assert.equal(JSON.parse(diff.stdout).identical, true);
     const insp = runCli(['inspect', `${loc}#${ids[0]}`], { env: env() });
     assert.equal(insp.code, 0, insp.stderr);
+    // restore s3://…#latest into an empty Letta database: every agent and passage of the source
+    const { url: target } = await (await sharedTestPostgres()).createDatabase();
+    const tdb = await openPg({ url: target });
+    try {
+      await createLettaSchema(tdb);
+      const rs = runCli(['restore', `${loc}#latest`, '--db', target], { env: env() });
+      assert.equal(rs.code, 0, rs.stdout + rs.stderr);
+      for (const t of ['agents', 'messages', 'archival_passages']) {
+        const q = `SELECT count(*)::int AS n FROM ${t}`;
+        assert.equal((await tdb.query<{ n: number }>(q)).rows[0].n, (await db.query<{ n: number }>(q)).rows[0].n, t);
+      }
+    } finally {
+      await tdb.close();
+    }
     const out = path.join(tmp.dir('export'), 'x.avsnap');
     const e = runCli(['vault', 'export', 'latest', '--vault', loc, '-o', out], { env: env() });
     assert.equal(e.code, 0, e.stderr);
