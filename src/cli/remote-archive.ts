@@ -21,7 +21,9 @@ export function isRemoteArchiveRef(arg: string): boolean {
 }
 
 export async function resolveArchiveArg(arg: string): Promise<string> {
-  if (!isRemoteArchiveRef(arg)) return resolveStoreArchiveArg(arg);
+  // a store vault (a folder or s3://…): the snapshot is streamed out of the store
+  const fromStore = await resolveStoreArchiveArg(arg);
+  if (fromStore !== arg || !isRemoteArchiveRef(arg)) return fromStore;
   const at = arg.lastIndexOf('#');
   const location = arg.slice(0, at);
   const ref = decodeURIComponent(arg.slice(at + 1));

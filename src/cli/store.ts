@@ -13,8 +13,13 @@ import { AgentVaultError, errorMessage } from '../core/errors';
 import { decryptOptions, resolveKeyMaterial, writingKey, type KeyMaterial, type KeySources, type VaultConfig } from '../vault/config';
 import type { BackupOptions } from '../vault/backup';
 import { describeReasons, type RetentionPolicy } from '../vault/retention';
+import { isS3Location } from '../vault/remote/location';
+import type { StatusPolicy } from '../vault/config';
+import type { VaultStatus } from '../vault/status';
 import {
+  copyStoreVault,
   exportStoreSnapshot,
+  isStoreLocation,
   initStoreVault,
   isStoreVault,
   listStoreVault,
@@ -22,7 +27,7 @@ import {
   parseReadDataSubset,
   pruneStoreVault,
   storeBackup,
-  storeVaultIndex,
+  storeVaultStatus,
   verifyStoreVault,
   type StoreVerifyReport,
 } from '../vault/store-vault';
@@ -30,7 +35,12 @@ import type { VaultIndex } from '../vault/vault';
 import type { CliContext } from './context';
 import { EXIT, errorHints, exitCodeOf } from './exit';
 
-export { isStoreVault };
+export { isStoreVault, isStoreLocation };
+
+/** A folder is made absolute (against the command's folder); an s3:// location stays as written. */
+function loc(ctx: CliContext, v: string): string {
+  return isS3Location(v) ? v : path.resolve(ctx.cwd, v);
+}
 
 function oneLine(s: string): string {
   return s.replace(/\s*\n\s*/g, ' ').trim();
@@ -212,17 +222,36 @@ export async function materializeStoreSnapshot(vault: string, ref: string, mater
 export async function resolveStoreArchiveArg(arg: string): Promise<string> {
   const at = arg.lastIndexOf('#');
   if (at <= 0) return arg;
-  const dir = path.resolve(arg.slice(0, at));
-  if (!isStoreVault(dir)) return arg;
+  const dir = isS3Location(arg) ? arg.slice(0, at) : path.resolve(arg.slice(0, at));
+  if (!(await isStoreLocation(dir))) return arg;
   const ref = decodeURIComponent(arg.slice(at + 1));
   if (!ref) throw new AgentVaultError('usage', `${arg}: name the snapshot after "#" (an id, a unique id prefix, or "latest")`, { kind: 'usage' });
   const material = await resolveKeyMaterial(undefined, {});
   return (await materializeStoreSnapshot(dir, ref, material)).path;
 }
 
-/** `status` of a store vault: its snapshots as an index (the key from the configuration or AGENT_VAULT_PASSPHRASE for an encrypted store). */
-export async function storeVaultIndexFor(ctx: CliContext, vault: string, cfg?: VaultConfig): Promise<VaultIndex> {
-  return storeVaultIndex(vault, decryptOptions(await resolveKeyMaterial(cfg?.encryption, { env: ctx.env, secrets: ctx.secrets })));
+/** `status` of a store vault (folder or s3://): its snapshots as an index (the key from the configuration or AGENT_VAULT_PASSPHRASE for an encrypted store). */
+export async function storeStatusFor(ctx: CliContext, vault: string, policy: StatusPolicy, cfg?: VaultConfig): Promise<{ status: VaultStatus; index: VaultIndex }> {
+  return storeVaultStatus(vault, policy, decryptOptions(await resolveKeyMaterial(cfg?.encryption, { env: ctx.env, secrets: ctx.secrets })));
+}
+
+/** `vault copy` when a side is a store vault (docs/VAULT.md "Copying store vaults"). */
+export async function storeCopyCommand(ctx: CliContext, from: string, to: string, o: KeyFlags & { snapshot?: string[]; dryRun?: boolean; wait?: number; json?: boolean }): Promise<void> {
+  try {
+    const material = await resolveKeyMaterial(undefined, keySources(ctx, o));
+    const r = await copyStoreVault(loc(ctx, from), loc(ctx, to), { snapshots: o.snapshot, dryRun: o.dryRun, waitMs: (o.wait ?? 0) * 1000, material });
+    if (o.json) ctx.stdout(JSON.stringify({ ok: true, store: true, ...r }, null, 2) + '\n');
+    else {
+      for (const i of r.items)
+        if (i.action !== 'skipped') ctx.stdout(`${i.action.padEnd(10)} ${r.names[i.snapshot] ?? i.snapshot}  ${i.packs} pack(s), ${i.bytes} bytes${i.action === 'copied' ? ', verified' : ''}\n`);
+      ctx.stdout(
+        `${o.dryRun ? 'dry run: ' : ''}${r.created ? 'store created at the target; ' : ''}${r.copied} snapshot(s) copied, ${r.skipped} already there; ${r.packsCopied} pack(s) copied (${mib(r.bytesCopied)}), ${r.packsPresent} already there → ${r.to}\n`,
+      );
+    }
+    ctx.exitCode = EXIT.ok;
+  } catch (e) {
+    report(ctx, e, 'vault copy failed: ');
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -234,17 +263,20 @@ export function registerStoreCommands(vaultGroup: Command, ctx: CliContext): voi
       .command('init')
       .description('Make a vault folder a store vault: snapshots are kept as deduplicated, content-addressed chunks (docs/VAULT.md "Store vaults")')
       .requiredOption('--store', 'create the deduplicating store (the only kind of init so far)')
-      .requiredOption('--vault <dir>', 'the vault folder (created when missing)')
+      .requiredOption('--vault <dir>', 'the vault: a folder (created when missing) or s3://bucket/prefix[?endpoint=URL&region=R&path-style=true]')
       .option('--encrypt', 'encrypt the store with the passphrase or key (needed to keep encrypted snapshots)'),
   )
-    .addHelpText('after', '\nExit codes: 0 created, 2 usage (it is a store vault already, no key for --encrypt), 74 I/O error, 75 the vault is locked.')
+    .addHelpText(
+      'after',
+      '\nExit codes: 0 created, 2 usage (it is a store vault already, no key for --encrypt, missing bucket), 3 S3 unreachable or credentials refused, 74 I/O error, 75 the vault is locked.',
+    )
     .action(async (o: KeyFlags & { vault: string; encrypt?: boolean }) => {
       try {
-        const vault = path.resolve(ctx.cwd, o.vault);
+        const vault = loc(ctx, o.vault);
         let key;
         if (o.encrypt) key = (await writingKey(await resolveKeyMaterial(undefined, keySources(ctx, o)), null)).key;
         const repo = await initStoreVault(vault, { key });
-        ctx.stdout(`store vault created: ${vault}/store${repo.crypto ? ' (encrypted)' : ''}\n`);
+        ctx.stdout(`store vault created: ${repo.store.location.replace(/\/+$/, '')}/store${repo.crypto ? ' (encrypted)' : ''}\n`);
         ctx.exitCode = EXIT.ok;
       } catch (e) {
         report(ctx, e, 'vault init failed: ');
@@ -255,12 +287,12 @@ export function registerStoreCommands(vaultGroup: Command, ctx: CliContext): voi
     vaultGroup
       .command('snapshots')
       .description('List the snapshots of a store vault (vault id, store id, time, size, agents)')
-      .requiredOption('--vault <dir>', 'the store vault folder')
+      .requiredOption('--vault <dir>', 'the store vault: a folder or s3://bucket/prefix')
       .option('--json', 'print the list as JSON'),
   ).action(async (o: KeyFlags & { vault: string; json?: boolean }) => {
     try {
       const material = await resolveKeyMaterial(undefined, keySources(ctx, o));
-      const list = await listStoreVault(path.resolve(ctx.cwd, o.vault), decryptOptions(material));
+      const list = await listStoreVault(loc(ctx, o.vault), decryptOptions(material));
       if (o.json) ctx.stdout(JSON.stringify(list, null, 2) + '\n');
       else
         for (const s of list)
@@ -280,7 +312,7 @@ export function registerStoreCommands(vaultGroup: Command, ctx: CliContext): voi
       .command('export')
       .description('Write a snapshot of a store vault as a portable single-file .avsnap archive (same manifest, byte-identical entries)')
       .argument('<snapshot>', 'snapshot id (or unique prefix), store id, or "latest"')
-      .requiredOption('--vault <dir>', 'the store vault folder')
+      .requiredOption('--vault <dir>', 'the store vault: a folder or s3://bucket/prefix')
       .requiredOption('-o, --out <file>', 'the archive to write')
       .option('--force', 'overwrite the output file')
       .option('--wait <seconds>', 'wait this long for a running prune instead of refusing', waitArg),
@@ -292,7 +324,7 @@ export function registerStoreCommands(vaultGroup: Command, ctx: CliContext): voi
     .action(async (snapshot: string, o: KeyFlags & { vault: string; out: string; force?: boolean; wait?: number }) => {
       try {
         const material = await resolveKeyMaterial(undefined, keySources(ctx, o));
-        const r = await exportStoreSnapshot(path.resolve(ctx.cwd, o.vault), snapshot, path.resolve(ctx.cwd, o.out), { material, overwrite: o.force, waitMs: (o.wait ?? 0) * 1000 });
+        const r = await exportStoreSnapshot(loc(ctx, o.vault), snapshot, path.resolve(ctx.cwd, o.out), { material, overwrite: o.force, waitMs: (o.wait ?? 0) * 1000 });
         ctx.stdout(`wrote ${r.path}: snapshot ${r.id} (${r.bytes} bytes, ${r.manifest.entries.length} entries)\n`);
         ctx.exitCode = EXIT.ok;
       } catch (e) {

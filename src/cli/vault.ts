@@ -27,7 +27,7 @@ import { fetchSnapshot, pruneRemote, remoteVaultStatus, runRemoteBackup, verifyR
 import { openObjectStore, S3Store } from '../vault/remote/s3';
 import { EXIT, errorHints, exitCodeOf, onInterrupt, signalExitCode } from './exit';
 import type { CliContext } from './context';
-import { isStoreVault, materializeStoreSnapshot, storeVaultIndexFor, registerStoreCommands, storeBackupCommand, storePruneCommand, storeVerifyCommand } from './store';
+import { isStoreLocation, materializeStoreSnapshot, storeStatusFor, registerStoreCommands, storeBackupCommand, storeCopyCommand, storePruneCommand, storeVerifyCommand } from './store';
 
 /** Calls `fn` on SIGINT / SIGTERM / SIGHUP (instead of exiting); returns the function that stops listening. */
 function onSignal(fn: (sig: NodeJS.Signals) => void): () => void {
@@ -185,7 +185,7 @@ export function registerVaultCommands(program: Command, ctx: CliContext): void {
             abort = fn;
           },
         };
-        if (!remote && isStoreVault(cfg.vault)) {
+        if (await isStoreLocation(cfg.vault)) {
           await storeBackupCommand(ctx, backupOpts, o);
           return;
         }
@@ -270,7 +270,7 @@ export function registerVaultCommands(program: Command, ctx: CliContext): void {
         const anyFlag = Object.values(fromFlags).some((v) => v !== undefined);
         const { pruneAfterBackup: _p, ...fromConfig } = cfg?.retention ?? {};
         const policy = anyFlag ? fromFlags : fromConfig;
-        if (!isS3Location(vault) && isStoreVault(vault)) {
+        if (await isStoreLocation(vault)) {
           await storePruneCommand(ctx, vault, policy, o, cfg);
           return;
         }
@@ -370,7 +370,7 @@ export function registerVaultCommands(program: Command, ctx: CliContext): void {
     .addHelpText('after', '\nExit codes: 0 every snapshot verified, 1 a problem was found, 2 usage error, 74 I/O error, 75 a backup or prune holds the vault.')
     .action(async (o: VaultSelection & KeyFlags & { deep?: boolean; readData?: boolean; readDataSubset?: string; snapshot?: string[]; wait?: number; quiet?: boolean; json?: boolean }) => {
       const { cfg, vault } = await selectVault(ctx, o);
-      if (!isS3Location(vault) && isStoreVault(vault)) {
+      if (await isStoreLocation(vault)) {
         await storeVerifyCommand(ctx, vault, o, cfg);
         return;
       }
@@ -435,11 +435,11 @@ export function registerVaultCommands(program: Command, ctx: CliContext): void {
         if (!databaseUrl) throw new AgentVaultError('usage', `environment variable ${o.databaseEnv} (--database-env) is not set`, { kind: 'usage' });
       }
       let fetched: { dir: string; path: string } | undefined;
-      if (sel.vault && !isS3Location(sel.vault) && isStoreVault(sel.vault)) {
-        // the snapshot is streamed out of the store into a temp archive (under the shared lock); the report goes to <vault>/drills
+      if (sel.vault && (await isStoreLocation(sel.vault))) {
+        // the snapshot is streamed out of the store into a temp archive (under a folder's shared lock); the report goes to <vault>/drills (s3://: --report-dir, default the current folder)
         const got = await materializeStoreSnapshot(sel.vault, snapshot, material);
         fetched = { dir: path.dirname(got.path), path: got.path };
-        o.reportDir ??= path.join(sel.vault, 'drills');
+        if (!isS3Location(sel.vault)) o.reportDir ??= path.join(sel.vault, 'drills');
       } else if (sel.vault && isS3Location(sel.vault)) {
         // the snapshot is downloaded and checked against the index's SHA-256; the report goes to --report-dir (default: the current folder)
         const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'agent-vault-drill-'));
@@ -482,9 +482,10 @@ export function registerVaultCommands(program: Command, ctx: CliContext): void {
     const { cfg, vault } = await selectVault(ctx, o);
     const policy = { maxAgeHours: o.maxAgeHours ?? cfg?.policy?.maxAgeHours, drillMaxAgeDays: o.drillMaxAgeDays ?? cfg?.policy?.drillMaxAgeDays };
     const remote = isS3Location(vault);
-    const storeIndex = !remote && isStoreVault(vault) ? await storeVaultIndexFor(ctx, vault, cfg) : undefined;
-    const s = remote ? await withStore(vault, (store) => remoteVaultStatus(store, policy)) : await vaultStatus(vault, policy, storeIndex ? { index: storeIndex, present: () => true } : {});
-    const snaps = o.snapshots ? (remote ? (await withStore(vault, (store) => readStoreIndex(store)))!.snapshots : (storeIndex ?? (await readIndex(vault))).snapshots) : undefined;
+    const fromStore = (await isStoreLocation(vault)) ? await storeStatusFor(ctx, vault, policy, cfg) : undefined;
+    const storeIndex = fromStore?.index;
+    const s = fromStore ? fromStore.status : remote ? await withStore(vault, (store) => remoteVaultStatus(store, policy)) : await vaultStatus(vault, policy);
+    const snaps = o.snapshots ? (storeIndex ? storeIndex.snapshots : remote ? (await withStore(vault, (store) => readStoreIndex(store)))!.snapshots : (await readIndex(vault)).snapshots) : undefined;
     const missing = new Set(s.missing.map((m) => m.id));
     const damaged = new Set((s.damaged ?? []).map((m) => m.id));
     if (o.json) out(JSON.stringify(snaps ? { ...s, snapshot_list: snaps } : s, null, 2) + '\n');
@@ -553,11 +554,18 @@ export function registerVaultCommands(program: Command, ctx: CliContext): void {
     .option('--dry-run', 'list what would be copied; change nothing')
     .option('--wait <seconds>', "wait this long for the target's lock instead of refusing", numArg('--wait'))
     .option('--json', 'print the result as JSON')
+    .option('--passphrase-file <file>', 'store vaults: the passphrase of an encrypted store (default AGENT_VAULT_PASSPHRASE)')
+    .option('--passphrase-env <NAME>', 'store vaults: read the passphrase from this environment variable')
+    .option('--key-file <file>', 'store vaults: the 32-byte key file of an encrypted store')
     .addHelpText(
       'after',
-      '\nCredentials for s3:// come from the AWS environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE), never from the location.\nA snapshot the target lists with another checksum, or an unlisted archive in its place, is reported and never overwritten.\nExit codes: 0 ok, 1 a conflict or a snapshot missing at the source (reported), 2 usage (bad location, missing bucket), 3 S3 unreachable or credentials refused, 74 local I/O error, 75 the target is locked.',
+      '\nStore vaults (docs/VAULT.md "Copying store vaults"): between two copies of one store only the packs, index entries and snapshots the target lacks are copied, each checked against its SHA-256; an empty target becomes a copy of the source\'s store. A store vault and a folder of archives are not converted (exit 2: use "vault export" or "vault migrate").\nCredentials for s3:// come from the AWS environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE), never from the location.\nA snapshot the target lists with another checksum, or an unlisted archive in its place, is reported and never overwritten.\nExit codes: 0 ok, 1 a conflict or a snapshot missing at the source (reported), 2 usage (bad location, missing bucket), 3 S3 unreachable or credentials refused, 74 local I/O error, 75 the target is locked.',
     )
-    .action(async (from: string, to: string, o: { snapshot?: string[]; dryRun?: boolean; wait?: number; json?: boolean }) => {
+    .action(async (from: string, to: string, o: { snapshot?: string[]; dryRun?: boolean; wait?: number; json?: boolean; passphraseFile?: string; passphraseEnv?: string; keyFile?: string }) => {
+      if ((await isStoreLocation(resolveVault(ctx, from))) || (await isStoreLocation(resolveVault(ctx, to)))) {
+        await storeCopyCommand(ctx, from, to, o);
+        return;
+      }
       const src = await openObjectStore(/^s3:/i.test(from) ? from : path.resolve(ctx.cwd, from));
       const dst = await openObjectStore(/^s3:/i.test(to) ? to : path.resolve(ctx.cwd, to));
       try {

@@ -25,9 +25,16 @@ import { postWebhook, redactUrl, wantsWebhook, type WebhookResult } from './webh
 import { TOOL_VERSION } from '../core/version';
 import { decryptOptions, resolveKeyMaterial, writingKey, type KeyMaterial } from './config';
 import { planRetention, type RetentionPlan, type RetentionPolicy } from './retention';
-import { LocalStore } from './remote/store';
+import { LocalStore, type ObjectStore } from './remote/store';
+import { isS3Location, requireLocalVault } from './remote/location';
+import { acquireRemoteLock } from './remote/lock';
+import { S3Store } from './remote/s3';
+import { appendStoreRunLog } from './remote/copy';
+import { vaultStatus, type VaultStatus } from './status';
+import type { StatusPolicy } from './config';
 import {
   checkRepo,
+  copySnapshots,
   entryContent,
   exportSnapshotToArchive,
   forgetSnapshots,
@@ -39,14 +46,15 @@ import {
   pruneUnreferenced,
   storeBytes,
   type CheckReport,
+  type CopySnapshotsResult,
   type IngestResult,
   type PruneFaultPoint,
   type PruneResult as StorePruneResult,
   type Repo,
   type SnapshotInfo,
 } from './store/repo';
-import type { SnapshotRecord, VaultIndex } from './vault';
-import { appendRunLog, emptyIndex, newRunId, ensureVaultDirs, readIndex, runLogRecord, snapshotPath, TMP_DIR, withLock, withSharedLock, SNAPSHOT_EXT } from './vault';
+import type { RunLogRecord, SnapshotRecord, VaultIndex } from './vault';
+import { appendRunLog, emptyIndex, newRunId, ensureVaultDirs, readIndex, runLogRecord, snapshotPath, TMP_DIR, withLock, withSharedLock, SNAPSHOT_EXT, DRILLS_DIR, RUN_LOG } from './vault';
 
 export const STORE_DIR = 'store';
 /** A backup's staging folder under `<vault>/.tmp/`. */
@@ -61,21 +69,93 @@ function storeOf(vaultDir: string): LocalStore {
   return new LocalStore(vaultDir);
 }
 
+/**
+ * Where a store vault lives: a folder, or `s3://bucket/prefix` (the same layout, one file = one
+ * object: `<vault>/store/…`, `runs.jsonl`, `.lock`).
+ */
+export interface VaultPlace {
+  vault: string;
+  store: ObjectStore;
+  remote: boolean;
+  close(): Promise<void>;
+}
+
+/** Lock timings of the object-storage lock (tests shorten the read-back pause). */
+export const remoteLockTimings: { settleMs?: number; heartbeatMs?: number; staleMs?: number } = {};
+
+export async function openPlace(vault: string): Promise<VaultPlace> {
+  if (!isS3Location(vault)) return { vault, store: storeOf(vault), remote: false, close: async () => undefined };
+  const store = new S3Store(vault);
+  return { vault: store.location, store, remote: true, close: () => store.close() };
+}
+
+async function withPlace<T>(vault: string, fn: (p: VaultPlace) => Promise<T>): Promise<T> {
+  const p = await openPlace(vault);
+  try {
+    return await fn(p);
+  } finally {
+    await p.close();
+  }
+}
+
+/**
+ * The vault's lock around `fn`: a folder's exclusive or shared lock (./vault.ts); in object
+ * storage the exclusive `.lock` object (./remote/lock.ts). Readers of a vault in object storage
+ * take no lock (there is no shared lock object): a prune that runs meanwhile can make their read
+ * fail with a missing chunk (every chunk is checked, so never with wrong data); docs/VAULT.md.
+ */
+async function withPlaceLock<T>(p: VaultPlace, opts: { command: string; waitMs?: number; shared?: boolean }, fn: () => Promise<T>): Promise<T> {
+  if (!p.remote) return opts.shared ? withSharedLock(p.vault, opts, fn) : withLock(p.vault, opts, fn);
+  if (opts.shared) return fn();
+  const lock = await acquireRemoteLock(p.store, { command: opts.command, waitMs: opts.waitMs, ...remoteLockTimings });
+  try {
+    return await fn();
+  } finally {
+    await lock.release().catch(() => undefined);
+  }
+}
+
+async function placeRunLog(p: VaultPlace, rec: RunLogRecord): Promise<void> {
+  if (p.remote) await appendStoreRunLog(p.store, rec);
+  else if (existsSync(p.vault)) await appendRunLog(p.vault, rec);
+}
+
+/** True when the location (a folder or s3://…) holds a store vault; false when it cannot be read (the caller's own path reports that). */
+export async function isStoreLocation(vault: string): Promise<boolean> {
+  if (!isS3Location(vault)) return isStoreVault(vault);
+  try {
+    return await withPlace(vault, async (p) => (await p.store.head(`${STORE_DIR}/config.json`)) !== null);
+  } catch {
+    return false;
+  }
+}
+
+async function placeIsStore(p: VaultPlace): Promise<boolean> {
+  return p.remote ? (await p.store.head(`${STORE_DIR}/config.json`)) !== null : isStoreVault(p.vault);
+}
+
+function noStore(vault: string): AgentVaultError {
+  return new AgentVaultError('no-store', `${vault} is not a store vault (no ${STORE_DIR}/config.json)`, {
+    kind: 'usage',
+    hint: `make one with "agent-vault vault init --store --vault ${vault}"${isS3Location(vault) ? '' : `, or import its archives with "agent-vault vault migrate --vault ${vault}"`}`,
+  });
+}
+
+async function openPlaceRepo(p: VaultPlace, decrypt?: DecryptOptions): Promise<Repo> {
+  if (!(await placeIsStore(p))) throw noStore(p.vault);
+  return openRepo(p.store, { ...(decrypt ?? {}), prefix: `${STORE_DIR}/` });
+}
+
 /** The vault id of a store snapshot: the stem of the archive it was made from (else its store id). */
 export function vaultIdOf(s: Pick<SnapshotInfo, 'id' | 'source'>): string {
   const f = s.source?.file;
   return f && f.endsWith(SNAPSHOT_EXT) ? f.slice(0, -SNAPSHOT_EXT.length) : s.id;
 }
 
-/** Opens the vault's store (an encrypted one needs the key). */
+/** Opens the store of a vault folder (an encrypted one needs the key). */
 export async function openVaultRepo(vaultDir: string, decrypt?: DecryptOptions): Promise<Repo> {
-  if (!isStoreVault(vaultDir)) {
-    throw new AgentVaultError('no-store', `${vaultDir} is not a store vault (no ${STORE_DIR}/config.json)`, {
-      kind: 'usage',
-      hint: `make one with "agent-vault vault init --store --vault ${vaultDir}", or import its archives with "agent-vault vault migrate --vault ${vaultDir}"`,
-    });
-  }
-  return openRepo(storeOf(vaultDir), { ...(decrypt ?? {}), prefix: `${STORE_DIR}/` });
+  if (isS3Location(vaultDir)) throw new AgentVaultError('usage', `openVaultRepo takes a folder; ${vaultDir} is in object storage (use openPlace)`, { kind: 'usage' });
+  return openPlaceRepo(await openPlace(vaultDir), decrypt);
 }
 
 export interface InitStoreVaultOptions {
@@ -85,12 +165,14 @@ export interface InitStoreVaultOptions {
   waitMs?: number;
 }
 
-/** Creates the store of a vault folder (made if missing); error 'exists' when it has one. */
-export async function initStoreVault(vaultDir: string, opts: InitStoreVaultOptions = {}): Promise<Repo> {
-  await ensureVaultDirs(vaultDir);
-  return withLock(vaultDir, { command: 'vault init --store', waitMs: opts.waitMs }, async () => {
-    if (isStoreVault(vaultDir)) throw new AgentVaultError('exists', `${vaultDir} is a store vault already; nothing was changed`, { kind: 'usage' });
-    return initStore(storeOf(vaultDir), { prefix: `${STORE_DIR}/`, key: opts.key, packSize: opts.packSize });
+/** Creates the store of a vault (a folder, made if missing, or s3://…); error 'exists' when it has one. */
+export async function initStoreVault(vault: string, opts: InitStoreVaultOptions = {}): Promise<Repo> {
+  return withPlace(vault, async (p) => {
+    if (!p.remote) await ensureVaultDirs(vault);
+    return withPlaceLock(p, { command: 'vault init --store', waitMs: opts.waitMs }, async () => {
+      if (await placeIsStore(p)) throw new AgentVaultError('exists', `${p.vault} is a store vault already; nothing was changed`, { kind: 'usage' });
+      return initStore(p.store, { prefix: `${STORE_DIR}/`, key: opts.key, packSize: opts.packSize });
+    });
   });
 }
 
@@ -178,18 +260,16 @@ export async function storeBackup(opts: BackupOptions): Promise<StoreBackupResul
       hook = await postWebhook(cfg.webhook!, ev, env);
       if (!hook.ok) res?.warnings.push(`webhook ${redactUrl(cfg.webhook!.url)} failed: ${hook.error}`);
     }
-    if (existsSync(vaultDir)) {
-      const fields = res
-        ? { snapshot: res.id, store_snapshot: res.snapshotId, bytes_added: res.ingest.bytesAdded, bytes_read: res.ingest.bytesRead, pruned: res.pruned ? res.pruned.removed.map((x) => x.id) : null }
-        : { snapshot: null, error: err };
-      await appendRunLog(vaultDir, runLogRecord('backup', started, !err, { ...fields, webhook: hook ? { ok: hook.ok, status: hook.status ?? null, error: hook.error ?? null } : null }, runId)).catch(
-        () => undefined,
-      );
-    }
+    const fields = res
+      ? { snapshot: res.id, store_snapshot: res.snapshotId, bytes_added: res.ingest.bytesAdded, bytes_read: res.ingest.bytesRead, pruned: res.pruned ? res.pruned.removed.map((x) => x.id) : null }
+      : { snapshot: null, error: err };
+    await withPlace(vaultDir, (p) =>
+      placeRunLog(p, runLogRecord('backup', started, !err, { ...fields, webhook: hook ? { ok: hook.ok, status: hook.status ?? null, error: hook.error ?? null } : null }, runId)),
+    ).catch(() => undefined);
     return hook;
   };
   try {
-    res = await storeBackupRun(opts, started);
+    res = await withPlace(vaultDir, (p) => storeBackupRun(p, opts, started));
   } catch (e) {
     const hook = await finish(e);
     if (hook && !hook.ok && e instanceof Error) Object.assign(e, { webhook: hook });
@@ -199,28 +279,34 @@ export async function storeBackup(opts: BackupOptions): Promise<StoreBackupResul
   return res;
 }
 
-async function storeBackupRun(opts: BackupOptions, started: Date): Promise<StoreBackupResult> {
+async function storeBackupRun(p: VaultPlace, opts: BackupOptions, started: Date): Promise<StoreBackupResult> {
   const cfg = opts.config;
-  const vaultDir = cfg.vault;
+  const vaultDir = p.vault;
   const material = await resolveKeyMaterial(cfg.encryption, opts.keys);
   const decrypt = decryptOptions(material);
-  const repo = await openVaultRepo(vaultDir, decrypt);
+  const repo = await openPlaceRepo(p, decrypt);
   if (repo.crypto === undefined && (opts.encrypt ?? cfg.encryption?.enabled ?? false)) {
     throw new AgentVaultError('store-not-encrypted', `the backup is to be encrypted and the store of ${vaultDir} is not (its secrets would be stored in plain text); nothing was written`, {
       kind: 'usage',
       hint: 'a store vault made with "agent-vault vault init --store --encrypt" keeps encrypted snapshots',
     });
   }
-  return withLock(vaultDir, { command: 'backup', waitMs: opts.waitMs ?? (cfg.lock?.waitSeconds ?? 0) * 1000 }, async () => {
+  return withPlaceLock(p, { command: 'backup', waitMs: opts.waitMs ?? (cfg.lock?.waitSeconds ?? 0) * 1000 }, async () => {
     // staging folders of interrupted runs (this project's own name; no run holds them: we hold the lock)
     const swept: string[] = [];
-    for (const n of await fsp.readdir(path.join(vaultDir, TMP_DIR)).catch(() => [] as string[])) {
-      if (!STAGE_NAME.test(n)) continue;
-      await fsp.rm(path.join(vaultDir, TMP_DIR, n), { recursive: true, force: true });
-      swept.push(`${TMP_DIR}/${n}`);
+    let stage: string;
+    if (p.remote) {
+      // a vault in object storage stages in a local temp folder; only the store's new objects are uploaded
+      stage = await fsp.mkdtemp(path.join(os.tmpdir(), 'agent-vault-stage-'));
+    } else {
+      for (const n of await fsp.readdir(path.join(vaultDir, TMP_DIR)).catch(() => [] as string[])) {
+        if (!STAGE_NAME.test(n)) continue;
+        await fsp.rm(path.join(vaultDir, TMP_DIR, n), { recursive: true, force: true });
+        swept.push(`${TMP_DIR}/${n}`);
+      }
+      stage = path.join(vaultDir, TMP_DIR, `stage-${randomBytes(6).toString('hex')}`);
+      await fsp.mkdir(stage, { recursive: true });
     }
-    const stage = path.join(vaultDir, TMP_DIR, `stage-${randomBytes(6).toString('hex')}`);
-    await fsp.mkdir(stage, { recursive: true });
     const progress = opts.onProgress ?? (() => undefined);
     try {
       const t0 = Date.now();
@@ -237,7 +323,7 @@ async function storeBackupRun(opts: BackupOptions, started: Date): Promise<Store
       if (cfg.retention?.pruneAfterBackup) {
         const { pruneAfterBackup: _p, ...policy } = cfg.retention;
         try {
-          pruned = await pruneLocked(vaultDir, repo, { policy });
+          pruned = await pruneLocked(repo, { policy });
         } catch (e) {
           warnings.push(`prune: ${errorMessage(e)}`);
         }
@@ -293,19 +379,23 @@ export async function exportStoreSnapshot(
   opts: StoreExportOptions = {},
 ): Promise<{ path: string; bytes: number; id: string; snapshotId: string; manifest: Manifest }> {
   const decrypt = opts.material ? decryptOptions(opts.material) : undefined;
-  const repo = await openVaultRepo(vaultDir, decrypt);
-  return withSharedLock(vaultDir, { command: opts.command ?? `vault export ${ref}`, waitMs: opts.waitMs }, async () => {
-    const s = findStoreSnapshot(await listSnapshots(repo), ref, vaultDir);
-    const encryption = await exportKey(opts.material, !!s.source?.encrypted, `snapshot ${vaultIdOf(s)}`);
-    const r = await exportSnapshotToArchive(repo, s.id, outPath, { encryption, overwrite: opts.overwrite });
-    return { ...r, id: vaultIdOf(s), snapshotId: s.id };
+  return withPlace(vaultDir, async (p) => {
+    const repo = await openPlaceRepo(p, decrypt);
+    return withPlaceLock(p, { command: opts.command ?? `vault export ${ref}`, waitMs: opts.waitMs, shared: true }, async () => {
+      const s = findStoreSnapshot(await listSnapshots(repo), ref, p.vault);
+      const encryption = await exportKey(opts.material, !!s.source?.encrypted, `snapshot ${vaultIdOf(s)}`);
+      const r = await exportSnapshotToArchive(repo, s.id, outPath, { encryption, overwrite: opts.overwrite });
+      return { ...r, id: vaultIdOf(s), snapshotId: s.id };
+    });
   });
 }
 
 /** Lists a store vault's snapshots with their vault ids (oldest first). */
 export async function listStoreVault(vaultDir: string, decrypt?: DecryptOptions): Promise<Array<SnapshotInfo & { vault_id: string }>> {
-  const repo = await openVaultRepo(vaultDir, decrypt);
-  return (await listSnapshots(repo)).map((s) => ({ ...s, vault_id: vaultIdOf(s) }));
+  return withPlace(vaultDir, async (p) => {
+    const repo = await openPlaceRepo(p, decrypt);
+    return (await listSnapshots(repo)).map((s) => ({ ...s, vault_id: vaultIdOf(s) }));
+  });
 }
 
 /**
@@ -334,6 +424,31 @@ export async function storeVaultIndex(vaultDir: string, decrypt?: DecryptOptions
   return index;
 }
 
+/**
+ * `status` of a store vault: the ordinary rules over its snapshots (as an index), run log and
+ * drill reports; in object storage those are read into a temp folder first.
+ */
+export async function storeVaultStatus(vault: string, policy: StatusPolicy, decrypt?: DecryptOptions): Promise<{ status: VaultStatus; index: VaultIndex }> {
+  const index = await storeVaultIndex(vault, decrypt);
+  if (!isS3Location(vault)) return { status: await vaultStatus(vault, policy, { index, present: () => true }), index };
+  return withPlace(vault, async (p) => {
+    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'agent-vault-status-'));
+    try {
+      const runs = await p.store.readBytes(RUN_LOG);
+      if (runs) await fsp.writeFile(path.join(dir, RUN_LOG), runs);
+      await fsp.mkdir(path.join(dir, DRILLS_DIR));
+      for await (const o of p.store.list(`${DRILLS_DIR}/`)) {
+        if (!o.key.endsWith('.json')) continue;
+        const b = await p.store.readBytes(o.key);
+        if (b) await fsp.writeFile(path.join(dir, DRILLS_DIR, path.basename(o.key)), b);
+      }
+      return { status: await vaultStatus(dir, policy, { index, present: () => true, label: p.vault }), index };
+    } finally {
+      await fsp.rm(dir, { recursive: true, force: true });
+    }
+  });
+}
+
 // ---------------------------------------------------------------------------------------------
 // prune
 
@@ -359,7 +474,7 @@ export interface StorePruneVaultResult {
   bytesAfter: number;
 }
 
-async function pruneLocked(vaultDir: string, repo: Repo, opts: StorePruneVaultOptions): Promise<StorePruneVaultResult> {
+async function pruneLocked(repo: Repo, opts: StorePruneVaultOptions): Promise<StorePruneVaultResult> {
   const snaps = await listSnapshots(repo);
   const unreadable = snaps.filter((s) => s.error).map((s) => ({ id: s.id, reason: s.error! }));
   const good = snaps.filter((s) => !s.error);
@@ -388,17 +503,19 @@ async function pruneLocked(vaultDir: string, repo: Repo, opts: StorePruneVaultOp
  */
 export async function pruneStoreVault(vaultDir: string, opts: StorePruneVaultOptions): Promise<StorePruneVaultResult> {
   const started = new Date();
-  const repo = await openVaultRepo(vaultDir, opts.material ? decryptOptions(opts.material) : undefined);
-  return withLock(vaultDir, { command: 'prune', waitMs: opts.waitMs }, async () => {
-    try {
-      const r = await pruneLocked(vaultDir, repo, opts);
-      if (!r.dryRun)
-        await appendRunLog(vaultDir, runLogRecord('prune', started, true, { removed: r.removed.map((x) => x.id), bytes_before: r.bytesBefore, bytes_after: r.bytesAfter })).catch(() => undefined);
-      return r;
-    } catch (e) {
-      await appendRunLog(vaultDir, runLogRecord('prune', started, false, { error: { code: (e as { code?: string }).code ?? 'error', message: errorMessage(e) } })).catch(() => undefined);
-      throw e;
-    }
+  return withPlace(vaultDir, async (p) => {
+    const repo = await openPlaceRepo(p, opts.material ? decryptOptions(opts.material) : undefined);
+    return withPlaceLock(p, { command: opts.dryRun ? 'prune --dry-run' : 'prune', waitMs: opts.waitMs }, async () => {
+      try {
+        const r = await pruneLocked(repo, opts);
+        if (!r.dryRun)
+          await placeRunLog(p, runLogRecord('prune', started, true, { removed: r.removed.map((x) => x.id), bytes_before: r.bytesBefore, bytes_after: r.bytesAfter })).catch(() => undefined);
+        return r;
+      } catch (e) {
+        await placeRunLog(p, runLogRecord('prune', started, false, { error: { code: (e as { code?: string }).code ?? 'error', message: errorMessage(e) } })).catch(() => undefined);
+        throw e;
+      }
+    });
   });
 }
 
@@ -443,18 +560,20 @@ export interface StoreVerifyReport extends CheckReport {
  */
 export async function verifyStoreVault(vaultDir: string, opts: StoreVerifyOptions = {}): Promise<StoreVerifyReport> {
   const t0 = Date.now();
-  const repo = await openVaultRepo(vaultDir, opts.material ? decryptOptions(opts.material) : undefined);
-  return withSharedLock(vaultDir, { command: 'verify', waitMs: opts.waitMs }, async () => {
-    const sub = opts.readDataSubset;
-    const readData = opts.readData ? true : sub ? ('fraction' in sub ? sub.fraction : { part: sub.part, of: sub.of }) : false;
-    const r = await checkRepo(repo, { readData });
-    const names: Record<string, string> = {};
-    const agentNames: Record<string, string | null> = {};
-    for (const s of await listSnapshots(repo)) {
-      names[s.id] = vaultIdOf(s);
-      for (const a of s.agents) agentNames[a.id] = a.name;
-    }
-    return { ...r, vault: vaultDir, names, agentNames, duration_ms: Date.now() - t0 };
+  return withPlace(vaultDir, async (p) => {
+    const repo = await openPlaceRepo(p, opts.material ? decryptOptions(opts.material) : undefined);
+    return withPlaceLock(p, { command: 'verify', waitMs: opts.waitMs, shared: true }, async () => {
+      const sub = opts.readDataSubset;
+      const readData = opts.readData ? true : sub ? ('fraction' in sub ? sub.fraction : { part: sub.part, of: sub.of }) : false;
+      const r = await checkRepo(repo, { readData });
+      const names: Record<string, string> = {};
+      const agentNames: Record<string, string | null> = {};
+      for (const s of await listSnapshots(repo)) {
+        names[s.id] = vaultIdOf(s);
+        for (const a of s.agents) agentNames[a.id] = a.name;
+      }
+      return { ...r, vault: p.vault, names, agentNames, duration_ms: Date.now() - t0 };
+    });
   });
 }
 
@@ -486,6 +605,7 @@ export interface MigrateResult {
  * same SHA-256, is skipped). Never deletes or changes an archive or vault.json.
  */
 export async function migrateToStore(vaultDir: string, opts: MigrateOptions = {}): Promise<MigrateResult> {
+  requireLocalVault(vaultDir, 'vault migrate');
   const started = new Date();
   const progress = opts.onProgress ?? (() => undefined);
   const decrypt = opts.material ? decryptOptions(opts.material) : undefined;
@@ -565,4 +685,131 @@ async function verifyImported(repo: Repo, snapshotId: string, file: string, decr
       // read through: entryContent checks the size and SHA-256 at the end
     }
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// copy between store vaults
+
+export interface StoreCopyOptions {
+  /** only these snapshots (vault ids, unique prefixes, store ids, "latest") */
+  snapshots?: string[];
+  dryRun?: boolean;
+  waitMs?: number;
+  material?: KeyMaterial;
+  onProgress?: (m: string) => void;
+}
+
+export interface StoreCopyResult extends CopySnapshotsResult {
+  from: string;
+  to: string;
+  /** the target's store was created by this copy (its config copied from the source) */
+  created: boolean;
+  /** store id → vault id */
+  names: Record<string, string>;
+  copied: number;
+  skipped: number;
+}
+
+/** Why `vault copy` between these two vaults is refused (a store vault on one side only), or null. */
+function mixedCopyError(from: string, to: string, fromStore: boolean): AgentVaultError {
+  return new AgentVaultError(
+    'usage',
+    fromStore
+      ? `${from} is a store vault and ${to} is a folder of archives: "vault copy" does not convert between them; nothing was copied`
+      : `${from} is a folder of archives and ${to} is a store vault: "vault copy" does not convert between them; nothing was copied`,
+    {
+      kind: 'usage',
+      hint: fromStore
+        ? `write single-file archives with "agent-vault vault export <snapshot> --vault ${from} -o <file>", or copy to another store vault`
+        : `import the archives into a store in a folder with "agent-vault vault migrate --vault <folder>", then copy that store vault`,
+    },
+  );
+}
+
+/**
+ * `vault copy` when a side is a store vault (folder or s3://): the target is another copy of the
+ * same store (created when the target location is empty: its config is copied, so the same
+ * passphrase or key opens both), and only the packs, index entries and snapshot files it lacks
+ * are copied, each checked against its SHA-256 (./store/repo.ts copySnapshots). Under the
+ * target's exclusive lock (and the source folder's shared lock); logged in the target's run log.
+ * A store vault and a folder of archives are not converted into each other (error 'usage').
+ */
+export async function copyStoreVault(from: string, to: string, opts: StoreCopyOptions = {}): Promise<StoreCopyResult> {
+  const started = new Date();
+  const decrypt = opts.material ? decryptOptions(opts.material) : undefined;
+  return withPlace(from, (src) =>
+    withPlace(to, async (dst) => {
+      const srcStore = await placeIsStore(src);
+      const dstStore = await placeIsStore(dst);
+      const dstFolderVault = (await dst.store.head('vault.json')) !== null;
+      if (!srcStore) {
+        if ((await src.store.head('vault.json')) === null) throw new AgentVaultError('no-vault', `${src.vault} is not a vault (no ${STORE_DIR}/config.json, no vault.json)`, { kind: 'usage' });
+        throw mixedCopyError(src.vault, dst.vault, false);
+      }
+      if (!dstStore && dstFolderVault) throw mixedCopyError(src.vault, dst.vault, true);
+      const srcRepo = await openPlaceRepo(src, decrypt);
+      const run = async (): Promise<StoreCopyResult> => {
+        let created = false;
+        let dstRepo: Repo;
+        if (await placeIsStore(dst)) dstRepo = await openPlaceRepo(dst, decrypt);
+        else {
+          if (opts.dryRun) {
+            dstRepo = { ...srcRepo, store: dst.store, index: new Map(), packs: new Map(), indexFiles: [], damagedIndexes: [] };
+          } else {
+            // the target becomes a copy of the source's store: the same config, byte for byte
+            const key = `${STORE_DIR}/config.json`;
+            const cfg = await src.store.readBytes(key);
+            if (!cfg) throw noStore(src.vault);
+            if (!(await dst.store.writeBytes(key, cfg, { ifAbsent: true }))) throw new AgentVaultError('exists', `${dst.vault}/${key} appeared meanwhile; nothing was copied`, { kind: 'usage' });
+            created = true;
+            dstRepo = await openPlaceRepo(dst, decrypt);
+          }
+        }
+        const all = await listSnapshots(srcRepo);
+        const unreadable = all.filter((s) => s.error);
+        if (unreadable.length && !opts.snapshots?.length) {
+          throw new AgentVaultError('store-damaged', `${src.vault}: snapshot file(s) ${unreadable.map((s) => s.id).join(', ')} cannot be read (${unreadable[0].error}); nothing was copied`, {
+            hint: `run "agent-vault verify --vault ${src.vault}"`,
+          });
+        }
+        const chosen = opts.snapshots?.length ? [...new Set(opts.snapshots.map((r) => findStoreSnapshot(all, r, src.vault)))] : all.filter((s) => !s.error);
+        const names: Record<string, string> = {};
+        for (const s of chosen) names[s.id] = vaultIdOf(s);
+        const r = await copySnapshots(
+          srcRepo,
+          dstRepo,
+          chosen.map((s) => s.id),
+          { dryRun: opts.dryRun, onProgress: opts.onProgress },
+        );
+        return {
+          ...r,
+          from: src.vault,
+          to: dst.vault,
+          created,
+          names,
+          copied: r.items.filter((i) => i.action === 'copied').length,
+          skipped: r.items.filter((i) => i.action === 'skipped').length,
+        };
+      };
+      const locked = (): Promise<StoreCopyResult> => (src.remote ? run() : withSharedLock(src.vault, { command: 'vault copy (source)', waitMs: opts.waitMs }, run));
+      if (!dst.remote && !opts.dryRun) await ensureVaultDirs(dst.vault);
+      let res: StoreCopyResult | undefined;
+      try {
+        res = opts.dryRun ? await locked() : await withPlaceLock(dst, { command: 'vault copy', waitMs: opts.waitMs }, locked);
+        return res;
+      } catch (e) {
+        res = undefined;
+        if (!opts.dryRun && !(e instanceof AgentVaultError && e.code === 'locked'))
+          await placeRunLog(dst, runLogRecord('copy', started, false, { from: src.vault, error: { code: (e as { code?: string }).code ?? 'internal', message: errorMessage(e) } })).catch(
+            () => undefined,
+          );
+        throw e;
+      } finally {
+        if (res && !opts.dryRun)
+          await placeRunLog(dst, runLogRecord('copy', started, true, { from: src.vault, copied: res.copied, skipped: res.skipped, packs: res.packsCopied, bytes: res.bytesCopied })).catch(
+            () => undefined,
+          );
+      }
+    }),
+  );
 }

@@ -1024,3 +1024,134 @@ export async function storeBytes(repo: Repo): Promise<number> {
   for await (const o of repo.store.list(repo.prefix)) n += o.size;
   return n;
 }
+
+// ---------------------------------------------------------------------------------------------
+// copy between two copies of one store
+
+export interface CopySnapshotsResult {
+  items: Array<{ snapshot: string; action: 'copied' | 'skipped' | 'would-copy'; packs: number; bytes: number }>;
+  packsCopied: number;
+  /** packs the target had already (unindexed ones of an interrupted copy are indexed now) */
+  packsPresent: number;
+  bytesCopied: number;
+}
+
+/**
+ * Copies snapshots from one copy of a store to another copy of the same store (the same
+ * config: same id, keys and chunker), skipping what the target has: per snapshot, the packs
+ * holding the blobs it needs that the target's index lacks are copied (each read whole and
+ * checked against its name, the SHA-256 of its bytes, before it is written; its size checked
+ * after), then one index file naming them is written, then the snapshot file (also checked
+ * against its name). A copy killed at any point leaves the target's snapshots whole: an
+ * uncopied snapshot file is invisible, a copied but unindexed pack is picked up by the next copy
+ * (or adopted by a prune). The caller holds the target's lock.
+ */
+export async function copySnapshots(src: Repo, dst: Repo, ids: string[], opts: { dryRun?: boolean; onProgress?: (m: string) => void } = {}): Promise<CopySnapshotsResult> {
+  if (src.config.id !== dst.config.id) {
+    throw new AgentVaultError('usage', `${dst.store.location} holds another store (id ${dst.config.id}, the source's is ${src.config.id}); snapshots are copied only between copies of one store`, {
+      kind: 'usage',
+    });
+  }
+  await loadIndex(dst);
+  const present = new Set((await listIds(dst, 'snapshots')).ids);
+  const dstData = await listIds(dst, 'data');
+  const res: CopySnapshotsResult = { items: [], packsCopied: 0, packsPresent: 0, bytesCopied: 0 };
+  const planned = new Set<string>();
+  for (const id of ids) {
+    if (present.has(id)) {
+      res.items.push({ snapshot: id, action: 'skipped', packs: 0, bytes: 0 });
+      continue;
+    }
+    const snap = await loadSnapshot(src, id);
+    const needed = new Set<string>();
+    for (const e of snap.entries) {
+      for (const l of e.lists) {
+        needed.add(l);
+        for (const d of listIdsOf(await readBlob(src, l, `list of ${e.name} in snapshot ${id}`))) needed.add(d);
+      }
+    }
+    const toIndex = new Map<string, { size: number; blobs: PackedBlob[] }>();
+    for (const b of needed) {
+      if (dst.index.has(b)) continue;
+      const loc = src.index.get(b);
+      if (!loc) throw missingBlob(src, b, `snapshot ${id}`);
+      toIndex.set(loc.pack, src.packs.get(loc.pack)!);
+    }
+    let packs = 0;
+    let bytes = 0;
+    for (const [pid, p] of toIndex) {
+      if (planned.has(pid)) continue;
+      const have = dstData.sizes.get(pid);
+      if (have === p.size) {
+        // an unindexed pack an interrupted copy left: indexed again only when its bytes are right
+        const dkey = packKey(dst, pid);
+        const there = opts.dryRun ? null : await dst.store.readBytes(dkey);
+        if (!opts.dryRun && (!there || sha256Hex(there) !== pid)) {
+          throw new AgentVaultError('checksum', `${storeWhere(dst.store, dkey)} is damaged at the target (its bytes do not hash to its name); nothing was overwritten (remove it, then copy again)`, {
+            location: { file: storeWhere(dst.store, dkey) },
+          });
+        }
+        res.packsPresent++;
+        continue;
+      }
+      if (have !== undefined) {
+        throw new AgentVaultError(
+          'checksum',
+          `${storeWhere(dst.store, packKey(dst, pid))} is ${have} bytes, the source's pack of that name ${p.size}: the target's copy is damaged; nothing was overwritten (run "agent-vault verify" on the target)`,
+          { location: { file: storeWhere(dst.store, packKey(dst, pid)) } },
+        );
+      }
+      packs++;
+      bytes += p.size;
+      if (opts.dryRun) {
+        planned.add(pid); // counted once in a dry run
+        continue;
+      }
+      const key = packKey(src, pid);
+      const buf = await src.store.readBytes(key);
+      if (!buf) throw new AgentVaultError('checksum', `${storeWhere(src.store, key)} is missing at the source; snapshot ${id} was not copied`, { location: { file: storeWhere(src.store, key) } });
+      if (buf.length !== p.size || sha256Hex(buf) !== pid) {
+        throw new AgentVaultError('checksum', `${storeWhere(src.store, key)} is damaged at the source (its bytes do not hash to its name); snapshot ${id} was not copied`, {
+          location: { file: storeWhere(src.store, key) },
+          hint: 'run "agent-vault verify --read-data" on the source',
+        });
+      }
+      const dkey = packKey(dst, pid);
+      await dst.store.writeBytes(dkey, buf);
+      const head = await dst.store.head(dkey);
+      if (!head || head.size !== buf.length) {
+        throw new AgentVaultError('checksum', `${storeWhere(dst.store, dkey)} arrived as ${head ? `${head.size} bytes` : 'nothing'}, expected ${buf.length}`, {
+          location: { file: storeWhere(dst.store, dkey) },
+        });
+      }
+      dstData.sizes.set(pid, p.size);
+      res.packsCopied++;
+      res.bytesCopied += p.size;
+      opts.onProgress?.(`copied pack ${pid.slice(0, 12)} (${p.size} bytes)`);
+    }
+    if (opts.dryRun) {
+      res.items.push({ snapshot: id, action: 'would-copy', packs, bytes });
+      continue;
+    }
+    if (toIndex.size) {
+      const newPacks = [...toIndex].map(([pid, p]) => ({ id: pid, size: p.size, blobs: p.blobs }));
+      const ix = await writeIndex(dst, newPacks, []);
+      dst.indexFiles.push(ix.id);
+      addToIndex(dst, newPacks);
+      bytes += ix.bytes;
+      res.bytesCopied += ix.bytes;
+    }
+    for (const b of needed) if (!dst.index.has(b)) throw missingBlob(dst, b, `snapshot ${id} after its packs were copied`);
+    // the snapshot file last: visible only once everything it needs is there
+    const raw = await readNamed(src, snapshotKey(src, id), id);
+    if (!raw) throw new AgentVaultError('no-snapshot', `snapshot ${id} vanished from ${src.store.location}`, { kind: 'usage' });
+    await dst.store.writeBytes(snapshotKey(dst, id), raw);
+    const back = await readNamed(dst, snapshotKey(dst, id), id);
+    if (!back) throw new AgentVaultError('checksum', `${storeWhere(dst.store, snapshotKey(dst, id))} was not written`);
+    bytes += raw.length;
+    res.bytesCopied += raw.length;
+    present.add(id);
+    res.items.push({ snapshot: id, action: 'copied', packs, bytes });
+  }
+  return res;
+}
