@@ -2,7 +2,7 @@
 import { Option, type Command } from 'commander';
 import { diffSources } from '../diff';
 import { openSideSpec } from '../diff/live';
-import { renderReport, type DiffFormat } from '../diff/render';
+import { renderReport, type DiffFormat } from './diff-render';
 import { resolveArchiveArg } from './remote-archive';
 import type { CliContext } from './context';
 

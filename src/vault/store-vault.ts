@@ -72,7 +72,7 @@ export async function openVaultRepo(vaultDir: string, decrypt?: DecryptOptions):
   if (!isStoreVault(vaultDir)) {
     throw new AgentVaultError('no-store', `${vaultDir} is not a store vault (no ${STORE_DIR}/config.json)`, {
       kind: 'usage',
-      hint: `make one with "agent-vault vault init --store --vault ${vaultDir}", or import its archives with "agent-vault vault migrate --vault ${vaultDir}"`,
+      remedy: 'init-store',
     });
   }
   return openRepo(storeOf(vaultDir), { ...(decrypt ?? {}), prefix: `${STORE_DIR}/` });
@@ -119,7 +119,7 @@ export function findStoreSnapshot(snaps: readonly SnapshotInfo[], ref: string, v
     );
   }
   if (byPrefix.length === 1) return byPrefix[0];
-  throw new AgentVaultError('no-snapshot', `${vaultDir} has no snapshot "${ref}"`, { kind: 'usage', hint: 'list them with "agent-vault vault snapshots --vault <dir>"' });
+  throw new AgentVaultError('no-snapshot', `${vaultDir} has no snapshot "${ref}"`, { kind: 'usage', remedy: 'list-snapshots' });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -208,7 +208,8 @@ async function storeBackupRun(opts: BackupOptions, started: Date): Promise<Store
   if (repo.crypto === undefined && (opts.encrypt ?? cfg.encryption?.enabled ?? false)) {
     throw new AgentVaultError('store-not-encrypted', `the backup is to be encrypted and the store of ${vaultDir} is not (its secrets would be stored in plain text); nothing was written`, {
       kind: 'usage',
-      hint: 'a store vault made with "agent-vault vault init --store --encrypt" keeps encrypted snapshots',
+      remedy: 'init-store',
+      hint: 'only a store vault made encrypted keeps encrypted snapshots',
     });
   }
   return withLock(vaultDir, { command: 'backup', waitMs: opts.waitMs ?? (cfg.lock?.waitSeconds ?? 0) * 1000 }, async () => {
@@ -405,7 +406,7 @@ export async function pruneStoreVault(vaultDir: string, opts: StorePruneVaultOpt
 // ---------------------------------------------------------------------------------------------
 // verify
 
-/** `--read-data-subset`: "n/m" (the n-th of m groups of packs, as restic) or a percentage "p%". */
+/** A read-data subset: "n/m" (the n-th of m groups of packs, as restic) or a percentage "p%". */
 export type ReadDataSubset = { part: number; of: number } | { fraction: number };
 
 export function parseReadDataSubset(v: string): ReadDataSubset {
@@ -417,7 +418,7 @@ export function parseReadDataSubset(v: string): ReadDataSubset {
   }
   const p = /^(\d+(?:\.\d+)?)%$/.exec(v.trim());
   if (p && Number(p[1]) > 0 && Number(p[1]) <= 100) return { fraction: Number(p[1]) / 100 };
-  throw new AgentVaultError('usage', `--read-data-subset must be "n/m" (1 ≤ n ≤ m ≤ 256) or a percentage like "10%", got "${v}"`, { kind: 'usage' });
+  throw new AgentVaultError('usage', `a read-data subset must be "n/m" (1 ≤ n ≤ m ≤ 256) or a percentage like "10%", got "${v}"`, { kind: 'usage' });
 }
 
 export interface StoreVerifyOptions {
