@@ -40,21 +40,22 @@ export interface CliContext {
 }
 
 /** Opens a PostgreSQL server (URL or libpq variables of `env`) or an embedded PGlite folder. */
-export async function openDbFromOptions(o: DbConnectionOptions): Promise<Db> {
+export async function openDbFromOptions(o: DbConnectionOptions, env: NodeJS.ProcessEnv): Promise<Db> {
   if (o.embedded && o.db) throw new AgentVaultError('usage', '--db and --embedded cannot be used together', { kind: 'usage' });
   if (o.embedded) return openPglite({ dataDir: o.embedded, schema: o.schema });
   const ssl = o.sslMode || o.sslCa || o.sslCert || o.sslKey ? { mode: (o.sslMode ?? (o.sslCa ? 'verify-full' : 'require')) as PgSslMode, ca: o.sslCa, cert: o.sslCert, key: o.sslKey } : undefined;
-  return openPg({ url: o.db, schema: o.schema, ssl });
+  return openPg({ url: o.db, schema: o.schema, ssl, env });
 }
 
 /** The context of the `agent-vault` process: its streams, environment and folder. */
 export function processContext(): CliContext {
+  const env = process.env;
   return {
     stdout: (s) => void process.stdout.write(s),
     stderr: (s) => void process.stderr.write(s),
     stdoutIsTTY: !!process.stdout.isTTY,
-    env: process.env,
+    env,
     cwd: process.cwd(),
-    openDb: openDbFromOptions,
+    openDb: (o) => openDbFromOptions(o, env),
   };
 }

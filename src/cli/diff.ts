@@ -2,7 +2,7 @@
 import { Option, type Command } from 'commander';
 import { diffSources } from '../diff';
 import { openSideSpec } from '../diff/live';
-import { renderReport, type DiffFormat } from '../diff/render';
+import { renderReport, type DiffFormat } from './diff-render';
 import { resolveArchiveArg } from './remote-archive';
 import type { CliContext } from './context';
 
@@ -33,7 +33,7 @@ export function registerDiffCommands(program: Command, ctx: CliContext): void {
     .action(async (a: string, b: string, opts: { agent?: string; schema: string; org?: string; format: DiffFormat; exitCode?: boolean }) => {
       a = await resolveArchiveArg(a);
       b = await resolveArchiveArg(b);
-      const side = { agent: opts.agent, schema: opts.schema, organizationId: opts.org };
+      const side = { agent: opts.agent, schema: opts.schema, organizationId: opts.org, env: ctx.env };
       const A = await openSideSpec(a, side);
       let report;
       try {

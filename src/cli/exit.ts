@@ -76,6 +76,20 @@ export const REMEDY_HINT: Readonly<Record<ErrorRemedy, string>> = {
   'from-snapshot': 'Restore from the snapshot (omit --from-points).',
   'more-time': 'Raise --timeout or --retries.',
   'api-key': 'Check the API key (environment variable QDRANT_API_KEY or the one named by --api-key-env).',
+  'api-key-env': 'Export the Qdrant API key in the variable named by --api-key-env, or omit --api-key-env (default QDRANT_API_KEY).',
+  'qdrant-url': 'Give the server with --url, e.g. --url http://127.0.0.1:6333 (or set QDRANT_URL).',
+  'qdrant-timeout': `Set --timeout <ms> to a whole number of milliseconds from 1 to ${2 ** 31 - 1}.`,
+  'qdrant-upload-timeout': `Set --upload-timeout <ms> to a whole number of milliseconds from 1 to ${2 ** 31 - 1}.`,
+  'qdrant-retries': 'Set --retries <n> to a whole number ≥ 0.',
+  'select-collection': '--target-name restores one collection: select it with --collection <name>.',
+  retention: 'pass at least one of --keep-last, --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly, --keep-yearly (or set "retention" in the config)',
+  'rebuild-index': 'rebuild the index from the snapshot archives with "agent-vault rebuild-index --vault <dir>"',
+  'create-vault': 'a first "agent-vault backup --config <file>" creates the vault',
+  'list-snapshots': 'list them with "agent-vault status --snapshots --vault <dir>" (a store vault also: "agent-vault vault snapshots --vault <dir>")',
+  'verify-vault': 'check the vault, reading every pack, with "agent-vault verify --read-data --vault <dir>"',
+  'export-snapshot': 'write a store snapshot as a single-file archive with "agent-vault vault export <snapshot> --vault <dir> -o <file>"',
+  'init-store':
+    'make a store vault with "agent-vault vault init --store --vault <dir>" (with --encrypt for encrypted snapshots), or import a vault\'s archives into one with "agent-vault vault migrate --vault <dir>"',
 };
 
 /** The hint lines the CLI prints under an error's message: its remedy in CLI terms, then its own hint. */

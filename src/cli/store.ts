@@ -170,6 +170,16 @@ export function renderStoreVerify(r: StoreVerifyReport): string {
   return s;
 }
 
+/** `--read-data-subset <n/m|p%>`, the flag named in its error. */
+function readDataSubsetFlag(v: string): ReturnType<typeof parseReadDataSubset> {
+  try {
+    return parseReadDataSubset(v);
+  } catch (e) {
+    if (e instanceof AgentVaultError) throw new AgentVaultError(e.code, `--read-data-subset: ${e.message}`, { kind: e.kind, cause: e });
+    throw e;
+  }
+}
+
 /** `verify` on a store vault. */
 export async function storeVerifyCommand(
   ctx: CliContext,
@@ -181,7 +191,7 @@ export async function storeVerifyCommand(
     const material = await resolveKeyMaterial(cfg?.encryption, keySources(ctx, o));
     const r = await verifyStoreVault(vault, {
       readData: o.readData || o.deep,
-      readDataSubset: o.readDataSubset ? parseReadDataSubset(o.readDataSubset) : undefined,
+      readDataSubset: o.readDataSubset ? readDataSubsetFlag(o.readDataSubset) : undefined,
       material,
       waitMs: (o.wait ?? 0) * 1000,
     });

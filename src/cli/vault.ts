@@ -451,6 +451,7 @@ export function registerVaultCommands(program: Command, ctx: CliContext): void {
         vaultDir: fetched ? undefined : sel.vault,
         decrypt: decryptOptions(material),
         databaseUrl,
+        env: ctx.env,
         reportDir: o.reportDir ? path.resolve(ctx.cwd, o.reportDir) : fetched ? ctx.cwd : undefined,
         waitMs: (o.wait ?? 0) * 1000,
       }).finally(() => (fetched ? fsp.rm(fetched.dir, { recursive: true, force: true }) : undefined));

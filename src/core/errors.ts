@@ -198,7 +198,33 @@ export type ErrorRemedy =
   /** Qdrant: allow more time or attempts (CLI: --timeout, --retries) */
   | 'more-time'
   /** Qdrant: check the API key (CLI: QDRANT_API_KEY or --api-key-env) */
-  | 'api-key';
+  | 'api-key'
+  /** Qdrant: put the API key in the environment variable named for it, or name none (CLI: --api-key-env) */
+  | 'api-key-env'
+  /** Qdrant: give the server's address as an http(s) URL (CLI: --url) */
+  | 'qdrant-url'
+  /** Qdrant: a per-request timeout in milliseconds within the timer range (CLI: --timeout) */
+  | 'qdrant-timeout'
+  /** Qdrant: a snapshot upload timeout in milliseconds within the timer range (CLI: --upload-timeout) */
+  | 'qdrant-upload-timeout'
+  /** Qdrant: a whole number of retries (CLI: --retries) */
+  | 'qdrant-retries'
+  /** Qdrant: restoring under another name takes exactly one collection (CLI: --collection with --target-name) */
+  | 'select-collection'
+  /** give at least one retention rule, each a count ≥ 0 (CLI: --keep-last … --keep-yearly, or "retention" in the config) */
+  | 'retention'
+  /** check the vault, reading its data (CLI: agent-vault verify --vault <dir> [--read-data]) */
+  | 'verify-vault'
+  /** write a store snapshot as a single-file archive (CLI: agent-vault vault export <snapshot> --vault <dir> -o <file>) */
+  | 'export-snapshot'
+  /** rebuild the vault index from the snapshot archives (CLI: agent-vault rebuild-index) */
+  | 'rebuild-index'
+  /** a first backup creates the vault (CLI: agent-vault backup --config) */
+  | 'create-vault'
+  /** list the vault's snapshots (CLI: agent-vault status --snapshots) */
+  | 'list-snapshots'
+  /** make a store vault, or import a vault's archives into one (CLI: agent-vault vault init --store, vault migrate) */
+  | 'init-store';
 
 export interface AgentVaultErrorOptions {
   /** default 'failed' */

@@ -1,11 +1,14 @@
 /**
  * `Db` over node-postgres (`pg`), for a real PostgreSQL server.
  *
- * Connection settings: `url` (postgres://user:pass@host:port/db?sslmode=…) or, without one, the
- * libpq environment variables PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE (read by pg) and
- * PGSSLMODE, PGSSLROOTCERT, PGSSLCERT, PGSSLKEY, PGCONNECT_TIMEOUT, PGAPPNAME (read here, with
- * libpq's meaning). Every pooled connection gets `SET search_path TO <schema>` (default `letta`)
- * before its first use.
+ * Connection settings: `url` (postgres://user:pass@host:port/db?sslmode=…) and the libpq
+ * environment variables of `env` (an input: the CLI passes its context's environment): PGHOST,
+ * PGPORT, PGUSER, PGPASSWORD, PGDATABASE for what the URL leaves out (or everything, without a
+ * URL), and PGSSLMODE, PGSSLROOTCERT, PGSSLCERT, PGSSLKEY, PGCONNECT_TIMEOUT, PGAPPNAME, with
+ * libpq's meaning. They are read here and handed to pg explicitly, so pg's own look-up of
+ * `process.env` finds them already set; only without any password does pg still look in its
+ * password file (~/.pgpass). Every pooled connection gets `SET search_path TO <schema>`
+ * (default `letta`) before its first use.
  *
  * Result shape (shared with the PGlite backend): rows are plain objects keyed by column name;
  * json/jsonb are parsed; bigint (int8) and numeric come back as strings; timestamptz/timestamp
@@ -19,6 +22,7 @@
  * driver's error objects (with `code` = SQLSTATE, `constraint`, `table`, `detail`).
  */
 import { readFileSync } from 'node:fs';
+import { userInfo } from 'node:os';
 import type { ConnectionOptions } from 'node:tls';
 import { from as copyFromStdin } from 'pg-copy-streams';
 import { Client, Pool, types as pgTypes, type PoolClient, type PoolConfig, type QueryResult as PgQueryResult } from 'pg';
@@ -71,6 +75,11 @@ export interface PgOpenOptions {
   connectTimeoutMs?: number;
   /** Check the connection before returning (default true). */
   verify?: boolean;
+  /**
+   * The environment the libpq variables (PG*) and AGENT_VAULT_COMMIT_CHECK_MS are read from
+   * (default: none; a front end passes its own, e.g. the CLI its context's `env`).
+   */
+  env?: NodeJS.ProcessEnv;
 }
 
 const SSL_URL_PARAMS = ['sslmode', 'sslrootcert', 'sslcert', 'sslkey', 'uselibpqcompat', 'sslpassword'];
@@ -78,6 +87,60 @@ const SSL_URL_PARAMS = ['sslmode', 'sslrootcert', 'sslcert', 'sslkey', 'uselibpq
 interface ResolvedConfig {
   poolConfig: PoolConfig;
   target: string;
+  /** How long to keep asking whether a COMMIT whose connection was lost committed (ms; ./commit.ts). */
+  commitCheckMs: number | undefined;
+}
+
+/** The user name when neither the URL nor PGUSER gives one: the login's, as pg (from `env`) and libpq. */
+function defaultUser(env: NodeJS.ProcessEnv): string | undefined {
+  const fromEnv = process.platform === 'win32' ? env.USERNAME : env.USER;
+  if (fromEnv) return fromEnv;
+  try {
+    return userInfo().username;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The connection string with what it leaves out (host, port, user, password, database) filled from
+ * the libpq variables of `env`, then pg's defaults (localhost, 5432, the login name, the user's
+ * database): pg would otherwise read them from `process.env` itself.
+ */
+function fillFromEnv(u: URL, env: NodeJS.ProcessEnv): void {
+  if (!u.hostname && !u.searchParams.has('host')) {
+    const host = env.PGHOST || 'localhost';
+    if (host.startsWith('/')) u.searchParams.set('host', host);
+    else u.hostname = host;
+  }
+  const user = env.PGUSER || defaultUser(env);
+  if (u.hostname) {
+    if (!u.port && !u.searchParams.has('port')) u.port = env.PGPORT || '5432';
+    if (!u.username && !u.searchParams.has('user') && user) u.username = encodeURIComponent(user);
+    if (!u.password && !u.searchParams.has('password') && env.PGPASSWORD && u.username) u.password = encodeURIComponent(env.PGPASSWORD);
+  } else {
+    // no host part (a Unix socket in ?host=): the rest goes in as parameters, as pg reads them
+    if (!u.searchParams.has('port')) u.searchParams.set('port', env.PGPORT || '5432');
+    if (!u.searchParams.has('user') && user) u.searchParams.set('user', user);
+    if (!u.searchParams.has('password') && env.PGPASSWORD) u.searchParams.set('password', env.PGPASSWORD);
+  }
+  if (u.pathname === '' || u.pathname === '/') {
+    const db = env.PGDATABASE || (u.username ? decodeURIComponent(u.username) : u.searchParams.get('user'));
+    if (db) u.pathname = `/${encodeURIComponent(db)}`;
+  }
+}
+
+/** Without a URL: every connection setting from the libpq variables of `env`, then pg's defaults. */
+function configFromEnv(env: NodeJS.ProcessEnv): Pick<PoolConfig, 'host' | 'port' | 'user' | 'password' | 'database'> {
+  const port = Number(env.PGPORT || 5432);
+  const user = env.PGUSER || defaultUser(env);
+  return {
+    host: env.PGHOST || 'localhost',
+    port: Number.isInteger(port) ? port : 5432,
+    user,
+    password: env.PGPASSWORD || undefined,
+    database: env.PGDATABASE || user,
+  };
 }
 
 function readPem(path: string, what: string): string {
@@ -120,7 +183,7 @@ function parseSslMode(value: string, where: string): PgSslMode {
 }
 
 function resolveConfig(opts: PgOpenOptions): ResolvedConfig {
-  const env = process.env;
+  const env = opts.env ?? {};
   let connectionString: string | undefined;
   let ssl: PgSslOptions | undefined;
 
@@ -144,6 +207,7 @@ function resolveConfig(opts: PgOpenOptions): ResolvedConfig {
       };
     }
     for (const p of SSL_URL_PARAMS) u.searchParams.delete(p);
+    fillFromEnv(u, env);
     connectionString = u.toString();
   }
   if (!ssl && env.PGSSLMODE) {
@@ -153,7 +217,7 @@ function resolveConfig(opts: PgOpenOptions): ResolvedConfig {
 
   const envTimeout = env.PGCONNECT_TIMEOUT ? Number(env.PGCONNECT_TIMEOUT) * 1000 : undefined;
   const poolConfig: PoolConfig = {
-    connectionString,
+    ...(connectionString === undefined ? configFromEnv(env) : { connectionString }),
     types: PG_TYPES as PoolConfig['types'],
     ssl: sslConfig(ssl),
     application_name: opts.applicationName ?? env.PGAPPNAME ?? 'agent-vault',
@@ -163,11 +227,11 @@ function resolveConfig(opts: PgOpenOptions): ResolvedConfig {
     allowExitOnIdle: true,
   };
   // The values pg will use (URL, then PG* variables, then its defaults), for messages.
-  const probe = new Client({ connectionString });
+  const probe = new Client(connectionString === undefined ? configFromEnv(env) : { connectionString });
   const p = probe as unknown as { host?: string; port?: number; database?: string; user?: string };
   const host = p.host ?? 'localhost';
   const target = `${host.startsWith('/') ? `socket ${host}` : host}:${p.port ?? 5432}, database "${p.database ?? ''}" as user "${p.user ?? ''}"`;
-  return { poolConfig, target };
+  return { poolConfig, target, commitCheckMs: Number(env.AGENT_VAULT_COMMIT_CHECK_MS) || undefined };
 }
 
 function toResult<R>(r: PgQueryResult): QueryResult<R> {
@@ -180,6 +244,7 @@ export class PgDb implements Db {
   readonly target: string;
   readonly schema: string;
   private readonly pool: Pool;
+  private readonly commitCheckMs: number | undefined;
   private closed = false;
   /**
    * The last read-write transaction's COMMIT: its id and outcome; `connectionLost` when the
@@ -190,8 +255,9 @@ export class PgDb implements Db {
   constructor(opts: PgOpenOptions = {}) {
     this.schema = opts.schema ?? 'letta';
     const setPath = `SET search_path TO ${quoteIdent(this.schema)}`;
-    const { poolConfig, target } = resolveConfig(opts);
+    const { poolConfig, target, commitCheckMs } = resolveConfig(opts);
     this.target = target;
+    this.commitCheckMs = commitCheckMs;
     this.pool = new Pool(poolConfig);
     // Idle clients whose server connection drops emit 'error' on the pool; the pool discards
     // them. Without a listener Node would crash the process.
@@ -327,8 +393,8 @@ export class PgDb implements Db {
           broken ??= e;
           if (!identity) throw connectionLostError(target, 'at COMMIT', e);
           const res = await resolveLostCommit(identity, {
-            // how long to keep asking (default 20 s; AGENT_VAULT_COMMIT_CHECK_MS overrides it)
-            timeoutMs: Number(process.env.AGENT_VAULT_COMMIT_CHECK_MS) || undefined,
+            // how long to keep asking (default 20 s; AGENT_VAULT_COMMIT_CHECK_MS of the environment overrides it)
+            timeoutMs: this.commitCheckMs,
             connect: async () => {
               const c = await this.pool.connect();
               return {

@@ -78,11 +78,11 @@ export function displayUrl(spec: string): string {
   }
 }
 
-export async function openSideSpec(spec: string, opts: { agent?: string; schema?: string; organizationId?: string } = {}): Promise<AgentStateSource> {
+export async function openSideSpec(spec: string, opts: { agent?: string; schema?: string; organizationId?: string; env?: NodeJS.ProcessEnv } = {}): Promise<AgentStateSource> {
   if (!isDatabaseSpec(spec)) return openSource(spec);
   let db: Db;
   try {
-    db = spec.startsWith('pglite:') ? await openPglite({ dataDir: spec.slice('pglite:'.length), schema: opts.schema }) : await openPg({ url: spec, schema: opts.schema });
+    db = spec.startsWith('pglite:') ? await openPglite({ dataDir: spec.slice('pglite:'.length), schema: opts.schema }) : await openPg({ url: spec, schema: opts.schema, env: opts.env });
   } catch (e) {
     // A database that cannot be reached is a usage error for the diff (kind 'usage').
     if (e instanceof AgentVaultError) throw new AgentVaultError(e.code, e.message, { kind: 'usage', hint: e.hint, location: e.location, cause: e });

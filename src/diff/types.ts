@@ -9,6 +9,20 @@ export const DIFF_FORMAT_VERSION = 1;
 /** The categories, in report order. Each change is reported under exactly one of them. */
 export const CATEGORIES = ['agent', 'system_prompt', 'memory_blocks', 'tools', 'workflows', 'llm_config', 'embedding_config', 'messages', 'passages', 'environment'] as const;
 export type Category = (typeof CATEGORIES)[number];
+
+/** Human titles of the categories (the CLI's text and Markdown, the extension's diff view). */
+export const CATEGORY_TITLES: Record<Category, string> = {
+  agent: 'agent settings',
+  system_prompt: 'system prompt',
+  memory_blocks: 'memory blocks',
+  tools: 'tools',
+  workflows: 'workflows',
+  llm_config: 'LLM config',
+  embedding_config: 'embedding config',
+  messages: 'messages',
+  passages: 'archival passages',
+  environment: 'environment variables',
+};
 export type CategoryCounts = Record<Category, number>;
 
 export interface SourceInfo {

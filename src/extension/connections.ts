@@ -115,7 +115,14 @@ export class Connections implements vscode.Disposable {
     const c = opts.database ? { ...this.get(name), database: opts.database } : this.get(name);
     const stored = await this.secrets.get(SECRET_PREFIX + name);
     const connect = (password: string | undefined) =>
-      openPg({ url: connectionUrl(c, password), schema: c.schema || 'letta', ssl: c.ssl ? { mode: c.ssl } : undefined, applicationName: 'agent-vault-vscode', connectTimeoutMs: 15000 });
+      openPg({
+        url: connectionUrl(c, password),
+        schema: c.schema || 'letta',
+        ssl: c.ssl ? { mode: c.ssl } : undefined,
+        applicationName: 'agent-vault-vscode',
+        connectTimeoutMs: 15000,
+        env: process.env,
+      });
     try {
       return await connect(stored);
     } catch (e) {

@@ -8,7 +8,7 @@ import * as vscode from 'vscode';
 import { changeComponents, componentFileName, type ChangeItem } from '../diff/components';
 import { diffPaths } from '../diff/index';
 import type { DecryptOptions } from '../format/crypto';
-import { CATEGORY_TITLES } from '../diff/render';
+import { CATEGORY_TITLES } from '../diff/types';
 import { CATEGORIES, type AgentDiff, type Category, type DiffReport } from '../diff/types';
 import { docUri, type DocTarget } from './documents';
 

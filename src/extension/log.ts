@@ -27,6 +27,19 @@ const REMEDY_HINT: Readonly<Record<ErrorRemedy, string>> = {
   'from-snapshot': 'restore from the snapshot instead of the points export',
   'more-time': 'allow more time or attempts',
   'api-key': 'check the Qdrant API key',
+  'api-key-env': 'set the Qdrant API key in the environment variable named for it',
+  'qdrant-url': 'check the Qdrant server address, e.g. http://127.0.0.1:6333',
+  'qdrant-timeout': 'check the Qdrant request timeout (milliseconds)',
+  'qdrant-upload-timeout': 'check the Qdrant upload timeout (milliseconds)',
+  'qdrant-retries': 'check the number of Qdrant retries',
+  'select-collection': 'choose one collection to restore under another name',
+  retention: 'set agentVault.retention (at least one rule, each a count ≥ 0)',
+  'rebuild-index': 'rebuild the vault index from its archives (Agent Vault: Rebuild Index)',
+  'create-vault': 'a first backup creates the vault',
+  'list-snapshots': 'see the Snapshots view for the snapshots of the vault',
+  'verify-vault': 'check the vault, reading its data (Agent Vault: Verify Vault, deep)',
+  'export-snapshot': 'write the store snapshot as a single-file archive with the agent-vault CLI (vault export)',
+  'init-store': 'make a store vault, or migrate the vault into one, with the agent-vault CLI',
 };
 
 export const SHOW_LOG = 'Show Log';

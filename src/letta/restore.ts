@@ -52,8 +52,8 @@ export async function planRestore(db: Db, source: RestoreSource, opts: RestoreOp
 /**
  * Restores the agents of `source` into `db` in one transaction (see the module comment). With
  * `dryRun`, returns the plan and changes nothing. Throws AgentVaultError when the plan has a
- * refusal (conflict: exit code 4; revision or embedding mismatch: 6) or a write fails (5; the
- * transaction is rolled back).
+ * refusal (an agent exists: kind 'conflict'; revision or embedding mismatch: 'mismatch') or a
+ * write fails (kind 'rolledBack': the transaction is rolled back).
  */
 export async function restoreAgents(db: Db, source: RestoreSource, opts: RestoreOptions = {}): Promise<RestoreResult> {
   const model = await openSource(source, opts.decrypt); // archive checksums are verified here, before any transaction

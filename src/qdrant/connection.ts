@@ -38,10 +38,11 @@ export interface ApiKeySource {
 export async function resolveApiKey(src: ApiKeySource = {}): Promise<string | undefined> {
   const env = src.env ?? process.env;
   if (src.envVar !== undefined) {
-    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(src.envVar)) throw usageError(`--api-key-env: '${src.envVar}' is not a valid environment variable name`);
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(src.envVar))
+      throw usageError(`'${src.envVar}' (the environment variable named for the Qdrant API key) is not a valid environment variable name`, undefined, 'api-key-env');
     const v = env[src.envVar];
     if (v === undefined || v === '') {
-      throw usageError(`Environment variable ${src.envVar} (named by --api-key-env) is not set or empty`, 'Export the Qdrant API key in that variable, or omit --api-key-env.');
+      throw usageError(`Environment variable ${src.envVar} (named for the Qdrant API key) is not set or empty`, undefined, 'api-key-env');
     }
     return v;
   }
@@ -76,10 +77,10 @@ export function normaliseQdrantUrl(raw: string): string {
   try {
     u = new URL(raw);
   } catch {
-    throw usageError(`--url: '${raw}' is not a valid URL`, 'Example: --url http://127.0.0.1:6333');
+    throw usageError(`Qdrant URL '${raw}' is not a valid URL`, undefined, 'qdrant-url');
   }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw usageError(`--url: '${raw}' must start with http:// or https://`);
-  if (u.username || u.password) throw usageError(`--url must not contain credentials; pass the API key through an environment variable (QDRANT_API_KEY or --api-key-env)`);
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw usageError(`Qdrant URL '${raw}' must start with http:// or https://`, undefined, 'qdrant-url');
+  if (u.username || u.password) throw usageError(`The Qdrant URL must not contain credentials; the API key is given on its own, through an environment variable`, undefined, 'api-key');
   const path = u.pathname.replace(/\/+$/, '');
   return `${u.protocol}//${u.host}${path}`;
 }
@@ -114,10 +115,10 @@ export class QdrantConnection {
     this.retryDelayMs = opts.retryDelayMs ?? DEFAULT_RETRY_DELAY_MS;
     // Timers (AbortSignal.timeout, undici's) fire at once beyond 2^31-1 ms (~24.8 days).
     if (!Number.isFinite(this.timeoutMs) || this.timeoutMs <= 0 || this.timeoutMs > MAX_TIMER_MS)
-      throw usageError(`--timeout must be a positive number of milliseconds up to ${MAX_TIMER_MS} (got ${opts.timeoutMs})`);
+      throw usageError(`The Qdrant request timeout (timeoutMs) must be a positive number of milliseconds up to ${MAX_TIMER_MS} (got ${opts.timeoutMs})`, undefined, 'qdrant-timeout');
     if (!Number.isFinite(this.uploadTimeoutMs) || this.uploadTimeoutMs <= 0 || this.uploadTimeoutMs > MAX_TIMER_MS)
-      throw usageError(`--upload-timeout must be a positive number of milliseconds up to ${MAX_TIMER_MS} (got ${opts.uploadTimeoutMs})`);
-    if (!Number.isInteger(this.retries) || this.retries < 0) throw usageError(`--retries must be a whole number ≥ 0 (got ${opts.retries})`);
+      throw usageError(`The Qdrant upload timeout (uploadTimeoutMs) must be a positive number of milliseconds up to ${MAX_TIMER_MS} (got ${opts.uploadTimeoutMs})`, undefined, 'qdrant-upload-timeout');
+    if (!Number.isInteger(this.retries) || this.retries < 0) throw usageError(`The number of Qdrant retries (retries) must be a whole number ≥ 0 (got ${opts.retries})`, undefined, 'qdrant-retries');
     this.onProgress = opts.onProgress ?? (() => undefined);
     this.#apiKey = opts.apiKey;
     const parsed = new URL(this.url);

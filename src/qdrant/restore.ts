@@ -214,8 +214,8 @@ export async function restoreCollectionsFromSource(reader: ArchiveSource, conn: 
   const unknown = wanted.filter((w) => !available.includes(w));
   if (unknown.length) throw usageError(`${label} has no Qdrant collection ${unknown.map((u) => `'${u}'`).join(', ')}`, `It contains: ${available.join(', ') || '(none)'}`);
   if (opts.targetName !== undefined) {
-    if (wanted.length !== 1) throw usageError(`--target-name needs exactly one collection (select it with --collection); ${wanted.length} selected`);
-    if (!/^[A-Za-z0-9_.-]{1,255}$/.test(opts.targetName)) throw usageError(`--target-name '${opts.targetName}' is not a valid collection name (letters, digits, _ . - only)`);
+    if (wanted.length !== 1) throw usageError(`A target name (targetName) needs exactly one collection; ${wanted.length} selected`, undefined, 'select-collection');
+    if (!/^[A-Za-z0-9_.-]{1,255}$/.test(opts.targetName)) throw usageError(`Target name '${opts.targetName}' is not a valid collection name (letters, digits, _ . - only)`);
   }
   const chosen = section.collections.filter((c) => wanted.includes(c.name));
   for (const c of chosen) {

@@ -134,7 +134,7 @@ export async function openSource(cfg: VaultConfig, env: NodeJS.ProcessEnv = proc
     url = env[src.urlEnv];
     if (!url) throw new AgentVaultError('config', `environment variable ${src.urlEnv} (source.urlEnv) is not set`, { kind: 'usage' });
   }
-  return openPg({ url, schema: src.schema });
+  return openPg({ url, schema: src.schema, env });
 }
 
 export { secretsEntryName };

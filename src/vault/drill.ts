@@ -46,6 +46,8 @@ export interface DrillOptions {
   db?: Db;
   /** URL of an empty scratch PostgreSQL database. */
   databaseUrl?: string;
+  /** The environment its libpq variables (PG*) come from (src/db/pg.ts; default none). */
+  env?: NodeJS.ProcessEnv;
   /** Where to write the report; default `<vault>/drills` (or nowhere for a path without a vault). null: do not write. */
   reportDir?: string | null;
   onProgress?: (message: string) => void;
@@ -91,7 +93,7 @@ async function prepareScratch(opts: DrillOptions): Promise<{ db: Db; own: boolea
     return { db: opts.db, own: false, target: (opts.db as { target?: string }).target ?? `${opts.db.kind} scratch database`, schemaMs: Date.now() - t };
   }
   if (opts.databaseUrl) {
-    const db = await openPg({ url: opts.databaseUrl });
+    const db = await openPg({ url: opts.databaseUrl, env: opts.env });
     try {
       await ensureEmptyLettaSchema(db, redactDbUrl(opts.databaseUrl));
     } catch (e) {

@@ -108,19 +108,16 @@ export function checkPolicy(policy: RetentionPolicy): void {
     const v = policy[RULE_KEY[rule]];
     if (v === undefined) continue;
     if (!Number.isSafeInteger(v) || v < 0) {
-      throw new AgentVaultError('usage', `--keep-${rule} must be a non-negative integer, got ${String(v)}`, { kind: 'usage' });
+      throw new AgentVaultError('usage', `retention rule ${RULE_KEY[rule]} must be a non-negative integer, got ${String(v)}`, { kind: 'usage', remedy: 'retention' });
     }
     if (v > 0) any = true;
   }
   if (!any) {
-    throw new AgentVaultError(
-      'usage',
-      'no retention rule given: pass at least one of --keep-last, --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly, --keep-yearly (or set "retention" in the config)',
-      {
-        kind: 'usage',
-        hint: 'prune without a rule would keep only the newest snapshot of each agent; that is refused',
-      },
-    );
+    throw new AgentVaultError('usage', 'no retention rule given: the policy needs at least one of keepLast, keepHourly, keepDaily, keepWeekly, keepMonthly, keepYearly above 0', {
+      kind: 'usage',
+      remedy: 'retention',
+      hint: 'prune without a rule would keep only the newest snapshot of each agent; that is refused',
+    });
   }
 }
 

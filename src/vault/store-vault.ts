@@ -137,7 +137,7 @@ async function placeIsStore(p: VaultPlace): Promise<boolean> {
 function noStore(vault: string): AgentVaultError {
   return new AgentVaultError('no-store', `${vault} is not a store vault (no ${STORE_DIR}/config.json)`, {
     kind: 'usage',
-    hint: `make one with "agent-vault vault init --store --vault ${vault}"${isS3Location(vault) ? '' : `, or import its archives with "agent-vault vault migrate --vault ${vault}"`}`,
+    remedy: 'init-store',
   });
 }
 
@@ -201,7 +201,7 @@ export function findStoreSnapshot(snaps: readonly SnapshotInfo[], ref: string, v
     );
   }
   if (byPrefix.length === 1) return byPrefix[0];
-  throw new AgentVaultError('no-snapshot', `${vaultDir} has no snapshot "${ref}"`, { kind: 'usage', hint: 'list them with "agent-vault vault snapshots --vault <dir>"' });
+  throw new AgentVaultError('no-snapshot', `${vaultDir} has no snapshot "${ref}"`, { kind: 'usage', remedy: 'list-snapshots' });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -288,7 +288,8 @@ async function storeBackupRun(p: VaultPlace, opts: BackupOptions, started: Date)
   if (repo.crypto === undefined && (opts.encrypt ?? cfg.encryption?.enabled ?? false)) {
     throw new AgentVaultError('store-not-encrypted', `the backup is to be encrypted and the store of ${vaultDir} is not (its secrets would be stored in plain text); nothing was written`, {
       kind: 'usage',
-      hint: 'a store vault made with "agent-vault vault init --store --encrypt" keeps encrypted snapshots',
+      remedy: 'init-store',
+      hint: 'only a store vault made encrypted keeps encrypted snapshots',
     });
   }
   return withPlaceLock(p, { command: 'backup', waitMs: opts.waitMs ?? (cfg.lock?.waitSeconds ?? 0) * 1000 }, async () => {
@@ -522,7 +523,7 @@ export async function pruneStoreVault(vaultDir: string, opts: StorePruneVaultOpt
 // ---------------------------------------------------------------------------------------------
 // verify
 
-/** `--read-data-subset`: "n/m" (the n-th of m groups of packs, as restic) or a percentage "p%". */
+/** A read-data subset: "n/m" (the n-th of m groups of packs, as restic) or a percentage "p%". */
 export type ReadDataSubset = { part: number; of: number } | { fraction: number };
 
 export function parseReadDataSubset(v: string): ReadDataSubset {
@@ -534,7 +535,7 @@ export function parseReadDataSubset(v: string): ReadDataSubset {
   }
   const p = /^(\d+(?:\.\d+)?)%$/.exec(v.trim());
   if (p && Number(p[1]) > 0 && Number(p[1]) <= 100) return { fraction: Number(p[1]) / 100 };
-  throw new AgentVaultError('usage', `--read-data-subset must be "n/m" (1 ≤ n ≤ m ≤ 256) or a percentage like "10%", got "${v}"`, { kind: 'usage' });
+  throw new AgentVaultError('usage', `a read-data subset must be "n/m" (1 ≤ n ≤ m ≤ 256) or a percentage like "10%", got "${v}"`, { kind: 'usage' });
 }
 
 export interface StoreVerifyOptions {
@@ -719,9 +720,8 @@ function mixedCopyError(from: string, to: string, fromStore: boolean): AgentVaul
       : `${from} is a folder of archives and ${to} is a store vault: "vault copy" does not convert between them; nothing was copied`,
     {
       kind: 'usage',
-      hint: fromStore
-        ? `write single-file archives with "agent-vault vault export <snapshot> --vault ${from} -o <file>", or copy to another store vault`
-        : `import the archives into a store in a folder with "agent-vault vault migrate --vault <folder>", then copy that store vault`,
+      remedy: fromStore ? 'export-snapshot' : 'init-store',
+      hint: fromStore ? 'or copy to another store vault' : 'then copy that store vault',
     },
   );
 }
@@ -769,7 +769,7 @@ export async function copyStoreVault(from: string, to: string, opts: StoreCopyOp
         const unreadable = all.filter((s) => s.error);
         if (unreadable.length && !opts.snapshots?.length) {
           throw new AgentVaultError('store-damaged', `${src.vault}: snapshot file(s) ${unreadable.map((s) => s.id).join(', ')} cannot be read (${unreadable[0].error}); nothing was copied`, {
-            hint: `run "agent-vault verify --vault ${src.vault}"`,
+            remedy: 'verify-vault',
           });
         }
         const chosen = opts.snapshots?.length ? [...new Set(opts.snapshots.map((r) => findStoreSnapshot(all, r, src.vault)))] : all.filter((s) => !s.error);

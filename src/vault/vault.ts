@@ -91,7 +91,8 @@ export function newSnapshotId(at: Date = new Date()): string {
 function indexError(file: string, why: string): AgentVaultError {
   return new AgentVaultError('vault-index', `${file}: ${why}`, {
     location: { file },
-    hint: `the vault index is only a cache of the archives: rebuild it with "agent-vault rebuild-index --vault ${path.dirname(file)}" (the damaged file is kept as vault.json.damaged-<time>)`,
+    remedy: 'rebuild-index',
+    hint: `the vault index is only a cache of the archives in ${path.dirname(file)}: a rebuild keeps the damaged file as vault.json.damaged-<time>`,
   });
 }
 
@@ -107,7 +108,8 @@ export async function readIndex(vaultDir: string, opts: { allowMissing?: boolean
       throw new AgentVaultError('no-vault', `${vaultDir} is not a vault (it has no ${VAULT_INDEX})`, {
         location: { file: vaultDir },
         kind: 'usage',
-        hint: `if ${path.join(vaultDir, SNAPSHOTS_DIR)} holds snapshot archives, rebuild the index from them with "agent-vault rebuild-index --vault ${vaultDir}"; otherwise run "agent-vault backup --config <file>" to create the vault, or check --vault`,
+        remedy: ['rebuild-index', 'create-vault', 'vault'],
+        hint: `if ${path.join(vaultDir, SNAPSHOTS_DIR)} holds snapshot archives, the index can be rebuilt from them; otherwise a first backup creates the vault, or the vault is elsewhere`,
       });
     }
     throw ioError(e, file, 'read');
@@ -178,7 +180,7 @@ export function findSnapshot(index: VaultIndex, ref: string, vaultDir = 'vault')
         .join(', ')}${prefixed.length > 5 ? ', …' : ''}`,
       { kind: 'usage' },
     );
-  throw new AgentVaultError('no-snapshot', `${vaultDir} has no snapshot "${ref}"`, { kind: 'usage', hint: 'list them with "agent-vault status --snapshots"' });
+  throw new AgentVaultError('no-snapshot', `${vaultDir} has no snapshot "${ref}"`, { kind: 'usage', remedy: 'list-snapshots' });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@
 import { strict as assert } from 'node:assert';
 import { writeFileSync } from 'node:fs';
 import { diffPaths } from '../../src/diff/index';
-import { renderText } from '../../src/diff/render';
+import { renderText } from '../../src/cli/diff-render';
 import { getValidator } from '../../src/format/schemas';
 import { fixture, fixtureV2, TempDir } from './helpers';
 

@@ -1,7 +1,7 @@
 /** Outputs of the diff (text, Markdown, JSON) and the `agent-vault diff` command. */
 import { strict as assert } from 'node:assert';
 import { diffPaths, type DiffReport } from '../../src/diff';
-import { renderJson, renderMarkdown, renderText } from '../../src/diff/render';
+import { renderJson, renderMarkdown, renderText } from '../../src/cli/diff-render';
 import { getValidator } from '../../src/format/schemas';
 import { runCli, STACK_TRACE } from '../helpers/cli';
 import { fixture, fixtureV2, TempDir } from './helpers';

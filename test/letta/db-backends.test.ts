@@ -260,6 +260,56 @@ describe('Db backend: pg failure modes', function () {
     });
   });
 
+  it('reads the libpq variables from the environment it is given, never from process.env', async () => {
+    const server = await sharedTestPostgres();
+    const u = new URL(server.adminUrl);
+    const env = {
+      PGHOST: u.hostname,
+      PGPORT: u.port,
+      PGUSER: decodeURIComponent(u.username),
+      PGPASSWORD: decodeURIComponent(u.password),
+      PGDATABASE: u.pathname.slice(1),
+      PGAPPNAME: 'av-env-test',
+    };
+    for (const k of Object.keys(env)) assert.equal(process.env[k], undefined, `${k} is not set in the test process`);
+    const who = async (db: PgDb) => (await db.query<{ u: string; d: string; a: string }>('SELECT current_user AS u, current_database() AS d, current_setting($1) AS a', ['application_name'])).rows[0];
+    // no URL: every setting from the given environment
+    const a = await openPg({ env, verify: true });
+    try {
+      assert.deepEqual(await who(a), { u: env.PGUSER, d: env.PGDATABASE, a: 'av-env-test' });
+      assert.match(a.target, new RegExp(`${env.PGHOST.replace(/\./g, '\\.')}:${env.PGPORT}, database "${env.PGDATABASE}" as user "${env.PGUSER}"`));
+    } finally {
+      await a.close();
+    }
+    // a URL naming only the host: user, password, port and database come from the environment
+    const b = await openPg({ url: `postgres://${u.hostname}`, env });
+    try {
+      assert.deepEqual(await who(b), { u: env.PGUSER, d: env.PGDATABASE, a: 'av-env-test' });
+    } finally {
+      await b.close();
+    }
+    // what the URL names wins over the environment
+    await assert.rejects(openPg({ url: `postgres://${u.hostname}/no_such_database_here`, env, connectTimeoutMs: 5000 }), (e: unknown) => {
+      isAvError('db-connect')(e);
+      assert.match((e as Error).message, /database "no_such_database_here"/);
+      return true;
+    });
+    // settings neither the URL nor the environment gives are pg's defaults, never process.env's
+    process.env.PGPORT = '1';
+    process.env.PGDATABASE = 'from_process_env';
+    try {
+      const c = await openPg({ url: `postgres://someone@${u.hostname}`, env: {}, verify: false });
+      assert.equal(c.target, `${u.hostname}:5432, database "someone" as user "someone"`);
+      await c.close();
+      const d = await openPg({ env: { PGHOST: u.hostname, PGUSER: 'other' }, verify: false });
+      assert.equal(d.target, `${u.hostname}:5432, database "other" as user "other"`);
+      await d.close();
+    } finally {
+      delete process.env.PGPORT;
+      delete process.env.PGDATABASE;
+    }
+  });
+
   it('reports a missing database as db-connect', async () => {
     const server = await sharedTestPostgres();
     const u = new URL(server.adminUrl);

@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { diffPaths } from '../../src/diff/index';
-import { renderText } from '../../src/diff/render';
+import { renderText } from '../../src/cli/diff-render';
 import { validateAnyPath } from '../../src/format/validate-any';
 import { exportAgents } from '../../src/letta/export';
 import { restoreAgents } from '../../src/letta/restore';

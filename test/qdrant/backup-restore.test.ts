@@ -177,7 +177,9 @@ describe('qdrant backup/restore (against the Qdrant TEST DOUBLE, not a real Qdra
 
     const e = await rejection(restoreQdrantFromArchivePath(out, env.conn(), { targetName: 'x' }));
     assert.equal(e.kind, 'usage');
-    assert.match(e.message, /--target-name needs exactly one collection.*2 selected/);
+    assert.match(e.message, /target name \(targetName\) needs exactly one collection.*2 selected/);
+    assert.doesNotMatch(e.message, /--/);
+    assert.match([e.message, ...errorHints(e as AgentVaultError)].join('\n'), /2 selected\n--target-name restores one collection: select it with --collection <name>/); // what the CLI prints
   });
 
   it('refuses to replace an existing collection without --force (exit 2), replaces it with --force', async () => {

@@ -91,6 +91,16 @@ describe('agent-vault qdrant CLI (against the Qdrant TEST DOUBLE, not a real Qdr
     assert.match(unknown.stderr, /Collection 'nope' not found .*\nhint: Existing collections: agent_memory, archival/);
     const keyEnv = await run(['qdrant', 'list', '--url', env.double.url, '--api-key-env', 'NOT_SET']);
     assert.equal(keyEnv.code, EXIT.usage);
+    assert.match(
+      keyEnv.stderr,
+      /Environment variable NOT_SET \(named for the Qdrant API key\) is not set or empty\nhint: Export the Qdrant API key in the variable named by --api-key-env, or omit --api-key-env/,
+    );
+    const badUrl = await run(['qdrant', 'list', '--url', 'ftp://127.0.0.1:6333']);
+    assert.equal(badUrl.code, EXIT.usage);
+    assert.match(badUrl.stderr, /Qdrant URL 'ftp:\/\/127\.0\.0\.1:6333' must start with http:\/\/ or https:\/\/\nhint: Give the server with --url, e\.g\. --url http:\/\/127\.0\.0\.1:6333/);
+    const twoToOne = await run(['qdrant', 'restore', archive(), '--url', env.double.url, '--target-name', 'staging']);
+    assert.equal(twoToOne.code, EXIT.usage);
+    assert.match(twoToOne.stderr, /needs exactly one collection; 2 selected\nhint: --target-name restores one collection: select it with --collection <name>/);
   });
 
   it('exit 3 connection, 4 disk, 5 rolled back, 6 fingerprint mismatch', async () => {

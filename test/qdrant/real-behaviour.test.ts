@@ -15,6 +15,8 @@ import { fingerprintSha256 } from '../../src/qdrant/fingerprint';
 import { backupQdrantToArchive, restoreQdrantFromArchivePath } from '../../src/qdrant/archive';
 import { DEFAULT_TIMEOUT_MS, QdrantConnection, UNDICI_DEFAULT_TIMEOUT_MS } from '../../src/qdrant/connection';
 import { errorStatus, isTimeoutError } from '../../src/qdrant/errors';
+import type { AgentVaultError } from '../../src/core/errors';
+import { errorHints } from '../../src/cli/exit';
 import { createServerSnapshot, deleteUploadedSnapshot, uploadSnapshot } from '../../src/qdrant/snapshots';
 import type { QdrantManifestSection, Schemas } from '../../src/qdrant/types';
 import { ARCHIVAL_COLLECTION, ARCHIVAL_CREATE, MEMORY_COLLECTION, archivalPoints, rejection, seedStandard, startEnv, writeRequests, type Env } from './helpers';
@@ -90,7 +92,19 @@ describe('qdrant: real-server behaviour (against the Qdrant TEST DOUBLE, not a r
       assert.equal(def.transferTimeouts('upload').headersTimeout, 3_600_000);
       assert.ok(def.transferTimeouts('upload').bodyTimeout > UNDICI_DEFAULT_TIMEOUT_MS);
       assert.deepEqual(new QdrantConnection({ url: env.double.url, timeoutMs: 900_000 }).transferTimeouts('download'), { headersTimeout: 900_000, bodyTimeout: 900_000 });
-      assert.throws(() => new QdrantConnection({ url: env.double.url, uploadTimeoutMs: 2 ** 31 }), /--upload-timeout must be a positive number of milliseconds up to 2147483647/);
+      // the library names its option; the CLI's output (message + hints) names the flag
+      const e = (() => {
+        try {
+          new QdrantConnection({ url: env.double.url, uploadTimeoutMs: 2 ** 31 });
+        } catch (err) {
+          return err as AgentVaultError;
+        }
+        assert.fail('an upload timeout beyond 2^31-1 ms is refused');
+      })();
+      assert.equal(e.kind, 'usage');
+      assert.match(e.message, /upload timeout \(uploadTimeoutMs\) must be a positive number of milliseconds up to 2147483647 \(got 2147483648\)/);
+      assert.doesNotMatch(e.message, /--/);
+      assert.match([e.message, ...errorHints(e)].join('\n'), /\nSet --upload-timeout <ms> to a whole number of milliseconds from 1 to 2147483647\./);
     });
 
     it('a snapshot download whose headers come later than --timeout times out and is retried', async () => {

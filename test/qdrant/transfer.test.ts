@@ -228,7 +228,9 @@ describe('qdrant transfer, timeouts, retries, API key (against the Qdrant TEST D
       assert.equal(await resolveApiKey({ env: {} }), undefined);
       const e = await rejection(resolveApiKey({ envVar: 'MY_KEY', env: {} }));
       assert.equal(e.kind, 'usage');
-      assert.match(e.message, /Environment variable MY_KEY \(named by --api-key-env\) is not set/);
+      assert.match(e.message, /Environment variable MY_KEY \(named for the Qdrant API key\) is not set/);
+      assert.doesNotMatch(e.message, /--/);
+      assert.match(cliHints(e), /Export the Qdrant API key in the variable named by --api-key-env, or omit --api-key-env/);
     });
 
     it('warns when a key would travel over plain HTTP to a non-loopback host', () => {

@@ -280,6 +280,7 @@ fs.createWriteStream = function (file, opts) { const ws = real.call(fs, file, op
     const none = runCli(['prune', '--vault', pv]);
     assert.equal(none.code, 2);
     assert.match(none.stderr, /no retention rule given/);
+    assert.match(none.stderr, /\nhint: pass at least one of --keep-last, --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly, --keep-yearly/);
 
     // drill + status on a PostgreSQL-sourced vault (the embedded PGlite of the built CLI)
     const dir = tmp.dir('drill');

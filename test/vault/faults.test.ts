@@ -649,13 +649,12 @@ const open = fs.promises.open; fs.promises.open = async function (p, ...rest) { 
       }
       // the same through the library
       const proxy2 = await commitCutter({ host: t.host, port: t.port }, 'dead');
-      const db = await openPg({ url: t.proxied(proxy2.port) });
-      process.env.AGENT_VAULT_COMMIT_CHECK_MS = '1000';
+      // the environment is an input of the driver (the CLI passes its own): the check's bound comes from it
+      const db = await openPg({ url: t.proxied(proxy2.port), env: { AGENT_VAULT_COMMIT_CHECK_MS: '1000' } });
       try {
         await assert.rejects(restoreAgents(db, archive), (e: { code?: string; kind?: string }) => e.code === 'db-commit-unknown' && e.kind === 'commitUnknown');
         assert.equal(db.lastCommit?.outcome, 'unknown');
       } finally {
-        delete process.env.AGENT_VAULT_COMMIT_CHECK_MS;
         await db.close().catch(() => undefined);
         await proxy2.close();
         await t.db.close();

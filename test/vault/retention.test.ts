@@ -7,6 +7,7 @@ import { emptyIndex, readIndex, writeIndex, ensureVaultDirs, type SnapshotRecord
 import { createHash } from 'node:crypto';
 import { packAgentFile } from '../../src/format/pack';
 import { makeTmpRoot, rejectsWith } from './helpers';
+import { errorHints } from '../../src/cli/exit';
 import { fixturePath } from './letta-data';
 
 const DAY = 86400_000;
@@ -167,9 +168,16 @@ describe('vault: retention (grandfather-father-son)', () => {
   });
 
   it('refuses a policy without rules and negative counts', async () => {
-    await rejectsWith(async () => planRetention(daily(3), {}), 'usage', /no retention rule given/);
+    const none = await rejectsWith(async () => planRetention(daily(3), {}), 'usage', /no retention rule given/);
+    // the library names its policy keys; what the CLI prints (message + hints) names the flags
+    assert.doesNotMatch(none.message, /--/);
+    assert.match(
+      [none.message, ...errorHints(none)].join('\n'),
+      /\npass at least one of --keep-last, --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly, --keep-yearly \(or set "retention" in the config\)/,
+    );
     await rejectsWith(async () => planRetention(daily(3), { keepDaily: 0, keepLast: 0 }), 'usage', /no retention rule given/);
-    await rejectsWith(async () => planRetention(daily(3), { keepDaily: -1 }), 'usage', /--keep-daily must be a non-negative integer/);
+    const neg = await rejectsWith(async () => planRetention(daily(3), { keepDaily: -1 }), 'usage', /retention rule keepDaily must be a non-negative integer, got -1/);
+    assert.match(errorHints(neg).join('\n'), /--keep-daily/);
   });
 
   describe('pruneVault on a vault of 400 daily snapshots', () => {

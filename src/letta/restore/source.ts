@@ -81,7 +81,7 @@ function inMemoryModel(doc: AgentFileV2, info: { path: string | null; format: st
 
 /**
  * An archive: one pass over every entry before anything else — each entry against its size,
- * CRC-32 and sha256 (a damaged archive is refused, exit code 1, before any transaction opens), and
+ * CRC-32 and sha256 (a damaged archive is refused, kind 'failed', before any transaction opens), and
  * for agent files the document without its messages plus a check of every message (ids, roles,
  * references). The messages are streamed again when they are written; no agent file is held whole.
  */
@@ -258,7 +258,7 @@ function revisionOf(doc: AgentFileV2 | undefined): string | null {
 
 /**
  * The reference checks of `agent-vault validate` (src/format/validate.ts): a dangling reference is
- * invalid input (exit code 1) before anything is planned. An archive's entries are checked
+ * invalid input (kind 'failed') before anything is planned. An archive's entries are checked
  * together, as `verify` and `drill` do (an entry may name the other members of a group). Message
  * references are left to the restore's own checks: an archive's documents are read without their
  * messages.

@@ -34,7 +34,7 @@ export interface RestoreOptions {
   initialSystemMessage?: boolean;
   /**
    * The passphrase or key of an encrypted archive (what openArchive takes). Without it an
-   * encrypted archive is refused (error 'no-key', exit code 2); a wrong one is 'wrong-key' (1).
+   * encrypted archive is refused (error 'no-key', kind 'usage'); a wrong one is 'wrong-key' (kind 'failed').
    */
   decrypt?: DecryptOptions;
   /**

@@ -59,7 +59,7 @@ export async function rebuildRemoteIndex(store: ObjectStore, opts: RemoteRebuild
       break;
     }
   if (!anything) {
-    throw new AgentVaultError('no-vault', `${store.location} is not a vault (it has no ${VAULT_INDEX} and no ${SNAPSHOTS_DIR}/ objects)`, { kind: 'usage', hint: 'check --vault' });
+    throw new AgentVaultError('no-vault', `${store.location} is not a vault (it has no ${VAULT_INDEX} and no ${SNAPSHOTS_DIR}/ objects)`, { kind: 'usage', remedy: 'vault' });
   }
   const started = new Date();
   const runId = newRunId();

@@ -1113,7 +1113,8 @@ export async function copySnapshots(src: Repo, dst: Repo, ids: string[], opts: {
       if (buf.length !== p.size || sha256Hex(buf) !== pid) {
         throw new AgentVaultError('checksum', `${storeWhere(src.store, key)} is damaged at the source (its bytes do not hash to its name); snapshot ${id} was not copied`, {
           location: { file: storeWhere(src.store, key) },
-          hint: 'run "agent-vault verify --read-data" on the source',
+          remedy: 'verify-vault',
+          hint: 'on the source vault',
         });
       }
       const dkey = packKey(dst, pid);

@@ -1,25 +1,13 @@
 /**
- * Rendering a DiffReport: human text (coloured only when asked, i.e. on a TTY), Markdown (for a
- * pull request or a ticket) and JSON (schemas/diff.schema.json).
+ * How `agent-vault diff` prints a DiffReport: human text (coloured only when asked, i.e. on a TTY),
+ * Markdown (for a pull request or a ticket) and JSON (schemas/diff.schema.json). CLI output: its
+ * notes name the `--format json` that lists what the text leaves out.
  */
 import { styleText } from 'node:util';
-import { brief } from './normalize';
-import { CATEGORIES, type AgentDiff, type Category, type DiffReport, type FieldChange, type MessageRef, type TextDiff } from './types';
+import { brief } from '../diff/normalize';
+import { CATEGORIES, CATEGORY_TITLES, type AgentDiff, type Category, type DiffReport, type FieldChange, type MessageRef, type TextDiff } from '../diff/types';
 
 export type DiffFormat = 'text' | 'md' | 'json';
-
-export const CATEGORY_TITLES: Record<Category, string> = {
-  agent: 'agent settings',
-  system_prompt: 'system prompt',
-  memory_blocks: 'memory blocks',
-  tools: 'tools',
-  workflows: 'workflows',
-  llm_config: 'LLM config',
-  embedding_config: 'embedding config',
-  messages: 'messages',
-  passages: 'archival passages',
-  environment: 'environment variables',
-};
 
 /** Lines of one text diff shown in text/Markdown output (JSON has them all). */
 const MAX_HUNK_LINES = 200;
