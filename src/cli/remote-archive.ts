@@ -11,7 +11,6 @@ import { AgentVaultError } from '../core/errors';
 import { isS3Location } from '../vault/remote/location';
 import { fetchSnapshot } from '../vault/remote/remote-vault';
 import { S3Store } from '../vault/remote/s3';
-import { resolveStoreArchiveArg } from './store';
 
 const temps: string[] = [];
 let hooked = false;
@@ -21,7 +20,7 @@ export function isRemoteArchiveRef(arg: string): boolean {
 }
 
 export async function resolveArchiveArg(arg: string): Promise<string> {
-  if (!isRemoteArchiveRef(arg)) return resolveStoreArchiveArg(arg);
+  if (!isRemoteArchiveRef(arg)) return arg;
   const at = arg.lastIndexOf('#');
   const location = arg.slice(0, at);
   const ref = decodeURIComponent(arg.slice(at + 1));

@@ -27,7 +27,7 @@ import { fetchSnapshot, pruneRemote, remoteVaultStatus, runRemoteBackup, verifyR
 import { openObjectStore, S3Store } from '../vault/remote/s3';
 import { EXIT, errorHints, exitCodeOf, onInterrupt, signalExitCode } from './exit';
 import type { CliContext } from './context';
-import { isStoreVault, materializeStoreSnapshot, storeVaultIndexFor, registerStoreCommands, storeBackupCommand, storePruneCommand, storeVerifyCommand } from './store';
+import { isStoreVault, storeVaultIndexFor, registerStoreCommands, storeBackupCommand, storePruneCommand, storeVerifyCommand } from './store';
 
 /** Calls `fn` on SIGINT / SIGTERM / SIGHUP (instead of exiting); returns the function that stops listening. */
 function onSignal(fn: (sig: NodeJS.Signals) => void): () => void {
@@ -435,12 +435,8 @@ export function registerVaultCommands(program: Command, ctx: CliContext): void {
         if (!databaseUrl) throw new AgentVaultError('usage', `environment variable ${o.databaseEnv} (--database-env) is not set`, { kind: 'usage' });
       }
       let fetched: { dir: string; path: string } | undefined;
-      if (sel.vault && !isS3Location(sel.vault) && isStoreVault(sel.vault)) {
-        // the snapshot is streamed out of the store into a temp archive (under the shared lock); the report goes to <vault>/drills
-        const got = await materializeStoreSnapshot(sel.vault, snapshot, material);
-        fetched = { dir: path.dirname(got.path), path: got.path };
-        o.reportDir ??= path.join(sel.vault, 'drills');
-      } else if (sel.vault && isS3Location(sel.vault)) {
+      // a store vault's snapshot is read in place from the store (runDrill), no archive is written
+      if (sel.vault && isS3Location(sel.vault)) {
         // the snapshot is downloaded and checked against the index's SHA-256; the report goes to --report-dir (default: the current folder)
         const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'agent-vault-drill-'));
         const got = await withStore(sel.vault, (store) => fetchSnapshot(store, snapshot, dir));
