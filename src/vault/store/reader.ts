@@ -19,18 +19,23 @@
  * being the store's (the key that opened the store opened it).
  */
 import { createHash } from 'node:crypto';
+import * as path from 'node:path';
 import { crc32 } from 'node:zlib';
 import { Readable } from 'node:stream';
 import { AgentVaultError, errorMessage } from '../../core/errors';
 import { MANIFEST_ENTRY, type ArchiveReader, type Manifest, type ManifestEntry } from '../../format/archive';
 import type { ChunkReader, EntrySource } from '../../format/entry-stream';
 import { decodeBlob, type SnapshotEntry, type SnapshotFile } from './format';
+import { LocalStore } from '../remote/store';
+import { checkStoreEntriesInWorker, type WorkerEntry, type WorkerEntryResult, type WorkerRange } from './verify-worker';
 import { listIdsOf, loadSnapshot, packKey, readBlob, storeWhere, type BlobLoc, type Repo } from './repo';
 
 /** Adjacent blobs of one pack are read with one range request up to this many bytes. */
 const MAX_RANGE = 4 * 1024 * 1024;
 /** Default bytes of ranges requested ahead of the consumer. */
 const READ_AHEAD = 16 * 1024 * 1024;
+/** Below this many bytes of entries to check, a worker thread costs more than it saves. */
+const WORKER_MIN_BYTES = 16 * 1024 * 1024;
 /** Blobs are handed out joined into chunks of about this size (the restore's batches follow the chunks). */
 const OUT_CHUNK = 1024 * 1024;
 
@@ -164,12 +169,14 @@ class StoreSnapshotReader implements ArchiveReader {
   }
 
   /**
-   * The entry's plaintext blob by blob (joined into chunks of about OUT_CHUNK), each checked; the
-   * size (and with `sha256` the SHA-256) of the whole entry checked at its end.
+   * The entry's plaintext blob by blob (joined into chunks of about OUT_CHUNK), each checked: hashed
+   * against its id (a blob this reader hashed before: by its CRC-32, unless `verify: 'sha256'`);
+   * the entry's size checked at its end, and with `entrySha256` its SHA-256 too.
    */
-  async *stream(name: string, opts: { verify?: 'crc32' | 'sha256' } = {}): AsyncGenerator<Buffer> {
+  async *stream(name: string, opts: { verify?: 'crc32' | 'sha256'; entrySha256?: boolean } = {}): AsyncGenerator<Buffer> {
     const e = this.entry(name);
-    const hash = opts.verify === 'sha256' ? createHash('sha256') : null;
+    const hash = opts.entrySha256 ? createHash('sha256') : null;
+    const rehash = opts.verify === 'sha256';
     const planner = this.ranges(e);
     const queue: Array<{ r: Range; data: Promise<Buffer> }> = [];
     let ahead = 0;
@@ -236,9 +243,9 @@ class StoreSnapshotReader implements ArchiveReader {
           const l = r.locs[k];
           const at = l.offset - r.offset;
           const id = r.ids[k];
-          const known = this.verified.get(id);
+          const known = rehash ? undefined : this.verified.get(id);
           const b = decodeBlob(buf.subarray(at, at + l.length), { id, type: l.type, rawLength: l.rawLength, compression: l.compression }, this.repo.crypto, where, known);
-          if (known === undefined) this.verified.set(id, crc32(b));
+          if (known === undefined && !this.verified.has(id)) this.verified.set(id, crc32(b));
           size += b.length;
           if (size > e.size) throw new AgentVaultError('checksum', `it is longer than the ${e.size} bytes the snapshot records`);
           take(b);
@@ -262,24 +269,67 @@ class StoreSnapshotReader implements ArchiveReader {
     return { next: async () => ((await it.next()).value as Buffer | undefined) ?? null, close: async () => void (await it.return(undefined)) };
   }
 
-  /** Reads each entry through (every blob checked, the entry's size and SHA-256 at its end). */
+  /**
+   * Reads each entry through: every blob hashed against its id, the entry's size at its end. A
+   * plain store in a local folder has large entries checked on a worker thread
+   * (./verify-worker.ts), beside the caller's other work.
+   */
   async checkEntries(names: string[]): Promise<Array<{ entry: string; error: string }>> {
     const bad: Array<{ entry: string; error: string }> = [];
-    for (const name of names) {
-      try {
-        for await (const _ of this.stream(name, { verify: 'sha256' })) {
-          /* drain: the stream checks */
+    const onMain = async (list: string[]): Promise<void> => {
+      for (const name of list) {
+        try {
+          for await (const _ of this.stream(name, { verify: 'sha256' })) {
+            /* drain: the stream checks */
+          }
+        } catch (e) {
+          bad.push({ entry: name, error: errorMessage(e) });
         }
-      } catch (e) {
-        bad.push({ entry: name, error: errorMessage(e) });
       }
+    };
+    const store = this.repo.store;
+    const bytes = names.reduce((n, name) => n + (this.entries.get(name)?.size ?? 0), 0);
+    if (!(store instanceof LocalStore) || this.repo.crypto || bytes < WORKER_MIN_BYTES) {
+      await onMain(names);
+      return bad;
+    }
+    const jobs: WorkerEntry[] = [];
+    for (const name of names) {
+      const e = this.entry(name);
+      try {
+        const ranges: WorkerRange[] = [];
+        for await (const r of this.ranges(e)) {
+          ranges.push({
+            file: path.join(store.root, ...packKey(this.repo, r.pack).split('/')),
+            pack: r.pack,
+            offset: r.offset,
+            length: r.length,
+            blobs: r.ids.map((id, k) => [id, r.locs[k].offset - r.offset, r.locs[k].length, r.locs[k].rawLength, r.locs[k].compression === 'deflate']),
+          });
+        }
+        jobs.push({ name, size: e.size, ranges });
+      } catch (err) {
+        bad.push({ entry: name, error: this.damaged(e, err, null).message });
+      }
+    }
+    let results: WorkerEntryResult[];
+    try {
+      results = await checkStoreEntriesInWorker(jobs);
+    } catch {
+      // no worker (or it failed): check here instead
+      await onMain(jobs.map((j) => j.name));
+      return bad;
+    }
+    for (const r of results) {
+      for (const [id, crc] of r.crcs) this.verified.set(id, crc);
+      if (r.error) bad.push({ entry: r.name, error: this.damaged(this.entry(r.name), new AgentVaultError('checksum', r.error.message), r.error.pack).message });
     }
     return bad;
   }
 
   async readEntry(name: string): Promise<Buffer> {
     const parts: Buffer[] = [];
-    for await (const b of this.stream(name, { verify: 'sha256' })) parts.push(b);
+    for await (const b of this.stream(name, { verify: 'sha256', entrySha256: true })) parts.push(b);
     return Buffer.concat(parts);
   }
 
@@ -294,7 +344,7 @@ class StoreSnapshotReader implements ArchiveReader {
 
   async openStream(name: string): Promise<NodeJS.ReadableStream> {
     this.entry(name);
-    const s = Readable.from(this.stream(name, { verify: 'sha256' }), { objectMode: false });
+    const s = Readable.from(this.stream(name, { verify: 'sha256', entrySha256: true }), { objectMode: false });
     this.live.add(s);
     s.on('close', () => this.live.delete(s));
     return s;
@@ -304,8 +354,14 @@ class StoreSnapshotReader implements ArchiveReader {
     // the manifest is part of the snapshot file, which was checked when the reader opened
     const out: { entry: string; ok: boolean; error?: string }[] = [{ entry: MANIFEST_ENTRY, ok: true }];
     for (const e of this.manifest.entries) {
-      const bad = await this.checkEntries([e.name]);
-      out.push(bad.length ? { entry: e.name, ok: false, error: bad[0].error } : { entry: e.name, ok: true });
+      try {
+        for await (const _ of this.stream(e.name, { verify: 'sha256', entrySha256: true })) {
+          /* drain: the stream checks */
+        }
+        out.push({ entry: e.name, ok: true });
+      } catch (err) {
+        out.push({ entry: e.name, ok: false, error: errorMessage(err) });
+      }
     }
     return out;
   }
