@@ -5,12 +5,15 @@
  * range request per run of adjacent blobs (at most MAX_RANGE bytes), with at most `readAhead`
  * bytes of ranges requested ahead of the consumer; nothing holds an entry whole.
  *
- * Integrity, per entry as the archive reader checks it: the snapshot file is named by the SHA-256
- * of its bytes (authenticated too in an encrypted store), it names the entry's list blobs, and
- * every list and data blob is authenticated (encrypted stores), inflated and hashed against its
- * id as it is read (decodeBlob); the entry's size is checked at its end, and its SHA-256 against
- * the snapshot's where asked (`verify: 'sha256'`, readEntry, openStream, verifyAll, and the
- * restore's checks before its transaction). A damaged or missing pack is AgentVaultError
+ * Integrity: the snapshot file is named by the SHA-256 of its bytes (authenticated too in an
+ * encrypted store), it names the entry's list blobs, and every list and data blob is authenticated
+ * (encrypted stores), inflated and hashed against its id as it is read (decodeBlob), so an entry's
+ * bytes are the ones ingested; its size is checked at its end. A blob read again by the same
+ * reader (the restore reads each entry twice: its checks before the transaction, then the writes)
+ * is checked by size and the CRC-32 recorded the first time, as an archive entry is on a re-read.
+ * The entry's own SHA-256 is recomputed where a full check is asked (readEntry, openStream,
+ * verifyAll: the drill's integrity check). Large entries of a plain local store are checked on a
+ * worker thread (checkEntries, ./verify-worker.ts). A damaged or missing pack is AgentVaultError
  * 'checksum' / 'missing-blob' naming the entry, the pack and the blob.
  *
  * The manifest is the snapshot's archive manifest with each entry's size and sha256 of its
