@@ -1,9 +1,11 @@
 /** CLI: `agent-vault diff <A> <B>` — the semantic diff of two agent states. */
 import { Option, type Command } from 'commander';
-import { diffSources } from '../diff';
+import { diffSources, openReaderSource, type AgentStateSource } from '../diff';
 import { openSideSpec } from '../diff/live';
 import { renderReport, type DiffFormat } from './diff-render';
+import { decryptFromFlags } from './keys';
 import { resolveArchiveArg } from './remote-archive';
+import { storeArchiveArg } from './store';
 import type { CliContext } from './context';
 
 /** Colour only for a terminal, and never when NO_COLOR is set (https://no-color.org). */
@@ -31,13 +33,17 @@ export function registerDiffCommands(program: Command, ctx: CliContext): void {
         'Exit codes: 0 done (with --exit-code: no differences), 1 (only with --exit-code) differences found, 2 usage or I/O error.',
     )
     .action(async (a: string, b: string, opts: { agent?: string; schema: string; org?: string; format: DiffFormat; exitCode?: boolean }) => {
-      a = await resolveArchiveArg(a);
-      b = await resolveArchiveArg(b);
       const side = { agent: opts.agent, schema: opts.schema, organizationId: opts.org, env: ctx.env };
-      const A = await openSideSpec(a, side);
+      // a store vault's snapshot (`<vault>#<snapshot>`) is read in place from the store
+      const open = async (spec: string): Promise<AgentStateSource> => {
+        const inPlace = storeArchiveArg(spec);
+        if (inPlace) return openReaderSource(await inPlace.open(await decryptFromFlags({}, ctx.env)));
+        return openSideSpec(await resolveArchiveArg(spec), side);
+      };
+      const A = await open(a);
       let report;
       try {
-        const B = await openSideSpec(b, side);
+        const B = await open(b);
         try {
           report = await diffSources(A, B, { agent: opts.agent });
         } finally {

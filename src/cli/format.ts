@@ -5,11 +5,12 @@ import type { Command } from 'commander';
 import { AgentVaultError } from '../core/errors';
 import { readAgentFile, toV2 } from '../format/af';
 import { validateAnyPath, type ValidationReport, type Finding } from '../format/validate-any';
-import { describeFile } from '../format/inspect';
+import { describeArchive, describeFile } from '../format/inspect';
 import { writeFileAtomic } from '../core/fs';
 import { packAgentFile, unpackArchive } from '../format/pack';
 import { addKeyOptions, decryptFromFlags, type KeyFlags } from './keys';
 import { resolveArchiveArg } from './remote-archive';
+import { storeArchiveArg } from './store';
 import { errorHints, exitCodeOf } from './exit';
 import type { CliContext } from './context';
 
@@ -55,8 +56,15 @@ export function registerFormatCommands(program: Command, ctx: CliContext): void 
       .argument('<file>', 'agent file or snapshot archive')
       .option('--json', 'machine-readable output'),
   ).action(async (file: string, opts: KeyFlags & { json?: boolean }) => {
-    file = await resolveArchiveArg(file);
-    const info = await describeFile(file, { decrypt: await decryptFromFlags(opts, ctx.env) });
+    const decrypt = await decryptFromFlags(opts, ctx.env);
+    // a store vault's snapshot (`<vault>#<snapshot>`) is described from the store, in place
+    const inPlace = storeArchiveArg(file);
+    let info;
+    if (inPlace) {
+      const reader = await inPlace.open(decrypt);
+      await reader.close();
+      info = describeArchive(reader, { container: 'Agent Vault snapshot in a store vault' });
+    } else info = await describeFile(await resolveArchiveArg(file), { decrypt });
     ctx.stdout(opts.json ? JSON.stringify(info, null, 2) + '\n' : info.text);
   });
 

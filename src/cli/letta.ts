@@ -16,9 +16,10 @@ import { isTempNameOf } from '../core/fs';
 import type { Db } from '../db/types';
 import { createLettaSchemaIfEmpty, LETTA_HEAD_REVISION } from '../letta/ddl';
 import { exportAgents, listAgents, type AgentListing } from '../letta/export';
-import { formatPlan, restoreAgents, type OnConflict, type RestoreOptions, type ToolsMode } from '../letta/restore';
+import { formatPlan, restoreAgents, type OnConflict, type RestoreOptions, type RestoreSource, type ToolsMode } from '../letta/restore';
 import { addKeyOptions, decryptFromFlags, encryptionFromFlags, type KeyFlags } from './keys';
 import { resolveArchiveArg } from './remote-archive';
+import { storeArchiveArg } from './store';
 import type { CliContext, DbConnectionOptions } from './context';
 
 export const LETTA_EXIT = { ok: 0, verification: 1, usage: 2, connection: 3, conflict: 4, rolledBack: 5, mismatch: 6, commitUnknown: 7, io: 74 } as const;
@@ -253,7 +254,10 @@ export function registerLettaCommands(program: Command, ctx: CliContext): void {
             quiet?: boolean;
           },
       ) => {
-        source = await resolveArchiveArg(source);
+        // a store vault's snapshot (`<vault>#<snapshot>`) is read in place from the store, opened by the restore
+        const inPlace = storeArchiveArg(source);
+        const decrypt = await decryptFromFlags(o, ctx.env);
+        const src: RestoreSource = inPlace ? { open: () => inPlace.open(decrypt) } : await resolveArchiveArg(source);
         const opts: RestoreOptions = {
           agents: o.agent,
           onConflict: o.onConflict,
@@ -265,11 +269,11 @@ export function registerLettaCommands(program: Command, ctx: CliContext): void {
           userId: o.user,
           nameSuffix: o.nameSuffix,
           newIds: o.newIds,
-          decrypt: await decryptFromFlags(o, ctx.env),
+          decrypt,
           secrets: o.secrets !== false,
         };
         if (o.dryRun) {
-          const res = await withDb(o, (db) => restoreAgents(db, source, opts));
+          const res = await withDb(o, (db) => restoreAgents(db, src, opts));
           out(o.json ? JSON.stringify(res.plan, null, 2) + '\n' : formatPlan(res.plan));
           // a dry run exits as the real run would: refused plans are not a success
           const refusal = res.plan.refusals[0];
@@ -285,7 +289,7 @@ export function registerLettaCommands(program: Command, ctx: CliContext): void {
             schemaCreated = `created Letta's schema "${o.schema ?? 'letta'}" at revision ${LETTA_HEAD_REVISION} (with the default organization and user) in the new embedded database ${o.embedded}`;
             err(`agent-vault: note: ${schemaCreated}\n`);
           }
-          const r = await restoreAgents(db, source, opts);
+          const r = await restoreAgents(db, src, opts);
           const lc = (db as { lastCommit?: { connectionLost: boolean; outcome: string; detail: string; txid: string } | null }).lastCommit;
           if (lc?.connectionLost && lc.outcome === 'committed') commitNote = `the connection was lost at COMMIT; ${lc.detail}: the restore is complete`;
           return r;

@@ -13,6 +13,9 @@ import { AgentVaultError, errorMessage } from '../core/errors';
 import { decryptOptions, resolveKeyMaterial, writingKey, type KeyMaterial, type KeySources, type VaultConfig } from '../vault/config';
 import type { BackupOptions } from '../vault/backup';
 import { describeReasons, type RetentionPolicy } from '../vault/retention';
+import type { ArchiveReader } from '../format/archive';
+import type { DecryptOptions } from '../format/crypto';
+import { openStoreVaultSnapshot } from '../vault/store-read';
 import { isS3Location } from '../vault/remote/location';
 import type { StatusPolicy } from '../vault/config';
 import type { VaultStatus } from '../vault/status';
@@ -238,6 +241,29 @@ export async function resolveStoreArchiveArg(arg: string): Promise<string> {
   if (!ref) throw new AgentVaultError('usage', `${arg}: name the snapshot after "#" (an id, a unique id prefix, or "latest")`, { kind: 'usage' });
   const material = await resolveKeyMaterial(undefined, {});
   return (await materializeStoreSnapshot(dir, ref, material)).path;
+}
+
+/**
+ * `<store vault folder>#<snapshot>` where `restore`, `diff` and `inspect` take an archive: the
+ * snapshot is read in place from the store (src/vault/store-read.ts: streamed, no temporary
+ * archive), under the vault's shared lock until the reader is closed. null for any other argument
+ * (a store vault in object storage is read through resolveStoreArchiveArg). `open` takes the
+ * store's key (an encrypted store; default: AGENT_VAULT_PASSPHRASE).
+ */
+export function storeArchiveArg(arg: string): { open(decrypt?: DecryptOptions): Promise<ArchiveReader> } | null {
+  const at = arg.lastIndexOf('#');
+  if (at <= 0 || isS3Location(arg)) return null;
+  const dir = path.resolve(arg.slice(0, at));
+  if (!isStoreVault(dir)) return null;
+  const ref = decodeURIComponent(arg.slice(at + 1));
+  if (!ref) throw new AgentVaultError('usage', `${arg}: name the snapshot after "#" (an id, a unique id prefix, or "latest")`, { kind: 'usage' });
+  return {
+    open: async (decrypt) => {
+      const hasKey = !!decrypt && (decrypt.passphrase !== undefined || decrypt.key !== undefined);
+      const d = hasKey ? decrypt : decryptOptions(await resolveKeyMaterial(undefined, {}));
+      return (await openStoreVaultSnapshot(dir, ref, { decrypt: d, command: `read ${ref}` })).reader;
+    },
+  };
 }
 
 /** `status` of a store vault (folder or s3://): its snapshots as an index (the key from the configuration or AGENT_VAULT_PASSPHRASE for an encrypted store). */

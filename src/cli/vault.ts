@@ -435,11 +435,11 @@ export function registerVaultCommands(program: Command, ctx: CliContext): void {
         if (!databaseUrl) throw new AgentVaultError('usage', `environment variable ${o.databaseEnv} (--database-env) is not set`, { kind: 'usage' });
       }
       let fetched: { dir: string; path: string } | undefined;
-      if (sel.vault && (await isStoreLocation(sel.vault))) {
-        // the snapshot is streamed out of the store into a temp archive (under a folder's shared lock); the report goes to <vault>/drills (s3://: --report-dir, default the current folder)
+      // a store vault in a folder: runDrill reads the snapshot in place from the store (no archive
+      // is written); in object storage it is streamed out of the store into a temp archive
+      if (sel.vault && isS3Location(sel.vault) && (await isStoreLocation(sel.vault))) {
         const got = await materializeStoreSnapshot(sel.vault, snapshot, material);
         fetched = { dir: path.dirname(got.path), path: got.path };
-        if (!isS3Location(sel.vault)) o.reportDir ??= path.join(sel.vault, 'drills');
       } else if (sel.vault && isS3Location(sel.vault)) {
         // the snapshot is downloaded and checked against the index's SHA-256; the report goes to --report-dir (default: the current folder)
         const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'agent-vault-drill-'));

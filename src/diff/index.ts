@@ -15,7 +15,7 @@ import { CATEGORIES, DIFF_FORMAT, DIFF_FORMAT_VERSION, zeroCounts, type AgentDif
 import { compareWorkflows, workflowChangeCount, workflowGraph } from './workflow';
 
 export * from './types';
-export { openSource, openArchiveSource, openAgentFileSource, openLiveSource, type AgentStateSource, type LiveAgentProvider, type OpenSourceOptions } from './sources';
+export { openSource, openArchiveSource, openReaderSource, openAgentFileSource, openLiveSource, type AgentStateSource, type LiveAgentProvider, type OpenSourceOptions } from './sources';
 export type { AgentRef, AgentState } from './state';
 
 export interface DiffOptions {

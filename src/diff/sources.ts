@@ -14,7 +14,7 @@ import type { DecryptOptions } from '../format/crypto';
 import { isArchivePath } from '../format/validate-any';
 import type { AgentFileV2 } from '../format/types';
 import { AgentFileSplitter } from '../format/af-stream';
-import { EntryStreams } from '../format/entry-stream';
+import { EntryStreams, type EntrySource } from '../format/entry-stream';
 import { passageBatches } from '../format/passage-stream';
 import { MessageBatch } from './messages';
 import { PassageBatch, vectorBytes } from './passages';
@@ -180,7 +180,7 @@ class ArchiveSource implements AgentStateSource {
 
   constructor(
     private readonly reader: ArchiveReader,
-    private readonly streams: EntryStreams,
+    private readonly streams: EntrySource,
   ) {
     this.format = `archive v${reader.manifest.format_version}`;
     this.names = new Map(reader.manifest.agents.map((a) => [a.id, a.name ?? null]));
@@ -295,6 +295,14 @@ export async function openArchiveSource(path: string, opts: OpenSourceOptions = 
     await reader.close();
     throw e;
   }
+}
+
+/**
+ * An opened archive reader as a diff side (a snapshot of the vault's store is read in place this
+ * way: src/vault/store/reader.ts); closing the source closes the reader.
+ */
+export function openReaderSource(reader: ArchiveReader): AgentStateSource {
+  return new ArchiveSource(reader, reader.entryStreams());
 }
 
 /** An archive (detected by its zip signature, not its name) or an agent file. */

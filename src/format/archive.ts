@@ -18,7 +18,7 @@ import { AgentVaultError, errorMessage } from '../core/errors';
 import { existsError, fsyncDir, fsyncFile, ioError, publishFile, tempPathFor } from '../core/fs';
 import { TOOL_VERSION } from '../core/version';
 import { getValidator } from './schemas';
-import { EntryStreams } from './entry-stream';
+import { EntryStreams, type EntrySource } from './entry-stream';
 import { ArchiveCrypto, openArchiveCrypto, parseEncryptionSection, type ArchiveKey, type DecryptOptions, type EncryptionSection } from './crypto';
 
 /** Integer; bumped only on an incompatible change (see docs/FORMAT.md "Versioning"). */
@@ -166,8 +166,13 @@ export interface ArchiveReader {
    * Fast bulk streams over this archive's entries (./entry-stream.ts), decrypting with the key the
    * archive was opened with. They share the reader's file: close the reader when done.
    */
-  entryStreams(): EntryStreams;
+  entryStreams(): EntrySource;
   close(): Promise<void>;
+}
+
+/** The reader of an archive file: its bulk streams are the zip's own (EntryStreams, with the entries' byte ranges). */
+export interface ArchiveFileReader extends ArchiveReader {
+  entryStreams(): EntryStreams;
 }
 
 export interface OpenArchiveOptions {
@@ -867,7 +872,7 @@ async function collect(stream: NodeJS.ReadableStream): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-class ZipArchiveReader implements ArchiveReader {
+class ZipArchiveReader implements ArchiveFileReader {
   private closed = false;
   private readonly live = new Set<Readable>();
   private readonly byName: Map<string, ManifestEntry>;
@@ -1026,7 +1031,7 @@ function crossCheck(file: string, manifest: Manifest, opened: OpenedZip): void {
   }
 }
 
-export async function openArchive(archivePath: string, opts: OpenArchiveOptions = {}): Promise<ArchiveReader> {
+export async function openArchive(archivePath: string, opts: OpenArchiveOptions = {}): Promise<ArchiveFileReader> {
   const file = archivePath;
   const opened = await openZip(file);
   try {

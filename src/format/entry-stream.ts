@@ -25,7 +25,7 @@ import { AgentVaultError, errorMessage } from '../core/errors';
 import { ioError } from '../core/fs';
 import type { ManifestEntry } from './archive';
 import type { ArchiveCrypto } from './crypto';
-import type { StoredRange } from './verify-worker';
+import { verifyRangesInWorker, type StoredRange } from './verify-worker';
 
 const READ_CHUNK = 1 << 20;
 const INFLATE_CHUNK = 1 << 20;
@@ -40,7 +40,32 @@ function checksumError(file: string, entry: string, why: string, cause?: unknown
   return new AgentVaultError('checksum', `${file}!${entry} is damaged: ${why}`, { location: { file, entry }, cause });
 }
 
-export class EntryStreams {
+/**
+ * What the restore and the diff read a snapshot's entries through: the zip archive's EntryStreams
+ * below, or another container's (the vault's deduplicating store, src/vault/store/reader.ts).
+ * Every implementation hands out the entries' plaintext and checks it on the way (a mismatch is
+ * AgentVaultError 'checksum' naming the entry).
+ */
+export interface EntrySource {
+  /** what the entries come from, as messages name it */
+  readonly file: string;
+  /** The entry's plaintext as a stream of Buffers, checked as it goes by (with `verify: 'sha256'` also against the manifest's sha256). */
+  stream(name: string, opts?: { verify?: 'crc32' | 'sha256' }): AsyncGenerator<Buffer>;
+  /** The entry's plaintext chunk by chunk; a chunk may be overwritten by the next call to next(). */
+  chunks(name: string): Promise<ChunkReader>;
+  /**
+   * Reads these entries through and checks them completely (size and sha256, or what the
+   * container's own integrity checks are), where it can beside the caller's other work (a worker
+   * thread); resolves with the damaged ones and why.
+   */
+  checkEntries(names: string[]): Promise<Array<{ entry: string; error: string }>>;
+  close(): void;
+}
+
+/** Below this many bytes, a worker thread costs more than it saves. */
+const WORKER_MIN_BYTES = 16 * 1024 * 1024;
+
+export class EntryStreams implements EntrySource {
   private constructor(
     readonly file: string,
     private readonly zip: yauzl.ZipFile,
@@ -100,6 +125,46 @@ export class EntryStreams {
   /** A mismatch found by a check of the entry (e.g. on a worker thread) as the error stream() would throw. */
   damaged(name: string, why: string): AgentVaultError {
     return checksumError(this.file, name, why);
+  }
+
+  /**
+   * Checks the entries' stored bytes (size, sha256, CRC-32): on a worker thread when they are
+   * large (the restore reads its agent files meanwhile), else here.
+   */
+  async checkEntries(names: string[]): Promise<Array<{ entry: string; error: string }>> {
+    const bad: Array<{ entry: string; error: string }> = [];
+    const drain = async (name: string): Promise<void> => {
+      try {
+        for await (const _ of this.stored(name, { verify: 'sha256' })) {
+          /* drain: the stream checks */
+        }
+      } catch (e) {
+        bad.push({ entry: name, error: errorMessage(e) });
+      }
+    };
+    const bytes = names.reduce((n, name) => n + (this.manifest.get(name)?.size ?? 0), 0);
+    if (bytes < WORKER_MIN_BYTES) {
+      for (const name of names) await drain(name);
+      return bad;
+    }
+    const ranges: StoredRange[] = [];
+    for (const name of names) {
+      try {
+        ranges.push(await this.range(name));
+      } catch (e) {
+        bad.push({ entry: name, error: errorMessage(e) });
+      }
+    }
+    let results: Array<{ name: string; error: string | null }>;
+    try {
+      results = await verifyRangesInWorker(this.file, ranges);
+    } catch {
+      // no worker (or it failed to read): check here instead
+      for (const r of ranges) await drain(r.name);
+      return bad;
+    }
+    for (const r of results) if (r.error) bad.push({ entry: r.name, error: this.damaged(r.name, r.error).message });
+    return bad;
   }
 
   /** Whether the entry is stored encrypted (manifest `encrypted`). */

@@ -1,7 +1,7 @@
 /** What an agent file or archive holds, for `agent-vault inspect` and the extension. */
 import { AgentVaultError } from '../core/errors';
 import { readAgentFile, toV2 } from './af';
-import { openArchive, type Manifest } from './archive';
+import { openArchive, type ArchiveReader, type Manifest } from './archive';
 import { KEY_OPTIONS_HINT, type DecryptOptions } from './crypto';
 import { isArchivePath } from './validate-any';
 import type { AgentFileCounts, AgentFileV2 } from './types';
@@ -76,37 +76,7 @@ export async function describeFile(file: string, opts: DescribeOptions = {}): Pr
     const hasKey = !!opts.decrypt && (opts.decrypt.passphrase !== undefined || opts.decrypt.key !== undefined);
     const reader = await openArchive(file, { decrypt: hasKey ? opts.decrypt : undefined });
     await reader.close();
-    const m = reader.manifest;
-    const encrypted = reader.encrypted;
-    const authenticated = encrypted && reader.decryptable;
-    const agents: AgentSummary[] = m.agents.map((a) => ({
-      id: a.id,
-      name: a.name,
-      agent_type: a.agent_type ?? null,
-      llm_model: a.llm?.model ?? null,
-      embedding_model: a.embedding?.model ?? null,
-      embedding_dim: a.embedding?.dim ?? null,
-      messages: a.counts.messages,
-      in_context_messages: a.counts.in_context_messages,
-      blocks: a.counts.blocks,
-      tools: a.counts.tools,
-    }));
-    let text = `${file}: Agent Vault snapshot archive, format ${m.format_version}, written ${m.created_at} by agent-vault ${m.tool.version}\n`;
-    if (m.source)
-      text += `  source: ${m.source.kind}${m.source.letta_revision ? `, Letta revision ${m.source.letta_revision}` : ''}${m.source.pgvector_version ? `, pgvector ${m.source.pgvector_version}` : ''}\n`;
-    if (encrypted) {
-      text += authenticated
-        ? `  encrypted (${String((m.encryption as { scheme?: unknown }).scheme)}); the key opens it and the manifest authenticates\n`
-        : `  encrypted (${String((m.encryption as { scheme?: unknown }).scheme)}); the manifest below is not authenticated — to check it and read the entries, ${KEY_OPTIONS_HINT}\n`;
-    }
-    text +=
-      `  ${m.entries.length} entries\n` +
-      renderAgents(
-        agents,
-        m.agents.map((a) => a.counts.passages),
-      );
-    if (m.qdrant?.collections?.length) text += `  qdrant collections: ${m.qdrant.collections.map((c) => String((c as { name?: unknown }).name)).join(', ')}\n`;
-    return { file, kind: 'archive', format: `archive v${m.format_version}`, revision: m.source?.letta_revision ?? null, version: null, agents, manifest: m, encrypted, authenticated, text };
+    return describeArchive(reader);
   }
   const parsed = await readAgentFile(file);
   const agents = summarizeAgents(toV2(parsed), file);
@@ -117,6 +87,45 @@ export async function describeFile(file: string, opts: DescribeOptions = {}): Pr
   text += `\n  ${c.agents} agent(s), ${c.blocks} block(s), ${c.tools} tool(s), ${c.messages} message(s), ${c.groups} group(s), ${c.files} file(s), ${c.sources} source(s), ${c.skills} skill(s), ${c.mcp_servers} MCP server(s)\n`;
   text += renderAgents(agents);
   return { file, kind: 'agent-file', format: parsed.format, revision: parsed.revision, version: parsed.version, counts: c, agents, text };
+}
+
+/**
+ * What an opened archive reader holds, from its manifest (`file` is the reader's path): a
+ * snapshot archive, or a snapshot of the vault's store read in place (`container` says so).
+ */
+export function describeArchive(reader: ArchiveReader, opts: { container?: string } = {}): FileDescription {
+  const file = reader.path;
+  const m = reader.manifest;
+  const encrypted = reader.encrypted;
+  const authenticated = encrypted && reader.decryptable;
+  const agents: AgentSummary[] = m.agents.map((a) => ({
+    id: a.id,
+    name: a.name,
+    agent_type: a.agent_type ?? null,
+    llm_model: a.llm?.model ?? null,
+    embedding_model: a.embedding?.model ?? null,
+    embedding_dim: a.embedding?.dim ?? null,
+    messages: a.counts.messages,
+    in_context_messages: a.counts.in_context_messages,
+    blocks: a.counts.blocks,
+    tools: a.counts.tools,
+  }));
+  let text = `${file}: ${opts.container ?? 'Agent Vault snapshot archive'}, format ${m.format_version}, written ${m.created_at} by agent-vault ${m.tool.version}\n`;
+  if (m.source)
+    text += `  source: ${m.source.kind}${m.source.letta_revision ? `, Letta revision ${m.source.letta_revision}` : ''}${m.source.pgvector_version ? `, pgvector ${m.source.pgvector_version}` : ''}\n`;
+  if (encrypted) {
+    text += authenticated
+      ? `  encrypted (${String((m.encryption as { scheme?: unknown }).scheme)}); the key opens it and the manifest authenticates\n`
+      : `  encrypted (${String((m.encryption as { scheme?: unknown }).scheme)}); the manifest below is not authenticated — to check it and read the entries, ${KEY_OPTIONS_HINT}\n`;
+  }
+  text +=
+    `  ${m.entries.length} entries\n` +
+    renderAgents(
+      agents,
+      m.agents.map((a) => a.counts.passages),
+    );
+  if (m.qdrant?.collections?.length) text += `  qdrant collections: ${m.qdrant.collections.map((c) => String((c as { name?: unknown }).name)).join(', ')}\n`;
+  return { file, kind: 'archive', format: `archive v${m.format_version}`, revision: m.source?.letta_revision ?? null, version: null, agents, manifest: m, encrypted, authenticated, text };
 }
 
 function renderAgents(agents: AgentSummary[], passages?: number[]): string {

@@ -18,6 +18,8 @@
  *                (`ORDER BY embedding <=> q, id LIMIT k`) and must return the recorded passage ids
  *                with the recorded distances; time to the first correct search is reported.
  * The report (JSON + Markdown) goes to `<vault>/drills/` (or --report-dir).
+ * A snapshot of a store vault is read in place from the store (./store-read.ts), twice (checks,
+ * then the restore), under the vault's shared lock: no archive is written.
  */
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
@@ -30,10 +32,12 @@ import type { Db, Queryable } from '../db/types';
 import { openPg } from '../db/pg';
 import { openPglite } from '../db/pglite';
 import { createLettaSchema } from '../letta/ddl';
-import { restoreAgents } from '../letta/restore';
+import { restoreAgents, type RestoreSource } from '../letta/restore';
 import { compareProbe, decodeQuery, readProbes, type ProbeHit, type ProbeSet } from './probes';
 import { DRILL_CHECKS, writeDrillReport, type DrillAgentResult, type DrillCheck, type DrillCheckName, type DrillReport } from './drill-report';
 import { acquireSharedLock, DRILLS_DIR, findSnapshot, readIndex, snapshotPath, type SnapshotRecord, type VaultLock } from './vault';
+import { isStoreVault, openVaultRepo } from './store-vault';
+import { findStoreVaultSnapshot } from './store-read';
 import { checkAgentFiles } from './verify';
 
 export interface DrillOptions {
@@ -316,6 +320,17 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
   const t0 = Date.now();
   const startedAt = new Date(t0).toISOString();
   const progress = opts.onProgress ?? (() => undefined);
+  if (opts.vaultDir && isStoreVault(opts.vaultDir) && !(await isFile(opts.snapshot))) {
+    // a snapshot of the store, read in place under the vault's shared lock
+    const shared = await acquireSharedLock(opts.vaultDir, { command: `drill ${opts.snapshot}`, waitMs: opts.waitMs });
+    try {
+      const repo = await openVaultRepo(opts.vaultDir, opts.decrypt);
+      const s = await findStoreVaultSnapshot(repo, opts.vaultDir, opts.snapshot);
+      return await drillLocked(opts, s.label, s.record, t0, startedAt, progress, s.open);
+    } finally {
+      await shared.release();
+    }
+  }
   const { file, rec } = await resolveSnapshot(opts);
   // a shared lock on the vault: prune waits for (or refuses during) the drill instead of deleting
   // the snapshot it reads
@@ -336,8 +351,25 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
   }
 }
 
-async function drillLocked(opts: DrillOptions, file: string, rec: SnapshotRecord | null, t0: number, startedAt: string, progress: (m: string) => void): Promise<DrillReport> {
+async function isFile(p: string): Promise<boolean> {
+  return fsp.stat(p).then(
+    (s) => s.isFile(),
+    () => false,
+  );
+}
+
+/** `open`: a snapshot read otherwise than from the archive file (a store snapshot); `file` then only names it. */
+async function drillLocked(
+  opts: DrillOptions,
+  file: string,
+  rec: Pick<SnapshotRecord, 'id' | 'file' | 'created_at' | 'encrypted'> | null,
+  t0: number,
+  startedAt: string,
+  progress: (m: string) => void,
+  open?: () => Promise<ArchiveReader>,
+): Promise<DrillReport> {
   if (
+    !open &&
     !(await fsp.stat(file).then(
       (s) => s.isFile(),
       () => false,
@@ -369,20 +401,22 @@ async function drillLocked(opts: DrillOptions, file: string, rec: SnapshotRecord
   try {
     // 1 + 2: integrity and decryption
     progress(`checking ${file}`);
-    try {
-      const peek = await openArchive(file, { verifyManifestOnly: true });
-      encrypted = peek.encrypted;
-      createdAt = peek.manifest.created_at;
-      await peek.close();
-    } catch (e) {
-      checks.set('integrity', false, `the archive cannot be opened: ${errorMessage(e)}`);
-      throw new StopDrill();
+    if (!open) {
+      try {
+        const peek = await openArchive(file, { verifyManifestOnly: true });
+        encrypted = peek.encrypted;
+        createdAt = peek.manifest.created_at;
+        await peek.close();
+      } catch (e) {
+        checks.set('integrity', false, `the archive cannot be opened: ${errorMessage(e)}`);
+        throw new StopDrill();
+      }
     }
     if (encrypted && !opts.decrypt) {
       throw new AgentVaultError('no-key', `${file} is encrypted; give the passphrase or key to drill it`, { kind: 'usage', remedy: 'key', hint: 'AGENT_VAULT_PASSPHRASE is read too when it is set' });
     }
     try {
-      reader = await openArchive(file, { decrypt: encrypted ? { ...opts.decrypt, requireEncrypted: rec?.encrypted } : undefined });
+      reader = open ? await open() : await openArchive(file, { decrypt: encrypted ? { ...opts.decrypt, requireEncrypted: rec?.encrypted } : undefined });
     } catch (e) {
       const code = e instanceof AgentVaultError ? e.code : '';
       if (['wrong-key', 'tampered', 'not-encrypted', 'unsupported-encryption', 'encryption'].includes(code)) {
@@ -433,7 +467,7 @@ async function drillLocked(opts: DrillOptions, file: string, rec: SnapshotRecord
     progress(`restoring into ${target}`);
     let idMap: Map<string, string>;
     try {
-      idMap = await restoreInto(prepared.db, file, manifest, encrypted ? opts.decrypt : undefined);
+      idMap = await restoreInto(prepared.db, open ? { open } : file, manifest, encrypted ? opts.decrypt : undefined);
     } catch (e) {
       timings.restore_ms = Date.now() - tRestore;
       checks.set('restore', false, `the restore failed: ${errorMessage(e)}`);
@@ -526,9 +560,9 @@ class StopDrill extends Error {}
  * Restores the (plain) archive into the scratch database; returns manifest agent id → id in the
  * database.
  */
-async function restoreInto(db: Db, archivePath: string, manifest: Manifest, decrypt: DecryptOptions | undefined): Promise<Map<string, string>> {
+async function restoreInto(db: Db, source: RestoreSource, manifest: Manifest, decrypt: DecryptOptions | undefined): Promise<Map<string, string>> {
   // secrets stay out of the scratch database (restored redacted, as from a plain snapshot)
-  const res = await restoreAgents(db, archivePath, { onConflict: 'fail', decrypt, secrets: false });
+  const res = await restoreAgents(db, source, { onConflict: 'fail', decrypt, secrets: false });
   const map = new Map<string, string>();
   for (const a of manifest.agents) map.set(a.id, res.agentIds[a.id] ?? a.id);
   return map;

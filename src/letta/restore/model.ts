@@ -4,7 +4,7 @@
  * and the restore steps (./source.ts, ./plan.ts, ./write.ts).
  */
 import type { ArchiveReader, ManifestAgent } from '../../format/archive';
-import type { EntryStreams } from '../../format/entry-stream';
+import type { EntrySource } from '../../format/entry-stream';
 import type { LettaDbInfo } from '../sql';
 import type { Obj } from '../tables/common';
 import type { RestorePlan } from './types';
@@ -49,7 +49,7 @@ export interface SourceModel {
   revision: string | null;
   sourceKind: string | null;
   reader: ArchiveReader | null;
-  streams: EntryStreams | null;
+  streams: EntrySource | null;
   encrypted: boolean;
   /** secret values of an encrypted archive (secrets/ entries): manifest agent id → key → variable */
   secrets: Map<string, Map<string, Obj>>;

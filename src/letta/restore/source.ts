@@ -8,8 +8,7 @@ import { readAgentFile, toV2, parseAgentFileBytes } from '../../format/af';
 import { AgentFileSplitter } from '../../format/af-stream';
 import { openArchive, type ArchiveReader } from '../../format/archive';
 import { noKeyError, type DecryptOptions } from '../../format/crypto';
-import type { EntryStreams } from '../../format/entry-stream';
-import { verifyRangesInWorker } from '../../format/verify-worker';
+import type { EntrySource } from '../../format/entry-stream';
 import type { AgentFileV2, AgentV2 } from '../../format/types';
 import { mergeAgentFiles } from '../../format/pack';
 import { checkV2References } from '../../format/validate';
@@ -27,6 +26,10 @@ function hasKey(d: DecryptOptions | undefined): d is DecryptOptions {
 }
 
 export async function openSource(src: RestoreSource, decrypt: DecryptOptions | undefined): Promise<SourceModel> {
+  if (typeof src !== 'string' && 'open' in src) {
+    const reader = await src.open();
+    return archiveModel(reader, reader.path);
+  }
   if (typeof src !== 'string') {
     const parsed = { format: ('agents' in src.doc ? 'v2' : 'v1') as 'v1' | 'v2', doc: src.doc };
     const doc = toV2(parsed);
@@ -86,7 +89,15 @@ function inMemoryModel(doc: AgentFileV2, info: { path: string | null; format: st
  * references). The messages are streamed again when they are written; no agent file is held whole.
  */
 async function openArchiveSource(file: string, decrypt: DecryptOptions | undefined): Promise<SourceModel> {
-  const reader = await openArchive(file, { decrypt: hasKey(decrypt) ? decrypt : undefined });
+  return archiveModel(await openArchive(file, { decrypt: hasKey(decrypt) ? decrypt : undefined }), file);
+}
+
+/**
+ * The model of an opened archive reader (a zip archive, or a snapshot of the vault's store read in
+ * place); `file` names it in messages. The model owns the reader: closing the model (or a failure
+ * here) closes it.
+ */
+async function archiveModel(reader: ArchiveReader, file: string): Promise<SourceModel> {
   try {
     if (reader.encrypted && !reader.decryptable) throw noKeyError(file);
     const streams = reader.entryStreams();
@@ -96,18 +107,10 @@ async function openArchiveSource(file: string, decrypt: DecryptOptions | undefin
     const docs: AgentFileV2[] = [];
     const stats: MessageStats[][] = [];
     const agentEntries = new Set(m.agents.map((a) => a.entry));
-    // the other entries (vectors, mostly) are hashed on a worker thread while the agent files are read here
+    // the other entries (vectors, mostly) are checked (on a worker thread when they are large) while the agent files are read here
     const others = m.entries.filter((e) => !agentEntries.has(e.name));
-    const otherBytes = others.reduce((n, e) => n + e.size, 0);
-    const othersChecked =
-      otherBytes >= WORKER_MIN_BYTES
-        ? checkOnWorker(
-            streams,
-            file,
-            others.map((e) => e.name),
-          )
-        : null;
-    othersChecked?.catch(() => undefined);
+    const othersChecked = streams.checkEntries(others.map((e) => e.name));
+    othersChecked.catch(() => undefined);
     for (const a of m.agents) {
       const where = `${file}!${a.entry}`;
       const splitter = new AgentFileSplitter(where);
@@ -144,18 +147,7 @@ async function openArchiveSource(file: string, decrypt: DecryptOptions | undefin
       }
       invalidDoc ??= failed;
     }
-    if (othersChecked) bad.push(...(await othersChecked));
-    else {
-      for (const e of others) {
-        try {
-          for await (const _ of streams.stored(e.name, { verify: 'sha256' })) {
-            /* drain: the stream checks */
-          }
-        } catch (err) {
-          bad.push({ entry: e.name, error: errorMessage(err) });
-        }
-      }
-    }
+    bad.push(...(await othersChecked));
     if (bad.length) {
       throw new AgentVaultError('checksum', `${file}: ${bad.length === 1 ? 'an entry is' : `${bad.length} entries are`} damaged; nothing was restored. ${bad.map((b) => b.error).join('; ')}`, {
         location: { file, entry: bad[0].entry },
@@ -217,40 +209,6 @@ async function openArchiveSource(file: string, decrypt: DecryptOptions | undefin
   }
 }
 
-/** Below this many bytes of other entries, a worker thread costs more than it saves. */
-const WORKER_MIN_BYTES = 16 * 1024 * 1024;
-
-/** Checksums of these entries on a worker thread; the damaged ones, as the pre-pass reports them. */
-async function checkOnWorker(streams: EntryStreams, file: string, names: string[]): Promise<Array<{ entry: string; error: string }>> {
-  const bad: Array<{ entry: string; error: string }> = [];
-  const ranges = [];
-  for (const name of names) {
-    try {
-      ranges.push(await streams.range(name));
-    } catch (e) {
-      bad.push({ entry: name, error: errorMessage(e) });
-    }
-  }
-  let results: Array<{ name: string; error: string | null }>;
-  try {
-    results = await verifyRangesInWorker(file, ranges);
-  } catch {
-    // no worker (or it failed to read): check here instead
-    results = [];
-    for (const r of ranges) {
-      try {
-        for await (const _ of streams.stored(r.name, { verify: 'sha256' })) {
-          /* drain: the stream checks */
-        }
-      } catch (e) {
-        bad.push({ entry: r.name, error: errorMessage(e) });
-      }
-    }
-  }
-  for (const r of results) if (r.error) bad.push({ entry: r.name, error: streams.damaged(r.name, r.error).message });
-  return bad;
-}
-
 function revisionOf(doc: AgentFileV2 | undefined): string | null {
   const r = doc?.metadata?.revision_id;
   return typeof r === 'string' && r ? r : null;
@@ -295,7 +253,7 @@ function buildModel(
     revision: string | null;
     sourceKind: string | null;
     reader: ArchiveReader | null;
-    streams: EntryStreams | null;
+    streams: EntrySource | null;
     name: string;
     messages: (a: SrcAgent) => AsyncGenerator<RawMessages>;
   },

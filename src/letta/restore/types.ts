@@ -3,6 +3,7 @@
  */
 import type { ErrorKind, ErrorRemedy } from '../../core/errors';
 import type { DecryptOptions } from '../../format/crypto';
+import type { ArchiveReader } from '../../format/archive';
 import type { AgentFileV1, AgentFileV2 } from '../../format/types';
 import type { RestoreStep } from '../tables/index';
 
@@ -130,4 +131,9 @@ export interface RestoreResult {
   rows: Partial<Record<RestoreStep, number>>;
 }
 
-export type RestoreSource = string | { doc: AgentFileV2 | AgentFileV1; name?: string };
+/**
+ * A path (snapshot archive or agent file), an agent file document in memory, or a way to open an
+ * archive reader (a snapshot of the vault's store is read in place this way:
+ * src/vault/store/reader.ts), which the restore calls once and closes when it is done.
+ */
+export type RestoreSource = string | { doc: AgentFileV2 | AgentFileV1; name?: string } | { open: () => Promise<ArchiveReader> };

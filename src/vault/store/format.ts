@@ -4,7 +4,7 @@
  */
 import { canonicalJson } from '../../core/json';
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { deflateRawSync, inflateRawSync } from 'node:zlib';
+import { crc32 as zlibCrc32, deflateRawSync, inflateRawSync } from 'node:zlib';
 import { AgentVaultError, errorMessage } from '../../core/errors';
 import { decryptEntrySync, encryptEntrySync, type ArchiveCrypto, type EncryptionSection } from '../../format/crypto';
 import type { Manifest } from '../../format/archive';
@@ -108,8 +108,10 @@ export function encodeBlob(plain: Buffer, type: BlobType, id: string, tryDeflate
 /**
  * Plaintext of a stored blob, checked: authenticated (encrypted stores), inflated, of the indexed
  * length and hashing to its id. Any failure is error 'checksum' (or 'decrypt') naming the pack.
+ * `crc32`: the CRC-32 of the plaintext, known from an earlier read that hashed it (a reader reading
+ * the blob again): checked instead of the SHA-256, as an archive's entry is checked on a re-read.
  */
-export function decodeBlob(stored: Buffer, loc: { id: string; type: BlobType; rawLength: number; compression: Compression }, crypto: ArchiveCrypto | undefined, where: string): Buffer {
+export function decodeBlob(stored: Buffer, loc: { id: string; type: BlobType; rawLength: number; compression: Compression }, crypto: ArchiveCrypto | undefined, where: string, crc32?: number): Buffer {
   let payload = stored;
   let deflated = loc.compression === 'deflate';
   if (crypto) {
@@ -123,7 +125,7 @@ export function decodeBlob(stored: Buffer, loc: { id: string; type: BlobType; ra
   } catch (e) {
     throw new AgentVaultError('checksum', `${where}: blob ${loc.id} does not decompress: ${errorMessage(e)}`, { location: { file: where } });
   }
-  if (plain.length !== loc.rawLength || sha256Hex(plain) !== loc.id) {
+  if (plain.length !== loc.rawLength || (crc32 === undefined ? sha256Hex(plain) !== loc.id : zlibCrc32(plain) !== crc32)) {
     throw new AgentVaultError('checksum', `${where}: blob ${loc.id} is damaged (its content does not hash to its id)`, { location: { file: where } });
   }
   return plain;

@@ -85,7 +85,8 @@ export interface Repo {
   damagedIndexes: Array<{ key: string; message: string }>;
 }
 
-function storeWhere(store: ObjectStore, key: string): string {
+/** The full name of a store file, for messages. */
+export function storeWhere(store: ObjectStore, key: string): string {
   return `${store.location.replace(/\/+$/, '')}/${key}`;
 }
 
@@ -98,7 +99,8 @@ function normPrefix(p: string | undefined): string {
   return s.endsWith('/') ? s : `${s}/`;
 }
 
-const packKey = (r: Repo, id: string): string => `${r.prefix}data/${id.slice(0, 2)}/${id}`;
+/** The object key of a pack. */
+export const packKey = (r: Repo, id: string): string => `${r.prefix}data/${id.slice(0, 2)}/${id}`;
 const indexKey = (r: Repo, id: string): string => `${r.prefix}index/${id}`;
 const snapshotKey = (r: Repo, id: string): string => `${r.prefix}snapshots/${id}`;
 
@@ -501,12 +503,14 @@ async function* readBlobs(repo: Repo, ids: string[], what: string): AsyncGenerat
   }
 }
 
-async function readBlob(repo: Repo, id: string, what: string): Promise<Buffer> {
+/** One blob, checked (decodeBlob); error 'missing-blob' when no index names it. */
+export async function readBlob(repo: Repo, id: string, what: string): Promise<Buffer> {
   for await (const b of readBlobs(repo, [id], what)) return b;
   throw missingBlob(repo, id, what);
 }
 
-function listIdsOf(list: Buffer): string[] {
+/** The blob ids (hex) a list blob holds, 32 bytes each. */
+export function listIdsOf(list: Buffer): string[] {
   const out: string[] = [];
   for (let o = 0; o + 32 <= list.length; o += 32) out.push(list.subarray(o, o + 32).toString('hex'));
   return out;

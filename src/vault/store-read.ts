@@ -1,0 +1,74 @@
+/**
+ * Reading a snapshot of a store vault in place (src/vault/store/reader.ts): what `restore`,
+ * `drill`, `diff` and `inspect` do with `<store vault>#<snapshot>`, streaming the snapshot's
+ * chunks out of the store as they go, with no temporary archive. The vault's shared lock is held
+ * from before the store's index is read until the reader is closed, so a prune never sweeps a
+ * chunk a reader is about to read.
+ */
+import type { ArchiveReader } from '../format/archive';
+import type { DecryptOptions } from '../format/crypto';
+import { listSnapshots, type Repo, type SnapshotInfo } from './store/repo';
+import { openStoreSnapshotReader } from './store/reader';
+import { findStoreSnapshot, isStoreVault, openVaultRepo, STORE_DIR, vaultIdOf } from './store-vault';
+import { acquireSharedLock, type SnapshotRecord, type VaultLock } from './vault';
+
+export interface OpenStoreVaultSnapshotOptions {
+  /** the store's passphrase or key (an encrypted store needs it) */
+  decrypt?: DecryptOptions;
+  /** wait this long for a running backup or prune (default 0: refuse) */
+  waitMs?: number;
+  /** the command the shared lock names (default `read <ref>`) */
+  command?: string;
+}
+
+export interface StoreVaultSnapshot {
+  /** reads the snapshot in place; closing it releases the vault's shared lock */
+  reader: ArchiveReader;
+  /** the snapshot's vault id and store id */
+  id: string;
+  snapshotId: string;
+  info: SnapshotInfo;
+}
+
+/** What a store snapshot is called in messages: `<vault>#<vault id>`, as the user names it. */
+export function storeSnapshotLabel(vaultDir: string, s: Pick<SnapshotInfo, 'id' | 'source'>): string {
+  return `${vaultDir}#${vaultIdOf(s)}`;
+}
+
+/** The fields of a vault index record a drill report takes from a store snapshot (as storeVaultIndex lists it). */
+export function storeSnapshotRecord(s: SnapshotInfo): Pick<SnapshotRecord, 'id' | 'file' | 'created_at' | 'encrypted'> {
+  return { id: vaultIdOf(s), file: `${STORE_DIR}/snapshots/${s.id}`, created_at: s.created_at ?? s.time, encrypted: !!s.source?.encrypted };
+}
+
+/**
+ * Opens the snapshot `ref` (vault id, unique prefix, store id, "latest") of a store vault for
+ * reading in place, under the vault's shared lock (released when the reader is closed, or here
+ * on failure).
+ */
+export async function openStoreVaultSnapshot(vaultDir: string, ref: string, opts: OpenStoreVaultSnapshotOptions = {}): Promise<StoreVaultSnapshot> {
+  if (!isStoreVault(vaultDir)) await openVaultRepo(vaultDir); // its error says what the folder is
+  const lock: VaultLock = await acquireSharedLock(vaultDir, { command: opts.command ?? `read ${ref}`, waitMs: opts.waitMs });
+  try {
+    const repo = await openVaultRepo(vaultDir, opts.decrypt);
+    const s = findStoreSnapshot(await listSnapshots(repo), ref, vaultDir);
+    const reader = await openStoreSnapshotReader(repo, s.id, { label: storeSnapshotLabel(vaultDir, s), onClose: () => lock.release() });
+    return { reader, id: vaultIdOf(s), snapshotId: s.id, info: s };
+  } catch (e) {
+    await lock.release();
+    throw e;
+  }
+}
+
+/**
+ * A snapshot of an opened store, found by reference, and a way to open readers of it (the
+ * caller holds the vault's lock): for the drill, which reads the snapshot twice.
+ */
+export async function findStoreVaultSnapshot(
+  repo: Repo,
+  vaultDir: string,
+  ref: string,
+): Promise<{ info: SnapshotInfo; label: string; record: Pick<SnapshotRecord, 'id' | 'file' | 'created_at' | 'encrypted'>; open: () => Promise<ArchiveReader> }> {
+  const s = findStoreSnapshot(await listSnapshots(repo), ref, vaultDir);
+  const label = storeSnapshotLabel(vaultDir, s);
+  return { info: s, label, record: storeSnapshotRecord(s), open: () => openStoreSnapshotReader(repo, s.id, { label }) };
+}

@@ -1,0 +1,390 @@
+/**
+ * A snapshot of the deduplicating store read in place (docs/FORMAT.md part II), as an
+ * ArchiveReader: what `restore`, `drill`, `diff` and `inspect` read a store snapshot through, with
+ * no temporary archive. Streaming and bounded: an entry's blobs are read from their packs one
+ * range request per run of adjacent blobs (at most MAX_RANGE bytes), with at most `readAhead`
+ * bytes of ranges requested ahead of the consumer; nothing holds an entry whole.
+ *
+ * Integrity: the snapshot file is named by the SHA-256 of its bytes (authenticated too in an
+ * encrypted store), it names the entry's list blobs, and every list and data blob is authenticated
+ * (encrypted stores), inflated and hashed against its id as it is read (decodeBlob), so an entry's
+ * bytes are the ones ingested; its size is checked at its end. A blob read again by the same
+ * reader (the restore reads each entry twice: its checks before the transaction, then the writes)
+ * is checked by size and the CRC-32 recorded the first time, as an archive entry is on a re-read.
+ * The entry's own SHA-256 is recomputed where a full check is asked (readEntry, openStream,
+ * verifyAll: the drill's integrity check). Large entries of a plain local store are checked on a
+ * worker thread (checkEntries, ./verify-worker.ts). A damaged or missing pack is AgentVaultError
+ * 'checksum' / 'missing-blob' naming the entry, the pack and the blob.
+ *
+ * The manifest is the snapshot's archive manifest with each entry's size and sha256 of its
+ * plaintext (what this reader hands out) and no `encrypted` flags; a snapshot that came from an
+ * encrypted archive (it may hold secrets/ entries) is `encrypted`, its manifest's `encryption`
+ * being the store's (the key that opened the store opened it).
+ */
+import { createHash } from 'node:crypto';
+import * as path from 'node:path';
+import { crc32 } from 'node:zlib';
+import { Readable } from 'node:stream';
+import { AgentVaultError, errorMessage } from '../../core/errors';
+import { MANIFEST_ENTRY, type ArchiveReader, type Manifest, type ManifestEntry } from '../../format/archive';
+import type { ChunkReader, EntrySource } from '../../format/entry-stream';
+import { decodeBlob, type SnapshotEntry, type SnapshotFile } from './format';
+import { LocalStore } from '../remote/store';
+import { checkStoreEntriesInWorker, type WorkerEntry, type WorkerEntryResult, type WorkerRange } from './verify-worker';
+import { listIdsOf, loadSnapshot, packKey, readBlob, storeWhere, type BlobLoc, type Repo } from './repo';
+
+/** Adjacent blobs of one pack are read with one range request up to this many bytes. */
+const MAX_RANGE = 4 * 1024 * 1024;
+/** Default bytes of ranges requested ahead of the consumer. */
+const READ_AHEAD = 16 * 1024 * 1024;
+/** Below this many bytes of entries to check, a worker thread costs more than it saves. */
+const WORKER_MIN_BYTES = 16 * 1024 * 1024;
+/** Blobs are handed out joined into chunks of about this size (the restore's batches follow the chunks). */
+const OUT_CHUNK = 1024 * 1024;
+
+export interface StoreSnapshotReaderOptions {
+  /** How the reader is named in messages (its `path`); default `<store location>#<snapshot id>`. */
+  label?: string;
+  /** Called once when the reader is closed (e.g. to release the vault's shared lock). */
+  onClose?: () => Promise<void> | void;
+  /** Bytes of pack ranges requested ahead of the consumer (default 16 MiB). */
+  readAhead?: number;
+}
+
+interface Range {
+  pack: string;
+  offset: number;
+  length: number;
+  ids: string[];
+  locs: BlobLoc[];
+}
+
+/**
+ * Opens a snapshot of the store for reading in place. The snapshot file is read and checked here
+ * (error 'no-snapshot' when there is none); the blobs are read when the entries are.
+ */
+export async function openStoreSnapshotReader(repo: Repo, snapshotId: string, opts: StoreSnapshotReaderOptions = {}): Promise<ArchiveReader> {
+  const snap = await loadSnapshot(repo, snapshotId);
+  return new StoreSnapshotReader(repo, snapshotId, snap, opts);
+}
+
+class StoreSnapshotReader implements ArchiveReader {
+  readonly path: string;
+  readonly manifest: Manifest;
+  readonly encrypted: boolean;
+  readonly decryptable = true;
+  private readonly entries = new Map<string, SnapshotEntry>();
+  private readonly live = new Set<Readable>();
+  /**
+   * CRC-32 of every blob this reader has hashed against its id: a blob read again (the restore
+   * reads each entry twice: checks before its transaction, then the writes) is checked by its size
+   * and CRC-32, as an archive's entry is on a re-read, instead of hashed again.
+   */
+  private readonly verified = new Map<string, number>();
+  private readonly readAhead: number;
+  private closed = false;
+
+  constructor(
+    private readonly repo: Repo,
+    snapshotId: string,
+    snap: SnapshotFile,
+    private readonly opts: StoreSnapshotReaderOptions,
+  ) {
+    this.path = opts.label ?? `${repo.store.location.replace(/\/+$/, '')}#${snapshotId}`;
+    this.readAhead = Math.max(MAX_RANGE, opts.readAhead ?? READ_AHEAD);
+    for (const e of snap.entries) this.entries.set(e.name, e);
+    const where = storeWhere(repo.store, `${repo.prefix}snapshots/${snapshotId}`);
+    const listed = Array.isArray(snap.manifest.entries) ? snap.manifest.entries : [];
+    if (listed.length !== snap.entries.length || listed.some((m) => !this.entries.has(m?.name))) {
+      throw new AgentVaultError('store-format', `${where}: the snapshot's manifest and its list of entries disagree`, { location: { file: where } });
+    }
+    this.encrypted = snap.source?.encrypted === true;
+    if (this.encrypted && !repo.crypto) {
+      throw new AgentVaultError('store-format', `${where}: the snapshot came from an encrypted archive but the store is not encrypted`, { location: { file: where } });
+    }
+    const entries: ManifestEntry[] = listed.map((m) => {
+      const { encrypted: _e, ...rest } = m;
+      const e = this.entries.get(m.name)!;
+      return { ...rest, size: e.size, sha256: e.sha256 };
+    });
+    const { encryption: _x, ...rest } = snap.manifest;
+    this.manifest = { ...rest, entries, ...(this.encrypted ? { encryption: repo.config.encryption } : {}) } as Manifest;
+  }
+
+  has(name: string): boolean {
+    return this.entries.has(name);
+  }
+
+  list(): ManifestEntry[] {
+    return this.manifest.entries.map((e) => ({ ...e }));
+  }
+
+  private entry(name: string): SnapshotEntry {
+    if (this.closed) throw new AgentVaultError('closed', `${this.path}: the snapshot reader is closed`, { location: { file: this.path, entry: name } });
+    const e = this.entries.get(name);
+    if (!e) throw new AgentVaultError('missing-entry', `${this.path}: the snapshot has no entry ${JSON.stringify(name)}`, { location: { file: this.path, entry: name } });
+    return e;
+  }
+
+  /** An error of the store (a damaged or missing pack or blob) as one naming the entry (and the pack) too. */
+  private damaged(e: SnapshotEntry, err: unknown, pack: string | null): AgentVaultError {
+    if (err instanceof AgentVaultError && (err.kind === 'io' || err.code === 'closed')) return err;
+    const code = err instanceof AgentVaultError ? err.code : 'checksum';
+    const from = pack ? ` from pack ${pack}` : '';
+    return new AgentVaultError(code, `${this.path}: entry ${JSON.stringify(e.name)} cannot be read${from}: ${errorMessage(err)}`, {
+      location: { file: err instanceof AgentVaultError && err.location?.file ? err.location.file : this.path, entry: e.name },
+      cause: err,
+      hint: 'run "agent-vault verify --read-data" on the vault: it names every snapshot and agent a damaged pack affects',
+    });
+  }
+
+  /** The entry's data blob ids, list blob by list blob. */
+  private async *dataIds(e: SnapshotEntry): AsyncGenerator<string[]> {
+    for (const l of e.lists) {
+      const list = await readBlob(this.repo, l, `list of ${e.name}`);
+      if (list.length % 32 !== 0) throw new AgentVaultError('store-format', `list blob ${l} of ${e.name} is not a multiple of 32 bytes`);
+      yield listIdsOf(list);
+    }
+  }
+
+  /** The entry's runs of adjacent blobs, in order. */
+  private async *ranges(e: SnapshotEntry): AsyncGenerator<Range> {
+    let cur: Range | null = null;
+    for await (const ids of this.dataIds(e)) {
+      for (const id of ids) {
+        const loc = this.repo.index.get(id);
+        if (!loc) {
+          throw new AgentVaultError('missing-blob', `the store at ${this.repo.store.location} has no blob ${id} (data of ${e.name}): no index names it`, {
+            location: { file: this.repo.store.location, entry: e.name },
+          });
+        }
+        if (cur && loc.pack === cur.pack && loc.offset === cur.offset + cur.length && cur.length + loc.length <= MAX_RANGE) {
+          cur.length += loc.length;
+          cur.ids.push(id);
+          cur.locs.push(loc);
+          continue;
+        }
+        if (cur) yield cur;
+        cur = { pack: loc.pack, offset: loc.offset, length: loc.length, ids: [id], locs: [loc] };
+      }
+    }
+    if (cur) yield cur;
+  }
+
+  /**
+   * The entry's plaintext blob by blob (joined into chunks of about OUT_CHUNK), each checked: hashed
+   * against its id (a blob this reader hashed before: by its CRC-32, unless `verify: 'sha256'`);
+   * the entry's size checked at its end, and with `entrySha256` its SHA-256 too.
+   */
+  async *stream(name: string, opts: { verify?: 'crc32' | 'sha256'; entrySha256?: boolean } = {}): AsyncGenerator<Buffer> {
+    const e = this.entry(name);
+    const hash = opts.entrySha256 ? createHash('sha256') : null;
+    const rehash = opts.verify === 'sha256';
+    const planner = this.ranges(e);
+    const queue: Array<{ r: Range; data: Promise<Buffer> }> = [];
+    let ahead = 0;
+    let planned = false;
+    const fill = async (): Promise<void> => {
+      while (!planned && ahead < this.readAhead) {
+        const n = await planner.next();
+        if (n.done) {
+          planned = true;
+          break;
+        }
+        const r = n.value;
+        const data = this.repo.store.readRange(packKey(this.repo, r.pack), r.offset, r.length);
+        data.catch(() => undefined); // awaited in turn below; a consumer that stops early leaves it unread
+        queue.push({ r, data });
+        ahead += r.length;
+      }
+    };
+    let out: Buffer[] = [];
+    let outBytes = 0;
+    const take = (b: Buffer): void => {
+      const last = out[out.length - 1];
+      // blobs stored as they are (plain store, not deflated) lie next to each other in the range: no copy
+      if (last && last.buffer === b.buffer && last.byteOffset + last.length === b.byteOffset) out[out.length - 1] = Buffer.from(last.buffer, last.byteOffset, last.length + b.length);
+      else out.push(b);
+      outBytes += b.length;
+    };
+    const flush = (): Buffer => {
+      const b = out.length === 1 ? out[0] : Buffer.concat(out, outBytes);
+      out = [];
+      outBytes = 0;
+      hash?.update(b);
+      return b;
+    };
+    let size = 0;
+    let pack: string | null = null;
+    try {
+      await fill();
+      while (queue.length) {
+        const { r, data } = queue.shift()!;
+        pack = r.pack;
+        const key = packKey(this.repo, r.pack);
+        const where = storeWhere(this.repo.store, key);
+        let buf: Buffer;
+        try {
+          buf = await data;
+        } catch (err) {
+          if (err instanceof AgentVaultError && err.kind === 'usage') {
+            // the pack file is not there (LocalStore: ENOENT)
+            throw new AgentVaultError('missing-blob', `${where} is missing (blob ${r.ids[0]} and ${r.ids.length - 1} more)`, { location: { file: where, entry: e.name }, cause: err });
+          }
+          throw err;
+        }
+        ahead -= r.length;
+        pack = null;
+        await fill(); // the next ranges are requested while this one is decoded
+        pack = r.pack;
+        if (buf.length !== r.length) {
+          throw new AgentVaultError('checksum', `${where} is truncated: blob ${r.ids[r.ids.length - 1]} lies beyond its end`, {
+            location: { file: where, entry: e.name },
+          });
+        }
+        for (let k = 0; k < r.ids.length; k++) {
+          const l = r.locs[k];
+          const at = l.offset - r.offset;
+          const id = r.ids[k];
+          const known = rehash ? undefined : this.verified.get(id);
+          const b = decodeBlob(buf.subarray(at, at + l.length), { id, type: l.type, rawLength: l.rawLength, compression: l.compression }, this.repo.crypto, where, known);
+          if (known === undefined && !this.verified.has(id)) this.verified.set(id, crc32(b));
+          size += b.length;
+          if (size > e.size) throw new AgentVaultError('checksum', `it is longer than the ${e.size} bytes the snapshot records`);
+          take(b);
+          if (outBytes >= OUT_CHUNK) yield flush();
+        }
+      }
+      pack = null;
+      if (outBytes) yield flush();
+      if (size !== e.size) throw new AgentVaultError('checksum', `it is ${size} bytes, the snapshot records ${e.size}`);
+      const digest = hash?.digest('hex');
+      if (digest !== undefined && digest !== e.sha256) throw new AgentVaultError('checksum', `its sha256 is ${digest}, the snapshot records ${e.sha256}`);
+    } catch (err) {
+      throw this.damaged(e, err, pack);
+    } finally {
+      await planner.return(undefined);
+    }
+  }
+
+  async chunks(name: string): Promise<ChunkReader> {
+    const it = this.stream(name);
+    return { next: async () => ((await it.next()).value as Buffer | undefined) ?? null, close: async () => void (await it.return(undefined)) };
+  }
+
+  /**
+   * Reads each entry through: every blob hashed against its id, the entry's size at its end. A
+   * plain store in a local folder has large entries checked on a worker thread
+   * (./verify-worker.ts), beside the caller's other work.
+   */
+  async checkEntries(names: string[]): Promise<Array<{ entry: string; error: string }>> {
+    const bad: Array<{ entry: string; error: string }> = [];
+    const onMain = async (list: string[]): Promise<void> => {
+      for (const name of list) {
+        try {
+          for await (const _ of this.stream(name, { verify: 'sha256' })) {
+            /* drain: the stream checks */
+          }
+        } catch (e) {
+          bad.push({ entry: name, error: errorMessage(e) });
+        }
+      }
+    };
+    const store = this.repo.store;
+    const bytes = names.reduce((n, name) => n + (this.entries.get(name)?.size ?? 0), 0);
+    if (!(store instanceof LocalStore) || this.repo.crypto || bytes < WORKER_MIN_BYTES) {
+      await onMain(names);
+      return bad;
+    }
+    const jobs: WorkerEntry[] = [];
+    for (const name of names) {
+      const e = this.entry(name);
+      try {
+        const ranges: WorkerRange[] = [];
+        for await (const r of this.ranges(e)) {
+          ranges.push({
+            file: path.join(store.root, ...packKey(this.repo, r.pack).split('/')),
+            pack: r.pack,
+            offset: r.offset,
+            length: r.length,
+            blobs: r.ids.map((id, k) => [id, r.locs[k].offset - r.offset, r.locs[k].length, r.locs[k].rawLength, r.locs[k].compression === 'deflate']),
+          });
+        }
+        jobs.push({ name, size: e.size, ranges });
+      } catch (err) {
+        bad.push({ entry: name, error: this.damaged(e, err, null).message });
+      }
+    }
+    let results: WorkerEntryResult[];
+    try {
+      results = await checkStoreEntriesInWorker(jobs);
+    } catch {
+      // no worker (or it failed): check here instead
+      await onMain(jobs.map((j) => j.name));
+      return bad;
+    }
+    for (const r of results) {
+      for (const [id, crc] of r.crcs) this.verified.set(id, crc);
+      if (r.error) bad.push({ entry: r.name, error: this.damaged(this.entry(r.name), new AgentVaultError('checksum', r.error.message), r.error.pack).message });
+    }
+    return bad;
+  }
+
+  async readEntry(name: string): Promise<Buffer> {
+    const parts: Buffer[] = [];
+    for await (const b of this.stream(name, { verify: 'sha256', entrySha256: true })) parts.push(b);
+    return Buffer.concat(parts);
+  }
+
+  async readJson<T>(name: string): Promise<T> {
+    const buf = await this.readEntry(name);
+    try {
+      return JSON.parse(buf.toString('utf8')) as T;
+    } catch (e) {
+      throw new AgentVaultError('json-syntax', `${this.path}!${name}: invalid JSON: ${errorMessage(e)}`, { location: { file: this.path, entry: name } });
+    }
+  }
+
+  async openStream(name: string): Promise<NodeJS.ReadableStream> {
+    this.entry(name);
+    const s = Readable.from(this.stream(name, { verify: 'sha256', entrySha256: true }), { objectMode: false });
+    this.live.add(s);
+    s.on('close', () => this.live.delete(s));
+    return s;
+  }
+
+  async verifyAll(): Promise<{ entry: string; ok: boolean; error?: string }[]> {
+    // the manifest is part of the snapshot file, which was checked when the reader opened
+    const out: { entry: string; ok: boolean; error?: string }[] = [{ entry: MANIFEST_ENTRY, ok: true }];
+    for (const e of this.manifest.entries) {
+      try {
+        for await (const _ of this.stream(e.name, { verify: 'sha256', entrySha256: true })) {
+          /* drain: the stream checks */
+        }
+        out.push({ entry: e.name, ok: true });
+      } catch (err) {
+        out.push({ entry: e.name, ok: false, error: errorMessage(err) });
+      }
+    }
+    return out;
+  }
+
+  /** The bulk streams (the restore's and the diff's); they are the reader's own: closing them does nothing, closing the reader ends them. */
+  entryStreams(): EntrySource {
+    if (this.closed) throw new AgentVaultError('closed', `${this.path}: the snapshot reader is closed`, { location: { file: this.path } });
+    return {
+      file: this.path,
+      stream: (name, opts) => this.stream(name, opts),
+      chunks: (name) => this.chunks(name),
+      checkEntries: (names) => this.checkEntries(names),
+      close: () => undefined,
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const s of [...this.live]) s.destroy();
+    await this.opts.onClose?.();
+  }
+}
