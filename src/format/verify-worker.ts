@@ -7,7 +7,7 @@
  * The worker is plain JavaScript given as source (the CLI is one bundled file: a worker cannot
  * load a module of its own); it needs only Node's fs, crypto and zlib.
  */
-import { Worker } from 'node:worker_threads';
+import { runWorkerOnce } from '../core/worker';
 
 /** One entry's stored bytes in the archive file and what they must match. */
 export interface StoredRange {
@@ -70,20 +70,5 @@ async function check(file, r) {
 
 /** Checks the ranges on a worker thread; resolves with one result per range, in order. */
 export function verifyRangesInWorker(file: string, ranges: StoredRange[]): Promise<RangeResult[]> {
-  return new Promise((resolve, reject) => {
-    const w = new Worker(WORKER_SOURCE, { eval: true, workerData: { file, ranges } });
-    let done = false;
-    w.once('message', (m: RangeResult[] | { failed: string }) => {
-      done = true;
-      void w.terminate();
-      if (Array.isArray(m)) resolve(m);
-      else reject(new Error(m.failed));
-    });
-    w.once('error', (e) => {
-      if (!done) reject(e);
-    });
-    w.once('exit', (code) => {
-      if (!done) reject(new Error(`the checksum worker stopped (exit code ${code})`));
-    });
-  });
+  return runWorkerOnce<RangeResult>(WORKER_SOURCE, { file, ranges });
 }

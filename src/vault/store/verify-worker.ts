@@ -10,7 +10,7 @@
  * The worker is plain JavaScript given as source (the CLI is one bundled file: a worker cannot
  * load a module of its own); it needs only Node's fs, crypto and zlib.
  */
-import { Worker } from 'node:worker_threads';
+import { runWorkerOnce } from '../../core/worker';
 
 /** Adjacent blobs of one pack file: [id, offset in the range, stored length, plaintext length, deflated]. */
 export interface WorkerRange {
@@ -97,20 +97,5 @@ try {
 
 /** Checks the entries on a worker thread; resolves with one result per entry, in order (rejects when the worker cannot run). */
 export function checkStoreEntriesInWorker(entries: WorkerEntry[]): Promise<WorkerEntryResult[]> {
-  return new Promise((resolve, reject) => {
-    const w = new Worker(WORKER_SOURCE, { eval: true, workerData: { entries } });
-    let done = false;
-    w.once('message', (m: WorkerEntryResult[] | { failed: string }) => {
-      done = true;
-      void w.terminate();
-      if (Array.isArray(m)) resolve(m);
-      else reject(new Error(m.failed));
-    });
-    w.once('error', (e) => {
-      if (!done) reject(e);
-    });
-    w.once('exit', (code) => {
-      if (!done) reject(new Error(`the checksum worker stopped (exit code ${code})`));
-    });
-  });
+  return runWorkerOnce<WorkerEntryResult>(WORKER_SOURCE, { entries });
 }
