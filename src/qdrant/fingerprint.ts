@@ -6,7 +6,7 @@
 import { canonicalJson, isObj } from '../core/json';
 import { createHash } from 'node:crypto';
 import { AgentVaultError } from '../core/errors';
-import { FINGERPRINT_V2_KEYS } from './types';
+import { FINGERPRINT_V2_KEYS, PARAMS_NOT_CREATED } from './types';
 import type { CollectionFingerprint, CollectionInfo, DenseVectorFingerprint, PayloadIndexFingerprint, Schemas, SparseVectorFingerprint } from './types';
 
 /** Drops null/undefined members, recursively; sorts object keys. */
@@ -97,7 +97,11 @@ export function fingerprintFromInfo(info: CollectionInfo, collection: string): C
   const sparse: Record<string, SparseVectorFingerprint> = {};
   for (const name of Object.keys(params.sparse_vectors ?? {}).sort()) {
     const s = params.sparse_vectors?.[name] ?? {};
+    // Unknown fields of newer servers are kept verbatim, as for dense vectors.
+    const extra: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(s)) if (k !== 'index' && k !== 'modifier' && clean(v) !== undefined) extra[k] = clean(v);
     sparse[name] = omitUndefined({
+      ...extra,
       index: cleanObject(s.index),
       modifier: typeof s.modifier === 'string' ? s.modifier : undefined,
     });
@@ -114,6 +118,8 @@ export function fingerprintFromInfo(info: CollectionInfo, collection: string): C
   }
 
   const numberOr = (v: unknown, d: number) => (typeof v === 'number' ? v : d);
+  // Fields of newer servers than the pinned client's types describe.
+  const rawParams = params as Record<string, unknown>;
   return omitUndefined({
     fingerprint_version: 2 as const,
     vectors,
@@ -128,6 +134,8 @@ export function fingerprintFromInfo(info: CollectionInfo, collection: string): C
     replication_factor: numberOr(params.replication_factor, 1),
     write_consistency_factor: numberOr(params.write_consistency_factor, 1),
     read_fan_out_factor: typeof params.read_fan_out_factor === 'number' ? params.read_fan_out_factor : undefined,
+    read_fan_out_delay_ms: typeof rawParams.read_fan_out_delay_ms === 'number' ? rawParams.read_fan_out_delay_ms : undefined,
+    payload_storage: cleanObject(rawParams.payload),
     optimizers: cleanObject(info.config.optimizer_config),
     wal: cleanObject(info.config.wal_config),
     strict_mode: cleanObject(info.config.strict_mode_config),
@@ -242,7 +250,8 @@ export function createCollectionBody(fp: CollectionFingerprint): Schemas['Create
   } else vectors = {};
   const sparse: Record<string, Schemas['SparseVectorParams']> = {};
   for (const [n, s] of Object.entries(fp.sparse_vectors)) {
-    sparse[n] = omitUndefined({ index: s.index as Schemas['SparseIndexParams'] | undefined, modifier: s.modifier as Schemas['Modifier'] | undefined });
+    const { index, modifier, ...extra } = s as SparseVectorFingerprint & Record<string, unknown>;
+    sparse[n] = omitUndefined({ ...extra, index: index as Schemas['SparseIndexParams'] | undefined, modifier: modifier as Schemas['Modifier'] | undefined });
   }
   return omitUndefined({
     vectors,
@@ -252,6 +261,7 @@ export function createCollectionBody(fp: CollectionFingerprint): Schemas['Create
     shard_number: fp.shard_number,
     sharding_method: fp.sharding_method as Schemas['ShardingMethod'],
     on_disk_payload: fp.on_disk_payload,
+    ...(fp.payload_storage ? { payload: fp.payload_storage } : {}),
     replication_factor: fp.replication_factor,
     write_consistency_factor: fp.write_consistency_factor,
     optimizers_config: fp.optimizers as Schemas['OptimizersConfigDiff'] | undefined,
@@ -259,6 +269,16 @@ export function createCollectionBody(fp: CollectionFingerprint): Schemas['Create
     strict_mode_config: fp.strict_mode as Schemas['StrictModeConfig'] | undefined,
     metadata: fp.metadata as Schemas['Payload'] | undefined,
   });
+}
+
+/**
+ * Body of `PATCH /collections/{name}` setting the params a create request (and so a recovery into a
+ * missing collection) cannot carry (PARAMS_NOT_CREATED); undefined when the fingerprint sets none.
+ */
+export function paramsNotCreatedPatch(fp: CollectionFingerprint): Schemas['UpdateCollection'] | undefined {
+  const params: Record<string, number> = {};
+  for (const k of PARAMS_NOT_CREATED) if (typeof fp[k] === 'number') params[k] = fp[k];
+  return Object.keys(params).length ? { params: params as Schemas['CollectionParamsDiff'] } : undefined;
 }
 
 /** `PUT /collections/{name}/index` bodies recreating the payload indexes. */

@@ -31,7 +31,7 @@ import type { QdrantConnection } from './connection';
 import { changeAliases, clusterInfo, ensureSingleNodeForRestore, listAliases } from './cluster';
 import { ensureFreeSpace, estimateCollectionBytes } from './diskspace';
 import { isNetworkError, isTimeoutError, qdrantCallError, usageError, verificationError } from './errors';
-import { checkManifestFingerprint, createCollectionBody, diffFingerprints, fingerprintFromInfo, formatDifferences, payloadIndexRequests } from './fingerprint';
+import { checkManifestFingerprint, createCollectionBody, diffFingerprints, fingerprintFromInfo, formatDifferences, paramsNotCreatedPatch, payloadIndexRequests } from './fingerprint';
 import { countPoints, importPoints } from './points';
 import { createServerSnapshot, deleteServerSnapshot, deleteUploadedSnapshot, downloadSnapshot, listServerSnapshots, uploadNameFor, uploadSnapshot } from './snapshots';
 import { POINTS_FORMAT, type CollectionFingerprint, type Schemas, type QdrantCollectionManifest, type QdrantManifestSection, type StatfsFn } from './types';
@@ -179,9 +179,21 @@ export async function createCollectionFromFingerprint(conn: QdrantConnection, na
   const body = createCollectionBody(fp);
   // Through the generated API (the client's createCollection drops some fields).
   await conn.call(`creating collection '${name}'`, (c) => c.api().createCollection({ collection_name: name, ...body }));
+  await setParamsNotCreated(conn, name, fp);
   for (const idx of payloadIndexRequests(fp)) {
     await conn.call(`creating payload index '${idx.field_name}' on '${name}'`, (c) => c.createPayloadIndex(name, { wait: true, ...idx }));
   }
+}
+
+/**
+ * Sets the params a create request cannot carry (read fan-out factor and delay) on a collection
+ * that was just created, by us or by Qdrant recovering a snapshot into a missing name (recover.rs
+ * creates it through that same request, so these settings of the snapshot are dropped).
+ */
+export async function setParamsNotCreated(conn: QdrantConnection, name: string, fp: CollectionFingerprint): Promise<void> {
+  const patch = paramsNotCreatedPatch(fp);
+  if (!patch) return;
+  await conn.call(`setting ${Object.keys(patch.params ?? {}).join(', ')} of '${name}' (PATCH /collections/${name})`, (c) => c.updateCollection(name, patch), { retry: true });
 }
 
 /** Streams an archive entry to `dest`, returning its SHA-256 and size. */
@@ -441,8 +453,10 @@ async function applyOne(conn: QdrantConnection, reader: ArchiveSource, i: Planne
       await createCollectionFromFingerprint(conn, i.target, fp);
       await upsertFromArchive(conn, reader, i);
     } else {
-      // Into a missing collection: Qdrant creates it from the snapshot's own config and payload indexes.
+      // Into a missing collection: Qdrant creates it from the snapshot's own config and payload indexes,
+      // except the params a create request cannot carry, which are set afterwards.
       await uploadTracked(conn, st, i.target, i.file!, checksum, 'restore', snapshotCount);
+      await setParamsNotCreated(conn, i.target, fp);
     }
   }
   const expected = i.method === 'points' ? i.imported : snapshotCount;
@@ -601,6 +615,7 @@ async function rollback(conn: QdrantConnection, st: ApplyState): Promise<string[
         // Recovering overwrites the whole collection, so repeating it after a transient failure is safe.
         await conn.withRetry(`recovering '${j.target}' from its safety snapshot`, () => uploadSnapshot(conn, j.target, j.safetyFile, { checksum: j.safetySha256, uploadName: rec.name }));
         await deleteUploads(conn, [rec]);
+        if (!same) await setParamsNotCreated(conn, j.target, j.before.fingerprint);
         if (!same) {
           const current = await listAliases(conn);
           const missing = j.before.aliases.filter((a) => current.get(a) !== j.target);

@@ -68,6 +68,10 @@ export interface CollectionFingerprint {
   replication_factor?: number;
   write_consistency_factor?: number;
   read_fan_out_factor?: number;
+  /** Qdrant ≥ 1.19: delay before a read fans out to another replica. */
+  read_fan_out_delay_ms?: number;
+  /** Qdrant ≥ 1.19: `params.payload` (payload storage, e.g. `{memory: "cold"}`). */
+  payload_storage?: Record<string, unknown>;
   optimizers?: Record<string, unknown>;
   wal?: Record<string, unknown>;
   strict_mode?: Record<string, unknown>;
@@ -75,7 +79,25 @@ export interface CollectionFingerprint {
 }
 
 /** Fingerprint keys that only version 2 has. */
-export const FINGERPRINT_V2_KEYS = ['replication_factor', 'write_consistency_factor', 'read_fan_out_factor', 'optimizers', 'wal', 'strict_mode', 'metadata'] as const;
+export const FINGERPRINT_V2_KEYS = [
+  'replication_factor',
+  'write_consistency_factor',
+  'read_fan_out_factor',
+  'read_fan_out_delay_ms',
+  'payload_storage',
+  'optimizers',
+  'wal',
+  'strict_mode',
+  'metadata',
+] as const;
+
+/**
+ * Collection params a create request cannot carry (Qdrant's CreateCollection has no such fields), so
+ * neither `PUT /collections/{c}` nor a recovery into a missing collection (which creates it from the
+ * snapshot's config through that request: lib/storage/src/content_manager/collection_meta_ops.rs
+ * `From<CollectionConfigInternal> for CreateCollection`) sets them; only `PATCH /collections/{c}` does.
+ */
+export const PARAMS_NOT_CREATED = ['read_fan_out_factor', 'read_fan_out_delay_ms'] as const;
 
 /** One collection in the manifest's `qdrant` section. */
 export type QdrantCollectionManifest = {

@@ -269,13 +269,17 @@ export class QdrantTestDouble {
     this.requests.push({ method, path, query: url.search, headers: req.headers, contentType: req.headers['content-type'] });
     const body = await readBody(req);
 
-    if (this.apiKey !== undefined) {
+    // src/actix/mod.rs: `/`, `/healthz`, `/readyz*`, `/livez*` are whitelisted from the API key check.
+    const whitelisted = path === '/' || path === '/healthz' || path.startsWith('/readyz') || path.startsWith('/livez');
+    if (this.apiKey !== undefined && !whitelisted) {
       const key = req.headers['api-key'];
       const bearer = req.headers.authorization?.replace(/^Bearer\s+/i, '');
       if (key !== this.apiKey && bearer !== this.apiKey) {
-        // src/actix/auth.rs: `HttpResponse::Unauthorized().body(e)` — a plain-text body, not JSON.
+        // src/actix/auth.rs: `HttpResponse::Unauthorized().body(e)` — the message as a plain body, not
+        // JSON, and without a content-type (actix's HttpResponseBuilder::body sets none).
+        // Messages from src/common/auth/mod.rs (AuthKeys::validate_request).
         const text = key === undefined && bearer === undefined ? 'Must provide an API key or an Authorization bearer token' : 'Invalid API key or JWT';
-        res.writeHead(401, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+        res.writeHead(401, { 'content-length': Buffer.byteLength(text) });
         res.end(text);
         return;
       }
@@ -359,6 +363,10 @@ export class QdrantTestDouble {
         this.createCollection(name, json() as Schemas['CreateCollection']);
         return this.ok(res, 'createCollection', { result: true, status: 'ok', time: 0.0001 });
       }
+      if (method === 'PATCH') {
+        this.updateCollection(name, json() as Schemas['UpdateCollection']);
+        return this.ok(res, 'updateCollection', { result: true, status: 'ok', time: 0.0001 });
+      }
       if (method === 'DELETE') {
         // The snapshot folder is not removed with the collection (toc/collection_meta_ops.rs delete_collection); aliases are.
         const existed = this.collections.delete(name);
@@ -374,7 +382,10 @@ export class QdrantTestDouble {
       return this.ok(res, 'createFieldIndex', { result: { operation_id: ++this.opSeq, status: 'completed' }, status: 'ok', time: 0.0001 });
     }
     if (seg[2] === 'snapshots') {
-      if (seg.length === 3 && method === 'POST') return this.ok(res, 'createSnapshot', { result: this.createSnapshot(name), status: 'ok', time: 0.0001 });
+      if (seg.length === 3 && method === 'POST') {
+        this.need(name);
+        return this.timeOrAccept(res, url, async () => this.createSnapshot(name));
+      }
       if (seg.length === 3 && method === 'GET') {
         this.need(name); // src/common/collections.rs do_list_snapshots: toc.get_collection first (404 when missing)
         return this.ok(res, 'listSnapshots', { result: [...(this.snapshots.get(name)?.values() ?? [])].map((s) => s.description), status: 'ok', time: 0.0001 });
@@ -385,18 +396,22 @@ export class QdrantTestDouble {
         const m = /\/collections\/([^/]+)\/snapshots\/([^/?]+)$/.exec(new URL(rq.location, 'http://x').pathname);
         const snap = m ? this.snapshots.get(decodeURIComponent(m[1]))?.get(decodeURIComponent(m[2])) : undefined;
         if (!snap) throw new HttpError(400, `Bad request: snapshot location ${rq.location} is not a snapshot on this server`);
-        await this.recover(name, snap.bytes, rq.checksum ?? undefined);
-        return this.ok(res, 'recoverFromSnapshot', { result: true, status: 'ok', time: 0.0001 });
+        return this.timeOrAccept(res, url, async () => {
+          await this.recover(name, snap.bytes, rq.checksum ?? undefined);
+          return true;
+        });
       }
       if (seg.length === 4 && method === 'GET') {
         this.need(name); // snapshot_api.rs do_get_snapshot: toc.get_collection first
         return this.download(res, name, seg[3]);
       }
       if (seg.length === 4 && method === 'DELETE') {
-        this.need(name); // lib/storage/src/content_manager/snapshots/mod.rs do_delete_collection_snapshot: toc.get_collection first
-        const snaps = this.snapshots.get(name);
-        if (!snaps?.delete(seg[3])) throw new HttpError(404, `Not found: Snapshot ${seg[3]} not found`);
-        return this.ok(res, 'deleteSnapshot', { result: true, status: 'ok', time: 0.0001 });
+        return this.timeOrAccept(res, url, async () => {
+          this.need(name); // lib/storage/src/content_manager/snapshots/mod.rs do_delete_collection_snapshot: toc.get_collection first
+          const snaps = this.snapshots.get(name);
+          if (!snaps?.delete(seg[3])) throw new HttpError(404, `Not found: Snapshot ${seg[3]} not found`);
+          return true;
+        });
       }
     }
     if (seg[2] === 'points') {
@@ -500,6 +515,9 @@ export class QdrantTestDouble {
       write_consistency_factor: rq.write_consistency_factor ?? 1,
       on_disk_payload: rq.on_disk_payload ?? true,
     };
+    // CreateCollection has no read_fan_out_factor/read_fan_out_delay_ms (collection_meta_ops.rs): only PATCH sets them.
+    const payloadStorage = (rq as { payload?: unknown }).payload;
+    if (payloadStorage !== undefined && payloadStorage !== null) (params as Record<string, unknown>).payload = clone(payloadStorage);
     if (rq.sharding_method === 'custom') params.sharding_method = 'custom';
     if (rq.sparse_vectors && Object.keys(rq.sparse_vectors).length) params.sparse_vectors = clone(rq.sparse_vectors);
     this.collections.set(name, {
@@ -528,6 +546,25 @@ export class QdrantTestDouble {
       payload_schema: {},
       points: new Map(),
     });
+  }
+
+  /**
+   * `PATCH /collections/{c}` (src/actix/api/collections_api.rs update_collection): params diff
+   * (lib/collection/src/operations/config_diff.rs CollectionParamsDiff) and config diffs merged in.
+   */
+  private updateCollection(name: string, rq: Schemas['UpdateCollection']): void {
+    const c = this.need(name);
+    const p = c.config.params as Record<string, unknown>;
+    for (const [k, v] of Object.entries((rq.params ?? {}) as Record<string, unknown>)) {
+      if (v === null || v === undefined) continue;
+      if (!['replication_factor', 'write_consistency_factor', 'read_fan_out_factor', 'read_fan_out_delay_ms', 'on_disk_payload', 'payload'].includes(k))
+        throw new HttpError(400, `Format error in JSON body: unknown field \`${k}\``);
+      p[k] = clone(v);
+    }
+    if (rq.hnsw_config) c.config.hnsw_config = merged(c.config.hnsw_config, rq.hnsw_config);
+    if (rq.optimizers_config) c.config.optimizer_config = merged(c.config.optimizer_config, rq.optimizers_config);
+    if (rq.strict_mode_config) c.config.strict_mode_config = merged(c.config.strict_mode_config ?? {}, rq.strict_mode_config);
+    if (rq.metadata) c.config.metadata = { ...(c.config.metadata ?? {}), ...clone(rq.metadata) };
   }
 
   private createIndex(name: string, rq: Schemas['CreateFieldIndex']): void {
@@ -694,24 +731,29 @@ export class QdrantTestDouble {
   private async recover(name: string, bytes: Buffer, checksum: string | undefined): Promise<void> {
     if (checksum) {
       const actual = createHash('sha256').update(bytes).digest('hex');
-      if (actual !== checksum.toLowerCase()) throw new HttpError(400, `Bad request: Snapshot checksum mismatch: expected ${checksum}, got ${actual}`);
+      if (actual !== checksum.toLowerCase()) throw new HttpError(400, `Wrong input: Snapshot checksum mismatch: expected ${checksum}, got ${actual}`);
     }
     const snap = this.decodeSnapshot(bytes);
     let target = this.collections.get(name);
     if (!target) {
-      target = { config: clone(snap.config), payload_schema: clone(snap.payload_schema), points: new Map() };
-      this.collections.set(name, target);
+      // A missing collection is created through the normal create operation from the snapshot's
+      // config (lib/storage/src/content_manager/collection_meta_ops.rs `From<CollectionConfigInternal>
+      // for CreateCollection`), which has no read fan-out fields: `read_fan_out_factor` and
+      // `read_fan_out_delay_ms` are dropped; then each payload index is created.
+      this.createCollection(name, createFromConfig(snap.config));
+      target = this.collections.get(name)!;
+      for (const [field, idx] of Object.entries(snap.payload_schema)) target.payload_schema[field] = clone(idx);
     }
     if (canonical(snap.config.params.vectors) !== canonical(target.config.params.vectors)) {
       throw new HttpError(
         400,
-        `Bad request: Snapshot is not compatible with existing collection: Collection vectors: ${JSON.stringify(target.config.params.vectors)} Snapshot Vectors: ${JSON.stringify(snap.config.params.vectors)}`,
+        `Wrong input: Snapshot is not compatible with existing collection: Collection vectors: ${JSON.stringify(target.config.params.vectors)} Snapshot Vectors: ${JSON.stringify(snap.config.params.vectors)}`,
       );
     }
     if ((snap.config.params.shard_number ?? 1) !== (target.config.params.shard_number ?? 1)) {
       throw new HttpError(
         400,
-        `Bad request: Snapshot is not compatible with existing collection: Collection shard number: ${target.config.params.shard_number} Snapshot shard number: ${snap.config.params.shard_number}`,
+        `Wrong input: Snapshot is not compatible with existing collection: Collection shard number: ${target.config.params.shard_number} Snapshot shard number: ${snap.config.params.shard_number}`,
       );
     }
     const fault = this.faults.recoverFailure;
@@ -735,6 +777,28 @@ export class QdrantTestDouble {
     target.shardState = undefined;
   }
 
+  /**
+   * src/actix/helpers.rs `time_or_accept`: the operation runs in a spawned task, so it completes even
+   * when the client gives up; `wait=true` (the default) answers with its outcome, `wait=false`
+   * answers `202 {"result": null, "status": "accepted"}` at once and only logs a failure.
+   */
+  private async timeOrAccept(res: http.ServerResponse, url: URL, op: () => Promise<unknown>): Promise<void> {
+    const wait = url.searchParams.get('wait');
+    if (wait !== null && wait !== 'true' && wait !== 'false') throw new HttpError(400, `Validation error in query parameters: wait: invalid boolean ${wait}`);
+    const task = op();
+    if (wait === 'false') {
+      task.catch(() => undefined);
+      const text = JSON.stringify({ result: null, status: 'accepted', time: 0.0001 });
+      res.writeHead(202, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+      res.end(text);
+      return;
+    }
+    const result = await task;
+    const text = JSON.stringify({ result, status: 'ok', time: 0.0001 });
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+    res.end(text);
+  }
+
   private async upload(req: http.IncomingMessage, res: http.ServerResponse, name: string, url: URL, body: Buffer): Promise<void> {
     const ct = req.headers['content-type'] ?? '';
     if (!ct.startsWith('multipart/form-data')) throw new HttpError(400, `Bad request: expected multipart/form-data with a 'snapshot' file, got content-type ${ct || '(none)'}`);
@@ -751,22 +815,53 @@ export class QdrantTestDouble {
     if (!file || typeof file === 'string') throw new HttpError(400, "Bad request: multipart field 'snapshot' with a file is required");
     const bytes = Buffer.from(await file.arrayBuffer());
     const checksum = url.searchParams.get('checksum') ?? undefined;
-    if (checksum) {
-      // snapshot_api.rs upload_snapshot: the checksum is checked before the file is kept.
-      const actual = createHash('sha256').update(bytes).digest('hex');
-      if (actual !== checksum.toLowerCase()) throw new HttpError(400, `Bad request: Checksum mismatch: expected ${checksum}, got ${actual}`);
-    }
-    // do_save_uploaded_snapshot: the file is moved into the collection's snapshot folder under the
-    // (sanitised) file name sent, and stays there after the recovery.
-    const fileName = (file as File).name?.split(/[\\/]/).pop() || `${randomUUID()}`;
-    if (!this.snapshots.has(name)) this.snapshots.set(name, new Map());
-    this.snapshots.get(name)!.set(fileName, {
-      bytes,
-      description: { name: fileName, creation_time: null, size: bytes.length, checksum: createHash('sha256').update(bytes).digest('hex') },
+    // snapshot_api.rs SnapshotUploadingParam: `checksum` must be a SHA-256 hex string (validate_sha256_hash).
+    if (checksum !== undefined && !/^[0-9a-fA-F]{64}$/.test(checksum)) throw new HttpError(400, `Validation error in query parameters: checksum: invalid SHA256 hash`);
+    // snapshot_api.rs upload_snapshot: checksum check, save and recovery run as one spawned task (time_or_accept).
+    return this.timeOrAccept(res, url, async () => {
+      if (checksum) {
+        // The checksum is checked before the file is kept (StorageError::ChecksumMismatch → 400, errors.rs).
+        const actual = createHash('sha256').update(bytes).digest('hex');
+        if (actual !== checksum.toLowerCase()) throw new HttpError(400, `Checksum mismatch: expected ${actual}, actual ${checksum}`);
+      }
+      // do_save_uploaded_snapshot: the file is moved into the collection's snapshot folder under the
+      // (sanitised) file name sent, and stays there after the recovery (download.rs: a file:// location
+      // is used in place as MaybeTempPath::Persistent, never removed).
+      const fileName = (file as File).name?.split(/[\\/]/).pop() || `${randomUUID()}`;
+      if (!this.snapshots.has(name)) this.snapshots.set(name, new Map());
+      this.snapshots.get(name)!.set(fileName, {
+        bytes,
+        description: { name: fileName, creation_time: null, size: bytes.length, checksum: createHash('sha256').update(bytes).digest('hex') },
+      });
+      await this.recover(name, bytes, undefined);
+      return true;
     });
-    await this.recover(name, bytes, undefined);
-    this.ok(res, 'recoverFromUploadedSnapshot', { result: true, status: 'ok', time: 0.0001 });
   }
+}
+
+/**
+ * The create request Qdrant derives from a snapshot's config to create a missing collection
+ * (lib/storage/src/content_manager/collection_meta_ops.rs `impl From<CollectionConfigInternal> for
+ * CreateCollection`): every setting except `read_fan_out_factor` and `read_fan_out_delay_ms`.
+ */
+function createFromConfig(config: Schemas['CollectionConfig']): Schemas['CreateCollection'] {
+  const p = config.params;
+  return clone({
+    vectors: p.vectors ?? {},
+    shard_number: p.shard_number,
+    sharding_method: p.sharding_method,
+    replication_factor: p.replication_factor,
+    write_consistency_factor: p.write_consistency_factor,
+    on_disk_payload: p.on_disk_payload,
+    ...((p as { payload?: unknown }).payload ? { payload: (p as { payload?: unknown }).payload } : {}),
+    sparse_vectors: p.sparse_vectors,
+    hnsw_config: config.hnsw_config,
+    wal_config: config.wal_config,
+    optimizers_config: config.optimizer_config as Schemas['OptimizersConfigDiff'],
+    quantization_config: config.quantization_config,
+    strict_mode_config: config.strict_mode_config as Schemas['StrictModeConfig'] | undefined,
+    metadata: config.metadata,
+  } as Schemas['CreateCollection']);
 }
 
 function merged<T extends object>(defaults: T, diff: unknown): T {
