@@ -6,7 +6,7 @@
 import { canonicalJson, isObj } from '../core/json';
 import { createHash } from 'node:crypto';
 import { AgentVaultError } from '../core/errors';
-import { FINGERPRINT_V2_KEYS, PARAMS_NOT_CREATED } from './types';
+import { FINGERPRINT_V2_KEYS, FINGERPRINT_V3_KEYS, PARAMS_NOT_CREATED } from './types';
 import type { CollectionFingerprint, CollectionInfo, DenseVectorFingerprint, PayloadIndexFingerprint, Schemas, SparseVectorFingerprint } from './types';
 
 /** Drops null/undefined members, recursively; sorts object keys. */
@@ -121,7 +121,7 @@ export function fingerprintFromInfo(info: CollectionInfo, collection: string): C
   // Fields of newer servers than the pinned client's types describe.
   const rawParams = params as Record<string, unknown>;
   return omitUndefined({
-    fingerprint_version: 2 as const,
+    fingerprint_version: 3 as const,
     vectors,
     sparse_vectors: sparse,
     hnsw: cleanObject(hnswRaw) ?? {},
@@ -151,7 +151,8 @@ export function checkManifestFingerprint(fp: unknown, sha256: unknown, where: st
   const bad = (msg: string) => new AgentVaultError('QDRANT_MANIFEST', `Manifest ${where}: ${msg}`, { kind: 'failed' });
   if (typeof fp !== 'object' || fp === null) throw bad('fingerprint is missing');
   const f = fp as Partial<CollectionFingerprint>;
-  if (f.fingerprint_version !== 1 && f.fingerprint_version !== 2) throw bad(`unsupported fingerprint_version ${JSON.stringify(f.fingerprint_version)} (expected 1 or 2)`);
+  if (f.fingerprint_version !== 1 && f.fingerprint_version !== 2 && f.fingerprint_version !== 3)
+    throw bad(`unsupported fingerprint_version ${JSON.stringify(f.fingerprint_version)} (expected 1, 2 or 3)`);
   const kind = (f.vectors as { kind?: unknown } | undefined)?.kind;
   if (kind !== 'single' && kind !== 'named' && kind !== 'none') throw bad(`fingerprint.vectors.kind must be single, named or none`);
   if (typeof f.sparse_vectors !== 'object' || f.sparse_vectors === null) throw bad('fingerprint.sparse_vectors is missing');
@@ -178,12 +179,13 @@ function keyPart(k: string): string {
   return k === UNNAMED || /^[A-Za-z_][A-Za-z0-9_-]*$/.test(k) ? k : JSON.stringify(k);
 }
 
-function comparable(fp: CollectionFingerprint, v1Only: boolean): Record<string, unknown> {
+function comparable(fp: CollectionFingerprint, version: number): Record<string, unknown> {
   const { vectors, fingerprint_version: _v, ...all } = fp;
   void _v;
   const rest: Record<string, unknown> = { ...all };
-  // A version-1 fingerprint (older archive) says nothing about these: not compared.
-  if (v1Only) for (const k of FINGERPRINT_V2_KEYS) delete rest[k];
+  // An older fingerprint (older archive) says nothing about the keys later versions added: not compared.
+  if (version < 2) for (const k of FINGERPRINT_V2_KEYS) delete rest[k];
+  if (version < 3) for (const k of FINGERPRINT_V3_KEYS) delete rest[k];
   const dense = vectors.kind === 'single' ? { [UNNAMED]: vectors.params } : vectors.kind === 'named' ? vectors.params : {};
   return { vectors_mode: vectors.kind, vectors: dense, ...rest };
 }
@@ -210,8 +212,8 @@ const DEFAULTS_ADDED_BY_SERVER = ['optimizers.', 'wal.', 'strict_mode.'];
  */
 export function diffFingerprints(archive: CollectionFingerprint, server: CollectionFingerprint, opts: { allowServerDefaults?: boolean } = {}): FingerprintDifference[] {
   const out: FingerprintDifference[] = [];
-  const v1Only = archive.fingerprint_version === 1 || server.fingerprint_version === 1;
-  walk(comparable(archive, v1Only), comparable(server, v1Only), '', out);
+  const version = Math.min(archive.fingerprint_version, server.fingerprint_version);
+  walk(comparable(archive, version), comparable(server, version), '', out);
   if (!opts.allowServerDefaults) return out;
   return out.filter((d) => !(d.archive === undefined && DEFAULTS_ADDED_BY_SERVER.some((p) => d.setting.startsWith(p))));
 }

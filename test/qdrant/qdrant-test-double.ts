@@ -388,7 +388,9 @@ export class QdrantTestDouble {
       }
       if (seg.length === 3 && method === 'GET') {
         this.need(name); // src/common/collections.rs do_list_snapshots: toc.get_collection first (404 when missing)
-        return this.ok(res, 'listSnapshots', { result: [...(this.snapshots.get(name)?.values() ?? [])].map((s) => s.description), status: 'ok', time: 0.0001 });
+        // lib/collection/src/common/snapshots_manager.rs list_snapshots: only files ending in `.snapshot` are listed.
+        const listed = [...(this.snapshots.get(name)?.values() ?? [])].filter((s) => s.description.name.endsWith('.snapshot'));
+        return this.ok(res, 'listSnapshots', { result: listed.map((s) => s.description), status: 'ok', time: 0.0001 });
       }
       if (seg.length === 4 && seg[3] === 'upload' && method === 'POST') return this.upload(req, res, name, url, body);
       if (seg.length === 4 && seg[3] === 'recover' && method === 'PUT') {
@@ -784,7 +786,8 @@ export class QdrantTestDouble {
    */
   private async timeOrAccept(res: http.ServerResponse, url: URL, op: () => Promise<unknown>): Promise<void> {
     const wait = url.searchParams.get('wait');
-    if (wait !== null && wait !== 'true' && wait !== 'false') throw new HttpError(400, `Validation error in query parameters: wait: invalid boolean ${wait}`);
+    // `wait: Option<bool>`: anything else fails to deserialize, 400 (src/actix/mod.rs validation_error_handler).
+    if (wait !== null && wait !== 'true' && wait !== 'false') throw new HttpError(400, `Deserialize error in query parameters: wait: provided string was not \`true\` or \`false\``);
     const task = op();
     if (wait === 'false') {
       task.catch(() => undefined);
@@ -815,8 +818,9 @@ export class QdrantTestDouble {
     if (!file || typeof file === 'string') throw new HttpError(400, "Bad request: multipart field 'snapshot' with a file is required");
     const bytes = Buffer.from(await file.arrayBuffer());
     const checksum = url.searchParams.get('checksum') ?? undefined;
-    // snapshot_api.rs SnapshotUploadingParam: `checksum` must be a SHA-256 hex string (validate_sha256_hash).
-    if (checksum !== undefined && !/^[0-9a-fA-F]{64}$/.test(checksum)) throw new HttpError(400, `Validation error in query parameters: checksum: invalid SHA256 hash`);
+    // snapshot_api.rs SnapshotUploadingParam: `checksum` must be a SHA-256 hex string (validate_sha256_hash);
+    // a failed validation is 422 (src/actix/mod.rs validation_error_handler).
+    if (checksum !== undefined && !/^[0-9a-fA-F]{64}$/.test(checksum)) throw new HttpError(422, `Validation error in query parameters: [checksum]: invalid SHA256 hash`);
     // snapshot_api.rs upload_snapshot: checksum check, save and recovery run as one spawned task (time_or_accept).
     return this.timeOrAccept(res, url, async () => {
       if (checksum) {
@@ -831,7 +835,9 @@ export class QdrantTestDouble {
       if (!this.snapshots.has(name)) this.snapshots.set(name, new Map());
       this.snapshots.get(name)!.set(fileName, {
         bytes,
-        description: { name: fileName, creation_time: null, size: bytes.length, checksum: createHash('sha256').update(bytes).digest('hex') },
+        // lib/collection/src/operations/snapshot_ops.rs get_snapshot_description: the checksum comes from a
+        // `<name>.checksum` file, which only created snapshots have; an uploaded file has none.
+        description: { name: fileName, creation_time: null, size: bytes.length, checksum: null },
       });
       await this.recover(name, bytes, undefined);
       return true;
