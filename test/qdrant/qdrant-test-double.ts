@@ -7,7 +7,7 @@
  *
  *   GET /                                            version info
  *   GET /collections                                 list
- *   GET|PUT|DELETE /collections/{c}                  info / create / delete
+ *   GET|PUT|PATCH|DELETE /collections/{c}            info / create / update params and config / delete
  *   GET /collections/{c}/exists
  *   PUT /collections/{c}/index                       create payload index
  *   POST|GET /collections/{c}/snapshots              create / list snapshots
@@ -25,13 +25,21 @@
  *   - recovery into an EXISTING collection keeps that collection's config and payload indexes,
  *     replaces only the points, and answers 400 unless vector params and shard number equal the
  *     snapshot's; recovery into a MISSING collection creates it from the snapshot's config and
- *     payload indexes (lib/storage/src/content_manager/snapshots/recover.rs);
+ *     payload indexes (lib/storage/src/content_manager/snapshots/recover.rs) through the ordinary
+ *     create request, which drops read_fan_out_factor/read_fan_out_delay_ms
+ *     (lib/storage/src/content_manager/collection_meta_ops.rs); only PATCH sets those;
+ *   - a failed shard restore leaves the local replica Dead (lib/collection/src/shards/replica_set/snapshots.rs);
  *   - an uploaded snapshot file is moved into the collection's snapshot folder under the file name
  *     sent and stays listed until deleted (src/actix/api/snapshot_api.rs do_save_uploaded_snapshot);
  *     deleting a collection does not delete its snapshot folder, and listing/deleting snapshots of
  *     a missing collection is a 404 (lib/storage/src/content_manager/toc/collection_meta_ops.rs);
- *   - a request the client abandons keeps running on the server (src/actix/helpers.rs time_or_accept);
- *   - 401 bodies are plain text, not JSON (src/actix/auth.rs);
+ *   - only `*.snapshot` files are listed, uploaded ones without checksum
+ *     (lib/collection/src/common/snapshots_manager.rs, operations/snapshot_ops.rs);
+ *   - a request the client abandons keeps running on the server, and `wait=false` answers 202
+ *     "accepted" at once (src/actix/helpers.rs time_or_accept);
+ *   - 401 bodies are plain text without a content-type, not JSON; `/`, `/healthz`, `/readyz`,
+ *     `/livez` need no key (src/actix/auth.rs, src/actix/mod.rs);
+ *   - query validation: 422 for a malformed `checksum`, 400 for an undecodable `wait` (src/actix/mod.rs);
  *   - aliases: create overwrites an existing alias of that name (toc/collection_meta_ops.rs).
  * Snapshots contain a block of all 256 byte values, so any text decoding of a download is detected.
  *
@@ -806,7 +814,8 @@ export class QdrantTestDouble {
     const ct = req.headers['content-type'] ?? '';
     if (!ct.startsWith('multipart/form-data')) throw new HttpError(400, `Bad request: expected multipart/form-data with a 'snapshot' file, got content-type ${ct || '(none)'}`);
     const priority = url.searchParams.get('priority');
-    if (priority !== null && !['no_sync', 'snapshot', 'replica'].includes(priority)) throw new HttpError(400, `Bad request: unknown priority ${priority}`);
+    // SnapshotPriority (lib/collection/src/operations/snapshot_ops.rs); an unknown value fails to deserialize: 400 (src/actix/mod.rs).
+    if (priority !== null && !['no_sync', 'snapshot', 'replica'].includes(priority)) throw new HttpError(400, `Deserialize error in query parameters: unknown variant \`${priority}\``);
     // Parse the multipart body with the platform's own parser (Fetch API Response.formData()).
     let form: FormData;
     try {
