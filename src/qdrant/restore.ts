@@ -516,14 +516,41 @@ async function deleteUploads(conn: QdrantConnection, uploads: UploadRecord[]): P
 }
 
 /**
- * Polls until the server has finished an interrupted recovery of `target`: the uploaded file is in
- * the collection's snapshot folder (saved before recovery starts: snapshot_api.rs upload_snapshot)
- * and no local shard is in a recovery state any more (recover.rs sets them to ManualRecovery or
- * Partial, then Active, or Dead on failure), with the snapshot's point count when it is known.
+ * Recoveries of `collection` the server is running now, from `GET /telemetry?details_level=2`
+ * (`collections.snapshots[].running_snapshot_recovery`: recover.rs measures the whole recovery,
+ * download and unpacking included, lib/storage/src/content_manager/toc/telemetry.rs). Undefined when
+ * the server does not report it (older versions, or a key without access to telemetry).
+ */
+async function runningRecoveries(conn: QdrantConnection, collection: string): Promise<number | undefined> {
+  try {
+    const r = await conn.call('reading the running snapshot recoveries (GET /telemetry)', (c) => c.api().telemetry({ details_level: 2 }));
+    const snaps = r.data.result?.collections?.snapshots;
+    if (!Array.isArray(snaps)) return undefined;
+    const entry = snaps.find((s) => s.id === collection);
+    // No entry: no recovery of this collection has started since the server started.
+    if (!entry) return 0;
+    return typeof entry.running_snapshot_recovery === 'number' ? entry.running_snapshot_recovery : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Polls until the server has finished an interrupted recovery of `target`. The uploaded file is in
+ * the collection's snapshot folder (saved before recovery starts: snapshot_api.rs upload_snapshot),
+ * and then:
+ * - where the server reports its running recoveries (telemetry), none of `target` is running, on two
+ *   polls in a row (the file is listed a moment before the recovery is counted) — the shard state
+ *   and point count alone cannot tell a recovery still unpacking the snapshot (shards untouched)
+ *   from one that has finished;
+ * - otherwise, no local shard is in a recovery state any more (recover.rs sets them to
+ *   ManualRecovery or Partial once the snapshot is unpacked, then Active, or Dead on failure), with
+ *   the snapshot's point count when it is known.
  * Returns 'unknown' when `waitMs` passes first.
  */
 async function awaitRecoveryOutcome(conn: QdrantConnection, target: string, uploadName: string, expected: number | undefined, waitMs: number, intervalMs: number): Promise<'settled' | 'unknown'> {
   const deadline = Date.now() + waitMs;
+  let idlePolls = 0;
   for (;;) {
     try {
       if (await collectionExists(conn, target)) {
@@ -532,7 +559,11 @@ async function awaitRecoveryOutcome(conn: QdrantConnection, target: string, uplo
         const states = shards.map((s) => s.state);
         const failed = states.some((x) => x === 'Dead');
         const active = states.every((x) => x === 'Active');
-        if (listed && (failed || (active && (expected === undefined || (await countPoints(conn, target)) === expected)))) return 'settled';
+        const running = listed ? await runningRecoveries(conn, target) : undefined;
+        if (running !== undefined) {
+          idlePolls = running === 0 && (failed || active) ? idlePolls + 1 : 0;
+          if (idlePolls >= 2) return 'settled';
+        } else if (listed && (failed || (active && (expected === undefined || (await countPoints(conn, target)) === expected)))) return 'settled';
       }
     } catch {
       // The server may be busy with the recovery; keep polling until the deadline.

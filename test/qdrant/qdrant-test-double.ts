@@ -17,6 +17,7 @@
  *   POST /collections/{c}/points/scroll | /points/count | /points/delete,  PUT /collections/{c}/points (upsert)
  *
  *   GET /cluster, GET /collections/{c}/cluster       cluster status / shard states
+ *   GET /telemetry                                   running snapshot recoveries per collection (details_level ≥ 2)
  *   GET /aliases, GET /collections/{c}/aliases, POST /collections/aliases
  *
  * Behaviour modelled on real Qdrant (each place names the Qdrant source file it mirrors):
@@ -86,8 +87,11 @@ export interface DoubleFaults {
   corruptDownload?: Times;
   /** On snapshot upload: damage the target collection (drop half its points, change hnsw.m), then answer 500. */
   recoverFailure?: Times;
-  /** On snapshot upload: put the target's shards into ManualRecovery, wait `ms`, then finish the recovery (recover.rs). */
-  slowRecovery?: Times & { ms: number };
+  /**
+   * On snapshot upload: first `unpackMs` of downloading/unpacking with the shards untouched, then the
+   * target's shards in ManualRecovery for `ms`, then the recovery finishes (recover.rs).
+   */
+  slowRecovery?: Times & { ms: number; unpackMs?: number };
   /** Wait `ms` before answering matching requests. */
   delay?: Times & { method?: string; path: RegExp; ms: number };
   /** Answer matching requests with this HTTP status and an ErrorResponse body. */
@@ -188,6 +192,8 @@ export class QdrantTestDouble {
   /** Shards of each collection living on other peers (distributed mode), for `GET /collections/{c}/cluster`. */
   remoteShards = new Map<string, Schemas['RemoteShardInfo'][]>();
   faults: DoubleFaults = {};
+  /** Recoveries running per collection, reported by `GET /telemetry?details_level=2` (toc/telemetry.rs). */
+  readonly runningRecoveries = new Map<string, number>();
   version: string;
   apiKey?: string;
   private server?: http.Server;
@@ -321,6 +327,18 @@ export class QdrantTestDouble {
     if (seg.length === 1 && seg[0] === 'aliases' && method === 'GET') {
       return this.ok(res, 'getCollectionsAliases', {
         result: { aliases: [...this.aliases].sort().map(([alias_name, collection_name]) => ({ alias_name, collection_name })) },
+        status: 'ok',
+        time: 0.0001,
+      });
+    }
+    // src/actix/api/service_api.rs `GET /telemetry`; snapshot telemetry from details level 2 on
+    // (src/common/telemetry_ops/collections_telemetry.rs), one entry per collection that ever had a
+    // snapshot recovery (lib/storage/src/content_manager/toc/telemetry.rs).
+    if (seg.length === 1 && seg[0] === 'telemetry' && method === 'GET') {
+      const level = Number(url.searchParams.get('details_level') ?? 0);
+      const snapshots = [...this.runningRecoveries].map(([id, n]) => ({ id, running_snapshots: 0, running_snapshot_recovery: n, total_snapshot_creations: 0 }));
+      return this.ok(res, 'telemetry', {
+        result: { id: 'test-double', collections: { number_of_collections: this.collections.size, ...(level >= 2 ? { snapshots } : {}) } },
         status: 'ok',
         time: 0.0001,
       });
@@ -739,6 +757,22 @@ export class QdrantTestDouble {
    * then the shard data (points) is replaced. Shards are in ManualRecovery meanwhile.
    */
   private async recover(name: string, bytes: Buffer, checksum: string | undefined): Promise<void> {
+    // recover.rs measures the whole recovery as `running_snapshot_recovery` of the collection
+    // (lib/storage/src/content_manager/toc/telemetry.rs), from before the download to the end.
+    this.runningRecoveries.set(name, (this.runningRecoveries.get(name) ?? 0) + 1);
+    try {
+      await this.recoverInner(name, bytes, checksum);
+    } finally {
+      this.runningRecoveries.set(name, this.runningRecoveries.get(name)! - 1);
+    }
+  }
+
+  private async recoverInner(name: string, bytes: Buffer, checksum: string | undefined): Promise<void> {
+    const slow = this.faults.slowRecovery;
+    const isSlow = !!slow && slow.times > 0;
+    if (isSlow) slow.times--;
+    // Downloading and unpacking the tar (Collection::restore_snapshot) comes first; the shards keep their state meanwhile.
+    if (isSlow && slow.unpackMs) await new Promise((r) => setTimeout(r, slow.unpackMs));
     if (checksum) {
       const actual = createHash('sha256').update(bytes).digest('hex');
       if (actual !== checksum.toLowerCase()) throw new HttpError(400, `Wrong input: Snapshot checksum mismatch: expected ${checksum}, got ${actual}`);
@@ -777,9 +811,7 @@ export class QdrantTestDouble {
       target.shardState = 'Dead';
       throw new HttpError(500, 'Service internal error: simulated failure during snapshot recovery (test double fault)');
     }
-    const slow = this.faults.slowRecovery;
-    if (slow && slow.times > 0) {
-      slow.times--;
+    if (isSlow) {
       target.shardState = 'ManualRecovery';
       await new Promise((r) => setTimeout(r, slow.ms));
     }

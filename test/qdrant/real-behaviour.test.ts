@@ -351,6 +351,21 @@ describe('qdrant: real-server behaviour (against the Qdrant TEST DOUBLE, not a r
       assert.deepEqual(env.double.serverSnapshotNames(MEMORY_COLLECTION), []);
     });
 
+    it("a recovery still unpacking the snapshot (shards Active, same point count) is not taken for finished: the server's running-recovery count is polled", async () => {
+      const out = await backup([MEMORY_COLLECTION]);
+      const changed = dump(MEMORY_COLLECTION).points[0];
+      await env.conn().client.upsert(MEMORY_COLLECTION, { wait: true, points: [{ id: changed.id, vector: changed.vector as Schemas['PointStruct']['vector'], payload: { kind: 'changed' } }] });
+      const before = dump(MEMORY_COLLECTION);
+      env.double.faults.slowRecovery = { times: 1, unpackMs: 900, ms: 200 };
+      const t0 = Date.now();
+      const e = await rejection(restoreQdrantFromArchivePath(out, env.conn({ uploadTimeoutMs: 150 }), { overwrite: true, pollIntervalMs: 25 }));
+      const took = Date.now() - t0;
+      assert.equal(e.kind, 'rolledBack', e.message);
+      assert.ok(took >= 1_100, `waited for the server to finish (${took} ms)`);
+      assert.deepEqual(dump(MEMORY_COLLECTION), before, 'the late recovery did not overwrite the rolled-back collection');
+      assert.ok(env.double.requests.some((r) => r.path === '/telemetry' && /details_level=2/.test(r.query)));
+    });
+
     it('when the server has not finished within the bound, the rollback is reported as not complete (exit 8)', async () => {
       const out = await backup([ARCHIVAL_COLLECTION]);
       env.double.collections.delete(ARCHIVAL_COLLECTION);
