@@ -106,6 +106,9 @@ export interface LoggedRequest {
   contentType?: string;
 }
 
+/** This node's peer id (appears in snapshot names and `GET /collections/{c}/cluster`). */
+const PEER_ID = 1;
+
 const BINARY_BLOCK = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
 
 /** One ustar header + data padded to 512 bytes (POSIX tar, as Qdrant's snapshots are). */
@@ -703,14 +706,13 @@ export class QdrantTestDouble {
   private createSnapshot(name: string): Schemas['SnapshotDescription'] {
     const c = this.need(name);
     const bytes = this.encodeSnapshot(c);
-    const stamp = new Date(Date.UTC(2025, 0, 1, 0, 0, ++this.seq))
-      .toISOString()
-      .replace(/\.\d+Z$/, '')
-      .replace(/:/g, '-');
-    const snapName = `${name}-${this.seq}-${stamp}.snapshot`;
+    // A fake clock one second further per snapshot, so names never collide.
+    const iso = new Date(Date.UTC(2025, 0, 1, 0, 0, ++this.seq)).toISOString().replace(/\.\d+Z$/, '');
+    // lib/collection/src/collection/snapshots.rs: `{collection}-{peer_id}-{%Y-%m-%d-%H-%M-%S}.snapshot`.
+    const snapName = `${name}-${PEER_ID}-${iso.replace(/[T:]/g, '-')}.snapshot`;
     const description: Schemas['SnapshotDescription'] = {
       name: snapName,
-      creation_time: stamp,
+      creation_time: iso,
       size: bytes.length,
       checksum: createHash('sha256').update(bytes).digest('hex'),
     };
