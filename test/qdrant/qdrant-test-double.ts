@@ -515,7 +515,8 @@ export class QdrantTestDouble {
     for (const a of actions) {
       if ('create_alias' in a) {
         if (!this.collections.has(a.create_alias.collection_name)) throw new HttpError(404, `Not found: Collection \`${a.create_alias.collection_name}\` doesn't exist!`);
-        if (this.collections.has(a.create_alias.alias_name)) throw new HttpError(400, `Wrong input: Collection \`${a.create_alias.alias_name}\` already exists!`);
+        // collections_ops.rs validate_collection_not_exists: StorageError::AlreadyExists → 409 (src/actix/helpers.rs).
+        if (this.collections.has(a.create_alias.alias_name)) throw new HttpError(409, `Wrong input: Collection \`${a.create_alias.alias_name}\` already exists!`);
         this.aliases.set(a.create_alias.alias_name, a.create_alias.collection_name);
       } else if ('delete_alias' in a) {
         if (!this.aliases.delete(a.delete_alias.alias_name)) throw new HttpError(404, `Not found: Alias ${a.delete_alias.alias_name} does not exists!`);
@@ -530,7 +531,8 @@ export class QdrantTestDouble {
 
   private createCollection(name: string, rq: Schemas['CreateCollection']): void {
     if (!/^[A-Za-z0-9_.-]{1,255}$/.test(name)) throw new HttpError(400, `Wrong input: Collection name \`${name}\` is not allowed`);
-    if (this.collections.has(name)) throw new HttpError(400, `Wrong input: Collection \`${name}\` already exists!`);
+    // lib/storage/src/content_manager/collections_ops.rs: StorageError::AlreadyExists → 409 Conflict (src/actix/helpers.rs).
+    if (this.collections.has(name)) throw new HttpError(409, `Wrong input: Collection \`${name}\` already exists!`);
     const checkParams = (p: unknown, where: string) => {
       if (!isVectorParams(p) || !(p.size > 0) || !DISTANCES.has(p.distance)) throw new HttpError(400, `Wrong input: invalid vector params for ${where}`);
     };
@@ -598,6 +600,7 @@ export class QdrantTestDouble {
     if (rq.metadata) c.config.metadata = { ...(c.config.metadata ?? {}), ...clone(rq.metadata) };
   }
 
+  /** `PUT /collections/{c}/index` (src/actix/api/update_api.rs create_field_index): a keyword type or a params object. */
   private createIndex(name: string, rq: Schemas['CreateFieldIndex']): void {
     const c = this.need(name);
     const schema = rq.field_schema;
@@ -606,6 +609,7 @@ export class QdrantTestDouble {
     else c.payload_schema[rq.field_name] = { data_type: (schema as { type: Schemas['PayloadSchemaType'] }).type, params: clone(schema as Schemas['PayloadSchemaParams']) };
   }
 
+  /** Vector checks of an upsert; messages after lib/segment/src/common/operation_error.rs (WrongVectorDimension, VectorNameNotExists). */
   private checkVector(c: StoredCollection, v: unknown, id: PointId): void {
     const vectors = c.config.params.vectors ?? {};
     const sparse = c.config.params.sparse_vectors ?? {};
@@ -644,6 +648,7 @@ export class QdrantTestDouble {
     return [...c.points.values()].sort((a, b) => comparePointIds(a.id, b.id));
   }
 
+  /** `POST /collections/{c}/points/scroll`: points ordered by id, integer ids before UUIDs (lib/segment/src/types.rs ExtendedPointId order). */
   private scroll(name: string, rq: Schemas['ScrollRequest']): Schemas['ScrollResult'] {
     const c = this.need(name);
     if (rq.filter) throw new HttpError(400, 'Bad request: the test double does not support scroll filters');
