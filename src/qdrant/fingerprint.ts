@@ -6,7 +6,7 @@
 import { canonicalJson, isObj } from '../core/json';
 import { createHash } from 'node:crypto';
 import { AgentVaultError } from '../core/errors';
-import { FINGERPRINT_V2_KEYS } from './types';
+import { FINGERPRINT_V2_KEYS, FINGERPRINT_V3_KEYS, PARAMS_NOT_CREATED } from './types';
 import type { CollectionFingerprint, CollectionInfo, DenseVectorFingerprint, PayloadIndexFingerprint, Schemas, SparseVectorFingerprint } from './types';
 
 /** Drops null/undefined members, recursively; sorts object keys. */
@@ -97,7 +97,11 @@ export function fingerprintFromInfo(info: CollectionInfo, collection: string): C
   const sparse: Record<string, SparseVectorFingerprint> = {};
   for (const name of Object.keys(params.sparse_vectors ?? {}).sort()) {
     const s = params.sparse_vectors?.[name] ?? {};
+    // Unknown fields of newer servers are kept verbatim, as for dense vectors.
+    const extra: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(s)) if (k !== 'index' && k !== 'modifier' && clean(v) !== undefined) extra[k] = clean(v);
     sparse[name] = omitUndefined({
+      ...extra,
       index: cleanObject(s.index),
       modifier: typeof s.modifier === 'string' ? s.modifier : undefined,
     });
@@ -114,8 +118,10 @@ export function fingerprintFromInfo(info: CollectionInfo, collection: string): C
   }
 
   const numberOr = (v: unknown, d: number) => (typeof v === 'number' ? v : d);
+  // Fields of newer servers than the pinned client's types describe.
+  const rawParams = params as Record<string, unknown>;
   return omitUndefined({
-    fingerprint_version: 2 as const,
+    fingerprint_version: 3 as const,
     vectors,
     sparse_vectors: sparse,
     hnsw: cleanObject(hnswRaw) ?? {},
@@ -128,6 +134,8 @@ export function fingerprintFromInfo(info: CollectionInfo, collection: string): C
     replication_factor: numberOr(params.replication_factor, 1),
     write_consistency_factor: numberOr(params.write_consistency_factor, 1),
     read_fan_out_factor: typeof params.read_fan_out_factor === 'number' ? params.read_fan_out_factor : undefined,
+    read_fan_out_delay_ms: typeof rawParams.read_fan_out_delay_ms === 'number' ? rawParams.read_fan_out_delay_ms : undefined,
+    payload_storage: cleanObject(rawParams.payload),
     optimizers: cleanObject(info.config.optimizer_config),
     wal: cleanObject(info.config.wal_config),
     strict_mode: cleanObject(info.config.strict_mode_config),
@@ -143,7 +151,8 @@ export function checkManifestFingerprint(fp: unknown, sha256: unknown, where: st
   const bad = (msg: string) => new AgentVaultError('QDRANT_MANIFEST', `Manifest ${where}: ${msg}`, { kind: 'failed' });
   if (typeof fp !== 'object' || fp === null) throw bad('fingerprint is missing');
   const f = fp as Partial<CollectionFingerprint>;
-  if (f.fingerprint_version !== 1 && f.fingerprint_version !== 2) throw bad(`unsupported fingerprint_version ${JSON.stringify(f.fingerprint_version)} (expected 1 or 2)`);
+  if (f.fingerprint_version !== 1 && f.fingerprint_version !== 2 && f.fingerprint_version !== 3)
+    throw bad(`unsupported fingerprint_version ${JSON.stringify(f.fingerprint_version)} (expected 1, 2 or 3)`);
   const kind = (f.vectors as { kind?: unknown } | undefined)?.kind;
   if (kind !== 'single' && kind !== 'named' && kind !== 'none') throw bad(`fingerprint.vectors.kind must be single, named or none`);
   if (typeof f.sparse_vectors !== 'object' || f.sparse_vectors === null) throw bad('fingerprint.sparse_vectors is missing');
@@ -170,12 +179,13 @@ function keyPart(k: string): string {
   return k === UNNAMED || /^[A-Za-z_][A-Za-z0-9_-]*$/.test(k) ? k : JSON.stringify(k);
 }
 
-function comparable(fp: CollectionFingerprint, v1Only: boolean): Record<string, unknown> {
+function comparable(fp: CollectionFingerprint, version: number): Record<string, unknown> {
   const { vectors, fingerprint_version: _v, ...all } = fp;
   void _v;
   const rest: Record<string, unknown> = { ...all };
-  // A version-1 fingerprint (older archive) says nothing about these: not compared.
-  if (v1Only) for (const k of FINGERPRINT_V2_KEYS) delete rest[k];
+  // An older fingerprint (older archive) says nothing about the keys later versions added: not compared.
+  if (version < 2) for (const k of FINGERPRINT_V2_KEYS) delete rest[k];
+  if (version < 3) for (const k of FINGERPRINT_V3_KEYS) delete rest[k];
   const dense = vectors.kind === 'single' ? { [UNNAMED]: vectors.params } : vectors.kind === 'named' ? vectors.params : {};
   return { vectors_mode: vectors.kind, vectors: dense, ...rest };
 }
@@ -202,8 +212,8 @@ const DEFAULTS_ADDED_BY_SERVER = ['optimizers.', 'wal.', 'strict_mode.'];
  */
 export function diffFingerprints(archive: CollectionFingerprint, server: CollectionFingerprint, opts: { allowServerDefaults?: boolean } = {}): FingerprintDifference[] {
   const out: FingerprintDifference[] = [];
-  const v1Only = archive.fingerprint_version === 1 || server.fingerprint_version === 1;
-  walk(comparable(archive, v1Only), comparable(server, v1Only), '', out);
+  const version = Math.min(archive.fingerprint_version, server.fingerprint_version);
+  walk(comparable(archive, version), comparable(server, version), '', out);
   if (!opts.allowServerDefaults) return out;
   return out.filter((d) => !(d.archive === undefined && DEFAULTS_ADDED_BY_SERVER.some((p) => d.setting.startsWith(p))));
 }
@@ -242,7 +252,8 @@ export function createCollectionBody(fp: CollectionFingerprint): Schemas['Create
   } else vectors = {};
   const sparse: Record<string, Schemas['SparseVectorParams']> = {};
   for (const [n, s] of Object.entries(fp.sparse_vectors)) {
-    sparse[n] = omitUndefined({ index: s.index as Schemas['SparseIndexParams'] | undefined, modifier: s.modifier as Schemas['Modifier'] | undefined });
+    const { index, modifier, ...extra } = s as SparseVectorFingerprint & Record<string, unknown>;
+    sparse[n] = omitUndefined({ ...extra, index: index as Schemas['SparseIndexParams'] | undefined, modifier: modifier as Schemas['Modifier'] | undefined });
   }
   return omitUndefined({
     vectors,
@@ -252,6 +263,7 @@ export function createCollectionBody(fp: CollectionFingerprint): Schemas['Create
     shard_number: fp.shard_number,
     sharding_method: fp.sharding_method as Schemas['ShardingMethod'],
     on_disk_payload: fp.on_disk_payload,
+    ...(fp.payload_storage ? { payload: fp.payload_storage } : {}),
     replication_factor: fp.replication_factor,
     write_consistency_factor: fp.write_consistency_factor,
     optimizers_config: fp.optimizers as Schemas['OptimizersConfigDiff'] | undefined,
@@ -259,6 +271,16 @@ export function createCollectionBody(fp: CollectionFingerprint): Schemas['Create
     strict_mode_config: fp.strict_mode as Schemas['StrictModeConfig'] | undefined,
     metadata: fp.metadata as Schemas['Payload'] | undefined,
   });
+}
+
+/**
+ * Body of `PATCH /collections/{name}` setting the params a create request (and so a recovery into a
+ * missing collection) cannot carry (PARAMS_NOT_CREATED); undefined when the fingerprint sets none.
+ */
+export function paramsNotCreatedPatch(fp: CollectionFingerprint): Schemas['UpdateCollection'] | undefined {
+  const params: Record<string, number> = {};
+  for (const k of PARAMS_NOT_CREATED) if (typeof fp[k] === 'number') params[k] = fp[k];
+  return Object.keys(params).length ? { params: params as Schemas['CollectionParamsDiff'] } : undefined;
 }
 
 /** `PUT /collections/{name}/index` bodies recreating the payload indexes. */

@@ -31,7 +31,7 @@ import type { QdrantConnection } from './connection';
 import { changeAliases, clusterInfo, ensureSingleNodeForRestore, listAliases } from './cluster';
 import { ensureFreeSpace, estimateCollectionBytes } from './diskspace';
 import { isNetworkError, isTimeoutError, qdrantCallError, usageError, verificationError } from './errors';
-import { checkManifestFingerprint, createCollectionBody, diffFingerprints, fingerprintFromInfo, formatDifferences, payloadIndexRequests } from './fingerprint';
+import { checkManifestFingerprint, createCollectionBody, diffFingerprints, fingerprintFromInfo, formatDifferences, paramsNotCreatedPatch, payloadIndexRequests } from './fingerprint';
 import { countPoints, importPoints } from './points';
 import { createServerSnapshot, deleteServerSnapshot, deleteUploadedSnapshot, downloadSnapshot, listServerSnapshots, uploadNameFor, uploadSnapshot } from './snapshots';
 import { POINTS_FORMAT, type CollectionFingerprint, type Schemas, type QdrantCollectionManifest, type QdrantManifestSection, type StatfsFn } from './types';
@@ -179,9 +179,21 @@ export async function createCollectionFromFingerprint(conn: QdrantConnection, na
   const body = createCollectionBody(fp);
   // Through the generated API (the client's createCollection drops some fields).
   await conn.call(`creating collection '${name}'`, (c) => c.api().createCollection({ collection_name: name, ...body }));
+  await setParamsNotCreated(conn, name, fp);
   for (const idx of payloadIndexRequests(fp)) {
     await conn.call(`creating payload index '${idx.field_name}' on '${name}'`, (c) => c.createPayloadIndex(name, { wait: true, ...idx }));
   }
+}
+
+/**
+ * Sets the params a create request cannot carry (read fan-out factor and delay) on a collection
+ * that was just created, by us or by Qdrant recovering a snapshot into a missing name (recover.rs
+ * creates it through that same request, so these settings of the snapshot are dropped).
+ */
+export async function setParamsNotCreated(conn: QdrantConnection, name: string, fp: CollectionFingerprint): Promise<void> {
+  const patch = paramsNotCreatedPatch(fp);
+  if (!patch) return;
+  await conn.call(`setting ${Object.keys(patch.params ?? {}).join(', ')} of '${name}' (PATCH /collections/${name})`, (c) => c.updateCollection(name, patch), { retry: true });
 }
 
 /** Streams an archive entry to `dest`, returning its SHA-256 and size. */
@@ -441,8 +453,10 @@ async function applyOne(conn: QdrantConnection, reader: ArchiveSource, i: Planne
       await createCollectionFromFingerprint(conn, i.target, fp);
       await upsertFromArchive(conn, reader, i);
     } else {
-      // Into a missing collection: Qdrant creates it from the snapshot's own config and payload indexes.
+      // Into a missing collection: Qdrant creates it from the snapshot's own config and payload indexes,
+      // except the params a create request cannot carry, which are set afterwards.
       await uploadTracked(conn, st, i.target, i.file!, checksum, 'restore', snapshotCount);
+      await setParamsNotCreated(conn, i.target, fp);
     }
   }
   const expected = i.method === 'points' ? i.imported : snapshotCount;
@@ -502,14 +516,41 @@ async function deleteUploads(conn: QdrantConnection, uploads: UploadRecord[]): P
 }
 
 /**
- * Polls until the server has finished an interrupted recovery of `target`: the uploaded file is in
- * the collection's snapshot folder (saved before recovery starts: snapshot_api.rs upload_snapshot)
- * and no local shard is in a recovery state any more (recover.rs sets them to ManualRecovery or
- * Partial, then Active, or Dead on failure), with the snapshot's point count when it is known.
+ * Recoveries of `collection` the server is running now, from `GET /telemetry?details_level=2`
+ * (`collections.snapshots[].running_snapshot_recovery`: recover.rs measures the whole recovery,
+ * download and unpacking included, lib/storage/src/content_manager/toc/telemetry.rs). Undefined when
+ * the server does not report it (older versions, or a key without access to telemetry).
+ */
+async function runningRecoveries(conn: QdrantConnection, collection: string): Promise<number | undefined> {
+  try {
+    const r = await conn.call('reading the running snapshot recoveries (GET /telemetry)', (c) => c.api().telemetry({ details_level: 2 }));
+    const snaps = r.data.result?.collections?.snapshots;
+    if (!Array.isArray(snaps)) return undefined;
+    const entry = snaps.find((s) => s.id === collection);
+    // No entry: no recovery of this collection has started since the server started.
+    if (!entry) return 0;
+    return typeof entry.running_snapshot_recovery === 'number' ? entry.running_snapshot_recovery : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Polls until the server has finished an interrupted recovery of `target`. The uploaded file is in
+ * the collection's snapshot folder (saved before recovery starts: snapshot_api.rs upload_snapshot),
+ * and then:
+ * - where the server reports its running recoveries (telemetry), none of `target` is running, on two
+ *   polls in a row (the file is listed a moment before the recovery is counted) — the shard state
+ *   and point count alone cannot tell a recovery still unpacking the snapshot (shards untouched)
+ *   from one that has finished;
+ * - otherwise, no local shard is in a recovery state any more (recover.rs sets them to
+ *   ManualRecovery or Partial once the snapshot is unpacked, then Active, or Dead on failure), with
+ *   the snapshot's point count when it is known.
  * Returns 'unknown' when `waitMs` passes first.
  */
 async function awaitRecoveryOutcome(conn: QdrantConnection, target: string, uploadName: string, expected: number | undefined, waitMs: number, intervalMs: number): Promise<'settled' | 'unknown'> {
   const deadline = Date.now() + waitMs;
+  let idlePolls = 0;
   for (;;) {
     try {
       if (await collectionExists(conn, target)) {
@@ -518,7 +559,11 @@ async function awaitRecoveryOutcome(conn: QdrantConnection, target: string, uplo
         const states = shards.map((s) => s.state);
         const failed = states.some((x) => x === 'Dead');
         const active = states.every((x) => x === 'Active');
-        if (listed && (failed || (active && (expected === undefined || (await countPoints(conn, target)) === expected)))) return 'settled';
+        const running = listed ? await runningRecoveries(conn, target) : undefined;
+        if (running !== undefined) {
+          idlePolls = running === 0 && (failed || active) ? idlePolls + 1 : 0;
+          if (idlePolls >= 2) return 'settled';
+        } else if (listed && (failed || (active && (expected === undefined || (await countPoints(conn, target)) === expected)))) return 'settled';
       }
     } catch {
       // The server may be busy with the recovery; keep polling until the deadline.
@@ -601,6 +646,7 @@ async function rollback(conn: QdrantConnection, st: ApplyState): Promise<string[
         // Recovering overwrites the whole collection, so repeating it after a transient failure is safe.
         await conn.withRetry(`recovering '${j.target}' from its safety snapshot`, () => uploadSnapshot(conn, j.target, j.safetyFile, { checksum: j.safetySha256, uploadName: rec.name }));
         await deleteUploads(conn, [rec]);
+        if (!same) await setParamsNotCreated(conn, j.target, j.before.fingerprint);
         if (!same) {
           const current = await listAliases(conn);
           const missing = j.before.aliases.filter((a) => current.get(a) !== j.target);

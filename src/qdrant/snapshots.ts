@@ -214,8 +214,9 @@ export async function uploadSnapshot(conn: QdrantConnection, collection: string,
     `recovering collection '${collection}' from uploaded snapshot ${basename(file)}`,
   );
   const body = (await res.json().catch(() => undefined)) as { result?: unknown } | undefined;
-  if (res.status === 200 && body?.result !== true) {
-    throw new AgentVaultError('QDRANT_BAD_RESPONSE', `Qdrant at ${conn.url}: snapshot upload for '${collection}' did not report success`, { kind: 'connection' });
+  // Only 200 with `result: true` is a finished recovery; a 202 ("accepted", time_or_accept without wait) says nothing about the outcome.
+  if (res.status !== 200 || body?.result !== true) {
+    throw new AgentVaultError('QDRANT_BAD_RESPONSE', `Qdrant at ${conn.url}: snapshot upload for '${collection}' did not report a finished recovery (HTTP ${res.status})`, { kind: 'connection' });
   }
 }
 

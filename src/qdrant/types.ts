@@ -51,10 +51,11 @@ export interface PayloadIndexFingerprint {
  */
 export interface CollectionFingerprint {
   /**
-   * 1: schema only (older archives); 2: also replication/write-consistency factors, optimizer,
-   * WAL, strict mode and metadata, so a restored collection's config can be checked in full.
+   * 1: schema only (older archives); 2: also replication/write-consistency factors, read fan-out
+   * factor, optimizer, WAL, strict mode and metadata, so a restored collection's config can be
+   * checked in full; 3: also read fan-out delay and payload storage (Qdrant ≥ 1.19 params).
    */
-  fingerprint_version: 1 | 2;
+  fingerprint_version: 1 | 2 | 3;
   /** `single`: one unnamed vector; `named`: a map of named vectors; `none`: sparse-only collection. */
   vectors: { kind: 'single'; params: DenseVectorFingerprint } | { kind: 'named'; params: Record<string, DenseVectorFingerprint> } | { kind: 'none' };
   sparse_vectors: Record<string, SparseVectorFingerprint>;
@@ -64,10 +65,14 @@ export interface CollectionFingerprint {
   shard_number: number;
   sharding_method: string;
   on_disk_payload: boolean;
-  /** Version 2 only (absent in version 1 fingerprints). */
+  /** Version 2 and later (absent in version 1 fingerprints). */
   replication_factor?: number;
   write_consistency_factor?: number;
   read_fan_out_factor?: number;
+  /** Version 3 (Qdrant ≥ 1.19 param): delay before a read fans out to another replica. */
+  read_fan_out_delay_ms?: number;
+  /** Version 3 (Qdrant ≥ 1.19 param): `params.payload` (payload storage, e.g. `{memory: "cold"}`). */
+  payload_storage?: Record<string, unknown>;
   optimizers?: Record<string, unknown>;
   wal?: Record<string, unknown>;
   strict_mode?: Record<string, unknown>;
@@ -76,6 +81,16 @@ export interface CollectionFingerprint {
 
 /** Fingerprint keys that only version 2 has. */
 export const FINGERPRINT_V2_KEYS = ['replication_factor', 'write_consistency_factor', 'read_fan_out_factor', 'optimizers', 'wal', 'strict_mode', 'metadata'] as const;
+/** Fingerprint keys that only version 3 has (an archive of an older version says nothing about them). */
+export const FINGERPRINT_V3_KEYS = ['read_fan_out_delay_ms', 'payload_storage'] as const;
+
+/**
+ * Collection params a create request cannot carry (Qdrant's CreateCollection has no such fields), so
+ * neither `PUT /collections/{c}` nor a recovery into a missing collection (which creates it from the
+ * snapshot's config through that request: lib/storage/src/content_manager/collection_meta_ops.rs
+ * `From<CollectionConfigInternal> for CreateCollection`) sets them; only `PATCH /collections/{c}` does.
+ */
+export const PARAMS_NOT_CREATED = ['read_fan_out_factor', 'read_fan_out_delay_ms'] as const;
 
 /** One collection in the manifest's `qdrant` section. */
 export type QdrantCollectionManifest = {

@@ -29,7 +29,7 @@ describe('qdrant schema fingerprints', () => {
   it('captures named, multivector and sparse vectors, HNSW, quantization, payload indexes, shards and on-disk payload', () => {
     const fp = memory();
     assert.deepEqual(fp, {
-      fingerprint_version: 2,
+      fingerprint_version: 3,
       vectors: {
         kind: 'named',
         params: {
@@ -57,7 +57,7 @@ describe('qdrant schema fingerprints', () => {
     } satisfies CollectionFingerprint);
   });
 
-  it('version 2 covers the config a collection built from a snapshot takes over (factors, optimizer, WAL, strict mode, metadata)', () => {
+  it('versions 2 and 3 cover the config a collection built from a snapshot takes over (factors, read fan-out, payload storage, optimizer, WAL, strict mode, metadata)', () => {
     const base: Schemas['CreateCollection'] = { vectors: { size: 3, distance: 'Dot' } };
     const plain = fingerprintFromInfo(infoOf(base), 'a');
     const tuned = fingerprintFromInfo(
@@ -100,6 +100,16 @@ describe('qdrant schema fingerprints', () => {
     for (const k of ['replication_factor', 'write_consistency_factor', 'optimizers', 'wal', 'strict_mode', 'metadata'] as const) delete v1[k];
     assert.deepEqual(diffFingerprints(v1, tuned), []);
     assert.deepEqual(checkManifestFingerprint(v1, fingerprintSha256(v1), 'c'), v1);
+    // Version 3 adds Qdrant 1.19's read fan-out delay and payload storage; a version-2 archive is not compared on them.
+    const info3 = infoOf({ ...base, payload: { memory: 'cold' } } as Schemas['CreateCollection']);
+    (info3.config.params as Record<string, unknown>).read_fan_out_delay_ms = 25;
+    const v3 = fingerprintFromInfo(info3, 'c');
+    assert.equal(v3.read_fan_out_delay_ms, 25);
+    assert.deepEqual(v3.payload_storage, { memory: 'cold' });
+    assert.deepEqual(formatDifferences(diffFingerprints(plain, v3)), 'payload_storage (archive (not set), server {"memory":"cold"}); read_fan_out_delay_ms (archive (not set), server 25)');
+    const v2 = { ...plain, fingerprint_version: 2 } as CollectionFingerprint;
+    assert.deepEqual(diffFingerprints(v2, v3), []);
+    assert.deepEqual(checkManifestFingerprint(v2, fingerprintSha256(v2), 'c'), v2);
   });
 
   it('distinguishes a single unnamed vector and a sparse-only collection', () => {
@@ -188,7 +198,7 @@ describe('qdrant schema fingerprints', () => {
     assert.deepEqual(checkManifestFingerprint(fp, fingerprintSha256(fp), 'c'), fp);
     const cases: [unknown, RegExp][] = [
       [undefined, /fingerprint is missing/],
-      [{ ...fp, fingerprint_version: 3 }, /unsupported fingerprint_version 3 \(expected 1 or 2\)/],
+      [{ ...fp, fingerprint_version: 4 }, /unsupported fingerprint_version 4 \(expected 1, 2 or 3\)/],
       [{ ...fp, vectors: { kind: 'weird' } }, /vectors\.kind must be single, named or none/],
       [{ ...fp, payload_indexes: null }, /payload_indexes is missing/],
       [{ ...fp, shard_number: '2' }, /shard_number.*wrong type/],

@@ -7,7 +7,7 @@
  *
  *   GET /                                            version info
  *   GET /collections                                 list
- *   GET|PUT|DELETE /collections/{c}                  info / create / delete
+ *   GET|PUT|PATCH|DELETE /collections/{c}            info / create / update params and config / delete
  *   GET /collections/{c}/exists
  *   PUT /collections/{c}/index                       create payload index
  *   POST|GET /collections/{c}/snapshots              create / list snapshots
@@ -17,6 +17,7 @@
  *   POST /collections/{c}/points/scroll | /points/count | /points/delete,  PUT /collections/{c}/points (upsert)
  *
  *   GET /cluster, GET /collections/{c}/cluster       cluster status / shard states
+ *   GET /telemetry                                   running snapshot recoveries per collection (details_level ≥ 2)
  *   GET /aliases, GET /collections/{c}/aliases, POST /collections/aliases
  *
  * Behaviour modelled on real Qdrant (each place names the Qdrant source file it mirrors):
@@ -25,13 +26,21 @@
  *   - recovery into an EXISTING collection keeps that collection's config and payload indexes,
  *     replaces only the points, and answers 400 unless vector params and shard number equal the
  *     snapshot's; recovery into a MISSING collection creates it from the snapshot's config and
- *     payload indexes (lib/storage/src/content_manager/snapshots/recover.rs);
+ *     payload indexes (lib/storage/src/content_manager/snapshots/recover.rs) through the ordinary
+ *     create request, which drops read_fan_out_factor/read_fan_out_delay_ms
+ *     (lib/storage/src/content_manager/collection_meta_ops.rs); only PATCH sets those;
+ *   - a failed shard restore leaves the local replica Dead (lib/collection/src/shards/replica_set/snapshots.rs);
  *   - an uploaded snapshot file is moved into the collection's snapshot folder under the file name
  *     sent and stays listed until deleted (src/actix/api/snapshot_api.rs do_save_uploaded_snapshot);
  *     deleting a collection does not delete its snapshot folder, and listing/deleting snapshots of
  *     a missing collection is a 404 (lib/storage/src/content_manager/toc/collection_meta_ops.rs);
- *   - a request the client abandons keeps running on the server (src/actix/helpers.rs time_or_accept);
- *   - 401 bodies are plain text, not JSON (src/actix/auth.rs);
+ *   - only `*.snapshot` files are listed, uploaded ones without checksum
+ *     (lib/collection/src/common/snapshots_manager.rs, operations/snapshot_ops.rs);
+ *   - a request the client abandons keeps running on the server, and `wait=false` answers 202
+ *     "accepted" at once (src/actix/helpers.rs time_or_accept);
+ *   - 401 bodies are plain text without a content-type, not JSON; `/`, `/healthz`, `/readyz`,
+ *     `/livez` need no key (src/actix/auth.rs, src/actix/mod.rs);
+ *   - query validation: 422 for a malformed `checksum`, 400 for an undecodable `wait` (src/actix/mod.rs);
  *   - aliases: create overwrites an existing alias of that name (toc/collection_meta_ops.rs).
  * Snapshots contain a block of all 256 byte values, so any text decoding of a download is detected.
  *
@@ -78,8 +87,11 @@ export interface DoubleFaults {
   corruptDownload?: Times;
   /** On snapshot upload: damage the target collection (drop half its points, change hnsw.m), then answer 500. */
   recoverFailure?: Times;
-  /** On snapshot upload: put the target's shards into ManualRecovery, wait `ms`, then finish the recovery (recover.rs). */
-  slowRecovery?: Times & { ms: number };
+  /**
+   * On snapshot upload: first `unpackMs` of downloading/unpacking with the shards untouched, then the
+   * target's shards in ManualRecovery for `ms`, then the recovery finishes (recover.rs).
+   */
+  slowRecovery?: Times & { ms: number; unpackMs?: number };
   /** Wait `ms` before answering matching requests. */
   delay?: Times & { method?: string; path: RegExp; ms: number };
   /** Answer matching requests with this HTTP status and an ErrorResponse body. */
@@ -93,6 +105,9 @@ export interface LoggedRequest {
   headers: http.IncomingHttpHeaders;
   contentType?: string;
 }
+
+/** This node's peer id (appears in snapshot names and `GET /collections/{c}/cluster`). */
+const PEER_ID = 1;
 
 const BINARY_BLOCK = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
 
@@ -180,6 +195,8 @@ export class QdrantTestDouble {
   /** Shards of each collection living on other peers (distributed mode), for `GET /collections/{c}/cluster`. */
   remoteShards = new Map<string, Schemas['RemoteShardInfo'][]>();
   faults: DoubleFaults = {};
+  /** Recoveries running per collection, reported by `GET /telemetry?details_level=2` (toc/telemetry.rs). */
+  readonly runningRecoveries = new Map<string, number>();
   version: string;
   apiKey?: string;
   private server?: http.Server;
@@ -269,13 +286,17 @@ export class QdrantTestDouble {
     this.requests.push({ method, path, query: url.search, headers: req.headers, contentType: req.headers['content-type'] });
     const body = await readBody(req);
 
-    if (this.apiKey !== undefined) {
+    // src/actix/mod.rs: `/`, `/healthz`, `/readyz*`, `/livez*` are whitelisted from the API key check.
+    const whitelisted = path === '/' || path === '/healthz' || path.startsWith('/readyz') || path.startsWith('/livez');
+    if (this.apiKey !== undefined && !whitelisted) {
       const key = req.headers['api-key'];
       const bearer = req.headers.authorization?.replace(/^Bearer\s+/i, '');
       if (key !== this.apiKey && bearer !== this.apiKey) {
-        // src/actix/auth.rs: `HttpResponse::Unauthorized().body(e)` — a plain-text body, not JSON.
+        // src/actix/auth.rs: `HttpResponse::Unauthorized().body(e)` — the message as a plain body, not
+        // JSON, and without a content-type (actix's HttpResponseBuilder::body sets none).
+        // Messages from src/common/auth/mod.rs (AuthKeys::validate_request).
         const text = key === undefined && bearer === undefined ? 'Must provide an API key or an Authorization bearer token' : 'Invalid API key or JWT';
-        res.writeHead(401, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+        res.writeHead(401, { 'content-length': Buffer.byteLength(text) });
         res.end(text);
         return;
       }
@@ -309,6 +330,18 @@ export class QdrantTestDouble {
     if (seg.length === 1 && seg[0] === 'aliases' && method === 'GET') {
       return this.ok(res, 'getCollectionsAliases', {
         result: { aliases: [...this.aliases].sort().map(([alias_name, collection_name]) => ({ alias_name, collection_name })) },
+        status: 'ok',
+        time: 0.0001,
+      });
+    }
+    // src/actix/api/service_api.rs `GET /telemetry`; snapshot telemetry from details level 2 on
+    // (src/common/telemetry_ops/collections_telemetry.rs), one entry per collection that ever had a
+    // snapshot recovery (lib/storage/src/content_manager/toc/telemetry.rs).
+    if (seg.length === 1 && seg[0] === 'telemetry' && method === 'GET') {
+      const level = Number(url.searchParams.get('details_level') ?? 0);
+      const snapshots = [...this.runningRecoveries].map(([id, n]) => ({ id, running_snapshots: 0, running_snapshot_recovery: n, total_snapshot_creations: 0 }));
+      return this.ok(res, 'telemetry', {
+        result: { id: 'test-double', collections: { number_of_collections: this.collections.size, ...(level >= 2 ? { snapshots } : {}) } },
         status: 'ok',
         time: 0.0001,
       });
@@ -359,6 +392,10 @@ export class QdrantTestDouble {
         this.createCollection(name, json() as Schemas['CreateCollection']);
         return this.ok(res, 'createCollection', { result: true, status: 'ok', time: 0.0001 });
       }
+      if (method === 'PATCH') {
+        this.updateCollection(name, json() as Schemas['UpdateCollection']);
+        return this.ok(res, 'updateCollection', { result: true, status: 'ok', time: 0.0001 });
+      }
       if (method === 'DELETE') {
         // The snapshot folder is not removed with the collection (toc/collection_meta_ops.rs delete_collection); aliases are.
         const existed = this.collections.delete(name);
@@ -374,10 +411,15 @@ export class QdrantTestDouble {
       return this.ok(res, 'createFieldIndex', { result: { operation_id: ++this.opSeq, status: 'completed' }, status: 'ok', time: 0.0001 });
     }
     if (seg[2] === 'snapshots') {
-      if (seg.length === 3 && method === 'POST') return this.ok(res, 'createSnapshot', { result: this.createSnapshot(name), status: 'ok', time: 0.0001 });
+      if (seg.length === 3 && method === 'POST') {
+        this.need(name);
+        return this.timeOrAccept(res, url, async () => this.createSnapshot(name));
+      }
       if (seg.length === 3 && method === 'GET') {
         this.need(name); // src/common/collections.rs do_list_snapshots: toc.get_collection first (404 when missing)
-        return this.ok(res, 'listSnapshots', { result: [...(this.snapshots.get(name)?.values() ?? [])].map((s) => s.description), status: 'ok', time: 0.0001 });
+        // lib/collection/src/common/snapshots_manager.rs list_snapshots: only files ending in `.snapshot` are listed.
+        const listed = [...(this.snapshots.get(name)?.values() ?? [])].filter((s) => s.description.name.endsWith('.snapshot'));
+        return this.ok(res, 'listSnapshots', { result: listed.map((s) => s.description), status: 'ok', time: 0.0001 });
       }
       if (seg.length === 4 && seg[3] === 'upload' && method === 'POST') return this.upload(req, res, name, url, body);
       if (seg.length === 4 && seg[3] === 'recover' && method === 'PUT') {
@@ -385,18 +427,22 @@ export class QdrantTestDouble {
         const m = /\/collections\/([^/]+)\/snapshots\/([^/?]+)$/.exec(new URL(rq.location, 'http://x').pathname);
         const snap = m ? this.snapshots.get(decodeURIComponent(m[1]))?.get(decodeURIComponent(m[2])) : undefined;
         if (!snap) throw new HttpError(400, `Bad request: snapshot location ${rq.location} is not a snapshot on this server`);
-        await this.recover(name, snap.bytes, rq.checksum ?? undefined);
-        return this.ok(res, 'recoverFromSnapshot', { result: true, status: 'ok', time: 0.0001 });
+        return this.timeOrAccept(res, url, async () => {
+          await this.recover(name, snap.bytes, rq.checksum ?? undefined);
+          return true;
+        });
       }
       if (seg.length === 4 && method === 'GET') {
         this.need(name); // snapshot_api.rs do_get_snapshot: toc.get_collection first
         return this.download(res, name, seg[3]);
       }
       if (seg.length === 4 && method === 'DELETE') {
-        this.need(name); // lib/storage/src/content_manager/snapshots/mod.rs do_delete_collection_snapshot: toc.get_collection first
-        const snaps = this.snapshots.get(name);
-        if (!snaps?.delete(seg[3])) throw new HttpError(404, `Not found: Snapshot ${seg[3]} not found`);
-        return this.ok(res, 'deleteSnapshot', { result: true, status: 'ok', time: 0.0001 });
+        return this.timeOrAccept(res, url, async () => {
+          this.need(name); // lib/storage/src/content_manager/snapshots/mod.rs do_delete_collection_snapshot: toc.get_collection first
+          const snaps = this.snapshots.get(name);
+          if (!snaps?.delete(seg[3])) throw new HttpError(404, `Not found: Snapshot ${seg[3]} not found`);
+          return true;
+        });
       }
     }
     if (seg[2] === 'points') {
@@ -469,7 +515,8 @@ export class QdrantTestDouble {
     for (const a of actions) {
       if ('create_alias' in a) {
         if (!this.collections.has(a.create_alias.collection_name)) throw new HttpError(404, `Not found: Collection \`${a.create_alias.collection_name}\` doesn't exist!`);
-        if (this.collections.has(a.create_alias.alias_name)) throw new HttpError(400, `Wrong input: Collection \`${a.create_alias.alias_name}\` already exists!`);
+        // collections_ops.rs validate_collection_not_exists: StorageError::AlreadyExists → 409 (src/actix/helpers.rs).
+        if (this.collections.has(a.create_alias.alias_name)) throw new HttpError(409, `Wrong input: Collection \`${a.create_alias.alias_name}\` already exists!`);
         this.aliases.set(a.create_alias.alias_name, a.create_alias.collection_name);
       } else if ('delete_alias' in a) {
         if (!this.aliases.delete(a.delete_alias.alias_name)) throw new HttpError(404, `Not found: Alias ${a.delete_alias.alias_name} does not exists!`);
@@ -484,7 +531,8 @@ export class QdrantTestDouble {
 
   private createCollection(name: string, rq: Schemas['CreateCollection']): void {
     if (!/^[A-Za-z0-9_.-]{1,255}$/.test(name)) throw new HttpError(400, `Wrong input: Collection name \`${name}\` is not allowed`);
-    if (this.collections.has(name)) throw new HttpError(400, `Wrong input: Collection \`${name}\` already exists!`);
+    // lib/storage/src/content_manager/collections_ops.rs: StorageError::AlreadyExists → 409 Conflict (src/actix/helpers.rs).
+    if (this.collections.has(name)) throw new HttpError(409, `Wrong input: Collection \`${name}\` already exists!`);
     const checkParams = (p: unknown, where: string) => {
       if (!isVectorParams(p) || !(p.size > 0) || !DISTANCES.has(p.distance)) throw new HttpError(400, `Wrong input: invalid vector params for ${where}`);
     };
@@ -500,6 +548,9 @@ export class QdrantTestDouble {
       write_consistency_factor: rq.write_consistency_factor ?? 1,
       on_disk_payload: rq.on_disk_payload ?? true,
     };
+    // CreateCollection has no read_fan_out_factor/read_fan_out_delay_ms (collection_meta_ops.rs): only PATCH sets them.
+    const payloadStorage = (rq as { payload?: unknown }).payload;
+    if (payloadStorage !== undefined && payloadStorage !== null) (params as Record<string, unknown>).payload = clone(payloadStorage);
     if (rq.sharding_method === 'custom') params.sharding_method = 'custom';
     if (rq.sparse_vectors && Object.keys(rq.sparse_vectors).length) params.sparse_vectors = clone(rq.sparse_vectors);
     this.collections.set(name, {
@@ -530,6 +581,26 @@ export class QdrantTestDouble {
     });
   }
 
+  /**
+   * `PATCH /collections/{c}` (src/actix/api/collections_api.rs update_collection): params diff
+   * (lib/collection/src/operations/config_diff.rs CollectionParamsDiff) and config diffs merged in.
+   */
+  private updateCollection(name: string, rq: Schemas['UpdateCollection']): void {
+    const c = this.need(name);
+    const p = c.config.params as Record<string, unknown>;
+    for (const [k, v] of Object.entries((rq.params ?? {}) as Record<string, unknown>)) {
+      if (v === null || v === undefined) continue;
+      if (!['replication_factor', 'write_consistency_factor', 'read_fan_out_factor', 'read_fan_out_delay_ms', 'on_disk_payload', 'payload'].includes(k))
+        throw new HttpError(400, `Format error in JSON body: unknown field \`${k}\``);
+      p[k] = clone(v);
+    }
+    if (rq.hnsw_config) c.config.hnsw_config = merged(c.config.hnsw_config, rq.hnsw_config);
+    if (rq.optimizers_config) c.config.optimizer_config = merged(c.config.optimizer_config, rq.optimizers_config);
+    if (rq.strict_mode_config) c.config.strict_mode_config = merged(c.config.strict_mode_config ?? {}, rq.strict_mode_config);
+    if (rq.metadata) c.config.metadata = { ...(c.config.metadata ?? {}), ...clone(rq.metadata) };
+  }
+
+  /** `PUT /collections/{c}/index` (src/actix/api/update_api.rs create_field_index): a keyword type or a params object. */
   private createIndex(name: string, rq: Schemas['CreateFieldIndex']): void {
     const c = this.need(name);
     const schema = rq.field_schema;
@@ -538,6 +609,7 @@ export class QdrantTestDouble {
     else c.payload_schema[rq.field_name] = { data_type: (schema as { type: Schemas['PayloadSchemaType'] }).type, params: clone(schema as Schemas['PayloadSchemaParams']) };
   }
 
+  /** Vector checks of an upsert; messages after lib/segment/src/common/operation_error.rs (WrongVectorDimension, VectorNameNotExists). */
   private checkVector(c: StoredCollection, v: unknown, id: PointId): void {
     const vectors = c.config.params.vectors ?? {};
     const sparse = c.config.params.sparse_vectors ?? {};
@@ -576,6 +648,7 @@ export class QdrantTestDouble {
     return [...c.points.values()].sort((a, b) => comparePointIds(a.id, b.id));
   }
 
+  /** `POST /collections/{c}/points/scroll`: points ordered by id, integer ids before UUIDs (lib/segment/src/types.rs ExtendedPointId order). */
   private scroll(name: string, rq: Schemas['ScrollRequest']): Schemas['ScrollResult'] {
     const c = this.need(name);
     if (rq.filter) throw new HttpError(400, 'Bad request: the test double does not support scroll filters');
@@ -638,14 +711,13 @@ export class QdrantTestDouble {
   private createSnapshot(name: string): Schemas['SnapshotDescription'] {
     const c = this.need(name);
     const bytes = this.encodeSnapshot(c);
-    const stamp = new Date(Date.UTC(2025, 0, 1, 0, 0, ++this.seq))
-      .toISOString()
-      .replace(/\.\d+Z$/, '')
-      .replace(/:/g, '-');
-    const snapName = `${name}-${this.seq}-${stamp}.snapshot`;
+    // A fake clock one second further per snapshot, so names never collide.
+    const iso = new Date(Date.UTC(2025, 0, 1, 0, 0, ++this.seq)).toISOString().replace(/\.\d+Z$/, '');
+    // lib/collection/src/collection/snapshots.rs: `{collection}-{peer_id}-{%Y-%m-%d-%H-%M-%S}.snapshot`.
+    const snapName = `${name}-${PEER_ID}-${iso.replace(/[T:]/g, '-')}.snapshot`;
     const description: Schemas['SnapshotDescription'] = {
       name: snapName,
-      creation_time: stamp,
+      creation_time: iso,
       size: bytes.length,
       checksum: createHash('sha256').update(bytes).digest('hex'),
     };
@@ -692,26 +764,47 @@ export class QdrantTestDouble {
    * then the shard data (points) is replaced. Shards are in ManualRecovery meanwhile.
    */
   private async recover(name: string, bytes: Buffer, checksum: string | undefined): Promise<void> {
+    // recover.rs measures the whole recovery as `running_snapshot_recovery` of the collection
+    // (lib/storage/src/content_manager/toc/telemetry.rs), from before the download to the end.
+    this.runningRecoveries.set(name, (this.runningRecoveries.get(name) ?? 0) + 1);
+    try {
+      await this.recoverInner(name, bytes, checksum);
+    } finally {
+      this.runningRecoveries.set(name, this.runningRecoveries.get(name)! - 1);
+    }
+  }
+
+  private async recoverInner(name: string, bytes: Buffer, checksum: string | undefined): Promise<void> {
+    const slow = this.faults.slowRecovery;
+    const isSlow = !!slow && slow.times > 0;
+    if (isSlow) slow.times--;
+    // Downloading and unpacking the tar (Collection::restore_snapshot) comes first; the shards keep their state meanwhile.
+    if (isSlow && slow.unpackMs) await new Promise((r) => setTimeout(r, slow.unpackMs));
     if (checksum) {
       const actual = createHash('sha256').update(bytes).digest('hex');
-      if (actual !== checksum.toLowerCase()) throw new HttpError(400, `Bad request: Snapshot checksum mismatch: expected ${checksum}, got ${actual}`);
+      if (actual !== checksum.toLowerCase()) throw new HttpError(400, `Wrong input: Snapshot checksum mismatch: expected ${checksum}, got ${actual}`);
     }
     const snap = this.decodeSnapshot(bytes);
     let target = this.collections.get(name);
     if (!target) {
-      target = { config: clone(snap.config), payload_schema: clone(snap.payload_schema), points: new Map() };
-      this.collections.set(name, target);
+      // A missing collection is created through the normal create operation from the snapshot's
+      // config (lib/storage/src/content_manager/collection_meta_ops.rs `From<CollectionConfigInternal>
+      // for CreateCollection`), which has no read fan-out fields: `read_fan_out_factor` and
+      // `read_fan_out_delay_ms` are dropped; then each payload index is created.
+      this.createCollection(name, createFromConfig(snap.config));
+      target = this.collections.get(name)!;
+      for (const [field, idx] of Object.entries(snap.payload_schema)) target.payload_schema[field] = clone(idx);
     }
     if (canonical(snap.config.params.vectors) !== canonical(target.config.params.vectors)) {
       throw new HttpError(
         400,
-        `Bad request: Snapshot is not compatible with existing collection: Collection vectors: ${JSON.stringify(target.config.params.vectors)} Snapshot Vectors: ${JSON.stringify(snap.config.params.vectors)}`,
+        `Wrong input: Snapshot is not compatible with existing collection: Collection vectors: ${JSON.stringify(target.config.params.vectors)} Snapshot Vectors: ${JSON.stringify(snap.config.params.vectors)}`,
       );
     }
     if ((snap.config.params.shard_number ?? 1) !== (target.config.params.shard_number ?? 1)) {
       throw new HttpError(
         400,
-        `Bad request: Snapshot is not compatible with existing collection: Collection shard number: ${target.config.params.shard_number} Snapshot shard number: ${snap.config.params.shard_number}`,
+        `Wrong input: Snapshot is not compatible with existing collection: Collection shard number: ${target.config.params.shard_number} Snapshot shard number: ${snap.config.params.shard_number}`,
       );
     }
     const fault = this.faults.recoverFailure;
@@ -725,9 +818,7 @@ export class QdrantTestDouble {
       target.shardState = 'Dead';
       throw new HttpError(500, 'Service internal error: simulated failure during snapshot recovery (test double fault)');
     }
-    const slow = this.faults.slowRecovery;
-    if (slow && slow.times > 0) {
-      slow.times--;
+    if (isSlow) {
       target.shardState = 'ManualRecovery';
       await new Promise((r) => setTimeout(r, slow.ms));
     }
@@ -735,11 +826,35 @@ export class QdrantTestDouble {
     target.shardState = undefined;
   }
 
+  /**
+   * src/actix/helpers.rs `time_or_accept`: the operation runs in a spawned task, so it completes even
+   * when the client gives up; `wait=true` (the default) answers with its outcome, `wait=false`
+   * answers `202 {"result": null, "status": "accepted"}` at once and only logs a failure.
+   */
+  private async timeOrAccept(res: http.ServerResponse, url: URL, op: () => Promise<unknown>): Promise<void> {
+    const wait = url.searchParams.get('wait');
+    // `wait: Option<bool>`: anything else fails to deserialize, 400 (src/actix/mod.rs validation_error_handler).
+    if (wait !== null && wait !== 'true' && wait !== 'false') throw new HttpError(400, `Deserialize error in query parameters: wait: provided string was not \`true\` or \`false\``);
+    const task = op();
+    if (wait === 'false') {
+      task.catch(() => undefined);
+      const text = JSON.stringify({ result: null, status: 'accepted', time: 0.0001 });
+      res.writeHead(202, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+      res.end(text);
+      return;
+    }
+    const result = await task;
+    const text = JSON.stringify({ result, status: 'ok', time: 0.0001 });
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+    res.end(text);
+  }
+
   private async upload(req: http.IncomingMessage, res: http.ServerResponse, name: string, url: URL, body: Buffer): Promise<void> {
     const ct = req.headers['content-type'] ?? '';
     if (!ct.startsWith('multipart/form-data')) throw new HttpError(400, `Bad request: expected multipart/form-data with a 'snapshot' file, got content-type ${ct || '(none)'}`);
     const priority = url.searchParams.get('priority');
-    if (priority !== null && !['no_sync', 'snapshot', 'replica'].includes(priority)) throw new HttpError(400, `Bad request: unknown priority ${priority}`);
+    // SnapshotPriority (lib/collection/src/operations/snapshot_ops.rs); an unknown value fails to deserialize: 400 (src/actix/mod.rs).
+    if (priority !== null && !['no_sync', 'snapshot', 'replica'].includes(priority)) throw new HttpError(400, `Deserialize error in query parameters: unknown variant \`${priority}\``);
     // Parse the multipart body with the platform's own parser (Fetch API Response.formData()).
     let form: FormData;
     try {
@@ -751,22 +866,56 @@ export class QdrantTestDouble {
     if (!file || typeof file === 'string') throw new HttpError(400, "Bad request: multipart field 'snapshot' with a file is required");
     const bytes = Buffer.from(await file.arrayBuffer());
     const checksum = url.searchParams.get('checksum') ?? undefined;
-    if (checksum) {
-      // snapshot_api.rs upload_snapshot: the checksum is checked before the file is kept.
-      const actual = createHash('sha256').update(bytes).digest('hex');
-      if (actual !== checksum.toLowerCase()) throw new HttpError(400, `Bad request: Checksum mismatch: expected ${checksum}, got ${actual}`);
-    }
-    // do_save_uploaded_snapshot: the file is moved into the collection's snapshot folder under the
-    // (sanitised) file name sent, and stays there after the recovery.
-    const fileName = (file as File).name?.split(/[\\/]/).pop() || `${randomUUID()}`;
-    if (!this.snapshots.has(name)) this.snapshots.set(name, new Map());
-    this.snapshots.get(name)!.set(fileName, {
-      bytes,
-      description: { name: fileName, creation_time: null, size: bytes.length, checksum: createHash('sha256').update(bytes).digest('hex') },
+    // snapshot_api.rs SnapshotUploadingParam: `checksum` must be a SHA-256 hex string (validate_sha256_hash);
+    // a failed validation is 422 (src/actix/mod.rs validation_error_handler).
+    if (checksum !== undefined && !/^[0-9a-fA-F]{64}$/.test(checksum)) throw new HttpError(422, `Validation error in query parameters: [checksum]: invalid SHA256 hash`);
+    // snapshot_api.rs upload_snapshot: checksum check, save and recovery run as one spawned task (time_or_accept).
+    return this.timeOrAccept(res, url, async () => {
+      if (checksum) {
+        // The checksum is checked before the file is kept (StorageError::ChecksumMismatch → 400, errors.rs).
+        const actual = createHash('sha256').update(bytes).digest('hex');
+        if (actual !== checksum.toLowerCase()) throw new HttpError(400, `Checksum mismatch: expected ${actual}, actual ${checksum}`);
+      }
+      // do_save_uploaded_snapshot: the file is moved into the collection's snapshot folder under the
+      // (sanitised) file name sent, and stays there after the recovery (download.rs: a file:// location
+      // is used in place as MaybeTempPath::Persistent, never removed).
+      const fileName = (file as File).name?.split(/[\\/]/).pop() || `${randomUUID()}`;
+      if (!this.snapshots.has(name)) this.snapshots.set(name, new Map());
+      this.snapshots.get(name)!.set(fileName, {
+        bytes,
+        // lib/collection/src/operations/snapshot_ops.rs get_snapshot_description: the checksum comes from a
+        // `<name>.checksum` file, which only created snapshots have; an uploaded file has none.
+        description: { name: fileName, creation_time: null, size: bytes.length, checksum: null },
+      });
+      await this.recover(name, bytes, undefined);
+      return true;
     });
-    await this.recover(name, bytes, undefined);
-    this.ok(res, 'recoverFromUploadedSnapshot', { result: true, status: 'ok', time: 0.0001 });
   }
+}
+
+/**
+ * The create request Qdrant derives from a snapshot's config to create a missing collection
+ * (lib/storage/src/content_manager/collection_meta_ops.rs `impl From<CollectionConfigInternal> for
+ * CreateCollection`): every setting except `read_fan_out_factor` and `read_fan_out_delay_ms`.
+ */
+function createFromConfig(config: Schemas['CollectionConfig']): Schemas['CreateCollection'] {
+  const p = config.params;
+  return clone({
+    vectors: p.vectors ?? {},
+    shard_number: p.shard_number,
+    sharding_method: p.sharding_method,
+    replication_factor: p.replication_factor,
+    write_consistency_factor: p.write_consistency_factor,
+    on_disk_payload: p.on_disk_payload,
+    ...((p as { payload?: unknown }).payload ? { payload: (p as { payload?: unknown }).payload } : {}),
+    sparse_vectors: p.sparse_vectors,
+    hnsw_config: config.hnsw_config,
+    wal_config: config.wal_config,
+    optimizers_config: config.optimizer_config as Schemas['OptimizersConfigDiff'],
+    quantization_config: config.quantization_config,
+    strict_mode_config: config.strict_mode_config as Schemas['StrictModeConfig'] | undefined,
+    metadata: config.metadata,
+  } as Schemas['CreateCollection']);
 }
 
 function merged<T extends object>(defaults: T, diff: unknown): T {

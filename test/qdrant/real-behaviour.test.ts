@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Agent } from 'undici';
+import { Agent, getGlobalDispatcher, setGlobalDispatcher } from 'undici';
 import { createArchiveWriter, openArchive, readManifest } from '../../src/format/archive';
 import { fingerprintSha256 } from '../../src/qdrant/fingerprint';
 import { backupQdrantToArchive, restoreQdrantFromArchivePath } from '../../src/qdrant/archive';
@@ -107,6 +107,29 @@ describe('qdrant: real-server behaviour (against the Qdrant TEST DOUBLE, not a r
       assert.match([e.message, ...errorHints(e)].join('\n'), /\nSet --upload-timeout <ms> to a whole number of milliseconds from 1 to 2147483647\./);
     });
 
+    it("transfers do not use Node's global dispatcher: with a short global headers timeout (as undici's 300 s default would be for a long recovery), upload and download still wait as long as the project's options say", async () => {
+      const file = await snapshotFile(ARCHIVAL_COLLECTION);
+      const original = getGlobalDispatcher();
+      const short = new Agent({ headersTimeout: 200, bodyTimeout: 200 });
+      setGlobalDispatcher(short);
+      try {
+        // The global dispatcher does govern plain fetch: the same slow answer fails there.
+        env.double.faults.delay = { times: 1, method: 'GET', path: /^\/collections$/, ms: 2_200 };
+        await assert.rejects(fetch(`${env.double.url}/collections`), (err: Error) => isTimeoutError(err));
+        const conn = env.conn({ timeoutMs: 8_000, uploadTimeoutMs: 8_000 });
+        env.double.faults.delay = { times: 1, method: 'POST', path: /\/snapshots\/upload$/, ms: 2_200 };
+        await uploadSnapshot(conn, 'archival_copy', file);
+        assert.deepEqual(dump('archival_copy').points, dump(ARCHIVAL_COLLECTION).points);
+        env.double.faults.delay = { times: 1, method: 'GET', path: /\/snapshots\/[^/]+\.snapshot$/, ms: 2_200 };
+        await backupQdrantToArchive(join(env.dir, 'g.avault'), conn, { collections: [ARCHIVAL_COLLECTION] });
+        assert.ok(!env.events.some((e) => e.phase === 'retry'), 'neither transfer timed out');
+        await conn.close();
+      } finally {
+        setGlobalDispatcher(original);
+        await short.close();
+      }
+    });
+
     it('a snapshot download whose headers come later than --timeout times out and is retried', async () => {
       env.double.faults.delay = { times: 1, method: 'GET', path: /\/snapshots\/[^/]+\.snapshot$/, ms: 700 };
       await backupQdrantToArchive(join(env.dir, 'd.avault'), env.conn({ timeoutMs: 250, retries: 1 }), { collections: [ARCHIVAL_COLLECTION] });
@@ -139,6 +162,44 @@ describe('qdrant: real-server behaviour (against the Qdrant TEST DOUBLE, not a r
       await restoreQdrantFromArchivePath(out, env.conn());
       assert.deepEqual(dump('tuned'), before, 'config (factors, optimizer, WAL, HNSW, quantization, strict mode, metadata), indexes and points');
       assert.ok(!writeRequests(env.double).includes('PUT /collections/tuned'), 'not pre-created by the client');
+    });
+
+    it('read fan-out factor and delay, which a create request cannot carry, are set after recovery into a missing collection; payload storage and vector memory kept', async () => {
+      const create = {
+        ...TUNED,
+        vectors: { size: 3, distance: 'Euclid', on_disk: true, memory: 'cold', datatype: 'float16' },
+        payload: { memory: 'cold' },
+      } as Schemas['CreateCollection'];
+      env.double.seedCollection('fanout', create, { indexes: { agent_id: 'keyword' }, points: archivalPoints(5) });
+      await env.conn().client.updateCollection('fanout', { params: { read_fan_out_factor: 2, read_fan_out_delay_ms: 40 } as Schemas['CollectionParamsDiff'] });
+      const before = dump('fanout');
+      assert.equal(before.info.config.params.read_fan_out_factor, 2);
+      const out = await backup(['fanout']);
+      const fp = ((await readManifest(out)).qdrant as unknown as QdrantManifestSection).collections[0].fingerprint;
+      assert.equal(fp.read_fan_out_delay_ms, 40);
+      assert.deepEqual(fp.payload_storage, { memory: 'cold' });
+      assert.deepEqual(fp.vectors, { kind: 'single', params: { size: 3, distance: 'Euclid', on_disk: true, memory: 'cold', datatype: 'float16' } });
+
+      // What the server does on its own: a recovery into a missing name drops the read fan-out settings.
+      const file = await snapshotFile('fanout');
+      await uploadSnapshot(env.conn(), 'fanout_raw', file);
+      assert.equal(dump('fanout_raw').info.config.params.read_fan_out_factor, undefined);
+
+      env.double.collections.delete('fanout');
+      await restoreQdrantFromArchivePath(out, env.conn());
+      assert.deepEqual(dump('fanout'), before);
+      assert.ok(writeRequests(env.double).includes('PATCH /collections/fanout'));
+    });
+
+    it('a rollback that rebuilds a collection from its safety snapshot sets the read fan-out settings again', async () => {
+      await env.conn().client.updateCollection(ARCHIVAL_COLLECTION, { params: { read_fan_out_factor: 3 } });
+      const before = dump(ARCHIVAL_COLLECTION);
+      const out = await backup([ARCHIVAL_COLLECTION]);
+      // Fails half-way and changes a setting, so the rollback deletes the collection and recovers it into the missing name.
+      env.double.faults.recoverFailure = { times: 1 };
+      const e = await rejection(restoreQdrantFromArchivePath(out, env.conn(), { overwrite: true }));
+      assert.equal(e.kind, 'rolledBack', e.message);
+      assert.deepEqual(dump(ARCHIVAL_COLLECTION), before);
     });
 
     it("the double models why: an upload into an existing collection keeps that collection's config", async () => {
@@ -194,8 +255,15 @@ describe('qdrant: real-server behaviour (against the Qdrant TEST DOUBLE, not a r
       env.double.apiKey = 'k';
       const res = await fetch(`${env.double.url}/collections`);
       assert.equal(res.status, 401);
-      assert.match(res.headers.get('content-type') ?? '', /^text\/plain/);
+      assert.equal(res.headers.get('content-type'), null, 'actix HttpResponseBuilder::body sets no content-type');
       assert.equal(await res.text(), 'Must provide an API key or an Authorization bearer token');
+      // GET / is whitelisted from the key check (src/actix/mod.rs), so a version read does not test the key.
+      assert.equal((await fetch(`${env.double.url}/`)).status, 200);
+      const keyless = new QdrantConnection({ url: env.double.url, retries: 0 });
+      assert.equal(await keyless.serverVersion(), env.double.version);
+      const e = await rejection(backupQdrantToArchive(join(env.dir, 'k.avault'), keyless));
+      assert.equal(e.kind, 'connection');
+      assert.match(e.message, /HTTP 401 .*Must provide an API key or an Authorization bearer token/);
       env.double.apiKey = undefined;
       const out = await backup([ARCHIVAL_COLLECTION]);
       const reader = await openArchive(out);
@@ -203,6 +271,27 @@ describe('qdrant: real-server behaviour (against the Qdrant TEST DOUBLE, not a r
       await reader.close();
       assert.equal(bytes.subarray(257, 262).toString('latin1'), 'ustar');
       assert.equal(bytes.subarray(0, 11).toString('latin1'), 'config.json');
+    });
+  });
+
+  describe('3b. wait semantics (src/actix/helpers.rs time_or_accept)', () => {
+    it('wait=false answers 202 "accepted" at once and finishes later; every snapshot create, upload and delete of the tool sends wait=true', async () => {
+      const res = await fetch(`${env.double.url}/collections/${ARCHIVAL_COLLECTION}/snapshots?wait=false`, { method: 'POST' });
+      assert.equal(res.status, 202);
+      assert.deepEqual({ ...((await res.json()) as object), time: 0 }, { result: null, status: 'accepted', time: 0 });
+      assert.equal(env.double.serverSnapshotNames(ARCHIVAL_COLLECTION).length, 1);
+      // The official client treats anything but 200/201 as an error, so it could not even read a 202.
+      await assert.rejects(env.conn().client.createSnapshot(ARCHIVAL_COLLECTION, { wait: false }), /Accepted/);
+      for (const s of env.double.serverSnapshotNames(ARCHIVAL_COLLECTION)) await env.conn().client.deleteSnapshot(ARCHIVAL_COLLECTION, s);
+
+      env.double.requests.length = 0;
+      const out = await backup([ARCHIVAL_COLLECTION]);
+      await restoreQdrantFromArchivePath(out, env.conn(), { overwrite: true });
+      const snapshotWrites = env.double.requests.filter((r) => /\/snapshots/.test(r.path) && r.method !== 'GET');
+      assert.ok(snapshotWrites.length >= 5, snapshotWrites.map((r) => `${r.method} ${r.path}`).join(', '));
+      for (const r of snapshotWrites) assert.equal(new URLSearchParams(r.query).get('wait'), 'true', `${r.method} ${r.path}${r.query}`);
+      const upload = snapshotWrites.find((r) => r.path.endsWith('/upload'));
+      assert.equal(new URLSearchParams(upload?.query).get('priority'), 'snapshot');
     });
   });
 
@@ -260,6 +349,21 @@ describe('qdrant: real-server behaviour (against the Qdrant TEST DOUBLE, not a r
         'shard state polled',
       );
       assert.deepEqual(env.double.serverSnapshotNames(MEMORY_COLLECTION), []);
+    });
+
+    it("a recovery still unpacking the snapshot (shards Active, same point count) is not taken for finished: the server's running-recovery count is polled", async () => {
+      const out = await backup([MEMORY_COLLECTION]);
+      const changed = dump(MEMORY_COLLECTION).points[0];
+      await env.conn().client.upsert(MEMORY_COLLECTION, { wait: true, points: [{ id: changed.id, vector: changed.vector as Schemas['PointStruct']['vector'], payload: { kind: 'changed' } }] });
+      const before = dump(MEMORY_COLLECTION);
+      env.double.faults.slowRecovery = { times: 1, unpackMs: 900, ms: 200 };
+      const t0 = Date.now();
+      const e = await rejection(restoreQdrantFromArchivePath(out, env.conn({ uploadTimeoutMs: 150 }), { overwrite: true, pollIntervalMs: 25 }));
+      const took = Date.now() - t0;
+      assert.equal(e.kind, 'rolledBack', e.message);
+      assert.ok(took >= 1_100, `waited for the server to finish (${took} ms)`);
+      assert.deepEqual(dump(MEMORY_COLLECTION), before, 'the late recovery did not overwrite the rolled-back collection');
+      assert.ok(env.double.requests.some((r) => r.path === '/telemetry' && /details_level=2/.test(r.query)));
     });
 
     it('when the server has not finished within the bound, the rollback is reported as not complete (exit 8)', async () => {

@@ -25,7 +25,8 @@ import { rejection, rng } from './helpers';
 import { QdrantTestDouble } from './qdrant-test-double';
 
 const REAL_URL = process.env.AGENT_VAULT_QDRANT_URL;
-const REAL_KEY = process.env.AGENT_VAULT_QDRANT_API_KEY;
+/** The key the server requires: AGENT_VAULT_QDRANT_API_KEY for a real server (none if unset); the double always requires one. */
+const KEY = REAL_URL ? process.env.AGENT_VAULT_QDRANT_API_KEY || undefined : 'avtest-double-key';
 
 describe(`qdrant end-to-end over REST only (${REAL_URL ? `REAL Qdrant at ${REAL_URL}` : 'against the Qdrant TEST DOUBLE; set AGENT_VAULT_QDRANT_URL for a real server'})`, function () {
   this.timeout(REAL_URL ? 600_000 : 60_000);
@@ -40,10 +41,10 @@ describe(`qdrant end-to-end over REST only (${REAL_URL ? `REAL Qdrant at ${REAL_
     created.add(n);
     return n;
   };
-  const conn = (o: Partial<ConstructorParameters<typeof QdrantConnection>[0]> = {}) => new QdrantConnection({ url, apiKey: REAL_KEY, retryDelayMs: 50, ...o });
+  const conn = (o: Partial<ConstructorParameters<typeof QdrantConnection>[0]> = {}) => new QdrantConnection({ url, apiKey: KEY, retryDelayMs: 50, ...o });
 
   before(async () => {
-    if (!REAL_URL) double = await new QdrantTestDouble().start();
+    if (!REAL_URL) double = await new QdrantTestDouble({ apiKey: KEY }).start();
     url = REAL_URL ?? double!.url;
     dir = await mkdtemp(join(tmpdir(), 'av-qdrant-e2e-'));
   });
@@ -106,7 +107,10 @@ describe(`qdrant end-to-end over REST only (${REAL_URL ? `REAL Qdrant at ${REAL_
   it('round trip into a missing collection: the server rebuilds it with every setting; no files left on the server', async () => {
     const n = name('roundtrip');
     await seed(n);
+    // Not part of a create request: Qdrant drops it when it recovers a snapshot into a missing name.
+    await conn().client.updateCollection(n, { params: { read_fan_out_factor: 2 } });
     const before = await dump(n);
+    assert.equal(before.config.params.read_fan_out_factor, 2);
     const out = join(dir, 'rt.avault');
     await backupQdrantToArchive(out, conn(), { collections: [n] });
     const q = (await readManifest(out)).qdrant as unknown as QdrantManifestSection;
@@ -170,6 +174,43 @@ describe(`qdrant end-to-end over REST only (${REAL_URL ? `REAL Qdrant at ${REAL_
     await conn()
       .client.deleteSnapshot(b, uploadName)
       .catch(() => undefined);
+  });
+
+  it("an uploaded file stays in the collection's snapshot folder until deleted; a wrong checksum is refused (400) before anything is kept, a malformed one with 422", async () => {
+    const a = name('upload_src');
+    await seed(a, 3);
+    const out = join(dir, 'up.avault');
+    await backupQdrantToArchive(out, conn(), { collections: [a] });
+    const reader = await openArchive(out);
+    const q = reader.manifest.qdrant as unknown as QdrantManifestSection;
+    const file = join(dir, 'up.snapshot');
+    await writeFile(file, await reader.readEntry(q.collections[0].snapshot_entry));
+    await reader.close();
+    const b = name('upload_dst');
+    const wrong = await rejection(uploadSnapshot(conn(), b, file, { uploadName: `${run}-wrong.snapshot`, checksum: 'ab'.repeat(32) }));
+    assert.equal(errorStatus(wrong), 400);
+    assert.match(wrong.message, /checksum mismatch/i);
+    const malformed = await rejection(uploadSnapshot(conn(), b, file, { uploadName: `${run}-bad.snapshot`, checksum: 'not-a-hash' }));
+    assert.equal(errorStatus(malformed), 422);
+    assert.equal((await conn().client.collectionExists(b)).exists, false);
+    const uploadName = `${run}-kept.snapshot`;
+    await uploadSnapshot(conn(), b, file, { uploadName, checksum: q.collections[0].snapshot_sha256 });
+    assert.deepEqual(await snapshotNames(b), [uploadName]);
+    assert.equal(await conn().client.deleteSnapshot(b, uploadName), true);
+    assert.deepEqual(await snapshotNames(b), []);
+  });
+
+  it('the API key: GET / needs none; other calls without it get 401 with a plain-text (not JSON) body', async () => {
+    assert.equal((await fetch(`${url}/`)).status, 200);
+    const res = await fetch(`${url}/collections`);
+    const text = await res.text();
+    if (KEY === undefined) {
+      assert.equal(res.status, 200, 'a server configured without a key answers without one');
+      return;
+    }
+    assert.equal(res.status, 401);
+    assert.match(text, /^(Must provide an API key or an Authorization bearer token|Invalid API key or JWT)$/);
+    assert.doesNotMatch(res.headers.get('content-type') ?? '', /json/);
   });
 
   it('backs up through an alias and restores the alias', async () => {
