@@ -325,6 +325,8 @@ async function storeBackupRun(p: VaultPlace, opts: BackupOptions, started: Date)
         const { pruneAfterBackup: _p, ...policy } = cfg.retention;
         try {
           pruned = await pruneLocked(repo, { policy });
+          for (const u of pruned.unreadable) warnings.push(`prune: snapshot ${u.id} fails verification and was kept (not counted for retention): ${u.reason}`);
+          if (pruned.sweepSkipped) warnings.push(`prune: the sweep did not run: ${pruned.sweepSkipped}`);
         } catch (e) {
           warnings.push(`prune: ${errorMessage(e)}`);
         }
@@ -468,17 +470,43 @@ export interface StorePruneVaultResult {
   /** vault ids */
   removed: Array<{ id: string; snapshot: string; created_at: string }>;
   kept: string[];
-  /** snapshot files that cannot be read: kept, not counted */
+  /**
+   * snapshots that fail the quick check (snapshot file unreadable, a pack they need missing or of
+   * the wrong size, a chunk in no index): kept, not counted by the retention rules (vault ids)
+   */
   unreadable: Array<{ id: string; reason: string }>;
   sweep: StorePruneResult | null;
+  /** why the sweep did not run (the store is damaged: a sweep could lose what a repair needs) */
+  sweepSkipped: string | null;
   bytesBefore: number;
   bytesAfter: number;
 }
 
+/**
+ * The quick check of a store before prune decides anything (checkRepo without reading the
+ * packs): which snapshots are damaged (not counted by the retention rules, kept, reported) and
+ * whether the store may be swept. A chunk in no index while unindexed packs exist (an index file
+ * of an interrupted run lost) may be in one of them: its snapshot is not counted, but the sweep,
+ * which adopts unindexed packs and checks every chunk again, still runs.
+ */
+async function preCheck(repo: Repo, snaps: readonly SnapshotInfo[]): Promise<{ damaged: Map<string, string>; blocking: string[] }> {
+  const check = await checkRepo(repo, { readData: false });
+  const damaged = new Map<string, string>();
+  for (const s of snaps) if (s.error) damaged.set(s.id, s.error);
+  const unindexed = check.warnings.some((w) => w.kind === 'unindexed-pack');
+  const blocking: string[] = [];
+  for (const p of check.problems) {
+    for (const id of p.snapshots) if (!damaged.has(id)) damaged.set(id, p.message);
+    if (!(p.kind === 'missing-blob' && unindexed)) blocking.push(p.message);
+  }
+  return { damaged, blocking };
+}
+
 async function pruneLocked(repo: Repo, opts: StorePruneVaultOptions): Promise<StorePruneVaultResult> {
   const snaps = await listSnapshots(repo);
-  const unreadable = snaps.filter((s) => s.error).map((s) => ({ id: s.id, reason: s.error! }));
-  const good = snaps.filter((s) => !s.error);
+  const { damaged, blocking } = await preCheck(repo, snaps);
+  const unreadable = snaps.filter((s) => damaged.has(s.id)).map((s) => ({ id: s.error ? s.id : vaultIdOf(s), reason: damaged.get(s.id)! }));
+  const good = snaps.filter((s) => !damaged.has(s.id));
   const byId = new Map(good.map((s) => [s.id, s]));
   const plan = planRetention(
     good.map((s) => ({ id: s.id, created_at: s.created_at ?? s.time, agents: s.agents.map((a) => a.id) })),
@@ -487,14 +515,28 @@ async function pruneLocked(repo: Repo, opts: StorePruneVaultOptions): Promise<St
   const removed = plan.remove.map((d) => ({ id: vaultIdOf(byId.get(d.id)!), snapshot: d.id, created_at: d.created_at }));
   const kept = plan.keep.map((d) => vaultIdOf(byId.get(d.id)!));
   const bytesBefore = await storeBytes(repo);
-  if (opts.dryRun) return { dryRun: true, plan, removed, kept, unreadable, sweep: null, bytesBefore, bytesAfter: bytesBefore };
+  const sweepSkipped = blocking.length ? `the store is damaged (${blocking.slice(0, 3).join('; ')}${blocking.length > 3 ? `; and ${blocking.length - 3} more` : ''}); no chunk was swept` : null;
+  if (opts.dryRun) return { dryRun: true, plan, removed, kept, unreadable, sweep: null, sweepSkipped, bytesBefore, bytesAfter: bytesBefore };
   if (plan.remove.length)
     await forgetSnapshots(
       repo,
       plan.remove.map((d) => d.id),
     );
-  const sweep = await pruneUnreferenced(repo, { faultHook: opts.faultHook });
-  return { dryRun: false, plan, removed, kept, unreadable, sweep, bytesBefore, bytesAfter: await storeBytes(repo) };
+  if (sweepSkipped) return { dryRun: false, plan, removed, kept, unreadable, sweep: null, sweepSkipped, bytesBefore, bytesAfter: await storeBytes(repo) };
+  let sweep: StorePruneResult;
+  try {
+    sweep = await pruneUnreferenced(repo, { faultHook: opts.faultHook });
+  } catch (e) {
+    // the snapshots the policy dropped are gone already: the message says so
+    if (removed.length && e instanceof AgentVaultError && e.code === 'store-damaged') {
+      throw new AgentVaultError('store-damaged', `${e.message}; the retention policy had already removed snapshot(s) ${removed.map((r) => r.id).join(', ')} (their chunks stay until a prune sweeps)`, {
+        location: e.location,
+        cause: e,
+      });
+    }
+    throw e;
+  }
+  return { dryRun: false, plan, removed, kept, unreadable, sweep, sweepSkipped: null, bytesBefore, bytesAfter: await storeBytes(repo) };
 }
 
 /**

@@ -33,6 +33,7 @@ import { acquireSharedLock, processStartTime, readIndex, readRunLog, LOCK_FILE }
 import { rebuildIndex } from '../../src/vault/reconcile';
 import { runBackup } from '../../src/vault/backup';
 import { parseConfig } from '../../src/vault/config';
+import { exportStoreSnapshot, listStoreVault } from '../../src/vault/store-vault';
 import { sharedTestPostgres } from '../helpers/global-pg';
 import { ensureCliBuilt, startCliProcess, STACK_TRACE, type ProcessResult } from '../helpers/cli';
 import { addSyntheticPassages, fixturePath } from './letta-data';
@@ -559,6 +560,88 @@ const open = fs.promises.open; fs.promises.open = async function (p, ...rest) { 
     assert.equal(v.code, 0, v.stdout + v.stderr);
     assert.match(v.stdout, /1 snapshot\(s\) verified \(deep\): all ok/);
     await assertReadable(vault, ids);
+  });
+
+  it('3 (store vault). prune keeps a store snapshot whose pack is damaged (reported, exit 1), counts only the good ones, and sweeps nothing; a damaged snapshot file the same', async () => {
+    const server = await sharedTestPostgres();
+    const { url } = await server.createDatabase();
+    const db = await openPg({ url });
+    const dir = tmp.dir('store-corrupt');
+    const vault = path.join(dir, 'vault');
+    const cfg = writeConfig(dir, { vault: 'vault', source: { kind: 'postgres', urlEnv: 'STORE_URL' } });
+    const senv = { STORE_URL: url };
+    const storeIds = async (): Promise<string[]> => (await listStoreVault(vault)).map((x) => x.vault_id);
+    const packs = (): Set<string> => new Set(listFiles(path.join(vault, 'store', 'data')));
+    let packs2: Set<string>;
+    try {
+      await createLettaSchema(db);
+      const s = await seedAgentFile(db, fixturePath('memgpt-agent.v2-double-encoded.af'));
+      assert.equal((await cli(['vault', 'init', '--store', '--vault', vault])).code, 0);
+      for (let i = 0; i < 2; i++) {
+        const b = await cli(['backup', '--config', cfg], senv);
+        assert.equal(b.code, 0, b.stderr);
+        await sleep(1100);
+      }
+      packs2 = packs();
+      // the newest snapshot holds new passages: chunks in a pack of its own
+      await addSyntheticPassages(db, s.agents[0].id, 40, 'faults-store');
+      const b3 = await cli(['backup', '--config', cfg], senv);
+      assert.equal(b3.code, 0, b3.stderr);
+    } finally {
+      await db.close();
+    }
+    const ids = await storeIds();
+    assert.equal(ids.length, 3);
+    const own = [...packs()].filter((f) => !packs2.has(f));
+    assert.ok(own.length > 0, 'the newest snapshot wrote a pack of its own');
+    // a good copy of the store to check the others against afterwards
+    const good = path.join(tmp.dir('store-corrupt-good'), 'vault');
+    fs.cpSync(vault, good, { recursive: true });
+    const packFile = path.join(vault, 'store', 'data', own[0]);
+    fs.truncateSync(packFile, fs.statSync(packFile).size - 100);
+
+    const r = await cli(['prune', '--vault', vault, '--keep-last', '1']);
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.match(r.stdout, new RegExp(`KEEP   ${ids[2]}  fails verification, not counted for retention: pack [0-9a-f]{64} is \\d+ bytes, the index says \\d+`));
+    assert.match(r.stdout, new RegExp(`keep   ${ids[1]} `), 'the newest good snapshot is kept');
+    assert.match(r.stdout, new RegExp(`delete ${ids[0]}`));
+    assert.match(r.stderr, new RegExp(`1 snapshot\\(s\\) fail verification and were kept: ${ids[2]}`));
+    assert.match(r.stderr, /the sweep did not run: the store is damaged .*no chunk was swept/);
+    assert.doesNotMatch(r.stderr, STACK_TRACE);
+    assert.deepEqual(await storeIds(), [ids[1], ids[2]]);
+    // the good snapshot reads back whole (deep verify of its export)
+    const out = path.join(dir, 'kept.avsnap');
+    await exportStoreSnapshot(vault, ids[1], out);
+    assert.deepEqual(
+      (await verifyArchive(out, { deep: true })).filter((c) => !c.ok),
+      [],
+    );
+    // a prune again deletes nothing more: the last good snapshot of the agent stays
+    const again = await cli(['prune', '--vault', vault, '--keep-last', '1', '--json']);
+    assert.equal(again.code, 1);
+    const j = JSON.parse(again.stdout);
+    assert.deepEqual(j.removed, []);
+    assert.deepEqual(j.kept, [ids[1]]);
+    assert.equal(j.unreadable[0].id, ids[2]);
+
+    // a damaged snapshot file (on the good copy): kept and reported; nothing swept, the good one stays
+    const snapFiles = listFiles(path.join(good, 'store', 'snapshots'));
+    const newestFile = (await listStoreVault(good)).find((x) => x.vault_id === ids[2])!.id;
+    assert.ok(snapFiles.includes(newestFile));
+    flipByte(path.join(good, 'store', 'snapshots', newestFile), 10);
+    const r2 = await cli(['prune', '--vault', good, '--keep-last', '1']);
+    assert.equal(r2.code, 1, r2.stdout + r2.stderr);
+    assert.match(r2.stdout, new RegExp(`KEEP   ${newestFile}  fails verification`));
+    assert.match(r2.stdout, new RegExp(`keep   ${ids[1]} `));
+    assert.match(r2.stderr, /the sweep did not run/);
+    const left = (await listStoreVault(good)).map((x) => x.vault_id);
+    assert.ok(left.includes(ids[1]), 'the newest good snapshot is still there');
+    const out2 = path.join(dir, 'kept2.avsnap');
+    await exportStoreSnapshot(good, ids[1], out2);
+    assert.deepEqual(
+      (await verifyArchive(out2, { deep: true })).filter((c) => !c.ok),
+      [],
+    );
   });
 
   describe('9. the connection cut at COMMIT (TCP proxy): the restore reports what happened', () => {
