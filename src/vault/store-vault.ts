@@ -14,7 +14,7 @@
  * (64 hex digits, or a unique prefix of at least 8).
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, promises as fsp } from 'node:fs';
+import { appendFileSync, existsSync, promises as fsp, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import { AgentVaultError, errorMessage } from '../core/errors';
 import { openArchive, type Manifest } from '../format/archive';
@@ -53,7 +53,7 @@ import {
   type Repo,
   type SnapshotInfo,
 } from './store/repo';
-import type { RunLogRecord, SnapshotRecord, VaultIndex } from './vault';
+import type { RunLogRecord, SnapshotRecord, VaultIndex, VaultLock } from './vault';
 import { appendRunLog, emptyIndex, newRunId, ensureVaultDirs, readIndex, runLogRecord, snapshotPath, TMP_DIR, withLock, withSharedLock, SNAPSHOT_EXT, DRILLS_DIR, RUN_LOG } from './vault';
 
 export const STORE_DIR = 'store';
@@ -104,7 +104,7 @@ async function withPlace<T>(vault: string, fn: (p: VaultPlace) => Promise<T>): P
  * take no lock (there is no shared lock object): a prune that runs meanwhile can make their read
  * fail with a missing chunk (every chunk is checked, so never with wrong data); docs/VAULT.md.
  */
-async function withPlaceLock<T>(p: VaultPlace, opts: { command: string; waitMs?: number; shared?: boolean }, fn: () => Promise<T>): Promise<T> {
+async function withPlaceLock<T>(p: VaultPlace, opts: { command: string; waitMs?: number; shared?: boolean }, fn: (lock?: VaultLock) => Promise<T>): Promise<T> {
   if (!p.remote) return opts.shared ? withSharedLock(p.vault, opts, fn) : withLock(p.vault, opts, fn);
   if (opts.shared) return fn();
   const lock = await acquireRemoteLock(p.store, { command: opts.command, waitMs: opts.waitMs, ...remoteLockTimings });
@@ -268,8 +268,43 @@ export async function storeBackup(opts: BackupOptions): Promise<StoreBackupResul
     ).catch(() => undefined);
     return hook;
   };
+  // interrupted (the CLI calls this on a signal, then exits): the staging run's own cleanup, this
+  // run's staging folder removed, the run logged as interrupted in the vault's run log, the lock
+  // released — synchronously (a vault in object storage: the CLI cancels the run instead)
+  const state: AbortState = { phase: 'export', done: false };
+  opts.onAbortable?.((reason: string) => {
+    if (state.done) return;
+    state.done = true;
+    try {
+      state.stageAbort?.(reason);
+    } catch {
+      /* best effort */
+    }
+    if (isS3Location(vaultDir)) return;
+    try {
+      if (state.stage) rmSync(state.stage, { recursive: true, force: true });
+    } catch {
+      /* best effort: the next backup removes it */
+    }
+    const what =
+      state.phase === 'export'
+        ? '; no snapshot was written'
+        : state.phase === 'ingest'
+          ? ' while its snapshot was being put into the store (a snapshot is listed only once its snapshot file is written; chunks no snapshot references are removed by the next prune)'
+          : ' after its snapshot was stored';
+    try {
+      appendFileSync(
+        path.join(vaultDir, RUN_LOG),
+        JSON.stringify(runLogRecord('backup', started, false, { interrupted: true, snapshot: null, error: { code: 'interrupted', message: `backup interrupted by ${reason}${what}` } }, runId)) + '\n',
+        { mode: 0o600 },
+      );
+    } catch {
+      /* best effort */
+    }
+    state.lock?.releaseSync();
+  });
   try {
-    res = await withPlace(vaultDir, (p) => storeBackupRun(p, opts, started));
+    res = await withPlace(vaultDir, (p) => storeBackupRun(p, { ...opts, onAbortable: undefined }, started, state));
   } catch (e) {
     const hook = await finish(e);
     if (hook && !hook.ok && e instanceof Error) Object.assign(e, { webhook: hook });
@@ -279,7 +314,16 @@ export async function storeBackup(opts: BackupOptions): Promise<StoreBackupResul
   return res;
 }
 
-async function storeBackupRun(p: VaultPlace, opts: BackupOptions, started: Date): Promise<StoreBackupResult> {
+/** What an interruption of a store backup must undo and say (see storeBackup). */
+interface AbortState {
+  phase: 'export' | 'ingest' | 'stored';
+  done: boolean;
+  stage?: string;
+  lock?: VaultLock;
+  stageAbort?: (reason: string) => void;
+}
+
+async function storeBackupRun(p: VaultPlace, opts: BackupOptions, started: Date, state: AbortState = { phase: 'export', done: false }): Promise<StoreBackupResult> {
   const cfg = opts.config;
   const vaultDir = p.vault;
   const material = await resolveKeyMaterial(cfg.encryption, opts.keys);
@@ -292,7 +336,8 @@ async function storeBackupRun(p: VaultPlace, opts: BackupOptions, started: Date)
       hint: 'only a store vault made encrypted keeps encrypted snapshots',
     });
   }
-  return withPlaceLock(p, { command: 'backup', waitMs: opts.waitMs ?? (cfg.lock?.waitSeconds ?? 0) * 1000 }, async () => {
+  return withPlaceLock(p, { command: 'backup', waitMs: opts.waitMs ?? (cfg.lock?.waitSeconds ?? 0) * 1000 }, async (lock) => {
+    state.lock = lock;
     // staging folders of interrupted runs (this project's own name; no run holds them: we hold the lock)
     const swept: string[] = [];
     let stage: string;
@@ -308,17 +353,20 @@ async function storeBackupRun(p: VaultPlace, opts: BackupOptions, started: Date)
       stage = path.join(vaultDir, TMP_DIR, `stage-${randomBytes(6).toString('hex')}`);
       await fsp.mkdir(stage, { recursive: true });
     }
+    state.stage = stage;
     const progress = opts.onProgress ?? (() => undefined);
     try {
       const t0 = Date.now();
       // the staging run: no webhook, no prune (both are this run's), its own lock
       const stageCfg = { ...cfg, vault: stage, webhook: undefined, retention: undefined };
-      const r: BackupResult = await runBackup({ ...opts, config: stageCfg, onLocked: undefined });
+      const r: BackupResult = await runBackup({ ...opts, config: stageCfg, onLocked: undefined, onAbortable: (fn) => (state.stageAbort = fn) });
+      state.phase = 'ingest';
       const exportMs = Date.now() - t0;
       progress(`putting ${r.path} into the store`);
       const t1 = Date.now();
       const ingest = await ingestArchive(repo, r.path, { decrypt, time: r.snapshot.created_at, sourceSha256: r.snapshot.sha256 });
       const ingestMs = Date.now() - t1;
+      state.phase = 'stored';
       let pruned: StorePruneVaultResult | null = null;
       const warnings = [...r.warnings, ...swept.map((x) => `removed ${x}, the staging folder of an interrupted backup`)];
       if (cfg.retention?.pruneAfterBackup) {

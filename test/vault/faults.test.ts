@@ -445,6 +445,57 @@ describe('vault: fault injection (issue 10) against PostgreSQL', function () {
     await assertReadable(vault, before);
   });
 
+  it('6 (store vault). SIGTERM during a store backup: the run is logged as interrupted in the vault, its staging folder and the lock are gone, the stored snapshot reads back', async () => {
+    const dir = tmp.dir('sigterm-store');
+    const vault = path.join(dir, 'vault');
+    assert.equal((await cli(['vault', 'init', '--store', '--vault', vault])).code, 0);
+    const cfg = writeConfig(dir, { vault: 'vault', source: { kind: 'postgres', urlEnv: 'BIG_URL' } });
+    const first = await cli(['backup', '--config', cfg], env);
+    assert.equal(first.code, 0, first.stderr);
+    const before = (await listStoreVault(vault)).map((x) => x.vault_id);
+    assert.equal(before.length, 1);
+    const stageTemp = (): boolean =>
+      fs.readdirSync(path.join(vault, '.tmp')).some((st) => {
+        const snaps = path.join(vault, '.tmp', st, 'snapshots');
+        return fs.existsSync(snaps) && fs.readdirSync(snaps).some((n) => /\.tmp-[0-9a-f]{12}$/.test(n) && fs.statSync(path.join(snaps, n)).size > 0);
+      });
+    const killed = await cli(['backup', '--config', cfg], env, (p) => {
+      void waitFor('the staged snapshot temp file', stageTemp).then(
+        () => p.kill('SIGTERM'),
+        () => p.kill('SIGTERM'),
+      );
+    });
+    assert.equal(killed.code, 143, killed.stderr);
+    assert.equal(killed.stderr, 'agent-vault: backup failed: interrupted by SIGTERM\n');
+    assert.deepEqual(fs.readdirSync(path.join(vault, '.tmp')), [], 'the staging folder is gone');
+    assert.equal(fs.existsSync(path.join(vault, LOCK_FILE)), false, 'the lock was released');
+    assert.deepEqual(
+      (await listStoreVault(vault)).map((x) => x.vault_id),
+      before,
+    );
+    const log = await readRunLog(vault);
+    assert.deepEqual(
+      log.map((l) => [l.command, l.ok, l.error?.code ?? null]),
+      [
+        ['backup', true, null],
+        ['backup', false, 'interrupted'],
+      ],
+    );
+    assert.equal(log[1].error!.message, 'backup interrupted by SIGTERM; no snapshot was written');
+    const st = await cli(['status', '--vault', vault]);
+    assert.match(st.stdout, /warning: last backup run was interrupted at .*backup interrupted by SIGTERM/);
+    const out = path.join(dir, 'first.avsnap');
+    await exportStoreSnapshot(vault, before[0], out);
+    assert.deepEqual(
+      (await verifyArchive(out, {})).filter((c) => !c.ok),
+      [],
+    );
+    // the next backup runs (no lock, no litter in its way)
+    const next = await cli(['backup', '--config', cfg], env);
+    assert.equal(next.code, 0, next.stderr);
+    assert.equal((await listStoreVault(vault)).length, 2);
+  });
+
   it('7. a full disk (injected ENOSPC) exits 74 (I/O) from export and prune, not 2 (usage); nothing is lost', async () => {
     const dir = tmp.dir('full');
     const full = path.join(dir, 'full');
