@@ -675,6 +675,17 @@ const open = fs.promises.open; fs.promises.open = async function (p, ...rest) { 
     assert.deepEqual(j.kept, [ids[1]]);
     assert.equal(j.unreadable[0].id, ids[2]);
 
+    // a drill or verify of a store vault holds the shared lock: prune refuses (75), removes nothing
+    const reader = await acquireSharedLock(vault, { command: `drill ${ids[1]}` });
+    try {
+      const raced = await cli(['prune', '--vault', vault, '--keep-last', '1']);
+      assert.equal(raced.code, 75, raced.stdout + raced.stderr);
+      assert.match(raced.stderr, new RegExp(`in use by "drill ${ids[1]}"`));
+    } finally {
+      await reader.release();
+    }
+    assert.deepEqual(await storeIds(), [ids[1], ids[2]]);
+
     // a damaged snapshot file (on the good copy): kept and reported; nothing swept, the good one stays
     const snapFiles = listFiles(path.join(good, 'store', 'snapshots'));
     const newestFile = (await listStoreVault(good)).find((x) => x.vault_id === ids[2])!.id;
