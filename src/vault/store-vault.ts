@@ -45,6 +45,7 @@ import {
   openRepo,
   pruneUnreferenced,
   storeBytes,
+  sweepStoreTemp,
   type CheckReport,
   type CopySnapshotsResult,
   type IngestResult,
@@ -353,6 +354,8 @@ async function storeBackupRun(p: VaultPlace, opts: BackupOptions, started: Date,
       stage = path.join(vaultDir, TMP_DIR, `stage-${randomBytes(6).toString('hex')}`);
       await fsp.mkdir(stage, { recursive: true });
     }
+    // temp files of store writes a kill cut short (the store's own temp-file name only)
+    for (const k of await sweepStoreTemp(repo)) swept.push(k);
     state.stage = stage;
     const progress = opts.onProgress ?? (() => undefined);
     try {
@@ -368,7 +371,7 @@ async function storeBackupRun(p: VaultPlace, opts: BackupOptions, started: Date,
       const ingestMs = Date.now() - t1;
       state.phase = 'stored';
       let pruned: StorePruneVaultResult | null = null;
-      const warnings = [...r.warnings, ...swept.map((x) => `removed ${x}, the staging folder of an interrupted backup`)];
+      const warnings = [...r.warnings, ...swept.map((x) => `removed ${x}, ${x.startsWith(`${TMP_DIR}/`) ? 'the staging folder' : 'a temp file'} of an interrupted backup`)];
       if (cfg.retention?.pruneAfterBackup) {
         const { pruneAfterBackup: _p, ...policy } = cfg.retention;
         try {

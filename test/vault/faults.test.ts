@@ -490,9 +490,17 @@ describe('vault: fault injection (issue 10) against PostgreSQL', function () {
       (await verifyArchive(out, {})).filter((c) => !c.ok),
       [],
     );
-    // the next backup runs (no lock, no litter in its way)
-    const next = await cli(['backup', '--config', cfg], env);
+    // the next backup runs (no lock, no litter in its way) and removes the temp file a killed store
+    // write left (the store's own temp-file name only; a file of another name is left alone)
+    const tempKey = `store/data/ab/${'ab'.repeat(32)}.tmp-${'0'.repeat(12)}`;
+    fs.mkdirSync(path.join(vault, 'store', 'data', 'ab'), { recursive: true });
+    fs.writeFileSync(path.join(vault, tempKey), 'half a pack');
+    fs.writeFileSync(path.join(vault, 'store', 'data', 'ab', 'notes.txt'), 'mine');
+    const next = await cli(['backup', '--config', cfg, '--json'], env);
     assert.equal(next.code, 0, next.stderr);
+    assert.ok(JSON.parse(next.stdout).warnings.includes(`removed ${tempKey}, a temp file of an interrupted backup`), next.stdout);
+    assert.equal(fs.existsSync(path.join(vault, tempKey)), false);
+    assert.ok(fs.existsSync(path.join(vault, 'store', 'data', 'ab', 'notes.txt')));
     assert.equal((await listStoreVault(vault)).length, 2);
   });
 
