@@ -14,6 +14,12 @@
  *  7. full disk (injected ENOSPC) in export and prune → exit 74 (I/O), not 2 (usage); nothing lost
  *  8. deep verify catches vectors swapped and a message dropped with recomputed checksums
  *  9. COMMIT connection cut by a TCP proxy       → committed / rolled back / unknown, exit 0 / 3 / 7
+ * Store vaults (`vault init --store`):
+ *  3. a damaged pack of the newest snapshot, or its damaged snapshot file, then prune → kept and
+ *     reported (exit 1), only the good ones counted, the damaged store not swept; a prune racing a
+ *     reader (shared lock) refuses with 75
+ *  6. SIGTERM during a store backup → staging folder removed, the run logged as interrupted, lock
+ *     released; the next backup removes the temp files of killed store writes (own pattern only)
  */
 import { strict as assert } from 'node:assert';
 import type { ChildProcess } from 'node:child_process';
