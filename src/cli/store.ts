@@ -137,8 +137,21 @@ export async function storePruneCommand(
     const r = await pruneStoreVault(vault, { policy, dryRun: o.dryRun, waitMs: (o.wait ?? 0) * 1000, material });
     if (o.json)
       ctx.stdout(
-        JSON.stringify({ dry_run: r.dryRun, policy, kept: r.kept, removed: r.removed, unreadable: r.unreadable, bytes_before: r.bytesBefore, bytes_after: r.bytesAfter, sweep: r.sweep }, null, 2) +
-          '\n',
+        JSON.stringify(
+          {
+            dry_run: r.dryRun,
+            policy,
+            kept: r.kept,
+            removed: r.removed,
+            unreadable: r.unreadable,
+            sweep_skipped: r.sweepSkipped,
+            bytes_before: r.bytesBefore,
+            bytes_after: r.bytesAfter,
+            sweep: r.sweep,
+          },
+          null,
+          2,
+        ) + '\n',
       );
     else {
       if (!o.quiet) {
@@ -148,13 +161,16 @@ export async function storePruneCommand(
           else ctx.stdout(`${r.dryRun ? 'would delete' : 'delete'} ${id}  ${d.created_at}\n`);
         }
       }
-      for (const u of r.unreadable) ctx.stdout(`KEEP   ${u.id}  cannot be read, not counted for retention: ${oneLine(u.reason)}\n`);
+      for (const u of r.unreadable) ctx.stdout(`KEEP   ${u.id}  fails verification, not counted for retention: ${oneLine(u.reason)}\n`);
       const sw = r.sweep;
       ctx.stdout(
         `${r.dryRun ? 'dry run: would keep' : 'kept'} ${r.kept.length + r.unreadable.length}, ${r.dryRun ? 'would delete' : 'deleted'} ${r.removed.length} snapshot(s)${sw ? `; swept ${sw.blobsRemoved} unreferenced chunk(s): ${sw.packsDeleted} pack(s) deleted, ${sw.packsRepacked} repacked; store ${mib(r.bytesBefore)} → ${mib(r.bytesAfter)}` : ''}\n`,
       );
     }
-    ctx.exitCode = r.unreadable.length ? EXIT.failed : EXIT.ok;
+    if (r.unreadable.length)
+      ctx.stderr(`agent-vault: prune: ${r.unreadable.length} snapshot(s) fail verification and were kept: ${r.unreadable.map((u) => u.id).join(', ')} (run "agent-vault verify")\n`);
+    if (r.sweepSkipped) ctx.stderr(`agent-vault: prune: the sweep did not run: ${oneLine(r.sweepSkipped)} (run "agent-vault verify")\n`);
+    ctx.exitCode = r.unreadable.length || r.sweepSkipped ? EXIT.failed : EXIT.ok;
   } catch (e) {
     report(ctx, e, 'prune failed: ');
   }

@@ -14,7 +14,7 @@
  * (64 hex digits, or a unique prefix of at least 8).
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, promises as fsp } from 'node:fs';
+import { appendFileSync, existsSync, promises as fsp, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import { AgentVaultError, errorMessage } from '../core/errors';
 import { openArchive, type Manifest } from '../format/archive';
@@ -45,6 +45,7 @@ import {
   openRepo,
   pruneUnreferenced,
   storeBytes,
+  sweepStoreTemp,
   type CheckReport,
   type CopySnapshotsResult,
   type IngestResult,
@@ -53,7 +54,7 @@ import {
   type Repo,
   type SnapshotInfo,
 } from './store/repo';
-import type { RunLogRecord, SnapshotRecord, VaultIndex } from './vault';
+import type { RunLogRecord, SnapshotRecord, VaultIndex, VaultLock } from './vault';
 import { appendRunLog, emptyIndex, newRunId, ensureVaultDirs, readIndex, runLogRecord, snapshotPath, TMP_DIR, withLock, withSharedLock, SNAPSHOT_EXT, DRILLS_DIR, RUN_LOG } from './vault';
 
 export const STORE_DIR = 'store';
@@ -104,7 +105,7 @@ async function withPlace<T>(vault: string, fn: (p: VaultPlace) => Promise<T>): P
  * take no lock (there is no shared lock object): a prune that runs meanwhile can make their read
  * fail with a missing chunk (every chunk is checked, so never with wrong data); docs/VAULT.md.
  */
-async function withPlaceLock<T>(p: VaultPlace, opts: { command: string; waitMs?: number; shared?: boolean }, fn: () => Promise<T>): Promise<T> {
+async function withPlaceLock<T>(p: VaultPlace, opts: { command: string; waitMs?: number; shared?: boolean }, fn: (lock?: VaultLock) => Promise<T>): Promise<T> {
   if (!p.remote) return opts.shared ? withSharedLock(p.vault, opts, fn) : withLock(p.vault, opts, fn);
   if (opts.shared) return fn();
   const lock = await acquireRemoteLock(p.store, { command: opts.command, waitMs: opts.waitMs, ...remoteLockTimings });
@@ -268,8 +269,43 @@ export async function storeBackup(opts: BackupOptions): Promise<StoreBackupResul
     ).catch(() => undefined);
     return hook;
   };
+  // interrupted (the CLI calls this on a signal, then exits): the staging run's own cleanup, this
+  // run's staging folder removed, the run logged as interrupted in the vault's run log, the lock
+  // released — synchronously (a vault in object storage: the CLI cancels the run instead)
+  const state: AbortState = { phase: 'export', done: false };
+  opts.onAbortable?.((reason: string) => {
+    if (state.done) return;
+    state.done = true;
+    try {
+      state.stageAbort?.(reason);
+    } catch {
+      /* best effort */
+    }
+    if (isS3Location(vaultDir)) return;
+    try {
+      if (state.stage) rmSync(state.stage, { recursive: true, force: true });
+    } catch {
+      /* best effort: the next backup removes it */
+    }
+    const what =
+      state.phase === 'export'
+        ? '; no snapshot was written'
+        : state.phase === 'ingest'
+          ? ' while its snapshot was being put into the store (a snapshot is listed only once its snapshot file is written; chunks no snapshot references are removed by the next prune)'
+          : ' after its snapshot was stored';
+    try {
+      appendFileSync(
+        path.join(vaultDir, RUN_LOG),
+        JSON.stringify(runLogRecord('backup', started, false, { interrupted: true, snapshot: null, error: { code: 'interrupted', message: `backup interrupted by ${reason}${what}` } }, runId)) + '\n',
+        { mode: 0o600 },
+      );
+    } catch {
+      /* best effort */
+    }
+    state.lock?.releaseSync();
+  });
   try {
-    res = await withPlace(vaultDir, (p) => storeBackupRun(p, opts, started));
+    res = await withPlace(vaultDir, (p) => storeBackupRun(p, { ...opts, onAbortable: undefined }, started, state));
   } catch (e) {
     const hook = await finish(e);
     if (hook && !hook.ok && e instanceof Error) Object.assign(e, { webhook: hook });
@@ -279,7 +315,16 @@ export async function storeBackup(opts: BackupOptions): Promise<StoreBackupResul
   return res;
 }
 
-async function storeBackupRun(p: VaultPlace, opts: BackupOptions, started: Date): Promise<StoreBackupResult> {
+/** What an interruption of a store backup must undo and say (see storeBackup). */
+interface AbortState {
+  phase: 'export' | 'ingest' | 'stored';
+  done: boolean;
+  stage?: string;
+  lock?: VaultLock;
+  stageAbort?: (reason: string) => void;
+}
+
+async function storeBackupRun(p: VaultPlace, opts: BackupOptions, started: Date, state: AbortState = { phase: 'export', done: false }): Promise<StoreBackupResult> {
   const cfg = opts.config;
   const vaultDir = p.vault;
   const material = await resolveKeyMaterial(cfg.encryption, opts.keys);
@@ -292,7 +337,8 @@ async function storeBackupRun(p: VaultPlace, opts: BackupOptions, started: Date)
       hint: 'only a store vault made encrypted keeps encrypted snapshots',
     });
   }
-  return withPlaceLock(p, { command: 'backup', waitMs: opts.waitMs ?? (cfg.lock?.waitSeconds ?? 0) * 1000 }, async () => {
+  return withPlaceLock(p, { command: 'backup', waitMs: opts.waitMs ?? (cfg.lock?.waitSeconds ?? 0) * 1000 }, async (lock) => {
+    state.lock = lock;
     // staging folders of interrupted runs (this project's own name; no run holds them: we hold the lock)
     const swept: string[] = [];
     let stage: string;
@@ -308,23 +354,30 @@ async function storeBackupRun(p: VaultPlace, opts: BackupOptions, started: Date)
       stage = path.join(vaultDir, TMP_DIR, `stage-${randomBytes(6).toString('hex')}`);
       await fsp.mkdir(stage, { recursive: true });
     }
+    // temp files of store writes a kill cut short (the store's own temp-file name only)
+    for (const k of await sweepStoreTemp(repo)) swept.push(k);
+    state.stage = stage;
     const progress = opts.onProgress ?? (() => undefined);
     try {
       const t0 = Date.now();
       // the staging run: no webhook, no prune (both are this run's), its own lock
       const stageCfg = { ...cfg, vault: stage, webhook: undefined, retention: undefined };
-      const r: BackupResult = await runBackup({ ...opts, config: stageCfg, onLocked: undefined });
+      const r: BackupResult = await runBackup({ ...opts, config: stageCfg, onLocked: undefined, onAbortable: (fn) => (state.stageAbort = fn) });
+      state.phase = 'ingest';
       const exportMs = Date.now() - t0;
       progress(`putting ${r.path} into the store`);
       const t1 = Date.now();
       const ingest = await ingestArchive(repo, r.path, { decrypt, time: r.snapshot.created_at, sourceSha256: r.snapshot.sha256 });
       const ingestMs = Date.now() - t1;
+      state.phase = 'stored';
       let pruned: StorePruneVaultResult | null = null;
-      const warnings = [...r.warnings, ...swept.map((x) => `removed ${x}, the staging folder of an interrupted backup`)];
+      const warnings = [...r.warnings, ...swept.map((x) => `removed ${x}, ${x.startsWith(`${TMP_DIR}/`) ? 'the staging folder' : 'a temp file'} of an interrupted backup`)];
       if (cfg.retention?.pruneAfterBackup) {
         const { pruneAfterBackup: _p, ...policy } = cfg.retention;
         try {
           pruned = await pruneLocked(repo, { policy });
+          for (const u of pruned.unreadable) warnings.push(`prune: snapshot ${u.id} fails verification and was kept (not counted for retention): ${u.reason}`);
+          if (pruned.sweepSkipped) warnings.push(`prune: the sweep did not run: ${pruned.sweepSkipped}`);
         } catch (e) {
           warnings.push(`prune: ${errorMessage(e)}`);
         }
@@ -468,17 +521,43 @@ export interface StorePruneVaultResult {
   /** vault ids */
   removed: Array<{ id: string; snapshot: string; created_at: string }>;
   kept: string[];
-  /** snapshot files that cannot be read: kept, not counted */
+  /**
+   * snapshots that fail the quick check (snapshot file unreadable, a pack they need missing or of
+   * the wrong size, a chunk in no index): kept, not counted by the retention rules (vault ids)
+   */
   unreadable: Array<{ id: string; reason: string }>;
   sweep: StorePruneResult | null;
+  /** why the sweep did not run (the store is damaged: a sweep could lose what a repair needs) */
+  sweepSkipped: string | null;
   bytesBefore: number;
   bytesAfter: number;
 }
 
+/**
+ * The quick check of a store before prune decides anything (checkRepo without reading the
+ * packs): which snapshots are damaged (not counted by the retention rules, kept, reported) and
+ * whether the store may be swept. A chunk in no index while unindexed packs exist (an index file
+ * of an interrupted run lost) may be in one of them: its snapshot is not counted, but the sweep,
+ * which adopts unindexed packs and checks every chunk again, still runs.
+ */
+async function preCheck(repo: Repo, snaps: readonly SnapshotInfo[]): Promise<{ damaged: Map<string, string>; blocking: string[] }> {
+  const check = await checkRepo(repo, { readData: false });
+  const damaged = new Map<string, string>();
+  for (const s of snaps) if (s.error) damaged.set(s.id, s.error);
+  const unindexed = check.warnings.some((w) => w.kind === 'unindexed-pack');
+  const blocking: string[] = [];
+  for (const p of check.problems) {
+    for (const id of p.snapshots) if (!damaged.has(id)) damaged.set(id, p.message);
+    if (!(p.kind === 'missing-blob' && unindexed)) blocking.push(p.message);
+  }
+  return { damaged, blocking };
+}
+
 async function pruneLocked(repo: Repo, opts: StorePruneVaultOptions): Promise<StorePruneVaultResult> {
   const snaps = await listSnapshots(repo);
-  const unreadable = snaps.filter((s) => s.error).map((s) => ({ id: s.id, reason: s.error! }));
-  const good = snaps.filter((s) => !s.error);
+  const { damaged, blocking } = await preCheck(repo, snaps);
+  const unreadable = snaps.filter((s) => damaged.has(s.id)).map((s) => ({ id: s.error ? s.id : vaultIdOf(s), reason: damaged.get(s.id)! }));
+  const good = snaps.filter((s) => !damaged.has(s.id));
   const byId = new Map(good.map((s) => [s.id, s]));
   const plan = planRetention(
     good.map((s) => ({ id: s.id, created_at: s.created_at ?? s.time, agents: s.agents.map((a) => a.id) })),
@@ -487,14 +566,28 @@ async function pruneLocked(repo: Repo, opts: StorePruneVaultOptions): Promise<St
   const removed = plan.remove.map((d) => ({ id: vaultIdOf(byId.get(d.id)!), snapshot: d.id, created_at: d.created_at }));
   const kept = plan.keep.map((d) => vaultIdOf(byId.get(d.id)!));
   const bytesBefore = await storeBytes(repo);
-  if (opts.dryRun) return { dryRun: true, plan, removed, kept, unreadable, sweep: null, bytesBefore, bytesAfter: bytesBefore };
+  const sweepSkipped = blocking.length ? `the store is damaged (${blocking.slice(0, 3).join('; ')}${blocking.length > 3 ? `; and ${blocking.length - 3} more` : ''}); no chunk was swept` : null;
+  if (opts.dryRun) return { dryRun: true, plan, removed, kept, unreadable, sweep: null, sweepSkipped, bytesBefore, bytesAfter: bytesBefore };
   if (plan.remove.length)
     await forgetSnapshots(
       repo,
       plan.remove.map((d) => d.id),
     );
-  const sweep = await pruneUnreferenced(repo, { faultHook: opts.faultHook });
-  return { dryRun: false, plan, removed, kept, unreadable, sweep, bytesBefore, bytesAfter: await storeBytes(repo) };
+  if (sweepSkipped) return { dryRun: false, plan, removed, kept, unreadable, sweep: null, sweepSkipped, bytesBefore, bytesAfter: await storeBytes(repo) };
+  let sweep: StorePruneResult;
+  try {
+    sweep = await pruneUnreferenced(repo, { faultHook: opts.faultHook });
+  } catch (e) {
+    // the snapshots the policy dropped are gone already: the message says so
+    if (removed.length && e instanceof AgentVaultError && e.code === 'store-damaged') {
+      throw new AgentVaultError('store-damaged', `${e.message}; the retention policy had already removed snapshot(s) ${removed.map((r) => r.id).join(', ')} (their chunks stay until a prune sweeps)`, {
+        location: e.location,
+        cause: e,
+      });
+    }
+    throw e;
+  }
+  return { dryRun: false, plan, removed, kept, unreadable, sweep, sweepSkipped: null, bytesBefore, bytesAfter: await storeBytes(repo) };
 }
 
 /**

@@ -14,6 +14,12 @@
  *  7. full disk (injected ENOSPC) in export and prune → exit 74 (I/O), not 2 (usage); nothing lost
  *  8. deep verify catches vectors swapped and a message dropped with recomputed checksums
  *  9. COMMIT connection cut by a TCP proxy       → committed / rolled back / unknown, exit 0 / 3 / 7
+ * Store vaults (`vault init --store`):
+ *  3. a damaged pack of the newest snapshot, or its damaged snapshot file, then prune → kept and
+ *     reported (exit 1), only the good ones counted, the damaged store not swept; a prune racing a
+ *     reader (shared lock) refuses with 75
+ *  6. SIGTERM during a store backup → staging folder removed, the run logged as interrupted, lock
+ *     released; the next backup removes the temp files of killed store writes (own pattern only)
  */
 import { strict as assert } from 'node:assert';
 import type { ChildProcess } from 'node:child_process';
@@ -33,6 +39,7 @@ import { acquireSharedLock, processStartTime, readIndex, readRunLog, LOCK_FILE }
 import { rebuildIndex } from '../../src/vault/reconcile';
 import { runBackup } from '../../src/vault/backup';
 import { parseConfig } from '../../src/vault/config';
+import { exportStoreSnapshot, listStoreVault } from '../../src/vault/store-vault';
 import { sharedTestPostgres } from '../helpers/global-pg';
 import { ensureCliBuilt, startCliProcess, STACK_TRACE, type ProcessResult } from '../helpers/cli';
 import { addSyntheticPassages, fixturePath } from './letta-data';
@@ -444,6 +451,65 @@ describe('vault: fault injection (issue 10) against PostgreSQL', function () {
     await assertReadable(vault, before);
   });
 
+  it('6 (store vault). SIGTERM during a store backup: the run is logged as interrupted in the vault, its staging folder and the lock are gone, the stored snapshot reads back', async () => {
+    const dir = tmp.dir('sigterm-store');
+    const vault = path.join(dir, 'vault');
+    assert.equal((await cli(['vault', 'init', '--store', '--vault', vault])).code, 0);
+    const cfg = writeConfig(dir, { vault: 'vault', source: { kind: 'postgres', urlEnv: 'BIG_URL' } });
+    const first = await cli(['backup', '--config', cfg], env);
+    assert.equal(first.code, 0, first.stderr);
+    const before = (await listStoreVault(vault)).map((x) => x.vault_id);
+    assert.equal(before.length, 1);
+    const stageTemp = (): boolean =>
+      fs.readdirSync(path.join(vault, '.tmp')).some((st) => {
+        const snaps = path.join(vault, '.tmp', st, 'snapshots');
+        return fs.existsSync(snaps) && fs.readdirSync(snaps).some((n) => /\.tmp-[0-9a-f]{12}$/.test(n) && fs.statSync(path.join(snaps, n)).size > 0);
+      });
+    const killed = await cli(['backup', '--config', cfg], env, (p) => {
+      void waitFor('the staged snapshot temp file', stageTemp).then(
+        () => p.kill('SIGTERM'),
+        () => p.kill('SIGTERM'),
+      );
+    });
+    assert.equal(killed.code, 143, killed.stderr);
+    assert.equal(killed.stderr, 'agent-vault: backup failed: interrupted by SIGTERM\n');
+    assert.deepEqual(fs.readdirSync(path.join(vault, '.tmp')), [], 'the staging folder is gone');
+    assert.equal(fs.existsSync(path.join(vault, LOCK_FILE)), false, 'the lock was released');
+    assert.deepEqual(
+      (await listStoreVault(vault)).map((x) => x.vault_id),
+      before,
+    );
+    const log = await readRunLog(vault);
+    assert.deepEqual(
+      log.map((l) => [l.command, l.ok, l.error?.code ?? null]),
+      [
+        ['backup', true, null],
+        ['backup', false, 'interrupted'],
+      ],
+    );
+    assert.equal(log[1].error!.message, 'backup interrupted by SIGTERM; no snapshot was written');
+    const st = await cli(['status', '--vault', vault]);
+    assert.match(st.stdout, /warning: last backup run was interrupted at .*backup interrupted by SIGTERM/);
+    const out = path.join(dir, 'first.avsnap');
+    await exportStoreSnapshot(vault, before[0], out);
+    assert.deepEqual(
+      (await verifyArchive(out, {})).filter((c) => !c.ok),
+      [],
+    );
+    // the next backup runs (no lock, no litter in its way) and removes the temp file a killed store
+    // write left (the store's own temp-file name only; a file of another name is left alone)
+    const tempKey = `store/data/ab/${'ab'.repeat(32)}.tmp-${'0'.repeat(12)}`;
+    fs.mkdirSync(path.join(vault, 'store', 'data', 'ab'), { recursive: true });
+    fs.writeFileSync(path.join(vault, tempKey), 'half a pack');
+    fs.writeFileSync(path.join(vault, 'store', 'data', 'ab', 'notes.txt'), 'mine');
+    const next = await cli(['backup', '--config', cfg, '--json'], env);
+    assert.equal(next.code, 0, next.stderr);
+    assert.ok(JSON.parse(next.stdout).warnings.includes(`removed ${tempKey}, a temp file of an interrupted backup`), next.stdout);
+    assert.equal(fs.existsSync(path.join(vault, tempKey)), false);
+    assert.ok(fs.existsSync(path.join(vault, 'store', 'data', 'ab', 'notes.txt')));
+    assert.equal((await listStoreVault(vault)).length, 2);
+  });
+
   it('7. a full disk (injected ENOSPC) exits 74 (I/O) from export and prune, not 2 (usage); nothing is lost', async () => {
     const dir = tmp.dir('full');
     const full = path.join(dir, 'full');
@@ -559,6 +625,99 @@ const open = fs.promises.open; fs.promises.open = async function (p, ...rest) { 
     assert.equal(v.code, 0, v.stdout + v.stderr);
     assert.match(v.stdout, /1 snapshot\(s\) verified \(deep\): all ok/);
     await assertReadable(vault, ids);
+  });
+
+  it('3 (store vault). prune keeps a store snapshot whose pack is damaged (reported, exit 1), counts only the good ones, and sweeps nothing; a damaged snapshot file the same', async () => {
+    const server = await sharedTestPostgres();
+    const { url } = await server.createDatabase();
+    const db = await openPg({ url });
+    const dir = tmp.dir('store-corrupt');
+    const vault = path.join(dir, 'vault');
+    const cfg = writeConfig(dir, { vault: 'vault', source: { kind: 'postgres', urlEnv: 'STORE_URL' } });
+    const senv = { STORE_URL: url };
+    const storeIds = async (): Promise<string[]> => (await listStoreVault(vault)).map((x) => x.vault_id);
+    const packs = (): Set<string> => new Set(listFiles(path.join(vault, 'store', 'data')));
+    let packs2: Set<string>;
+    try {
+      await createLettaSchema(db);
+      const s = await seedAgentFile(db, fixturePath('memgpt-agent.v2-double-encoded.af'));
+      assert.equal((await cli(['vault', 'init', '--store', '--vault', vault])).code, 0);
+      for (let i = 0; i < 2; i++) {
+        const b = await cli(['backup', '--config', cfg], senv);
+        assert.equal(b.code, 0, b.stderr);
+        await sleep(1100);
+      }
+      packs2 = packs();
+      // the newest snapshot holds new passages: chunks in a pack of its own
+      await addSyntheticPassages(db, s.agents[0].id, 40, 'faults-store');
+      const b3 = await cli(['backup', '--config', cfg], senv);
+      assert.equal(b3.code, 0, b3.stderr);
+    } finally {
+      await db.close();
+    }
+    const ids = await storeIds();
+    assert.equal(ids.length, 3);
+    const own = [...packs()].filter((f) => !packs2.has(f));
+    assert.ok(own.length > 0, 'the newest snapshot wrote a pack of its own');
+    // a good copy of the store to check the others against afterwards
+    const good = path.join(tmp.dir('store-corrupt-good'), 'vault');
+    fs.cpSync(vault, good, { recursive: true });
+    const packFile = path.join(vault, 'store', 'data', own[0]);
+    fs.truncateSync(packFile, fs.statSync(packFile).size - 100);
+
+    const r = await cli(['prune', '--vault', vault, '--keep-last', '1']);
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.match(r.stdout, new RegExp(`KEEP   ${ids[2]}  fails verification, not counted for retention: pack [0-9a-f]{64} is \\d+ bytes, the index says \\d+`));
+    assert.match(r.stdout, new RegExp(`keep   ${ids[1]} `), 'the newest good snapshot is kept');
+    assert.match(r.stdout, new RegExp(`delete ${ids[0]}`));
+    assert.match(r.stderr, new RegExp(`1 snapshot\\(s\\) fail verification and were kept: ${ids[2]}`));
+    assert.match(r.stderr, /the sweep did not run: the store is damaged .*no chunk was swept/);
+    assert.doesNotMatch(r.stderr, STACK_TRACE);
+    assert.deepEqual(await storeIds(), [ids[1], ids[2]]);
+    // the good snapshot reads back whole (deep verify of its export)
+    const out = path.join(dir, 'kept.avsnap');
+    await exportStoreSnapshot(vault, ids[1], out);
+    assert.deepEqual(
+      (await verifyArchive(out, { deep: true })).filter((c) => !c.ok),
+      [],
+    );
+    // a prune again deletes nothing more: the last good snapshot of the agent stays
+    const again = await cli(['prune', '--vault', vault, '--keep-last', '1', '--json']);
+    assert.equal(again.code, 1);
+    const j = JSON.parse(again.stdout);
+    assert.deepEqual(j.removed, []);
+    assert.deepEqual(j.kept, [ids[1]]);
+    assert.equal(j.unreadable[0].id, ids[2]);
+
+    // a drill or verify of a store vault holds the shared lock: prune refuses (75), removes nothing
+    const reader = await acquireSharedLock(vault, { command: `drill ${ids[1]}` });
+    try {
+      const raced = await cli(['prune', '--vault', vault, '--keep-last', '1']);
+      assert.equal(raced.code, 75, raced.stdout + raced.stderr);
+      assert.match(raced.stderr, new RegExp(`in use by "drill ${ids[1]}"`));
+    } finally {
+      await reader.release();
+    }
+    assert.deepEqual(await storeIds(), [ids[1], ids[2]]);
+
+    // a damaged snapshot file (on the good copy): kept and reported; nothing swept, the good one stays
+    const snapFiles = listFiles(path.join(good, 'store', 'snapshots'));
+    const newestFile = (await listStoreVault(good)).find((x) => x.vault_id === ids[2])!.id;
+    assert.ok(snapFiles.includes(newestFile));
+    flipByte(path.join(good, 'store', 'snapshots', newestFile), 10);
+    const r2 = await cli(['prune', '--vault', good, '--keep-last', '1']);
+    assert.equal(r2.code, 1, r2.stdout + r2.stderr);
+    assert.match(r2.stdout, new RegExp(`KEEP   ${newestFile}  fails verification`));
+    assert.match(r2.stdout, new RegExp(`keep   ${ids[1]} `));
+    assert.match(r2.stderr, /the sweep did not run/);
+    const left = (await listStoreVault(good)).map((x) => x.vault_id);
+    assert.ok(left.includes(ids[1]), 'the newest good snapshot is still there');
+    const out2 = path.join(dir, 'kept2.avsnap');
+    await exportStoreSnapshot(good, ids[1], out2);
+    assert.deepEqual(
+      (await verifyArchive(out2, { deep: true })).filter((c) => !c.ok),
+      [],
+    );
   });
 
   describe('9. the connection cut at COMMIT (TCP proxy): the restore reports what happened', () => {

@@ -858,6 +858,21 @@ function storeDamaged(repo: Repo, why: string): AgentVaultError {
 }
 
 /**
+ * Removes the temp files of killed writes of the store (`<id>.tmp-<12 hex>` beside a file of the
+ * store; only this pattern, nothing else). Call only while holding the vault's exclusive lock (no
+ * other writer runs). Returns their keys.
+ */
+export async function sweepStoreTemp(repo: Repo): Promise<string[]> {
+  const removed: string[] = [];
+  for await (const o of repo.store.list(repo.prefix)) {
+    if (!STORE_TEMP.test(o.key.slice(repo.prefix.length))) continue;
+    await repo.store.delete(o.key);
+    removed.push(o.key);
+  }
+  return removed;
+}
+
+/**
  * Mark and sweep: every blob a snapshot references is kept; packs holding only unreferenced
  * blobs are deleted, packs with more than `maxUnused` unreferenced bytes are repacked. Order:
  * new packs, then one new index superseding every index present, then deletion of the old
@@ -867,13 +882,7 @@ function storeDamaged(repo: Repo, why: string): AgentVaultError {
 export async function pruneUnreferenced(repo: Repo, opts: PruneOptions = {}): Promise<PruneResult> {
   const hook = opts.faultHook ?? (() => undefined);
   const maxUnused = opts.maxUnused ?? 0.05;
-  // temp files of killed writes (no other writer runs: the caller holds the vault lock)
-  const tempRemoved: string[] = [];
-  for await (const o of repo.store.list(repo.prefix)) {
-    if (!STORE_TEMP.test(o.key.slice(repo.prefix.length))) continue;
-    await repo.store.delete(o.key);
-    tempRemoved.push(o.key);
-  }
+  const tempRemoved = await sweepStoreTemp(repo);
   await loadIndex(repo);
   if (repo.damagedIndexes.length) throw storeDamaged(repo, `index file(s) ${repo.damagedIndexes.map((d) => d.key).join(', ')} cannot be read`);
   const data = await listIds(repo, 'data');
