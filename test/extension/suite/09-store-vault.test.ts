@@ -200,6 +200,32 @@ describe('Snapshots view and vault operations on store vaults (folder and s3://)
 
   let backedUp: string;
 
+  it('cancelling Run Backup Now on a store vault (its archive exported, not yet in the store) leaves nothing behind', async () => {
+    const { services: s, testing } = await api();
+    const before = (await listStoreVault(folder)).map((x) => x.id);
+    const packs = filesUnder(path.join(folder, 'store')).filter((f) => f.startsWith('data/'));
+    testing.progress.cancelWhen = (_title, msg) => /^putting .* into the store$/.test(msg);
+    s.log.lastError = undefined;
+    try {
+      assert.equal(await vscode.commands.executeCommand('agentVault.backupNow', { connection: SOURCE }), undefined, 'the cancelled backup returns nothing');
+    } finally {
+      testing.progress.cancelWhen = undefined;
+    }
+    assert.equal(s.log.lastError, undefined, `reported as cancelled, not as a failure: ${JSON.stringify(s.log.lastError)}`);
+    assert.deepEqual(
+      (await listStoreVault(folder)).map((x) => x.id),
+      before,
+      'no snapshot was added',
+    );
+    assert.deepEqual(
+      filesUnder(path.join(folder, 'store')).filter((f) => f.startsWith('data/')),
+      packs,
+      'no pack was written',
+    );
+    const stray = filesUnder(folder).filter((f) => !f.startsWith('store/') && !(f === 'runs.jsonl' || f.startsWith('.readers/')));
+    assert.deepEqual(stray, [], 'the staging archive was removed');
+  });
+
   it('Run Backup Now into the store vault: a new store snapshot, no archive left in the vault', async () => {
     const { services: s } = await api();
     const r = await vscode.commands.executeCommand<{ path: string; snapshotId: string }>('agentVault.backupNow', { connection: SOURCE });
@@ -284,9 +310,11 @@ describe('Snapshots view and vault operations on store vaults (folder and s3://)
       r.result.removed.map((x) => x.id),
     );
     assert.ok(r.result.removed.length >= 1);
-    const plan = vscode.workspace.textDocuments.find((d) => d.uri.path.endsWith('prune-plan.txt'));
+    // the dry-run plan shown (the latest prune-plan.txt document: an earlier suite may have left one open)
+    const plan = vscode.workspace.textDocuments.filter((d) => d.uri.path.endsWith('prune-plan.txt')).find((d) => d.getText().includes(backedUp));
     assert.ok(plan, 'the dry-run plan was shown');
-    assert.match(plan.getText(), new RegExp(`would delete\\s+${r.dryRun.removed[0].id}`));
+    for (const x of r.dryRun.removed) assert.match(plan.getText(), new RegExp(`would delete\\s+${x.id}`));
+    assert.match(plan.getText(), new RegExp(`keep\\s+${backedUp}`));
     const after = (await listStoreVault(folder)).map((x) => x.vault_id);
     assert.deepEqual(after.sort(), before.filter((id) => !r.result!.removed.some((x) => x.id === id)).sort());
     assert.ok(older === undefined || !after.includes(older));
@@ -305,7 +333,7 @@ describe('Snapshots view and vault operations on store vaults (folder and s3://)
     );
   });
 
-  it('an s3:// store vault: listed from the bucket, a snapshot expanded and opened in place, Diff with Previous, Restore to…, the status report', async () => {
+  it('an s3:// store vault: listed from the bucket, a snapshot expanded and opened in place, Diff with Previous, Restore to…, Run Backup Now, Verify, the status report; Drill refused', async () => {
     const raw = process.env[S3_ENV_NAME];
     assert.ok(raw, `${S3_ENV_NAME} is not set: run the tests through test/extension/run.ts`);
     const { endpoint } = JSON.parse(raw) as ExtTestS3;
@@ -350,9 +378,22 @@ describe('Snapshots view and vault operations on store vaults (folder and s3://)
     assert.ok(done?.result, JSON.stringify(s.log.lastError));
     assert.equal(Object.keys(done.result.agentIds).length, 1);
 
+    assert.deepEqual(tempArchives(), temps, 'no archive was written to the temp folder');
+
+    // Run Backup Now into the bucket's store, then Verify Vault on it; a drill refuses (it needs a vault folder)
+    const b = await vscode.commands.executeCommand<{ path: string; snapshotId: string }>('agentVault.backupNow', { connection: SOURCE });
+    assert.ok(b, `backup failed: ${JSON.stringify(s.log.lastError)}`);
+    assert.equal(b.path, `${s3loc}#${b.snapshotId}`);
+    assert.ok((await listStoreVault(s3loc)).some((x) => x.vault_id === b.snapshotId));
+    const v = await vscode.commands.executeCommand<StoreVerifyReport>('agentVault.verifyVault', { deep: false });
+    assert.ok(v, JSON.stringify(s.log.lastError));
+    assert.equal(v.ok, true, JSON.stringify(v.problems));
+    assert.equal(v.snapshots, 5);
     const st = await vscode.commands.executeCommand<VaultStatus>('agentVault.showStatus');
     assert.ok(st, JSON.stringify(s.log.lastError));
-    assert.equal(st.snapshots, 4);
-    assert.deepEqual(tempArchives(), temps, 'no archive was written to the temp folder');
+    assert.equal(st.snapshots, 5);
+    s.log.lastError = undefined;
+    assert.equal(await vscode.commands.executeCommand('agentVault.drillSnapshot', s.snapshots.snapshotNodes(await group('LettaBot'))[0]), undefined);
+    assert.match(JSON.stringify(s.log.lastError), /vault in object storage/);
   });
 });
