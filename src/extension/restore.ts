@@ -98,7 +98,11 @@ export async function restoreFlow(
   const decrypt = await s.documents.sources.keys();
   const opts = { agents, onConflict, tools, decrypt };
   // 4. the plan
-  const plan = await withProgress('Planning the restore (dry run)', () => s.connections.with(name, (db) => planRestore(db, restoreSourceAny(source, decrypt), opts)));
+  const plan = await withProgress('Planning the restore (dry run)', async (p) => {
+    const r = await s.connections.with(name, (db) => planRestore(db, restoreSourceAny(source, decrypt), opts));
+    p.check(); // the plan writes nothing: Cancel stops before the restore
+    return r;
+  });
   const planText = formatPlan(plan);
   s.log.info(`restore plan for ${source} → "${name}":\n${planText}`);
   if (args.dryRun) return { plan };

@@ -284,7 +284,12 @@ export function storeVerifyMarkdown(r: StoreVerifyReport, deep: boolean): string
 /** Verify Vault on a store vault: every snapshot file, index and pack; deep reads every pack and checks every chunk. */
 async function verifyStore(s: Services, vault: string, deep: boolean): Promise<StoreVerifyReport> {
   const material = await resolveKeyMaterial(undefined, { secrets: s.context.secrets });
-  const report = await withProgress(`Verifying ${deep ? '(deep) ' : ''}${vault}`, () => verifyStoreVault(vault, { readData: deep, material }));
+  // read-only: a Cancel pressed meanwhile drops the report
+  const report = await withProgress(`Verifying ${deep ? '(deep) ' : ''}${vault}`, async (p) => {
+    const r = await verifyStoreVault(vault, { readData: deep, material });
+    p.check();
+    return r;
+  });
   await showDoc(s.documents.textUri(`verify${deep ? '-deep' : ''}.md`, storeVerifyMarkdown(report, deep)), { preview: false });
   s.log.info(`verify${deep ? ' --deep' : ''} ${vault}: ${report.snapshots} snapshot(s), ${report.problems.length} problem(s)`);
   refreshViews(s);
@@ -381,7 +386,12 @@ export function storePrunePlanText(r: StorePruneVaultResult): string {
 /** Prune on a store vault: the dry-run list, the confirmation, then forget and sweep (pruneStoreVault). */
 async function pruneStore(s: Services, vault: string, policy: RetentionPolicy, confirmed: boolean): Promise<{ dryRun: StorePruneVaultResult; result?: StorePruneVaultResult }> {
   const material = await resolveKeyMaterial(undefined, { secrets: s.context.secrets });
-  const dry = await withProgress('Planning the prune (dry run)', () => pruneStoreVault(vault, { policy, dryRun: true, material }));
+  const dry = await withProgress('Planning the prune (dry run)', async (p) => {
+    p.report('applying the retention policy');
+    const r = await pruneStoreVault(vault, { policy, dryRun: true, material });
+    p.check(); // a dry run writes nothing: Cancel stops before anything is deleted
+    return r;
+  });
   await showDoc(s.documents.textUri('prune-plan.txt', storePrunePlanText(dry)), { preview: true });
   if (dry.removed.length === 0) {
     void vscode.window.showInformationMessage('Agent Vault: the retention policy keeps every snapshot; nothing to prune.');
@@ -396,7 +406,7 @@ async function pruneStore(s: Services, vault: string, policy: RetentionPolicy, c
     );
     if (pick !== del) return { dryRun: dry };
   }
-  const result = await withProgress('Pruning', () => pruneStoreVault(vault, { policy, material }));
+  const result = await withProgress('Pruning', () => pruneStoreVault(vault, { policy, material }), { cancellable: false });
   s.log.info(`prune ${vault}: deleted ${result.removed.map((x) => x.id).join(', ') || 'nothing'}`);
   for (const x of result.removed) s.documents.refresh(storeSnapshotRef(vault, x.id));
   refreshViews(s);
@@ -413,7 +423,12 @@ export async function pruneCommand(s: Services, arg?: PruneArgs): Promise<{ dryR
   const vault = requireLocalVault(s.vaultDir(), 'Prune Snapshots');
   const names = new Map<string, string>();
   for (const x of await listVaultSnapshotsAny(vault, s.documents.sources.keys)) for (const a of x.agents) if (a.name) names.set(a.id, a.name);
-  const dry = await withProgress('Planning the prune (dry run)', () => pruneVault(vault, { policy, dryRun: true }));
+  const dry = await withProgress('Planning the prune (dry run)', async (p) => {
+    p.report('applying the retention policy');
+    const r = await pruneVault(vault, { policy, dryRun: true });
+    p.check(); // a dry run writes nothing: Cancel stops before anything is deleted
+    return r;
+  });
   await showDoc(s.documents.textUri('prune-plan.txt', prunePlanText(dry, names)), { preview: true });
   if (dry.plan.remove.length === 0) {
     void vscode.window.showInformationMessage('Agent Vault: the retention policy keeps every snapshot; nothing to prune.');
@@ -428,7 +443,7 @@ export async function pruneCommand(s: Services, arg?: PruneArgs): Promise<{ dryR
     );
     if (pick !== del) return { dryRun: dry };
   }
-  const result = await withProgress('Pruning', () => pruneVault(vault, { policy }));
+  const result = await withProgress('Pruning', () => pruneVault(vault, { policy }), { cancellable: false });
   s.log.info(`prune ${vault}: deleted ${result.removed.map((x) => x.id).join(', ') || 'nothing'}`);
   for (const e of result.deleteErrors) s.log.warn(`prune: could not delete ${e}`);
   for (const x of result.removed) s.documents.refresh(path.resolve(vault, x.file));
@@ -463,7 +478,7 @@ export async function rebuildIndexCommand(s: Services): Promise<RebuildIndexRepo
       hint: 'run "Agent Vault: Verify Vault…" to check the store',
     });
   const vault = requireLocalVault(s.vaultDir(), 'Rebuild Index');
-  const r = await withProgress(`Rebuilding the index of ${vault}`, () => rebuildIndex(vault));
+  const r = await withProgress(`Rebuilding the index of ${vault}`, () => rebuildIndex(vault), { cancellable: false });
   s.log.info(`rebuild-index ${vault}:\n${rebuildText(r)}`);
   await showDoc(s.documents.textUri('rebuild-index.txt', rebuildText(r)), { preview: true });
   refreshViews(s);

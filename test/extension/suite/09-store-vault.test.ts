@@ -300,6 +300,19 @@ describe('Snapshots view and vault operations on store vaults (folder and s3://)
   it('Prune on the store vault lists the dry run, then forgets and sweeps after confirmation; Rebuild Index and Delete Snapshot refuse with what to do', async () => {
     const { services: s } = await api();
     const before = (await listStoreVault(folder)).map((x) => x.vault_id);
+    // Cancel while the dry run is planned: nothing is deleted
+    const { testing } = await api();
+    testing.progress.cancelWhen = (title) => title.startsWith('Planning the prune');
+    try {
+      assert.equal(await vscode.commands.executeCommand('agentVault.pruneVault', { policy: { keepLast: 1 }, confirmed: true }), undefined);
+    } finally {
+      testing.progress.cancelWhen = undefined;
+    }
+    assert.deepEqual(
+      (await listStoreVault(folder)).map((x) => x.vault_id),
+      before,
+      'a cancelled prune deletes nothing',
+    );
     const r = await vscode.commands.executeCommand<{ dryRun: StorePruneVaultResult; result?: StorePruneVaultResult }>('agentVault.pruneVault', { policy: { keepLast: 1 }, confirmed: true });
     assert.ok(r?.result, JSON.stringify(s.log.lastError));
     assert.equal(r.dryRun.dryRun, true);
