@@ -26,6 +26,8 @@ export interface RestoreArgs {
   confirmed?: boolean;
   /** only compute and show the plan */
   dryRun?: boolean;
+  /** from a snapshot item holding several agents: restore only its agent, or every agent of the snapshot (default: ask) */
+  scope?: 'agent' | 'snapshot';
 }
 
 const CONFLICT_CHOICES: Array<{ value: OnConflict; label: string; detail: string }> = [
@@ -66,8 +68,21 @@ export async function restoreFlow(
     }
   }
   const source = file;
-  // 2. the agents
-  let agents = args.agents ?? (node ? [node.agent.id] : undefined);
+  // 2. the agents: a snapshot item restores its agent, or (asked when it holds more) every agent of the snapshot
+  let scope = args.scope;
+  if (node && !group && !scope && node.snapshot.agents.length > 1) {
+    const n = node.snapshot.agents.length;
+    const pick = await vscode.window.showQuickPick(
+      [
+        { label: `Only ${node.agent.name ?? node.agent.id}`, detail: 'the agent of this item, from this snapshot', scope: 'agent' as const },
+        { label: `All ${n} agents of this snapshot`, detail: node.snapshot.agents.map((a) => a.name ?? a.id).join(', '), scope: 'snapshot' as const },
+      ],
+      { title: 'Agent Vault: restore what?' },
+    );
+    if (!pick) return undefined;
+    scope = pick.scope;
+  }
+  let agents = args.agents ?? (node ? (scope === 'snapshot' ? node.snapshot.agents.map((a) => a.id) : [node.agent.id]) : undefined);
   if (!agents) {
     const desc = await describeSnapshotAny(source, { decrypt: await s.documents.sources.keys() });
     if (desc.agents.length === 0) throw new AgentVaultError('no-agent', `${source} holds no agents`);

@@ -345,16 +345,20 @@ describe('Vault operations and health in the editor', function () {
     assert.match(text, /LettaBot/);
   });
 
-  it('Restore to… from a snapshot item and from an agent item: the plan as a document, then the restore', async () => {
+  it('Restore to… from a snapshot item (its agent, or every agent of the snapshot) and from an agent item: the plan as a document, then the restore', async () => {
     const { services: s } = await api();
     const g = await group('LettaBot');
     const [node] = s.snapshots.snapshotNodes(g) as SnapshotNode[];
-    const planned = await vscode.commands.executeCommand<{ plan: RestorePlan }>('agentVault.restoreTo', node, { connection: TARGET, onConflict: 'replace', dryRun: true });
+    const planned = await vscode.commands.executeCommand<{ plan: RestorePlan }>('agentVault.restoreTo', node, { connection: TARGET, onConflict: 'replace', dryRun: true, scope: 'agent' });
     assert.ok(planned, JSON.stringify(s.log.lastError));
     assert.deepEqual(
       planned.plan.agents.map((a) => a.name),
       ['LettaBot'],
     );
+    // the same item, every agent of its snapshot
+    const whole = await vscode.commands.executeCommand<{ plan: RestorePlan }>('agentVault.restoreTo', node, { connection: TARGET, onConflict: 'replace', dryRun: true, scope: 'snapshot' });
+    assert.ok(whole, JSON.stringify(s.log.lastError));
+    assert.deepEqual(whole.plan.agents.map((a) => a.name).sort(), ['LettaBot', 'Loop']);
     const done = await vscode.commands.executeCommand<{ plan: RestorePlan; result: RestoreResult }>('agentVault.restoreTo', g, { connection: TARGET, onConflict: 'replace', confirmed: true });
     assert.ok(done?.result, JSON.stringify(s.log.lastError));
     assert.ok(

@@ -250,7 +250,7 @@ describe('Snapshots view and vault operations on store vaults (folder and s3://)
     const g = await group('LettaBot');
     const [node] = s.snapshots.snapshotNodes(g);
     assert.equal(node.snapshot.id, backedUp);
-    const planned = await vscode.commands.executeCommand<{ plan: RestorePlan }>('agentVault.restoreTo', node, { connection: TARGET, onConflict: 'replace', dryRun: true });
+    const planned = await vscode.commands.executeCommand<{ plan: RestorePlan }>('agentVault.restoreTo', node, { connection: TARGET, onConflict: 'replace', dryRun: true, scope: 'agent' });
     assert.ok(planned, JSON.stringify(s.log.lastError));
     assert.deepEqual(
       planned.plan.agents.map((a) => a.name),
@@ -377,7 +377,12 @@ describe('Snapshots view and vault operations on store vaults (folder and s3://)
     assert.equal(d.report.agents[0].counts.system_prompt, 1);
 
     const g = await group('LettaBot');
-    const planned = await vscode.commands.executeCommand<{ plan: RestorePlan }>('agentVault.restoreTo', s.snapshots.snapshotNodes(g)[0], { connection: TARGET, onConflict: 'replace', dryRun: true });
+    const planned = await vscode.commands.executeCommand<{ plan: RestorePlan }>('agentVault.restoreTo', s.snapshots.snapshotNodes(g)[0], {
+      connection: TARGET,
+      onConflict: 'replace',
+      dryRun: true,
+      scope: 'agent',
+    });
     assert.ok(planned, JSON.stringify(s.log.lastError));
     assert.deepEqual(
       planned.plan.agents.map((a) => a.name),
@@ -387,6 +392,7 @@ describe('Snapshots view and vault operations on store vaults (folder and s3://)
       connection: TARGET,
       onConflict: 'replace',
       confirmed: true,
+      scope: 'agent',
     });
     assert.ok(done?.result, JSON.stringify(s.log.lastError));
     assert.equal(Object.keys(done.result.agentIds).length, 1);
