@@ -9,13 +9,13 @@ import * as vscode from 'vscode';
 import { AgentVaultError, errorMessage } from '../core/errors';
 import { exportLiveSnapshot } from '../diff/live';
 import { isFileLocalId } from '../diff/state';
-import { requireLocalVault } from '../vault/remote/location';
-import { describeFile } from '../format/inspect';
+import { isS3Location, requireLocalVault } from '../vault/remote/location';
+import { describeSnapshotAny, isStoreSnapshotRef, listVaultSnapshotsAny, parseStoreSnapshotRef } from '../vault/store-catalog';
 import { packAgentFile } from '../format/pack';
 import { isArchivePath, validateAnyPath, type ValidationReport } from '../format/validate-any';
 import { listAgents, type AgentListing } from '../letta/export';
 import { runBackup } from '../vault/backup';
-import { addSnapshotToVault, listVaultSnapshots, removeVaultSnapshot, type CatalogSnapshot } from '../vault/catalog';
+import { addSnapshotToVault, removeVaultSnapshot, type CatalogSnapshot } from '../vault/catalog';
 import { PASSPHRASE_SECRET } from '../vault/config';
 import { connectionForm, describeConnection, type Connections } from './connections';
 import type { DatabasesNode, DatabasesTree } from './databasesTree';
@@ -109,7 +109,7 @@ interface SnapshotPick extends vscode.QuickPickItem {
 }
 
 async function pickSnapshot(s: Services, title: string, opts: { exclude?: string; agent?: string } = {}): Promise<{ path: string; label: string } | undefined> {
-  const snaps = (await listVaultSnapshots(s.vaultDir())).filter((x) => x.path !== opts.exclude && (!opts.agent || x.agents.some((a) => a.id === opts.agent)));
+  const snaps = (await listVaultSnapshotsAny(s.vaultDir(), s.documents.sources.keys)).filter((x) => x.path !== opts.exclude && (!opts.agent || x.agents.some((a) => a.id === opts.agent)));
   const items: SnapshotPick[] = snaps.map((x) => ({
     label: x.listed ? x.id : path.basename(x.path),
     description: new Date(x.created_at).toLocaleString(),
@@ -358,7 +358,7 @@ export async function diffWithLiveCommand(s: Services, arg?: SnapshotNode | Data
   }
   if (!snapshot) {
     if (agent) {
-      const latest = (await listVaultSnapshots(s.vaultDir())).find((x) => x.agents.some((a) => a.id === agent));
+      const latest = (await listVaultSnapshotsAny(s.vaultDir(), s.documents.sources.keys)).find((x) => x.agents.some((a) => a.id === agent));
       if (!latest) throw new AgentVaultError('no-snapshot', `the vault has no snapshot of agent ${agent}`, { hint: 'export it first ("Agent Vault: Export Agents…")' });
       snapshot = sideOf(latest);
     } else {
@@ -370,7 +370,7 @@ export async function diffWithLiveCommand(s: Services, arg?: SnapshotNode | Data
   const name = await pickConnection(s, connection);
   if (!name) return undefined;
   if (!agent) {
-    const desc = await describeFile(snapshot.path, { decrypt: await s.documents.sources.keys() });
+    const desc = await describeSnapshotAny(snapshot.path, { decrypt: await s.documents.sources.keys() });
     if (desc.agents.length === 1) agent = desc.agents[0].id;
     else {
       const pick = await vscode.window.showQuickPick(
@@ -385,7 +385,7 @@ export async function diffWithLiveCommand(s: Services, arg?: SnapshotNode | Data
   const agentId = agent;
   let agentName: string | null = null;
   if (isFileLocalId(agentId)) {
-    agentName = (await describeFile(snapshot.path, { decrypt: await s.documents.sources.keys() })).agents.find((a) => a.id === agentId)?.name ?? null;
+    agentName = (await describeSnapshotAny(snapshot.path, { decrypt: await s.documents.sources.keys() })).agents.find((a) => a.id === agentId)?.name ?? null;
     if (!agentName) throw new AgentVaultError('no-agent', `the agent ${agentId} of ${snapshot.label} has no name to find it by in "${name}"`);
   }
   const select = agentName ? { names: [agentName] } : { ids: [agentId] };
@@ -400,7 +400,10 @@ export async function diffWithLiveCommand(s: Services, arg?: SnapshotNode | Data
 
 export async function revealFileCommand(_s: Services, node?: SnapshotNode): Promise<void> {
   if (!node || node.type !== 'snapshot') return;
-  const uri = vscode.Uri.file(node.snapshot.path);
+  // a store vault's snapshot has no file of its own: reveal the vault folder
+  const ref = parseStoreSnapshotRef(node.snapshot.path);
+  if (ref && isS3Location(ref.vault)) return;
+  const uri = vscode.Uri.file(ref ? ref.vault : node.snapshot.path);
   const inWorkspace = vscode.workspace.getWorkspaceFolder(uri) !== undefined;
   await vscode.commands.executeCommand(inWorkspace ? 'revealInExplorer' : 'revealFileInOS', uri);
 }
@@ -411,8 +414,13 @@ export async function deleteSnapshotCommand(s: Services, arg?: SnapshotNode | De
     void vscode.window.showInformationMessage('Agent Vault: run "Delete Snapshot" from a snapshot in the Snapshots view.');
     return false;
   }
+  if (isStoreSnapshotRef(file))
+    throw new AgentVaultError('usage', `${file} is a snapshot of a store vault: it has no file of its own to delete`, {
+      kind: 'usage',
+      hint: 'run "Agent Vault: Prune Snapshots…" (it forgets snapshots by the retention policy and sweeps the chunks only they used)',
+    });
   requireLocalVault(s.vaultDir(), 'Delete Snapshot');
-  const snap = (await listVaultSnapshots(s.vaultDir())).find((x) => x.path === path.resolve(file));
+  const snap = (await listVaultSnapshotsAny(s.vaultDir(), s.documents.sources.keys)).find((x) => x.path === path.resolve(file));
   const label = snap ? (snap.listed ? snap.id : path.basename(snap.path)) : path.basename(file);
   if (!(arg as DeleteArgs | undefined)?.confirmed) {
     const del = 'Delete';

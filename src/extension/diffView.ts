@@ -6,7 +6,7 @@
  */
 import * as vscode from 'vscode';
 import { changeComponents, componentFileName, type ChangeItem } from '../diff/components';
-import { diffPaths } from '../diff/index';
+import { diffSnapshotsAny } from '../vault/store-catalog';
 import type { DecryptOptions } from '../format/crypto';
 import { CATEGORY_TITLES } from '../diff/types';
 import { CATEGORIES, type AgentDiff, type Category, type DiffReport } from '../diff/types';
@@ -162,7 +162,7 @@ export class ChangesTree implements vscode.TreeDataProvider<ChangesNode>, vscode
 
 /** Computes the semantic diff of two files (optionally one agent). */
 export function computeDiff(left: DiffSide, right: DiffSide, agent: string | undefined, decrypt: DecryptOptions | undefined): Promise<CurrentDiff> {
-  return diffPaths(left.path, right.path, { ...(agent ? { agent } : {}), decrypt }).then((report) => ({ report, left, right }));
+  return diffSnapshotsAny(left.path, right.path, { ...(agent ? { agent } : {}), decrypt }).then((report) => ({ report, left, right }));
 }
 
 /** Opens the side-by-side diff of one change. */

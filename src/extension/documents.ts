@@ -13,9 +13,8 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { AgentVaultError } from '../core/errors';
 import { agentComponents, componentFileName, componentText, messagesText, passagesText, safeSegment, type ComponentInfo, type ComponentKind, type ComponentRef } from '../diff/components';
-import { openSource, type AgentStateSource, type AgentState } from '../diff/index';
-import { describeFile } from '../format/inspect';
-import { readManifest } from '../format/archive';
+import type { AgentStateSource, AgentState } from '../diff/index';
+import { describeSnapshotAny, isStoreSnapshotRef, openSnapshotSourceAny, readSnapshotManifestAny } from '../vault/store-catalog';
 import { listCollectionsInArchive } from '../qdrant/archive';
 import type { KeyProvider } from './keys';
 
@@ -55,11 +54,22 @@ interface OpenSource {
   states: Map<string, Promise<AgentState>>;
   /** ArchiveSource reads one entry stream at a time: serialise the work on a source. */
   queue: Promise<unknown>;
+  /** runs queued or running on it */
+  pending: number;
 }
 
-/** Opened sources (archives, agent files), a few at a time, closed when evicted or disposed. */
+/**
+ * Opened sources (archives, agent files), a few at a time, closed when evicted or disposed. A
+ * snapshot of a store vault (`<vault>#<id>`) is read in place from the store and holds the vault's
+ * shared lock while open, so it is closed as soon as no work is queued on it (a backup or prune of
+ * the vault is not kept waiting by an editor); its agents' states stay cached (it never changes).
+ */
 export class SourceCache implements vscode.Disposable {
   private readonly open = new Map<string, Promise<OpenSource>>();
+  /** Loaded agent states by source (kept when a store snapshot's reader is closed). */
+  private readonly states = new Map<string, Map<string, Promise<AgentState>>>();
+  /** Sources opened (tests). */
+  opened = 0;
   /** Makes a source's file available before it is read (a snapshot of an s3:// vault is downloaded into the cache). */
   prepare: (src: string) => Promise<unknown> = async () => undefined;
 
@@ -76,15 +86,22 @@ export class SourceCache implements vscode.Disposable {
       this.open.set(src, o); // most recently used last
       return o;
     }
+    let states = this.states.get(src);
+    if (!states) this.states.set(src, (states = new Map()));
+    const st = states;
     o = this.prepare(src)
       .then(() => this.keys())
-      .then((decrypt) => openSource(src, { decrypt }))
-      .then((source) => ({ source, states: new Map(), queue: Promise.resolve() }));
+      .then((decrypt) => openSnapshotSourceAny(src, { decrypt }))
+      .then((source) => {
+        this.opened++;
+        return { source, states: st, queue: Promise.resolve(), pending: 0 };
+      });
     o.catch(() => this.open.delete(src));
     this.open.set(src, o);
     while (this.open.size > this.max) {
       const [oldest, p] = this.open.entries().next().value as [string, Promise<OpenSource>];
       this.open.delete(oldest);
+      this.states.delete(oldest);
       void p.then((x) => x.source.close()).catch(() => undefined);
     }
     return o;
@@ -92,13 +109,24 @@ export class SourceCache implements vscode.Disposable {
 
   /** Runs `fn` on the source, after whatever else is running on it. */
   async run<T>(src: string, fn: (s: OpenSource) => Promise<T>): Promise<T> {
-    const o = await this.get(src);
+    const p = this.get(src);
+    const o = await p;
+    o.pending++;
     const next = o.queue.then(() => fn(o));
-    o.queue = next.catch(() => undefined);
+    o.queue = next
+      .catch(() => undefined)
+      .then(() => {
+        if (--o.pending === 0 && isStoreSnapshotRef(src) && this.open.get(src) === p) {
+          this.open.delete(src);
+          return o.source.close().catch(() => undefined);
+        }
+      });
     return next;
   }
 
   state(src: string, agent: string): Promise<AgentState> {
+    const cached = this.states.get(src)?.get(agent);
+    if (cached) return cached;
     return this.run(src, (o) => {
       let st = o.states.get(agent);
       if (!st) {
@@ -118,12 +146,13 @@ export class SourceCache implements vscode.Disposable {
   forget(src: string): void {
     const o = this.open.get(src);
     this.open.delete(src);
+    this.states.delete(src);
     void o?.then((x) => x.source.close()).catch(() => undefined);
   }
 
   /** Forgets every source (e.g. the passphrase changed). */
   forgetAll(): void {
-    for (const src of [...this.open.keys()]) this.forget(src);
+    for (const src of new Set([...this.open.keys(), ...this.states.keys()])) this.forget(src);
   }
 
   dispose(): void {
@@ -159,11 +188,11 @@ export class ComponentDocuments implements vscode.TextDocumentContentProvider, v
     if (t.kind === 'describe' || t.kind === 'collection') await this.sources.prepare(t.src);
     switch (t.kind) {
       case 'describe':
-        return (await describeFile(t.src, { decrypt: await this.sources.keys() })).text;
+        return (await describeSnapshotAny(t.src, { decrypt: await this.sources.keys() })).text;
       case 'text':
         return this.texts.get(t.key ?? '') ?? '(this document is no longer available)\n';
       case 'collection': {
-        const c = listCollectionsInArchive(await readManifest(t.src)).find((x) => x.name === t.key);
+        const c = listCollectionsInArchive(await readSnapshotManifestAny(t.src, { decrypt: await this.sources.keys() })).find((x) => x.name === t.key);
         return c ? `${JSON.stringify(c, null, 2)}\n` : undefined;
       }
       case 'messages':
@@ -202,7 +231,10 @@ export async function showDoc(uri: vscode.Uri, opts: { preview?: boolean } = {})
   return vscode.window.showTextDocument(doc, { preview: opts.preview ?? true });
 }
 
-/** A short name for a snapshot in titles: its id, or the archive's file name. */
+/** A short name for a snapshot in titles: its id, or the archive's file name (a store snapshot's: its id after "#"). */
 export function snapshotLabel(file: string, id?: string): string {
-  return id ?? path.basename(file).replace(/\.(avsnap|zip)$/i, '');
+  if (id) return id;
+  const at = file.lastIndexOf('#');
+  if (at > 0 && isStoreSnapshotRef(file)) return decodeURIComponent(file.slice(at + 1));
+  return path.basename(file).replace(/\.(avsnap|zip)$/i, '');
 }

@@ -94,7 +94,7 @@ export function activate(context: vscode.ExtensionContext): AgentVaultApi {
   const databasesView = vscode.window.createTreeView('agentVault.databases', { treeDataProvider: databases, showCollapseAll: true });
   const changesView = vscode.window.createTreeView('agentVault.changes', { treeDataProvider: changes });
   const diagnostics = new AgentFileDiagnostics(() => setting('validation.enabled'));
-  const statusBar = new VaultStatusBar(vaultDir, statusPolicy, log, remoteCache);
+  const statusBar = new VaultStatusBar(vaultDir, statusPolicy, log, remoteCache, sources.keys);
   const s: cmd.Services = { context, log, connections, snapshots, snapshotsView, databases, changes, changesView, documents, diagnostics, vaultDir, tempFiles: new Set(), statusBar };
   services = s;
   log.info(`activated; vault ${vaultDir()}`);

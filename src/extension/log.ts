@@ -115,8 +115,10 @@ export class Log implements vscode.Disposable {
 export function withProgress<T>(
   title: string,
   work: (p: { report: (message: string) => void; check: () => void; cancelled: () => boolean; token: vscode.CancellationToken }) => Promise<T>,
+  /** false for work that cannot stop midway once started (a prune deleting, an index being written): no Cancel button is offered */
+  opts: { cancellable?: boolean } = {},
 ): Thenable<T> {
-  return vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Agent Vault: ${title}`, cancellable: true }, (progress, token) => {
+  return vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Agent Vault: ${title}`, cancellable: opts.cancellable ?? true }, (progress, token) => {
     let pressed = false;
     const cancelled = () => pressed || token.isCancellationRequested;
     return work({

@@ -6,9 +6,8 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { AgentVaultError } from '../core/errors';
-import { describeFile } from '../format/inspect';
+import { describeSnapshotAny, listVaultSnapshotsAny, restoreSourceAny } from '../vault/store-catalog';
 import { formatPlan, planRestore, restoreAgents, type OnConflict, type RestorePlan, type RestoreResult, type ToolsMode } from '../letta/restore';
-import { listVaultSnapshots } from '../vault/catalog';
 import type { Services } from './commands';
 import { pickConnection } from './commands';
 import { showDoc } from './documents';
@@ -27,6 +26,8 @@ export interface RestoreArgs {
   confirmed?: boolean;
   /** only compute and show the plan */
   dryRun?: boolean;
+  /** from a snapshot item holding several agents: restore only its agent, or every agent of the snapshot (default: ask) */
+  scope?: 'agent' | 'snapshot';
 }
 
 const CONFLICT_CHOICES: Array<{ value: OnConflict; label: string; detail: string }> = [
@@ -49,7 +50,7 @@ export async function restoreFlow(
   // 1. the snapshot
   let file = node?.snapshot.path ?? args.snapshot;
   if (!file) {
-    const snaps = await listVaultSnapshots(s.vaultDir());
+    const snaps = await listVaultSnapshotsAny(s.vaultDir(), s.documents.sources.keys);
     const items = snaps.map((x) => ({
       label: x.listed ? x.id : path.basename(x.path),
       description: new Date(x.created_at).toLocaleString(),
@@ -67,10 +68,23 @@ export async function restoreFlow(
     }
   }
   const source = file;
-  // 2. the agents
-  let agents = args.agents ?? (node ? [node.agent.id] : undefined);
+  // 2. the agents: a snapshot item restores its agent, or (asked when it holds more) every agent of the snapshot
+  let scope = args.scope;
+  if (node && !group && !scope && node.snapshot.agents.length > 1) {
+    const n = node.snapshot.agents.length;
+    const pick = await vscode.window.showQuickPick(
+      [
+        { label: `Only ${node.agent.name ?? node.agent.id}`, detail: 'the agent of this item, from this snapshot', scope: 'agent' as const },
+        { label: `All ${n} agents of this snapshot`, detail: node.snapshot.agents.map((a) => a.name ?? a.id).join(', '), scope: 'snapshot' as const },
+      ],
+      { title: 'Agent Vault: restore what?' },
+    );
+    if (!pick) return undefined;
+    scope = pick.scope;
+  }
+  let agents = args.agents ?? (node ? (scope === 'snapshot' ? node.snapshot.agents.map((a) => a.id) : [node.agent.id]) : undefined);
   if (!agents) {
-    const desc = await describeFile(source, { decrypt: await s.documents.sources.keys() });
+    const desc = await describeSnapshotAny(source, { decrypt: await s.documents.sources.keys() });
     if (desc.agents.length === 0) throw new AgentVaultError('no-agent', `${source} holds no agents`);
     if (desc.agents.length === 1) agents = [desc.agents[0].id];
     else {
@@ -99,7 +113,11 @@ export async function restoreFlow(
   const decrypt = await s.documents.sources.keys();
   const opts = { agents, onConflict, tools, decrypt };
   // 4. the plan
-  const plan = await withProgress('Planning the restore (dry run)', () => s.connections.with(name, (db) => planRestore(db, source, opts)));
+  const plan = await withProgress('Planning the restore (dry run)', async (p) => {
+    const r = await s.connections.with(name, (db) => planRestore(db, restoreSourceAny(source, decrypt), opts));
+    p.check(); // the plan writes nothing: Cancel stops before the restore
+    return r;
+  });
   const planText = formatPlan(plan);
   s.log.info(`restore plan for ${source} → "${name}":\n${planText}`);
   if (args.dryRun) return { plan };
@@ -131,7 +149,7 @@ export async function restoreFlow(
   // 6. the restore
   const result = await withProgress(`Restoring into "${name}"`, (p) =>
     s.connections.with(name, (db) =>
-      restoreAgents(db, source, {
+      restoreAgents(db, restoreSourceAny(source, decrypt), {
         ...opts,
         onProgress: (e) => {
           p.check();

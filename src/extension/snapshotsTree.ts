@@ -18,6 +18,9 @@ import type { StatusPolicy } from '../vault/config';
 import type { AgentStatus } from '../vault/status';
 import { vaultStatusOf, type RemoteSnapshotCache } from '../vault/remote/catalog';
 import { isS3Location } from '../vault/remote/location';
+import { isStoreLocation } from '../vault/store-vault';
+import { isStoreSnapshotRef, listStoreVaultSnapshots, readSnapshotManifestAny } from '../vault/store-catalog';
+import type { DecryptOptions } from '../format/crypto';
 import { isFileLocalId } from '../diff/state';
 import { docUri, snapshotLabel, type DocTarget, type SourceCache } from './documents';
 import type { Log } from './log';
@@ -102,18 +105,24 @@ export function statusWords(st: AgentStatus | undefined): string[] {
   return out;
 }
 
-/** Manifests by path; an entry is read again when the file's size or mtime changed. */
+/**
+ * Manifests by path; an entry is read again when the file's size or mtime changed. A snapshot of a
+ * store vault (`<vault>#<id>`, src/vault/store-catalog.ts) is read from the store once: it never
+ * changes.
+ */
 export class ManifestCache {
   private readonly cache = new Map<string, { stamp: string; manifest: Promise<Manifest> }>();
   reads = 0;
 
+  constructor(private readonly keys: () => Promise<DecryptOptions | undefined> = async () => undefined) {}
+
   async get(file: string): Promise<Manifest> {
-    const st = await fsp.stat(file);
-    const stamp = `${st.size}:${st.mtimeMs}`;
+    const store = isStoreSnapshotRef(file);
+    const stamp = store ? 'store' : await fsp.stat(file).then((st) => `${st.size}:${st.mtimeMs}`);
     const hit = this.cache.get(file);
     if (hit && hit.stamp === stamp) return hit.manifest;
     this.reads++;
-    const manifest = readManifest(file);
+    const manifest = store ? this.keys().then((decrypt) => readSnapshotManifestAny(file, { decrypt })) : readManifest(file);
     this.cache.set(file, { stamp, manifest });
     manifest.catch(() => this.cache.delete(file));
     return manifest;
@@ -128,7 +137,7 @@ export class SnapshotsTree implements vscode.TreeDataProvider<SnapshotsNode>, vs
   private readonly opened = new Set<string>();
   private readonly children = new WeakMap<SnapshotNode, Promise<SnapshotsNode[]>>();
   /** Manifests, read lazily (tooltips, collections) and cached by file, size and mtime. */
-  readonly manifests = new ManifestCache();
+  readonly manifests: ManifestCache;
   lastError: string | undefined;
 
   constructor(
@@ -138,7 +147,9 @@ export class SnapshotsTree implements vscode.TreeDataProvider<SnapshotsNode>, vs
     private readonly log: Log,
     /** Snapshots of an s3:// vault: listed from the bucket's index, downloaded when opened (src/vault/remote/catalog.ts). */
     readonly remote?: RemoteSnapshotCache,
-  ) {}
+  ) {
+    this.manifests = new ManifestCache(() => this.sources.keys());
+  }
 
   refresh(): void {
     this.groups = undefined;
@@ -161,7 +172,9 @@ export class SnapshotsTree implements vscode.TreeDataProvider<SnapshotsNode>, vs
     this.lastError = undefined;
     let snaps: CatalogSnapshot[] = [];
     try {
-      snaps = isS3Location(dir) && this.remote ? await this.remote.list(dir) : await listVaultSnapshots(dir);
+      // a store vault (folder or s3://) lists the snapshot files of its store (src/vault/store-catalog.ts)
+      if (await isStoreLocation(dir)) snaps = await listStoreVaultSnapshots(dir, await this.sources.keys());
+      else snaps = isS3Location(dir) && this.remote ? await this.remote.list(dir) : await listVaultSnapshots(dir);
     } catch (e) {
       this.lastError = errorMessage(e);
       this.log.warn(`reading the vault ${dir}: ${this.lastError}`);
@@ -187,7 +200,7 @@ export class SnapshotsTree implements vscode.TreeDataProvider<SnapshotsNode>, vs
     let statuses = new Map<string, AgentStatus>();
     if (snaps.some((s) => s.listed)) {
       try {
-        const st = await vaultStatusOf(dir, this.policy(), this.remote);
+        const st = await vaultStatusOf(dir, this.policy(), this.remote, () => this.sources.keys());
         statuses = new Map(st.agents.map((a) => [a.id, a]));
       } catch (e) {
         this.log.warn(`backup status of ${dir}: ${errorMessage(e)}`);
@@ -330,11 +343,13 @@ export class SnapshotsTree implements vscode.TreeDataProvider<SnapshotsNode>, vs
         const s = node.snapshot;
         const item = new vscode.TreeItem(snapshotTime(s.created_at), vscode.TreeItemCollapsibleState.Collapsed);
         item.id = `snapshot:${node.group.key}:${s.path}`;
-        item.contextValue = s.listed ? 'snapshot' : 'snapshotLoose';
+        const inStore = isStoreSnapshotRef(s.path);
+        // a store vault's snapshot has no file of its own: no Reveal or Delete (Prune removes it)
+        item.contextValue = inStore ? 'snapshotInStore' : s.listed ? 'snapshot' : 'snapshotLoose';
         const n = s.agents.length;
         item.description = [`${n} agent${n === 1 ? '' : 's'}`, s.bytes ? formatBytes(s.bytes) : '', s.encrypted ? 'encrypted' : '', s.listed ? '' : 'not in index'].filter(Boolean).join(' · ');
         item.iconPath = new vscode.ThemeIcon(s.error ? 'error' : s.encrypted ? 'lock' : 'archive');
-        item.resourceUri = vscode.Uri.file(s.path);
+        if (!inStore) item.resourceUri = vscode.Uri.file(s.path);
         // the tooltip (the manifest's facts) is filled in by resolveTreeItem, when hovered
         return item;
       }

@@ -8,6 +8,7 @@ import * as vscode from 'vscode';
 import { errorMessage } from '../core/errors';
 import type { StatusPolicy } from '../vault/config';
 import type { VaultStatus } from '../vault/status';
+import type { DecryptOptions } from '../format/crypto';
 import { vaultStatusOf, type RemoteSnapshotCache } from '../vault/remote/catalog';
 import type { Log } from './log';
 import { relativeAge } from './snapshotsTree';
@@ -43,6 +44,8 @@ export class VaultStatusBar implements vscode.Disposable {
     private readonly policy: () => StatusPolicy,
     private readonly log: Log,
     private readonly remote?: RemoteSnapshotCache,
+    /** the key of an encrypted store vault (its snapshot list is encrypted) */
+    private readonly keys?: () => Promise<DecryptOptions | undefined>,
   ) {
     this.item = vscode.window.createStatusBarItem('agentVault.status', vscode.StatusBarAlignment.Left, 10);
     this.item.name = 'Agent Vault: backup status';
@@ -71,7 +74,7 @@ export class VaultStatusBar implements vscode.Disposable {
   private async update(): Promise<void> {
     let st: VaultStatus | undefined;
     try {
-      st = await vaultStatusOf(this.vaultDir(), this.policy(), this.remote);
+      st = await vaultStatusOf(this.vaultDir(), this.policy(), this.remote, this.keys);
     } catch (e) {
       // no vault yet (the Snapshots view's welcome explains how to start): no item
       if ((e as { code?: string }).code !== 'no-vault') this.log.warn(`backup status: ${errorMessage(e)}`);

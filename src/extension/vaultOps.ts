@@ -12,9 +12,12 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { AgentVaultError, errorMessage } from '../core/errors';
 import type { Db } from '../db/types';
-import { runBackup, type BackupResult } from '../vault/backup';
-import { listVaultSnapshots, type CatalogSnapshot } from '../vault/catalog';
-import { loadConfig, type VaultConfig } from '../vault/config';
+import { runBackup, type BackupOptions, type BackupResult } from '../vault/backup';
+import type { CatalogSnapshot } from '../vault/catalog';
+import { listVaultSnapshotsAny, storeSnapshotRef } from '../vault/store-catalog';
+import { isStoreLocation, pruneStoreVault, storeBackup, verifyStoreVault, type StoreBackupResult, type StorePruneVaultResult, type StoreVerifyReport } from '../vault/store-vault';
+import { renderStoreVerify } from '../cli/store';
+import { loadConfig, resolveKeyMaterial, type VaultConfig } from '../vault/config';
 import { runDrill } from '../vault/drill';
 import { renderDrillMarkdown, writeDrillReport, type DrillReport } from '../vault/drill-report';
 import { pruneVault, type PruneResult } from '../vault/prune';
@@ -63,14 +66,16 @@ export interface BackupNowArgs {
  * retention, Qdrant…), exactly as `agent-vault backup` runs it; without a configuration file, every
  * agent of a connection into the vault folder the Snapshots view shows.
  */
-export async function backupNowCommand(s: Services, arg?: BackupNowArgs): Promise<{ path: string; snapshotId: string; result: BackupResult } | undefined> {
+export async function backupNowCommand(s: Services, arg?: BackupNowArgs): Promise<{ path: string; snapshotId: string; result: BackupResult | StoreBackupResult } | undefined> {
   const args = isNode(arg) ? {} : (arg ?? {});
   const file = args.config ?? (args.connection ? undefined : configFile());
-  let res: BackupResult;
+  // a store vault (`agent-vault vault init --store`, a folder or s3://) keeps the snapshot as deduplicated chunks
+  const run = async (opts: BackupOptions): Promise<BackupResult | StoreBackupResult> => ((await isStoreLocation(opts.config.vault)) ? storeBackup(opts) : runBackup(opts));
+  let res: BackupResult | StoreBackupResult;
   if (file) {
     const config = await loadConfig(file);
     res = await withProgress(`Backing up (${path.basename(file)})`, (p) =>
-      runBackup({
+      run({
         config,
         keys: { secrets: s.context.secrets },
         onProgress: (msg) => {
@@ -84,10 +89,12 @@ export async function backupNowCommand(s: Services, arg?: BackupNowArgs): Promis
     const name = await pickConnection(s, args.connection);
     if (!name) return undefined;
     const encrypt = setting('encryptSnapshots');
+    const dir = s.vaultDir();
+    const vault = (await isStoreLocation(dir)) ? dir : requireLocalVault(dir, 'Run Backup Now');
     res = await withProgress(`Backing up every agent of "${name}"`, (p) =>
       s.connections.with(name, (db, c) => {
-        const config: VaultConfig = { vault: requireLocalVault(s.vaultDir(), 'Run Backup Now'), source: { kind: 'postgres', schema: c.schema || 'letta' }, agents: { all: true } };
-        return runBackup({
+        const config: VaultConfig = { vault, source: { kind: 'postgres', schema: c.schema || 'letta' }, agents: { all: true } };
+        return run({
           config,
           db,
           encrypt,
@@ -102,12 +109,23 @@ export async function backupNowCommand(s: Services, arg?: BackupNowArgs): Promis
     );
   }
   for (const w of res.warnings) s.log.warn(`backup: ${w}`);
-  s.log.info(`backup: snapshot ${res.snapshot.id} (${res.snapshot.agents.length} agents, ${res.snapshot.bytes} bytes) at ${res.path}`);
+  const done =
+    'snapshot' in res
+      ? { id: res.snapshot.id, agents: res.snapshot.agents.length, bytes: res.snapshot.bytes, path: res.path, pruned: res.pruned?.removed.length ?? 0, added: '' }
+      : {
+          id: res.id,
+          agents: res.agents.length,
+          bytes: res.archiveBytes,
+          path: storeSnapshotRef(file ? (await loadConfig(file)).vault : s.vaultDir(), res.id),
+          pruned: res.pruned?.removed.length ?? 0,
+          added: `, ${formatBytes(res.ingest.bytesAdded)} new in the store`,
+        };
+  s.log.info(`backup: snapshot ${done.id} (${done.agents} agents, ${done.bytes} bytes${done.added}) at ${done.path}`);
   refreshViews(s);
   void vscode.window.showInformationMessage(
-    `Agent Vault: backup done — snapshot ${res.snapshot.id} of ${res.snapshot.agents.length} agent${res.snapshot.agents.length === 1 ? '' : 's'} (${formatBytes(res.snapshot.bytes)})${res.pruned?.removed.length ? `; pruned ${res.pruned.removed.length}` : ''}.`,
+    `Agent Vault: backup done — snapshot ${done.id} of ${done.agents} agent${done.agents === 1 ? '' : 's'} (${formatBytes(done.bytes)}${done.added})${done.pruned ? `; pruned ${done.pruned}` : ''}.`,
   );
-  return { path: res.path, snapshotId: res.snapshot.id, result: res };
+  return { path: done.path, snapshotId: done.id, result: res };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -145,7 +163,7 @@ async function withScratchDatabase<T>(s: Services, connection: string, fn: (db: 
 }
 
 async function pickVaultSnapshot(s: Services, title: string): Promise<CatalogSnapshot | undefined> {
-  const snaps = (await listVaultSnapshots(s.vaultDir())).filter((x) => !x.error);
+  const snaps = (await listVaultSnapshotsAny(s.vaultDir(), s.documents.sources.keys)).filter((x) => !x.error);
   if (snaps.length === 0) throw new AgentVaultError('no-snapshot', `the vault ${s.vaultDir()} has no snapshots`, { hint: 'run "Agent Vault: Run Backup Now" or "Export Agents…" first' });
   const pick = await vscode.window.showQuickPick(
     snaps.map((x) => ({
@@ -165,7 +183,7 @@ async function snapshotOf(s: Services, arg: SnapshotNode | AgentGroupNode | Dril
   if (isNode(arg) && arg.type === 'agent') return (arg as AgentGroupNode).snapshots[0];
   const ref = (arg as DrillArgs | undefined)?.snapshot;
   if (!ref) return pickVaultSnapshot(s, title);
-  const snaps = await listVaultSnapshots(s.vaultDir());
+  const snaps = await listVaultSnapshotsAny(s.vaultDir(), s.documents.sources.keys);
   const hit = snaps.find((x) => x.id === ref || x.path === path.resolve(ref));
   if (hit) return hit;
   if (!existsSync(ref)) throw new AgentVaultError('no-snapshot', `no snapshot ${JSON.stringify(ref)} in the vault ${s.vaultDir()}`);
@@ -249,7 +267,38 @@ export function verifyMarkdown(r: VerifyReport): string {
 }
 
 /** Verify Vault: every snapshot's checksums, manifest and decryptability (deep: every entry read through). */
-export async function verifyCommand(s: Services, arg?: VerifyArgs): Promise<VerifyReport | undefined> {
+export function storeVerifyMarkdown(r: StoreVerifyReport, deep: boolean): string {
+  return [
+    `# Vault verification${deep ? ' (deep: every pack read)' : ''}: ${r.ok ? 'OK' : 'PROBLEMS FOUND'}`,
+    '',
+    `- Store vault: \`${r.vault}\``,
+    `- ${r.snapshots} snapshot(s), ${r.packs} pack(s), ${r.blobs} chunk(s), ${(r.duration_ms / 1000).toFixed(1)} s`,
+    '',
+    '```',
+    renderStoreVerify(r).trimEnd(),
+    '```',
+    '',
+  ].join('\n');
+}
+
+/** Verify Vault on a store vault: every snapshot file, index and pack; deep reads every pack and checks every chunk. */
+async function verifyStore(s: Services, vault: string, deep: boolean): Promise<StoreVerifyReport> {
+  const material = await resolveKeyMaterial(undefined, { secrets: s.context.secrets });
+  // read-only: a Cancel pressed meanwhile drops the report
+  const report = await withProgress(`Verifying ${deep ? '(deep) ' : ''}${vault}`, async (p) => {
+    const r = await verifyStoreVault(vault, { readData: deep, material });
+    p.check();
+    return r;
+  });
+  await showDoc(s.documents.textUri(`verify${deep ? '-deep' : ''}.md`, storeVerifyMarkdown(report, deep)), { preview: false });
+  s.log.info(`verify${deep ? ' --deep' : ''} ${vault}: ${report.snapshots} snapshot(s), ${report.problems.length} problem(s)`);
+  refreshViews(s);
+  if (report.ok) void vscode.window.showInformationMessage(`Agent Vault: ${report.snapshots} snapshot${report.snapshots === 1 ? '' : 's'} verified${deep ? ' (deep)' : ''}, all ok.`);
+  else void vscode.window.showErrorMessage(`Agent Vault: verification found ${report.problems.length} problem(s) in the store.`);
+  return report;
+}
+
+export async function verifyCommand(s: Services, arg?: VerifyArgs): Promise<VerifyReport | StoreVerifyReport | undefined> {
   let deep = isNode(arg) ? undefined : arg?.deep;
   if (deep === undefined) {
     const pick = await vscode.window.showQuickPick(
@@ -262,6 +311,7 @@ export async function verifyCommand(s: Services, arg?: VerifyArgs): Promise<Veri
     if (!pick) return undefined;
     deep = pick.deep;
   }
+  if (await isStoreLocation(s.vaultDir())) return verifyStore(s, s.vaultDir(), deep);
   const vault = requireLocalVault(s.vaultDir(), 'Verify Vault');
   const decrypt = await s.documents.sources.keys();
   const report = await withProgress(`Verifying ${deep ? '(deep) ' : ''}${vault}`, (p) =>
@@ -317,13 +367,68 @@ export function prunePlanText(r: PruneResult, names: ReadonlyMap<string, string>
 }
 
 /** Prune: list what the retention policy would delete (dry run), confirm, then prune. */
-export async function pruneCommand(s: Services, arg?: PruneArgs): Promise<{ dryRun: PruneResult; result?: PruneResult } | undefined> {
+export function storePrunePlanText(r: StorePruneVaultResult): string {
+  const lines = [`Prune ${r.dryRun ? '(dry run)' : ''}: keep ${r.kept.length + r.unreadable.length}, ${r.dryRun ? 'would delete' : 'deleted'} ${r.removed.length} snapshot(s)`, ''];
+  for (const d of r.plan.decisions) {
+    const id = d.keep ? r.kept[r.plan.keep.indexOf(d)] : r.removed[r.plan.remove.indexOf(d)]?.id;
+    lines.push(d.keep ? `keep          ${id}  ${d.created_at}  ${describeReasons(d.reasons)}` : `${r.dryRun ? 'would delete' : 'deleted     '}  ${id}  ${d.created_at}`);
+  }
+  for (const u of r.unreadable) lines.push(`KEEP          ${u.id}  cannot be read, not counted for retention: ${u.reason}`);
+  const sw = r.sweep;
+  if (sw)
+    lines.push(
+      '',
+      `swept ${sw.blobsRemoved} unreferenced chunk(s): ${sw.packsDeleted} pack(s) deleted, ${sw.packsRepacked} repacked; store ${formatBytes(r.bytesBefore)} → ${formatBytes(r.bytesAfter)}`,
+    );
+  return lines.join('\n') + '\n';
+}
+
+/** Prune on a store vault: the dry-run list, the confirmation, then forget and sweep (pruneStoreVault). */
+async function pruneStore(s: Services, vault: string, policy: RetentionPolicy, confirmed: boolean): Promise<{ dryRun: StorePruneVaultResult; result?: StorePruneVaultResult }> {
+  const material = await resolveKeyMaterial(undefined, { secrets: s.context.secrets });
+  const dry = await withProgress('Planning the prune (dry run)', async (p) => {
+    p.report('applying the retention policy');
+    const r = await pruneStoreVault(vault, { policy, dryRun: true, material });
+    p.check(); // a dry run writes nothing: Cancel stops before anything is deleted
+    return r;
+  });
+  await showDoc(s.documents.textUri('prune-plan.txt', storePrunePlanText(dry)), { preview: true });
+  if (dry.removed.length === 0) {
+    void vscode.window.showInformationMessage('Agent Vault: the retention policy keeps every snapshot; nothing to prune.');
+    return { dryRun: dry };
+  }
+  if (!confirmed) {
+    const del = 'Delete';
+    const pick = await vscode.window.showWarningMessage(
+      `Delete ${dry.removed.length} snapshot${dry.removed.length === 1 ? '' : 's'} from the store?`,
+      { modal: true, detail: `${dry.removed.map((d) => d.id).join(', ')}.\nChunks no kept snapshot uses are swept. The newest snapshot of every agent is always kept. This cannot be undone.` },
+      del,
+    );
+    if (pick !== del) return { dryRun: dry };
+  }
+  const result = await withProgress('Pruning', () => pruneStoreVault(vault, { policy, material }), { cancellable: false });
+  s.log.info(`prune ${vault}: deleted ${result.removed.map((x) => x.id).join(', ') || 'nothing'}`);
+  for (const x of result.removed) s.documents.refresh(storeSnapshotRef(vault, x.id));
+  refreshViews(s);
+  void vscode.window.showInformationMessage(
+    `Agent Vault: pruned ${result.removed.length} snapshot${result.removed.length === 1 ? '' : 's'}; the store went from ${formatBytes(result.bytesBefore)} to ${formatBytes(result.bytesAfter)}.`,
+  );
+  return { dryRun: dry, result };
+}
+
+export async function pruneCommand(s: Services, arg?: PruneArgs): Promise<{ dryRun: PruneResult | StorePruneVaultResult; result?: PruneResult | StorePruneVaultResult } | undefined> {
   const args = isNode(arg) ? {} : (arg ?? {});
   const policy = args.policy ?? (await retentionPolicy());
+  if (await isStoreLocation(s.vaultDir())) return pruneStore(s, s.vaultDir(), policy, !!args.confirmed);
   const vault = requireLocalVault(s.vaultDir(), 'Prune Snapshots');
   const names = new Map<string, string>();
-  for (const x of await listVaultSnapshots(vault)) for (const a of x.agents) if (a.name) names.set(a.id, a.name);
-  const dry = await withProgress('Planning the prune (dry run)', () => pruneVault(vault, { policy, dryRun: true }));
+  for (const x of await listVaultSnapshotsAny(vault, s.documents.sources.keys)) for (const a of x.agents) if (a.name) names.set(a.id, a.name);
+  const dry = await withProgress('Planning the prune (dry run)', async (p) => {
+    p.report('applying the retention policy');
+    const r = await pruneVault(vault, { policy, dryRun: true });
+    p.check(); // a dry run writes nothing: Cancel stops before anything is deleted
+    return r;
+  });
   await showDoc(s.documents.textUri('prune-plan.txt', prunePlanText(dry, names)), { preview: true });
   if (dry.plan.remove.length === 0) {
     void vscode.window.showInformationMessage('Agent Vault: the retention policy keeps every snapshot; nothing to prune.');
@@ -338,7 +443,7 @@ export async function pruneCommand(s: Services, arg?: PruneArgs): Promise<{ dryR
     );
     if (pick !== del) return { dryRun: dry };
   }
-  const result = await withProgress('Pruning', () => pruneVault(vault, { policy }));
+  const result = await withProgress('Pruning', () => pruneVault(vault, { policy }), { cancellable: false });
   s.log.info(`prune ${vault}: deleted ${result.removed.map((x) => x.id).join(', ') || 'nothing'}`);
   for (const e of result.deleteErrors) s.log.warn(`prune: could not delete ${e}`);
   for (const x of result.removed) s.documents.refresh(path.resolve(vault, x.file));
@@ -367,8 +472,13 @@ export function rebuildText(r: RebuildIndexReport): string {
 
 /** Rebuild Index: `vault.json` rebuilt from the archives (rebuildIndex); nothing is deleted. */
 export async function rebuildIndexCommand(s: Services): Promise<RebuildIndexReport> {
+  if (await isStoreLocation(s.vaultDir()))
+    throw new AgentVaultError('usage', `${s.vaultDir()} is a store vault: it has no index to rebuild (its snapshots are the store's own snapshot files)`, {
+      kind: 'usage',
+      hint: 'run "Agent Vault: Verify Vault…" to check the store',
+    });
   const vault = requireLocalVault(s.vaultDir(), 'Rebuild Index');
-  const r = await withProgress(`Rebuilding the index of ${vault}`, () => rebuildIndex(vault));
+  const r = await withProgress(`Rebuilding the index of ${vault}`, () => rebuildIndex(vault), { cancellable: false });
   s.log.info(`rebuild-index ${vault}:\n${rebuildText(r)}`);
   await showDoc(s.documents.textUri('rebuild-index.txt', rebuildText(r)), { preview: true });
   refreshViews(s);
@@ -381,7 +491,7 @@ export async function rebuildIndexCommand(s: Services): Promise<RebuildIndexRepo
 
 /** The status report (`agent-vault status`) of the vault, as a document. */
 export async function showStatusCommand(s: Services): Promise<VaultStatus> {
-  const st = await vaultStatusOf(s.vaultDir(), statusPolicy(), s.snapshots.remote);
+  const st = await vaultStatusOf(s.vaultDir(), statusPolicy(), s.snapshots.remote, s.documents.sources.keys);
   await showDoc(s.documents.textUri('vault-status.txt', renderStatus(st)), { preview: true });
   return st;
 }

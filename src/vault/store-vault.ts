@@ -142,7 +142,8 @@ function noStore(vault: string): AgentVaultError {
   });
 }
 
-async function openPlaceRepo(p: VaultPlace, decrypt?: DecryptOptions): Promise<Repo> {
+/** The store of a vault wherever it is (a folder or s3://…); error no-store when it has none. */
+export async function openPlaceRepo(p: VaultPlace, decrypt?: DecryptOptions): Promise<Repo> {
   if (!(await placeIsStore(p))) throw noStore(p.vault);
   return openRepo(p.store, { ...(decrypt ?? {}), prefix: `${STORE_DIR}/` });
 }

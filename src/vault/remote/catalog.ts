@@ -13,6 +13,8 @@ import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { AgentVaultError } from '../../core/errors';
+import type { DecryptOptions } from '../../format/crypto';
+import { isStoreLocation, storeVaultStatus } from '../store-vault';
 import type { CatalogSnapshot } from '../catalog';
 import type { StatusPolicy } from '../config';
 import { vaultStatus, type VaultStatus } from '../status';
@@ -168,8 +170,12 @@ export class RemoteSnapshotCache {
   }
 }
 
-/** The status of a vault wherever it is: a folder, or `s3://…` through `remote`. */
-export function vaultStatusOf(location: string, policy: StatusPolicy, remote: RemoteSnapshotCache | undefined): Promise<VaultStatus> {
+/**
+ * The status of a vault wherever it is and whatever its kind: a store vault (folder or s3://; an
+ * encrypted store needs `decrypt`), a folder, or an `s3://…` archive vault through `remote`.
+ */
+export async function vaultStatusOf(location: string, policy: StatusPolicy, remote: RemoteSnapshotCache | undefined, decrypt?: () => Promise<DecryptOptions | undefined>): Promise<VaultStatus> {
+  if (await isStoreLocation(location)) return (await storeVaultStatus(location, policy, await decrypt?.())).status;
   if (isS3Location(location)) {
     if (!remote) throw new AgentVaultError('usage', `${location}: an s3:// vault needs a remote snapshot cache here`, { kind: 'usage' });
     return remote.status(location, policy);

@@ -17,7 +17,7 @@ import { randomBytes, createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { AgentVaultError, errorMessage } from '../../core/errors';
-import { createArchiveWriter, openArchive, safeEntrySegment, type Manifest, type ManifestInput } from '../../format/archive';
+import { createArchiveWriter, openArchive, safeEntrySegment, type Manifest, type ManifestAgentCounts, type ManifestInput } from '../../format/archive';
 import { ArchiveCrypto, noKeyError, openArchiveCrypto, parseEncryptionSection, type ArchiveKey, type DecryptOptions } from '../../format/crypto';
 import type { ObjectStore } from '../remote/store';
 import { fileSha256 } from '../../core/hash';
@@ -581,7 +581,10 @@ export interface SnapshotInfo {
   time: string;
   created_at: string | null;
   source: SnapshotFile['source'] | null;
-  agents: Array<{ id: string; name: string | null }>;
+  /** the manifest's agents (with their row counts when the manifest records them) */
+  agents: Array<{ id: string; name: string | null; counts?: ManifestAgentCounts }>;
+  /** the Qdrant collections the snapshot holds (by name) */
+  collections?: string[];
   entries: number;
   /** plaintext bytes of its entries */
   size: number;
@@ -601,7 +604,8 @@ export async function listSnapshots(repo: Repo): Promise<SnapshotInfo[]> {
         time: s.time,
         created_at: typeof s.manifest.created_at === 'string' ? s.manifest.created_at : null,
         source: s.source,
-        agents: (s.manifest.agents ?? []).map((a) => ({ id: a.id, name: a.name })),
+        agents: (s.manifest.agents ?? []).map((a) => (a.counts ? { id: a.id, name: a.name, counts: a.counts } : { id: a.id, name: a.name })),
+        collections: Array.isArray(s.manifest.qdrant?.collections) ? s.manifest.qdrant.collections.map((c) => (c as { name?: unknown }).name).filter((x): x is string => typeof x === 'string') : [],
         entries: s.entries.length,
         size: s.entries.reduce((n, e) => n + e.size, 0),
       });

@@ -339,7 +339,15 @@ describe('e2e: Agent Vault installed from its .vsix in code-server', function ()
     const [first] = vaultIndex().snapshots;
     const row = viewRow('Snapshots', snapLabel(first.created_at));
     await row.waitFor({ state: 'visible', timeout: 30_000 });
+    // the previous test rewrote vault.json: let the view's refresh (file watcher) settle, or the
+    // context menu can run on an item VS Code has just replaced and the command gets no item
+    await page.waitForTimeout(2000);
     await contextMenu(row, 'Restore to…');
+    // the snapshot holds two agents: this item's agent only, or every agent of the snapshot
+    await quickPickRow('All 2 agents of this snapshot');
+    await quickPickRow('Only LettaBot');
+    await page.locator('.quick-input-widget input.input').fill('Only');
+    await page.keyboard.press('Enter');
     // one connection: no connection pick; the conflict rule
     await quickPickRow('Replace');
     await page.locator('.quick-input-widget input.input').fill('Replace');

@@ -300,12 +300,26 @@ describe('Vault operations and health in the editor', function () {
     fs.rmSync(path.join(os.tmpdir(), `${damaged}-${process.pid}.avsnap`));
   });
 
-  it('Prune lists what it would delete (dry run), then deletes after confirmation', async () => {
+  it('Prune lists what it would delete (dry run), then deletes after confirmation (Cancel during the dry run deletes nothing)', async () => {
     const { services: s } = await api();
     for (let i = 0; i < 2; i++) assert.ok(await vscode.commands.executeCommand('agentVault.backupNow', { connection: SOURCE }), JSON.stringify(s.log.lastError));
     // oldest first (the index lists snapshots in the order they were made; two may share a second)
     const all = (await index()).snapshots.map((x) => x.id);
     assert.equal(all.length, 3);
+    // Cancel while the dry run is planned: nothing is deleted
+    const { testing } = await api();
+    testing.progress.cancelWhen = (title) => title.startsWith('Planning the prune');
+    try {
+      assert.equal(await vscode.commands.executeCommand('agentVault.pruneVault', { policy: { keepLast: 1 }, confirmed: true }), undefined);
+    } finally {
+      testing.progress.cancelWhen = undefined;
+    }
+    assert.deepEqual(
+      (await index()).snapshots.map((x) => x.id),
+      all,
+      'a cancelled prune deletes nothing',
+    );
+    assert.equal(filesUnder(path.join(vault, 'snapshots')).length, 3);
     const r = await vscode.commands.executeCommand<{ dryRun: PruneResult; result?: PruneResult }>('agentVault.pruneVault', { policy: { keepLast: 1 }, confirmed: true });
     assert.ok(r?.result, JSON.stringify(s.log.lastError));
     assert.equal(r.dryRun.dryRun, true);
@@ -331,16 +345,20 @@ describe('Vault operations and health in the editor', function () {
     assert.match(text, /LettaBot/);
   });
 
-  it('Restore to… from a snapshot item and from an agent item: the plan as a document, then the restore', async () => {
+  it('Restore to… from a snapshot item (its agent, or every agent of the snapshot) and from an agent item: the plan as a document, then the restore', async () => {
     const { services: s } = await api();
     const g = await group('LettaBot');
     const [node] = s.snapshots.snapshotNodes(g) as SnapshotNode[];
-    const planned = await vscode.commands.executeCommand<{ plan: RestorePlan }>('agentVault.restoreTo', node, { connection: TARGET, onConflict: 'replace', dryRun: true });
+    const planned = await vscode.commands.executeCommand<{ plan: RestorePlan }>('agentVault.restoreTo', node, { connection: TARGET, onConflict: 'replace', dryRun: true, scope: 'agent' });
     assert.ok(planned, JSON.stringify(s.log.lastError));
     assert.deepEqual(
       planned.plan.agents.map((a) => a.name),
       ['LettaBot'],
     );
+    // the same item, every agent of its snapshot
+    const whole = await vscode.commands.executeCommand<{ plan: RestorePlan }>('agentVault.restoreTo', node, { connection: TARGET, onConflict: 'replace', dryRun: true, scope: 'snapshot' });
+    assert.ok(whole, JSON.stringify(s.log.lastError));
+    assert.deepEqual(whole.plan.agents.map((a) => a.name).sort(), ['LettaBot', 'Loop']);
     const done = await vscode.commands.executeCommand<{ plan: RestorePlan; result: RestoreResult }>('agentVault.restoreTo', g, { connection: TARGET, onConflict: 'replace', confirmed: true });
     assert.ok(done?.result, JSON.stringify(s.log.lastError));
     assert.ok(
