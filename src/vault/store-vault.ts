@@ -40,6 +40,7 @@ import {
   forgetSnapshots,
   ingestArchive,
   initStore,
+  StoreSnapshotWriter,
   listSnapshots,
   loadSnapshot,
   openRepo,
@@ -215,9 +216,11 @@ export interface StoreBackupResult {
   agents: Array<{ id: string; name: string | null }>;
   encrypted: boolean;
   ingest: IngestResult;
-  /** bytes of the archive the export wrote (then taken apart into the store and removed) */
+  /** 0: the export writes straight into the store, no archive (kept for the JSON output's shape) */
   archiveBytes: number;
+  /** the export into the store (chunks, packs, index) */
   export_ms: number;
+  /** writing the snapshot file that lists it */
   ingest_ms: number;
   duration_ms: number;
   warnings: string[];
@@ -225,10 +228,11 @@ export interface StoreBackupResult {
 }
 
 /**
- * `backup` into a store vault: the export writes its archive into a staging folder under
- * `<vault>/.tmp/` (the same code as a folder vault's backup), the archive is put into the store
- * (only the chunks the store lacks are written), and the staging folder, which this run made, is
- * removed. Holds the vault's exclusive lock throughout; logs one line in `runs.jsonl`.
+ * `backup` into a store vault: the export (the same code as a folder vault's backup, run with a
+ * staging folder under `<vault>/.tmp/` for its lock and run log) writes its entries straight into
+ * the store, no archive in between: each entry is cut into chunks as it is produced and only the
+ * chunks the store lacks are compressed, encrypted and packed (StoreSnapshotWriter); the snapshot
+ * file, written last, lists the snapshot. The staging folder, which this run made, is removed. Holds the vault's exclusive lock throughout; logs one line in `runs.jsonl`.
  */
 export async function storeBackup(opts: BackupOptions): Promise<StoreBackupResult> {
   const cfg = opts.config;
@@ -311,13 +315,21 @@ async function storeBackupRun(p: VaultPlace, opts: BackupOptions, started: Date)
     const progress = opts.onProgress ?? (() => undefined);
     try {
       const t0 = Date.now();
-      // the staging run: no webhook, no prune (both are this run's), its own lock
+      // the staging run (its own vault folder for its lock and run log; no webhook, no prune: both
+      // are this run's) exports straight into the store: no archive is written
       const stageCfg = { ...cfg, vault: stage, webhook: undefined, retention: undefined };
-      const r: BackupResult = await runBackup({ ...opts, config: stageCfg, onLocked: undefined });
+      const encrypted = opts.encrypt ?? cfg.encryption?.enabled ?? false;
+      let writer: StoreSnapshotWriter | undefined;
+      const sink = (archivePath: string): StoreSnapshotWriter => {
+        writer = new StoreSnapshotWriter(repo, { sourceFile: path.basename(archivePath), encrypted, path: archivePath });
+        return writer;
+      };
+      const r: BackupResult = await runBackup({ ...opts, config: stageCfg, onLocked: undefined, sink });
+      if (!writer) throw new AgentVaultError('internal', 'the export wrote no snapshot');
       const exportMs = Date.now() - t0;
-      progress(`putting ${r.path} into the store`);
+      // the snapshot file, written last, lists the snapshot
       const t1 = Date.now();
-      const ingest = await ingestArchive(repo, r.path, { decrypt, time: r.snapshot.created_at, sourceSha256: r.snapshot.sha256 });
+      const ingest = await writer.commit(r.snapshot.created_at);
       const ingestMs = Date.now() - t1;
       let pruned: StorePruneVaultResult | null = null;
       const warnings = [...r.warnings, ...swept.map((x) => `removed ${x}, the staging folder of an interrupted backup`)];
@@ -336,7 +348,7 @@ async function storeBackupRun(p: VaultPlace, opts: BackupOptions, started: Date)
         agents: r.snapshot.agents.map((a) => ({ id: a.id, name: a.name })),
         encrypted: r.snapshot.encrypted,
         ingest,
-        archiveBytes: r.snapshot.bytes,
+        archiveBytes: 0,
         export_ms: exportMs,
         ingest_ms: ingestMs,
         duration_ms: Date.now() - started.getTime(),
