@@ -9,6 +9,7 @@
  *   npx tsx bench/dedup.ts --encrypted           # an encrypted store (scrypt N = 2^14 to keep it short)
  *   npx tsx bench/dedup.ts --pg --restore        # also: restore of day 2 from the archive and from the store
  *                                                # (read in place), each in its own process (time, peak RSS)
+ *   BENCH_CPU_PROF=/tmp/prof npx tsx bench/dedup.ts …  # each child step writes a CPU profile (node --cpu-prof) there
  *   npx tsx bench/dedup.ts --pg --restic         # on a throwaway PostgreSQL 15 cluster, side by side with
  *                                                # restic backing up a pg_dump of the same database
  *
@@ -40,6 +41,7 @@ import { LocalStore } from '../src/vault/remote/store';
 import { exportSnapshotToArchive, ingestArchive, initStore, openRepo, storeBytes } from '../src/vault/store/repo';
 import { openStoreSnapshotReader } from '../src/vault/store/reader';
 import { changeOnePercent } from '../test/vault/letta-data';
+import { storeBackup } from '../src/vault/store-vault';
 
 function arg(name: string, def: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -82,6 +84,24 @@ async function child(): Promise<void> {
     }
     return;
   }
+  if (op === 'backup') {
+    // `backup` into the store vault at <store dir> from the database at <file> (its URL): the
+    // export writes straight into the store (src/vault/store-vault.ts storeBackup)
+    const db = await openPg({ url: file });
+    try {
+      const t = process.hrtime.bigint();
+      const r = await storeBackup({
+        config: { vault: dir, source: { kind: 'postgres', url: file }, ...(pass ? { encryption: { enabled: true, passphraseEnv: 'BENCH_PASSPHRASE' } } : {}) },
+        db,
+      });
+      const s = Number(process.hrtime.bigint() - t) / 1e9;
+      const footprint = await storeBytes(await openRepo(new LocalStore(dir), pass ? { passphrase: pass } : {}));
+      process.stdout.write(JSON.stringify({ s, rssMB: 0, v: { ...r.ingest, footprint } }) + '\n');
+    } finally {
+      await db.close();
+    }
+    return;
+  }
   const repo = await openRepo(new LocalStore(dir), pass ? { passphrase: pass } : {});
   const t = process.hrtime.bigint();
   const v = op === 'ingest' ? await ingestArchive(repo, file) : await exportSnapshotToArchive(repo, snap, file);
@@ -93,7 +113,8 @@ async function child(): Promise<void> {
 function step(args: string[], env: NodeJS.ProcessEnv): StepResult {
   // under GNU time: a child forked straight from this process would report this process's RSS
   // (Linux keeps the pre-exec high-water mark in ru_maxrss)
-  const r = spawnSync('/usr/bin/time', ['-f', '@@RSS %M', process.execPath, ...process.execArgv, __filename, '--child', ...args], { encoding: 'utf8', env: { ...process.env, ...env } });
+  const prof = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
+  const r = spawnSync('/usr/bin/time', ['-f', '@@RSS %M', process.execPath, ...prof, ...process.execArgv, __filename, '--child', ...args], { encoding: 'utf8', env: { ...process.env, ...env } });
   const m = /@@RSS (\d+)/.exec(r.stderr);
   if (r.status !== 0 || !m) throw new Error(`store step ${args.join(' ')} failed:\n${r.stderr}`);
   return { ...(JSON.parse(r.stdout.trim().split('\n').pop()!) as StepResult), rssMB: Number(m[1]) / 1024 };
@@ -152,16 +173,21 @@ async function main(): Promise<void> {
     const key = pass ? await keyFromPassphrase(pass, { scrypt: { N: 2 ** 14 } }) : undefined;
     await initStore(new LocalStore(storeDir), { key });
     const env = pass ? { BENCH_PASSPHRASE: pass } : {};
-    const i1 = step(['ingest', storeDir, a1], env);
+    // on PostgreSQL a store backup is the real one (the export writes straight into the store, in
+    // a child process); on PGlite (in this process's memory) the archive is exported, then ingested
+    const direct = usePg;
+    const backupStep = (archive: string): StepResult => (direct ? step(['backup', storeDir, dbUrl], env) : step(['ingest', storeDir, archive], env));
+    const i1 = backupStep(a1);
     resticDay('day 1');
     const a1b = path.join(dir, 'day1-again.avsnap');
-    const e1b = await timed(() => exportAgents(db, { select: { all: true }, out: a1b }));
-    const i2 = step(['ingest', storeDir, a1b], env);
+    const e1b = direct ? null : await timed(() => exportAgents(db, { select: { all: true }, out: a1b }));
+    const i2 = backupStep(a1b);
     resticDay('day 1 again (unchanged)');
     await changeOnePercent(db);
     const a2 = path.join(dir, 'day2.avsnap');
+    const i3Direct = direct ? backupStep(a2) : null;
     const e2 = await timed(() => exportAgents(db, { select: { all: true }, out: a2 }));
-    const i3 = step(['ingest', storeDir, a2], env);
+    const i3 = i3Direct ?? backupStep(a2);
     resticDay('day 2 (1 % changed)');
     const x = step(['export', storeDir, path.join(dir, 'out.avsnap'), i3.v.snapshotId!], env);
     const restoreRows: Array<[string, string, string, string]> = [];
@@ -192,26 +218,33 @@ async function main(): Promise<void> {
     const pct = (a: number, b: number, d = 2): string => `${((100 * a) / b).toFixed(d)} %`;
     const rows: Array<[string, string, string, string]> = [
       ['full export from the database (day 1)', `${e1.s.toFixed(2)} s`, `${mb(size1)} MB archive`, ''],
-      ['first ingest into the store', `${i1.s.toFixed(2)} s`, `${mb(i1.v.bytesAdded!)} MB added`, `${i1.rssMB.toFixed(0)} MB`],
+      [direct ? 'first backup into the store (export straight into it)' : 'first ingest into the store', `${i1.s.toFixed(2)} s`, `${mb(i1.v.bytesAdded!)} MB added`, `${i1.rssMB.toFixed(0)} MB`],
       [
-        'second ingest, unchanged export',
+        direct ? 'second backup, unchanged database' : 'second ingest, unchanged export',
         `${i2.s.toFixed(2)} s (${pct(i2.s, e1.s, 0)} of the export)`,
         `${i2.v.bytesAdded} B (${pct(i2.v.bytesAdded!, i1.v.bytesAdded!, 3)})`,
         `${i2.rssMB.toFixed(0)} MB`,
       ],
-      ['ingest after 1 % more messages, 1 % changed passages', `${i3.s.toFixed(2)} s`, `${mb(i3.v.bytesAdded!)} MB (${pct(i3.v.bytesAdded!, i1.v.bytesAdded!)})`, `${i3.rssMB.toFixed(0)} MB`],
+      [
+        direct ? 'backup after 1 % more messages, 1 % changed passages' : 'ingest after 1 % more messages, 1 % changed passages',
+        `${i3.s.toFixed(2)} s`,
+        `${mb(i3.v.bytesAdded!)} MB (${pct(i3.v.bytesAdded!, i1.v.bytesAdded!)})`,
+        `${i3.rssMB.toFixed(0)} MB`,
+      ],
       ['export of day 2 from the store to a .avsnap', `${x.s.toFixed(2)} s`, `${mb(x.v.bytes!)} MB`, `${x.rssMB.toFixed(0)} MB`],
       ...restoreRows,
     ];
-    console.log(`\n${encrypted ? 'encrypted' : 'plain'} store; exports from the database took ${e1.s.toFixed(2)} / ${e1b.s.toFixed(2)} / ${e2.s.toFixed(2)} s\n`);
+    console.log(
+      `\n${encrypted ? 'encrypted' : 'plain'} store; exports from the database to an archive took ${e1.s.toFixed(2)}${e1b ? ` / ${e1b.s.toFixed(2)}` : ''} / ${e2.s.toFixed(2)} s${direct ? ' (reference only: store backups write no archive)' : ''}\n`,
+    );
     console.log('| step | time | bytes | peak RSS |\n|---|---|---|---|');
     for (const r of rows) console.log(`| ${r.join(' | ')} |`);
     if (restic) {
-      const ours = [e1.s + i1.s, e1b.s + i2.s, e2.s + i3.s];
+      const ours = direct ? [i1.s, i2.s, i3.s] : [e1.s + i1.s, e1b!.s + i2.s, e2.s + i3.s];
       const added = [i1.v.bytesAdded!, i2.v.bytesAdded!, i3.v.bytesAdded!];
       const names = ['day 1 (first backup)', 'day 1 again, unchanged', 'day 2, 1 % more messages + 1 % changed passages'];
       console.log(`\nside by side with restic ${execFileSync('restic', ['version'], { encoding: 'utf8' }).trim().split(' ')[1]} backing up a pg_dump (plain SQL) of the same PostgreSQL database\n`);
-      console.log('| backup | Agent Vault store: added | time (export + ingest) | restic on pg_dump: added | time (pg_dump + restic) |\n|---|---|---|---|---|');
+      console.log(`| backup | Agent Vault store: added | time (${direct ? 'backup' : 'export + ingest'}) | restic on pg_dump: added | time (pg_dump + restic) |\n|---|---|---|---|---|`);
       for (let k = 0; k < 3; k++) console.log(`| ${names[k]} | ${mb(added[k])} MB | ${ours[k].toFixed(2)} s | ${mb(resticRows[k].added)} MB | ${resticRows[k].s.toFixed(2)} s |`);
     }
     console.log(`\nstore footprint: ${mb(x.v.footprint!)} MB for 3 snapshots of ${mb(i1.v.bytesRead!)} MB plaintext each`);

@@ -346,7 +346,9 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
     const id = newSnapshotId(at);
     currentId = id;
     finalPath = path.join(vault, SNAPSHOTS_DIR, `${id}${SNAPSHOT_EXT}`);
-    progress(opts.sink ? `exporting the agents straight into the store${encrypt ? ' (encrypted)' : ''}` : `writing ${finalPath}${encryption ? ' (encrypted)' : ''}: exporting the agents straight into it`);
+    progress(
+      opts.sink ? `exporting the agents straight into the store${encrypt ? ' (encrypted)' : ''}` : `writing ${finalPath}${encryption ? ' (encrypted)' : ''}: exporting the agents straight into it`,
+    );
     const probeOpts = { perAgent: cfg.probes?.perAgent, topK: cfg.probes?.topK, metric: cfg.probes?.metric };
     const recorded: AgentProbes[] = [];
     let collections: string[] = [];

@@ -328,6 +328,7 @@ async function storeBackupRun(p: VaultPlace, opts: BackupOptions, started: Date)
       if (!writer) throw new AgentVaultError('internal', 'the export wrote no snapshot');
       const exportMs = Date.now() - t0;
       // the snapshot file, written last, lists the snapshot
+      progress(`listing the snapshot in the store`);
       const t1 = Date.now();
       const ingest = await writer.commit(r.snapshot.created_at);
       const ingestMs = Date.now() - t1;

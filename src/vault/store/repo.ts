@@ -46,7 +46,6 @@ import {
   decodeBlob,
   decodeMeta,
   DEFAULT_PACK_SIZE,
-  encodeBlob,
   encodeBlobAsync,
   encodeMeta,
   finishPack,
@@ -338,17 +337,6 @@ interface BlobStats {
   newBytes: number;
 }
 
-async function putBlob(repo: Repo, w: PackWriter, plain: Buffer, type: BlobType, kind: ChunkKind | 'list', st: BlobStats): Promise<string> {
-  const id = sha256Hex(plain);
-  st.blobs++;
-  if (repo.index.has(id) || w.has(id)) return id;
-  const { stored, compression } = encodeBlob(plain, type, id, compressible(kind), repo.crypto);
-  await w.add(id, type, stored, plain.length, compression);
-  st.newBlobs++;
-  st.newBytes += plain.length;
-  return id;
-}
-
 /**
  * putBlob with the compression of new blobs in the thread pool, up to `depth` blobs in flight, so
  * that deflating overlaps with reading and chunking; blobs reach the pack writer in order. Call
@@ -580,10 +568,14 @@ export class StoreSnapshotWriter implements ArchiveWriter {
     private readonly opts: SnapshotWriterOptions,
   ) {
     if (opts.encrypted && !repo.crypto) {
-      throw new AgentVaultError('store-not-encrypted', `the backup is to be encrypted and the store at ${repo.store.location} is not (its secrets would be stored in plain text); nothing was written`, {
-        kind: 'usage',
-        remedy: 'init-store',
-      });
+      throw new AgentVaultError(
+        'store-not-encrypted',
+        `the backup is to be encrypted and the store at ${repo.store.location} is not (its secrets would be stored in plain text); nothing was written`,
+        {
+          kind: 'usage',
+          remedy: 'init-store',
+        },
+      );
     }
     this.path = opts.path;
     this.encrypted = opts.encrypted;
@@ -592,7 +584,8 @@ export class StoreSnapshotWriter implements ArchiveWriter {
   }
 
   private reserve(name: string, opts: AddEntryOptions | undefined): ManifestEntry {
-    if (this.state !== 'open') throw new AgentVaultError('write-failed', `snapshot ${this.opts.sourceFile} is ${this.state === 'busy' ? 'busy with another entry' : 'no longer open'}; ${JSON.stringify(name)} cannot be added`);
+    if (this.state !== 'open')
+      throw new AgentVaultError('write-failed', `snapshot ${this.opts.sourceFile} is ${this.state === 'busy' ? 'busy with another entry' : 'no longer open'}; ${JSON.stringify(name)} cannot be added`);
     const problem = entryNameProblem(name);
     if (problem) throw new AgentVaultError('entry-name', `cannot add entry ${JSON.stringify(name)} to ${this.path}: ${problem}`, { location: { file: this.path, entry: name } });
     if (name === MANIFEST_ENTRY) throw new AgentVaultError('entry-name', `${MANIFEST_ENTRY} is written by finish(); it cannot be added as an entry`, { location: { file: this.path, entry: name } });
@@ -627,7 +620,8 @@ export class StoreSnapshotWriter implements ArchiveWriter {
     } catch (e) {
       throw new AgentVaultError('invalid-json', `cannot write entry ${JSON.stringify(name)}: the value is not JSON-serialisable (${errorMessage(e)})`, { location: { file: this.path, entry: name } });
     }
-    if (text === undefined) throw new AgentVaultError('invalid-json', `cannot write entry ${JSON.stringify(name)}: the value is not JSON (${typeof value})`, { location: { file: this.path, entry: name } });
+    if (text === undefined)
+      throw new AgentVaultError('invalid-json', `cannot write entry ${JSON.stringify(name)}: the value is not JSON (${typeof value})`, { location: { file: this.path, entry: name } });
     await this.addBuffer(name, Buffer.from(text, 'utf8'), { mediaType: MEDIA_TYPES.json, ...opts });
   }
 
