@@ -64,6 +64,8 @@ const mb = (n: number): string => (n / 1e6).toFixed(2);
 interface StepResult {
   s: number;
   rssMB: number;
+  /** user + system CPU seconds of the process (steadier than wall time on a busy machine) */
+  cpuS?: number;
   v: { bytesAdded?: number; newBlobs?: number; bytesRead?: number; snapshotId?: string; bytes?: number; footprint?: number };
 }
 
@@ -101,10 +103,10 @@ function step(args: string[], env: NodeJS.ProcessEnv): StepResult {
   // under GNU time: a child forked straight from this process would report this process's RSS
   // (Linux keeps the pre-exec high-water mark in ru_maxrss)
   const prof = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
-  const r = spawnSync('/usr/bin/time', ['-f', '@@RSS %M', process.execPath, ...prof, ...process.execArgv, __filename, '--child', ...args], { encoding: 'utf8', env: { ...process.env, ...env } });
-  const m = /@@RSS (\d+)/.exec(r.stderr);
+  const r = spawnSync('/usr/bin/time', ['-f', '@@RSS %M %U %S', process.execPath, ...prof, ...process.execArgv, __filename, '--child', ...args], { encoding: 'utf8', env: { ...process.env, ...env } });
+  const m = /@@RSS (\d+) ([\d.]+) ([\d.]+)/.exec(r.stderr);
   if (r.status !== 0 || !m) throw new Error(`store step ${args.join(' ')} failed:\n${r.stderr}`);
-  return { ...(JSON.parse(r.stdout.trim().split('\n').pop()!) as StepResult), rssMB: Number(m[1]) / 1024 };
+  return { ...(JSON.parse(r.stdout.trim().split('\n').pop()!) as StepResult), rssMB: Number(m[1]) / 1024, cpuS: Number(m[2]) + Number(m[3]) };
 }
 
 /**
@@ -217,7 +219,9 @@ async function main(): Promise<void> {
       const best = (f: (r: { archive: StepResult; store: StepResult }) => StepResult): StepResult => runs.map(f).reduce((a, b) => (b.s < a.s ? b : a));
       const ra = best((r) => r.archive);
       const rs = best((r) => r.store);
-      console.log(`restore runs (archive / store): ${runs.map((r) => `${r.archive.s.toFixed(2)} / ${r.store.s.toFixed(2)} s`).join(', ')}`);
+      console.log(
+        `restore runs (archive / store): ${runs.map((r) => `${r.archive.s.toFixed(2)} / ${r.store.s.toFixed(2)} s (CPU of the process ${r.archive.cpuS?.toFixed(2)} / ${r.store.cpuS?.toFixed(2)} s)`).join(', ')}`,
+      );
       restoreRows.push(
         ['restore of day 2 into an empty PostgreSQL database, from the archive', `${ra.s.toFixed(2)} s`, '', `${ra.rssMB.toFixed(0)} MB`],
         ['restore of day 2 from the store (read in place)', `${rs.s.toFixed(2)} s (${(rs.s / ra.s).toFixed(2)}x the archive's)`, '', `${rs.rssMB.toFixed(0)} MB`],
