@@ -349,7 +349,7 @@ class BlobPipeline {
     private readonly repo: Repo,
     readonly w: PackWriter,
     readonly st: BlobStats,
-    private readonly depth = 16,
+    private readonly depth = 4,
   ) {}
 
   async put(plain: Buffer, type: BlobType, kind: ChunkKind | 'list'): Promise<string> {
@@ -359,7 +359,8 @@ class BlobPipeline {
     this.w.pending.set(id, true);
     this.st.newBlobs++;
     this.st.newBytes += plain.length;
-    const p = encodeBlobAsync(plain, type, id, compressible(kind), this.repo.crypto);
+    // a blob stored as it is must not pin the (larger) buffer its plaintext may be a view of
+    const p = encodeBlobAsync(plain, type, id, compressible(kind), this.repo.crypto).then((r) => (r.stored === plain ? { ...r, stored: Buffer.from(plain) } : r));
     p.catch(() => undefined);
     this.queue.push({ id, type, rawLength: plain.length, p });
     while (this.queue.length > this.depth) await this.next();
@@ -382,9 +383,9 @@ class BlobPipeline {
  * hashed, and only chunks the store (or this writer) lacks are compressed, encrypted and packed;
  * the chunk ids go into list blobs. Returns the entry's plaintext size, SHA-256 and list blobs.
  */
-async function putEntry(repo: Repo, bp: BlobPipeline, kind: ChunkKind, source: AsyncIterable<Buffer>): Promise<{ size: number; sha256: string; lists: string[] }> {
+async function putEntry(repo: Repo, bp: BlobPipeline, kind: ChunkKind, source: AsyncIterable<Buffer>, borrow = false): Promise<{ size: number; sha256: string; lists: string[] }> {
   const params = repo.config.chunker;
-  const chunker = new Chunker(kind, params);
+  const chunker = new Chunker(kind, params, borrow);
   const h = createHash('sha256');
   let size = 0;
   const lists: string[] = [];
@@ -638,7 +639,9 @@ export class StoreSnapshotWriter implements ArchiveWriter {
     }
     let put: { size: number; sha256: string; lists: string[] };
     try {
-      put = await putEntry(this.repo, this.bp, chunkKindFor(name), buffers());
+      // an export's buffers are fresh and never changed after they are handed over (the archive
+      // writer relies on that too): chunks are views of them
+      put = await putEntry(this.repo, this.bp, chunkKindFor(name), buffers(), true);
     } catch (e) {
       this.state = 'failed';
       if (e instanceof AgentVaultError) throw e;
