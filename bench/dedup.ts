@@ -9,13 +9,20 @@
  *   npx tsx bench/dedup.ts --encrypted           # an encrypted store (scrypt N = 2^14 to keep it short)
  *   npx tsx bench/dedup.ts --pg --restore        # also: restore of day 2 from the archive and from the store
  *                                                # (read in place), each in its own process (time, peak RSS)
+ *   BENCH_CPU_PROF=/tmp/prof npx tsx bench/dedup.ts …  # each child step writes a CPU profile (node --cpu-prof) there
  *   npx tsx bench/dedup.ts --pg --restic         # on a throwaway PostgreSQL 15 cluster, side by side with
  *                                                # restic backing up a pg_dump of the same database
+ *
+ * With --pg, each day's backup is the real one: `agent-vault backup` (the built CLI, dist/cli.js,
+ * built first) into the store vault, the export writing straight into the store (no archive); an
+ * archive is still exported on day 1 and day 2 as the reference (a full export's time; the restore
+ * from the archive). On PGlite (in this process's memory) each day is exported to an archive that
+ * is then ingested.
  *
  * --restic (needs --pg and the `restic` and `pg_dump` commands): the same three states (day 1,
  * day 1 again unchanged, day 2 after the 1 % changes) are dumped with `pg_dump` (plain SQL) and
  * backed up with `restic backup` into a local restic repository; bytes added are the growth of the
- * repository folder, time is pg_dump + restic. Our side: export + ingest.
+ * repository folder, time is pg_dump + restic. Our side: `agent-vault backup`.
  *
  * The store steps run in child processes, so that each one's peak RSS is its own (PGlite, holding
  * the database in memory, dominates the parent's).
@@ -24,7 +31,7 @@
  * and takes < 25 % of a full export's time; after the 1 % changes < 3 %.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { openPglite } from '../src/db/pglite';
@@ -57,6 +64,8 @@ const mb = (n: number): string => (n / 1e6).toFixed(2);
 interface StepResult {
   s: number;
   rssMB: number;
+  /** user + system CPU seconds of the process (steadier than wall time on a busy machine) */
+  cpuS?: number;
   v: { bytesAdded?: number; newBlobs?: number; bytesRead?: number; snapshotId?: string; bytes?: number; footprint?: number };
 }
 
@@ -93,10 +102,31 @@ async function child(): Promise<void> {
 function step(args: string[], env: NodeJS.ProcessEnv): StepResult {
   // under GNU time: a child forked straight from this process would report this process's RSS
   // (Linux keeps the pre-exec high-water mark in ru_maxrss)
-  const r = spawnSync('/usr/bin/time', ['-f', '@@RSS %M', process.execPath, ...process.execArgv, __filename, '--child', ...args], { encoding: 'utf8', env: { ...process.env, ...env } });
-  const m = /@@RSS (\d+)/.exec(r.stderr);
+  const prof = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
+  const r = spawnSync('/usr/bin/time', ['-f', '@@RSS %M %U %S', process.execPath, ...prof, ...process.execArgv, __filename, '--child', ...args], { encoding: 'utf8', env: { ...process.env, ...env } });
+  const m = /@@RSS (\d+) ([\d.]+) ([\d.]+)/.exec(r.stderr);
   if (r.status !== 0 || !m) throw new Error(`store step ${args.join(' ')} failed:\n${r.stderr}`);
-  return { ...(JSON.parse(r.stdout.trim().split('\n').pop()!) as StepResult), rssMB: Number(m[1]) / 1024 };
+  return { ...(JSON.parse(r.stdout.trim().split('\n').pop()!) as StepResult), rssMB: Number(m[1]) / 1024, cpuS: Number(m[2]) + Number(m[3]) };
+}
+
+/**
+ * `agent-vault backup` into the store vault at `storeDir` from the database at `url`: the built CLI
+ * (dist/cli.js, as users run it) under GNU time, wall time measured around it (process start
+ * included, as restic's is).
+ */
+function cliBackup(storeDir: string, url: string, env: NodeJS.ProcessEnv): StepResult {
+  const cfg = path.join(path.dirname(storeDir), 'agent-vault.json');
+  writeFileSync(cfg, JSON.stringify({ vault: storeDir, source: { kind: 'postgres', url }, ...(env.BENCH_PASSPHRASE ? { encryption: { enabled: true, passphraseEnv: 'BENCH_PASSPHRASE' } } : {}) }));
+  const t = process.hrtime.bigint();
+  const r = spawnSync('/usr/bin/time', ['-f', '@@RSS %M', process.execPath, path.join(__dirname, '..', 'dist', 'cli.js'), 'backup', '--config', cfg, '--json'], {
+    encoding: 'utf8',
+    env: { ...process.env, ...env },
+  });
+  const s = Number(process.hrtime.bigint() - t) / 1e9;
+  const m = /@@RSS (\d+)/.exec(r.stderr);
+  if (r.status !== 0 || !m) throw new Error(`agent-vault backup failed:\n${r.stdout}\n${r.stderr}`);
+  const j = JSON.parse(r.stdout) as { bytes_read: number; bytes_added: number; new_chunks: number; snapshot: { store_id: string } };
+  return { s, rssMB: Number(m[1]) / 1024, v: { bytesAdded: j.bytes_added, bytesRead: j.bytes_read, newBlobs: j.new_chunks, snapshotId: j.snapshot.store_id } };
 }
 
 async function main(): Promise<void> {
@@ -152,16 +182,22 @@ async function main(): Promise<void> {
     const key = pass ? await keyFromPassphrase(pass, { scrypt: { N: 2 ** 14 } }) : undefined;
     await initStore(new LocalStore(storeDir), { key });
     const env = pass ? { BENCH_PASSPHRASE: pass } : {};
-    const i1 = step(['ingest', storeDir, a1], env);
+    // on PostgreSQL a store backup is the real one (the export writes straight into the store, in
+    // a child process); on PGlite (in this process's memory) the archive is exported, then ingested
+    const direct = usePg;
+    if (direct) execFileSync(process.execPath, [path.join(__dirname, '..', 'scripts', 'build.mjs')], { stdio: 'ignore' });
+    const backupStep = (archive: string): StepResult => (direct ? cliBackup(storeDir, dbUrl, env) : step(['ingest', storeDir, archive], env));
+    const i1 = backupStep(a1);
     resticDay('day 1');
     const a1b = path.join(dir, 'day1-again.avsnap');
-    const e1b = await timed(() => exportAgents(db, { select: { all: true }, out: a1b }));
-    const i2 = step(['ingest', storeDir, a1b], env);
+    const e1b = direct ? null : await timed(() => exportAgents(db, { select: { all: true }, out: a1b }));
+    const i2 = backupStep(a1b);
     resticDay('day 1 again (unchanged)');
     await changeOnePercent(db);
     const a2 = path.join(dir, 'day2.avsnap');
+    const i3Direct = direct ? backupStep(a2) : null;
     const e2 = await timed(() => exportAgents(db, { select: { all: true }, out: a2 }));
-    const i3 = step(['ingest', storeDir, a2], env);
+    const i3 = i3Direct ?? backupStep(a2);
     resticDay('day 2 (1 % changed)');
     const x = step(['export', storeDir, path.join(dir, 'out.avsnap'), i3.v.snapshotId!], env);
     const restoreRows: Array<[string, string, string, string]> = [];
@@ -183,7 +219,9 @@ async function main(): Promise<void> {
       const best = (f: (r: { archive: StepResult; store: StepResult }) => StepResult): StepResult => runs.map(f).reduce((a, b) => (b.s < a.s ? b : a));
       const ra = best((r) => r.archive);
       const rs = best((r) => r.store);
-      console.log(`restore runs (archive / store): ${runs.map((r) => `${r.archive.s.toFixed(2)} / ${r.store.s.toFixed(2)} s`).join(', ')}`);
+      console.log(
+        `restore runs (archive / store): ${runs.map((r) => `${r.archive.s.toFixed(2)} / ${r.store.s.toFixed(2)} s (CPU of the process ${r.archive.cpuS?.toFixed(2)} / ${r.store.cpuS?.toFixed(2)} s)`).join(', ')}`,
+      );
       restoreRows.push(
         ['restore of day 2 into an empty PostgreSQL database, from the archive', `${ra.s.toFixed(2)} s`, '', `${ra.rssMB.toFixed(0)} MB`],
         ['restore of day 2 from the store (read in place)', `${rs.s.toFixed(2)} s (${(rs.s / ra.s).toFixed(2)}x the archive's)`, '', `${rs.rssMB.toFixed(0)} MB`],
@@ -192,26 +230,33 @@ async function main(): Promise<void> {
     const pct = (a: number, b: number, d = 2): string => `${((100 * a) / b).toFixed(d)} %`;
     const rows: Array<[string, string, string, string]> = [
       ['full export from the database (day 1)', `${e1.s.toFixed(2)} s`, `${mb(size1)} MB archive`, ''],
-      ['first ingest into the store', `${i1.s.toFixed(2)} s`, `${mb(i1.v.bytesAdded!)} MB added`, `${i1.rssMB.toFixed(0)} MB`],
+      [direct ? 'first backup into the store (export straight into it)' : 'first ingest into the store', `${i1.s.toFixed(2)} s`, `${mb(i1.v.bytesAdded!)} MB added`, `${i1.rssMB.toFixed(0)} MB`],
       [
-        'second ingest, unchanged export',
+        direct ? 'second backup, unchanged database' : 'second ingest, unchanged export',
         `${i2.s.toFixed(2)} s (${pct(i2.s, e1.s, 0)} of the export)`,
         `${i2.v.bytesAdded} B (${pct(i2.v.bytesAdded!, i1.v.bytesAdded!, 3)})`,
         `${i2.rssMB.toFixed(0)} MB`,
       ],
-      ['ingest after 1 % more messages, 1 % changed passages', `${i3.s.toFixed(2)} s`, `${mb(i3.v.bytesAdded!)} MB (${pct(i3.v.bytesAdded!, i1.v.bytesAdded!)})`, `${i3.rssMB.toFixed(0)} MB`],
+      [
+        direct ? 'backup after 1 % more messages, 1 % changed passages' : 'ingest after 1 % more messages, 1 % changed passages',
+        `${i3.s.toFixed(2)} s`,
+        `${mb(i3.v.bytesAdded!)} MB (${pct(i3.v.bytesAdded!, i1.v.bytesAdded!)})`,
+        `${i3.rssMB.toFixed(0)} MB`,
+      ],
       ['export of day 2 from the store to a .avsnap', `${x.s.toFixed(2)} s`, `${mb(x.v.bytes!)} MB`, `${x.rssMB.toFixed(0)} MB`],
       ...restoreRows,
     ];
-    console.log(`\n${encrypted ? 'encrypted' : 'plain'} store; exports from the database took ${e1.s.toFixed(2)} / ${e1b.s.toFixed(2)} / ${e2.s.toFixed(2)} s\n`);
+    console.log(
+      `\n${encrypted ? 'encrypted' : 'plain'} store; exports from the database to an archive took ${e1.s.toFixed(2)}${e1b ? ` / ${e1b.s.toFixed(2)}` : ''} / ${e2.s.toFixed(2)} s${direct ? ' (reference only: store backups write no archive)' : ''}\n`,
+    );
     console.log('| step | time | bytes | peak RSS |\n|---|---|---|---|');
     for (const r of rows) console.log(`| ${r.join(' | ')} |`);
     if (restic) {
-      const ours = [e1.s + i1.s, e1b.s + i2.s, e2.s + i3.s];
+      const ours = direct ? [i1.s, i2.s, i3.s] : [e1.s + i1.s, e1b!.s + i2.s, e2.s + i3.s];
       const added = [i1.v.bytesAdded!, i2.v.bytesAdded!, i3.v.bytesAdded!];
       const names = ['day 1 (first backup)', 'day 1 again, unchanged', 'day 2, 1 % more messages + 1 % changed passages'];
       console.log(`\nside by side with restic ${execFileSync('restic', ['version'], { encoding: 'utf8' }).trim().split(' ')[1]} backing up a pg_dump (plain SQL) of the same PostgreSQL database\n`);
-      console.log('| backup | Agent Vault store: added | time (export + ingest) | restic on pg_dump: added | time (pg_dump + restic) |\n|---|---|---|---|---|');
+      console.log(`| backup | Agent Vault store: added | time (${direct ? 'backup' : 'export + ingest'}) | restic on pg_dump: added | time (pg_dump + restic) |\n|---|---|---|---|---|`);
       for (let k = 0; k < 3; k++) console.log(`| ${names[k]} | ${mb(added[k])} MB | ${ours[k].toFixed(2)} s | ${mb(resticRows[k].added)} MB | ${resticRows[k].s.toFixed(2)} s |`);
     }
     console.log(`\nstore footprint: ${mb(x.v.footprint!)} MB for 3 snapshots of ${mb(i1.v.bytesRead!)} MB plaintext each`);

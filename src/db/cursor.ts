@@ -17,17 +17,27 @@ export async function* iterateBatches<R = Record<string, any>>(tx: Queryable, sq
   const name = `av_cursor_${++cursorSeq}`;
   await tx.query(`DECLARE ${name} NO SCROLL CURSOR FOR ${sql}`, params);
   let open = true;
+  // the next batch is fetched while the consumer works on this one (the server produces rows
+  // while we process them); at most two batches are held
+  let pending: Promise<{ rows: R[] }> | null = tx.query<R>(`FETCH FORWARD ${batchSize} FROM ${name}`);
   try {
     for (;;) {
-      const r = await tx.query<R>(`FETCH FORWARD ${batchSize} FROM ${name}`);
+      const r: { rows: R[] } = await pending!;
+      pending = null;
+      const more = r.rows.length >= batchSize;
+      if (more) {
+        pending = tx.query<R>(`FETCH FORWARD ${batchSize} FROM ${name}`);
+        pending.catch(() => undefined);
+      }
       if (r.rows.length > 0) yield r.rows;
-      if (r.rows.length < batchSize) break;
+      if (!more) break;
     }
     open = false;
     await tx.query(`CLOSE ${name}`);
   } finally {
-    // Early exit (break/throw in the consumer): close the cursor. If the transaction is
-    // already aborted, CLOSE fails too; the original error is the one that matters.
+    // Early exit (break/throw in the consumer): close the cursor (after the fetch in flight). If
+    // the transaction is already aborted, CLOSE fails too; the original error is the one that matters.
+    if (pending) await pending.catch(() => undefined);
     if (open) await tx.query(`CLOSE ${name}`).catch(() => undefined);
   }
 }

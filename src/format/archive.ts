@@ -217,7 +217,7 @@ export function entryNameProblem(name: string): string | null {
 }
 
 /** Collision key: names that would land on the same file on a case-insensitive file system. */
-function nameKey(name: string): string {
+export function nameKey(name: string): string {
   return name.normalize('NFC').toLowerCase();
 }
 
@@ -620,7 +620,7 @@ function wrapSourceError(e: unknown, file: string, entry: string): AgentVaultErr
   });
 }
 
-function buildManifest(input: ManifestInput, entries: ManifestEntry[]): Manifest {
+export function buildManifest(input: ManifestInput, entries: ManifestEntry[]): Manifest {
   const { format: _f, format_version: fv, tool, entries: _e, created_at, ...rest } = input;
   if (fv !== undefined && fv !== ARCHIVE_FORMAT_VERSION) {
     throw new AgentVaultError('manifest', `this Agent Vault writes archive format ${ARCHIVE_FORMAT_VERSION}, not ${fv}`);

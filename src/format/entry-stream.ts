@@ -59,6 +59,14 @@ export interface EntrySource {
    * thread); resolves with the damaged ones and why.
    */
   checkEntries(names: string[]): Promise<Array<{ entry: string; error: string }>>;
+  /**
+   * True when stream() checks an entry completely on its first read (every chunk against its
+   * content id, the size at the end), as checkEntries would: a reader that reads an entry once,
+   * inside a transaction that a failure rolls back, may then skip checkEntries for it (the
+   * restore does: src/letta/restore/source.ts). The zip archive's streams check a first read by
+   * CRC-32 and sha256 only at the end, so they leave this unset.
+   */
+  readonly checksOnRead?: boolean;
   close(): void;
 }
 

@@ -99,8 +99,8 @@ export async function exportAgents(db: Db, opts: ExportOptions): Promise<ExportR
     if (e.phase === 'warning' && e.message) warnings.push(e.message);
     await opts.onProgress?.(e);
   };
-  const writer = await createArchiveWriter(out, { overwrite: opts.overwrite, encryption: opts.encryption });
-  const withSecrets = !!opts.encryption && opts.secrets !== false;
+  const writer = opts.writer ?? (await createArchiveWriter(out, { overwrite: opts.overwrite, encryption: opts.encryption }));
+  const withSecrets = (!!opts.encryption || opts.writer?.encrypted === true) && opts.secrets !== false;
   let secretCount = 0;
   try {
     const input = await db.transaction(

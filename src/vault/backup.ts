@@ -77,6 +77,13 @@ export interface BackupOptions {
    */
   onAbortable?: (abortSync: (reason: string) => void) => void;
   env?: NodeJS.ProcessEnv;
+  /**
+   * Export into this writer instead of an archive file in the vault (a store vault's backup:
+   * ./store-vault.ts). Given the path the archive would have; its `encrypted` stands for the
+   * archive key (no key is derived). The snapshot record's `sha256` is then '' and `bytes` what
+   * the writer's finish() reports.
+   */
+  sink?: (archivePath: string) => ArchiveWriter & { readonly encrypted: boolean };
 }
 
 export interface BackupResult {
@@ -327,7 +334,7 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
       warnings.push(`the index did not list ${adopted.length} snapshot archive(s); they verified and are listed again: ${adopted.join(', ')}`);
     }
     for (const r of rejected) warnings.push(`${r.file} is not in the index and fails verification; it was left in place: ${r.reason}`);
-    if (material) {
+    if (material && !opts.sink) {
       const k = await writingKey(material, index.kdf, cfg.encryption?.scrypt);
       encryption = { key: k.key };
       if (k.kdf.name === 'scrypt' && (index.kdf?.name !== 'scrypt' || index.kdf.salt !== k.kdf.salt)) index.kdf = k.kdf;
@@ -339,7 +346,9 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
     const id = newSnapshotId(at);
     currentId = id;
     finalPath = path.join(vault, SNAPSHOTS_DIR, `${id}${SNAPSHOT_EXT}`);
-    progress(`writing ${finalPath}${encryption ? ' (encrypted)' : ''}: exporting the agents straight into it`);
+    progress(
+      opts.sink ? `exporting the agents straight into the store${encrypt ? ' (encrypted)' : ''}` : `writing ${finalPath}${encryption ? ' (encrypted)' : ''}: exporting the agents straight into it`,
+    );
     const probeOpts = { perAgent: cfg.probes?.perAgent, topK: cfg.probes?.topK, metric: cfg.probes?.metric };
     const recorded: AgentProbes[] = [];
     let collections: string[] = [];
@@ -348,6 +357,7 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
       select: cfg.agents ?? { all: true },
       organizationId: cfg.organizationId,
       out: finalPath,
+      writer: opts.sink?.(finalPath),
       createdAt: at.toISOString(),
       encryption,
       secrets: includeSecrets,
@@ -376,8 +386,8 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
       file: `${SNAPSHOTS_DIR}/${id}${SNAPSHOT_EXT}`,
       created_at: res.manifest.created_at,
       bytes: res.bytes,
-      sha256: (await fileSha256(finalPath)).sha256,
-      encrypted: !!encryption,
+      sha256: opts.sink ? '' : (await fileSha256(finalPath)).sha256,
+      encrypted: opts.sink ? encrypt : !!encryption,
       agents: res.manifest.agents.map((a) => ({ id: a.id, name: a.name, counts: a.counts })),
       collections,
       probes: probeCount,

@@ -40,6 +40,7 @@ import {
   forgetSnapshots,
   ingestArchive,
   initStore,
+  StoreSnapshotWriter,
   listSnapshots,
   loadSnapshot,
   openRepo,
@@ -217,9 +218,11 @@ export interface StoreBackupResult {
   agents: Array<{ id: string; name: string | null }>;
   encrypted: boolean;
   ingest: IngestResult;
-  /** bytes of the archive the export wrote (then taken apart into the store and removed) */
+  /** 0: the export writes straight into the store, no archive (kept for the JSON output's shape) */
   archiveBytes: number;
+  /** the export into the store (chunks, packs, index) */
   export_ms: number;
+  /** writing the snapshot file that lists it */
   ingest_ms: number;
   duration_ms: number;
   warnings: string[];
@@ -227,10 +230,11 @@ export interface StoreBackupResult {
 }
 
 /**
- * `backup` into a store vault: the export writes its archive into a staging folder under
- * `<vault>/.tmp/` (the same code as a folder vault's backup), the archive is put into the store
- * (only the chunks the store lacks are written), and the staging folder, which this run made, is
- * removed. Holds the vault's exclusive lock throughout; logs one line in `runs.jsonl`.
+ * `backup` into a store vault: the export (the same code as a folder vault's backup, run with a
+ * staging folder under `<vault>/.tmp/` for its lock and run log) writes its entries straight into
+ * the store, no archive in between: each entry is cut into chunks as it is produced and only the
+ * chunks the store lacks are compressed, encrypted and packed (StoreSnapshotWriter); the snapshot
+ * file, written last, lists the snapshot. The staging folder, which this run made, is removed. Holds the vault's exclusive lock throughout; logs one line in `runs.jsonl`.
  */
 export async function storeBackup(opts: BackupOptions): Promise<StoreBackupResult> {
   const cfg = opts.config;
@@ -290,9 +294,9 @@ export async function storeBackup(opts: BackupOptions): Promise<StoreBackupResul
     }
     const what =
       state.phase === 'export'
-        ? '; no snapshot was written'
+        ? '; no snapshot was written (packs it had written into the store are referenced by no snapshot; the next prune removes them)'
         : state.phase === 'ingest'
-          ? ' while its snapshot was being put into the store (a snapshot is listed only once its snapshot file is written; chunks no snapshot references are removed by the next prune)'
+          ? ' while its snapshot was being listed in the store (a snapshot is listed only once its snapshot file is written; chunks no snapshot references are removed by the next prune)'
           : ' after its snapshot was stored';
     try {
       appendFileSync(
@@ -361,14 +365,23 @@ async function storeBackupRun(p: VaultPlace, opts: BackupOptions, started: Date,
     const progress = opts.onProgress ?? (() => undefined);
     try {
       const t0 = Date.now();
-      // the staging run: no webhook, no prune (both are this run's), its own lock
+      // the staging run (its own vault folder for its lock and run log; no webhook, no prune: both
+      // are this run's) exports straight into the store: no archive is written
       const stageCfg = { ...cfg, vault: stage, webhook: undefined, retention: undefined };
-      const r: BackupResult = await runBackup({ ...opts, config: stageCfg, onLocked: undefined, onAbortable: (fn) => (state.stageAbort = fn) });
+      const encrypted = opts.encrypt ?? cfg.encryption?.enabled ?? false;
+      let writer: StoreSnapshotWriter | undefined;
+      const sink = (archivePath: string): StoreSnapshotWriter => {
+        writer = new StoreSnapshotWriter(repo, { sourceFile: path.basename(archivePath), encrypted, path: archivePath });
+        return writer;
+      };
+      const r: BackupResult = await runBackup({ ...opts, config: stageCfg, onLocked: undefined, sink, onAbortable: (fn) => (state.stageAbort = fn) });
+      if (!writer) throw new AgentVaultError('internal', 'the export wrote no snapshot');
       state.phase = 'ingest';
       const exportMs = Date.now() - t0;
-      progress(`putting ${r.path} into the store`);
+      // the snapshot file, written last, lists the snapshot
+      progress(`listing the snapshot in the store`);
       const t1 = Date.now();
-      const ingest = await ingestArchive(repo, r.path, { decrypt, time: r.snapshot.created_at, sourceSha256: r.snapshot.sha256 });
+      const ingest = await writer.commit(r.snapshot.created_at);
       const ingestMs = Date.now() - t1;
       state.phase = 'stored';
       let pruned: StorePruneVaultResult | null = null;
@@ -390,7 +403,7 @@ async function storeBackupRun(p: VaultPlace, opts: BackupOptions, started: Date,
         agents: r.snapshot.agents.map((a) => ({ id: a.id, name: a.name })),
         encrypted: r.snapshot.encrypted,
         ingest,
-        archiveBytes: r.snapshot.bytes,
+        archiveBytes: 0,
         export_ms: exportMs,
         ingest_ms: ingestMs,
         duration_ms: Date.now() - started.getTime(),

@@ -141,7 +141,7 @@ describe('vault: store snapshots read in place (restore, diff, inspect) on Postg
     noTempArchive();
   });
 
-  it('a damaged pack: restore fails before its transaction with an error naming the entry and the pack; nothing is restored (CLI: exit 1, no stack)', async () => {
+  it('a damaged pack: restore fails (its passages are checked as its one transaction writes them, which is rolled back) with an error naming the entry and the pack; nothing is restored (CLI: exit 1, no stack)', async () => {
     const repo = await openVaultRepo(vault);
     const [snap] = await listSnapshots(repo);
     const file = await loadSnapshot(repo, snap.id);
@@ -158,8 +158,14 @@ describe('vault: store snapshots read in place (restore, diff, inspect) on Postg
     assert.match(err.message, new RegExp(entry.name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
     assert.match(err.message, new RegExp(`pack ${firstBlobPack}`));
     assert.match(err.message, /nothing was restored/);
+    assert.match(err.message, /rolled back/);
+    assert.equal(err.kind, 'failed');
     const n = await target.query<{ n: number }>(`SELECT count(*)::int AS n FROM agents`);
     assert.equal(n.rows[0].n, 0, 'nothing is restored');
+    // a dry run (no transaction to roll back) checks every entry before it plans
+    const dry = await rejectsWith(() => restoreAgents(target, { open: async () => (await openStoreVaultSnapshot(vault, 'latest')).reader }, { dryRun: true }), 'checksum');
+    assert.match(dry.message, new RegExp(`pack ${firstBlobPack}`));
+    assert.match(dry.message, /nothing was restored/);
     noTempArchive();
 
     const cli = runCli(['restore', `${vault}#latest`, '--embedded', path.join(tmp.dir('pglite'), 'db'), '--quiet']);

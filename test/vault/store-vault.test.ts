@@ -123,6 +123,71 @@ describe('vault: store vaults (backup, restore, drill, prune, verify, export, mi
     );
   });
 
+  it('a backup writes no archive: interrupted mid-export or just before its snapshot file, it lists no snapshot, loses no chunk, and the next backup completes', async () => {
+    const v = path.join(tmp.dir('interrupted'), 'vault');
+    await initStoreVault(v, { packSize: PACK_SIZE });
+    const packs = (): string[] => (fs.existsSync(path.join(v, 'store', 'data')) ? listFiles(path.join(v, 'store', 'data')) : []);
+    const faults: Array<[string, RegExp]> = [
+      ['mid-export (after the first agent)', /^agent 2\//],
+      ['after the packs and their index, before the snapshot file', /^listing the snapshot/],
+    ];
+    for (const [what, at] of faults) {
+      let hit = false;
+      let packsAtFault = 0;
+      await assert.rejects(
+        storeBackup({
+          config: config(v),
+          db: source,
+          onProgress: (m) => {
+            if (at.test(m)) {
+              hit = true;
+              packsAtFault = packs().length;
+              throw new Error(`killed ${what}`);
+            }
+          },
+        }),
+        /killed/,
+      );
+      assert.ok(hit, `the backup reached ${what}`);
+      assert.deepEqual(await listStoreVault(v), [], `${what}: no snapshot is listed`);
+      const check = await checkRepo(await openVaultRepo(v), { readData: true });
+      assert.equal(check.ok, true, `${what}: ${JSON.stringify(check.problems)}`);
+      assert.ok(!fs.existsSync(path.join(v, '.lock')), `${what}: the lock is released`);
+      assert.deepEqual(
+        listFiles(v).filter((f) => f.startsWith('.tmp/') || f.endsWith('.avsnap')),
+        [],
+        `${what}: no staging folder, no archive`,
+      );
+      // mid-export the packs are not indexed yet: the run removes its own; after the index they stay (a prune sweeps them)
+      assert.ok(packsAtFault > 0, `${what}: packs were written before the interruption`);
+      if (at.source.startsWith('^agent')) assert.deepEqual(packs(), [], 'the packs of the interrupted export were removed');
+      else assert.ok(packs().length > 0, 'the indexed packs stay for the next backup');
+    }
+    const done = await storeBackup({ config: config(v), db: source });
+    assert.ok(done.ingest.newBlobs < done.ingest.blobs, 'the next backup reuses the chunks the interrupted one indexed');
+    assert.deepEqual(
+      (await listStoreVault(v)).map((x) => x.vault_id),
+      [done.id],
+    );
+    // the snapshot reads back as a direct export of the same database: it deep-verifies and diffs as identical
+    const out = path.join(tmp.dir('interrupted-out'), 'x.avsnap');
+    await exportStoreSnapshot(v, done.id, out);
+    const deep = await verifyArchive(out, { deep: true });
+    assert.ok(
+      deep.every((c) => c.ok),
+      JSON.stringify(deep.filter((c) => !c.ok)),
+    );
+    const direct = await runBackup({ config: config(path.join(tmp.dir('interrupted-direct'), 'vault')), db: source });
+    assert.deepEqual(
+      (await readManifest(out)).entries.map((e) => e.name),
+      (await readManifest(direct.path)).entries.map((e) => e.name),
+    );
+    const d = await diffPaths(direct.path, out);
+    assert.equal(d.identical, true, JSON.stringify(d.summary));
+    const check = await checkRepo(await openVaultRepo(v), { readData: true });
+    assert.equal(check.ok, true, JSON.stringify(check.problems));
+  });
+
   it('a snapshot read from the store equals a direct export: vault export deep-verifies and diffs as identical; <vault>#<ref> reads it for diff', async () => {
     const direct = await runBackup({ config: config(folder), db: source });
     const out = path.join(tmp.dir('export'), 'x.avsnap');

@@ -30,8 +30,14 @@ export interface ExportOptions {
   select: ExportSelect;
   /** Only agents of this organization (default: any). */
   organizationId?: string;
-  /** Archive to write. */
+  /** Archive to write (with `writer`: only named in messages). */
   out: string;
+  /**
+   * Write into this writer instead of an archive file at `out` (a store vault's backup writes
+   * straight into the store). `encrypted` on it stands for `encryption` (secrets entries); the
+   * export finishes it, or aborts it on failure.
+   */
+  writer?: ArchiveWriter & { readonly encrypted?: boolean };
   /** Replace an existing file at `out`. */
   overwrite?: boolean;
   /** Awaited: a slow callback slows the export (tests use it to interleave writers). */

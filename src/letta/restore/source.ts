@@ -25,10 +25,20 @@ function hasKey(d: DecryptOptions | undefined): d is DecryptOptions {
   return !!d && (d.passphrase !== undefined || d.key !== undefined);
 }
 
-export async function openSource(src: RestoreSource, decrypt: DecryptOptions | undefined): Promise<SourceModel> {
+export interface OpenSourceOptions {
+  /**
+   * The caller reads the agents' passages entries only inside one transaction that any failure
+   * rolls back (a restore that writes, not a dry run): a source whose streams check an entry
+   * completely on its first read (EntrySource.checksOnRead: a snapshot of the vault's store) has
+   * those entries checked as they are written instead of in a pass of their own before.
+   */
+  checkPassagesOnWrite?: boolean;
+}
+
+export async function openSource(src: RestoreSource, decrypt: DecryptOptions | undefined, opts: OpenSourceOptions = {}): Promise<SourceModel> {
   if (typeof src !== 'string' && 'open' in src) {
     const reader = await src.open();
-    return archiveModel(reader, reader.path);
+    return archiveModel(reader, reader.path, opts);
   }
   if (typeof src !== 'string') {
     const parsed = { format: ('agents' in src.doc ? 'v2' : 'v1') as 'v1' | 'v2', doc: src.doc };
@@ -97,18 +107,24 @@ async function openArchiveSource(file: string, decrypt: DecryptOptions | undefin
  * place); `file` names it in messages. The model owns the reader: closing the model (or a failure
  * here) closes it.
  */
-async function archiveModel(reader: ArchiveReader, file: string): Promise<SourceModel> {
+async function archiveModel(reader: ArchiveReader, file: string, opts: OpenSourceOptions = {}): Promise<SourceModel> {
   try {
     if (reader.encrypted && !reader.decryptable) throw noKeyError(file);
-    const streams = reader.entryStreams();
+    const raw = reader.entryStreams();
     const m = reader.manifest;
     const bad: Array<{ entry: string; error: string }> = [];
     let invalidDoc: unknown = null;
     const docs: AgentFileV2[] = [];
     const stats: MessageStats[][] = [];
     const agentEntries = new Set(m.agents.map((a) => a.entry));
+    // passages entries checked as the transaction reads them (see OpenSourceOptions)
+    const onWrite = new Set<string>();
+    if (opts.checkPassagesOnWrite && raw.checksOnRead) {
+      for (const a of m.agents) for (const x of [a.passages_entry, a.vectors_entry]) if (typeof x === 'string' && x) onWrite.add(x);
+    }
+    const streams = onWrite.size ? checkedOnWrite(raw, onWrite, file) : raw;
     // the other entries (vectors, mostly) are checked (on a worker thread when they are large) while the agent files are read here
-    const others = m.entries.filter((e) => !agentEntries.has(e.name));
+    const others = m.entries.filter((e) => !agentEntries.has(e.name) && !onWrite.has(e.name));
     const othersChecked = streams.checkEntries(others.map((e) => e.name));
     othersChecked.catch(() => undefined);
     for (const a of m.agents) {
@@ -207,6 +223,61 @@ async function archiveModel(reader: ArchiveReader, file: string): Promise<Source
     await reader.close();
     throw e;
   }
+}
+
+/**
+ * The streams of a source whose `names` entries are checked only as they are read, inside the
+ * restore's one transaction: a damaged or missing chunk there fails the restore, which rolls the
+ * transaction back, and the error says so (kind 'failed', exit code 1, as a damage found before
+ * the transaction). Errors of the file system or the connection pass unchanged.
+ */
+function checkedOnWrite(src: EntrySource, names: Set<string>, file: string): EntrySource {
+  const wrap = (name: string, e: unknown): unknown => {
+    if (!(e instanceof AgentVaultError) || e.kind === 'io' || e.code === 'closed' || !['checksum', 'missing-blob', 'decrypt', 'store-format'].includes(e.code)) return e;
+    return new AgentVaultError(e.code, `${file}: an entry is damaged; nothing was restored (the restore's transaction was rolled back). ${errorMessage(e)}`, {
+      location: { file, entry: name },
+      kind: 'failed',
+      cause: e,
+      hint: e.hint ?? 'use another copy of the snapshot',
+    });
+  };
+  return {
+    file: src.file,
+    checksOnRead: src.checksOnRead,
+    checkEntries: (n) => src.checkEntries(n),
+    close: () => src.close(),
+    stream: (name, o) => {
+      if (!names.has(name)) return src.stream(name, o);
+      const it = src.stream(name, o);
+      return (async function* () {
+        try {
+          yield* it;
+        } catch (e) {
+          throw wrap(name, e);
+        }
+      })();
+    },
+    chunks: async (name) => {
+      if (!names.has(name)) return src.chunks(name);
+      let r;
+      try {
+        r = await src.chunks(name);
+      } catch (e) {
+        throw wrap(name, e);
+      }
+      const cr = r;
+      return {
+        next: async () => {
+          try {
+            return await cr.next();
+          } catch (e) {
+            throw wrap(name, e);
+          }
+        },
+        close: () => cr.close(),
+      };
+    },
+  };
 }
 
 function revisionOf(doc: AgentFileV2 | undefined): string | null {

@@ -118,9 +118,16 @@ export class Chunker {
   private readonly shiftL: number;
   private readonly recDiv: number;
 
+  /**
+   * `borrow`: the buffers pushed are never changed afterwards by their producer (an export's fresh
+   * buffers), so a chunk that lies within one of them is handed out as a view of it, not a copy
+   * (less garbage; the caller copies what it keeps). Without it every chunk is a copy of its own
+   * (a ChunkReader may overwrite its buffer on the next read).
+   */
   constructor(
     readonly kind: ChunkKind,
     readonly params: ChunkerParams = DEFAULT_CHUNKER,
+    private readonly borrow = false,
   ) {
     const b = bitsFor(params.bytes.avg);
     // normalised chunking (FastCDC level 2): harder before avg, easier after
@@ -155,7 +162,7 @@ export class Chunker {
   /** Adds b[from, to) to the current chunk and closes it. */
   private cut(b: Buffer, from: number, to: number, out: Buffer[]): void {
     if (to > from) {
-      this.parts.push(Buffer.from(b.subarray(from, to)));
+      this.parts.push(this.borrow ? b.subarray(from, to) : Buffer.from(b.subarray(from, to)));
       this.partsLen += to - from;
     }
     out.push(this.take());
@@ -163,7 +170,7 @@ export class Chunker {
 
   private keep(b: Buffer, from: number): void {
     if (from < b.length) {
-      this.parts.push(Buffer.from(b.subarray(from)));
+      this.parts.push(this.borrow ? b.subarray(from) : Buffer.from(b.subarray(from)));
       this.partsLen += b.length - from;
     }
   }

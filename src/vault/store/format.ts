@@ -4,7 +4,8 @@
  */
 import { canonicalJson } from '../../core/json';
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { crc32 as zlibCrc32, deflateRawSync, inflateRawSync } from 'node:zlib';
+import { crc32 as zlibCrc32, deflateRaw, deflateRawSync, inflateRawSync } from 'node:zlib';
+import { promisify } from 'node:util';
 import { AgentVaultError, errorMessage } from '../../core/errors';
 import { decryptEntrySync, encryptEntrySync, type ArchiveCrypto, type EncryptionSection } from '../../format/crypto';
 import type { Manifest } from '../../format/archive';
@@ -96,6 +97,23 @@ export function encodeBlob(plain: Buffer, type: BlobType, id: string, tryDeflate
   let compression: Compression = 'none';
   if (tryDeflate && plain.length >= 64) {
     const d = deflateRawSync(plain, { level: 6 });
+    if (d.length < plain.length * 0.9) {
+      payload = d;
+      compression = 'deflate';
+    }
+  }
+  const stored = crypto ? encryptEntrySync(crypto, blobSealName(type, id), payload, compression === 'deflate') : payload;
+  return { stored, compression };
+}
+
+const deflateRawAsync = promisify(deflateRaw);
+
+/** encodeBlob with the deflate run in libuv's thread pool (the same stored form, byte for byte apart from the encryption's random salt). */
+export async function encodeBlobAsync(plain: Buffer, type: BlobType, id: string, tryDeflate: boolean, crypto: ArchiveCrypto | undefined): Promise<{ stored: Buffer; compression: Compression }> {
+  let payload = plain;
+  let compression: Compression = 'none';
+  if (tryDeflate && plain.length >= 64) {
+    const d = await deflateRawAsync(plain, { level: 6 });
     if (d.length < plain.length * 0.9) {
       payload = d;
       compression = 'deflate';

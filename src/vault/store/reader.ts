@@ -9,8 +9,10 @@
  * encrypted store), it names the entry's list blobs, and every list and data blob is authenticated
  * (encrypted stores), inflated and hashed against its id as it is read (decodeBlob), so an entry's
  * bytes are the ones ingested; its size is checked at its end. A blob read again by the same
- * reader (the restore reads each entry twice: its checks before the transaction, then the writes)
- * is checked by size and the CRC-32 recorded the first time, as an archive entry is on a re-read.
+ * reader (the restore reads its agent files twice: its checks before the transaction, then the
+ * writes) is checked by size and the CRC-32 recorded the first time, as an archive entry is on a
+ * re-read. The restore reads the passages entries once, inside its transaction, each blob hashed
+ * against its id as it goes (entryStreams().checksOnRead; src/letta/restore/source.ts).
  * The entry's own SHA-256 is recomputed where a full check is asked (readEntry, openStream,
  * verifyAll: the drill's integrity check). Large entries of a plain local store are checked on a
  * worker thread (checkEntries, ./verify-worker.ts). A damaged or missing pack is AgentVaultError
@@ -377,6 +379,8 @@ class StoreSnapshotReader implements ArchiveReader {
       stream: (name, opts) => this.stream(name, opts),
       chunks: (name) => this.chunks(name),
       checkEntries: (names) => this.checkEntries(names),
+      // a blob this reader has not read before is hashed against its id (stream() above)
+      checksOnRead: true,
       close: () => undefined,
     };
   }

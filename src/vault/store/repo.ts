@@ -17,7 +17,25 @@ import { randomBytes, createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { AgentVaultError, errorMessage } from '../../core/errors';
-import { createArchiveWriter, openArchive, safeEntrySegment, type Manifest, type ManifestAgentCounts, type ManifestInput } from '../../format/archive';
+import {
+  buildManifest,
+  checkManifest,
+  createArchiveWriter,
+  defaultCompress,
+  defaultMediaType,
+  entryNameProblem,
+  MANIFEST_ENTRY,
+  MEDIA_TYPES,
+  nameKey,
+  openArchive,
+  safeEntrySegment,
+  type AddEntryOptions,
+  type ArchiveWriter,
+  type Manifest,
+  type ManifestAgentCounts,
+  type ManifestEntry,
+  type ManifestInput,
+} from '../../format/archive';
 import { ArchiveCrypto, noKeyError, openArchiveCrypto, parseEncryptionSection, type ArchiveKey, type DecryptOptions } from '../../format/crypto';
 import type { ObjectStore } from '../remote/store';
 import { fileSha256 } from '../../core/hash';
@@ -29,7 +47,7 @@ import {
   decodeBlob,
   decodeMeta,
   DEFAULT_PACK_SIZE,
-  encodeBlob,
+  encodeBlobAsync,
   encodeMeta,
   finishPack,
   headerLength,
@@ -320,15 +338,75 @@ interface BlobStats {
   newBytes: number;
 }
 
-async function putBlob(repo: Repo, w: PackWriter, plain: Buffer, type: BlobType, kind: ChunkKind | 'list', st: BlobStats): Promise<string> {
-  const id = sha256Hex(plain);
-  st.blobs++;
-  if (repo.index.has(id) || w.has(id)) return id;
-  const { stored, compression } = encodeBlob(plain, type, id, compressible(kind), repo.crypto);
-  await w.add(id, type, stored, plain.length, compression);
-  st.newBlobs++;
-  st.newBytes += plain.length;
-  return id;
+/**
+ * putBlob with the compression of new blobs in the thread pool, up to `depth` blobs in flight, so
+ * that deflating overlaps with reading and chunking; blobs reach the pack writer in order. Call
+ * drain() before the pack writer's flush().
+ */
+class BlobPipeline {
+  private queue: Array<{ id: string; type: BlobType; rawLength: number; p: Promise<{ stored: Buffer; compression: Compression }> }> = [];
+
+  constructor(
+    private readonly repo: Repo,
+    readonly w: PackWriter,
+    readonly st: BlobStats,
+    private readonly depth = 4,
+  ) {}
+
+  async put(plain: Buffer, type: BlobType, kind: ChunkKind | 'list'): Promise<string> {
+    const id = sha256Hex(plain);
+    this.st.blobs++;
+    if (this.repo.index.has(id) || this.w.has(id)) return id;
+    this.w.pending.set(id, true);
+    this.st.newBlobs++;
+    this.st.newBytes += plain.length;
+    // a blob stored as it is must not pin the (larger) buffer its plaintext may be a view of
+    const p = encodeBlobAsync(plain, type, id, compressible(kind), this.repo.crypto).then((r) => (r.stored === plain ? { ...r, stored: Buffer.from(plain) } : r));
+    p.catch(() => undefined);
+    this.queue.push({ id, type, rawLength: plain.length, p });
+    while (this.queue.length > this.depth) await this.next();
+    return id;
+  }
+
+  private async next(): Promise<void> {
+    const q = this.queue.shift()!;
+    const r = await q.p;
+    await this.w.add(q.id, q.type, r.stored, q.rawLength, r.compression);
+  }
+
+  async drain(): Promise<void> {
+    while (this.queue.length) await this.next();
+  }
+}
+
+/**
+ * One entry's bytes into the store: cut into chunks as they arrive (./chunker.ts), each chunk
+ * hashed, and only chunks the store (or this writer) lacks are compressed, encrypted and packed;
+ * the chunk ids go into list blobs. Returns the entry's plaintext size, SHA-256 and list blobs.
+ */
+async function putEntry(repo: Repo, bp: BlobPipeline, kind: ChunkKind, source: AsyncIterable<Buffer>, borrow = false): Promise<{ size: number; sha256: string; lists: string[] }> {
+  const params = repo.config.chunker;
+  const chunker = new Chunker(kind, params, borrow);
+  const h = createHash('sha256');
+  let size = 0;
+  const lists: string[] = [];
+  let list: Buffer[] = [];
+  const addId = async (id: string): Promise<void> => {
+    const raw = Buffer.from(id, 'hex');
+    list.push(raw);
+    if (listCut(raw, list.length, params.lists)) {
+      lists.push(await bp.put(Buffer.concat(list), 'list', 'list'));
+      list = [];
+    }
+  };
+  for await (const b of source) {
+    h.update(b);
+    size += b.length;
+    for (const c of chunker.push(b)) await addId(await bp.put(c, 'data', kind));
+  }
+  for (const c of chunker.end()) await addId(await bp.put(c, 'data', kind));
+  if (list.length) lists.push(await bp.put(Buffer.concat(list), 'list', 'list'));
+  return { size, sha256: h.digest('hex'), lists };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -377,40 +455,28 @@ export async function ingestArchive(repo: Repo, archivePath: string, opts: Inges
     if (reader.encrypted && !reader.decryptable) throw noKeyError(archivePath);
     const st: BlobStats = { blobs: 0, newBlobs: 0, newBytes: 0 };
     const w = new PackWriter(repo);
+    const bp = new BlobPipeline(repo, w, st);
     const streams = reader.entryStreams();
     const entries: SnapshotEntry[] = [];
     let bytesRead = 0;
-    const params = repo.config.chunker;
     for (const e of reader.manifest.entries) {
       const kind = chunkKindFor(e.name);
-      const chunker = new Chunker(kind, params);
-      const h = createHash('sha256');
-      let size = 0;
-      const lists: string[] = [];
-      let list: Buffer[] = [];
-      const addId = async (id: string): Promise<void> => {
-        const raw = Buffer.from(id, 'hex');
-        list.push(raw);
-        if (listCut(raw, list.length, params.lists)) {
-          lists.push(await putBlob(repo, w, Buffer.concat(list), 'list', 'list', st));
-          list = [];
-        }
-      };
       const cr = await streams.chunks(e.name);
-      try {
-        for (;;) {
-          const b = await cr.next();
-          if (!b) break;
-          h.update(b);
-          size += b.length;
-          for (const c of chunker.push(b)) await addId(await putBlob(repo, w, c, 'data', kind, st));
-        }
-      } finally {
-        await cr.close();
-      }
-      for (const c of chunker.end()) await addId(await putBlob(repo, w, c, 'data', kind, st));
-      if (list.length) lists.push(await putBlob(repo, w, Buffer.concat(list), 'list', 'list', st));
-      const sha = h.digest('hex');
+      const put = await putEntry(repo, bp, kind, {
+        async *[Symbol.asyncIterator]() {
+          try {
+            for (;;) {
+              const b = await cr.next();
+              if (!b) break;
+              yield b;
+            }
+          } finally {
+            await cr.close();
+          }
+        },
+      });
+      const { size, lists } = put;
+      const sha = put.sha256;
       if (!reader.encrypted && (size !== e.size || sha !== e.sha256)) {
         throw new AgentVaultError(
           'checksum',
@@ -423,6 +489,7 @@ export async function ingestArchive(repo: Repo, archivePath: string, opts: Inges
       bytesRead += size;
       entries.push({ name: e.name, size, sha256: sha, media_type: e.media_type, ...(e.compression ? { compression: e.compression } : {}), lists });
     }
+    await bp.drain();
     await w.flush();
     let bytesAdded = w.storedBytes;
     if (w.written.length) {
@@ -449,6 +516,203 @@ export async function ingestArchive(repo: Repo, archivePath: string, opts: Inges
     return { snapshotId, entries: entries.length, bytesRead, blobs: st.blobs, newBlobs: st.newBlobs, newBytes: st.newBytes, bytesAdded };
   } finally {
     await reader.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// writing a snapshot straight from an export (no archive in between)
+
+export interface SnapshotWriterOptions {
+  /**
+   * The archive name the snapshot is known by (`<vault id>.avsnap`), recorded as `source.file`;
+   * no such file is written (`source.size` 0, `source.sha256` null).
+   */
+  sourceFile: string;
+  /**
+   * The snapshot holds what an encrypted archive would (secrets/ entries; an export of it is
+   * encrypted): needs an encrypted store.
+   */
+  encrypted: boolean;
+  /** a path named in messages; its folder is a work folder for entries staged on disk (Qdrant) */
+  path: string;
+}
+
+/**
+ * An ArchiveWriter whose entries go straight into the store: each entry is cut into chunks as its
+ * bytes are produced (the same chunks an ingest of the archive would make), each chunk hashed,
+ * and only the chunks the store lacks are compressed (in the thread pool), encrypted and packed.
+ * finish() writes the last pack and the index naming the new packs and builds the snapshot file;
+ * commit() writes the snapshot file, which lists the snapshot (so the caller decides when it is
+ * listed). Until finish() the packs are not indexed and abort() removes them (they are this run's
+ * own files); after it they are indexed and, if the snapshot is never committed, unreferenced
+ * (a prune sweeps them). Entries are consumed in the order they are added (addStream resolves
+ * once its stream is read through), the manifest is built as the archive writer builds it, and
+ * the snapshot file is the same (version 1) as an ingest of that archive would write, except for
+ * `source` (no file) and each manifest entry's size and sha256, which are the plaintext's (an
+ * archive's are those of the stored bytes).
+ */
+export class StoreSnapshotWriter implements ArchiveWriter {
+  readonly path: string;
+  readonly encrypted: boolean;
+  private readonly st: BlobStats = { blobs: 0, newBlobs: 0, newBytes: 0 };
+  private readonly w: PackWriter;
+  private readonly bp: BlobPipeline;
+  private readonly entries: SnapshotEntry[] = [];
+  private readonly manifestEntries: ManifestEntry[] = [];
+  private readonly names = new Map<string, string>();
+  private state: 'open' | 'busy' | 'finished' | 'committed' | 'failed' = 'open';
+  private snap: SnapshotFile | undefined;
+  private bytesAdded = 0;
+  private indexed = false;
+
+  constructor(
+    private readonly repo: Repo,
+    private readonly opts: SnapshotWriterOptions,
+  ) {
+    if (opts.encrypted && !repo.crypto) {
+      throw new AgentVaultError(
+        'store-not-encrypted',
+        `the backup is to be encrypted and the store at ${repo.store.location} is not (its secrets would be stored in plain text); nothing was written`,
+        {
+          kind: 'usage',
+          remedy: 'init-store',
+        },
+      );
+    }
+    this.path = opts.path;
+    this.encrypted = opts.encrypted;
+    this.w = new PackWriter(repo);
+    this.bp = new BlobPipeline(repo, this.w, this.st);
+  }
+
+  private reserve(name: string, opts: AddEntryOptions | undefined): ManifestEntry {
+    if (this.state !== 'open')
+      throw new AgentVaultError('write-failed', `snapshot ${this.opts.sourceFile} is ${this.state === 'busy' ? 'busy with another entry' : 'no longer open'}; ${JSON.stringify(name)} cannot be added`);
+    const problem = entryNameProblem(name);
+    if (problem) throw new AgentVaultError('entry-name', `cannot add entry ${JSON.stringify(name)} to ${this.path}: ${problem}`, { location: { file: this.path, entry: name } });
+    if (name === MANIFEST_ENTRY) throw new AgentVaultError('entry-name', `${MANIFEST_ENTRY} is written by finish(); it cannot be added as an entry`, { location: { file: this.path, entry: name } });
+    const k = nameKey(name);
+    const prev = this.names.get(k);
+    if (prev !== undefined) {
+      throw new AgentVaultError(
+        'entry-name',
+        `cannot add entry ${JSON.stringify(name)} to ${this.path}: ${prev === name ? 'it was already added' : `it collides with ${JSON.stringify(prev)} on a case-insensitive file system`}`,
+        { location: { file: this.path, entry: name } },
+      );
+    }
+    if (name.startsWith('secrets/') && !this.encrypted) {
+      throw new AgentVaultError('plaintext-secret', `refusing to write ${JSON.stringify(name)} unencrypted: secrets are never stored in plain text`, {
+        location: { file: this.path, entry: name },
+        remedy: 'encrypt',
+        hint: 'secrets go only into encrypted snapshots',
+      });
+    }
+    this.names.set(k, name);
+    const compress = opts?.compress ?? defaultCompress(name);
+    // as the archive writer records it: an encrypted entry is compressed inside its ciphertext
+    const entry: ManifestEntry = { name, size: 0, sha256: '', media_type: opts?.mediaType ?? defaultMediaType(name), compression: compress && !this.encrypted ? 'deflate' : 'store' };
+    if (this.encrypted) entry.encrypted = true;
+    return entry;
+  }
+
+  async addJson(name: string, value: unknown, opts?: AddEntryOptions): Promise<void> {
+    let text: string | undefined;
+    try {
+      text = JSON.stringify(value);
+    } catch (e) {
+      throw new AgentVaultError('invalid-json', `cannot write entry ${JSON.stringify(name)}: the value is not JSON-serialisable (${errorMessage(e)})`, { location: { file: this.path, entry: name } });
+    }
+    if (text === undefined)
+      throw new AgentVaultError('invalid-json', `cannot write entry ${JSON.stringify(name)}: the value is not JSON (${typeof value})`, { location: { file: this.path, entry: name } });
+    await this.addBuffer(name, Buffer.from(text, 'utf8'), { mediaType: MEDIA_TYPES.json, ...opts });
+  }
+
+  async addBuffer(name: string, data: Buffer, opts?: AddEntryOptions): Promise<void> {
+    await this.addStream(name, [data], opts);
+  }
+
+  async addStream(name: string, data: NodeJS.ReadableStream | AsyncIterable<Buffer | Uint8Array> | Iterable<Buffer>, opts?: AddEntryOptions): Promise<ManifestEntry> {
+    const entry = this.reserve(name, opts);
+    this.state = 'busy';
+    const src = data as AsyncIterable<Buffer | Uint8Array | string>;
+    async function* buffers(): AsyncGenerator<Buffer> {
+      for await (const c of src) yield Buffer.isBuffer(c) ? c : typeof c === 'string' ? Buffer.from(c, 'utf8') : Buffer.from(c.buffer, c.byteOffset, c.byteLength);
+    }
+    let put: { size: number; sha256: string; lists: string[] };
+    try {
+      // an export's buffers are fresh and never changed after they are handed over (the archive
+      // writer relies on that too): chunks are views of them
+      put = await putEntry(this.repo, this.bp, chunkKindFor(name), buffers(), true);
+    } catch (e) {
+      this.state = 'failed';
+      if (e instanceof AgentVaultError) throw e;
+      const errno = (e as NodeJS.ErrnoException)?.code;
+      throw new AgentVaultError('write-failed', `cannot write entry ${JSON.stringify(name)} into the store at ${this.repo.store.location}: ${errorMessage(e)}`, {
+        location: { file: this.path, entry: name },
+        cause: e,
+        ...(errno && /^E[A-Z]+$/.test(errno) ? {} : { kind: 'usage' as const }),
+      });
+    }
+    this.state = 'open';
+    entry.size = put.size;
+    entry.sha256 = put.sha256;
+    this.manifestEntries.push(entry);
+    this.entries.push({ name, size: put.size, sha256: put.sha256, media_type: entry.media_type, ...(entry.compression ? { compression: entry.compression } : {}), lists: put.lists });
+    return { ...entry };
+  }
+
+  /** Writes the last pack and the index; the snapshot is listed by commit(). `bytes`: bytes added to the store so far. */
+  async finish(input: ManifestInput): Promise<{ path: string; manifest: Manifest; bytes: number }> {
+    if (this.state !== 'open') throw new AgentVaultError('write-failed', `snapshot ${this.opts.sourceFile} is ${this.state}; it cannot be finished`);
+    this.state = 'busy';
+    try {
+      const manifest = buildManifest(input, this.manifestEntries);
+      delete manifest.encryption;
+      // checked as the archive's manifest would be (an encrypted one has an `encryption` section; the snapshot file drops it)
+      checkManifest(JSON.parse(JSON.stringify(this.encrypted ? { ...manifest, encryption: this.repo.config.encryption } : manifest)), this.path);
+      await this.bp.drain();
+      await this.w.flush();
+      this.bytesAdded = this.w.storedBytes;
+      if (this.w.written.length) {
+        const ix = await writeIndex(this.repo, this.w.written, []);
+        this.repo.indexFiles.push(ix.id);
+        this.bytesAdded += ix.bytes;
+        addToIndex(this.repo, this.w.written);
+      }
+      this.indexed = true;
+      this.snap = {
+        version: 1,
+        time: '',
+        source: { file: this.opts.sourceFile, size: 0, sha256: null, encrypted: this.encrypted },
+        manifest,
+        entries: this.entries,
+      };
+      this.state = 'finished';
+      return { path: this.path, manifest, bytes: this.bytesAdded };
+    } catch (e) {
+      this.state = 'failed';
+      throw e;
+    }
+  }
+
+  /** Writes the snapshot file (after finish()): from here on the snapshot is listed. */
+  async commit(time: string): Promise<IngestResult> {
+    if (this.state !== 'finished' || !this.snap) throw new AgentVaultError('write-failed', `snapshot ${this.opts.sourceFile} is not finished; it cannot be committed`);
+    const snap: SnapshotFile = { ...this.snap, time };
+    const data = encodeMeta(snap, 'snapshot', this.repo.crypto);
+    const snapshotId = sha256Hex(data);
+    await this.repo.store.writeBytes(snapshotKey(this.repo, snapshotId), data);
+    this.state = 'committed';
+    const bytesRead = this.entries.reduce((n, e) => n + e.size, 0);
+    return { snapshotId, entries: this.entries.length, bytesRead, blobs: this.st.blobs, newBlobs: this.st.newBlobs, newBytes: this.st.newBytes, bytesAdded: this.bytesAdded + data.length };
+  }
+
+  /** Stops: packs this writer wrote and no index names yet are removed (its own files). Safe to call more than once. */
+  async abort(): Promise<void> {
+    if (this.state === 'committed') return;
+    this.state = 'failed';
+    if (this.indexed) return;
+    for (const p of this.w.written.splice(0)) await this.repo.store.delete(packKey(this.repo, p.id)).catch(() => undefined);
   }
 }
 
