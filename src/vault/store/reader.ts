@@ -30,6 +30,7 @@ import { MANIFEST_ENTRY, type ArchiveReader, type Manifest, type ManifestEntry }
 import type { ChunkReader, EntrySource } from '../../format/entry-stream';
 import { decodeBlob, type SnapshotEntry, type SnapshotFile } from './format';
 import { LocalStore } from '../remote/store';
+import { RangeCache, rangeCacheBytesFromEnv } from './range-cache';
 import { checkStoreEntriesInWorker, type WorkerEntry, type WorkerEntryResult, type WorkerRange } from './verify-worker';
 import { listIdsOf, loadSnapshot, packKey, readBlob, storeWhere, type BlobLoc, type Repo } from './repo';
 
@@ -49,6 +50,14 @@ export interface StoreSnapshotReaderOptions {
   onClose?: () => Promise<void> | void;
   /** Bytes of pack ranges requested ahead of the consumer (default 16 MiB). */
   readAhead?: number;
+  /**
+   * Bytes of pack ranges kept in a local cache (./range-cache.ts) for a second read of the same
+   * entries: a store in object storage; default AGENT_VAULT_CACHE_MB, else 1024 MiB; 0: none. A
+   * store in a local folder has no cache (its packs are local already).
+   */
+  cacheBytes?: number;
+  /** A cache shared by several readers of the snapshot (its owner closes it); instead of cacheBytes. */
+  cache?: RangeCache;
 }
 
 interface Range {
@@ -59,16 +68,24 @@ interface Range {
   locs: BlobLoc[];
 }
 
+/** The reader of a store snapshot: an ArchiveReader, plus its entries' checked plaintext as a stream. */
+export interface StoreSnapshotArchiveReader extends ArchiveReader {
+  /** An entry's plaintext in chunks of about 1 MiB, every blob checked; with `entrySha256` the entry's SHA-256 too. */
+  stream(name: string, opts?: { verify?: 'crc32' | 'sha256'; entrySha256?: boolean }): AsyncGenerator<Buffer>;
+  /** How the local cache of pack ranges served this reader (null: no cache). */
+  cacheStats(): { hits: number; misses: number; bytes: number } | null;
+}
+
 /**
  * Opens a snapshot of the store for reading in place. The snapshot file is read and checked here
  * (error 'no-snapshot' when there is none); the blobs are read when the entries are.
  */
-export async function openStoreSnapshotReader(repo: Repo, snapshotId: string, opts: StoreSnapshotReaderOptions = {}): Promise<ArchiveReader> {
+export async function openStoreSnapshotReader(repo: Repo, snapshotId: string, opts: StoreSnapshotReaderOptions = {}): Promise<StoreSnapshotArchiveReader> {
   const snap = await loadSnapshot(repo, snapshotId);
   return new StoreSnapshotReader(repo, snapshotId, snap, opts);
 }
 
-class StoreSnapshotReader implements ArchiveReader {
+class StoreSnapshotReader implements StoreSnapshotArchiveReader {
   readonly path: string;
   readonly manifest: Manifest;
   readonly encrypted: boolean;
@@ -82,6 +99,8 @@ class StoreSnapshotReader implements ArchiveReader {
    */
   private readonly verified = new Map<string, number>();
   private readonly readAhead: number;
+  /** pack ranges kept for a second read (a store in object storage) */
+  private readonly cache: RangeCache | null;
   private closed = false;
 
   constructor(
@@ -92,6 +111,8 @@ class StoreSnapshotReader implements ArchiveReader {
   ) {
     this.path = opts.label ?? `${repo.store.location.replace(/\/+$/, '')}#${snapshotId}`;
     this.readAhead = Math.max(MAX_RANGE, opts.readAhead ?? READ_AHEAD);
+    const cacheBytes = repo.store instanceof LocalStore ? 0 : (opts.cacheBytes ?? rangeCacheBytesFromEnv());
+    this.cache = opts.cache ?? (cacheBytes > 0 ? new RangeCache(cacheBytes) : null);
     for (const e of snap.entries) this.entries.set(e.name, e);
     const where = storeWhere(repo.store, `${repo.prefix}snapshots/${snapshotId}`);
     const listed = Array.isArray(snap.manifest.entries) ? snap.manifest.entries : [];
@@ -171,6 +192,20 @@ class StoreSnapshotReader implements ArchiveReader {
     if (cur) yield cur;
   }
 
+  /** A pack range: from the cache when it holds it, else from the store (and then kept). */
+  private async readRange(key: string, offset: number, length: number): Promise<Buffer> {
+    const cached = await this.cache?.get(key, offset, length);
+    if (cached) return cached;
+    const buf = await this.repo.store.readRange(key, offset, length);
+    if (buf.length === length) this.cache?.put(key, offset, buf);
+    return buf;
+  }
+
+  /** How the local cache of pack ranges served this reader (null: none). */
+  cacheStats(): { hits: number; misses: number; bytes: number } | null {
+    return this.cache ? { hits: this.cache.hits, misses: this.cache.misses, bytes: this.cache.bytes } : null;
+  }
+
   /**
    * The entry's plaintext blob by blob (joined into chunks of about OUT_CHUNK), each checked: hashed
    * against its id (a blob this reader hashed before: by its CRC-32, unless `verify: 'sha256'`);
@@ -192,7 +227,7 @@ class StoreSnapshotReader implements ArchiveReader {
           break;
         }
         const r = n.value;
-        const data = this.repo.store.readRange(packKey(this.repo, r.pack), r.offset, r.length);
+        const data = this.readRange(packKey(this.repo, r.pack), r.offset, r.length);
         data.catch(() => undefined); // awaited in turn below; a consumer that stops early leaves it unread
         queue.push({ r, data });
         ahead += r.length;
@@ -385,6 +420,7 @@ class StoreSnapshotReader implements ArchiveReader {
     if (this.closed) return;
     this.closed = true;
     for (const s of [...this.live]) s.destroy();
+    if (!this.opts.cache) await this.cache?.close();
     await this.opts.onClose?.();
   }
 }
