@@ -40,6 +40,8 @@ const MAX_RANGE = 4 * 1024 * 1024;
 const READ_AHEAD = 16 * 1024 * 1024;
 /** Below this many bytes of entries to check, a worker thread costs more than it saves. */
 const WORKER_MIN_BYTES = 16 * 1024 * 1024;
+/** Entries of a store in object storage checked side by side (each with its own read-ahead). */
+const REMOTE_PARALLEL = 4;
 /** Blobs are handed out joined into chunks of about this size (the restore's batches follow the chunks). */
 const OUT_CHUNK = 1024 * 1024;
 
@@ -99,6 +101,8 @@ class StoreSnapshotReader implements StoreSnapshotArchiveReader {
    */
   private readonly verified = new Map<string, number>();
   private readonly readAhead: number;
+  /** list blob id → the data blob ids it holds */
+  private readonly lists = new Map<string, string[]>();
   /** pack ranges kept for a second read (a store in object storage) */
   private readonly cache: RangeCache | null;
   private closed = false;
@@ -161,11 +165,41 @@ class StoreSnapshotReader implements StoreSnapshotArchiveReader {
 
   /** The entry's data blob ids, list blob by list blob. */
   private async *dataIds(e: SnapshotEntry): AsyncGenerator<string[]> {
-    for (const l of e.lists) {
-      const list = await readBlob(this.repo, l, `list of ${e.name}`);
-      if (list.length % 32 !== 0) throw new AgentVaultError('store-format', `list blob ${l} of ${e.name} is not a multiple of 32 bytes`);
-      yield listIdsOf(list);
+    for (const l of e.lists) yield await this.listIds(l, e);
+  }
+
+  /**
+   * The data blob ids a list blob holds, read once per reader (32 bytes per data blob; the
+   * restore and the drill read each entry more than once). Read through the range cache of a
+   * store in object storage, checked against its id (decodeBlob).
+   */
+  private async listIds(l: string, e: SnapshotEntry): Promise<string[]> {
+    const known = this.lists.get(l);
+    if (known) return known;
+    let list: Buffer;
+    if (!this.cache) list = await readBlob(this.repo, l, `list of ${e.name}`);
+    else {
+      const loc = this.repo.index.get(l);
+      if (!loc) {
+        throw new AgentVaultError('missing-blob', `the store at ${this.repo.store.location} has no blob ${l} (list of ${e.name}): no index names it`, {
+          location: { file: this.repo.store.location, entry: e.name },
+        });
+      }
+      const key = packKey(this.repo, loc.pack);
+      const where = storeWhere(this.repo.store, key);
+      const buf = await this.readRange(key, loc.offset, loc.length);
+      if (buf.length !== loc.length) throw new AgentVaultError('checksum', `${where} is truncated: blob ${l} lies beyond its end`, { location: { file: where, entry: e.name } });
+      list = decodeBlob(buf, { id: l, type: loc.type, rawLength: loc.rawLength, compression: loc.compression }, this.repo.crypto, where);
     }
+    if (list.length % 32 !== 0) throw new AgentVaultError('store-format', `list blob ${l} of ${e.name} is not a multiple of 32 bytes`);
+    const ids = listIdsOf(list);
+    this.lists.set(l, ids);
+    return ids;
+  }
+
+  /** Entries read side by side: a store in object storage (its latency overlapped), else one at a time. */
+  private get parallel(): number {
+    return this.repo.store instanceof LocalStore ? 1 : REMOTE_PARALLEL;
   }
 
   /** The entry's runs of adjacent blobs, in order. */
@@ -315,15 +349,14 @@ class StoreSnapshotReader implements StoreSnapshotArchiveReader {
   async checkEntries(names: string[]): Promise<Array<{ entry: string; error: string }>> {
     const bad: Array<{ entry: string; error: string }> = [];
     const onMain = async (list: string[]): Promise<void> => {
-      for (const name of list) {
-        try {
-          for await (const _ of this.stream(name, { verify: 'sha256' })) {
-            /* drain: the stream checks */
-          }
-        } catch (e) {
-          bad.push({ entry: name, error: errorMessage(e) });
+      const errors = await eachLimited(list, this.parallel, async (name) => {
+        for await (const _ of this.stream(name, { verify: 'sha256' })) {
+          /* drain: the stream checks */
         }
-      }
+      });
+      list.forEach((name, i) => {
+        if (errors[i] !== undefined) bad.push({ entry: name, error: errorMessage(errors[i]) });
+      });
     };
     const store = this.repo.store;
     const bytes = names.reduce((n, name) => n + (this.entries.get(name)?.size ?? 0), 0);
@@ -391,16 +424,13 @@ class StoreSnapshotReader implements StoreSnapshotArchiveReader {
   async verifyAll(): Promise<{ entry: string; ok: boolean; error?: string }[]> {
     // the manifest is part of the snapshot file, which was checked when the reader opened
     const out: { entry: string; ok: boolean; error?: string }[] = [{ entry: MANIFEST_ENTRY, ok: true }];
-    for (const e of this.manifest.entries) {
-      try {
-        for await (const _ of this.stream(e.name, { verify: 'sha256', entrySha256: true })) {
-          /* drain: the stream checks */
-        }
-        out.push({ entry: e.name, ok: true });
-      } catch (err) {
-        out.push({ entry: e.name, ok: false, error: errorMessage(err) });
+    const names = this.manifest.entries.map((e) => e.name);
+    const errors = await eachLimited(names, this.parallel, async (name) => {
+      for await (const _ of this.stream(name, { verify: 'sha256', entrySha256: true })) {
+        /* drain: the stream checks */
       }
-    }
+    });
+    names.forEach((name, i) => out.push(errors[i] === undefined ? { entry: name, ok: true } : { entry: name, ok: false, error: errorMessage(errors[i]) }));
     return out;
   }
 
@@ -423,4 +453,22 @@ class StoreSnapshotReader implements StoreSnapshotArchiveReader {
     if (!this.opts.cache) await this.cache?.close();
     await this.opts.onClose?.();
   }
+}
+
+/** Runs `fn` over the items, at most `limit` at a time; the error of each item (undefined: it succeeded), in order. */
+async function eachLimited<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<unknown[]> {
+  const errors: unknown[] = new Array(items.length).fill(undefined);
+  let next = 0;
+  const run = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      try {
+        await fn(items[i]);
+      } catch (e) {
+        errors[i] = e ?? new Error('failed');
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, run));
+  return errors;
 }
