@@ -604,8 +604,9 @@ export interface StoreVerifyReport extends CheckReport {
 export async function verifyStoreVault(vaultDir: string, opts: StoreVerifyOptions = {}): Promise<StoreVerifyReport> {
   const t0 = Date.now();
   return withPlace(vaultDir, async (p) => {
-    const repo = await openPlaceRepo(p, opts.material ? decryptOptions(opts.material) : undefined);
+    if (!(await placeIsStore(p))) throw noStore(p.vault);
     return withPlaceLock(p, { command: 'verify', waitMs: opts.waitMs, shared: true }, async () => {
+      const repo = await openPlaceRepo(p, opts.material ? decryptOptions(opts.material) : undefined);
       const sub = opts.readDataSubset;
       const readData = opts.readData ? true : sub ? ('fraction' in sub ? sub.fraction : { part: sub.part, of: sub.of }) : false;
       const r = await checkRepo(repo, { readData });
