@@ -774,7 +774,8 @@ function mixedCopyError(from: string, to: string, fromStore: boolean): AgentVaul
  * same store (created when the target location is empty: its config is copied, so the same
  * passphrase or key opens both), and only the packs, index entries and snapshot files it lacks
  * are copied, each checked against its SHA-256 (./store/repo.ts copySnapshots). Under the
- * target's exclusive lock (and the source folder's shared lock); logged in the target's run log.
+ * target's exclusive lock (and the source's shared lock: a folder's, or a reader lock in the
+ * bucket); logged in the target's run log.
  * A store vault and a folder of archives are not converted into each other (error 'usage').
  */
 export async function copyStoreVault(from: string, to: string, opts: StoreCopyOptions = {}): Promise<StoreCopyResult> {
@@ -790,8 +791,9 @@ export async function copyStoreVault(from: string, to: string, opts: StoreCopyOp
         throw mixedCopyError(src.vault, dst.vault, false);
       }
       if (!dstStore && dstFolderVault) throw mixedCopyError(src.vault, dst.vault, true);
-      const srcRepo = await openPlaceRepo(src, decrypt);
+      // the source's index is read under its shared lock (a prune of the source waits meanwhile)
       const run = async (): Promise<StoreCopyResult> => {
+        const srcRepo = await openPlaceRepo(src, decrypt);
         let created = false;
         let dstRepo: Repo;
         if (await placeIsStore(dst)) dstRepo = await openPlaceRepo(dst, decrypt);
@@ -834,7 +836,7 @@ export async function copyStoreVault(from: string, to: string, opts: StoreCopyOp
           skipped: r.items.filter((i) => i.action === 'skipped').length,
         };
       };
-      const locked = (): Promise<StoreCopyResult> => (src.remote ? run() : withSharedLock(src.vault, { command: 'vault copy (source)', waitMs: opts.waitMs }, run));
+      const locked = (): Promise<StoreCopyResult> => withPlaceLock(src, { command: 'vault copy (source)', waitMs: opts.waitMs, shared: true }, run);
       if (!dst.remote && !opts.dryRun) await ensureVaultDirs(dst.vault);
       let res: StoreCopyResult | undefined;
       try {
