@@ -73,7 +73,7 @@ interface Range {
 /** The reader of a store snapshot: an ArchiveReader, plus its entries' checked plaintext as a stream. */
 export interface StoreSnapshotArchiveReader extends ArchiveReader {
   /** An entry's plaintext in chunks of about 1 MiB, every blob checked; with `entrySha256` the entry's SHA-256 too. */
-  stream(name: string, opts?: { verify?: 'crc32' | 'sha256'; entrySha256?: boolean }): AsyncGenerator<Buffer>;
+  stream(name: string, opts?: { verify?: 'crc32' | 'sha256'; entrySha256?: boolean; readAhead?: number }): AsyncGenerator<Buffer>;
   /** How the local cache of pack ranges served this reader (null: no cache). */
   cacheStats(): { hits: number; misses: number; bytes: number } | null;
 }
@@ -197,6 +197,11 @@ class StoreSnapshotReader implements StoreSnapshotArchiveReader {
     return ids;
   }
 
+  /** The read-ahead of each of the entries read side by side (together about twice one entry's). */
+  private get sharedReadAhead(): number {
+    return Math.max(MAX_RANGE, Math.floor((2 * this.readAhead) / this.parallel));
+  }
+
   /** Entries read side by side: a store in object storage (its latency overlapped), else one at a time. */
   private get parallel(): number {
     return this.repo.store instanceof LocalStore ? 1 : REMOTE_PARALLEL;
@@ -245,7 +250,8 @@ class StoreSnapshotReader implements StoreSnapshotArchiveReader {
    * against its id (a blob this reader hashed before: by its CRC-32, unless `verify: 'sha256'`);
    * the entry's size checked at its end, and with `entrySha256` its SHA-256 too.
    */
-  async *stream(name: string, opts: { verify?: 'crc32' | 'sha256'; entrySha256?: boolean } = {}): AsyncGenerator<Buffer> {
+  async *stream(name: string, opts: { verify?: 'crc32' | 'sha256'; entrySha256?: boolean; readAhead?: number } = {}): AsyncGenerator<Buffer> {
+    const readAhead = Math.max(MAX_RANGE, opts.readAhead ?? this.readAhead);
     const e = this.entry(name);
     const hash = opts.entrySha256 ? createHash('sha256') : null;
     const rehash = opts.verify === 'sha256';
@@ -254,7 +260,7 @@ class StoreSnapshotReader implements StoreSnapshotArchiveReader {
     let ahead = 0;
     let planned = false;
     const fill = async (): Promise<void> => {
-      while (!planned && ahead < this.readAhead) {
+      while (!planned && ahead < readAhead) {
         const n = await planner.next();
         if (n.done) {
           planned = true;
@@ -350,7 +356,7 @@ class StoreSnapshotReader implements StoreSnapshotArchiveReader {
     const bad: Array<{ entry: string; error: string }> = [];
     const onMain = async (list: string[]): Promise<void> => {
       const errors = await eachLimited(list, this.parallel, async (name) => {
-        for await (const _ of this.stream(name, { verify: 'sha256' })) {
+        for await (const _ of this.stream(name, { verify: 'sha256', readAhead: this.sharedReadAhead })) {
           /* drain: the stream checks */
         }
       });
@@ -426,7 +432,7 @@ class StoreSnapshotReader implements StoreSnapshotArchiveReader {
     const out: { entry: string; ok: boolean; error?: string }[] = [{ entry: MANIFEST_ENTRY, ok: true }];
     const names = this.manifest.entries.map((e) => e.name);
     const errors = await eachLimited(names, this.parallel, async (name) => {
-      for await (const _ of this.stream(name, { verify: 'sha256', entrySha256: true })) {
+      for await (const _ of this.stream(name, { verify: 'sha256', entrySha256: true, readAhead: this.sharedReadAhead })) {
         /* drain: the stream checks */
       }
     });
