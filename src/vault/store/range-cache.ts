@@ -25,6 +25,9 @@ export function rangeCacheBytesFromEnv(env: NodeJS.ProcessEnv = process.env): nu
   return Math.floor(mb * 1024 * 1024);
 }
 
+/** At most this many bytes wait to be written to the cache file; ranges beyond are not kept. */
+const MAX_PENDING = 16 * 1024 * 1024;
+
 const pending = new Set<string>();
 let hooked = false;
 
@@ -36,6 +39,8 @@ export class RangeCache {
   private full = false;
   private readonly at = new Map<string, { offset: number; length: number }>();
   private writing: Promise<void> = Promise.resolve();
+  /** bytes handed to put() and not yet written (bounded: a slow disk does not hold the read in memory) */
+  private pendingBytes = 0;
   hits = 0;
   misses = 0;
 
@@ -115,17 +120,21 @@ export class RangeCache {
       this.full = true;
       return;
     }
+    if (this.pendingBytes + data.length > MAX_PENDING) return; // the disk is behind: this range is not kept
     const offset = this.size;
     this.size += data.length;
+    this.pendingBytes += data.length;
     this.writing = this.writing.then(async () => {
-      const fh = await this.open();
-      if (!fh) return;
       try {
+        const fh = await this.open();
+        if (!fh) return;
         let done = 0;
         while (done < data.length) done += (await fh.write(data, done, data.length - done, offset + done)).bytesWritten;
         this.at.set(key, { offset, length: data.length });
       } catch {
         this.full = true; // a full disk: no more caching, the bucket serves the rest
+      } finally {
+        this.pendingBytes -= data.length;
       }
     });
   }
