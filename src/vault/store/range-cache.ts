@@ -87,12 +87,13 @@ export class RangeCache {
 
   /** The range's bytes from the cache, or null. */
   async get(object: string, start: number, length: number): Promise<Buffer | null> {
-    const loc = this.at.get(RangeCache.key(object, start, length));
-    if (!loc || !this.fh) {
+    const key = RangeCache.key(object, start, length);
+    const loc = this.at.get(key);
+    if (loc) await this.writing; // its bytes may still be on their way to the file
+    if (!loc || !this.fh || !this.at.has(key)) {
       this.misses++;
       return null;
     }
-    await this.writing;
     const buf = Buffer.allocUnsafe(loc.length);
     let got = 0;
     try {
@@ -124,14 +125,18 @@ export class RangeCache {
     const offset = this.size;
     this.size += data.length;
     this.pendingBytes += data.length;
+    this.at.set(key, { offset, length: data.length }); // found by get(), which waits for the write
     this.writing = this.writing.then(async () => {
       try {
         const fh = await this.open();
-        if (!fh) return;
+        if (!fh) {
+          this.at.delete(key);
+          return;
+        }
         let done = 0;
         while (done < data.length) done += (await fh.write(data, done, data.length - done, offset + done)).bytesWritten;
-        this.at.set(key, { offset, length: data.length });
       } catch {
+        this.at.delete(key);
         this.full = true; // a full disk: no more caching, the bucket serves the rest
       } finally {
         this.pendingBytes -= data.length;
