@@ -36,7 +36,7 @@ export function registerDiffCommands(program: Command, ctx: CliContext): void {
       const side = { agent: opts.agent, schema: opts.schema, organizationId: opts.org, env: ctx.env };
       // a store vault's snapshot (`<vault>#<snapshot>`) is read in place from the store
       const open = async (spec: string): Promise<AgentStateSource> => {
-        const inPlace = storeArchiveArg(spec);
+        const inPlace = await storeArchiveArg(spec);
         if (inPlace) return openReaderSource(await inPlace.open(await decryptFromFlags({}, ctx.env)));
         return openSideSpec(await resolveArchiveArg(spec), side);
       };

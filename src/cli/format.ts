@@ -58,7 +58,7 @@ export function registerFormatCommands(program: Command, ctx: CliContext): void 
   ).action(async (file: string, opts: KeyFlags & { json?: boolean }) => {
     const decrypt = await decryptFromFlags(opts, ctx.env);
     // a store vault's snapshot (`<vault>#<snapshot>`) is described from the store, in place
-    const inPlace = storeArchiveArg(file);
+    const inPlace = await storeArchiveArg(file);
     let info;
     if (inPlace) {
       const reader = await inPlace.open(decrypt);

@@ -255,7 +255,7 @@ export function registerLettaCommands(program: Command, ctx: CliContext): void {
           },
       ) => {
         // a store vault's snapshot (`<vault>#<snapshot>`) is read in place from the store, opened by the restore
-        const inPlace = storeArchiveArg(source);
+        const inPlace = await storeArchiveArg(source);
         const decrypt = await decryptFromFlags(o, ctx.env);
         const src: RestoreSource = inPlace ? { open: () => inPlace.open(decrypt) } : await resolveArchiveArg(source);
         const opts: RestoreOptions = {

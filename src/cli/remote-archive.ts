@@ -1,6 +1,6 @@
 /**
  * `s3://bucket/prefix#<snapshot>` where a command takes an archive: the snapshot (id, unique id
- * prefix or "latest") of the vault at that location is downloaded into a temp folder, checked
+ * prefix or "latest") of the (archive, not store) vault at that location is downloaded into a temp folder, checked
  * against the SHA-256 its index records, and the command reads the local copy, which is removed
  * when the process ends. Any other argument is returned as it is.
  */
@@ -11,7 +11,6 @@ import { AgentVaultError } from '../core/errors';
 import { isS3Location } from '../vault/remote/location';
 import { fetchSnapshot } from '../vault/remote/remote-vault';
 import { S3Store } from '../vault/remote/s3';
-import { resolveStoreArchiveArg } from './store';
 
 const temps: string[] = [];
 let hooked = false;
@@ -21,9 +20,8 @@ export function isRemoteArchiveRef(arg: string): boolean {
 }
 
 export async function resolveArchiveArg(arg: string): Promise<string> {
-  // a store vault (a folder or s3://…): the snapshot is streamed out of the store
-  const fromStore = await resolveStoreArchiveArg(arg);
-  if (fromStore !== arg || !isRemoteArchiveRef(arg)) return fromStore;
+  // (a store vault's snapshot, folder or s3://…, is read in place: ./store.ts storeArchiveArg)
+  if (!isRemoteArchiveRef(arg)) return arg;
   const at = arg.lastIndexOf('#');
   const location = arg.slice(0, at);
   const ref = decodeURIComponent(arg.slice(at + 1));

@@ -5,12 +5,10 @@
  * Exit codes as docs/CLI.md: 0 ok, 1 a problem found (damage, a failed import), 2 usage, 74 I/O,
  * 75 locked.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Command } from 'commander';
 import { AgentVaultError, errorMessage } from '../core/errors';
-import { decryptOptions, resolveKeyMaterial, writingKey, type KeyMaterial, type KeySources, type VaultConfig } from '../vault/config';
+import { decryptOptions, resolveKeyMaterial, writingKey, type KeySources, type VaultConfig } from '../vault/config';
 import type { BackupOptions } from '../vault/backup';
 import { describeReasons, type RetentionPolicy } from '../vault/retention';
 import type { ArchiveReader } from '../format/archive';
@@ -222,55 +220,20 @@ export async function storeVerifyCommand(
   }
 }
 
-const temps: string[] = [];
-let hooked = false;
-function tempDir(): string {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'agent-vault-store-'));
-  temps.push(dir);
-  if (!hooked) {
-    hooked = true;
-    process.once('exit', () => {
-      for (const d of temps) rmSync(d, { recursive: true, force: true });
-    });
-  }
-  return dir;
-}
-
 /**
- * A store snapshot as a temporary single-file archive (streamed out of the store under the
- * shared lock; removed when the process ends), for `drill`, `restore`, `diff` and `inspect`. An
- * encrypted one is written encrypted with the same passphrase or key.
+ * `<store vault>#<snapshot>` where `restore`, `diff` and `inspect` take an archive (the vault a
+ * folder or s3://bucket/prefix): the snapshot is read in place from the store
+ * (src/vault/store-read.ts: streamed, no temporary archive; in object storage by ranged reads of
+ * its packs, a bounded local cache serving the second read), under the vault's shared lock until
+ * the reader is closed. null for any other argument. `open` takes the store's key (an encrypted
+ * store; default: AGENT_VAULT_PASSPHRASE).
  */
-export async function materializeStoreSnapshot(vault: string, ref: string, material?: KeyMaterial): Promise<{ path: string; id: string }> {
-  const dir = tempDir();
-  const r = await exportStoreSnapshot(vault, ref, path.join(dir, `${ref.replace(/[^A-Za-z0-9._-]/g, '_')}.avsnap`), { material, command: `read ${ref}` });
-  return { path: r.path, id: r.id };
-}
-
-/** `<store vault folder>#<snapshot>` where a command takes an archive; anything else is returned as it is. */
-export async function resolveStoreArchiveArg(arg: string): Promise<string> {
+export async function storeArchiveArg(arg: string): Promise<{ open(decrypt?: DecryptOptions): Promise<ArchiveReader> } | null> {
   const at = arg.lastIndexOf('#');
-  if (at <= 0) return arg;
-  const dir = isS3Location(arg) ? arg.slice(0, at) : path.resolve(arg.slice(0, at));
-  if (!(await isStoreLocation(dir))) return arg;
-  const ref = decodeURIComponent(arg.slice(at + 1));
-  if (!ref) throw new AgentVaultError('usage', `${arg}: name the snapshot after "#" (an id, a unique id prefix, or "latest")`, { kind: 'usage' });
-  const material = await resolveKeyMaterial(undefined, {});
-  return (await materializeStoreSnapshot(dir, ref, material)).path;
-}
-
-/**
- * `<store vault folder>#<snapshot>` where `restore`, `diff` and `inspect` take an archive: the
- * snapshot is read in place from the store (src/vault/store-read.ts: streamed, no temporary
- * archive), under the vault's shared lock until the reader is closed. null for any other argument
- * (a store vault in object storage is read through resolveStoreArchiveArg). `open` takes the
- * store's key (an encrypted store; default: AGENT_VAULT_PASSPHRASE).
- */
-export function storeArchiveArg(arg: string): { open(decrypt?: DecryptOptions): Promise<ArchiveReader> } | null {
-  const at = arg.lastIndexOf('#');
-  if (at <= 0 || isS3Location(arg)) return null;
-  const dir = path.resolve(arg.slice(0, at));
-  if (!isStoreVault(dir)) return null;
+  if (at <= 0) return null;
+  const remote = isS3Location(arg);
+  const dir = remote ? arg.slice(0, at) : path.resolve(arg.slice(0, at));
+  if (remote ? !(await isStoreLocation(dir)) : !isStoreVault(dir)) return null;
   const ref = decodeURIComponent(arg.slice(at + 1));
   if (!ref) throw new AgentVaultError('usage', `${arg}: name the snapshot after "#" (an id, a unique id prefix, or "latest")`, { kind: 'usage' });
   return {

@@ -27,7 +27,7 @@ import { fetchSnapshot, pruneRemote, remoteVaultStatus, runRemoteBackup, verifyR
 import { openObjectStore, S3Store } from '../vault/remote/s3';
 import { EXIT, errorHints, exitCodeOf, onInterrupt, signalExitCode } from './exit';
 import type { CliContext } from './context';
-import { isStoreLocation, materializeStoreSnapshot, storeStatusFor, registerStoreCommands, storeBackupCommand, storeCopyCommand, storePruneCommand, storeVerifyCommand } from './store';
+import { isStoreLocation, storeStatusFor, registerStoreCommands, storeBackupCommand, storeCopyCommand, storePruneCommand, storeVerifyCommand } from './store';
 
 /** Calls `fn` on SIGINT / SIGTERM / SIGHUP (instead of exiting); returns the function that stops listening. */
 function onSignal(fn: (sig: NodeJS.Signals) => void): () => void {
@@ -435,12 +435,10 @@ export function registerVaultCommands(program: Command, ctx: CliContext): void {
         if (!databaseUrl) throw new AgentVaultError('usage', `environment variable ${o.databaseEnv} (--database-env) is not set`, { kind: 'usage' });
       }
       let fetched: { dir: string; path: string } | undefined;
-      // a store vault in a folder: runDrill reads the snapshot in place from the store (no archive
-      // is written); in object storage it is streamed out of the store into a temp archive
-      if (sel.vault && isS3Location(sel.vault) && (await isStoreLocation(sel.vault))) {
-        const got = await materializeStoreSnapshot(sel.vault, snapshot, material);
-        fetched = { dir: path.dirname(got.path), path: got.path };
-      } else if (sel.vault && isS3Location(sel.vault)) {
+      // a store vault (folder or s3://…): runDrill reads the snapshot in place from the store (no
+      // archive is written; the report of an s3:// one goes to --report-dir, default the current folder)
+      const s3Store = !!sel.vault && isS3Location(sel.vault) && (await isStoreLocation(sel.vault));
+      if (sel.vault && isS3Location(sel.vault) && !s3Store) {
         // the snapshot is downloaded and checked against the index's SHA-256; the report goes to --report-dir (default: the current folder)
         const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'agent-vault-drill-'));
         const got = await withStore(sel.vault, (store) => fetchSnapshot(store, snapshot, dir));
@@ -452,7 +450,7 @@ export function registerVaultCommands(program: Command, ctx: CliContext): void {
         decrypt: decryptOptions(material),
         databaseUrl,
         env: ctx.env,
-        reportDir: o.reportDir ? path.resolve(ctx.cwd, o.reportDir) : fetched ? ctx.cwd : undefined,
+        reportDir: o.reportDir ? path.resolve(ctx.cwd, o.reportDir) : fetched || s3Store ? ctx.cwd : undefined,
         waitMs: (o.wait ?? 0) * 1000,
       }).finally(() => (fetched ? fsp.rm(fetched.dir, { recursive: true, force: true }) : undefined));
       if (o.json) out(JSON.stringify(report, null, 2) + '\n');

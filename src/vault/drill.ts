@@ -36,7 +36,9 @@ import { restoreAgents, type RestoreSource } from '../letta/restore';
 import { compareProbe, decodeQuery, readProbes, type ProbeHit, type ProbeSet } from './probes';
 import { DRILL_CHECKS, writeDrillReport, type DrillAgentResult, type DrillCheck, type DrillCheckName, type DrillReport } from './drill-report';
 import { acquireSharedLock, DRILLS_DIR, findSnapshot, readIndex, snapshotPath, type SnapshotRecord, type VaultLock } from './vault';
-import { isStoreVault, openVaultRepo } from './store-vault';
+import { acquirePlaceReaderLock, isStoreLocation, isStoreVault, openPlace, openPlaceRepo, openVaultRepo } from './store-vault';
+import { isS3Location } from './remote/location';
+import { RangeCache, rangeCacheBytesFromEnv } from './store/range-cache';
 import { findStoreVaultSnapshot } from './store-read';
 import { checkAgentFiles } from './verify';
 
@@ -329,6 +331,26 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
       return await drillLocked(opts, s.label, s.record, t0, startedAt, progress, s.open);
     } finally {
       await shared.release();
+    }
+  }
+  if (opts.vaultDir && isS3Location(opts.vaultDir) && (await isStoreLocation(opts.vaultDir))) {
+    // a snapshot of a store vault in object storage, read in place (ranged reads of its packs,
+    // kept in a local cache the drill's reads share) under a reader lock in the bucket
+    const place = await openPlace(opts.vaultDir);
+    const cache = new RangeCache(rangeCacheBytesFromEnv(opts.env ?? process.env));
+    try {
+      const shared = await acquirePlaceReaderLock(place, { command: `drill ${opts.snapshot}`, waitMs: opts.waitMs });
+      try {
+        const repo = await openPlaceRepo(place, opts.decrypt);
+        const s = await findStoreVaultSnapshot(repo, place.vault, opts.snapshot, cache);
+        // the report is written where asked (the bucket is not written to): by default nowhere
+        return await drillLocked({ ...opts, reportDir: opts.reportDir ?? null }, s.label, s.record, t0, startedAt, progress, s.open);
+      } finally {
+        await shared.release();
+      }
+    } finally {
+      await cache.close();
+      await place.close();
     }
   }
   const { file, rec } = await resolveSnapshot(opts);

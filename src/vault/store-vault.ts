@@ -18,6 +18,7 @@ import { appendFileSync, existsSync, promises as fsp, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import { AgentVaultError, errorMessage } from '../core/errors';
 import { openArchive, type Manifest } from '../format/archive';
+import { openStoreSnapshotReader } from './store/reader';
 import type { ArchiveKey, DecryptOptions } from '../format/crypto';
 import * as os from 'node:os';
 import { runBackup, type BackupEvent, type BackupOptions, type BackupResult } from './backup';
@@ -27,7 +28,7 @@ import { decryptOptions, resolveKeyMaterial, writingKey, type KeyMaterial } from
 import { planRetention, type RetentionPlan, type RetentionPolicy } from './retention';
 import { LocalStore, type ObjectStore } from './remote/store';
 import { isS3Location, requireLocalVault } from './remote/location';
-import { acquireRemoteLock } from './remote/lock';
+import { acquireRemoteLock, acquireRemoteReaderLock, waitForRemoteReaders } from './remote/lock';
 import { S3Store } from './remote/s3';
 import { appendStoreRunLog } from './remote/copy';
 import { vaultStatus, type VaultStatus } from './status';
@@ -56,7 +57,22 @@ import {
   type SnapshotInfo,
 } from './store/repo';
 import type { RunLogRecord, SnapshotRecord, VaultIndex, VaultLock } from './vault';
-import { appendRunLog, emptyIndex, newRunId, ensureVaultDirs, readIndex, runLogRecord, snapshotPath, TMP_DIR, withLock, withSharedLock, SNAPSHOT_EXT, DRILLS_DIR, RUN_LOG } from './vault';
+import {
+  acquireSharedLock,
+  appendRunLog,
+  emptyIndex,
+  newRunId,
+  ensureVaultDirs,
+  readIndex,
+  runLogRecord,
+  snapshotPath,
+  TMP_DIR,
+  withLock,
+  withSharedLock,
+  SNAPSHOT_EXT,
+  DRILLS_DIR,
+  RUN_LOG,
+} from './vault';
 
 export const STORE_DIR = 'store';
 /** A backup's staging folder under `<vault>/.tmp/`. */
@@ -83,7 +99,7 @@ export interface VaultPlace {
 }
 
 /** Lock timings of the object-storage lock (tests shorten the read-back pause). */
-export const remoteLockTimings: { settleMs?: number; heartbeatMs?: number; staleMs?: number } = {};
+export const remoteLockTimings: { settleMs?: number; heartbeatMs?: number; staleMs?: number; pollMs?: number } = {};
 
 export async function openPlace(vault: string): Promise<VaultPlace> {
   if (!isS3Location(vault)) return { vault, store: storeOf(vault), remote: false, close: async () => undefined };
@@ -102,19 +118,25 @@ async function withPlace<T>(vault: string, fn: (p: VaultPlace) => Promise<T>): P
 
 /**
  * The vault's lock around `fn`: a folder's exclusive or shared lock (./vault.ts); in object
- * storage the exclusive `.lock` object (./remote/lock.ts). Readers of a vault in object storage
- * take no lock (there is no shared lock object): a prune that runs meanwhile can make their read
- * fail with a missing chunk (every chunk is checked, so never with wrong data); docs/VAULT.md.
+ * storage the exclusive `.lock` object or a shared reader lock under `.readers/`
+ * (./remote/lock.ts): a prune (`deletes`) and the readers keep out of each other's way.
  */
-async function withPlaceLock<T>(p: VaultPlace, opts: { command: string; waitMs?: number; shared?: boolean }, fn: (lock?: VaultLock) => Promise<T>): Promise<T> {
+async function withPlaceLock<T>(p: VaultPlace, opts: { command: string; waitMs?: number; shared?: boolean; deletes?: boolean }, fn: (lock?: VaultLock) => Promise<T>): Promise<T> {
   if (!p.remote) return opts.shared ? withSharedLock(p.vault, opts, fn) : withLock(p.vault, opts, fn);
-  if (opts.shared) return fn();
-  const lock = await acquireRemoteLock(p.store, { command: opts.command, waitMs: opts.waitMs, ...remoteLockTimings });
+  const lock = opts.shared
+    ? await acquireRemoteReaderLock(p.store, { command: opts.command, waitMs: opts.waitMs, ...remoteLockTimings })
+    : await acquireRemoteLock(p.store, { command: opts.command, waitMs: opts.waitMs, deletes: opts.deletes, ...remoteLockTimings });
   try {
     return await fn();
   } finally {
     await lock.release().catch(() => undefined);
   }
+}
+
+/** A shared reader lock of the vault, held until released (a folder's or one in object storage). */
+export async function acquirePlaceReaderLock(p: VaultPlace, opts: { command: string; waitMs?: number }): Promise<{ release(): Promise<void> }> {
+  if (!p.remote) return acquireSharedLock(p.vault, opts);
+  return acquireRemoteReaderLock(p.store, { command: opts.command, waitMs: opts.waitMs, ...remoteLockTimings });
 }
 
 async function placeRunLog(p: VaultPlace, rec: RunLogRecord): Promise<void> {
@@ -132,7 +154,8 @@ export async function isStoreLocation(vault: string): Promise<boolean> {
   }
 }
 
-async function placeIsStore(p: VaultPlace): Promise<boolean> {
+/** True when the place holds a store (`store/config.json`). */
+export async function placeIsStore(p: VaultPlace): Promise<boolean> {
   return p.remote ? (await p.store.head(`${STORE_DIR}/config.json`)) !== null : isStoreVault(p.vault);
 }
 
@@ -342,7 +365,8 @@ async function storeBackupRun(p: VaultPlace, opts: BackupOptions, started: Date,
       hint: 'only a store vault made encrypted keeps encrypted snapshots',
     });
   }
-  return withPlaceLock(p, { command: 'backup', waitMs: opts.waitMs ?? (cfg.lock?.waitSeconds ?? 0) * 1000 }, async (lock) => {
+  const backupWaitMs = opts.waitMs ?? (cfg.lock?.waitSeconds ?? 0) * 1000;
+  return withPlaceLock(p, { command: 'backup', waitMs: backupWaitMs, deletes: !!cfg.retention?.pruneAfterBackup }, async (lock) => {
     state.lock = lock;
     // staging folders of interrupted runs (this project's own name; no run holds them: we hold the lock)
     const swept: string[] = [];
@@ -389,7 +413,7 @@ async function storeBackupRun(p: VaultPlace, opts: BackupOptions, started: Date,
       if (cfg.retention?.pruneAfterBackup) {
         const { pruneAfterBackup: _p, ...policy } = cfg.retention;
         try {
-          pruned = await pruneLocked(repo, { policy });
+          pruned = await pruneLocked(repo, { policy, waitMs: backupWaitMs }, p.remote ? 'backup (prune after)' : undefined);
           for (const u of pruned.unreadable) warnings.push(`prune: snapshot ${u.id} fails verification and was kept (not counted for retention): ${u.reason}`);
           if (pruned.sweepSkipped) warnings.push(`prune: the sweep did not run: ${pruned.sweepSkipped}`);
         } catch (e) {
@@ -437,8 +461,11 @@ export interface StoreExportOptions {
 
 /**
  * Writes a store snapshot as a single-file `.avsnap` (streaming, bounded memory) under the
- * vault's shared lock; the archive has the snapshot's manifest and byte-identical entries (an
- * encrypted source is written encrypted with the same passphrase or key).
+ * vault's shared lock (a folder's, or a reader lock in the bucket); the archive has the snapshot's
+ * manifest and byte-identical entries (an encrypted source is written encrypted with the same
+ * passphrase or key). The entries are read in place (./store/reader.ts: ranged reads of the packs,
+ * read ahead, every blob checked against its id and every entry against its SHA-256); the archive
+ * is written whole or not at all (a damaged pack leaves no file).
  */
 export async function exportStoreSnapshot(
   vaultDir: string,
@@ -448,12 +475,19 @@ export async function exportStoreSnapshot(
 ): Promise<{ path: string; bytes: number; id: string; snapshotId: string; manifest: Manifest }> {
   const decrypt = opts.material ? decryptOptions(opts.material) : undefined;
   return withPlace(vaultDir, async (p) => {
-    const repo = await openPlaceRepo(p, decrypt);
+    if (!(await placeIsStore(p))) throw noStore(p.vault);
     return withPlaceLock(p, { command: opts.command ?? `vault export ${ref}`, waitMs: opts.waitMs, shared: true }, async () => {
+      const repo = await openPlaceRepo(p, decrypt);
       const s = findStoreSnapshot(await listSnapshots(repo), ref, p.vault);
       const encryption = await exportKey(opts.material, !!s.source?.encrypted, `snapshot ${vaultIdOf(s)}`);
-      const r = await exportSnapshotToArchive(repo, s.id, outPath, { encryption, overwrite: opts.overwrite });
-      return { ...r, id: vaultIdOf(s), snapshotId: s.id };
+      // one pass: no cache of pack ranges
+      const reader = await openStoreSnapshotReader(repo, s.id, { label: `${p.vault}#${vaultIdOf(s)}`, cacheBytes: 0 });
+      try {
+        const r = await exportSnapshotToArchive(repo, s.id, outPath, { encryption, overwrite: opts.overwrite, content: (e) => reader.stream(e.name, { verify: 'sha256', entrySha256: true }) });
+        return { ...r, id: vaultIdOf(s), snapshotId: s.id };
+      } finally {
+        await reader.close();
+      }
     });
   });
 }
@@ -567,7 +601,12 @@ async function preCheck(repo: Repo, snaps: readonly SnapshotInfo[]): Promise<{ d
   return { damaged, blocking };
 }
 
-async function pruneLocked(repo: Repo, opts: StorePruneVaultOptions): Promise<StorePruneVaultResult> {
+/**
+ * Retention, then the sweep; the caller holds the exclusive lock. In object storage
+ * (`remoteCommand` set) it first waits for (or refuses while) live readers of the vault, so no
+ * chunk a reader streams is deleted (./remote/lock.ts).
+ */
+async function pruneLocked(repo: Repo, opts: StorePruneVaultOptions, remoteCommand?: string): Promise<StorePruneVaultResult> {
   const snaps = await listSnapshots(repo);
   const { damaged, blocking } = await preCheck(repo, snaps);
   const unreadable = snaps.filter((s) => damaged.has(s.id)).map((s) => ({ id: s.error ? s.id : vaultIdOf(s), reason: damaged.get(s.id)! }));
@@ -582,6 +621,7 @@ async function pruneLocked(repo: Repo, opts: StorePruneVaultOptions): Promise<St
   const bytesBefore = await storeBytes(repo);
   const sweepSkipped = blocking.length ? `the store is damaged (${blocking.slice(0, 3).join('; ')}${blocking.length > 3 ? `; and ${blocking.length - 3} more` : ''}); no chunk was swept` : null;
   if (opts.dryRun) return { dryRun: true, plan, removed, kept, unreadable, sweep: null, sweepSkipped, bytesBefore, bytesAfter: bytesBefore };
+  if (remoteCommand !== undefined) await waitForRemoteReaders(repo.store, { command: remoteCommand, waitMs: opts.waitMs, pollMs: remoteLockTimings.pollMs, staleMs: remoteLockTimings.staleMs });
   if (plan.remove.length)
     await forgetSnapshots(
       repo,
@@ -613,9 +653,10 @@ export async function pruneStoreVault(vaultDir: string, opts: StorePruneVaultOpt
   const started = new Date();
   return withPlace(vaultDir, async (p) => {
     const repo = await openPlaceRepo(p, opts.material ? decryptOptions(opts.material) : undefined);
-    return withPlaceLock(p, { command: opts.dryRun ? 'prune --dry-run' : 'prune', waitMs: opts.waitMs }, async () => {
+    const command = opts.dryRun ? 'prune --dry-run' : 'prune';
+    return withPlaceLock(p, { command, waitMs: opts.waitMs, deletes: !opts.dryRun }, async () => {
       try {
-        const r = await pruneLocked(repo, opts);
+        const r = await pruneLocked(repo, opts, p.remote ? command : undefined);
         if (!r.dryRun)
           await placeRunLog(p, runLogRecord('prune', started, true, { removed: r.removed.map((x) => x.id), bytes_before: r.bytesBefore, bytes_after: r.bytesAfter })).catch(() => undefined);
         return r;
@@ -669,8 +710,9 @@ export interface StoreVerifyReport extends CheckReport {
 export async function verifyStoreVault(vaultDir: string, opts: StoreVerifyOptions = {}): Promise<StoreVerifyReport> {
   const t0 = Date.now();
   return withPlace(vaultDir, async (p) => {
-    const repo = await openPlaceRepo(p, opts.material ? decryptOptions(opts.material) : undefined);
+    if (!(await placeIsStore(p))) throw noStore(p.vault);
     return withPlaceLock(p, { command: 'verify', waitMs: opts.waitMs, shared: true }, async () => {
+      const repo = await openPlaceRepo(p, opts.material ? decryptOptions(opts.material) : undefined);
       const sub = opts.readDataSubset;
       const readData = opts.readData ? true : sub ? ('fraction' in sub ? sub.fraction : { part: sub.part, of: sub.of }) : false;
       const r = await checkRepo(repo, { readData });
@@ -838,7 +880,8 @@ function mixedCopyError(from: string, to: string, fromStore: boolean): AgentVaul
  * same store (created when the target location is empty: its config is copied, so the same
  * passphrase or key opens both), and only the packs, index entries and snapshot files it lacks
  * are copied, each checked against its SHA-256 (./store/repo.ts copySnapshots). Under the
- * target's exclusive lock (and the source folder's shared lock); logged in the target's run log.
+ * target's exclusive lock (and the source's shared lock: a folder's, or a reader lock in the
+ * bucket); logged in the target's run log.
  * A store vault and a folder of archives are not converted into each other (error 'usage').
  */
 export async function copyStoreVault(from: string, to: string, opts: StoreCopyOptions = {}): Promise<StoreCopyResult> {
@@ -854,8 +897,9 @@ export async function copyStoreVault(from: string, to: string, opts: StoreCopyOp
         throw mixedCopyError(src.vault, dst.vault, false);
       }
       if (!dstStore && dstFolderVault) throw mixedCopyError(src.vault, dst.vault, true);
-      const srcRepo = await openPlaceRepo(src, decrypt);
+      // the source's index is read under its shared lock (a prune of the source waits meanwhile)
       const run = async (): Promise<StoreCopyResult> => {
+        const srcRepo = await openPlaceRepo(src, decrypt);
         let created = false;
         let dstRepo: Repo;
         if (await placeIsStore(dst)) dstRepo = await openPlaceRepo(dst, decrypt);
@@ -898,7 +942,7 @@ export async function copyStoreVault(from: string, to: string, opts: StoreCopyOp
           skipped: r.items.filter((i) => i.action === 'skipped').length,
         };
       };
-      const locked = (): Promise<StoreCopyResult> => (src.remote ? run() : withSharedLock(src.vault, { command: 'vault copy (source)', waitMs: opts.waitMs }, run));
+      const locked = (): Promise<StoreCopyResult> => withPlaceLock(src, { command: 'vault copy (source)', waitMs: opts.waitMs, shared: true }, run);
       if (!dst.remote && !opts.dryRun) await ensureVaultDirs(dst.vault);
       let res: StoreCopyResult | undefined;
       try {

@@ -26,6 +26,8 @@ export const REMOTE_LOCK_KEY = '.lock';
 export interface RemoteLockInfo extends LockInfo {
   /** The holder's last sign of life (rewritten every heartbeat). */
   heartbeat_at: string;
+  /** The exclusive holder may delete objects (a prune): readers wait for it or refuse. */
+  deletes?: boolean;
 }
 
 export interface RemoteLockOptions {
@@ -39,6 +41,8 @@ export interface RemoteLockOptions {
   pollMs?: number;
   /** Pause before the read-back check after taking a lock (default 1 s). */
   settleMs?: number;
+  /** The run may delete objects (prune, a backup that prunes after): readers keep out of its way. */
+  deletes?: boolean;
 }
 
 export interface RemoteLock {
@@ -75,7 +79,7 @@ export async function acquireRemoteLock(store: ObjectStore, opts: RemoteLockOpti
   const heartbeatMs = opts.heartbeatMs ?? LOCK_HEARTBEAT_MS;
   const deadline = Date.now() + (opts.waitMs ?? 0);
   const base = newLockInfo(opts.command, 'exclusive');
-  const info: RemoteLockInfo = { ...base, heartbeat_at: base.started_at };
+  const info: RemoteLockInfo = { ...base, heartbeat_at: base.started_at, ...(opts.deletes ? { deletes: true } : {}) };
   const body = (): string => JSON.stringify(info) + '\n';
   for (;;) {
     // look first, write only where no lock is: a server that ignores If-None-Match then still
@@ -128,4 +132,115 @@ export async function acquireRemoteLock(store: ObjectStore, opts: RemoteLockOpti
       if (cur?.token === info.token) await store.delete(REMOTE_LOCK_KEY);
     },
   };
+}
+
+// ---------------------------------------------------------------------------------------------
+// readers
+
+/**
+ * Shared reader locks of a vault in object storage: one object per reader under `.readers/`
+ * (`<token>.json`, the lock record of ../vault.ts with `mode: "shared"` and a `heartbeat_at` the
+ * holder rewrites every `heartbeatMs`), so a prune does not delete chunks a reader is streaming.
+ *
+ * The rule, both sides in this order (S3 reads its own writes and lists them, so one side always
+ * sees the other):
+ * - a reader writes its object, then looks at `.lock`: while a live lock that may delete
+ *   (`deletes: true`: a prune, or a backup that prunes after) is there, it takes its object
+ *   away again and waits (up to `waitMs`) or refuses (error 'locked');
+ * - a prune holds `.lock` (with `deletes`), then lists `.readers/`: while a live reader is there it
+ *   waits (up to its `waitMs`) or refuses, before it deletes anything.
+ * A reader object is stale by the exclusive lock's rule (remoteStaleReason: its holder on this
+ * host is gone, or no heartbeat for the stale time); stale ones are ignored and removed.
+ */
+export const REMOTE_READERS_PREFIX = '.readers/';
+
+const READER_KEY = /^\.readers\/[0-9a-f]{16}\.json$/;
+
+function describeHolder(h: RemoteLockInfo): string {
+  return `"${h.command}" (pid ${h.pid} on ${h.host}, since ${h.started_at}, last heartbeat ${h.heartbeat_at})`;
+}
+
+/** Takes a shared reader lock (see above); waits up to `waitMs` for a running prune, else error 'locked'. */
+export async function acquireRemoteReaderLock(store: ObjectStore, opts: RemoteLockOptions): Promise<RemoteLock> {
+  const staleMs = opts.staleMs ?? FOREIGN_LOCK_STALE_MS;
+  const heartbeatMs = opts.heartbeatMs ?? LOCK_HEARTBEAT_MS;
+  const deadline = Date.now() + (opts.waitMs ?? 0);
+  const base = newLockInfo(opts.command, 'shared');
+  const info: RemoteLockInfo = { ...base, heartbeat_at: base.started_at };
+  const key = `${REMOTE_READERS_PREFIX}${info.token}.json`;
+  const body = (): string => JSON.stringify(info) + '\n';
+  for (;;) {
+    info.heartbeat_at = new Date().toISOString();
+    await store.writeBytes(key, body());
+    const held = await remoteLockHolder(store, staleMs);
+    if (!held?.deletes) break;
+    await store.delete(key).catch(() => undefined);
+    if (Date.now() >= deadline) {
+      throw new AgentVaultError('locked', `the vault ${store.location} is locked by ${describeHolder(held)}, which deletes what it no longer needs; not reading it meanwhile`, {
+        kind: 'locked',
+        remedy: 'wait',
+        hint: `wait for it (--wait <seconds>); a lock without a heartbeat for ${Math.round(staleMs / 60000)} minutes is broken automatically`,
+      });
+    }
+    await new Promise((r) => setTimeout(r, Math.min(opts.pollMs ?? 1000, Math.max(1, deadline - Date.now()))));
+  }
+  let released = false;
+  const beat = setInterval(() => {
+    void (async () => {
+      if (released) return;
+      info.heartbeat_at = new Date().toISOString();
+      await store.writeBytes(key, body());
+    })().catch(() => undefined);
+  }, heartbeatMs);
+  beat.unref();
+  return {
+    info,
+    async release() {
+      if (released) return;
+      released = true;
+      clearInterval(beat);
+      await store.delete(key).catch(() => undefined);
+    },
+  };
+}
+
+/** The live reader locks of the vault; stale ones are removed (each only as it was judged stale). */
+export async function liveRemoteReaders(store: ObjectStore, staleMs = FOREIGN_LOCK_STALE_MS): Promise<RemoteLockInfo[]> {
+  const live: RemoteLockInfo[] = [];
+  for await (const o of store.list(REMOTE_READERS_PREFIX)) {
+    if (!READER_KEY.test(o.key)) continue; // not a reader lock of ours: left alone
+    const held = parseInfo(await store.readBytes(o.key));
+    if (!held && !(await store.head(o.key))) continue; // released meanwhile
+    if (remoteStaleReason(held, o.lastModified, staleMs)) {
+      const again = parseInfo(await store.readBytes(o.key));
+      if (again?.heartbeat_at === held?.heartbeat_at) await store.delete(o.key).catch(() => undefined);
+      continue;
+    }
+    if (held) live.push(held);
+  }
+  return live;
+}
+
+/**
+ * Before a prune deletes anything (it holds `.lock` with `deletes`): waits up to `waitMs` for the
+ * vault's live readers to finish, else error 'locked' naming them.
+ */
+export async function waitForRemoteReaders(store: ObjectStore, opts: { command: string; waitMs?: number; pollMs?: number; staleMs?: number }): Promise<void> {
+  const deadline = Date.now() + (opts.waitMs ?? 0);
+  for (;;) {
+    const live = await liveRemoteReaders(store, opts.staleMs);
+    if (!live.length) return;
+    if (Date.now() >= deadline) {
+      throw new AgentVaultError(
+        'locked',
+        `the vault ${store.location} is being read by ${live.map(describeHolder).join(', ')}; "${opts.command}" does not delete chunks a reader may need, nothing was deleted`,
+        {
+          kind: 'locked',
+          remedy: 'wait',
+          hint: `wait for the reader(s) (--wait <seconds>); a reader lock without a heartbeat for ${Math.round((opts.staleMs ?? FOREIGN_LOCK_STALE_MS) / 60000)} minutes is stale and ignored`,
+        },
+      );
+    }
+    await new Promise((r) => setTimeout(r, Math.min(opts.pollMs ?? 1000, Math.max(1, deadline - Date.now()))));
+  }
 }

@@ -175,7 +175,8 @@ export class S3Store implements ObjectStore {
     if (length <= 0) return Buffer.alloc(0);
     try {
       const r = await this.client.send(new GetObjectCommand({ Bucket: this.loc.bucket, Key: this.k(key), Range: `bytes=${start}-${start + length - 1}` }));
-      return Buffer.from(await r.Body!.transformToByteArray());
+      const bytes = await r.Body!.transformToByteArray();
+      return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength); // no copy
     } catch (e) {
       if ((e as { name?: string }).name === 'InvalidRange') return Buffer.alloc(0);
       throw s3Error(e, this.loc, key, 'reading');

@@ -32,6 +32,7 @@ import { MANIFEST_ENTRY, type ArchiveReader, type Manifest, type ManifestEntry }
 import type { ChunkReader, EntrySource } from '../../format/entry-stream';
 import { decodeBlob, type SnapshotEntry, type SnapshotFile } from './format';
 import { LocalStore } from '../remote/store';
+import { RangeCache, rangeCacheBytesFromEnv } from './range-cache';
 import { checkStoreEntriesInWorker, type WorkerEntry, type WorkerEntryResult, type WorkerRange } from './verify-worker';
 import { listIdsOf, loadSnapshot, packKey, readBlob, storeWhere, type BlobLoc, type Repo } from './repo';
 
@@ -41,6 +42,8 @@ const MAX_RANGE = 4 * 1024 * 1024;
 const READ_AHEAD = 16 * 1024 * 1024;
 /** Below this many bytes of entries to check, a worker thread costs more than it saves. */
 const WORKER_MIN_BYTES = 16 * 1024 * 1024;
+/** Entries of a store in object storage checked side by side (each with its own read-ahead). */
+const REMOTE_PARALLEL = 4;
 /** Blobs are handed out joined into chunks of about this size (the restore's batches follow the chunks). */
 const OUT_CHUNK = 1024 * 1024;
 
@@ -51,6 +54,14 @@ export interface StoreSnapshotReaderOptions {
   onClose?: () => Promise<void> | void;
   /** Bytes of pack ranges requested ahead of the consumer (default 16 MiB). */
   readAhead?: number;
+  /**
+   * Bytes of pack ranges kept in a local cache (./range-cache.ts) for a second read of the same
+   * entries: a store in object storage; default AGENT_VAULT_CACHE_MB, else 1024 MiB; 0: none. A
+   * store in a local folder has no cache (its packs are local already).
+   */
+  cacheBytes?: number;
+  /** A cache shared by several readers of the snapshot (its owner closes it); instead of cacheBytes. */
+  cache?: RangeCache;
 }
 
 interface Range {
@@ -61,16 +72,24 @@ interface Range {
   locs: BlobLoc[];
 }
 
+/** The reader of a store snapshot: an ArchiveReader, plus its entries' checked plaintext as a stream. */
+export interface StoreSnapshotArchiveReader extends ArchiveReader {
+  /** An entry's plaintext in chunks of about 1 MiB, every blob checked; with `entrySha256` the entry's SHA-256 too. */
+  stream(name: string, opts?: { verify?: 'crc32' | 'sha256'; entrySha256?: boolean; readAhead?: number }): AsyncGenerator<Buffer>;
+  /** How the local cache of pack ranges served this reader (null: no cache). */
+  cacheStats(): { hits: number; misses: number; bytes: number } | null;
+}
+
 /**
  * Opens a snapshot of the store for reading in place. The snapshot file is read and checked here
  * (error 'no-snapshot' when there is none); the blobs are read when the entries are.
  */
-export async function openStoreSnapshotReader(repo: Repo, snapshotId: string, opts: StoreSnapshotReaderOptions = {}): Promise<ArchiveReader> {
+export async function openStoreSnapshotReader(repo: Repo, snapshotId: string, opts: StoreSnapshotReaderOptions = {}): Promise<StoreSnapshotArchiveReader> {
   const snap = await loadSnapshot(repo, snapshotId);
   return new StoreSnapshotReader(repo, snapshotId, snap, opts);
 }
 
-class StoreSnapshotReader implements ArchiveReader {
+class StoreSnapshotReader implements StoreSnapshotArchiveReader {
   readonly path: string;
   readonly manifest: Manifest;
   readonly encrypted: boolean;
@@ -84,6 +103,10 @@ class StoreSnapshotReader implements ArchiveReader {
    */
   private readonly verified = new Map<string, number>();
   private readonly readAhead: number;
+  /** list blob id → the data blob ids it holds */
+  private readonly lists = new Map<string, string[]>();
+  /** pack ranges kept for a second read (a store in object storage) */
+  private readonly cache: RangeCache | null;
   private closed = false;
 
   constructor(
@@ -94,6 +117,8 @@ class StoreSnapshotReader implements ArchiveReader {
   ) {
     this.path = opts.label ?? `${repo.store.location.replace(/\/+$/, '')}#${snapshotId}`;
     this.readAhead = Math.max(MAX_RANGE, opts.readAhead ?? READ_AHEAD);
+    const cacheBytes = repo.store instanceof LocalStore ? 0 : (opts.cacheBytes ?? rangeCacheBytesFromEnv());
+    this.cache = opts.cache ?? (cacheBytes > 0 ? new RangeCache(cacheBytes) : null);
     for (const e of snap.entries) this.entries.set(e.name, e);
     const where = storeWhere(repo.store, `${repo.prefix}snapshots/${snapshotId}`);
     const listed = Array.isArray(snap.manifest.entries) ? snap.manifest.entries : [];
@@ -142,11 +167,46 @@ class StoreSnapshotReader implements ArchiveReader {
 
   /** The entry's data blob ids, list blob by list blob. */
   private async *dataIds(e: SnapshotEntry): AsyncGenerator<string[]> {
-    for (const l of e.lists) {
-      const list = await readBlob(this.repo, l, `list of ${e.name}`);
-      if (list.length % 32 !== 0) throw new AgentVaultError('store-format', `list blob ${l} of ${e.name} is not a multiple of 32 bytes`);
-      yield listIdsOf(list);
+    for (const l of e.lists) yield await this.listIds(l, e);
+  }
+
+  /**
+   * The data blob ids a list blob holds, read once per reader (32 bytes per data blob; the
+   * restore and the drill read each entry more than once). Read through the range cache of a
+   * store in object storage, checked against its id (decodeBlob).
+   */
+  private async listIds(l: string, e: SnapshotEntry): Promise<string[]> {
+    const known = this.lists.get(l);
+    if (known) return known;
+    let list: Buffer;
+    if (!this.cache) list = await readBlob(this.repo, l, `list of ${e.name}`);
+    else {
+      const loc = this.repo.index.get(l);
+      if (!loc) {
+        throw new AgentVaultError('missing-blob', `the store at ${this.repo.store.location} has no blob ${l} (list of ${e.name}): no index names it`, {
+          location: { file: this.repo.store.location, entry: e.name },
+        });
+      }
+      const key = packKey(this.repo, loc.pack);
+      const where = storeWhere(this.repo.store, key);
+      const buf = await this.readRange(key, loc.offset, loc.length);
+      if (buf.length !== loc.length) throw new AgentVaultError('checksum', `${where} is truncated: blob ${l} lies beyond its end`, { location: { file: where, entry: e.name } });
+      list = decodeBlob(buf, { id: l, type: loc.type, rawLength: loc.rawLength, compression: loc.compression }, this.repo.crypto, where);
     }
+    if (list.length % 32 !== 0) throw new AgentVaultError('store-format', `list blob ${l} of ${e.name} is not a multiple of 32 bytes`);
+    const ids = listIdsOf(list);
+    this.lists.set(l, ids);
+    return ids;
+  }
+
+  /** The read-ahead of each of the entries read side by side (together about twice one entry's). */
+  private get sharedReadAhead(): number {
+    return Math.max(MAX_RANGE, Math.floor((2 * this.readAhead) / this.parallel));
+  }
+
+  /** Entries read side by side: a store in object storage (its latency overlapped), else one at a time. */
+  private get parallel(): number {
+    return this.repo.store instanceof LocalStore ? 1 : REMOTE_PARALLEL;
   }
 
   /** The entry's runs of adjacent blobs, in order. */
@@ -173,12 +233,27 @@ class StoreSnapshotReader implements ArchiveReader {
     if (cur) yield cur;
   }
 
+  /** A pack range: from the cache when it holds it, else from the store (and then kept). */
+  private async readRange(key: string, offset: number, length: number): Promise<Buffer> {
+    const cached = await this.cache?.get(key, offset, length);
+    if (cached) return cached;
+    const buf = await this.repo.store.readRange(key, offset, length);
+    if (buf.length === length) this.cache?.put(key, offset, buf);
+    return buf;
+  }
+
+  /** How the local cache of pack ranges served this reader (null: none). */
+  cacheStats(): { hits: number; misses: number; bytes: number } | null {
+    return this.cache ? { hits: this.cache.hits, misses: this.cache.misses, bytes: this.cache.bytes } : null;
+  }
+
   /**
    * The entry's plaintext blob by blob (joined into chunks of about OUT_CHUNK), each checked: hashed
    * against its id (a blob this reader hashed before: by its CRC-32, unless `verify: 'sha256'`);
    * the entry's size checked at its end, and with `entrySha256` its SHA-256 too.
    */
-  async *stream(name: string, opts: { verify?: 'crc32' | 'sha256'; entrySha256?: boolean } = {}): AsyncGenerator<Buffer> {
+  async *stream(name: string, opts: { verify?: 'crc32' | 'sha256'; entrySha256?: boolean; readAhead?: number } = {}): AsyncGenerator<Buffer> {
+    const readAhead = Math.max(MAX_RANGE, opts.readAhead ?? this.readAhead);
     const e = this.entry(name);
     const hash = opts.entrySha256 ? createHash('sha256') : null;
     const rehash = opts.verify === 'sha256';
@@ -187,14 +262,14 @@ class StoreSnapshotReader implements ArchiveReader {
     let ahead = 0;
     let planned = false;
     const fill = async (): Promise<void> => {
-      while (!planned && ahead < this.readAhead) {
+      while (!planned && ahead < readAhead) {
         const n = await planner.next();
         if (n.done) {
           planned = true;
           break;
         }
         const r = n.value;
-        const data = this.repo.store.readRange(packKey(this.repo, r.pack), r.offset, r.length);
+        const data = this.readRange(packKey(this.repo, r.pack), r.offset, r.length);
         data.catch(() => undefined); // awaited in turn below; a consumer that stops early leaves it unread
         queue.push({ r, data });
         ahead += r.length;
@@ -282,15 +357,14 @@ class StoreSnapshotReader implements ArchiveReader {
   async checkEntries(names: string[]): Promise<Array<{ entry: string; error: string }>> {
     const bad: Array<{ entry: string; error: string }> = [];
     const onMain = async (list: string[]): Promise<void> => {
-      for (const name of list) {
-        try {
-          for await (const _ of this.stream(name, { verify: 'sha256' })) {
-            /* drain: the stream checks */
-          }
-        } catch (e) {
-          bad.push({ entry: name, error: errorMessage(e) });
+      const errors = await eachLimited(list, this.parallel, async (name) => {
+        for await (const _ of this.stream(name, { verify: 'sha256', readAhead: this.sharedReadAhead })) {
+          /* drain: the stream checks */
         }
-      }
+      });
+      list.forEach((name, i) => {
+        if (errors[i] !== undefined) bad.push({ entry: name, error: errorMessage(errors[i]) });
+      });
     };
     const store = this.repo.store;
     const bytes = names.reduce((n, name) => n + (this.entries.get(name)?.size ?? 0), 0);
@@ -358,16 +432,13 @@ class StoreSnapshotReader implements ArchiveReader {
   async verifyAll(): Promise<{ entry: string; ok: boolean; error?: string }[]> {
     // the manifest is part of the snapshot file, which was checked when the reader opened
     const out: { entry: string; ok: boolean; error?: string }[] = [{ entry: MANIFEST_ENTRY, ok: true }];
-    for (const e of this.manifest.entries) {
-      try {
-        for await (const _ of this.stream(e.name, { verify: 'sha256', entrySha256: true })) {
-          /* drain: the stream checks */
-        }
-        out.push({ entry: e.name, ok: true });
-      } catch (err) {
-        out.push({ entry: e.name, ok: false, error: errorMessage(err) });
+    const names = this.manifest.entries.map((e) => e.name);
+    const errors = await eachLimited(names, this.parallel, async (name) => {
+      for await (const _ of this.stream(name, { verify: 'sha256', entrySha256: true, readAhead: this.sharedReadAhead })) {
+        /* drain: the stream checks */
       }
-    }
+    });
+    names.forEach((name, i) => out.push(errors[i] === undefined ? { entry: name, ok: true } : { entry: name, ok: false, error: errorMessage(errors[i]) }));
     return out;
   }
 
@@ -389,6 +460,25 @@ class StoreSnapshotReader implements ArchiveReader {
     if (this.closed) return;
     this.closed = true;
     for (const s of [...this.live]) s.destroy();
+    if (!this.opts.cache) await this.cache?.close();
     await this.opts.onClose?.();
   }
+}
+
+/** Runs `fn` over the items, at most `limit` at a time; the error of each item (undefined: it succeeded), in order. */
+async function eachLimited<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<unknown[]> {
+  const errors: unknown[] = new Array(items.length).fill(undefined);
+  let next = 0;
+  const run = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      try {
+        await fn(items[i]);
+      } catch (e) {
+        errors[i] = e ?? new Error('failed');
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, run));
+  return errors;
 }

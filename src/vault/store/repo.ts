@@ -812,6 +812,8 @@ export interface ExportOptions {
   /** encrypt the archive with this key (required for snapshots that came from an encrypted archive) */
   encryption?: { key: ArchiveKey };
   overwrite?: boolean;
+  /** an entry's plaintext, checked (default entryContent; the reader of ./reader.ts reads ahead) */
+  content?: (e: SnapshotEntry) => AsyncIterable<Buffer>;
 }
 
 /**
@@ -830,7 +832,10 @@ export async function exportSnapshotToArchive(repo: Repo, snapshotId: string, ou
   const writer = await createArchiveWriter(outPath, { overwrite: opts.overwrite, encryption: opts.encryption });
   try {
     for (const e of snap.entries) {
-      await writer.addStream(e.name, entryContent(repo, snapshotId, e), { mediaType: e.media_type, compress: e.compression === undefined ? undefined : e.compression === 'deflate' });
+      await writer.addStream(e.name, opts.content ? opts.content(e) : entryContent(repo, snapshotId, e), {
+        mediaType: e.media_type,
+        compress: e.compression === undefined ? undefined : e.compression === 'deflate',
+      });
     }
     const { format: _f, format_version: _v, entries: _e, encryption: _x, ...rest } = snap.manifest;
     return await writer.finish(rest as ManifestInput);
