@@ -25,10 +25,8 @@ import { listVaultSnapshots, type CatalogSnapshot } from './catalog';
 import type { StatusPolicy } from './config';
 import { isS3Location } from './remote/location';
 import type { VaultStatus } from './status';
-import { openStoreVaultSnapshot, storeSnapshotLabel } from './store-read';
-import { openStoreSnapshotReader } from './store/reader';
-import { listSnapshots } from './store/repo';
-import { findStoreSnapshot, isStoreLocation, isStoreVault, listStoreVault, openPlace, openPlaceRepo, storeVaultStatus } from './store-vault';
+import { openStoreVaultSnapshot } from './store-read';
+import { isStoreLocation, isStoreVault, listStoreVault, storeVaultStatus } from './store-vault';
 
 /** The reference of a store snapshot: `<vault>#<vault id>` (the id URI-encoded when it needs it). */
 export function storeSnapshotRef(vault: string, vaultId: string): string {
@@ -81,23 +79,14 @@ export interface OpenStoreRefOptions {
 }
 
 /**
- * Opens a store snapshot reference for reading in place. A folder's shared lock is held until
- * the reader is closed; in object storage the connection is closed with the reader.
+ * Opens a store snapshot reference for reading in place (a folder or s3://…): the vault's shared
+ * (reader) lock is held until the reader is closed.
  */
 export async function openStoreSnapshotRef(ref: string, opts: OpenStoreRefOptions = {}): Promise<ArchiveReader> {
   const r = parseStoreSnapshotRef(ref);
   if (!r) throw new AgentVaultError('usage', `${ref} is not a store snapshot (<store vault>#<snapshot>)`, { kind: 'usage' });
   const decrypt = opts.decrypt && (opts.decrypt.passphrase !== undefined || opts.decrypt.key !== undefined) ? opts.decrypt : undefined;
-  if (!isS3Location(r.vault)) return (await openStoreVaultSnapshot(r.vault, r.snapshot, { decrypt, command: opts.command ?? `read ${r.snapshot}` })).reader;
-  const place = await openPlace(r.vault);
-  try {
-    const repo = await openPlaceRepo(place, decrypt);
-    const s = findStoreSnapshot(await listSnapshots(repo), r.snapshot, place.vault);
-    return await openStoreSnapshotReader(repo, s.id, { label: storeSnapshotLabel(place.vault, s), onClose: () => place.close() });
-  } catch (e) {
-    await place.close();
-    throw e;
-  }
+  return (await openStoreVaultSnapshot(r.vault, r.snapshot, { decrypt, command: opts.command ?? `read ${r.snapshot}` })).reader;
 }
 
 /** A diff side (AgentStateSource) for an archive, an agent file or a store snapshot reference. */
