@@ -173,7 +173,7 @@ export interface LettaServer {
   stop(): Promise<void>;
 }
 
-const ERROR_LINE = /(^|\s)(ERROR|CRITICAL)(\s|:|\])|Traceback \(most recent call last\)|Internal Server Error|"status_code":\s*5\d\d| 500 /;
+const ERROR_LINE = /(^|\s)(ERROR|CRITICAL)(\s|:|\])|Traceback \(most recent call last\)|Internal Server Error|"status_code":\s*5\d\d|HTTP\/\d(\.\d)?" 500\b/;
 
 /**
  * The first line of a log record: Letta's `<logger> - LEVEL - …`, uvicorn's/alembic's `LEVEL: …`,

@@ -38,6 +38,15 @@ describe('Letta log reading (errors counted, known Letta defects named)', () => 
     assert.match(e[2], /500 Internal Server Error/);
   });
 
+  it('counts a 500 access line but not an INFO line that merely contains the number 500', () => {
+    const log = ['Letta.letta.services.passage_manager - INFO - Created 500 passages', 'INFO:     127.0.0.1:2 - "GET /v1/y HTTP/1.1" 500', 'INFO:     127.0.0.1:3 - "GET /v1/z HTTP/1.1" 200 OK'].join(
+      '\n',
+    );
+    const e = errorLines(log);
+    assert.equal(e.length, 1, e.join('\n'));
+    assert.match(e[0], /HTTP\/1\.1" 500$/);
+  });
+
   it('leaves out the step_metrics race record with its chained tracebacks, and names it', () => {
     const log = ['Letta.letta.server.server - INFO - started', ...RACE, 'INFO:     127.0.0.1:1 - "POST /v1/agents/a/messages HTTP/1.1" 200 OK'].join('\n');
     assert.deepEqual(errorLines(log), []);
