@@ -44,7 +44,7 @@ describe('Letta log reading (errors counted, known Letta defects named)', () => 
     );
     const e = errorLines(log);
     assert.equal(e.length, 1, e.join('\n'));
-    assert.match(e[0], /HTTP\/1\.1" 500$/);
+    assert.match(e[0], /HTTP\/1\.1" 500\b/);
   });
 
   it('leaves out the step_metrics race record with its chained tracebacks, and names it', () => {
