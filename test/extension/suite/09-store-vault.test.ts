@@ -200,11 +200,11 @@ describe('Snapshots view and vault operations on store vaults (folder and s3://)
 
   let backedUp: string;
 
-  it('cancelling Run Backup Now on a store vault (its archive exported, not yet in the store) leaves nothing behind', async () => {
+  it('cancelling Run Backup Now on a store vault while it exports into the store (its first agent written) leaves nothing behind: no snapshot, no pack', async () => {
     const { services: s, testing } = await api();
     const before = (await listStoreVault(folder)).map((x) => x.id);
     const packs = filesUnder(path.join(folder, 'store')).filter((f) => f.startsWith('data/'));
-    testing.progress.cancelWhen = (_title, msg) => /^putting .* into the store$/.test(msg);
+    testing.progress.cancelWhen = (_title, msg) => /^agent 2\/2: /.test(msg);
     s.log.lastError = undefined;
     try {
       assert.equal(await vscode.commands.executeCommand('agentVault.backupNow', { connection: SOURCE }), undefined, 'the cancelled backup returns nothing');
