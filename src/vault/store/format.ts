@@ -139,7 +139,9 @@ export function decodeBlob(stored: Buffer, loc: { id: string; type: BlobType; ra
   }
   let plain: Buffer;
   try {
-    plain = deflated ? inflateRawSync(payload) : payload;
+    // the blob's length is known: one output buffer of that size (zlib's default 16 KiB pieces
+    // joined at the end cost a copy and garbage per blob)
+    plain = deflated ? inflateRawSync(payload, { chunkSize: Math.max(64, loc.rawLength + 1) }) : payload;
   } catch (e) {
     throw new AgentVaultError('checksum', `${where}: blob ${loc.id} does not decompress: ${errorMessage(e)}`, { location: { file: where } });
   }

@@ -70,7 +70,7 @@ function check(e) {
         let plain = buf.subarray(at, at + len);
         if (deflated) {
           try {
-            plain = zlib.inflateRawSync(plain);
+            plain = zlib.inflateRawSync(plain, { chunkSize: Math.max(64, raw + 1) });
           } catch (err) {
             return { name: e.name, error: { message: r.file + ': blob ' + id + ' does not decompress: ' + (err && err.message), pack: r.pack }, crcs };
           }
