@@ -242,6 +242,18 @@ export const fileVectorsEntryName = (agentId: string): string => `file-passages/
 export const qdrantSnapshotEntryName = (collection: string): string => `qdrant/${safeEntrySegment(collection)}.snapshot`;
 export const qdrantPointsEntryName = (collection: string): string => `qdrant/${safeEntrySegment(collection)}.points.jsonl`;
 
+/** A JSON entry's bytes, or an error naming the entry of `file` when the value is not JSON. */
+export function jsonEntryBytes(name: string, value: unknown, file: string): Buffer {
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(value);
+  } catch (e) {
+    throw new AgentVaultError('invalid-json', `cannot write entry ${JSON.stringify(name)}: the value is not JSON-serialisable (${errorMessage(e)})`, { location: { file, entry: name } });
+  }
+  if (text === undefined) throw new AgentVaultError('invalid-json', `cannot write entry ${JSON.stringify(name)}: the value is not JSON (${typeof value})`, { location: { file, entry: name } });
+  return Buffer.from(text, 'utf8');
+}
+
 export function defaultMediaType(name: string): string {
   if (name.endsWith('.af')) return MEDIA_TYPES.agentFile;
   if (name.endsWith('.json')) return MEDIA_TYPES.json;
@@ -494,15 +506,7 @@ class ZipArchiveWriter implements ArchiveWriter {
   }
 
   async addJson(name: string, value: unknown, opts?: AddEntryOptions): Promise<void> {
-    let text: string | undefined;
-    try {
-      text = JSON.stringify(value);
-    } catch (e) {
-      throw new AgentVaultError('invalid-json', `cannot write entry ${JSON.stringify(name)}: the value is not JSON-serialisable (${errorMessage(e)})`, { location: { file: this.path, entry: name } });
-    }
-    if (text === undefined)
-      throw new AgentVaultError('invalid-json', `cannot write entry ${JSON.stringify(name)}: the value is not JSON (${typeof value})`, { location: { file: this.path, entry: name } });
-    await this.addBuffer(name, Buffer.from(text, 'utf8'), { mediaType: MEDIA_TYPES.json, ...opts });
+    await this.addBuffer(name, jsonEntryBytes(name, value, this.path), { mediaType: MEDIA_TYPES.json, ...opts });
   }
 
   async addBuffer(name: string, data: Buffer, opts?: AddEntryOptions): Promise<void> {

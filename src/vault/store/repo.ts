@@ -24,6 +24,7 @@ import {
   defaultCompress,
   defaultMediaType,
   entryNameProblem,
+  jsonEntryBytes,
   MANIFEST_ENTRY,
   MEDIA_TYPES,
   nameKey,
@@ -616,15 +617,7 @@ export class StoreSnapshotWriter implements ArchiveWriter {
   }
 
   async addJson(name: string, value: unknown, opts?: AddEntryOptions): Promise<void> {
-    let text: string | undefined;
-    try {
-      text = JSON.stringify(value);
-    } catch (e) {
-      throw new AgentVaultError('invalid-json', `cannot write entry ${JSON.stringify(name)}: the value is not JSON-serialisable (${errorMessage(e)})`, { location: { file: this.path, entry: name } });
-    }
-    if (text === undefined)
-      throw new AgentVaultError('invalid-json', `cannot write entry ${JSON.stringify(name)}: the value is not JSON (${typeof value})`, { location: { file: this.path, entry: name } });
-    await this.addBuffer(name, Buffer.from(text, 'utf8'), { mediaType: MEDIA_TYPES.json, ...opts });
+    await this.addBuffer(name, jsonEntryBytes(name, value, this.path), { mediaType: MEDIA_TYPES.json, ...opts });
   }
 
   async addBuffer(name: string, data: Buffer, opts?: AddEntryOptions): Promise<void> {
