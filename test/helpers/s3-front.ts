@@ -8,7 +8,9 @@
  * - checks `x-amz-checksum-sha256` against the body and refuses a mismatch with 400 BadDigest,
  *   as AWS S3 and MinIO do on arrival (moto 5.2.5 stores the header without checking it);
  * - flips one byte in, or cuts the connection halfway through, the body of the next object
- *   downloads (GET answered 200 or 206).
+ *   downloads (GET answered 200 or 206);
+ * - leaves the next requests that match without an answer, or with its head and half its body,
+ *   the connection open and silent (a server or link that stalls), until the client gives up.
  */
 import { createHash } from 'node:crypto';
 import * as http from 'node:http';
@@ -38,6 +40,13 @@ export interface S3Front {
   damageDownloads: number;
   /** Cut the connection halfway through the next `n` object download bodies. */
   cutDownloads: number;
+  /**
+   * Leave the next `times` requests that match unanswered, the connection open: 'head' sends
+   * nothing, 'body' sends the answer's head and half its body.
+   */
+  stall(match: (r: FrontRequest) => boolean, times: number, at: 'head' | 'body'): void;
+  /** Requests left stalled so far. */
+  stalled: number;
   /** Every request seen, with the status answered. */
   log: Array<{ method: string; url: string; status: number; injected?: string; checksum?: boolean }>;
   close(): Promise<void>;
@@ -49,12 +58,17 @@ function s3ErrorXml(code: string, message: string): string {
 
 export async function startS3Front(targetPort: number): Promise<S3Front> {
   const faults: Array<{ match: (r: FrontRequest) => boolean; left: number; status: number; code: string }> = [];
+  const stalls: Array<{ match: (r: FrontRequest) => boolean; left: number; at: 'head' | 'body' }> = [];
   const front: S3Front = {
     port: 0,
     location: (bucket, prefix = '') => `s3://${bucket}/${prefix}?endpoint=${encodeURIComponent(`http://127.0.0.1:${front.port}`)}&path-style=true`,
     fail(match, times, status, code) {
       faults.push({ match, left: times, status, code });
     },
+    stall(match, times, at) {
+      stalls.push({ match, left: times, at });
+    },
+    stalled: 0,
     damageUploads: 0,
     validateChecksums: false,
     ignoreConditional: false,
@@ -76,6 +90,15 @@ export async function startS3Front(targetPort: number): Promise<S3Front> {
         res.writeHead(status, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(xml), 'x-amz-request-id': 'front' });
         res.end(xml);
       };
+      const st = stalls.find((x) => x.left > 0 && x.match(r));
+      if (st) {
+        st.left--;
+        front.stalled++;
+        if (st.at === 'head') {
+          front.log.push({ method: r.method, url: r.url, status: 0, injected: 'stall-head' });
+          return; // no answer; the connection stays open
+        }
+      }
       const f = faults.find((x) => x.left > 0 && x.match(r));
       if (f) {
         f.left--;
@@ -98,9 +121,9 @@ export async function startS3Front(targetPort: number): Promise<S3Front> {
         setTimeout(() => forward(body), d.ms);
         return;
       }
-      forward(body);
+      forward(body, st?.at === 'body');
     });
-    const forward = (body: Buffer): void => {
+    const forward = (body: Buffer, stallBody = false): void => {
       const r: FrontRequest = { method: req.method!, url: req.url!, headers: req.headers };
       const claimed = req.headers['x-amz-checksum-sha256'];
       const headers = { ...req.headers };
@@ -108,6 +131,16 @@ export async function startS3Front(targetPort: number): Promise<S3Front> {
       const up = http.request({ host: '127.0.0.1', port: targetPort, method: req.method, path: req.url, headers }, (ur) => {
         const status = ur.statusCode ?? 502;
         front.log.push({ method: r.method, url: r.url, status, checksum: typeof claimed === 'string' });
+        if (stallBody) {
+          const parts: Buffer[] = [];
+          ur.on('data', (c: Buffer) => parts.push(c));
+          ur.on('end', () => {
+            const b = Buffer.concat(parts);
+            res.writeHead(status, ur.headers);
+            res.write(b.subarray(0, Math.floor(b.length / 2))); // then silence
+          });
+          return;
+        }
         const download = r.method === 'GET' && (status === 200 || status === 206) && !/[?&](list-type|uploads|location|versioning)/.test(r.url) && Number(ur.headers['content-length'] ?? 0) > 64;
         if (download && (front.damageDownloads > 0 || front.cutDownloads > 0)) {
           const cut = front.cutDownloads > 0;

@@ -20,7 +20,7 @@ import { restoreAgents } from '../../src/letta/restore';
 import { runBackup } from '../../src/vault/backup';
 import type { VaultConfig } from '../../src/vault/config';
 import { acquireRemoteLock } from '../../src/vault/remote/lock';
-import { S3Store } from '../../src/vault/remote/s3';
+import { S3Store, s3Timings } from '../../src/vault/remote/s3';
 import type { StoreSnapshotArchiveReader } from '../../src/vault/store/reader';
 import { listIdsOf, loadSnapshot, openRepo, packKey, readBlob } from '../../src/vault/store/repo';
 import { openStoreVaultSnapshot } from '../../src/vault/store-read';
@@ -30,6 +30,7 @@ import { freshLettaDb } from '../helpers/letta-db';
 import { sharedTestPostgres } from '../helpers/global-pg';
 import { openPg } from '../../src/db/pg';
 import { startMoto, TEST_CREDS, type MotoServer } from '../helpers/moto';
+import { startS3Front, type FrontRequest } from '../helpers/s3-front';
 import { addSyntheticPassages, seedFixtures } from './letta-data';
 import { makeTmpRoot, rejectsWith } from './helpers';
 
@@ -112,19 +113,74 @@ describe('store vaults on s3:// read in place (moto): restore, diff, inspect, ex
     const b = await emptyTarget();
     const ra = await restoreAgents(a.db, archive);
     let reader: StoreSnapshotArchiveReader | undefined;
-    const rs = await restoreAgents(b.db, {
-      open: async () => {
-        const s = await openStoreVaultSnapshot(loc, ids[0]);
-        reader = s.reader as StoreSnapshotArchiveReader;
-        return reader;
-      },
-    });
+    // every ranged read of the bucket, by object and range
+    const fetched = new Map<string, number>();
+    const readRange = S3Store.prototype.readRange;
+    S3Store.prototype.readRange = function (key, start, length) {
+      const k = `${key}@${start}+${length}`;
+      fetched.set(k, (fetched.get(k) ?? 0) + 1);
+      return readRange.call(this, key, start, length);
+    };
+    let rs;
+    try {
+      rs = await restoreAgents(b.db, {
+        open: async () => {
+          const s = await openStoreVaultSnapshot(loc, ids[0]);
+          reader = s.reader as StoreSnapshotArchiveReader;
+          return reader;
+        },
+      });
+    } finally {
+      S3Store.prototype.readRange = readRange;
+    }
     assert.deepEqual(rs.rows, ra.rows);
     const stats = reader!.cacheStats()!;
     assert.ok(stats.bytes > 0 && stats.hits > 0, `the checks' read filled the cache and the writes read from it: ${JSON.stringify(stats)}`);
-    // the small entries are read twice (checked before the transaction, then written): their
-    // second read is a cache hit; the passages are read once, inside the transaction
+    // the small entries are read twice (checked before the transaction, then written), the passages
+    // once inside the transaction: the bucket serves each range once
+    const twice = [...fetched].filter(([, n]) => n > 1);
+    assert.deepEqual(twice, [], `no range is fetched from the bucket twice (${JSON.stringify(stats)})`);
+    assert.equal(stats.misses, fetched.size, 'every read the cache could not serve went to the bucket, once per range');
+    assert.equal(
+      stats.bytes,
+      [...fetched.keys()].reduce((n, k) => n + Number(k.split('+').pop()), 0),
+      'every range fetched is kept',
+    );
     await clean('library restore');
+  });
+
+  it('ranged reads that stall (no answer; half a body, then silence) are given up after the idle time and sent again: the restore completes, it does not wait for ever', async function () {
+    this.timeout(30000); // without the time limits of s3Timings the first stalled read waits for ever
+    const front = await startS3Front(moto.port);
+    const saved = { ...s3Timings };
+    s3Timings.idleMs = 300;
+    try {
+      let n = 0;
+      const nth =
+        (...which: number[]) =>
+        (r: FrontRequest) =>
+          r.method === 'GET' && typeof r.headers.range === 'string' && which.includes(++n);
+      const stalls = nth(2, 5, 9);
+      front.stall((r) => stalls(r), 3, 'body');
+      const a = await emptyTarget();
+      const b = await emptyTarget();
+      const ra = await restoreAgents(a.db, archive);
+      const started = Date.now();
+      const rs = await restoreAgents(b.db, { open: async () => (await openStoreVaultSnapshot(front.location(BUCKET, 'v'), ids[0])).reader });
+      assert.deepEqual(rs.rows, ra.rows);
+      assert.equal(front.stalled, 3, 'three ranged reads were left stalled');
+      assert.ok(Date.now() - started < 20000, `each stalled read was given up after the idle time (${Date.now() - started} ms)`);
+      // a request that gets no answer at all: the SDK gives it up and sends it again
+      front.stall((r) => r.method === 'GET' && typeof r.headers.range === 'string', 1, 'head');
+      const c = await emptyTarget();
+      const rc = await restoreAgents(c.db, { open: async () => (await openStoreVaultSnapshot(front.location(BUCKET, 'v'), ids[0])).reader });
+      assert.deepEqual(rc.rows, ra.rows);
+      assert.equal(front.stalled, 4);
+    } finally {
+      Object.assign(s3Timings, saved);
+      await front.close();
+    }
+    await clean('stalled reads');
   });
 
   it('CLI: restore, diff, inspect and vault export of s3://…#<snapshot> read the store in place (no temp file)', async () => {

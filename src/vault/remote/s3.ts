@@ -33,6 +33,21 @@ export { isS3Location, parseS3Location, type S3Location } from './location';
 // Node 22 would otherwise be printed by every command that touches S3.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
+/**
+ * Time limits of every request to the bucket. Without them a connection that stops answering (a
+ * server that sends part of a body and then nothing, a half-open TCP connection behind a NAT that
+ * dropped it) keeps a command waiting for ever with no CPU used: the SDK sets no limit of its own.
+ * A request that meets one fails with a TimeoutError, which the SDK retries (the response had not
+ * started) or this store does (the body was under way: readRange, readBytes, downloadFile).
+ * Mutable for tests.
+ */
+export const s3Timings: { connectMs: number; idleMs: number } = {
+  /** to open the TCP connection */
+  connectMs: 30_000,
+  /** with no byte sent or received on the connection while a request is under way */
+  idleMs: 120_000,
+};
+
 export interface S3StoreOptions {
   /** Attempts per request, including the first (default 5): backoff on 5xx, throttling, resets. */
   maxAttempts?: number;
@@ -88,7 +103,23 @@ export function s3Error(e: unknown, loc: S3Location, key: string | null, doing: 
 function transientBodyError(e: unknown): boolean {
   if (e instanceof AgentVaultError) return false;
   const code = (e as NodeJS.ErrnoException)?.code ?? '';
-  return ['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNABORTED', 'ERR_STREAM_PREMATURE_CLOSE'].includes(code) || /aborted|socket hang up|premature close|checksum mismatch/i.test(errorMessage(e));
+  return (
+    (e as { name?: string })?.name === 'TimeoutError' ||
+    ['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNABORTED', 'ERR_STREAM_PREMATURE_CLOSE'].includes(code) ||
+    /aborted|socket hang up|premature close|checksum mismatch|timed out/i.test(errorMessage(e))
+  );
+}
+
+/** The pause before attempt `attempt + 1` of a read whose body failed (exponential, jittered, at most 5 s). */
+function backoff(attempt: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, Math.min(5000, 200 * 2 ** (attempt - 1)) * (0.5 + Math.random() / 2)));
+}
+
+/** A response body that failed in a way another attempt may not meet (see S3Store.body). */
+class BodyFailed extends Error {
+  constructor(readonly failure: unknown) {
+    super(errorMessage(failure));
+  }
 }
 
 export class S3Store implements ObjectStore {
@@ -109,6 +140,8 @@ export class S3Store implements ObjectStore {
       // send a checksum only where the operation needs one; responses are validated when present
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_SUPPORTED',
+      // no request waits for ever on a connection that stopped answering (s3Timings)
+      requestHandler: { connectionTimeout: s3Timings.connectMs, socketTimeout: s3Timings.idleMs },
     });
   }
 
@@ -153,12 +186,32 @@ export class S3Store implements ObjectStore {
   }
 
   async readBytes(key: string): Promise<Buffer | null> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const r = await this.client.send(new GetObjectCommand({ Bucket: this.loc.bucket, Key: this.k(key) }));
+        return Buffer.from(await this.body(r.Body!, attempt));
+      } catch (e) {
+        if (e instanceof BodyFailed) {
+          await backoff(attempt);
+          continue;
+        }
+        if ((e as { name?: string }).name === 'NoSuchKey') return null;
+        throw s3Error(e, this.loc, key, 'reading');
+      }
+    }
+  }
+
+  /**
+   * A response body's bytes. The SDK retries a request until its response starts; a body cut off,
+   * stalled (s3Timings.idleMs) or damaged on the way fails later, here: BodyFailed while another
+   * attempt is left (the caller sends the request again), else the error itself.
+   */
+  private async body(b: { transformToByteArray(): Promise<Uint8Array> }, attempt: number): Promise<Uint8Array> {
     try {
-      const r = await this.client.send(new GetObjectCommand({ Bucket: this.loc.bucket, Key: this.k(key) }));
-      return Buffer.from(await r.Body!.transformToByteArray());
+      return await b.transformToByteArray();
     } catch (e) {
-      if ((e as { name?: string }).name === 'NoSuchKey') return null;
-      throw s3Error(e, this.loc, key, 'reading');
+      if (transientBodyError(e) && attempt < this.opts.maxAttempts) throw new BodyFailed(e);
+      throw e;
     }
   }
 
@@ -173,13 +226,19 @@ export class S3Store implements ObjectStore {
 
   async readRange(key: string, start: number, length: number): Promise<Buffer> {
     if (length <= 0) return Buffer.alloc(0);
-    try {
-      const r = await this.client.send(new GetObjectCommand({ Bucket: this.loc.bucket, Key: this.k(key), Range: `bytes=${start}-${start + length - 1}` }));
-      const bytes = await r.Body!.transformToByteArray();
-      return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength); // no copy
-    } catch (e) {
-      if ((e as { name?: string }).name === 'InvalidRange') return Buffer.alloc(0);
-      throw s3Error(e, this.loc, key, 'reading');
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const r = await this.client.send(new GetObjectCommand({ Bucket: this.loc.bucket, Key: this.k(key), Range: `bytes=${start}-${start + length - 1}` }));
+        const bytes = await this.body(r.Body!, attempt);
+        return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength); // no copy
+      } catch (e) {
+        if (e instanceof BodyFailed) {
+          await backoff(attempt);
+          continue;
+        }
+        if ((e as { name?: string }).name === 'InvalidRange') return Buffer.alloc(0);
+        throw s3Error(e, this.loc, key, 'reading');
+      }
     }
   }
 
@@ -260,7 +319,7 @@ export class S3Store implements ObjectStore {
         const cause = e instanceof AgentVaultError && e.code === 'io' ? ((e as Error).cause ?? e) : e;
         const mapped = cause instanceof AgentVaultError ? cause : s3Error(cause, this.loc, key, 'downloading');
         if (!transientBodyError(cause) || attempt >= this.opts.maxAttempts || opts.signal?.aborted) throw mapped;
-        await new Promise((r) => setTimeout(r, Math.min(5000, 200 * 2 ** (attempt - 1)) * (0.5 + Math.random() / 2)));
+        await backoff(attempt);
       }
     }
   }

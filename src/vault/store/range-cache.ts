@@ -25,7 +25,7 @@ export function rangeCacheBytesFromEnv(env: NodeJS.ProcessEnv = process.env): nu
   return Math.floor(mb * 1024 * 1024);
 }
 
-/** At most this many bytes wait to be written to the cache file; ranges beyond are not kept. */
+/** About this many bytes at most wait to be written to the cache file; beyond, put() makes its caller wait for the disk. */
 const MAX_PENDING = 16 * 1024 * 1024;
 
 const pending = new Set<string>();
@@ -113,20 +113,24 @@ export class RangeCache {
     return buf;
   }
 
-  /** Keeps a range read from the store (while there is room). */
-  put(object: string, start: number, data: Buffer): void {
+  /**
+   * Keeps a range read from the store (while the cache has room). Resolves at once while fewer
+   * than MAX_PENDING bytes wait for the disk, else once this range is written: the caller is held
+   * back instead of the range being dropped (a dropped range is fetched from the bucket again on
+   * the second read). Never rejects: a failed write only leaves the range out of the cache.
+   */
+  put(object: string, start: number, data: Buffer): Promise<void> {
     const key = RangeCache.key(object, start, data.length);
-    if (this.full || this.maxBytes <= 0 || this.at.has(key) || data.length === 0) return;
+    if (this.full || this.maxBytes <= 0 || this.at.has(key) || data.length === 0) return Promise.resolve();
     if (this.size + data.length > this.maxBytes) {
       this.full = true;
-      return;
+      return Promise.resolve();
     }
-    if (this.pendingBytes + data.length > MAX_PENDING) return; // the disk is behind: this range is not kept
     const offset = this.size;
     this.size += data.length;
     this.pendingBytes += data.length;
     this.at.set(key, { offset, length: data.length }); // found by get(), which waits for the write
-    this.writing = this.writing.then(async () => {
+    const written = this.writing.then(async () => {
       try {
         const fh = await this.open();
         if (!fh) {
@@ -142,6 +146,8 @@ export class RangeCache {
         this.pendingBytes -= data.length;
       }
     });
+    this.writing = written;
+    return this.pendingBytes > MAX_PENDING ? written : Promise.resolve();
   }
 
   /** Bytes kept. */

@@ -238,7 +238,7 @@ class StoreSnapshotReader implements StoreSnapshotArchiveReader {
     const cached = await this.cache?.get(key, offset, length);
     if (cached) return cached;
     const buf = await this.repo.store.readRange(key, offset, length);
-    if (buf.length === length) this.cache?.put(key, offset, buf);
+    if (buf.length === length) await this.cache?.put(key, offset, buf); // waits only while the disk is behind
     return buf;
   }
 
