@@ -392,6 +392,46 @@ function toReadable(data: NodeJS.ReadableStream | AsyncIterable<Buffer | Uint8Ar
   return new Readable().wrap(data as NodeJS.ReadableStream);
 }
 
+/**
+ * The checks every writer of snapshot entries makes before an entry is added (the archive writer
+ * and the store's snapshot writer): a valid name, not the manifest, not added twice (nor a name
+ * that collides on a case-insensitive file system: `names` maps nameKey → name and is updated),
+ * no secrets in plain text. Returns the entry's manifest record, to be completed with size and sha256.
+ */
+export function reserveEntry(
+  names: Map<string, string>,
+  name: string,
+  opts: AddEntryOptions | undefined,
+  where: { file: string; encrypted: boolean; what: 'an archive' | 'a snapshot' },
+): ManifestEntry {
+  const location = { file: where.file, entry: name };
+  const problem = entryNameProblem(name);
+  if (problem) throw new AgentVaultError('entry-name', `cannot add entry ${JSON.stringify(name)} to ${where.file}: ${problem}`, { location });
+  if (name === MANIFEST_ENTRY) throw new AgentVaultError('entry-name', `${MANIFEST_ENTRY} is written by finish(); it cannot be added as an entry`, { location });
+  const k = nameKey(name);
+  const prev = names.get(k);
+  if (prev !== undefined) {
+    throw new AgentVaultError(
+      'entry-name',
+      `cannot add entry ${JSON.stringify(name)} to ${where.file}: ${prev === name ? 'it was already added' : `it collides with ${JSON.stringify(prev)} on a case-insensitive file system`}`,
+      { location },
+    );
+  }
+  if (name.startsWith('secrets/') && !where.encrypted) {
+    throw new AgentVaultError('plaintext-secret', `refusing to write ${JSON.stringify(name)} unencrypted: secrets are never stored in plain text in ${where.what}`, {
+      location,
+      remedy: 'encrypt',
+      hint: `secrets go only into encrypted ${where.what === 'an archive' ? 'archives' : 'snapshots'}`,
+    });
+  }
+  names.set(k, name);
+  const compress = opts?.compress ?? defaultCompress(name);
+  // encrypted entries are compressed (if at all) before encryption, inside the ciphertext
+  const entry: ManifestEntry = { name, size: 0, sha256: '', media_type: opts?.mediaType ?? defaultMediaType(name), compression: compress && !where.encrypted ? 'deflate' : 'store' };
+  if (where.encrypted) entry.encrypted = true;
+  return entry;
+}
+
 class ZipArchiveWriter implements ArchiveWriter {
   private readonly zip = new yazl.ZipFile();
   private readonly entries: ManifestEntry[] = [];
@@ -471,32 +511,7 @@ class ZipArchiveWriter implements ArchiveWriter {
 
   private reserve(name: string, opts: AddEntryOptions | undefined): ManifestEntry {
     this.assertOpen();
-    const problem = entryNameProblem(name);
-    if (problem) throw new AgentVaultError('entry-name', `cannot add entry ${JSON.stringify(name)} to ${this.path}: ${problem}`, { location: { file: this.path, entry: name } });
-    if (name === MANIFEST_ENTRY) throw new AgentVaultError('entry-name', `${MANIFEST_ENTRY} is written by finish(); it cannot be added as an entry`, { location: { file: this.path, entry: name } });
-    const k = nameKey(name);
-    const prev = this.names.get(k);
-    if (prev !== undefined) {
-      throw new AgentVaultError(
-        'entry-name',
-        `cannot add entry ${JSON.stringify(name)} to ${this.path}: ${prev === name ? 'it was already added' : `it collides with ${JSON.stringify(prev)} on a case-insensitive file system`}`,
-        {
-          location: { file: this.path, entry: name },
-        },
-      );
-    }
-    if (name.startsWith('secrets/') && !this.crypto) {
-      throw new AgentVaultError('plaintext-secret', `refusing to write ${JSON.stringify(name)} unencrypted: secrets are never stored in plain text in an archive`, {
-        location: { file: this.path, entry: name },
-        remedy: 'encrypt',
-        hint: 'secrets go only into encrypted archives',
-      });
-    }
-    this.names.set(k, name);
-    const compress = opts?.compress ?? defaultCompress(name);
-    // encrypted entries are compressed (if at all) before encryption, inside the ciphertext
-    const entry: ManifestEntry = { name, size: 0, sha256: '', media_type: opts?.mediaType ?? defaultMediaType(name), compression: compress && !this.crypto ? 'deflate' : 'store' };
-    if (this.crypto) entry.encrypted = true;
+    const entry = reserveEntry(this.names, name, opts, { file: this.path, encrypted: !!this.crypto, what: 'an archive' });
     this.entries.push(entry);
     return entry;
   }

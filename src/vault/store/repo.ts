@@ -21,14 +21,10 @@ import {
   buildManifest,
   checkManifest,
   createArchiveWriter,
-  defaultCompress,
-  defaultMediaType,
-  entryNameProblem,
   jsonEntryBytes,
-  MANIFEST_ENTRY,
   MEDIA_TYPES,
-  nameKey,
   openArchive,
+  reserveEntry,
   safeEntrySegment,
   type AddEntryOptions,
   type ArchiveWriter,
@@ -589,31 +585,7 @@ export class StoreSnapshotWriter implements ArchiveWriter {
   private reserve(name: string, opts: AddEntryOptions | undefined): ManifestEntry {
     if (this.state !== 'open')
       throw new AgentVaultError('write-failed', `snapshot ${this.opts.sourceFile} is ${this.state === 'busy' ? 'busy with another entry' : 'no longer open'}; ${JSON.stringify(name)} cannot be added`);
-    const problem = entryNameProblem(name);
-    if (problem) throw new AgentVaultError('entry-name', `cannot add entry ${JSON.stringify(name)} to ${this.path}: ${problem}`, { location: { file: this.path, entry: name } });
-    if (name === MANIFEST_ENTRY) throw new AgentVaultError('entry-name', `${MANIFEST_ENTRY} is written by finish(); it cannot be added as an entry`, { location: { file: this.path, entry: name } });
-    const k = nameKey(name);
-    const prev = this.names.get(k);
-    if (prev !== undefined) {
-      throw new AgentVaultError(
-        'entry-name',
-        `cannot add entry ${JSON.stringify(name)} to ${this.path}: ${prev === name ? 'it was already added' : `it collides with ${JSON.stringify(prev)} on a case-insensitive file system`}`,
-        { location: { file: this.path, entry: name } },
-      );
-    }
-    if (name.startsWith('secrets/') && !this.encrypted) {
-      throw new AgentVaultError('plaintext-secret', `refusing to write ${JSON.stringify(name)} unencrypted: secrets are never stored in plain text`, {
-        location: { file: this.path, entry: name },
-        remedy: 'encrypt',
-        hint: 'secrets go only into encrypted snapshots',
-      });
-    }
-    this.names.set(k, name);
-    const compress = opts?.compress ?? defaultCompress(name);
-    // as the archive writer records it: an encrypted entry is compressed inside its ciphertext
-    const entry: ManifestEntry = { name, size: 0, sha256: '', media_type: opts?.mediaType ?? defaultMediaType(name), compression: compress && !this.encrypted ? 'deflate' : 'store' };
-    if (this.encrypted) entry.encrypted = true;
-    return entry;
+    return reserveEntry(this.names, name, opts, { file: this.path, encrypted: this.encrypted, what: 'a snapshot' });
   }
 
   async addJson(name: string, value: unknown, opts?: AddEntryOptions): Promise<void> {
