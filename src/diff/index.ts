@@ -26,6 +26,8 @@ export interface DiffOptions {
 export interface DiffPathsOptions extends DiffOptions {
   /** Passphrase or key for encrypted archives (either side). */
   decrypt?: DecryptOptions;
+  /** How a side is opened (default: an archive or an agent file; the vault layer adds store snapshot references). */
+  open?: (src: string, opts: { decrypt?: DecryptOptions }) => Promise<AgentStateSource>;
 }
 
 export interface AgentPair {
@@ -221,9 +223,10 @@ export async function diffSources(A: AgentStateSource, B: AgentStateSource, opts
 
 /** Opens both sides (archive, agent file), diffs them, closes them. */
 export async function diffPaths(a: string, b: string, opts: DiffPathsOptions = {}): Promise<DiffReport> {
-  const A = await openSource(a, { decrypt: opts.decrypt });
+  const open = opts.open ?? openSource;
+  const A = await open(a, { decrypt: opts.decrypt });
   try {
-    const B = await openSource(b, { decrypt: opts.decrypt });
+    const B = await open(b, { decrypt: opts.decrypt });
     try {
       return await diffSources(A, B, { agent: opts.agent });
     } finally {

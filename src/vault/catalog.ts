@@ -82,6 +82,25 @@ export function agentIn(s: CatalogSnapshot, g: Pick<CatalogAgentGroup, 'key'>): 
 /** Archives in the vault folder itself that the index does not list (copied in by hand). */
 const LOOSE_ARCHIVE = /\.(avsnap|zip)$/i;
 
+/** The catalog entry of a snapshot an index lists (a folder vault's, or a bucket's), its archive at `p`. */
+export function catalogEntry(s: SnapshotRecord, p: string): CatalogSnapshot {
+  return {
+    id: s.id,
+    path: p,
+    created_at: s.created_at,
+    bytes: s.bytes,
+    encrypted: s.encrypted,
+    agents: s.agents.map((a) => ({ id: a.id, name: a.name, counts: a.counts })),
+    collections: s.collections ?? [],
+    listed: true,
+  };
+}
+
+/** Catalog order: newest first, then by id (descending) for snapshots of the same time. */
+export function newestFirst(a: CatalogSnapshot, b: CatalogSnapshot): number {
+  return a.created_at < b.created_at ? 1 : a.created_at > b.created_at ? -1 : a.id < b.id ? 1 : -1;
+}
+
 /**
  * Every snapshot of the vault, newest first. A folder without an index is an empty vault; a
  * missing folder too. Reads the index and, for loose archives only, their manifests.
@@ -93,16 +112,7 @@ export async function listVaultSnapshots(vaultDir: string): Promise<CatalogSnaps
   for (const s of index.snapshots) {
     const p = path.resolve(snapshotPath(vaultDir, s));
     listed.add(p);
-    out.push({
-      id: s.id,
-      path: p,
-      created_at: s.created_at,
-      bytes: s.bytes,
-      encrypted: s.encrypted,
-      agents: s.agents.map((a) => ({ id: a.id, name: a.name, counts: a.counts })),
-      collections: s.collections ?? [],
-      listed: true,
-    });
+    out.push(catalogEntry(s, p));
   }
   let names: string[] = [];
   try {
@@ -130,7 +140,7 @@ export async function listVaultSnapshots(vaultDir: string): Promise<CatalogSnaps
       out.push({ ...base, error: errorMessage(e) });
     }
   }
-  out.sort((a, b) => (a.created_at < b.created_at ? 1 : a.created_at > b.created_at ? -1 : a.id < b.id ? 1 : -1));
+  out.sort(newestFirst);
   return out;
 }
 

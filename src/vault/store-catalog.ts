@@ -16,12 +16,12 @@
 import * as path from 'node:path';
 import { AgentVaultError } from '../core/errors';
 import { openSource, openReaderSource, type AgentStateSource } from '../diff/sources';
-import { diffSources, type DiffReport } from '../diff/index';
+import { diffPaths, type DiffReport } from '../diff/index';
 import { readManifest, type ArchiveReader, type Manifest } from '../format/archive';
 import type { DecryptOptions } from '../format/crypto';
 import { describeArchive, describeFile, type FileDescription } from '../format/inspect';
 import type { RestoreSource } from '../letta/restore';
-import { listVaultSnapshots, type CatalogSnapshot } from './catalog';
+import { listVaultSnapshots, newestFirst, type CatalogSnapshot } from './catalog';
 import type { StatusPolicy } from './config';
 import { isS3Location } from './remote/location';
 import type { VaultStatus } from './status';
@@ -68,7 +68,7 @@ export async function listStoreVaultSnapshots(vault: string, decrypt?: DecryptOp
       ...(s.error ? { error: s.error } : {}),
     });
   }
-  out.sort((a, b) => (a.created_at < b.created_at ? 1 : a.created_at > b.created_at ? -1 : a.id < b.id ? 1 : -1));
+  out.sort(newestFirst);
   return out;
 }
 
@@ -97,17 +97,7 @@ export async function openSnapshotSourceAny(src: string, opts: { decrypt?: Decry
 
 /** The semantic diff of two sides, each an archive, an agent file or a store snapshot reference. */
 export async function diffSnapshotsAny(a: string, b: string, opts: { agent?: string; decrypt?: DecryptOptions } = {}): Promise<DiffReport> {
-  const A = await openSnapshotSourceAny(a, { decrypt: opts.decrypt });
-  try {
-    const B = await openSnapshotSourceAny(b, { decrypt: opts.decrypt });
-    try {
-      return await diffSources(A, B, { agent: opts.agent });
-    } finally {
-      await B.close();
-    }
-  } finally {
-    await A.close();
-  }
+  return diffPaths(a, b, { ...opts, open: openSnapshotSourceAny });
 }
 
 /** What `inspect` says about an archive, an agent file or a store snapshot reference. */

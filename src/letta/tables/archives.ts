@@ -5,7 +5,7 @@
  */
 import type { JsonObject } from '../../format/types';
 import { newId } from '../sql';
-import { existing, tableWriter, type Obj, type PlanContext } from './common';
+import { existing, tableWriter, type Obj, type PlanContext, ORM_COLUMNS } from './common';
 
 /** An archives row joined with its archives_agents link, as the extension carries it. */
 export function archiveJson(link: Obj): JsonObject {
@@ -66,26 +66,9 @@ export const archivesWriter = tableWriter(['archives', 'archives_agents'], async
       embedding_config: x.embedding_config ?? a.obj.embedding_config ?? null,
     });
   }
-  await ins(
-    'archives',
-    [
-      'name',
-      'description',
-      'metadata_',
-      'id',
-      'created_at',
-      'updated_at',
-      'is_deleted',
-      '_created_by_id',
-      '_last_updated_by_id',
-      'organization_id',
-      'vector_db_provider',
-      '_vector_db_namespace',
-      'embedding_config',
-    ],
-    archiveRows,
-    { defaults: now },
-  );
+  await ins('archives', ['name', 'description', 'metadata_', 'id', ...ORM_COLUMNS, 'organization_id', 'vector_db_provider', '_vector_db_namespace', 'embedding_config'], archiveRows, {
+    defaults: now,
+  });
   await ins(
     'archives_agents',
     ['agent_id', 'archive_id', 'created_at', 'is_owner'],

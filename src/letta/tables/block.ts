@@ -4,7 +4,7 @@
  */
 import type { JsonObject } from '../../format/types';
 import { newId } from '../sql';
-import { existing, isObj, strs, tableWriter, type Obj, type PlanContext } from './common';
+import { existing, isObj, strs, tableWriter, type Obj, type PlanContext, ORM_COLUMNS } from './common';
 
 export const BLOCK_EXTRA_COLUMNS = ['created_at', 'updated_at', 'version'];
 
@@ -76,11 +76,7 @@ export const blockWriter = tableWriter(['block', 'blocks_tags'], async (ctx) => 
       'description',
       'is_template',
       'organization_id',
-      'created_at',
-      'updated_at',
-      'is_deleted',
-      '_created_by_id',
-      '_last_updated_by_id',
+      ...ORM_COLUMNS,
       'version',
       'read_only',
       'preserve_on_migration',
@@ -120,7 +116,7 @@ export const blockWriter = tableWriter(['block', 'blocks_tags'], async (ctx) => 
   );
   await ins(
     'blocks_tags',
-    ['block_id', 'tag', 'created_at', 'updated_at', 'is_deleted', '_created_by_id', '_last_updated_by_id', 'organization_id'],
+    ['block_id', 'tag', ...ORM_COLUMNS, 'organization_id'],
     newBlocks.flatMap((bf) => [...new Set(strs(model.blocks.get(bf)!.obj.tags))].map((tag) => ({ block_id: A.blocks.get(bf), tag, ...base }))),
     { defaults: now },
   );

@@ -16,6 +16,13 @@ import type { RestoreOptions, RestorePlan } from '../restore/types';
 export type Obj = Record<string, any>;
 
 /** core/json's isObj, narrowing to the rows and .af objects this mapping reads freely. */
+/**
+ * The columns every Letta table row carries from its ORM base (Letta's CommonSqlalchemyMetaMixins,
+ * letta/orm/base.py), in the order Letta declares them; `organization_id` (OrganizationMixin) is not
+ * among them, because some tables lack it.
+ */
+export const ORM_COLUMNS = ['created_at', 'updated_at', 'is_deleted', '_created_by_id', '_last_updated_by_id'] as const;
+
 export const isObj: (v: unknown) => v is Obj = isJsonObject;
 export const strs = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : []);
 export const num = (v: unknown): number | null => (v === null || v === undefined || v === '' ? null : Number.isFinite(Number(v)) ? Number(v) : null);

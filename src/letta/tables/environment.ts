@@ -5,7 +5,7 @@
  */
 import type { JsonObject } from '../../format/types';
 import { newId } from '../sql';
-import { isObj, tableWriter, type Obj } from './common';
+import { isObj, tableWriter, type Obj, ORM_COLUMNS } from './common';
 
 /** An environment variable as the extension carries it (no value). */
 export function environmentJson(e: Obj): JsonObject {
@@ -16,7 +16,7 @@ export const environmentWriter = tableWriter(['agent_environment_variables'], as
   const { model, A, restored, opts, base, now, ins } = ctx;
   await ins(
     'agent_environment_variables',
-    ['id', 'key', 'value', 'description', 'created_at', 'updated_at', 'is_deleted', '_created_by_id', '_last_updated_by_id', 'organization_id', 'agent_id', 'value_enc'],
+    ['id', 'key', 'value', 'description', ...ORM_COLUMNS, 'organization_id', 'agent_id', 'value_enc'],
     restored.flatMap((a) => {
       const keys = new Map<string, Obj>();
       const vars = isObj(a.obj.secrets) ? a.obj.secrets : isObj(a.obj.tool_exec_environment_variables) ? a.obj.tool_exec_environment_variables : {};

@@ -6,7 +6,7 @@
  */
 import type { JsonObject } from '../../format/types';
 import { newId } from '../sql';
-import { existing, tableWriter, type Obj, type PlanContext } from './common';
+import { existing, tableWriter, type Obj, type PlanContext, ORM_COLUMNS } from './common';
 
 export const FILE_EXTRA_COLUMNS = ['created_at', 'updated_at'];
 export const FILES_AGENTS_EXTRA_COLUMNS = ['created_at', 'updated_at'];
@@ -82,11 +82,7 @@ export const filesWriter = tableWriter(['files', 'file_contents'], async (ctx) =
       'file_size',
       'file_creation_date',
       'file_last_modified_date',
-      'created_at',
-      'updated_at',
-      'is_deleted',
-      '_created_by_id',
-      '_last_updated_by_id',
+      ...ORM_COLUMNS,
       'organization_id',
       'processing_status',
       'error_message',
@@ -123,7 +119,7 @@ export const filesWriter = tableWriter(['files', 'file_contents'], async (ctx) =
   );
   await ins(
     'file_contents',
-    ['file_id', 'text', 'id', 'created_at', 'updated_at', 'is_deleted', '_created_by_id', '_last_updated_by_id'],
+    ['file_id', 'text', 'id', ...ORM_COLUMNS],
     [...A.fileInsert]
       .filter((ff) => typeof model.files.get(ff)!.obj.content === 'string')
       .map((ff) => ({ file_id: A.files.get(ff), text: model.files.get(ff)!.obj.content, id: newId('file_content'), is_deleted: false, _created_by_id: user, _last_updated_by_id: user })),
@@ -135,24 +131,7 @@ export const filesAgentsWriter = tableWriter(['files_agents'], async (ctx) => {
   const { model, A, restored, base, now, newIdsOr, ins } = ctx;
   await ins(
     'files_agents',
-    [
-      'id',
-      'file_id',
-      'agent_id',
-      'is_open',
-      'visible_content',
-      'last_accessed_at',
-      'created_at',
-      'updated_at',
-      'is_deleted',
-      '_created_by_id',
-      '_last_updated_by_id',
-      'organization_id',
-      'file_name',
-      'source_id',
-      'start_line',
-      'end_line',
-    ],
+    ['id', 'file_id', 'agent_id', 'is_open', 'visible_content', 'last_accessed_at', ...ORM_COLUMNS, 'organization_id', 'file_name', 'source_id', 'start_line', 'end_line'],
     restored.flatMap((a) =>
       (Array.isArray(a.obj.files_agents) ? a.obj.files_agents : []).map((fa: Obj) => {
         const x: Obj = model.rows.get(fa.id) ?? {};

@@ -5,7 +5,7 @@
  */
 import type { JsonObject } from '../../format/types';
 import { newId } from '../sql';
-import { dedupe, existing, isObj, strs, tableWriter, type Obj, type PlanContext } from './common';
+import { dedupe, existing, isObj, strs, tableWriter, type Obj, type PlanContext, ORM_COLUMNS } from './common';
 import type { RestorePlan } from '../restore/types';
 
 export const GROUP_EXTRA_COLUMNS = ['created_at', 'updated_at', 'turns_counter', 'last_processed_message_id', 'base_template_id', 'template_id', 'deployment_id'];
@@ -130,11 +130,7 @@ export const groupsWriter = tableWriter(['groups', 'groups_agents', 'groups_bloc
       'manager_agent_id',
       'termination_token',
       'max_turns',
-      'created_at',
-      'updated_at',
-      'is_deleted',
-      '_created_by_id',
-      '_last_updated_by_id',
+      ...ORM_COLUMNS,
       'organization_id',
       'agent_ids',
       'sleeptime_agent_frequency',

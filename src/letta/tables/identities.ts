@@ -5,7 +5,7 @@
  */
 import type { JsonObject } from '../../format/types';
 import { newId } from '../sql';
-import { dedupe, strs, tableWriter, type Obj, type PlanContext } from './common';
+import { dedupe, strs, tableWriter, type Obj, type PlanContext, ORM_COLUMNS } from './common';
 
 /** An identity row as the extension carries it; blockFileIds: its blocks' file-local ids. */
 export function identityJson(i: Obj, blockFileIds: string[]): JsonObject {
@@ -46,7 +46,7 @@ export const identitiesWriter = tableWriter(['identities'], async (ctx) => {
   // identities
   await ins(
     'identities',
-    ['id', 'identifier_key', 'name', 'identity_type', 'project_id', 'organization_id', 'created_at', 'updated_at', 'is_deleted', '_created_by_id', '_last_updated_by_id', 'properties'],
+    ['id', 'identifier_key', 'name', 'identity_type', 'project_id', 'organization_id', ...ORM_COLUMNS, 'properties'],
     [...A.identityInsert].map((iid) => {
       const i = identityObjs.get(iid)!;
       return {

@@ -12,7 +12,7 @@ import { VectorWriter } from '../../format/vectors';
 import { binaryKinds, COPY_BATCH_BYTES, CopyBinary, CopyPump, copySql, CopyText, copyTextEscape, TimestampReader } from '../copy';
 import { ObjectFieldScanner, decodeString, hasEscapes } from '../../format/json-scan';
 import { newId, type LettaDbInfo } from '../sql';
-import { restoreInvalid, tableWriter, type Obj } from './common';
+import { restoreInvalid, tableWriter, type Obj, ORM_COLUMNS } from './common';
 
 /** Receives each exported passage's embedding (the Qdrant side of a backup); see ../export.ts. */
 export interface PassageVectorObserver {
@@ -225,23 +225,9 @@ const P_KEYS = ['id', 'text', 'embedding_config', 'metadata_', 'created_at', 'up
 const P = Object.fromEntries(P_KEYS.map((k, i) => [k, i])) as Record<(typeof P_KEYS)[number], number>;
 
 /** The columns a passage row has, in COPY order. */
-export const PASSAGE_COPY_COLUMNS = [
-  'id',
-  'text',
-  'embedding_config',
-  'metadata_',
-  'embedding',
-  'created_at',
-  'updated_at',
-  'is_deleted',
-  '_created_by_id',
-  '_last_updated_by_id',
-  'organization_id',
-  'archive_id',
-  'tags',
-] as const;
+export const PASSAGE_COPY_COLUMNS = ['id', 'text', 'embedding_config', 'metadata_', 'embedding', ...ORM_COLUMNS, 'organization_id', 'archive_id', 'tags'] as const;
 export const PASSAGE_COPY_KINDS = ['text', 'text', 'json', 'json', 'vector', 'timestamptz', 'timestamptz', 'bool', 'text', 'text', 'text', 'text', 'json'] as const;
-export const PASSAGE_TAG_COPY_COLUMNS = ['id', 'tag', 'passage_id', 'archive_id', 'created_at', 'updated_at', 'is_deleted', '_created_by_id', '_last_updated_by_id', 'organization_id'] as const;
+export const PASSAGE_TAG_COPY_COLUMNS = ['id', 'tag', 'passage_id', 'archive_id', ...ORM_COLUMNS, 'organization_id'] as const;
 
 const EMPTY_OBJECT = Buffer.from('{}');
 const EMPTY = Buffer.alloc(0);

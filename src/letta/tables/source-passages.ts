@@ -12,7 +12,7 @@ import type { Queryable } from '../../db/types';
 import { filePassagesEntryName, fileVectorsEntryName, type ArchiveWriter } from '../../format/archive';
 import { readPassages } from '../../format/pack';
 import { newId, type LettaDbInfo } from '../sql';
-import { existing, isObj, num, tableWriter, type Obj } from './common';
+import { existing, isObj, num, tableWriter, type Obj, ORM_COLUMNS } from './common';
 
 /** What writeFilePassages put into the archive (null: the files have no chunks). */
 export interface FilePassagesWritten {
@@ -83,23 +83,7 @@ async function fileEmbeddingDim(tx: Queryable, fileIds: string[], maxDims: numbe
 }
 
 const INSERT_BATCH = 200;
-const COLUMNS = [
-  'id',
-  'text',
-  'embedding_config',
-  'metadata_',
-  'embedding',
-  'created_at',
-  'updated_at',
-  'is_deleted',
-  '_created_by_id',
-  '_last_updated_by_id',
-  'organization_id',
-  'file_id',
-  'source_id',
-  'file_name',
-  'tags',
-];
+const COLUMNS = ['id', 'text', 'embedding_config', 'metadata_', 'embedding', ...ORM_COLUMNS, 'organization_id', 'file_id', 'source_id', 'file_name', 'tags'];
 
 /** The vector literal of an embedding zero-padded to `padTo` (pgvector's text form). */
 function vectorLiteral(v: Float32Array, padTo: number | null): string {

@@ -6,7 +6,7 @@ import type { Json, JsonObject } from '../../format/types';
 import type { Assign, SourceModel } from '../restore/model';
 import type { RestorePlan } from '../restore/types';
 import { describeWriteError, newId, qi } from '../sql';
-import { existing, isObj, restoreInvalid, tableWriter, type Obj, type PlanContext } from './common';
+import { existing, isObj, restoreInvalid, tableWriter, type Obj, type PlanContext, ORM_COLUMNS } from './common';
 
 /** Columns Letta's .af has no field for (kept in agent_vault.rows). */
 export const TOOL_EXTRA_COLUMNS = ['created_at', 'updated_at'];
@@ -98,20 +98,14 @@ export const toolsWriter = tableWriter(['tools'], async (ctx) => {
       project_id: o.project_id ?? null,
     };
   };
-  const toolCols = [
-    'id',
-    'name',
+  // what a restore may change in a tool that exists (a tool replaced in place): its definition;
+  // never its id, name, organization or creation record
+  const toolDefinition = [
     'description',
     'source_type',
     'source_code',
     'json_schema',
     'tags',
-    'created_at',
-    'updated_at',
-    'is_deleted',
-    '_created_by_id',
-    '_last_updated_by_id',
-    'organization_id',
     'return_char_limit',
     'tool_type',
     'args_json_schema',
@@ -122,25 +116,10 @@ export const toolsWriter = tableWriter(['tools'], async (ctx) => {
     'enable_parallel_execution',
     'project_id',
   ];
+  const toolCols = ['id', 'name', ...toolDefinition, ...ORM_COLUMNS, 'organization_id'];
   await ins('tools', toolCols, [...A.toolInsert].map(toolRow), { defaults: now });
   if (A.toolUpdate.size) {
-    const upd = [
-      'description',
-      'source_type',
-      'source_code',
-      'json_schema',
-      'tags',
-      'return_char_limit',
-      'tool_type',
-      'args_json_schema',
-      'metadata_',
-      'pip_requirements',
-      'npm_requirements',
-      'default_requires_approval',
-      'enable_parallel_execution',
-      'project_id',
-      '_last_updated_by_id',
-    ];
+    const upd = [...toolDefinition, '_last_updated_by_id'];
     const cols = catalog.get('tools')!;
     const defs = ['id', ...upd].map((c) => `${qi(c)} ${cols.find((x) => x.name === c)!.type}`).join(', ');
     try {

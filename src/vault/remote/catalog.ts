@@ -15,7 +15,7 @@ import * as path from 'node:path';
 import { AgentVaultError } from '../../core/errors';
 import type { DecryptOptions } from '../../format/crypto';
 import { isStoreLocation, storeVaultStatus } from '../store-vault';
-import type { CatalogSnapshot } from '../catalog';
+import { catalogEntry, newestFirst, type CatalogSnapshot } from '../catalog';
 import type { StatusPolicy } from '../config';
 import { vaultStatus, type VaultStatus } from '../status';
 import { SNAPSHOT_EXT, type SnapshotRecord } from '../vault';
@@ -74,18 +74,9 @@ export class RemoteSnapshotCache {
     for (const s of index?.snapshots ?? []) {
       const p = this.pathFor(location, s);
       this.known.set(p, { location, rec: s });
-      out.push({
-        id: s.id,
-        path: p,
-        created_at: s.created_at,
-        bytes: s.bytes,
-        encrypted: s.encrypted,
-        agents: s.agents.map((a) => ({ id: a.id, name: a.name, counts: a.counts })),
-        collections: s.collections ?? [],
-        listed: true,
-      });
+      out.push(catalogEntry(s, p));
     }
-    out.sort((a, b) => (a.created_at < b.created_at ? 1 : a.created_at > b.created_at ? -1 : a.id < b.id ? 1 : -1));
+    out.sort(newestFirst);
     return out;
   }
 

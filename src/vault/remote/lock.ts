@@ -112,24 +112,40 @@ export async function acquireRemoteLock(store: ObjectStore, opts: RemoteLockOpti
     }
     await new Promise((r) => setTimeout(r, Math.min(opts.pollMs ?? 1000, Math.max(1, deadline - Date.now()))));
   }
-  let released = false;
-  const beat = setInterval(() => {
-    void (async () => {
+  return heldLock(
+    info,
+    heartbeatMs,
+    async (released) => {
       const cur = parseInfo(await store.readBytes(REMOTE_LOCK_KEY));
-      if (released || cur?.token !== info.token) return;
+      if (released() || cur?.token !== info.token) return;
       info.heartbeat_at = new Date().toISOString();
       await store.writeBytes(REMOTE_LOCK_KEY, body());
-    })().catch(() => undefined);
+    },
+    async () => {
+      const cur = parseInfo(await store.readBytes(REMOTE_LOCK_KEY).catch(() => null));
+      if (cur?.token === info.token) await store.delete(REMOTE_LOCK_KEY);
+    },
+  );
+}
+
+/**
+ * A lock this process holds: `beat` rewrites its heartbeat every `heartbeatMs` (errors are left
+ * to the next beat; `released()` says whether the lock was let go meanwhile) until `release()`,
+ * which stops the beats and runs `drop` once.
+ */
+function heldLock(info: RemoteLockInfo, heartbeatMs: number, beat: (released: () => boolean) => Promise<void>, drop: () => Promise<void>): RemoteLock {
+  let released = false;
+  const timer = setInterval(() => {
+    if (!released) void beat(() => released).catch(() => undefined);
   }, heartbeatMs);
-  beat.unref();
+  timer.unref();
   return {
     info,
     async release() {
       if (released) return;
       released = true;
-      clearInterval(beat);
-      const cur = parseInfo(await store.readBytes(REMOTE_LOCK_KEY).catch(() => null));
-      if (cur?.token === info.token) await store.delete(REMOTE_LOCK_KEY);
+      clearInterval(timer);
+      await drop();
     },
   };
 }
@@ -184,24 +200,16 @@ export async function acquireRemoteReaderLock(store: ObjectStore, opts: RemoteLo
     }
     await new Promise((r) => setTimeout(r, Math.min(opts.pollMs ?? 1000, Math.max(1, deadline - Date.now()))));
   }
-  let released = false;
-  const beat = setInterval(() => {
-    void (async () => {
-      if (released) return;
+  return heldLock(
+    info,
+    heartbeatMs,
+    async (released) => {
+      if (released()) return;
       info.heartbeat_at = new Date().toISOString();
       await store.writeBytes(key, body());
-    })().catch(() => undefined);
-  }, heartbeatMs);
-  beat.unref();
-  return {
-    info,
-    async release() {
-      if (released) return;
-      released = true;
-      clearInterval(beat);
-      await store.delete(key).catch(() => undefined);
     },
-  };
+    () => store.delete(key).catch(() => undefined),
+  );
 }
 
 /** The live reader locks of the vault; stale ones are removed (each only as it was judged stale). */
