@@ -252,13 +252,8 @@ export function registerVaultCommands(program: Command, ctx: CliContext): void {
     .action(
       async (
         o: VaultSelection &
-          KeyFlags & {
-            keepLast?: number;
-            keepHourly?: number;
-            keepDaily?: number;
-            keepWeekly?: number;
-            keepMonthly?: number;
-            keepYearly?: number;
+          KeyFlags &
+          RetentionPolicy & {
             dryRun?: boolean;
             wait?: number;
             quiet?: boolean;

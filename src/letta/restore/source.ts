@@ -317,14 +317,7 @@ function checkReferences(docs: AgentFileV2[], name: string): void {
 function buildModel(
   docs: AgentFileV2[],
   stats: MessageStats[][],
-  info: {
-    path: string | null;
-    kind: 'archive' | 'agent-file';
-    format: string | null;
-    revision: string | null;
-    sourceKind: string | null;
-    reader: ArchiveReader | null;
-    streams: EntrySource | null;
+  info: Pick<SourceModel, 'path' | 'kind' | 'format' | 'revision' | 'sourceKind' | 'reader' | 'streams'> & {
     name: string;
     messages: (a: SrcAgent) => AsyncGenerator<RawMessages>;
   },
