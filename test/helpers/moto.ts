@@ -9,7 +9,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
-import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { REPO_ROOT } from './paths';
 import { freePort } from './pgcluster';
 
@@ -106,4 +106,16 @@ export async function startMoto(opts: { auth?: boolean } = {}): Promise<MotoServ
     log: () => out,
     stop,
   };
+}
+
+/** Keys and sizes of every object under a prefix of a bucket (what a vault costs there). */
+export async function listBucket(client: S3Client, bucket: string, prefix: string): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  let token: string | undefined;
+  do {
+    const r = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
+    for (const o of r.Contents ?? []) out.set(o.Key!, o.Size!);
+    token = r.NextContinuationToken;
+  } while (token);
+  return out;
 }

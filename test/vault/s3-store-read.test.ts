@@ -12,7 +12,7 @@
 import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { Db } from '../../src/db/types';
 import { diffPaths } from '../../src/diff';
 import { createLettaSchema } from '../../src/letta/ddl';
@@ -29,7 +29,7 @@ import { runCli, startCliProcess, STACK_TRACE } from '../helpers/cli';
 import { freshLettaDb } from '../helpers/letta-db';
 import { sharedTestPostgres } from '../helpers/global-pg';
 import { openPg } from '../../src/db/pg';
-import { startMoto, TEST_CREDS, type MotoServer } from '../helpers/moto';
+import { listBucket, startMoto, TEST_CREDS, type MotoServer } from '../helpers/moto';
 import { startS3Front, type FrontRequest } from '../helpers/s3-front';
 import { addSyntheticPassages, seedFixtures } from './letta-data';
 import { makeTmpRoot, rejectsWith } from './helpers';
@@ -60,16 +60,7 @@ describe('store vaults on s3:// read in place (moto): restore, diff, inspect, ex
     return { db, url };
   };
   const count = async (db: Db, t: string): Promise<number> => (await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${t}`)).rows[0].n;
-  const keys = async (prefix: string): Promise<Map<string, number>> => {
-    const out = new Map<string, number>();
-    let token: string | undefined;
-    do {
-      const r = await client.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: prefix, ContinuationToken: token }));
-      for (const o of r.Contents ?? []) out.set(o.Key!, o.Size!);
-      token = r.NextContinuationToken;
-    } while (token);
-    return out;
-  };
+  const keys = (prefix: string): Promise<Map<string, number>> => listBucket(client, BUCKET, prefix);
   /** Nothing in the system temp folder, no reader lock left in the bucket. */
   const clean = async (what: string): Promise<void> => {
     assert.deepEqual(fs.readdirSync(sysTmp), [], `${what}: nothing is left in the system temp folder`);

@@ -11,7 +11,7 @@
 import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { openPg } from '../../src/db/pg';
 import type { Db } from '../../src/db/types';
 import { diffPaths } from '../../src/diff';
@@ -25,7 +25,7 @@ import { copySnapshots, ingestArchive, openRepo } from '../../src/vault/store/re
 import { exportStoreSnapshot, listStoreVault, pruneStoreVault, remoteLockTimings, storeBackup, verifyStoreVault } from '../../src/vault/store-vault';
 import { sharedTestPostgres } from '../helpers/global-pg';
 import { ensureCliBuilt, runCli, STACK_TRACE } from '../helpers/cli';
-import { startMoto, TEST_CREDS, type MotoServer } from '../helpers/moto';
+import { listBucket, startMoto, TEST_CREDS, type MotoServer } from '../helpers/moto';
 import { addSyntheticPassages, seedFixtures } from './letta-data';
 import { makeTmpRoot } from './helpers';
 
@@ -36,17 +36,6 @@ async function entriesOf(file: string): Promise<Array<[string, number, string]>>
   return (await readManifest(file)).entries.map((e) => [e.name, e.size, e.sha256]);
 }
 
-/** Keys and sizes of every object under a prefix of the bucket (what the store costs there). */
-async function listBucket(client: S3Client, prefix: string): Promise<Map<string, number>> {
-  const out = new Map<string, number>();
-  let token: string | undefined;
-  do {
-    const r = await client.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: prefix, ContinuationToken: token }));
-    for (const o of r.Contents ?? []) out.set(o.Key!, o.Size!);
-    token = r.NextContinuationToken;
-  } while (token);
-  return out;
-}
 /** The store, but every write of a key under `prefix` fails (a run killed just before it). */
 function cutBefore(store: ObjectStore, prefix: string): ObjectStore {
   return new Proxy(store, {
@@ -110,20 +99,20 @@ describe('store vaults on s3:// (moto) from PostgreSQL', function () {
     const init = runCli(['vault', 'init', '--store', '--vault', loc], { env: env() });
     assert.equal(init.code, 0, init.stderr);
     assert.match(init.stdout, /store vault created: s3:\/\/av-store\/team\/nightly\/store/);
-    assert.ok((await listBucket(client, 'team/nightly/')).has('team/nightly/store/config.json'));
+    assert.ok((await listBucket(client, BUCKET, 'team/nightly/')).has('team/nightly/store/config.json'));
     const again = runCli(['vault', 'init', '--store', '--vault', loc], { env: env() });
     assert.equal(again.code, 2);
     assert.match(again.stderr, /is a store vault already/);
 
     const cfgFile = path.join(tmp.dir('cfg'), 'agent-vault.json');
     fs.writeFileSync(cfgFile, JSON.stringify({ vault: loc, source: { kind: 'postgres', urlEnv: 'SRC_URL' }, agents: { all: true }, probes: { perAgent: 3, topK: 5 } }));
-    const before0 = total(await listBucket(client, 'team/nightly/store/'));
+    const before0 = total(await listBucket(client, BUCKET, 'team/nightly/store/'));
     const b1 = runCli(['backup', '-c', cfgFile, '--json'], { env: env() });
     assert.equal(b1.code, 0, b1.stdout + b1.stderr);
     const j1 = JSON.parse(b1.stdout);
     assert.equal(j1.store, true);
     ids.push(j1.snapshot.id);
-    const after1 = await listBucket(client, 'team/nightly/');
+    const after1 = await listBucket(client, BUCKET, 'team/nightly/');
     firstAdded = total(new Map([...after1].filter(([k]) => k.startsWith('team/nightly/store/')))) - before0;
     assert.equal(firstAdded, j1.bytes_added, 'the bytes the backup reports are the bytes the bucket grew by');
     assert.ok(firstAdded > 500_000, `first backup added ${firstAdded} bytes`);
@@ -131,7 +120,7 @@ describe('store vaults on s3:// (moto) from PostgreSQL', function () {
 
     const b2 = await storeBackup({ config: config(loc), db });
     ids.push(b2.id);
-    const after2 = await listBucket(client, 'team/nightly/store/');
+    const after2 = await listBucket(client, BUCKET, 'team/nightly/store/');
     const secondAdded = total(after2) - total(new Map([...after1].filter(([k]) => k.startsWith('team/nightly/store/'))));
     const ratio = secondAdded / firstAdded;
     assert.equal(secondAdded, b2.ingest.bytesAdded);
@@ -209,7 +198,7 @@ describe('store vaults on s3:// (moto) from PostgreSQL', function () {
     const sub = runCli(['verify', '--vault', loc, '--read-data-subset', '1/2'], { env: env() });
     assert.equal(sub.code, 0, sub.stdout + sub.stderr);
     // damage the largest pack object (one agent's passages), then put it back
-    const packs = [...(await listBucket(client, 'team/nightly/store/data/'))].sort((a, b) => b[1] - a[1]);
+    const packs = [...(await listBucket(client, BUCKET, 'team/nightly/store/data/'))].sort((a, b) => b[1] - a[1]);
     const key = packs[0][0];
     const orig = Buffer.from(await (await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }))).Body!.transformToByteArray());
     const bad = Buffer.from(orig);
@@ -252,19 +241,19 @@ describe('store vaults on s3:// (moto) from PostgreSQL', function () {
       /killed after the new index/,
     );
     assert.ok(hit, 'the sweep reached its new index');
-    assert.ok(!(await listBucket(client, 'team/nightly/.lock')).size, 'the bucket lock is released');
+    assert.ok(!(await listBucket(client, BUCKET, 'team/nightly/.lock')).size, 'the bucket lock is released');
     const o1 = path.join(tmp.dir('after-crash'), 'a.avsnap');
     await exportStoreSnapshot(loc, third.id, o1);
     assert.deepEqual(await entriesOf(o1), kept);
     const check = await verifyStoreVault(loc, { readData: true });
     assert.equal(check.ok, true, JSON.stringify(check.problems));
 
-    const before = total(await listBucket(client, 'team/nightly/store/'));
+    const before = total(await listBucket(client, BUCKET, 'team/nightly/store/'));
     const p = runCli(['prune', '--vault', loc, '--keep-last', '1'], { env: env() });
     assert.equal(p.code, 0, p.stdout + p.stderr);
     // the stopped run forgot the two old snapshots before its sweep: this one finishes the sweep
     assert.match(p.stdout, /kept 1, deleted 0 snapshot\(s\); swept \d+ unreferenced chunk\(s\)/);
-    const after = total(await listBucket(client, 'team/nightly/store/'));
+    const after = total(await listBucket(client, BUCKET, 'team/nightly/store/'));
     assert.ok(after < before, `the bucket shrank: ${before} → ${after} bytes`);
     assert.deepEqual(
       (await listStoreVault(loc)).map((s) => s.vault_id),
@@ -298,12 +287,12 @@ describe('store vaults on s3:// (moto) from PostgreSQL', function () {
     // a new snapshot in the local copy goes back up: only what the bucket lacks
     await addSyntheticPassages(db, agents[1], 50, 's3-store-c');
     const b = await storeBackup({ config: config(local), db });
-    const storeBefore = total(await listBucket(client, 'team/nightly/store/'));
+    const storeBefore = total(await listBucket(client, BUCKET, 'team/nightly/store/'));
     const c3 = runCli(['vault', 'copy', local, loc, '--json'], { env: env() });
     assert.equal(c3.code, 0, c3.stdout + c3.stderr);
     const j3 = JSON.parse(c3.stdout);
     assert.deepEqual([j3.created, j3.copied, j3.skipped], [false, 1, 1]);
-    const grew = total(await listBucket(client, 'team/nightly/store/')) - storeBefore;
+    const grew = total(await listBucket(client, BUCKET, 'team/nightly/store/')) - storeBefore;
     assert.equal(grew, j3.bytesCopied, 'the bytes reported are the bytes the bucket grew by');
     assert.ok(grew <= b.ingest.bytesAdded * 1.5 + 65536, `copied ${grew} bytes for a snapshot that added ${b.ingest.bytesAdded} locally`);
     assert.ok(grew < storeBefore * 0.2, `copied ${grew} bytes into a store of ${storeBefore}`);

@@ -8,28 +8,13 @@ import type { CurrentDiff } from '../../../src/extension/diffView';
 import type { AgentGroupNode, SnapshotNode } from '../../../src/extension/snapshotsTree';
 import { openPg } from '../../../src/db/pg';
 import { readManifest } from '../../../src/format/archive';
-import { listAgents } from '../../../src/letta/export';
 import type { RestorePlan, RestoreResult } from '../../../src/letta/restore';
 import { readIndex } from '../../../src/vault/vault';
-import { activeDiff, api, closeAllEditors, pgInfo, workspaceDir } from './helpers';
+import { activeDiff, agentsIn, api, closeAllEditors, pgInfo, urlOf, workspaceDir } from './helpers';
 
 const SOURCE = 'letta-test';
 const TARGET = 'letta-target';
 const SECRET = 'letta-secret';
-
-function urlOf(db: string, user?: string, password?: string): string {
-  const p = pgInfo();
-  return `postgres://${encodeURIComponent(user ?? p.user)}${password ? `:${encodeURIComponent(password)}` : ''}@${p.host}:${p.port}/${db}`;
-}
-
-async function agentsIn(db: string) {
-  const d = await openPg({ url: urlOf(db) });
-  try {
-    return await listAgents(d);
-  } finally {
-    await d.close();
-  }
-}
 
 describe('Databases: connections, export, restore and drift against the real test PostgreSQL', function () {
   this.timeout(90000);

@@ -17,27 +17,12 @@ import type { PruneResult } from '../../../src/vault/prune';
 import type { RebuildIndexReport } from '../../../src/vault/reconcile';
 import type { VaultStatus } from '../../../src/vault/status';
 import type { VerifyReport } from '../../../src/vault/verify';
-import { listAgents } from '../../../src/letta/export';
 import type { RestorePlan, RestoreResult } from '../../../src/letta/restore';
 import { readIndex, readRunLog, type VaultIndex } from '../../../src/vault/vault';
-import { api, closeAllEditors, pgInfo, waitFor } from './helpers';
+import { activeText, agentsIn, api, closeAllEditors, filesUnder, pgInfo, urlOf, waitFor } from './helpers';
 
 const SOURCE = 'ops-source';
 const TARGET = 'ops-target';
-
-function urlOf(db: string): string {
-  const p = pgInfo();
-  return `postgres://${encodeURIComponent(p.user)}@${p.host}:${p.port}/${db}`;
-}
-
-async function agentsIn(db: string) {
-  const d = await openPg({ url: urlOf(db) });
-  try {
-    return await listAgents(d);
-  } finally {
-    await d.close();
-  }
-}
 
 /** Scratch databases of drills left on the server. */
 async function scratchDatabases(): Promise<string[]> {
@@ -47,24 +32,6 @@ async function scratchDatabases(): Promise<string[]> {
   } finally {
     await d.close();
   }
-}
-
-/** Every file under dir (relative paths). */
-function filesUnder(dir: string): string[] {
-  const out: string[] = [];
-  const walk = (d: string) => {
-    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
-      const p = path.join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else out.push(path.relative(dir, p));
-    }
-  };
-  if (fs.existsSync(dir)) walk(dir);
-  return out.sort();
-}
-
-function activeText(): string {
-  return vscode.window.activeTextEditor?.document.getText() ?? '';
 }
 
 describe('Vault operations and health in the editor', function () {

@@ -14,9 +14,7 @@ import * as vscode from 'vscode';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import type { AgentGroupNode, ComponentNode, FolderNode, SnapshotNode } from '../../../src/extension/snapshotsTree';
 import type { CurrentDiff } from '../../../src/extension/diffView';
-import { openPg } from '../../../src/db/pg';
 import { packAgentFile } from '../../../src/format/pack';
-import { listAgents } from '../../../src/letta/export';
 import type { RestorePlan, RestoreResult } from '../../../src/letta/restore';
 import { addSnapshotToVault } from '../../../src/vault/catalog';
 import type { DrillReport } from '../../../src/vault/drill-report';
@@ -24,46 +22,14 @@ import type { VaultStatus } from '../../../src/vault/status';
 import { copyStoreVault, isStoreVault, listStoreVault, migrateToStore, remoteLockTimings, type StorePruneVaultResult, type StoreVerifyReport } from '../../../src/vault/store-vault';
 import { withLock } from '../../../src/vault/vault';
 import { S3_ENV_NAME, type ExtTestS3 } from '../s3-env';
-import { api, closeAllEditors, fixture, pgInfo, readJson, waitFor } from './helpers';
+import { activeText, agentsIn, api, closeAllEditors, filesUnder, fixture, pgInfo, readJson, waitFor } from './helpers';
 
 const SOURCE = 'store-source';
 const TARGET = 'store-target';
 
-function urlOf(db: string): string {
-  const p = pgInfo();
-  return `postgres://${encodeURIComponent(p.user)}@${p.host}:${p.port}/${db}`;
-}
-
-async function agentsIn(db: string) {
-  const d = await openPg({ url: urlOf(db) });
-  try {
-    return await listAgents(d);
-  } finally {
-    await d.close();
-  }
-}
-
-/** Every file under dir (relative paths). */
-function filesUnder(dir: string): string[] {
-  const out: string[] = [];
-  const walk = (d: string) => {
-    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
-      const p = path.join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else out.push(path.relative(dir, p));
-    }
-  };
-  if (fs.existsSync(dir)) walk(dir);
-  return out.sort();
-}
-
 /** Archives (or temp folders of materialised store snapshots) in the system temp folder. */
 function tempArchives(): string[] {
   return fs.readdirSync(os.tmpdir()).filter((n) => /^agent-vault-store-|\.avsnap$/.test(n));
-}
-
-function activeText(): string {
-  return vscode.window.activeTextEditor?.document.getText() ?? '';
 }
 
 type Loop = { agents: Array<{ system: string }>; blocks: Array<{ label: string; value: string }>; tools: Array<{ name: string; source_code: string | null }> };

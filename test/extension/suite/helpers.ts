@@ -3,7 +3,9 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
+import { openPg } from '../../../src/db/pg';
 import type { AgentVaultApi } from '../../../src/extension/extension';
+import { listAgents } from '../../../src/letta/export';
 import type { ExtTestPg } from '../pg-setup';
 
 export const EXTENSION_ID = 'agent-vault.agent-vault';
@@ -73,4 +75,39 @@ export async function closeAllEditors(): Promise<void> {
 
 export function readJson<T>(file: string): T {
   return JSON.parse(fs.readFileSync(file, 'utf8')) as T;
+}
+
+/** A URL of a database on the test PostgreSQL server (as its user, or another with a password). */
+export function urlOf(db: string, user?: string, password?: string): string {
+  const p = pgInfo();
+  return `postgres://${encodeURIComponent(user ?? p.user)}${password ? `:${encodeURIComponent(password)}` : ''}@${p.host}:${p.port}/${db}`;
+}
+
+/** The agents of a database on the test PostgreSQL server. */
+export async function agentsIn(db: string) {
+  const d = await openPg({ url: urlOf(db) });
+  try {
+    return await listAgents(d);
+  } finally {
+    await d.close();
+  }
+}
+
+/** Every file under dir (relative paths, sorted). */
+export function filesUnder(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string) => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else out.push(path.relative(dir, p));
+    }
+  };
+  if (fs.existsSync(dir)) walk(dir);
+  return out.sort();
+}
+
+/** The text of the active editor ('' when none). */
+export function activeText(): string {
+  return vscode.window.activeTextEditor?.document.getText() ?? '';
 }
