@@ -9,13 +9,16 @@
  * encrypted store), it names the entry's list blobs, and every list and data blob is authenticated
  * (encrypted stores), inflated and hashed against its id as it is read (decodeBlob), so an entry's
  * bytes are the ones ingested; its size is checked at its end. A blob read again by the same
- * reader (the restore reads its agent files twice: its checks before the transaction, then the
- * writes) is checked by size and the CRC-32 recorded the first time, as an archive entry is on a
- * re-read. The restore reads the passages entries once, inside its transaction, each blob hashed
- * against its id as it goes (entryStreams().checksOnRead; src/letta/restore/source.ts).
- * The entry's own SHA-256 is recomputed where a full check is asked (readEntry, openStream,
- * verifyAll: the drill's integrity check). Large entries of a plain local store are checked on a
- * worker thread (checkEntries, ./verify-worker.ts). A damaged or missing pack is AgentVaultError
+ * reader after a full check of it (the restore reads its agent files twice: its checks before the
+ * transaction, with `verify: 'sha256'`, then the writes) is checked by size and the CRC-32
+ * recorded by that check, as an archive entry is on a re-read; any other read hashes it again.
+ * The restore reads the passages entries once, inside its transaction, each blob hashed against
+ * its id as it goes (entryStreams().checksOnRead; src/letta/restore/source.ts). The entry's own
+ * SHA-256 is recomputed where a full check is asked (readEntry, openStream, verifyAll: the
+ * drill's integrity check). A local store's pack files are kept open while an entry is read
+ * (LocalStore.rangeReader, closed at its end) and its ranges read into one reused buffer where
+ * nothing handed out still shows them (./range-ring.ts). Large entries of a plain local store are
+ * checked on a worker thread (checkEntries, ./verify-worker.ts). A damaged or missing pack is AgentVaultError
  * 'checksum' / 'missing-blob' naming the entry, the pack and the blob.
  *
  * The manifest is the snapshot's archive manifest with each entry's size and sha256 of its
