@@ -230,6 +230,40 @@ describe('store snapshot read path: open pack files, runs of adjacent chunks, on
     });
   }
 
+  it('a chunk changed after a read is caught on the next read: by its CRC-32 after a full check, by its id after a plain read', async () => {
+    const a = await openArchive(archive);
+    const names = a.manifest.entries.map((e) => e.name);
+    await a.close();
+    const drain = async (it: AsyncIterable<Buffer>): Promise<void> => {
+      for await (const _ of it) {
+        /* drain */
+      }
+    };
+    for (const [name, first] of [
+      [names.find((n) => n.endsWith('.af'))!, { verify: 'sha256' as const }],
+      [names.find((n) => n.endsWith('.vectors'))!, {}],
+    ] as const) {
+      const blobs = await blobsOf(name);
+      const { loc, id } = blobs[Math.floor(blobs.length / 2)];
+      const packFile = path.join(storeDir, 'store', 'data', loc.pack.slice(0, 2), loc.pack);
+      const reader = await openStoreSnapshotReader(repo, snapId);
+      try {
+        await drain(reader.stream(name, first));
+        flipByte(packFile, loc.offset + Math.floor(loc.length / 2));
+        try {
+          const err = await rejectsWith(drain(reader.stream(name)), 'checksum');
+          assert.match(err.message, new RegExp(`pack ${loc.pack}`), name);
+          assert.match(err.message, new RegExp(id));
+        } finally {
+          flipByte(packFile, loc.offset + Math.floor(loc.length / 2)); // undone
+        }
+        await drain(reader.stream(name)); // as it was: read again without error
+      } finally {
+        await reader.close();
+      }
+    }
+  });
+
   it('a damaged chunk inside a run read as one range fails the read (chunks() and stream()), naming the entry and the pack; the files are closed', async () => {
     const a = await openArchive(archive);
     const names = a.manifest.entries.map((e) => e.name);
