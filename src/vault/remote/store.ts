@@ -154,19 +154,22 @@ export class LocalStore implements ObjectStore {
       throw ioError(e, f, 'open');
     });
     try {
-      const buf = Buffer.allocUnsafe(length);
-      let got = 0;
-      while (got < length) {
-        const { bytesRead } = await fh.read(buf, got, length - got, start + got);
-        if (bytesRead === 0) break;
-        got += bytesRead;
-      }
-      return got === length ? buf : buf.subarray(0, got);
-    } catch (e) {
-      throw ioError(e, f, 'read');
+      return await readFully(fh, f, Buffer.allocUnsafe(length), start);
     } finally {
       await fh.close();
     }
+  }
+
+  /**
+   * A reader of byte ranges that keeps up to `maxOpen` of the files it read open (least recently
+   * used closed first), for a reader that reads many ranges of the same few packs (./store/reader.ts
+   * reads an entry's runs of chunks pack by pack). Its owner closes it when done (on error too):
+   * the files stay open until then. A file removed meanwhile (a prune sweeping a pack, which runs
+   * only when no reader holds the vault's shared lock) would still be read through its open
+   * descriptor: the caller holds that lock for the reader's whole life.
+   */
+  rangeReader(maxOpen = 8): LocalRangeReader {
+    return new LocalRangeReader((key) => this.file(key), maxOpen);
   }
 
   async writeBytes(key: string, data: Buffer | string, opts: { ifAbsent?: boolean } = {}): Promise<boolean> {
@@ -215,4 +218,93 @@ export class LocalStore implements ObjectStore {
   }
 
   async close(): Promise<void> {}
+}
+
+/** Reads `into.length` bytes from `start` (fewer when the file ends first: the returned view is shorter). */
+async function readFully(fh: fsp.FileHandle, file: string, into: Buffer, start: number): Promise<Buffer> {
+  const length = into.length;
+  let got = 0;
+  try {
+    while (got < length) {
+      const { bytesRead } = await fh.read(into, got, length - got, start + got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+  } catch (e) {
+    throw ioError(e, file, 'read');
+  }
+  return got === length ? into : into.subarray(0, got);
+}
+
+/** Byte ranges of a local store's files through a small cache of open files (LocalStore.rangeReader). */
+export class LocalRangeReader {
+  /** key → its open file (Map order: least recently used first) and the reads in flight on it */
+  private readonly open = new Map<string, { fh: Promise<fsp.FileHandle>; busy: number }>();
+  private closed = false;
+  /** files opened (for tests and measurements) */
+  opened = 0;
+
+  constructor(
+    private readonly fileOf: (key: string) => string,
+    private readonly maxOpen: number,
+  ) {}
+
+  /** How many files are open now. */
+  get openFiles(): number {
+    return this.open.size;
+  }
+
+  /**
+   * `length` bytes of `key` from `start` (into `into` when given: its first `length` bytes); fewer
+   * when the file is shorter; error 'io' (kind 'usage' when the file does not exist) as readRange's.
+   */
+  async read(key: string, start: number, length: number, into?: Buffer): Promise<Buffer> {
+    if (this.closed) throw new AgentVaultError('closed', `the range reader of ${this.fileOf(key)} is closed`);
+    const f = this.fileOf(key);
+    let slot = this.open.get(key);
+    if (slot) {
+      this.open.delete(key); // re-inserted below: most recently used
+    } else {
+      const fh = fsp.open(f, 'r');
+      slot = { fh, busy: 0 };
+      this.opened++;
+    }
+    this.open.set(key, slot);
+    const s = slot;
+    s.busy++;
+    try {
+      let fh: fsp.FileHandle;
+      try {
+        fh = await s.fh;
+      } catch (e) {
+        if (this.open.get(key) === s) this.open.delete(key);
+        throw ioError(e, f, 'open');
+      }
+      return await readFully(fh, f, into ? into.subarray(0, length) : Buffer.allocUnsafe(length), start);
+    } finally {
+      s.busy--;
+      await this.evict();
+    }
+  }
+
+  /** Closes the least recently used idle files beyond the bound. */
+  private async evict(): Promise<void> {
+    if (this.open.size <= this.maxOpen) return;
+    const closing: Array<Promise<void>> = [];
+    for (const [key, slot] of this.open) {
+      if (this.open.size <= this.maxOpen) break;
+      if (slot.busy) continue;
+      this.open.delete(key);
+      closing.push(slot.fh.then((fh) => fh.close()).catch(() => undefined));
+    }
+    await Promise.all(closing);
+  }
+
+  /** Closes every file it holds open (waiting for reads in flight); reads after this fail. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const slots = [...this.open.values()];
+    this.open.clear();
+    await Promise.all(slots.map((s) => s.fh.then((fh) => fh.close()).catch(() => undefined)));
+  }
 }

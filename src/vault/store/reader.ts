@@ -9,13 +9,16 @@
  * encrypted store), it names the entry's list blobs, and every list and data blob is authenticated
  * (encrypted stores), inflated and hashed against its id as it is read (decodeBlob), so an entry's
  * bytes are the ones ingested; its size is checked at its end. A blob read again by the same
- * reader (the restore reads its agent files twice: its checks before the transaction, then the
- * writes) is checked by size and the CRC-32 recorded the first time, as an archive entry is on a
- * re-read. The restore reads the passages entries once, inside its transaction, each blob hashed
- * against its id as it goes (entryStreams().checksOnRead; src/letta/restore/source.ts).
- * The entry's own SHA-256 is recomputed where a full check is asked (readEntry, openStream,
- * verifyAll: the drill's integrity check). Large entries of a plain local store are checked on a
- * worker thread (checkEntries, ./verify-worker.ts). A damaged or missing pack is AgentVaultError
+ * reader after a full check of it (the restore reads its agent files twice: its checks before the
+ * transaction, with `verify: 'sha256'`, then the writes) is checked by size and the CRC-32
+ * recorded by that check, as an archive entry is on a re-read; any other read hashes it again.
+ * The restore reads the passages entries once, inside its transaction, each blob hashed against
+ * its id as it goes (entryStreams().checksOnRead; src/letta/restore/source.ts). The entry's own
+ * SHA-256 is recomputed where a full check is asked (readEntry, openStream, verifyAll: the
+ * drill's integrity check). A local store's pack files are kept open while an entry is read
+ * (LocalStore.rangeReader, closed at its end) and its ranges read into one reused buffer where
+ * nothing handed out still shows them (./range-ring.ts). Large entries of a plain local store are
+ * checked on a worker thread (checkEntries, ./verify-worker.ts). A damaged or missing pack is AgentVaultError
  * 'checksum' / 'missing-blob' naming the entry, the pack and the blob.
  *
  * The manifest is the snapshot's archive manifest with each entry's size and sha256 of its
@@ -31,7 +34,8 @@ import { AgentVaultError, errorMessage } from '../../core/errors';
 import { MANIFEST_ENTRY, type ArchiveReader, type Manifest, type ManifestEntry } from '../../format/archive';
 import type { ChunkReader, EntrySource } from '../../format/entry-stream';
 import { decodeBlob, type SnapshotEntry, type SnapshotFile } from './format';
-import { LocalStore } from '../remote/store';
+import { LocalStore, type LocalRangeReader } from '../remote/store';
+import { RangeRing, type RingSpan } from './range-ring';
 import { RangeCache, rangeCacheBytesFromEnv } from './range-cache';
 import { checkStoreEntriesInWorker, type WorkerEntry, type WorkerEntryResult, type WorkerRange } from './verify-worker';
 import { listIdsOf, loadSnapshot, packKey, readBlob, storeWhere, type BlobLoc, type Repo } from './repo';
@@ -46,6 +50,8 @@ const WORKER_MIN_BYTES = 16 * 1024 * 1024;
 const REMOTE_PARALLEL = 4;
 /** Blobs are handed out joined into chunks of about this size (the restore's batches follow the chunks). */
 const OUT_CHUNK = 1024 * 1024;
+/** Pack files of a local store kept open while an entry is read. */
+const FILES_OPEN = 8;
 
 export interface StoreSnapshotReaderOptions {
   /** How the reader is named in messages (its `path`); default `<store location>#<snapshot id>`. */
@@ -62,6 +68,11 @@ export interface StoreSnapshotReaderOptions {
   cacheBytes?: number;
   /** A cache shared by several readers of the snapshot (its owner closes it); instead of cacheBytes. */
   cache?: RangeCache;
+  /**
+   * Bytes of the buffer a local store's pack ranges are read into and reused (./range-ring.ts);
+   * default the read-ahead plus twice the largest range. A range that does not fit gets a buffer of its own.
+   */
+  ringBytes?: number;
 }
 
 interface Range {
@@ -233,8 +244,12 @@ class StoreSnapshotReader implements StoreSnapshotArchiveReader {
     if (cur) yield cur;
   }
 
-  /** A pack range: from the cache when it holds it, else from the store (and then kept). */
-  private async readRange(key: string, offset: number, length: number): Promise<Buffer> {
+  /**
+   * A pack range: from the cache when it holds it, else from the store (and then kept); through
+   * `files` (a local store's open pack files) when given, into `into` when given.
+   */
+  private async readRange(key: string, offset: number, length: number, files?: LocalRangeReader | null, into?: Buffer): Promise<Buffer> {
+    if (files) return files.read(key, offset, length, into);
     const cached = await this.cache?.get(key, offset, length);
     if (cached) return cached;
     const buf = await this.repo.store.readRange(key, offset, length);
@@ -252,13 +267,33 @@ class StoreSnapshotReader implements StoreSnapshotArchiveReader {
    * against its id (a blob this reader hashed before: by its CRC-32, unless `verify: 'sha256'`);
    * the entry's size checked at its end, and with `entrySha256` its SHA-256 too.
    */
-  async *stream(name: string, opts: { verify?: 'crc32' | 'sha256'; entrySha256?: boolean; readAhead?: number } = {}): AsyncGenerator<Buffer> {
+  stream(name: string, opts: { verify?: 'crc32' | 'sha256'; entrySha256?: boolean; readAhead?: number } = {}): AsyncGenerator<Buffer> {
+    return this.read(name, opts, false);
+  }
+
+  /**
+   * stream(), and with `reuse` (chunks()) every chunk handed out valid only until the consumer asks
+   * for the next one: the pack ranges of a local store are then read into one reused buffer
+   * (./range-ring.ts) instead of a fresh one each. A range whose blobs are all inflated or decrypted
+   * (fresh buffers) is read into it either way. A local store's pack files are kept open while the
+   * entry is read (at most FILES_OPEN of them) and closed at its end, or when it stops early or fails.
+   *
+   * The blobs' CRC-32 (what a second read of them checks instead of their SHA-256) is recorded by a
+   * full-check read (`verify: 'sha256'`: the restore's checks of its agent files, then read again
+   * for the writes) and by checkEntries; a plain first read hashes each blob against its id only.
+   */
+  private async *read(name: string, opts: { verify?: 'crc32' | 'sha256'; entrySha256?: boolean; readAhead?: number }, reuse: boolean): AsyncGenerator<Buffer> {
     const readAhead = Math.max(MAX_RANGE, opts.readAhead ?? this.readAhead);
     const e = this.entry(name);
     const hash = opts.entrySha256 ? createHash('sha256') : null;
     const rehash = opts.verify === 'sha256';
     const planner = this.ranges(e);
-    const queue: Array<{ r: Range; data: Promise<Buffer> }> = [];
+    const local = this.repo.store instanceof LocalStore && !this.cache ? this.repo.store : null;
+    const files = local ? local.rangeReader(FILES_OPEN) : null;
+    // stored bytes are at most the plaintext's apart from an encrypted store's headers and tags
+    const ring = local ? new RangeRing(Math.min(this.opts.ringBytes ?? readAhead + 2 * MAX_RANGE, e.size + (this.repo.crypto ? MAX_RANGE : 0) + 64)) : null;
+    const fresh = (r: Range): boolean => !!this.repo.crypto || r.locs.every((l) => l.compression === 'deflate');
+    const queue: Array<{ r: Range; data: Promise<Buffer>; span: RingSpan | null }> = [];
     let ahead = 0;
     let planned = false;
     const fill = async (): Promise<void> => {
@@ -269,14 +304,17 @@ class StoreSnapshotReader implements StoreSnapshotArchiveReader {
           break;
         }
         const r = n.value;
-        const data = this.readRange(packKey(this.repo, r.pack), r.offset, r.length);
+        const span = ring && (reuse || fresh(r)) ? ring.alloc(r.length) : null;
+        const data = this.readRange(packKey(this.repo, r.pack), r.offset, r.length, files, span?.buf);
         data.catch(() => undefined); // awaited in turn below; a consumer that stops early leaves it unread
-        queue.push({ r, data });
+        queue.push({ r, data, span });
         ahead += r.length;
       }
     };
     let out: Buffer[] = [];
     let outBytes = 0;
+    /** ring spans of ranges decoded whole whose bytes the chunks handed out may still show (reuse) */
+    let shown: RingSpan[] = [];
     const take = (b: Buffer): void => {
       const last = out[out.length - 1];
       // blobs stored as they are (plain store, not deflated) lie next to each other in the range: no copy
@@ -291,12 +329,19 @@ class StoreSnapshotReader implements StoreSnapshotArchiveReader {
       hash?.update(b);
       return b;
     };
+    /** hands out a chunk; once the consumer asks for the next, the ranges decoded before it may be reused */
+    const handOut = function* (): Generator<Buffer> {
+      const seen = shown;
+      shown = [];
+      yield flush();
+      for (const sp of seen) ring!.free(sp);
+    };
     let size = 0;
     let pack: string | null = null;
     try {
       await fill();
       while (queue.length) {
-        const { r, data } = queue.shift()!;
+        const { r, data, span } = queue.shift()!;
         pack = r.pack;
         const key = packKey(this.repo, r.pack);
         const where = storeWhere(this.repo.store, key);
@@ -319,21 +364,28 @@ class StoreSnapshotReader implements StoreSnapshotArchiveReader {
             location: { file: where, entry: e.name },
           });
         }
+        let views = false;
         for (let k = 0; k < r.ids.length; k++) {
           const l = r.locs[k];
           const at = l.offset - r.offset;
           const id = r.ids[k];
           const known = rehash ? undefined : this.verified.get(id);
           const b = decodeBlob(buf.subarray(at, at + l.length), { id, type: l.type, rawLength: l.rawLength, compression: l.compression }, this.repo.crypto, where, known);
-          if (known === undefined && !this.verified.has(id)) this.verified.set(id, crc32(b));
+          if (rehash && !this.verified.has(id)) this.verified.set(id, crc32(b));
+          if (b.buffer === buf.buffer) views = true;
           size += b.length;
           if (size > e.size) throw new AgentVaultError('checksum', `it is longer than the ${e.size} bytes the snapshot records`);
           take(b);
-          if (outBytes >= OUT_CHUNK) yield flush();
+          if (outBytes >= OUT_CHUNK) yield* handOut();
+        }
+        if (span) {
+          if (!views) ring!.free(span);
+          else if (reuse) shown.push(span); // freed once the consumer is past the chunk showing its last blob
+          // else: a chunk handed out by stream() may be kept; its bytes are never reused
         }
       }
       pack = null;
-      if (outBytes) yield flush();
+      if (outBytes) yield* handOut();
       if (size !== e.size) throw new AgentVaultError('checksum', `it is ${size} bytes, the snapshot records ${e.size}`);
       const digest = hash?.digest('hex');
       if (digest !== undefined && digest !== e.sha256) throw new AgentVaultError('checksum', `its sha256 is ${digest}, the snapshot records ${e.sha256}`);
@@ -341,11 +393,13 @@ class StoreSnapshotReader implements StoreSnapshotArchiveReader {
       throw this.damaged(e, err, pack);
     } finally {
       await planner.return(undefined);
+      await files?.close();
     }
   }
 
+  /** The entry's plaintext chunk by chunk, checked as stream() does; a chunk is valid until the next call to next(). */
   async chunks(name: string): Promise<ChunkReader> {
-    const it = this.stream(name);
+    const it = this.read(name, {}, true);
     return { next: async () => ((await it.next()).value as Buffer | undefined) ?? null, close: async () => void (await it.return(undefined)) };
   }
 
