@@ -39,7 +39,21 @@ export async function writeAgent(
   L: Loaded,
   ids: FileIds,
   p: AgentPlan,
-  o: { createdAt: string; batchSize?: number; progress: (e: ExportProgress) => Promise<void>; index: number; total: number; onAgentVectors?: ExportOptions['onAgentVectors'] },
+  o: {
+    createdAt: string;
+    batchSize?: number;
+    progress: (e: ExportProgress) => Promise<void>;
+    index: number;
+    total: number;
+    onAgentVectors?: ExportOptions['onAgentVectors'];
+    /**
+     * Asked once the agent's small objects are known, before any message or passage is read:
+     * returns the agent's manifest record when its entries were taken from an earlier snapshot
+     * (the agent is then not written), else null. `rest` is the document after the agent without
+     * its `created_at` (./change-key.ts).
+     */
+    reuse?: (k: { head: string; rest: string; archiveId: string | null; dim: number | null }) => Promise<ManifestAgent | null>;
+  },
 ): Promise<ManifestAgent> {
   const a = p.row;
   const agentId = a.id as string;
@@ -65,6 +79,7 @@ export async function writeAgent(
     inContext.push(`message-${p.messageBase + k}`);
   }
 
+  const link = L.archiveLink.get(agentId);
   const env = L.env.get(agentId) ?? [];
   const redacted = env.length ? Object.fromEntries(env.map((e) => [e.key as string, ''])) : null;
   const slice = {
@@ -127,7 +142,6 @@ export async function writeAgent(
       if (f) idMap[f] = mId;
     }
   }
-  const link = L.archiveLink.get(agentId);
   const ext: JsonObject = {
     version: AV_EXT_VERSION,
     source_revision: info.revision,
@@ -176,14 +190,22 @@ export async function writeAgent(
     mcp_servers: [...mcp.values()].map((m) => mcpJson(m, ids.get(m.id)!)),
     skills: [],
     metadata: { revision_id: info.revision },
-    created_at: o.createdAt,
+    created_at: '', // set below: the change key leaves it out
     [AV_EXT]: ext,
   };
 
   // Stream: {"agents":[{…agent…,"messages":[ …cursor… ]}], …rest of the document…}
   const head = JSON.stringify(agentObj);
-  const restJson = JSON.stringify(doc);
-  const rest = restJson.slice(restJson.indexOf('"agents":[]') + '"agents":[]'.length); // ',"groups":…}'
+  const restOf = (json: string) => json.slice(json.indexOf('"agents":[]') + '"agents":[]'.length); // ',"groups":…}'
+  const emb = isObj(a.embedding_config) ? a.embedding_config : null;
+  const archiveEmb = link && isObj(link.embedding_config) ? link.embedding_config : null;
+  let dim = num(archiveEmb?.embedding_dim) ?? num(emb?.embedding_dim);
+  if (o.reuse) {
+    const reused = await o.reuse({ head, rest: restOf(JSON.stringify(doc)), archiveId: link ? (link.id as string) : null, dim });
+    if (reused) return reused;
+  }
+  doc.created_at = o.createdAt;
+  const rest = restOf(JSON.stringify(doc));
   let messages = 0;
   const batch = o.batchSize ?? 1000;
   async function* afStream(): AsyncGenerator<Buffer> {
@@ -214,9 +236,6 @@ export async function writeAgent(
   let passages = 0;
   let passagesEntry: string | null = null;
   let vectorsEntry: string | null = null;
-  const emb = isObj(a.embedding_config) ? a.embedding_config : null;
-  const archiveEmb = link && isObj(link.embedding_config) ? link.embedding_config : null;
-  let dim = num(archiveEmb?.embedding_dim) ?? num(emb?.embedding_dim);
   if (link) {
     const cnt = await tx.query<{ n: number; maxdim: number | null }>(
       `SELECT count(*)::int AS n, max(vector_dims(embedding)) AS maxdim FROM archival_passages WHERE archive_id = $1 AND NOT is_deleted`,

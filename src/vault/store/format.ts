@@ -206,6 +206,21 @@ export interface SnapshotFile {
   /** the archive's manifest as it was (for an encrypted archive, its `encryption` section is dropped) */
   manifest: Manifest;
   entries: SnapshotEntry[];
+  /**
+   * The change key of every agent (optional, added 2026-12; written by a backup into a store
+   * vault): a later backup of the same database copies an agent whose key is unchanged from this
+   * snapshot instead of reading it (docs/FORMAT.md, "Change keys"). Readers that do not know it
+   * ignore it.
+   */
+  agent_keys?: AgentKeys;
+}
+
+/** SnapshotFile.agent_keys. */
+export interface AgentKeys {
+  /** the source database's identity (an opaque string: cluster system identifier and database oid) */
+  database: string;
+  /** per agent: its key and the names of its entries (those its manifest record names) */
+  agents: Array<{ id: string; key: string; entries: string[] }>;
 }
 
 export function typeCode(t: BlobType): 'd' | 'l' {
