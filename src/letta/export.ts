@@ -146,7 +146,17 @@ export async function exportAgents(db: Db, opts: ExportOptions): Promise<ExportR
             reuse:
               reuser && keyContext !== null
                 ? async (k) => {
-                    key = await agentChangeKey(tx, { context: keyContext!, agentId, head: k.head, rest: k.rest, messageBase: p.messageBase, archiveId: k.archiveId, dim: k.dim, fileIds: p.fileIds, fileIdOf: (x) => ids.get(x) });
+                    key = await agentChangeKey(tx, {
+                      context: keyContext!,
+                      agentId,
+                      head: k.head,
+                      rest: k.rest,
+                      messageBase: p.messageBase,
+                      archiveId: k.archiveId,
+                      dim: k.dim,
+                      fileIds: p.fileIds,
+                      fileIdOf: (x) => ids.get(x),
+                    });
                     const got = await reuser.reuseAgent(agentId, key);
                     reused = got !== null;
                     return got;

@@ -19,8 +19,9 @@
  *    their columns. The database itself (system identifier from pg_control_system() and the
  *    database oid, databaseIdentity) chooses the parent and goes into every key too;
  * 4. the agent's small objects exactly as the export writes them: the agent object of the `.af`
- *    (`head`: agent row, tags, block / tool / source / file ids, in-context message ids as file
- *    ids) and the rest of the document (blocks, tools, sources, files with their contents, groups,
+ *    (`head`: agent row, tags, block / tool / source / file ids; the in-context message ids as the
+ *    agent row holds them: their file ids follow from them, messageBase and the order of the
+ *    agent's messages, which the marker covers) and the rest of the document (blocks, tools, sources, files with their contents, groups,
  *    MCP servers, the agent_vault extension with every original id and row) with `created_at` left
  *    out (a reused `.af` keeps the `created_at` of the snapshot that first wrote it); the first
  *    message file id (messageBase: ids are numbered across the whole snapshot), the file ids the
@@ -128,22 +129,17 @@ export interface AgentKeyInput {
 
 /** The agent's change key (hex SHA-256); reads only the main heap of the rows it covers. */
 export async function agentChangeKey(tx: Queryable, k: AgentKeyInput): Promise<string> {
-  const msg = (
-    await tx.query<Marker>(`SELECT ${MARK}, array_agg(DISTINCT group_id) FILTER (WHERE group_id IS NOT NULL) AS ids FROM messages WHERE agent_id = $1`, [k.agentId])
-  ).rows[0];
+  const msg = (await tx.query<Marker>(`SELECT ${MARK}, array_agg(DISTINCT group_id) FILTER (WHERE group_id IS NOT NULL) AS ids FROM messages WHERE agent_id = $1`, [k.agentId])).rows[0];
   let passages: Marker | null = null;
   let tags: Marker | null = null;
   if (k.archiveId !== null) {
     passages = (await tx.query<Marker>(`SELECT ${MARK}, NULL::text[] AS ids FROM archival_passages WHERE archive_id = $1`, [k.archiveId])).rows[0];
-    tags = (
-      await tx.query<Marker>(`SELECT ${MARK}, NULL::text[] AS ids FROM passage_tags WHERE passage_id IN (SELECT id FROM archival_passages WHERE archive_id = $1)`, [k.archiveId])
-    ).rows[0];
+    tags = (await tx.query<Marker>(`SELECT ${MARK}, NULL::text[] AS ids FROM passage_tags WHERE passage_id IN (SELECT id FROM archival_passages WHERE archive_id = $1)`, [k.archiveId])).rows[0];
   }
   let chunks: Marker | null = null;
   if (k.fileIds.length) {
-    chunks = (
-      await tx.query<Marker>(`SELECT ${MARK}, array_agg(DISTINCT source_id) FILTER (WHERE source_id IS NOT NULL) AS ids FROM source_passages WHERE file_id = ANY($1::text[])`, [k.fileIds])
-    ).rows[0];
+    chunks = (await tx.query<Marker>(`SELECT ${MARK}, array_agg(DISTINCT source_id) FILTER (WHERE source_id IS NOT NULL) AS ids FROM source_passages WHERE file_id = ANY($1::text[])`, [k.fileIds]))
+      .rows[0];
   }
   const mapped = (ids: string[] | null | undefined) => (ids ?? []).map((id) => [id, k.fileIdOf(id) ?? null]);
   const h = createHash('sha256');
