@@ -21,6 +21,7 @@ import { openStoreVaultSnapshot } from '../../src/vault/store-read';
 import { exportStoreSnapshot, initStoreVault, openVaultRepo, storeBackup, type StoreBackupResult } from '../../src/vault/store-vault';
 import { listSnapshots, loadSnapshot } from '../../src/vault/store/repo';
 import { verifyArchive } from '../../src/vault/verify';
+import { reuseLine } from '../../src/cli/store';
 import { ensureCliBuilt, runCli } from '../helpers/cli';
 import { freshLettaDb } from '../helpers/letta-db';
 import { addSyntheticPassages, seedFixtures } from './letta-data';
@@ -136,6 +137,11 @@ describe('vault: a store backup copies unchanged agents from the parent snapshot
       log.some((q) => /hashtextextended/.test(q)),
       'the markers were computed',
     );
+    assert.match(
+      reuseLine(second.reuse),
+      new RegExp(`^${agents.length} agent\\(s\\) unchanged, copied from parent snapshot ${first.id} \\(store ${first.snapshotId.slice(0, 12)}\\); 0 agent\\(s\\) read from the database$`),
+    );
+    assert.match(reuseLine(first.reuse), /^\d+ agent\(s\) read from the database; no parent snapshot of this database in the store$/);
     assert.equal(second.ingest.bytesRead, first.ingest.bytesRead, 'the same entries');
     assert.ok(second.ingest.newBlobs <= 2, `only the manifest-side entries may be new: ${second.ingest.newBlobs}`);
     await sameAsDirect(second, 'unchanged');
