@@ -297,7 +297,16 @@ export async function storeBackup(opts: BackupOptions): Promise<StoreBackupResul
       if (!hook.ok) res?.warnings.push(`webhook ${redactUrl(cfg.webhook!.url)} failed: ${hook.error}`);
     }
     const fields = res
-      ? { snapshot: res.id, store_snapshot: res.snapshotId, bytes_added: res.ingest.bytesAdded, bytes_read: res.ingest.bytesRead, pruned: res.pruned ? res.pruned.removed.map((x) => x.id) : null }
+      ? {
+          snapshot: res.id,
+          store_snapshot: res.snapshotId,
+          bytes_added: res.ingest.bytesAdded,
+          bytes_read: res.ingest.bytesRead,
+          agents_reused: res.reuse.reused,
+          agents_read: res.reuse.exported,
+          parent: res.reuse.parent,
+          pruned: res.pruned ? res.pruned.removed.map((x) => x.id) : null,
+        }
       : { snapshot: null, error: err };
     await withPlace(vaultDir, (p) =>
       placeRunLog(p, runLogRecord('backup', started, !err, { ...fields, webhook: hook ? { ok: hook.ok, status: hook.status ?? null, error: hook.error ?? null } : null }, runId)),

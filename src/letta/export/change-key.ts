@@ -90,10 +90,11 @@ export async function databaseIdentity(tx: Queryable, kind: 'pg' | 'pglite'): Pr
  */
 export async function databaseState(tx: Queryable): Promise<string> {
   const r = await tx.query<{ t: string; oid: string | null; node: string | null; cols: string | null }>(
-    `SELECT t, c.oid::text AS oid, pg_relation_filenode(c.oid)::text AS node,
+    `SELECT u.t, c.oid::text AS oid, pg_relation_filenode(c.oid)::text AS node,
             (SELECT string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod), ',' ORDER BY a.attnum)
                FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS cols
-       FROM unnest($1::text[]) AS t LEFT JOIN pg_class c ON c.oid = to_regclass(t)`,
+       FROM unnest($1::text[]) WITH ORDINALITY AS u(t, n) LEFT JOIN pg_class c ON c.oid = to_regclass(u.t)
+      ORDER BY u.n`, // in a fixed order: a join's order follows the plan, which changes with the statistics
     [[...BIG_TABLES]],
   );
   return JSON.stringify(r.rows.map((x) => [x.t, x.oid, x.node, x.cols]));
