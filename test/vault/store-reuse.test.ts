@@ -23,7 +23,9 @@ import { listSnapshots, loadSnapshot } from '../../src/vault/store/repo';
 import { verifyArchive } from '../../src/vault/verify';
 import { reuseLine } from '../../src/cli/store';
 import { ensureCliBuilt, runCli } from '../helpers/cli';
+import { sharedTestPostgres } from '../helpers/global-pg';
 import { freshLettaDb } from '../helpers/letta-db';
+import { openPg } from '../../src/db/pg';
 import { addSyntheticPassages, seedFixtures } from './letta-data';
 import { makeTmpRoot } from './helpers';
 
@@ -245,6 +247,42 @@ describe('vault: a store backup copies unchanged agents from the parent snapshot
       assert.deepEqual([c2.reuse.parent, c2.reuse.reused], [c1.id, agents.length]);
     } finally {
       await copy.close();
+    }
+  });
+
+  it('a role that may not call pg_control_system() gets every agent read in full, and the backup says so', async () => {
+    const server = await sharedTestPostgres();
+    const name = (await source.query<{ d: string }>(`SELECT current_database() AS d`)).rows[0].d;
+    const role = `av_noctl_${process.pid}_${Date.now().toString(36)}`;
+    await source.query(`CREATE ROLE ${role} LOGIN PASSWORD 'reuse-test'`);
+    let db: Db | undefined;
+    try {
+      // pg_proc is per database: the revoke holds in this test's database only
+      await source.query(`REVOKE EXECUTE ON FUNCTION pg_catalog.pg_control_system() FROM PUBLIC`);
+      await source.query(`GRANT USAGE ON SCHEMA letta TO ${role}`);
+      await source.query(`GRANT SELECT ON ALL TABLES IN SCHEMA letta TO ${role}`);
+      const u = new URL(server.url);
+      u.pathname = `/${name}`;
+      u.username = role;
+      u.password = 'reuse-test';
+      db = await openPg({ url: u.toString() });
+      const v = path.join(tmp.dir('noctl'), 'vault');
+      await initStoreVault(v, { packSize: PACK_SIZE });
+      for (const run of ['first', 'second']) {
+        const r = await storeBackup({ config: config(v), db });
+        assert.deepEqual([r.reuse.reused, r.reuse.exported, r.reuse.parent], [0, agents.length, null], run);
+        assert.match(r.reuse.off ?? '', /may not call pg_control_system\(\)/);
+        assert.ok(
+          r.warnings.some((w) => /every agent is read in full: .*pg_control_system/.test(w)),
+          `${run}: ${r.warnings.join('; ')}`,
+        );
+        assert.match(reuseLine(r.reuse), /read from the database; none copied from an earlier snapshot: the database role may not call pg_control_system\(\)/);
+      }
+    } finally {
+      await db?.close();
+      await source.query(`GRANT EXECUTE ON FUNCTION pg_catalog.pg_control_system() TO PUBLIC`);
+      await source.query(`DROP OWNED BY ${role}`);
+      await source.query(`DROP ROLE ${role}`);
     }
   });
 
