@@ -563,8 +563,10 @@ export interface ParentSnapshot {
  * (a prune sweeps them). Entries are consumed in the order they are added (addStream resolves
  * once its stream is read through), the manifest is built as the archive writer builds it, and
  * the snapshot file is the same (version 1) as an ingest of that archive would write, except for
- * `source` (no file) and each manifest entry's size and sha256, which are the plaintext's (an
- * archive's are those of the stored bytes).
+ * `source` (no file), each manifest entry's size and sha256, which are the plaintext's (an
+ * archive's are those of the stored bytes), and `agent_keys`: with `reuse` (the export's change
+ * keys, src/letta/export/change-key.ts) an agent whose key the parent snapshot recorded is copied
+ * from it, entries and manifest record, without its data being read.
  */
 export class StoreSnapshotWriter implements ArchiveWriter {
   readonly path: string;
