@@ -125,7 +125,14 @@ function cliBackup(storeDir: string, url: string, env: NodeJS.ProcessEnv): StepR
   const s = Number(process.hrtime.bigint() - t) / 1e9;
   const m = /@@RSS (\d+)/.exec(r.stderr);
   if (r.status !== 0 || !m) throw new Error(`agent-vault backup failed:\n${r.stdout}\n${r.stderr}`);
-  const j = JSON.parse(r.stdout) as { bytes_read: number; bytes_added: number; new_chunks: number; snapshot: { store_id: string } };
+  const j = JSON.parse(r.stdout) as {
+    bytes_read: number;
+    bytes_added: number;
+    new_chunks: number;
+    snapshot: { store_id: string };
+    reuse?: { reused: number; exported: number; parent: string | null; off: string | null };
+  };
+  if (j.reuse) console.error(`  backup: ${j.reuse.reused} agent(s) copied from parent ${j.reuse.parent ?? '(none)'}, ${j.reuse.exported} read${j.reuse.off ? ` (${j.reuse.off})` : ''}`);
   return { s, rssMB: Number(m[1]) / 1024, v: { bytesAdded: j.bytes_added, bytesRead: j.bytes_read, newBlobs: j.new_chunks, snapshotId: j.snapshot.store_id } };
 }
 

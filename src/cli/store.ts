@@ -30,6 +30,7 @@ import {
   storeBackup,
   storeVaultStatus,
   verifyStoreVault,
+  type StoreBackupResult,
   type StoreVerifyReport,
 } from '../vault/store-vault';
 import type { VaultIndex } from '../vault/vault';
@@ -81,6 +82,14 @@ function waitArg(v: string): number {
 // ---------------------------------------------------------------------------------------------
 // branches of the vault commands
 
+/** What a store backup says about the agents it copied from the parent snapshot. */
+export function reuseLine(u: StoreBackupResult['reuse']): string {
+  const read = `${u.exported} agent(s) read from the database`;
+  if (u.off) return `${read}; none copied from an earlier snapshot: ${u.off}`;
+  if (!u.parent) return `${read}; no parent snapshot of this database in the store`;
+  return `${u.reused} agent(s) unchanged, copied from parent snapshot ${u.parent} (store ${(u.parent_store_id ?? '').slice(0, 12)}); ${read}`;
+}
+
 /** `backup` of a config whose vault is a store vault. */
 export async function storeBackupCommand(ctx: CliContext, opts: BackupOptions, o: { verbose?: boolean; json?: boolean }): Promise<void> {
   try {
@@ -99,6 +108,7 @@ export async function storeBackupCommand(ctx: CliContext, opts: BackupOptions, o
             chunks: r.ingest.blobs,
             export_ms: r.export_ms,
             ingest_ms: r.ingest_ms,
+            reuse: r.reuse,
             duration_ms: r.duration_ms,
             pruned: r.pruned?.removed.map((x) => x.id) ?? null,
             warnings: r.warnings,
@@ -111,6 +121,7 @@ export async function storeBackupCommand(ctx: CliContext, opts: BackupOptions, o
       ctx.stdout(
         `snapshot ${r.id} (store ${r.snapshotId.slice(0, 12)}): ${r.agents.length} agent(s), ${r.ingest.bytesRead} bytes read, ${r.ingest.bytesAdded} bytes added to the store (${r.ingest.newBlobs} new of ${r.ingest.blobs} chunks)${r.encrypted ? ', encrypted' : ''}, ${(r.duration_ms / 1000).toFixed(1)} s\n`,
       );
+      ctx.stdout(`${reuseLine(r.reuse)}\n`);
       if (r.pruned) ctx.stdout(`pruned ${r.pruned.removed.length} snapshot(s)\n`);
     }
     ctx.exitCode = EXIT.ok;

@@ -133,6 +133,7 @@ export function registerVaultCommands(program: Command, ctx: CliContext): void {
     .description('Back up the configured agents (and Qdrant collections) into a new snapshot in the vault')
     .requiredOption('-c, --config <file>', 'vault configuration (schemas/vault-config.schema.json)')
     .option('--encrypt', 'encrypt the snapshot (also: "encryption.enabled" in the configuration)')
+    .option('--full', 'store vaults: read every agent from the database, copying none unchanged from the parent snapshot')
     .option('--wait <seconds>', 'wait this long for a running backup instead of refusing', numArg('--wait'))
     .option('-v, --verbose', 'print progress to stderr and a summary to stdout')
     .option('--json', 'print the result as JSON');
@@ -141,7 +142,7 @@ export function registerVaultCommands(program: Command, ctx: CliContext): void {
       'after',
       '\nQuiet by default: nothing on success, one line on failure.\nExit codes: 0 ok, 1 backup failed, 2 usage or configuration error, 74 I/O error (disk full…), 75 another run holds the vault lock, 130/143 interrupted (logged in runs.jsonl).',
     )
-    .action(async (o: { config: string; encrypt?: boolean; wait?: number; verbose?: boolean; json?: boolean } & KeyFlags) => {
+    .action(async (o: { config: string; encrypt?: boolean; full?: boolean; wait?: number; verbose?: boolean; json?: boolean } & KeyFlags) => {
       let cfg: VaultConfig;
       try {
         cfg = await loadConfig(path.resolve(ctx.cwd, o.config));
@@ -178,6 +179,7 @@ export function registerVaultCommands(program: Command, ctx: CliContext): void {
           config: cfg,
           env: ctx.env,
           encrypt: o.encrypt,
+          full: o.full,
           keys: keySources(ctx, o),
           waitMs: o.wait !== undefined ? o.wait * 1000 : undefined,
           onProgress: o.verbose ? (m: string) => err(`backup: ${m}\n`) : undefined,

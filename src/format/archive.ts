@@ -141,6 +141,35 @@ export interface ArchiveWriter {
   finish(manifest: ManifestInput): Promise<{ path: string; manifest: Manifest; bytes: number }>;
   /** Stops writing and removes the temp file. Safe to call more than once. */
   abort(): Promise<void>;
+  /**
+   * Reuse of unchanged agents from an earlier snapshot (a store vault's writer only; an archive
+   * file never reuses). Absent: every agent is written.
+   */
+  readonly reuse?: AgentReuse;
+}
+
+/**
+ * How an export skips agents that have not changed since a parent snapshot (docs/FORMAT.md,
+ * "Change keys"): the export computes a change key per agent (src/letta/export/change-key.ts)
+ * before it reads the agent's messages and passages; on a match the writer copies the agent's
+ * entries from the parent (no data is read) and the export skips the agent.
+ */
+export interface AgentReuse {
+  /**
+   * Chooses the parent snapshot: the newest one written from the database `database` (an opaque
+   * identity) that records change keys. Called once per export, before any agent. Returns the
+   * parent's name (for reports) or null when there is none (or reuse is turned off: keys are
+   * still recorded).
+   */
+  begin(database: string): Promise<{ parent: string } | null>;
+  /**
+   * The agent's manifest record with its entries copied from the parent when the parent recorded
+   * the same key for it (the export then skips the agent), else null (the export writes it and
+   * calls recordAgent).
+   */
+  reuseAgent(agentId: string, key: string): Promise<ManifestAgent | null>;
+  /** The key of an agent the export wrote; its entries are those `agent` names. */
+  recordAgent(agentId: string, key: string, agent: ManifestAgent): void;
 }
 
 export interface ArchiveReader {

@@ -25,12 +25,13 @@ import type { Db, Queryable } from '../db/types';
 import { createArchiveWriter, safeEntrySegment, type ArchiveWriter, type ManifestAgent } from '../format/archive';
 import { addGroupMembers, FileIds, loadRelated, planIds, selectAgents } from './export/load';
 import { writeAgent } from './export/agent';
-import type { ExportOptions, ExportProgress, ExportResult, SecretsEntry } from './export/types';
+import { agentChangeKey, databaseIdentity, databaseState } from './export/change-key';
+import type { ExportOptions, ExportProgress, ExportResult, ExportReuse, SecretsEntry } from './export/types';
 import { resolveSecretValue } from './secrets';
 import { describeDb, readLettaInfo } from './sql';
 import { num, type Obj as Row } from './tables/common';
 
-export type { ExportSelect, ExportProgress, ExportOptions, AgentVectorsContext, VectorObserver, ExportResult, SecretsEntry } from './export/types';
+export type { ExportSelect, ExportProgress, ExportOptions, AgentVectorsContext, VectorObserver, ExportResult, ExportReuse, SecretsEntry } from './export/types';
 /** Key of the extension object in each exported .af (see the module comment). */
 export { AV_EXT, AV_EXT_VERSION } from './ext';
 
@@ -102,6 +103,8 @@ export async function exportAgents(db: Db, opts: ExportOptions): Promise<ExportR
   const writer = opts.writer ?? (await createArchiveWriter(out, { overwrite: opts.overwrite, encryption: opts.encryption }));
   const withSecrets = (!!opts.encryption || opts.writer?.encrypted === true) && opts.secrets !== false;
   let secretCount = 0;
+  const reuser = writer.reuse;
+  const reuse: ExportReuse = { parent: null, reused: 0, exported: 0, off: reuser ? null : 'the archive writer does not reuse earlier snapshots' };
   try {
     const input = await db.transaction(
       async (tx) => {
@@ -115,13 +118,60 @@ export async function exportAgents(db: Db, opts: ExportOptions): Promise<ExportR
         const L = await loadRelated(tx, agents);
         const ids = new FileIds();
         const plans = await planIds(tx, L, ids);
+        // change keys (./export/change-key.ts): only when the writer can reuse an earlier snapshot's agents
+        let keyContext: string | null = null;
+        if (reuser) {
+          const who = await databaseIdentity(tx, db.kind);
+          if (who.identity === null) {
+            reuse.off = who.reason;
+            if (db.kind === 'pg') await progress({ phase: 'warning', message: `every agent is read in full: ${who.reason}` });
+          } else {
+            reuse.parent = (await reuser.begin(who.identity))?.parent ?? null;
+            keyContext = JSON.stringify([who.identity, await databaseState(tx), info.hasSubvector, withSecrets, opts.changeKeyContext ?? null]);
+          }
+        }
         const manifestAgents: ManifestAgent[] = [];
         for (const [i, p] of plans.entries()) {
-          await progress({ phase: 'agent', agentId: p.row.id, name: p.row.name, index: i + 1, total: plans.length });
-          manifestAgents.push(
-            await writeAgent(tx, writer, info, L, ids, p, { createdAt, batchSize: opts.batchSize, progress, index: i + 1, total: plans.length, onAgentVectors: opts.onAgentVectors }),
-          );
-          if (withSecrets) secretCount += await writeSecrets(writer, p.row.id as string, L.env.get(p.row.id) ?? [], opts.lettaEncryptionKey, progress);
+          const agentId = p.row.id as string;
+          await progress({ phase: 'agent', agentId, name: p.row.name, index: i + 1, total: plans.length });
+          let key: string | null = null;
+          let reused = false;
+          const m = await writeAgent(tx, writer, info, L, ids, p, {
+            createdAt,
+            batchSize: opts.batchSize,
+            progress,
+            index: i + 1,
+            total: plans.length,
+            onAgentVectors: opts.onAgentVectors,
+            reuse:
+              reuser && keyContext !== null
+                ? async (k) => {
+                    key = await agentChangeKey(tx, {
+                      context: keyContext!,
+                      agentId,
+                      head: k.head,
+                      rest: k.rest,
+                      messageBase: p.messageBase,
+                      archiveId: k.archiveId,
+                      dim: k.dim,
+                      fileIds: p.fileIds,
+                      fileIdOf: (x) => ids.get(x),
+                    });
+                    const got = await reuser.reuseAgent(agentId, key);
+                    reused = got !== null;
+                    return got;
+                  }
+                : undefined,
+          });
+          if (reused) {
+            reuse.reused++;
+            await opts.onAgentReused?.(m);
+          } else {
+            reuse.exported++;
+            if (reuser && key !== null) reuser.recordAgent(agentId, key, m);
+          }
+          manifestAgents.push(m);
+          if (withSecrets) secretCount += await writeSecrets(writer, agentId, L.env.get(p.row.id) ?? [], opts.lettaEncryptionKey, progress);
         }
         return { info, manifestAgents };
       },
@@ -145,7 +195,7 @@ export async function exportAgents(db: Db, opts: ExportOptions): Promise<ExportR
       ...more,
     });
     await progress({ phase: 'done' });
-    return { ...res, warnings, secrets: secretCount };
+    return { ...res, warnings, secrets: secretCount, reuse };
   } catch (e) {
     await writer.abort();
     throw e;

@@ -31,13 +31,13 @@ import type { Db } from '../db/types';
 import type { ArchiveKey } from '../format/crypto';
 import { openPg } from '../db/pg';
 import { openPglite } from '../db/pglite';
-import { exportAgents, secretsEntryName } from '../letta/export';
+import { exportAgents, secretsEntryName, type ExportReuse } from '../letta/export';
 import { QdrantConnection } from '../qdrant/connection';
 import { toManifestQdrant } from '../qdrant/archive';
 import { backupCollectionsToSink, type ArchiveSink } from '../qdrant/backup';
 import type { KeySources, VaultConfig } from './config';
 import { resolveKeyMaterial, writingKey } from './config';
-import { probeRecorder, probeSet, PROBES_ENTRY, summariseProbes, type AgentProbes } from './probes';
+import { DEFAULT_PROBES_PER_AGENT, DEFAULT_TOP_K, probeRecorder, probeSet, PROBES_ENTRY, summariseProbes, type AgentProbes } from './probes';
 import { pruneVault, type PruneResult } from './prune';
 import { adoptUnlisted } from './reconcile';
 import {
@@ -84,6 +84,14 @@ export interface BackupOptions {
    * the writer's finish() reports.
    */
   sink?: (archivePath: string) => ArchiveWriter & { readonly encrypted: boolean };
+  /**
+   * With a sink that reuses unchanged agents from a parent snapshot (ArchiveWriter `reuse`): the
+   * parent's probes of a reused agent (null: it has none), so the new snapshot's probes cover
+   * every agent.
+   */
+  reusedProbes?: (agentId: string) => Promise<AgentProbes | null>;
+  /** Read every agent from the database, reusing nothing from a parent snapshot (`backup --full`). */
+  full?: boolean;
 }
 
 export interface BackupResult {
@@ -99,6 +107,8 @@ export interface BackupResult {
   rejected: Array<{ file: string; reason: string }>;
   pruned: PruneResult | null;
   webhook: WebhookResult | null;
+  /** agents taken unchanged from a parent snapshot (store vaults) and agents read from the database */
+  reuse: ExportReuse;
 }
 
 /** What the webhook receives (and the run log records, minus `vault`). */
@@ -367,6 +377,13 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
         else if (e.phase === 'agent') progress(`agent ${e.index}/${e.total}: ${e.name ?? e.agentId}`);
       },
       onAgentVectors: (ctx) => probeRecorder(ctx, probeOpts, (p) => void (p && recorded.push(p))),
+      // a reused agent's probes are the parent's (its vectors are the same; the key covers the probe options)
+      onAgentReused: async (m) => {
+        if (!opts.reusedProbes) throw new AgentVaultError('internal', `agent ${m.id} was taken from a parent snapshot, and its probes cannot be read`);
+        const p = await opts.reusedProbes(m.id);
+        if (p) recorded.push(p);
+      },
+      changeKeyContext: JSON.stringify(['vault-backup-probes-1', probeOpts.perAgent ?? DEFAULT_PROBES_PER_AGENT, probeOpts.topK ?? DEFAULT_TOP_K, probeOpts.metric ?? 'cosine']),
       extraEntries: async (w) => {
         const probes = probeSet(recorded, probeOpts);
         probeCount = summariseProbes(probes).count;
@@ -413,7 +430,7 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
     lock = undefined;
     finished = true;
     const webhook = await finish(undefined);
-    return { snapshot, path: finalPath, duration_ms: Date.now() - started.getTime(), warnings, cleaned, adopted, rejected, pruned, webhook };
+    return { snapshot, path: finalPath, duration_ms: Date.now() - started.getTime(), warnings, cleaned, adopted, rejected, pruned, webhook, reuse: res.reuse };
   } catch (e) {
     finished = true;
     // only the archive this run wrote (the writer removes its own temp file on failure)

@@ -357,8 +357,13 @@ export function summariseProbes(set: ProbeSet): ManifestProbes {
 /** Reads and checks `vault/probes.json` of an archive (null when the archive has none). */
 export async function readProbes(reader: ArchiveReader): Promise<ProbeSet | null> {
   if (!reader.manifest.entries.some((e) => e.name === PROBES_ENTRY)) return null;
-  const v = await reader.readJson<ProbeSet>(PROBES_ENTRY);
-  const where = `${reader.path}!${PROBES_ENTRY}`;
+  return checkProbeSet(await reader.readJson<ProbeSet>(PROBES_ENTRY), reader.path);
+}
+
+/** Checks a parsed `vault/probes.json` of the archive (or snapshot) `file`. */
+export function checkProbeSet(v: ProbeSet, file: string): ProbeSet {
+  const reader = { path: file };
+  const where = `${file}!${PROBES_ENTRY}`;
   if (!v || v.format !== PROBES_FORMAT || v.version !== 1 || !Array.isArray(v.agents) || (v.metric !== 'cosine' && v.metric !== 'l2') || !Number.isInteger(v.top_k)) {
     throw new AgentVaultError('probes', `${where}: not a probe set of a known version`, { location: { file: reader.path, entry: PROBES_ENTRY } });
   }

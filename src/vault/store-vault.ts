@@ -22,6 +22,8 @@ import { openStoreSnapshotReader } from './store/reader';
 import type { ArchiveKey, DecryptOptions } from '../format/crypto';
 import * as os from 'node:os';
 import { runBackup, type BackupEvent, type BackupOptions, type BackupResult } from './backup';
+import type { ExportReuse } from '../letta/export';
+import { checkProbeSet, PROBES_ENTRY, type AgentProbes, type ProbeSet } from './probes';
 import { postWebhook, redactUrl, wantsWebhook, type WebhookResult } from './webhook';
 import { TOOL_VERSION } from '../core/version';
 import { decryptOptions, resolveKeyMaterial, writingKey, type KeyMaterial } from './config';
@@ -250,6 +252,11 @@ export interface StoreBackupResult {
   duration_ms: number;
   warnings: string[];
   pruned: StorePruneVaultResult | null;
+  /**
+   * Agents copied unchanged from the parent snapshot (`parent`: its vault id, `parent_store_id`:
+   * its store id) and agents read from the database; `off`: why nothing could be reused.
+   */
+  reuse: ExportReuse & { parent_store_id: string | null };
 }
 
 /**
@@ -290,7 +297,16 @@ export async function storeBackup(opts: BackupOptions): Promise<StoreBackupResul
       if (!hook.ok) res?.warnings.push(`webhook ${redactUrl(cfg.webhook!.url)} failed: ${hook.error}`);
     }
     const fields = res
-      ? { snapshot: res.id, store_snapshot: res.snapshotId, bytes_added: res.ingest.bytesAdded, bytes_read: res.ingest.bytesRead, pruned: res.pruned ? res.pruned.removed.map((x) => x.id) : null }
+      ? {
+          snapshot: res.id,
+          store_snapshot: res.snapshotId,
+          bytes_added: res.ingest.bytesAdded,
+          bytes_read: res.ingest.bytesRead,
+          agents_reused: res.reuse.reused,
+          agents_read: res.reuse.exported,
+          parent: res.reuse.parent,
+          pruned: res.pruned ? res.pruned.removed.map((x) => x.id) : null,
+        }
       : { snapshot: null, error: err };
     await withPlace(vaultDir, (p) =>
       placeRunLog(p, runLogRecord('backup', started, !err, { ...fields, webhook: hook ? { ok: hook.ok, status: hook.status ?? null, error: hook.error ?? null } : null }, runId)),
@@ -395,10 +411,25 @@ async function storeBackupRun(p: VaultPlace, opts: BackupOptions, started: Date,
       const encrypted = opts.encrypt ?? cfg.encryption?.enabled ?? false;
       let writer: StoreSnapshotWriter | undefined;
       const sink = (archivePath: string): StoreSnapshotWriter => {
-        writer = new StoreSnapshotWriter(repo, { sourceFile: path.basename(archivePath), encrypted, path: archivePath });
+        writer = new StoreSnapshotWriter(repo, { sourceFile: path.basename(archivePath), encrypted, path: archivePath, reuseParent: !opts.full });
         return writer;
       };
-      const r: BackupResult = await runBackup({ ...opts, config: stageCfg, onLocked: undefined, sink, onAbortable: (fn) => (state.stageAbort = fn) });
+      // the probes of agents taken from the parent snapshot: its probes entry, read once
+      let parentProbes: Promise<ProbeSet | null> | undefined;
+      const reusedProbes = async (agentId: string): Promise<AgentProbes | null> => {
+        const parent = writer?.parent;
+        if (!parent) throw new AgentVaultError('internal', `agent ${agentId} was reused without a parent snapshot`);
+        parentProbes ??= (async () => {
+          const e = parent.snap.entries.find((x) => x.name === PROBES_ENTRY);
+          if (!e) return null;
+          const parts: Buffer[] = [];
+          for await (const b of entryContent(repo, parent.id, e)) parts.push(b);
+          return checkProbeSet(JSON.parse(Buffer.concat(parts).toString('utf8')) as ProbeSet, `${vaultDir}#${parent.file.replace(/\.avsnap$/, '')}`);
+        })();
+        const set = await parentProbes;
+        return set?.agents.find((a) => a.agent_id === agentId) ?? null;
+      };
+      const r: BackupResult = await runBackup({ ...opts, config: stageCfg, onLocked: undefined, sink, reusedProbes, onAbortable: (fn) => (state.stageAbort = fn) });
       if (!writer) throw new AgentVaultError('internal', 'the export wrote no snapshot');
       state.phase = 'ingest';
       const exportMs = Date.now() - t0;
@@ -433,6 +464,7 @@ async function storeBackupRun(p: VaultPlace, opts: BackupOptions, started: Date,
         duration_ms: Date.now() - started.getTime(),
         warnings,
         pruned,
+        reuse: { ...r.reuse, parent_store_id: writer.parent?.id ?? null },
       };
     } finally {
       await fsp.rm(stage, { recursive: true, force: true }).catch(() => undefined);

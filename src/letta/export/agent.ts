@@ -39,32 +39,28 @@ export async function writeAgent(
   L: Loaded,
   ids: FileIds,
   p: AgentPlan,
-  o: { createdAt: string; batchSize?: number; progress: (e: ExportProgress) => Promise<void>; index: number; total: number; onAgentVectors?: ExportOptions['onAgentVectors'] },
+  o: {
+    createdAt: string;
+    batchSize?: number;
+    progress: (e: ExportProgress) => Promise<void>;
+    index: number;
+    total: number;
+    onAgentVectors?: ExportOptions['onAgentVectors'];
+    /**
+     * Asked once the agent's small objects are known, before any message or passage is read:
+     * returns the agent's manifest record when its entries were taken from an earlier snapshot
+     * (the agent is then not written), else null. `rest` is the document after the agent without
+     * its `created_at` (./change-key.ts).
+     */
+    reuse?: (k: { head: string; rest: string; archiveId: string | null; dim: number | null }) => Promise<ManifestAgent | null>;
+  },
 ): Promise<ManifestAgent> {
   const a = p.row;
   const agentId = a.id as string;
 
-  // in-context ids → file ids (by position in sequence order), in one query
   const inContextDb: string[] = Array.isArray(a.message_ids) ? a.message_ids.filter((x: unknown): x is string => typeof x === 'string') : [];
-  const rankRows = inContextDb.length
-    ? (
-        await tx.query<{ id: string; rank: string }>(
-          `SELECT id, rank FROM (SELECT id, row_number() OVER (ORDER BY sequence_id) - 1 AS rank FROM messages WHERE agent_id = $1 AND NOT is_deleted) m WHERE m.id = ANY($2::text[])`,
-          [agentId, inContextDb],
-        )
-      ).rows
-    : [];
-  const rank = new Map(rankRows.map((r) => [r.id, Number(r.rank)]));
-  const inContext: string[] = [];
-  for (const mid of inContextDb) {
-    const k = rank.get(mid);
-    if (k === undefined) {
-      await o.progress({ phase: 'warning', agentId, message: `agent ${JSON.stringify(a.name)} (${agentId}): in-context message ${mid} does not exist; left out of in_context_message_ids` });
-      continue;
-    }
-    inContext.push(`message-${p.messageBase + k}`);
-  }
 
+  const link = L.archiveLink.get(agentId);
   const env = L.env.get(agentId) ?? [];
   const redacted = env.length ? Object.fromEntries(env.map((e) => [e.key as string, ''])) : null;
   const slice = {
@@ -87,18 +83,19 @@ export async function writeAgent(
   // so that each entry is importable by Letta on its own and a restore still rebuilds the group.
   const whole = new Set(p.groupIds.filter((g) => [...groupMembers(L, L.groupsById.get(g)!), L.groupsById.get(g)!.manager_agent_id].every((m) => m === null || m === undefined || m === agentId)));
   const agentFile = p.fileId;
-  const agentObj = agentJson(a, {
-    fileId: agentFile,
-    toolIds: p.toolIds.map((t) => ids.get(t)!),
-    sourceIds: p.sourceIds.map((s) => ids.get(s)!),
-    blockIds: p.blockIds.map((b) => ids.get(b)!),
-    tags: L.tags.get(agentId) ?? [],
-    redacted,
-    inContext,
-    filesAgents: (L.fileAgents.get(agentId) ?? []).filter((fa) => ids.get(fa.file_id) && ids.get(fa.source_id)).map((fa) => fileAgentJson(fa, agentFile, (id) => ids.get(id))),
-    // only groups held in this entry: Letta's import maps every id through its own table
-    groupIds: p.managedGroupIds.filter((g) => whole.has(g)).map((g) => ids.get(g)!),
-  });
+  const agentObjWith = (inContext: string[]) =>
+    agentJson(a, {
+      fileId: agentFile,
+      toolIds: p.toolIds.map((t) => ids.get(t)!),
+      sourceIds: p.sourceIds.map((s) => ids.get(s)!),
+      blockIds: p.blockIds.map((b) => ids.get(b)!),
+      tags: L.tags.get(agentId) ?? [],
+      redacted,
+      inContext,
+      filesAgents: (L.fileAgents.get(agentId) ?? []).filter((fa) => ids.get(fa.file_id) && ids.get(fa.source_id)).map((fa) => fileAgentJson(fa, agentFile, (id) => ids.get(id))),
+      // only groups held in this entry: Letta's import maps every id through its own table
+      groupIds: p.managedGroupIds.filter((g) => whole.has(g)).map((g) => ids.get(g)!),
+    });
 
   // The extension: original ids and what the .af cannot hold.
   const idMap: Record<string, string> = { [agentFile]: agentId };
@@ -127,7 +124,6 @@ export async function writeAgent(
       if (f) idMap[f] = mId;
     }
   }
-  const link = L.archiveLink.get(agentId);
   const ext: JsonObject = {
     version: AV_EXT_VERSION,
     source_revision: info.revision,
@@ -176,14 +172,46 @@ export async function writeAgent(
     mcp_servers: [...mcp.values()].map((m) => mcpJson(m, ids.get(m.id)!)),
     skills: [],
     metadata: { revision_id: info.revision },
-    created_at: o.createdAt,
+    created_at: '', // set below: the change key leaves it out
     [AV_EXT]: ext,
   };
 
+  const restOf = (json: string) => json.slice(json.indexOf('"agents":[]') + '"agents":[]'.length); // ',"groups":…}'
+  const emb = isObj(a.embedding_config) ? a.embedding_config : null;
+  const archiveEmb = link && isObj(link.embedding_config) ? link.embedding_config : null;
+  let dim = num(archiveEmb?.embedding_dim) ?? num(emb?.embedding_dim);
+  if (o.reuse) {
+    // the key takes the in-context ids as the agent row holds them: their file ids follow from
+    // them and the order of the agent's messages, which the key's marker over the messages covers
+    const keyHead = JSON.stringify(agentObjWith(inContextDb));
+    const reused = await o.reuse({ head: keyHead, rest: restOf(JSON.stringify(doc)), archiveId: link ? (link.id as string) : null, dim });
+    if (reused) return reused;
+  }
+  doc.created_at = o.createdAt;
+  const rest = restOf(JSON.stringify(doc));
+
+  // in-context ids → file ids (by position in sequence order), in one query
+  const rankRows = inContextDb.length
+    ? (
+        await tx.query<{ id: string; rank: string }>(
+          `SELECT id, rank FROM (SELECT id, row_number() OVER (ORDER BY sequence_id) - 1 AS rank FROM messages WHERE agent_id = $1 AND NOT is_deleted) m WHERE m.id = ANY($2::text[])`,
+          [agentId, inContextDb],
+        )
+      ).rows
+    : [];
+  const rank = new Map(rankRows.map((r) => [r.id, Number(r.rank)]));
+  const inContext: string[] = [];
+  for (const mid of inContextDb) {
+    const k = rank.get(mid);
+    if (k === undefined) {
+      await o.progress({ phase: 'warning', agentId, message: `agent ${JSON.stringify(a.name)} (${agentId}): in-context message ${mid} does not exist; left out of in_context_message_ids` });
+      continue;
+    }
+    inContext.push(`message-${p.messageBase + k}`);
+  }
+
   // Stream: {"agents":[{…agent…,"messages":[ …cursor… ]}], …rest of the document…}
-  const head = JSON.stringify(agentObj);
-  const restJson = JSON.stringify(doc);
-  const rest = restJson.slice(restJson.indexOf('"agents":[]') + '"agents":[]'.length); // ',"groups":…}'
+  const head = JSON.stringify(agentObjWith(inContext));
   let messages = 0;
   const batch = o.batchSize ?? 1000;
   async function* afStream(): AsyncGenerator<Buffer> {
@@ -214,9 +242,6 @@ export async function writeAgent(
   let passages = 0;
   let passagesEntry: string | null = null;
   let vectorsEntry: string | null = null;
-  const emb = isObj(a.embedding_config) ? a.embedding_config : null;
-  const archiveEmb = link && isObj(link.embedding_config) ? link.embedding_config : null;
-  let dim = num(archiveEmb?.embedding_dim) ?? num(emb?.embedding_dim);
   if (link) {
     const cnt = await tx.query<{ n: number; maxdim: number | null }>(
       `SELECT count(*)::int AS n, max(vector_dims(embedding)) AS maxdim FROM archival_passages WHERE archive_id = $1 AND NOT is_deleted`,

@@ -68,6 +68,16 @@ export interface ExportOptions {
    */
   onAgentVectors?: (ctx: AgentVectorsContext) => Promise<VectorObserver | null>;
   /**
+   * Called for an agent whose entries the writer took from an earlier snapshot (ArchiveWriter
+   * `reuse`) instead of the export writing them: onAgentVectors is not called for it.
+   */
+  onAgentReused?: (agent: ManifestAgent) => void | Promise<void>;
+  /**
+   * Goes into every agent's change key (./change-key.ts): what the caller derives from an agent's
+   * data besides its entries (the vault's probe options), so that a change of it re-reads the agent.
+   */
+  changeKeyContext?: string;
+  /**
    * Adds entries after the agents' (the writer is still open; the snapshot transaction has ended)
    * and returns manifest fields to set.
    */
@@ -104,6 +114,18 @@ export interface ExportResult {
   warnings: string[];
   /** environment variables whose values the archive holds (encrypted exports), 0 otherwise */
   secrets: number;
+  /** which agents were taken from an earlier snapshot (ArchiveWriter `reuse`) and which were read */
+  reuse: ExportReuse;
+}
+
+/** Agents taken unchanged from a parent snapshot vs read from the database (./change-key.ts). */
+export interface ExportReuse {
+  /** the parent snapshot's name (null: none) */
+  parent: string | null;
+  reused: number;
+  exported: number;
+  /** why no agent could be reused at all (null: reuse was tried) */
+  off: string | null;
 }
 
 /** What a secrets entry holds (docs/FORMAT.md, "Entries"). */

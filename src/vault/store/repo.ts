@@ -27,8 +27,10 @@ import {
   reserveEntry,
   safeEntrySegment,
   type AddEntryOptions,
+  type AgentReuse,
   type ArchiveWriter,
   type Manifest,
+  type ManifestAgent,
   type ManifestAgentCounts,
   type ManifestEntry,
   type ManifestInput,
@@ -57,6 +59,7 @@ import {
   typeCode,
   typeOf,
   verifyConfigMac,
+  type AgentKeys,
   type BlobType,
   type Compression,
   type IndexFile,
@@ -532,6 +535,21 @@ export interface SnapshotWriterOptions {
   encrypted: boolean;
   /** a path named in messages; its folder is a work folder for entries staged on disk (Qdrant) */
   path: string;
+  /**
+   * Copy unchanged agents from the parent snapshot (default true). false: every agent is written
+   * (the keys are still recorded, so the next backup can reuse them).
+   */
+  reuseParent?: boolean;
+}
+
+/** The parent snapshot an export reuses agents from. */
+export interface ParentSnapshot {
+  /** its id in the store */
+  id: string;
+  /** the archive name it is known by (`<vault id>.avsnap`) */
+  file: string;
+  snap: SnapshotFile;
+  keys: Map<string, { key: string; entries: string[] }>;
 }
 
 /**
@@ -545,8 +563,10 @@ export interface SnapshotWriterOptions {
  * (a prune sweeps them). Entries are consumed in the order they are added (addStream resolves
  * once its stream is read through), the manifest is built as the archive writer builds it, and
  * the snapshot file is the same (version 1) as an ingest of that archive would write, except for
- * `source` (no file) and each manifest entry's size and sha256, which are the plaintext's (an
- * archive's are those of the stored bytes).
+ * `source` (no file), each manifest entry's size and sha256, which are the plaintext's (an
+ * archive's are those of the stored bytes), and `agent_keys`: with `reuse` (the export's change
+ * keys, src/letta/export/change-key.ts) an agent whose key the parent snapshot recorded is copied
+ * from it, entries and manifest record, without its data being read.
  */
 export class StoreSnapshotWriter implements ArchiveWriter {
   readonly path: string;
@@ -561,6 +581,24 @@ export class StoreSnapshotWriter implements ArchiveWriter {
   private snap: SnapshotFile | undefined;
   private bytesAdded = 0;
   private indexed = false;
+  private keys: AgentKeys | undefined;
+  private parentSnap: ParentSnapshot | null = null;
+  /** agents copied from the parent snapshot */
+  reusedAgents = 0;
+
+  /** Copying unchanged agents from the parent snapshot (src/letta/export/change-key.ts). */
+  readonly reuse: AgentReuse = {
+    begin: (database) => this.beginReuse(database),
+    reuseAgent: (agentId, key) => this.reuseAgent(agentId, key),
+    recordAgent: (agentId, key, agent) => {
+      this.keys?.agents.push({ id: agentId, key, entries: agentEntries(agent) });
+    },
+  };
+
+  /** The parent snapshot chosen by the export (null: none). */
+  get parent(): ParentSnapshot | null {
+    return this.parentSnap;
+  }
 
   constructor(
     private readonly repo: Repo,
@@ -626,6 +664,63 @@ export class StoreSnapshotWriter implements ArchiveWriter {
     return { ...entry };
   }
 
+  /**
+   * The newest snapshot of the store written from `database` that records change keys becomes the
+   * parent (unless reuseParent is false); keys are recorded for this snapshot from here on.
+   */
+  private async beginReuse(database: string): Promise<{ parent: string } | null> {
+    this.keys = { database, agents: [] };
+    if (this.opts.reuseParent === false) return null;
+    let best: { id: string; snap: SnapshotFile } | null = null;
+    for (const id of (await listIds(this.repo, 'snapshots')).ids) {
+      let snap: SnapshotFile;
+      try {
+        snap = await loadSnapshot(this.repo, id);
+      } catch {
+        continue; // deleted meanwhile or unreadable: not a parent
+      }
+      const k = snap.agent_keys;
+      if (!k || k.database !== database || !Array.isArray(k.agents)) continue;
+      if (!best || snap.time > best.snap.time || (snap.time === best.snap.time && id > best.id)) best = { id, snap };
+    }
+    if (!best) return null;
+    const keys = new Map<string, { key: string; entries: string[] }>();
+    for (const a of best.snap.agent_keys!.agents) if (a && typeof a.id === 'string' && typeof a.key === 'string' && Array.isArray(a.entries)) keys.set(a.id, { key: a.key, entries: a.entries });
+    this.parentSnap = { id: best.id, file: best.snap.source?.file ?? '', snap: best.snap, keys };
+    return { parent: this.parentSnap.file.replace(/\.avsnap$/, '') || best.id };
+  }
+
+  /**
+   * On a key match: the agent's entries (name, size, SHA-256, media type, lists: no data is read)
+   * and manifest record are copied from the parent. Not when any of them is missing from the
+   * parent or a list blob is not in the store's index.
+   */
+  private async reuseAgent(agentId: string, key: string): Promise<ManifestAgent | null> {
+    const p = this.parentSnap;
+    const rec = p?.keys.get(agentId);
+    if (!p || !rec || rec.key !== key) return null;
+    const agent = (p.snap.manifest.agents ?? []).find((a) => a.id === agentId);
+    if (!agent) return null;
+    const names = agentEntries(agent);
+    if (names.length !== rec.entries.length || names.some((n) => !rec.entries.includes(n))) return null;
+    const found: SnapshotEntry[] = [];
+    for (const n of names) {
+      const e = p.snap.entries.find((x) => x.name === n);
+      if (!e || !Array.isArray(e.lists) || e.lists.some((l) => !this.repo.index.has(l))) return null;
+      found.push(e);
+    }
+    for (const e of found) {
+      const entry = this.reserve(e.name, { mediaType: e.media_type });
+      entry.size = e.size;
+      entry.sha256 = e.sha256;
+      this.manifestEntries.push(entry);
+      this.entries.push({ name: e.name, size: e.size, sha256: e.sha256, media_type: entry.media_type, ...(entry.compression ? { compression: entry.compression } : {}), lists: [...e.lists] });
+    }
+    this.keys?.agents.push({ id: agentId, key, entries: names });
+    this.reusedAgents++;
+    return JSON.parse(JSON.stringify(agent)) as ManifestAgent;
+  }
+
   /** Writes the last pack and the index; the snapshot is listed by commit(). `bytes`: bytes added to the store so far. */
   async finish(input: ManifestInput): Promise<{ path: string; manifest: Manifest; bytes: number }> {
     if (this.state !== 'open') throw new AgentVaultError('write-failed', `snapshot ${this.opts.sourceFile} is ${this.state}; it cannot be finished`);
@@ -651,6 +746,7 @@ export class StoreSnapshotWriter implements ArchiveWriter {
         source: { file: this.opts.sourceFile, size: 0, sha256: null, encrypted: this.encrypted },
         manifest,
         entries: this.entries,
+        ...(this.keys ? { agent_keys: this.keys } : {}),
       };
       this.state = 'finished';
       return { path: this.path, manifest, bytes: this.bytesAdded };
@@ -679,6 +775,11 @@ export class StoreSnapshotWriter implements ArchiveWriter {
     if (this.indexed) return;
     for (const p of this.w.written.splice(0)) await this.repo.store.delete(packKey(this.repo, p.id)).catch(() => undefined);
   }
+}
+
+/** The entries of an agent's manifest record (the `.af`, passages, vectors, file chunks and their vectors). */
+function agentEntries(a: ManifestAgent): string[] {
+  return [a.entry, a.passages_entry, a.vectors_entry, a.file_passages_entry, a.file_vectors_entry].filter((x): x is string => typeof x === 'string' && x !== '');
 }
 
 // ---------------------------------------------------------------------------------------------
