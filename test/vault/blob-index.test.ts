@@ -8,6 +8,7 @@ import { strict as assert } from 'node:assert';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { createArchiveWriter, openArchive } from '../../src/format/archive';
 import { LocalStore } from '../../src/vault/remote/store';
 import { BlobIndex } from '../../src/vault/store/blob-index';
 import { decodeMeta, encodeMeta, type IndexFile, type PackedBlob } from '../../src/vault/store/format';
@@ -139,6 +140,45 @@ describe('store: compact blob index', () => {
       const snaps = fs.readdirSync(path.join(dir, 'store', 'snapshots'));
       await exportSnapshotToArchive(again, snaps[0], out);
       assert.ok(fs.statSync(out).size > 0);
+    } finally {
+      tmp.cleanup();
+    }
+  });
+
+  it('a run writing many small packs stores each repeated chunk once (queued, in the pack being filled, or in a pack written before)', async () => {
+    const tmp = makeTmpRoot('blob-index-run');
+    try {
+      // unstructured bytes (FastCDC, ~64 KiB chunks): segments repeated near (same pack, queue) and far (earlier packs)
+      const seg = (k: number): Buffer => Buffer.concat(Array.from({ length: 6000 }, (_, i) => createHash('sha256').update(`s${k}-${i}`).digest()));
+      const a = seg(1);
+      const b = seg(2);
+      const c = seg(3);
+      const src = path.join(tmp.dir('src'), 'rep.avsnap');
+      const w = await createArchiveWriter(src);
+      await w.addBuffer('qdrant/rep.snapshot', Buffer.concat([a, a, b, a, c, b, a, c, c]));
+      await w.finish({ agents: [] });
+      const store = new LocalStore(tmp.dir('store'));
+      const repo = await initStore(store, { packSize: 4096 });
+      const r = await ingestArchive(repo, src);
+      assert.ok(repo.packs.size > 10, `${repo.packs.size} packs`);
+      assert.equal(repo.index.entries, repo.index.size, 'no chunk stored twice');
+      assert.equal(r.newBlobs, repo.index.size);
+      assert.ok(r.blobs > r.newBlobs, `${r.blobs} chunks, ${r.newBlobs} new`);
+      const again = await openRepo(store);
+      assert.equal(again.index.size, repo.index.size);
+      assert.equal((await checkRepo(again, { readData: true })).ok, true);
+      const out = path.join(tmp.root, 'out.avsnap');
+      await exportSnapshotToArchive(again, r.snapshotId, out);
+      const [x, y] = [await openArchive(src), await openArchive(out)];
+      try {
+        assert.deepEqual(
+          y.manifest.entries.map((e) => [e.name, e.sha256]),
+          x.manifest.entries.map((e) => [e.name, e.sha256]),
+        );
+      } finally {
+        await x.close();
+        await y.close();
+      }
     } finally {
       tmp.cleanup();
     }
