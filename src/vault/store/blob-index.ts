@@ -3,7 +3,7 @@
  * (pack number, offset, stored length, plaintext length, type, compression) in typed arrays, and
  * an open-addressing hash table of entry numbers keyed by the id's first four bytes (ids are
  * SHA-256 digests, so those bytes are uniform); a lookup compares the whole 32-byte id, so two
- * ids sharing a prefix never mix. About 80 bytes per blob instead of ~300-400 for a Map of 64-char
+ * ids sharing a prefix never mix. About 90 bytes per blob instead of ~300 for a Map of 64-char
  * strings to objects plus the per-pack record arrays.
  *
  * Entries are appended pack by pack, so a pack's records are one run of entries and are rebuilt
