@@ -43,6 +43,7 @@ import {
   forgetSnapshots,
   ingestArchive,
   initStore,
+  BlobIndex,
   StoreSnapshotWriter,
   listSnapshots,
   loadSnapshot,
@@ -937,7 +938,7 @@ export async function copyStoreVault(from: string, to: string, opts: StoreCopyOp
         if (await placeIsStore(dst)) dstRepo = await openPlaceRepo(dst, decrypt);
         else {
           if (opts.dryRun) {
-            dstRepo = { ...srcRepo, store: dst.store, index: new Map(), packs: new Map(), indexFiles: [], damagedIndexes: [] };
+            dstRepo = { ...srcRepo, store: dst.store, index: new BlobIndex(), packs: new Map(), indexFiles: [], damagedIndexes: [] };
           } else {
             // the target becomes a copy of the source's store: the same config, byte for byte
             const key = `${STORE_DIR}/config.json`;

@@ -159,7 +159,12 @@ export function decodeBlob(stored: Buffer, loc: { id: string; type: BlobType; ra
 
 /** Metadata files (pack header, index, snapshot): raw deflate of the JSON; encrypted stores seal that under a fixed name. */
 export function encodeMeta(value: unknown, name: 'pack-header' | 'index' | 'snapshot', crypto: ArchiveCrypto | undefined): Buffer {
-  const d = deflateRawSync(Buffer.from(JSON.stringify(value), 'utf8'), { level: 6 });
+  return encodeMetaText(Buffer.from(JSON.stringify(value), 'utf8'), name, crypto);
+}
+
+/** encodeMeta of JSON text the caller has built (UTF-8). */
+export function encodeMetaText(json: Buffer, name: 'pack-header' | 'index' | 'snapshot', crypto: ArchiveCrypto | undefined): Buffer {
+  const d = deflateRawSync(json, { level: 6 });
   return crypto ? encryptEntrySync(crypto, name, d, true) : d;
 }
 

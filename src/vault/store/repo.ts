@@ -38,6 +38,7 @@ import {
 import { ArchiveCrypto, noKeyError, openArchiveCrypto, parseEncryptionSection, type ArchiveKey, type DecryptOptions } from '../../format/crypto';
 import type { ObjectStore } from '../remote/store';
 import { fileSha256 } from '../../core/hash';
+import { BlobIndex } from './blob-index';
 import { Chunker, chunkKindFor, DEFAULT_CHUNKER, listCut, type ChunkerParams, type ChunkKind } from './chunker';
 import {
   checkPackHeader,
@@ -48,6 +49,7 @@ import {
   DEFAULT_PACK_SIZE,
   encodeBlobAsync,
   encodeMeta,
+  encodeMetaText,
   finishPack,
   headerLength,
   ID_RE,
@@ -77,13 +79,28 @@ const STORE_TEMP = /^(data\/[0-9a-f]{2}|index|snapshots)\/\.?[0-9a-f]{64}\.tmp-[
 /** Blobs of one pack read with one range request when they lie next to each other, up to this many bytes. */
 const MAX_RANGE = 8 * 1024 * 1024;
 
-export interface BlobLoc {
-  pack: string;
-  type: BlobType;
-  offset: number;
-  length: number;
-  rawLength: number;
-  compression: Compression;
+export { BlobIndex, type BlobLoc } from './blob-index';
+
+/** A live pack: its size, and its blob records rebuilt from the compact index on each read of `blobs`. */
+export interface StorePack {
+  readonly size: number;
+  readonly blobs: PackedBlob[];
+}
+
+class IndexedPack implements StorePack {
+  constructor(
+    readonly id: string,
+    readonly size: number,
+    private readonly index: BlobIndex,
+  ) {}
+  get blobs(): PackedBlob[] {
+    return this.index.packBlobs(this.id);
+  }
+}
+
+/** Adds a pack's records to the in-memory index (a pack indexed already is left as it is). */
+function indexPack(repo: Repo, id: string, size: number, blobs: readonly PackedBlob[]): void {
+  if (repo.index.addPack(id, blobs)) repo.packs.set(id, new IndexedPack(id, size, repo.index));
 }
 
 export interface Repo {
@@ -93,10 +110,10 @@ export interface Repo {
   readonly config: StoreConfig;
   /** the keys of an encrypted store; undefined for a plain one */
   readonly crypto: ArchiveCrypto | undefined;
-  /** blob id → where it is (live indexes only) */
-  index: Map<string, BlobLoc>;
+  /** blob id → where it is (live indexes only); compact (./blob-index.ts): get / has / iteration */
+  index: BlobIndex;
   /** live pack id → its size and blob records (from the index) */
-  packs: Map<string, { size: number; blobs: PackedBlob[] }>;
+  packs: Map<string, StorePack>;
   /** every index file present (live or superseded) */
   indexFiles: string[];
   /** index files that could not be read (hash mismatch, undecodable) */
@@ -161,7 +178,7 @@ export async function initStore(store: ObjectStore, opts: InitOptions = {}): Pro
     else created = await store.writeBytes(key, bytes);
   }
   if (!created) throw new AgentVaultError('exists', `${storeWhere(store, key)} exists: there is a store here already; nothing was changed`, { location: { file: storeWhere(store, key) } });
-  const repo: Repo = { store, prefix, config, crypto, index: new Map(), packs: new Map(), indexFiles: [], damagedIndexes: [] };
+  const repo: Repo = { store, prefix, config, crypto, index: new BlobIndex(), packs: new Map(), indexFiles: [], damagedIndexes: [] };
   return repo;
 }
 
@@ -192,7 +209,7 @@ export async function openRepo(store: ObjectStore, opts: OpenOptions = {}): Prom
   } else if (opts.requireEncrypted) {
     throw new AgentVaultError('not-encrypted', `${where}: the store is not encrypted, but an encrypted one was expected`, { location: { file: where } });
   }
-  const repo: Repo = { store, prefix, config, crypto, index: new Map(), packs: new Map(), indexFiles: [], damagedIndexes: [] };
+  const repo: Repo = { store, prefix, config, crypto, index: new BlobIndex(), packs: new Map(), indexFiles: [], damagedIndexes: [] };
   await loadIndex(repo);
   return repo;
 }
@@ -229,38 +246,48 @@ async function readNamed(repo: Repo, key: string, id: string): Promise<Buffer | 
 /** (Re)loads the live index: every index file not superseded by another one present. */
 export async function loadIndex(repo: Repo): Promise<void> {
   const { ids } = await listIds(repo, 'index');
-  const files = new Map<string, IndexFile>();
+  // the stored (deflated) bytes of each readable index file are kept, not its decoded records: the
+  // records go into the compact index one file at a time once the superseded files are known
+  const files = new Map<string, Buffer>();
   const damaged: Array<{ key: string; message: string }> = [];
+  const superseded = new Set<string>();
   for (const id of ids) {
     const key = indexKey(repo, id);
     try {
       const b = await readNamed(repo, key, id);
       if (!b) continue; // deleted meanwhile
-      const f = decodeMeta<IndexFile>(b, 'index', repo.crypto, storeWhere(repo.store, key));
-      if (!f || f.version !== 1 || !Array.isArray(f.packs) || !Array.isArray(f.supersedes)) throw new AgentVaultError('store-format', `${storeWhere(repo.store, key)} is not a version 1 index file`);
-      files.set(id, f);
+      const f = decodeIndexFile(repo, key, b);
+      files.set(id, b);
+      for (const s of f.supersedes) superseded.add(s);
     } catch (e) {
       damaged.push({ key, message: errorMessage(e) });
     }
   }
-  const superseded = new Set<string>();
-  for (const f of files.values()) for (const s of f.supersedes) superseded.add(s);
-  const index = new Map<string, BlobLoc>();
-  const packs = new Map<string, { size: number; blobs: PackedBlob[] }>();
+  repo.index = new BlobIndex();
+  repo.packs = new Map();
   for (const id of [...files.keys()].sort()) {
     if (superseded.has(id)) continue;
-    for (const p of files.get(id)!.packs) {
-      if (packs.has(p.id)) continue;
-      packs.set(p.id, { size: p.size, blobs: p.blobs });
-      for (const b of p.blobs) {
-        if (!index.has(b[0])) index.set(b[0], { pack: p.id, type: typeOf(b[1]), offset: b[2], length: b[3], rawLength: b[4], compression: b[5] === 'd' ? 'deflate' : 'none' });
-      }
-    }
+    const f = decodeIndexFile(repo, indexKey(repo, id), files.get(id)!);
+    files.delete(id);
+    for (const p of f.packs) indexPack(repo, p.id, p.size, p.blobs);
   }
-  repo.index = index;
-  repo.packs = packs;
   repo.indexFiles = ids;
   repo.damagedIndexes = damaged;
+}
+
+/** An index file decoded and its records checked (error 'store-format' when they are not what FORMAT.md says). */
+function decodeIndexFile(repo: Repo, key: string, b: Buffer): IndexFile {
+  const where = storeWhere(repo.store, key);
+  const f = decodeMeta<IndexFile>(b, 'index', repo.crypto, where);
+  const bad = (): never => {
+    throw new AgentVaultError('store-format', `${where} is not a version 1 index file`, { location: { file: where } });
+  };
+  if (!f || f.version !== 1 || !Array.isArray(f.packs) || !Array.isArray(f.supersedes)) bad();
+  for (const p of f.packs) {
+    if (!p || typeof p.id !== 'string' || !ID_RE.test(p.id) || typeof p.size !== 'number' || !Array.isArray(p.blobs)) bad();
+    for (const r of p.blobs) if (!Array.isArray(r) || typeof r[0] !== 'string' || !ID_RE.test(r[0])) bad();
+  }
+  return f;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -269,7 +296,7 @@ export async function loadIndex(repo: Repo): Promise<void> {
 interface NewPack {
   id: string;
   size: number;
-  blobs: PackedBlob[];
+  readonly blobs: PackedBlob[];
 }
 
 /** Collects blobs into packs of about config.pack_size and uploads each when full. */
@@ -277,8 +304,13 @@ class PackWriter {
   private parts: Buffer[] = [];
   private records: PackedBlob[] = [];
   private size = 0;
-  /** blobs in the pack being filled or in packs written by this writer but not yet indexed */
-  readonly pending = new Map<string, true>();
+  /**
+   * ids queued (BlobPipeline) or in the pack being filled: at most a pack's blobs plus the
+   * pipeline's depth; a written pack's ids move to `own`
+   */
+  private readonly current = new Set<string>();
+  /** the records of the packs this writer wrote (not yet indexed), compact (./blob-index.ts) */
+  private readonly own = new BlobIndex();
   readonly written: NewPack[] = [];
   storedBytes = 0;
 
@@ -287,15 +319,21 @@ class PackWriter {
     private readonly onPackWritten?: () => Promise<void> | void,
   ) {}
 
+  /** the blob is queued, in the pack being filled or in a pack this writer wrote */
   has(id: string): boolean {
-    return this.pending.has(id);
+    return this.current.has(id) || this.own.has(id);
+  }
+
+  /** marks a blob as queued (it reaches add() later) */
+  reserve(id: string): void {
+    this.current.add(id);
   }
 
   async add(id: string, type: BlobType, stored: Buffer, rawLength: number, compression: Compression): Promise<void> {
     this.records.push([id, typeCode(type), this.size, stored.length, rawLength, compression === 'deflate' ? 'd' : 'n']);
     this.parts.push(stored);
     this.size += stored.length;
-    this.pending.set(id, true);
+    this.current.add(id);
     if (this.size >= this.repo.config.pack_size) await this.flush();
   }
 
@@ -305,7 +343,16 @@ class PackWriter {
     const data = finishPack(this.parts, header, this.repo.crypto);
     const id = sha256Hex(data);
     await this.repo.store.writeBytes(packKey(this.repo, id), data);
-    this.written.push({ id, size: data.length, blobs: this.records });
+    this.own.addPack(id, this.records);
+    for (const r of this.records) this.current.delete(r[0]);
+    const own = this.own;
+    this.written.push({
+      id,
+      size: data.length,
+      get blobs(): PackedBlob[] {
+        return own.packBlobs(id);
+      },
+    });
     this.storedBytes += data.length;
     this.parts = [];
     this.records = [];
@@ -314,22 +361,23 @@ class PackWriter {
   }
 }
 
-/** Writes an index file for packs just written; they become visible to readers. */
+/**
+ * Writes an index file for packs just written; they become visible to readers. The JSON text is
+ * built pack by pack (the same text as JSON.stringify of the whole IndexFile), so that the records
+ * of one pack at a time exist as arrays.
+ */
 async function writeIndex(repo: Repo, packs: NewPack[], supersedes: string[]): Promise<{ id: string; bytes: number }> {
-  const f: IndexFile = { version: 1, supersedes, packs: packs.map((p) => ({ id: p.id, size: p.size, blobs: p.blobs })) };
-  const data = encodeMeta(f, 'index', repo.crypto);
+  const parts: Buffer[] = [Buffer.from(`{"version":1,"supersedes":${JSON.stringify(supersedes)},"packs":[`, 'utf8')];
+  packs.forEach((p, i) => parts.push(Buffer.from((i ? ',' : '') + JSON.stringify({ id: p.id, size: p.size, blobs: p.blobs }), 'utf8')));
+  parts.push(Buffer.from(']}', 'utf8'));
+  const data = encodeMetaText(Buffer.concat(parts), 'index', repo.crypto);
   const id = sha256Hex(data);
   await repo.store.writeBytes(indexKey(repo, id), data);
   return { id, bytes: data.length };
 }
 
 function addToIndex(repo: Repo, packs: NewPack[]): void {
-  for (const p of packs) {
-    repo.packs.set(p.id, { size: p.size, blobs: p.blobs });
-    for (const b of p.blobs) {
-      if (!repo.index.has(b[0])) repo.index.set(b[0], { pack: p.id, type: typeOf(b[1]), offset: b[2], length: b[3], rawLength: b[4], compression: b[5] === 'd' ? 'deflate' : 'none' });
-    }
-  }
+  for (const p of packs) indexPack(repo, p.id, p.size, p.blobs);
 }
 
 interface BlobStats {
@@ -357,7 +405,7 @@ class BlobPipeline {
     const id = sha256Hex(plain);
     this.st.blobs++;
     if (this.repo.index.has(id) || this.w.has(id)) return id;
-    this.w.pending.set(id, true);
+    this.w.reserve(id);
     this.st.newBlobs++;
     this.st.newBytes += plain.length;
     // a blob stored as it is must not pin the (larger) buffer its plaintext may be a view of
