@@ -31,7 +31,7 @@
  * and takes < 25 % of a full export's time; after the 1 % changes < 3 %.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { openPglite } from '../src/db/pglite';
@@ -109,16 +109,23 @@ function step(args: string[], env: NodeJS.ProcessEnv): StepResult {
   return { ...(JSON.parse(r.stdout.trim().split('\n').pop()!) as StepResult), rssMB: Number(m[1]) / 1024, cpuS: Number(m[2]) + Number(m[3]) };
 }
 
+/** The node flags the CLI's first line gives node when it is run as a program (scripts/build.mjs). */
+function cliNodeFlags(cli: string): string[] {
+  const first = readFileSync(cli, 'utf8').slice(0, 300).split('\n')[0];
+  return first.startsWith('#!') ? first.split(/\s+/).filter((a) => a.startsWith('--')) : [];
+}
+
 /**
  * `agent-vault backup` into the store vault at `storeDir` from the database at `url`: the built CLI
- * (dist/cli.js, as users run it) under GNU time, wall time measured around it (process start
+ * (dist/cli.js, as users run it: with the node flags of its first line) under GNU time, wall time measured around it (process start
  * included, as restic's is).
  */
 function cliBackup(storeDir: string, url: string, env: NodeJS.ProcessEnv): StepResult {
   const cfg = path.join(path.dirname(storeDir), 'agent-vault.json');
   writeFileSync(cfg, JSON.stringify({ vault: storeDir, source: { kind: 'postgres', url }, ...(env.BENCH_PASSPHRASE ? { encryption: { enabled: true, passphraseEnv: 'BENCH_PASSPHRASE' } } : {}) }));
   const t = process.hrtime.bigint();
-  const r = spawnSync('/usr/bin/time', ['-f', '@@RSS %M', process.execPath, path.join(__dirname, '..', 'dist', 'cli.js'), 'backup', '--config', cfg, '--json'], {
+  const cli = path.join(__dirname, '..', 'dist', 'cli.js');
+  const r = spawnSync('/usr/bin/time', ['-f', '@@RSS %M', process.execPath, ...cliNodeFlags(cli), cli, 'backup', '--config', cfg, '--json'], {
     encoding: 'utf8',
     env: { ...process.env, ...env },
   });

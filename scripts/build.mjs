@@ -4,10 +4,13 @@
 //                                   out/test/extension/suite/index.js
 //   node scripts/build.mjs --cli-only  only dist/cli.js (+ its PGlite files)
 import { build } from 'esbuild';
-import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+
+/** The first line of dist/cli.js (see the CLI build below). */
+const CLI_SHEBANG = '#!/usr/bin/env -S node --max-semi-space-size=4';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const withTests = process.argv.includes('--tests');
@@ -100,7 +103,11 @@ if (existsSync(join(root, 'src/cli/main.ts'))) {
       ...common,
       entryPoints: ['src/cli/main.ts'],
       outfile: 'dist/cli.js',
-      banner: { js: '#!/usr/bin/env node' },
+      // Run as a program (the package's `agent-vault` bin), node gets a 4 MiB young-generation
+      // semi-space (V8's default is 16 MiB): a store backup of the 200k-message bench database peaks
+      // ~45 MB lower (bench/dedup.ts) at the same CPU. `env -S` splits the arguments (coreutils,
+      // BSD/macOS env; npm's Windows shims read it too).
+      banner: { js: CLI_SHEBANG },
       plugins: [pgliteCommonJs()],
     }),
   );
@@ -123,6 +130,8 @@ if (withTests) {
 }
 
 await Promise.all(jobs);
+// dist/cli.js is a program: runnable as it is (npm makes the installed bin executable too)
+if (existsSync(join(root, 'dist/cli.js'))) chmodSync(join(root, 'dist/cli.js'), 0o755);
 const built = [...(cliOnly ? [] : ['dist/extension.js']), ...(existsSync(join(root, 'src/cli/main.ts')) ? ['dist/cli.js'] : []), ...(withTests ? ['out/test/extension/suite/index.js'] : [])];
 console.log(`build: ${built.join(', ')}`);
 

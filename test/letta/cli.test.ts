@@ -4,7 +4,8 @@
  * --db URL, as a user would).
  */
 import { strict as assert } from 'node:assert';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Db } from '../../src/db/types';
@@ -12,7 +13,7 @@ import { openArchive } from '../../src/format/archive';
 import { openPglite } from '../../src/db/pglite';
 import { LETTA_HEAD_REVISION } from '../../src/letta/ddl';
 import { seedAgentFile } from '../../src/letta/seed';
-import { runCli, runCliInProcess, type CliResult } from '../helpers/cli';
+import { CLI, ensureCliBuilt, runCli, runCliInProcess, type CliResult } from '../helpers/cli';
 import { freshLettaDb } from '../helpers/letta-db';
 import { FIXTURES_DIR } from '../helpers/paths';
 import { corruptEntry, tableSnapshot, urlOf } from './support';
@@ -117,6 +118,21 @@ describe('agent-vault agents / export / restore (CLI, PostgreSQL)', function () 
     } finally {
       await db.close();
     }
+  });
+
+  it('dist/cli.js runs as a program, as the installed `agent-vault` bin does: its first line gives node a 4 MiB young generation', () => {
+    ensureCliBuilt();
+    const first = readFileSync(CLI, 'utf8').slice(0, 200).split('\n')[0];
+    assert.equal(first, '#!/usr/bin/env -S node --max-semi-space-size=4');
+    assert.ok((statSync(CLI).mode & 0o111) !== 0, 'dist/cli.js is executable');
+    // that first line hands node the flag (env -S splits it): the same line on a script that prints node's flags
+    const script = path.join(dir, 'shebang-probe.js');
+    writeFileSync(script, `${first}\nconsole.log(JSON.stringify(process.execArgv));\n`, { mode: 0o755 });
+    const probe = spawnSync(script, [], { encoding: 'utf8' });
+    assert.equal(probe.status, 0, probe.stderr);
+    assert.deepEqual(JSON.parse(probe.stdout), ['--max-semi-space-size=4']);
+    const run = spawnSync(CLI, ['agents', '--db', 'postgres://127.0.0.1:1/none', '--json'], { encoding: 'utf8' });
+    assert.equal(run.status, 3, `run as a program, a refused connection is exit 3: ${run.stderr}`);
   });
 
   it('refusals and failures map to their exit codes: 6 revision, 1 damaged archive, 3 connection', async () => {
