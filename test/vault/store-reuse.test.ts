@@ -32,32 +32,23 @@ import { makeTmpRoot } from './helpers';
 const FIXTURES = ['lettabot-builder.v2.af', 'void.v2.af', 'customer-service.v1.af'];
 const PACK_SIZE = 128 * 1024;
 
-/** The database with every query of its transactions recorded in `log`. */
+/** The database with every query it runs (also inside its transactions) recorded in `log`. */
 function recording(db: Db, log: string[]): Db {
-  const wrapTx = (tx: Queryable): Queryable =>
-    new Proxy(tx, {
+  const wrap = <T extends Queryable>(q: T, more: (t: T, k: string | symbol) => unknown = () => undefined): T =>
+    new Proxy(q, {
       get(t, k) {
         if (k === 'query')
           return (sql: string, params?: readonly unknown[]) => {
             log.push(sql);
             return t.query(sql, params);
           };
+        const m = more(t, k);
+        if (m !== undefined) return m;
         const v = Reflect.get(t, k) as unknown;
         return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
       },
     });
-  return new Proxy(db, {
-    get(t, k) {
-      if (k === 'transaction') return (fn: (tx: Queryable) => Promise<unknown>, o?: unknown) => t.transaction((tx) => fn(wrapTx(tx)), o as never);
-      if (k === 'query')
-        return (sql: string, params?: readonly unknown[]) => {
-          log.push(sql);
-          return t.query(sql, params);
-        };
-      const v = Reflect.get(t, k) as unknown;
-      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
-    },
-  });
+  return wrap(db, (t, k) => (k === 'transaction' ? (fn: (tx: Queryable) => Promise<unknown>, o?: unknown) => t.transaction((tx) => fn(wrap(tx)), o as never) : undefined));
 }
 
 describe('vault: a store backup copies unchanged agents from the parent snapshot', function () {
