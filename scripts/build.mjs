@@ -105,7 +105,7 @@ if (existsSync(join(root, 'src/cli/main.ts'))) {
       outfile: 'dist/cli.js',
       // Run as a program (the package's `agent-vault` bin), node gets a 4 MiB young-generation
       // semi-space (V8's default is 16 MiB): a store backup of the 200k-message bench database peaks
-      // ~45 MB lower (bench/dedup.ts) at the same CPU. `env -S` splits the arguments (coreutils,
+      // ~45 MB lower (bench/dedup.ts) for 5–10 % more CPU. `env -S` splits the arguments (coreutils,
       // BSD/macOS env; npm's Windows shims read it too).
       banner: { js: CLI_SHEBANG },
       plugins: [pgliteCommonJs()],
