@@ -103,6 +103,7 @@ export async function storeBackupCommand(ctx: CliContext, opts: BackupOptions, o
             store: true,
             snapshot: { id: r.id, store_id: r.snapshotId, created_at: r.created_at, agents: r.agents, encrypted: r.encrypted },
             bytes_read: r.ingest.bytesRead,
+            bytes_copied: r.ingest.bytesCopied ?? 0,
             bytes_added: r.ingest.bytesAdded,
             new_chunks: r.ingest.newBlobs,
             chunks: r.ingest.blobs,
@@ -119,7 +120,7 @@ export async function storeBackupCommand(ctx: CliContext, opts: BackupOptions, o
       );
     else if (o.verbose) {
       ctx.stdout(
-        `snapshot ${r.id} (store ${r.snapshotId.slice(0, 12)}): ${r.agents.length} agent(s), ${r.ingest.bytesRead} bytes read, ${r.ingest.bytesAdded} bytes added to the store (${r.ingest.newBlobs} new of ${r.ingest.blobs} chunks)${r.encrypted ? ', encrypted' : ''}, ${(r.duration_ms / 1000).toFixed(1)} s\n`,
+        `snapshot ${r.id} (store ${r.snapshotId.slice(0, 12)}): ${r.agents.length} agent(s), ${r.ingest.bytesRead} bytes${r.ingest.bytesCopied ? ` (${r.ingest.bytesRead - r.ingest.bytesCopied} read, ${r.ingest.bytesCopied} copied unchanged from the parent snapshot)` : ' read'}, ${r.ingest.bytesAdded} bytes added to the store (${r.ingest.newBlobs} new of ${r.ingest.blobs} chunks)${r.encrypted ? ', encrypted' : ''}, ${(r.duration_ms / 1000).toFixed(1)} s\n`,
       );
       ctx.stdout(`${reuseLine(r.reuse)}\n`);
       if (r.pruned) ctx.stdout(`pruned ${r.pruned.removed.length} snapshot(s)\n`);

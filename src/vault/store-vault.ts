@@ -303,6 +303,7 @@ export async function storeBackup(opts: BackupOptions): Promise<StoreBackupResul
           store_snapshot: res.snapshotId,
           bytes_added: res.ingest.bytesAdded,
           bytes_read: res.ingest.bytesRead,
+          bytes_copied: res.ingest.bytesCopied ?? 0,
           agents_reused: res.reuse.reused,
           agents_read: res.reuse.exported,
           parent: res.reuse.parent,

@@ -136,6 +136,9 @@ describe('vault: a store backup copies unchanged agents from the parent snapshot
     );
     assert.match(reuseLine(first.reuse), /^\d+ agent\(s\) read from the database; no parent snapshot of this database in the store$/);
     assert.equal(second.ingest.bytesRead, first.ingest.bytesRead, 'the same entries');
+    assert.equal(first.ingest.bytesCopied, 0, 'the first backup copies nothing');
+    const agentBytes = second.ingest.bytesCopied ?? 0;
+    assert.ok(agentBytes > 0 && agentBytes < second.ingest.bytesRead, `the agents' entries are copied, the snapshot's own entries (probes…) written: ${agentBytes} of ${second.ingest.bytesRead}`);
     assert.ok(second.ingest.newBlobs <= 2, `only the manifest-side entries may be new: ${second.ingest.newBlobs}`);
     await sameAsDirect(second, 'unchanged');
     // the snapshot restores: the same rows as a restore of a direct export

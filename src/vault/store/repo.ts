@@ -463,8 +463,10 @@ async function putEntry(repo: Repo, bp: BlobPipeline, kind: ChunkKind, source: A
 export interface IngestResult {
   snapshotId: string;
   entries: number;
-  /** plaintext bytes of the archive's entries */
+  /** plaintext bytes of the archive's (the snapshot's) entries, those copied from a parent snapshot included */
   bytesRead: number;
+  /** of those, the bytes of entries copied unchanged from the parent snapshot (not read, not chunked) */
+  bytesCopied?: number;
   blobs: number;
   newBlobs: number;
   /** plaintext bytes of the new blobs */
@@ -633,6 +635,8 @@ export class StoreSnapshotWriter implements ArchiveWriter {
   private parentSnap: ParentSnapshot | null = null;
   /** agents copied from the parent snapshot */
   reusedAgents = 0;
+  /** plaintext bytes of the entries copied from the parent snapshot */
+  private copiedBytes = 0;
 
   /** Copying unchanged agents from the parent snapshot (src/letta/export/change-key.ts). */
   readonly reuse: AgentReuse = {
@@ -766,6 +770,7 @@ export class StoreSnapshotWriter implements ArchiveWriter {
     }
     this.keys?.agents.push({ id: agentId, key, entries: names });
     this.reusedAgents++;
+    this.copiedBytes += found.reduce((n, e) => n + e.size, 0);
     return JSON.parse(JSON.stringify(agent)) as ManifestAgent;
   }
 
@@ -813,7 +818,16 @@ export class StoreSnapshotWriter implements ArchiveWriter {
     await this.repo.store.writeBytes(snapshotKey(this.repo, snapshotId), data);
     this.state = 'committed';
     const bytesRead = this.entries.reduce((n, e) => n + e.size, 0);
-    return { snapshotId, entries: this.entries.length, bytesRead, blobs: this.st.blobs, newBlobs: this.st.newBlobs, newBytes: this.st.newBytes, bytesAdded: this.bytesAdded + data.length };
+    return {
+      snapshotId,
+      entries: this.entries.length,
+      bytesRead,
+      bytesCopied: this.copiedBytes,
+      blobs: this.st.blobs,
+      newBlobs: this.st.newBlobs,
+      newBytes: this.st.newBytes,
+      bytesAdded: this.bytesAdded + data.length,
+    };
   }
 
   /** Stops: packs this writer wrote and no index names yet are removed (its own files). Safe to call more than once. */
