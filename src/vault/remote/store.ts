@@ -9,7 +9,7 @@
  * snapshot.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream, promises as fsp } from 'node:fs';
+import { createReadStream, createWriteStream, promises as fsp, type WriteStream } from 'node:fs';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -67,13 +67,18 @@ export async function streamToFileAtomic(source: Readable, file: string, signal?
     h.update(c);
     bytes += c.length;
   });
+  let out: WriteStream | undefined;
   try {
-    const out = createWriteStream(tmp, { flags: 'wx' });
+    out = createWriteStream(tmp, { flags: 'wx' });
     await pipeline(source, out, { signal });
     const fh = await fsp.open(tmp, 'r+');
     await fh.sync().finally(() => fh.close());
     await publishFile(tmp, file, { overwrite: true });
   } catch (e) {
+    // a stream stopped early (cancelled) may still be opening its file: the file exists once the
+    // stream has closed, so remove it only then, or it would be created after its removal
+    const o = out;
+    if (o && !o.closed) await new Promise<void>((resolve) => o.once('close', () => resolve()));
     await fsp.rm(tmp, { force: true }).catch(() => undefined);
     if (e instanceof AgentVaultError) throw e;
     if ((e as Error)?.name === 'AbortError') throw new AgentVaultError('interrupted', `download into ${file} was cancelled; nothing was written`, { location: { file } });
