@@ -1,6 +1,6 @@
 /**
- * One-shot worker threads for the checksum checks (src/format/verify-worker.ts,
- * src/vault/store/verify-worker.ts): the worker's source is evaluated as CommonJS, gets its input
+ * One-shot worker threads for the checksum checks of an archive (src/format/verify-worker.ts;
+ * a store snapshot's reader has a long-lived one: src/vault/store/decode-worker.ts): the worker's source is evaluated as CommonJS, gets its input
  * as `workerData`, posts one array of results (or `{ failed }`) and is then terminated.
  */
 import { Worker } from 'node:worker_threads';

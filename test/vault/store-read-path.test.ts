@@ -16,6 +16,7 @@ import { exportAgents } from '../../src/letta/export';
 import { generateSyntheticDb } from '../../src/letta/synth';
 import { LocalStore, type LocalRangeReader } from '../../src/vault/remote/store';
 import { RangeRing, type RingSpan } from '../../src/vault/store/range-ring';
+import type { DecodeWorker } from '../../src/vault/store/decode-worker';
 import { openStoreSnapshotReader, type StoreSnapshotArchiveReader } from '../../src/vault/store/reader';
 import { ingestArchive, initStore, listIdsOf, loadSnapshot, readBlob, type BlobLoc, type Repo } from '../../src/vault/store/repo';
 import { freshLettaDb } from '../helpers/letta-db';
@@ -174,13 +175,14 @@ describe('store snapshot read path: open pack files, runs of adjacent chunks, on
   });
 
   for (const ringBytes of [undefined, 1024 * 1024]) {
+    // on the calling thread (the worker reads the large entries otherwise: tested below)
     // the vectors entry (5.5 MB) is longer than the least read-ahead (4 MiB): ranges are read into the ring as it is consumed
     it(`every entry read by stream() and by chunks() equals the archive's; adjacent chunks are read with one range; the pack files are closed at each entry's end${ringBytes ? ' (a ring smaller than the entries: it wraps, and larger ranges get their own buffer)' : ''}`, async () => {
       const spy = spyRangeReaders(ringBytes ? storeDir : undefined);
       const a = await openArchive(archive);
       let reader: StoreSnapshotArchiveReader | null = null;
       try {
-        reader = await openStoreSnapshotReader(repo, snapId, ringBytes ? { ringBytes, readAhead: 4 * 1024 * 1024 } : {});
+        reader = await openStoreSnapshotReader(repo, snapId, ringBytes ? { ringBytes, readAhead: 4 * 1024 * 1024, worker: false } : { worker: false });
         const streams = reader.entryStreams();
         for (const e of a.manifest.entries) {
           const want = await a.readEntry(e.name);
@@ -230,80 +232,222 @@ describe('store snapshot read path: open pack files, runs of adjacent chunks, on
     });
   }
 
-  it('a chunk changed after a read is caught on the next read: by its CRC-32 after a full check, by its id after a plain read', async () => {
-    const a = await openArchive(archive);
-    const names = a.manifest.entries.map((e) => e.name);
-    await a.close();
-    const drain = async (it: AsyncIterable<Buffer>): Promise<void> => {
-      for await (const _ of it) {
-        /* drain */
+  for (const worker of [false, true]) {
+    it(`a chunk changed after a read is caught on the next read: by its CRC-32 after a full check, by its id after a plain read${worker ? ' (large entries on the worker)' : ''}`, async () => {
+      const a = await openArchive(archive);
+      const names = a.manifest.entries.map((e) => e.name);
+      await a.close();
+      const drain = async (it: AsyncIterable<Buffer>): Promise<void> => {
+        for await (const _ of it) {
+          /* drain */
+        }
+      };
+      for (const [name, first] of [
+        [names.find((n) => n.endsWith('.af'))!, { verify: 'sha256' as const }],
+        [names.find((n) => n.endsWith('.vectors'))!, {}],
+        [names.find((n) => n.endsWith('.vectors'))!, { verify: 'sha256' as const }],
+      ] as const) {
+        const blobs = await blobsOf(name);
+        const { loc, id } = blobs[Math.floor(blobs.length / 2)];
+        const packFile = path.join(storeDir, 'store', 'data', loc.pack.slice(0, 2), loc.pack);
+        const reader = await openStoreSnapshotReader(repo, snapId, { worker });
+        try {
+          await drain(reader.stream(name, first));
+          flipByte(packFile, loc.offset + Math.floor(loc.length / 2));
+          try {
+            const err = await rejectsWith(drain(reader.stream(name)), 'checksum');
+            assert.match(err.message, new RegExp(`pack ${loc.pack}`), name);
+            assert.match(err.message, new RegExp(id));
+          } finally {
+            flipByte(packFile, loc.offset + Math.floor(loc.length / 2)); // undone
+          }
+          await drain(reader.stream(name)); // as it was: read again without error
+        } finally {
+          await reader.close();
+        }
       }
-    };
-    for (const [name, first] of [
-      [names.find((n) => n.endsWith('.af'))!, { verify: 'sha256' as const }],
-      [names.find((n) => n.endsWith('.vectors'))!, {}],
-    ] as const) {
-      const blobs = await blobsOf(name);
-      const { loc, id } = blobs[Math.floor(blobs.length / 2)];
-      const packFile = path.join(storeDir, 'store', 'data', loc.pack.slice(0, 2), loc.pack);
-      const reader = await openStoreSnapshotReader(repo, snapId);
-      try {
-        await drain(reader.stream(name, first));
+    });
+  }
+
+  for (const worker of [false, true]) {
+    it(`a damaged chunk inside a run read as one range fails the read (chunks() and stream()), naming the entry and the pack; the files are closed${worker ? ' (large entries on the worker)' : ''}`, async () => {
+      const a = await openArchive(archive);
+      const names = a.manifest.entries.map((e) => e.name);
+      await a.close();
+      // a vectors entry (chunks stored as they are, handed out as views) and an agent file (inflated)
+      for (const name of [names.find((n) => n.endsWith('.vectors'))!, names.find((n) => n.endsWith('.af'))!]) {
+        const blobs = await blobsOf(name);
+        const k = blobs.findIndex((b, i) => i > 0 && i < blobs.length - 1 && adjacent(blobs[i - 1].loc, b.loc) && adjacent(b.loc, blobs[i + 1].loc));
+        assert.ok(k > 0, `${name} has a chunk between two adjacent ones`);
+        const { loc } = blobs[k];
+        const packFile = path.join(storeDir, 'store', 'data', loc.pack.slice(0, 2), loc.pack);
         flipByte(packFile, loc.offset + Math.floor(loc.length / 2));
         try {
-          const err = await rejectsWith(drain(reader.stream(name)), 'checksum');
-          assert.match(err.message, new RegExp(`pack ${loc.pack}`), name);
-          assert.match(err.message, new RegExp(id));
+          for (const how of ['chunks', 'stream'] as const) {
+            const reader = await openStoreSnapshotReader(repo, snapId, { worker });
+            try {
+              const read = async (): Promise<void> => {
+                if (how === 'stream') {
+                  for await (const _ of reader.stream(name)) {
+                    /* drain */
+                  }
+                  return;
+                }
+                const cr = await reader.entryStreams().chunks(name);
+                for (let c = await cr.next(); c; c = await cr.next()) {
+                  /* drain */
+                }
+              };
+              const err = await rejectsWith(read, 'checksum');
+              assert.match(err.message, new RegExp(`pack ${loc.pack}`), `${name} by ${how}`);
+              assert.ok(err.message.includes(name), err.message);
+              assert.match(err.message, new RegExp(blobs[k].id));
+              assert.equal(openFdsUnder(storeDir), 0, 'the files are closed after the failure');
+            } finally {
+              await reader.close();
+            }
+          }
         } finally {
           flipByte(packFile, loc.offset + Math.floor(loc.length / 2)); // undone
         }
-        await drain(reader.stream(name)); // as it was: read again without error
+      }
+    });
+  }
+
+  describe('large entries of a plain local store read on the worker thread (src/vault/store/decode-worker.ts)', () => {
+    /** The reader's worker (internal: for what it holds and reads). */
+    const workerOf = (r: StoreSnapshotArchiveReader): DecodeWorker => (r as unknown as { decoder: DecodeWorker }).decoder;
+    const bigEntry = async (): Promise<string> => {
+      const a = await openArchive(archive);
+      try {
+        return a.manifest.entries.reduce((x, y) => (y.size > x.size ? y : x)).name;
+      } finally {
+        await a.close();
+      }
+    };
+    const waitFor = async (ok: () => boolean, what: string): Promise<void> => {
+      for (let k = 0; k < 200 && !ok(); k++) await new Promise((r) => setTimeout(r, 10));
+      assert.ok(ok(), what);
+    };
+
+    it("every entry read by stream(), chunks(), readEntry() and verifyAll() equals the archive's; the large ones never touch a range reader here; the worker closes its files", async () => {
+      const spy = spyRangeReaders();
+      const a = await openArchive(archive);
+      const reader = await openStoreSnapshotReader(repo, snapId);
+      try {
+        const streams = reader.entryStreams();
+        let onWorker = 0;
+        for (const e of a.manifest.entries) {
+          const want = await a.readEntry(e.name);
+          const before = spy.reads();
+          const cr = await streams.chunks(e.name);
+          const copies: Buffer[] = [];
+          const handed: Buffer[] = [];
+          for (let c = await cr.next(); c; c = await cr.next()) {
+            copies.push(Buffer.from(c));
+            handed.push(c);
+          }
+          assert.ok(Buffer.concat(copies).equals(want), `${e.name} by chunks()`);
+          // chunks() hands out a chunk valid until the next is asked for: its memory went back to the worker
+          if (e.size >= 4 * 1024 * 1024)
+            assert.ok(
+              handed.some((c) => c.length === 0),
+              `${e.name}: chunk buffers are reused`,
+            );
+          const kept: Buffer[] = [];
+          for await (const c of reader.stream(e.name, { verify: 'sha256', entrySha256: true })) kept.push(c);
+          assert.ok(Buffer.concat(kept).equals(want), `${e.name} by stream()`);
+          assert.ok((await reader.readEntry(e.name)).equals(want), `${e.name} by readEntry()`);
+          if (e.size >= 2 * 1024 * 1024) {
+            onWorker++;
+            assert.equal(spy.reads(), before, `${e.name}: read on the worker, not here`);
+            assert.ok(kept.length > 1 && kept.slice(0, -1).every((c) => c.length >= 1024 * 1024), `${e.name}: chunks of about 1 MiB`);
+          }
+          await waitFor(() => openFdsUnder(storeDir) === 0, `${e.name}: the worker closed its files at the entry's end`);
+        }
+        assert.ok(onWorker > 0, 'the fixture has an entry the worker reads');
+        assert.ok((await reader.verifyAll()).every((r) => r.ok));
+        assert.equal(workerOf(reader).reading, 0);
+      } finally {
+        spy.restore();
+        await reader.close();
+        await a.close();
+      }
+    });
+
+    it("a slow consumer: the worker hands over at most a few chunks ahead of it; one that stops early stops the worker's read and its files are closed", async () => {
+      const name = await bigEntry();
+      const reader = await openStoreSnapshotReader(repo, snapId, { readAhead: 4 * 1024 * 1024 });
+      try {
+        const it = reader.stream(name);
+        assert.ok((await it.next()).value);
+        await new Promise((r) => setTimeout(r, 300)); // the worker has had time to read the whole entry
+        const w = workerOf(reader);
+        assert.ok(w.queued <= 2, `${w.queued} chunks handed over and not taken`);
+        await it.return(undefined);
+        assert.equal(w.reading, 0);
+        await waitFor(() => openFdsUnder(storeDir) === 0, 'the worker closed its files');
+        // and the reader still reads the entry whole afterwards
+        let n = 0;
+        for await (const c of reader.stream(name)) n += c.length;
+        assert.equal(n, (await loadSnapshot(repo, snapId)).entries.find((e) => e.name === name)!.size);
       } finally {
         await reader.close();
       }
-    }
-  });
+    });
 
-  it('a damaged chunk inside a run read as one range fails the read (chunks() and stream()), naming the entry and the pack; the files are closed', async () => {
-    const a = await openArchive(archive);
-    const names = a.manifest.entries.map((e) => e.name);
-    await a.close();
-    // a vectors entry (chunks stored as they are, handed out as views) and an agent file (inflated)
-    for (const name of [names.find((n) => n.endsWith('.vectors'))!, names.find((n) => n.endsWith('.af'))!]) {
+    it('a missing or truncated pack fails the read naming the entry and the pack (missing-blob / checksum); checkEntries reports it for its entry', async () => {
+      const name = await bigEntry();
       const blobs = await blobsOf(name);
-      const k = blobs.findIndex((b, i) => i > 0 && i < blobs.length - 1 && adjacent(blobs[i - 1].loc, b.loc) && adjacent(b.loc, blobs[i + 1].loc));
-      assert.ok(k > 0, `${name} has a chunk between two adjacent ones`);
-      const { loc } = blobs[k];
+      const { loc } = blobs[Math.floor(blobs.length / 2)];
       const packFile = path.join(storeDir, 'store', 'data', loc.pack.slice(0, 2), loc.pack);
-      flipByte(packFile, loc.offset + Math.floor(loc.length / 2));
+      const saved = fs.readFileSync(packFile);
+      const drain = async (r: StoreSnapshotArchiveReader): Promise<void> => {
+        for await (const _ of r.stream(name)) {
+          /* drain */
+        }
+      };
       try {
-        for (const how of ['chunks', 'stream'] as const) {
-          const reader = await openStoreSnapshotReader(repo, snapId);
-          try {
-            const read = async (): Promise<void> => {
-              if (how === 'stream') {
-                for await (const _ of reader.stream(name)) {
-                  /* drain */
-                }
-                return;
-              }
-              const cr = await reader.entryStreams().chunks(name);
-              for (let c = await cr.next(); c; c = await cr.next()) {
-                /* drain */
-              }
-            };
-            const err = await rejectsWith(read, 'checksum');
-            assert.match(err.message, new RegExp(`pack ${loc.pack}`), `${name} by ${how}`);
-            assert.ok(err.message.includes(name), err.message);
-            assert.match(err.message, new RegExp(blobs[k].id));
-            assert.equal(openFdsUnder(storeDir), 0, 'the files are closed after the failure');
-          } finally {
-            await reader.close();
-          }
+        fs.rmSync(packFile);
+        let reader = await openStoreSnapshotReader(repo, snapId);
+        try {
+          const err = await rejectsWith(drain(reader), 'missing-blob');
+          assert.ok(err.message.includes(name) && err.message.includes(loc.pack), err.message);
+          const bad = await reader.entryStreams().checkEntries([name]);
+          assert.equal(bad.length, 1);
+          assert.equal(bad[0].entry, name);
+          assert.match(bad[0].error, new RegExp(loc.pack));
+        } finally {
+          await reader.close();
+        }
+        fs.writeFileSync(packFile, saved.subarray(0, loc.offset + 1));
+        reader = await openStoreSnapshotReader(repo, snapId);
+        try {
+          const err = await rejectsWith(drain(reader), 'checksum', /truncated/);
+          assert.ok(err.message.includes(name) && err.message.includes(loc.pack), err.message);
+        } finally {
+          await reader.close();
         }
       } finally {
-        flipByte(packFile, loc.offset + Math.floor(loc.length / 2)); // undone
+        fs.writeFileSync(packFile, saved);
       }
-    }
+      assert.equal(openFdsUnder(storeDir), 0);
+    });
+
+    it('closing the reader while an entry is being read ends it with an error (no hang) and ends the worker', async () => {
+      const name = await bigEntry();
+      const reader = await openStoreSnapshotReader(repo, snapId, { readAhead: 4 * 1024 * 1024 });
+      const it = reader.stream(name);
+      assert.ok((await it.next()).value);
+      const w = workerOf(reader);
+      await reader.close();
+      await assert.rejects(async () => {
+        for (let r = await it.next(); !r.done; r = await it.next()) {
+          /* drain what was handed over before the close */
+        }
+      });
+      assert.equal(w.reading, 0);
+      await waitFor(() => openFdsUnder(storeDir) === 0, 'no file left open');
+    });
   });
 });

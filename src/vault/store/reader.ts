@@ -18,7 +18,9 @@
  * drill's integrity check). A local store's pack files are kept open while an entry is read
  * (LocalStore.rangeReader, closed at its end) and its ranges read into one reused buffer where
  * nothing handed out still shows them (./range-ring.ts). Large entries of a plain local store are
- * checked on a worker thread (checkEntries, ./verify-worker.ts). A damaged or missing pack is AgentVaultError
+ * read, inflated and checked on the reader's worker thread (./decode-worker.ts), which hands the
+ * plaintext over in chunks of about 1 MiB: the caller (a restore writing rows) only consumes, and
+ * keeps the garbage of per-chunk decoding off its heap. A damaged or missing pack is AgentVaultError
  * 'checksum' / 'missing-blob' naming the entry, the pack and the blob.
  *
  * The manifest is the snapshot's archive manifest with each entry's size and sha256 of its
@@ -37,15 +39,16 @@ import { decodeBlob, type SnapshotEntry, type SnapshotFile } from './format';
 import { LocalStore, type LocalRangeReader } from '../remote/store';
 import { RangeRing, type RingSpan } from './range-ring';
 import { RangeCache, rangeCacheBytesFromEnv } from './range-cache';
-import { checkStoreEntriesInWorker, type WorkerEntry, type WorkerEntryResult, type WorkerRange } from './verify-worker';
+import { DECODE_CHUNK, DecodeError, DecodeWorker, type DecodeFailure, type DecodeJob, type DecodeRange, type DecodeStream } from './decode-worker';
+import { ioError } from '../../core/fs';
 import { listIdsOf, loadSnapshot, packKey, readBlob, storeWhere, type BlobLoc, type Repo } from './repo';
 
 /** Adjacent blobs of one pack are read with one range request up to this many bytes. */
 const MAX_RANGE = 4 * 1024 * 1024;
 /** Default bytes of ranges requested ahead of the consumer. */
 const READ_AHEAD = 16 * 1024 * 1024;
-/** Below this many bytes of entries to check, a worker thread costs more than it saves. */
-const WORKER_MIN_BYTES = 16 * 1024 * 1024;
+/** Entries of a plain local store at least this large are read on the reader's worker thread (./decode-worker.ts). */
+const WORKER_MIN_BYTES = 2 * 1024 * 1024;
 /** Entries of a store in object storage checked side by side (each with its own read-ahead). */
 const REMOTE_PARALLEL = 4;
 /** Blobs are handed out joined into chunks of about this size (the restore's batches follow the chunks). */
@@ -73,6 +76,11 @@ export interface StoreSnapshotReaderOptions {
    * default the read-ahead plus twice the largest range. A range that does not fit gets a buffer of its own.
    */
   ringBytes?: number;
+  /**
+   * Large entries of a plain store in a local folder are read, inflated and checked on a worker
+   * thread (./decode-worker.ts); false: everything on the calling thread (default true).
+   */
+  worker?: boolean;
 }
 
 interface Range {
@@ -118,6 +126,8 @@ class StoreSnapshotReader implements StoreSnapshotArchiveReader {
   private readonly lists = new Map<string, string[]>();
   /** pack ranges kept for a second read (a store in object storage) */
   private readonly cache: RangeCache | null;
+  /** the worker thread reading large entries of a plain local store (undefined: not started yet; null: none) */
+  private decoder: DecodeWorker | null | undefined;
   private closed = false;
 
   constructor(
@@ -285,6 +295,11 @@ class StoreSnapshotReader implements StoreSnapshotArchiveReader {
   private async *read(name: string, opts: { verify?: 'crc32' | 'sha256'; entrySha256?: boolean; readAhead?: number }, reuse: boolean): AsyncGenerator<Buffer> {
     const readAhead = Math.max(MAX_RANGE, opts.readAhead ?? this.readAhead);
     const e = this.entry(name);
+    const w = this.workerFor(e);
+    if (w) {
+      yield* this.readInWorker(w, e, opts, readAhead, reuse);
+      return;
+    }
     const hash = opts.entrySha256 ? createHash('sha256') : null;
     const rehash = opts.verify === 'sha256';
     const planner = this.ranges(e);
@@ -397,6 +412,70 @@ class StoreSnapshotReader implements StoreSnapshotArchiveReader {
     }
   }
 
+  /**
+   * The reader's worker thread when the entry is read there: a plain store in a local folder
+   * (no cache, no encryption) and an entry of at least WORKER_MIN_BYTES; started on first use
+   * (null when no worker thread can be started: everything is then read here).
+   */
+  private workerFor(e: SnapshotEntry): DecodeWorker | null {
+    if (this.opts.worker === false || e.size < WORKER_MIN_BYTES || this.repo.crypto || this.cache || !(this.repo.store instanceof LocalStore)) return null;
+    if (this.decoder === undefined) {
+      try {
+        this.decoder = new DecodeWorker();
+      } catch {
+        this.decoder = null;
+      }
+    }
+    return this.decoder;
+  }
+
+  /** The entry's ranges as the worker reads them; a blob this reader checked before is checked by its CRC-32 unless `rehash`. */
+  private async decodeJob(e: SnapshotEntry, rehash: boolean, job: Omit<DecodeJob, 'size' | 'ranges' | 'recordCrcs'>): Promise<DecodeJob> {
+    const store = this.repo.store as LocalStore;
+    const ranges: DecodeRange[] = [];
+    for await (const r of this.ranges(e)) {
+      const key = packKey(this.repo, r.pack);
+      ranges.push({
+        file: path.join(store.root, ...key.split('/')),
+        where: storeWhere(store, key),
+        pack: r.pack,
+        offset: r.offset,
+        length: r.length,
+        blobs: r.ids.map((id, k) => {
+          const l = r.locs[k];
+          return [id, l.offset - r.offset, l.length, l.rawLength, l.compression === 'deflate', (rehash ? undefined : this.verified.get(id)) ?? -1];
+        }),
+      });
+    }
+    return { ...job, size: e.size, ranges, recordCrcs: rehash };
+  }
+
+  /** A failure the worker reported, as the error the main thread's read raises (named by damaged()). */
+  private failureError(f: DecodeFailure): AgentVaultError {
+    const where = f.pack ? storeWhere(this.repo.store, packKey(this.repo, f.pack)) : this.path;
+    if (f.code === 'io') return ioError(Object.assign(new Error(f.message), { code: f.errno ?? undefined }), where, f.op ?? 'read');
+    return new AgentVaultError(f.code, f.message, { location: { file: where } });
+  }
+
+  /** read() of an entry on the worker thread: every check done there, the chunks handed over whole. */
+  private async *readInWorker(w: DecodeWorker, e: SnapshotEntry, opts: { verify?: 'crc32' | 'sha256'; entrySha256?: boolean }, readAhead: number, reuse: boolean): AsyncGenerator<Buffer> {
+    let s: DecodeStream | null = null;
+    try {
+      const job = await this.decodeJob(e, opts.verify === 'sha256', { deliver: true, entrySha256: !!opts.entrySha256, ahead: Math.max(2, Math.ceil(readAhead / DECODE_CHUNK / 4)) });
+      s = w.start(job);
+      // chunks(): a chunk handed out is done with when the next is asked for; its buffer is reused
+      for (let c = await s.next(); c; c = await s.next(reuse ? c : undefined)) yield c;
+      const end = s.end!;
+      for (const [id, crc] of end.crcs) this.verified.set(id, crc);
+      if (opts.entrySha256 && end.sha256 !== e.sha256) throw new AgentVaultError('checksum', `its sha256 is ${end.sha256}, the snapshot records ${e.sha256}`);
+    } catch (err) {
+      if (err instanceof DecodeError) throw this.damaged(e, this.failureError(err.failure), err.failure.pack);
+      throw this.damaged(e, err, null);
+    } finally {
+      s?.stop();
+    }
+  }
+
   /** The entry's plaintext chunk by chunk, checked as stream() does; a chunk is valid until the next call to next(). */
   async chunks(name: string): Promise<ChunkReader> {
     const it = this.read(name, {}, true);
@@ -405,8 +484,8 @@ class StoreSnapshotReader implements StoreSnapshotArchiveReader {
 
   /**
    * Reads each entry through: every blob hashed against its id, the entry's size at its end. A
-   * plain store in a local folder has large entries checked on a worker thread
-   * (./verify-worker.ts), beside the caller's other work.
+   * plain store in a local folder has large entries checked on its worker thread
+   * (./decode-worker.ts), beside the caller's other work.
    */
   async checkEntries(names: string[]): Promise<Array<{ entry: string; error: string }>> {
     const bad: Array<{ entry: string; error: string }> = [];
@@ -420,43 +499,26 @@ class StoreSnapshotReader implements StoreSnapshotArchiveReader {
         if (errors[i] !== undefined) bad.push({ entry: name, error: errorMessage(errors[i]) });
       });
     };
-    const store = this.repo.store;
-    const bytes = names.reduce((n, name) => n + (this.entries.get(name)?.size ?? 0), 0);
-    if (!(store instanceof LocalStore) || this.repo.crypto || bytes < WORKER_MIN_BYTES) {
-      await onMain(names);
-      return bad;
-    }
-    const jobs: WorkerEntry[] = [];
-    for (const name of names) {
-      const e = this.entry(name);
-      try {
-        const ranges: WorkerRange[] = [];
-        for await (const r of this.ranges(e)) {
-          ranges.push({
-            file: path.join(store.root, ...packKey(this.repo, r.pack).split('/')),
-            pack: r.pack,
-            offset: r.offset,
-            length: r.length,
-            blobs: r.ids.map((id, k) => [id, r.locs[k].offset - r.offset, r.locs[k].length, r.locs[k].rawLength, r.locs[k].compression === 'deflate']),
-          });
+    const onWorker = names.filter((name) => this.entries.has(name) && this.workerFor(this.entries.get(name)!));
+    const w = this.decoder;
+    // on the worker: all at once (it reads them in turn), nothing handed back but the blobs' CRC-32
+    await Promise.all([
+      onMain(names.filter((name) => !onWorker.includes(name))),
+      ...onWorker.map(async (name) => {
+        const e = this.entry(name);
+        let s: DecodeStream | null = null;
+        try {
+          s = w!.start(await this.decodeJob(e, true, { deliver: false, entrySha256: false, ahead: 1 }));
+          while (await s.next());
+          for (const [id, crc] of s.end!.crcs) this.verified.set(id, crc);
+        } catch (err) {
+          const pack = err instanceof DecodeError ? err.failure.pack : null;
+          bad.push({ entry: name, error: this.damaged(e, err instanceof DecodeError ? this.failureError(err.failure) : err, pack).message });
+        } finally {
+          s?.stop();
         }
-        jobs.push({ name, size: e.size, ranges });
-      } catch (err) {
-        bad.push({ entry: name, error: this.damaged(e, err, null).message });
-      }
-    }
-    let results: WorkerEntryResult[];
-    try {
-      results = await checkStoreEntriesInWorker(jobs);
-    } catch {
-      // no worker (or it failed): check here instead
-      await onMain(jobs.map((j) => j.name));
-      return bad;
-    }
-    for (const r of results) {
-      for (const [id, crc] of r.crcs) this.verified.set(id, crc);
-      if (r.error) bad.push({ entry: r.name, error: this.damaged(this.entry(r.name), new AgentVaultError('checksum', r.error.message), r.error.pack).message });
-    }
+      }),
+    ]);
     return bad;
   }
 
@@ -515,6 +577,7 @@ class StoreSnapshotReader implements StoreSnapshotArchiveReader {
     this.closed = true;
     for (const s of [...this.live]) s.destroy();
     if (!this.opts.cache) await this.cache?.close();
+    await this.decoder?.close();
     await this.opts.onClose?.();
   }
 }
