@@ -457,11 +457,21 @@ class StoreSnapshotReader implements StoreSnapshotArchiveReader {
     return new AgentVaultError(f.code, f.message, { location: { file: where } });
   }
 
-  /** read() of an entry on the worker thread: every check done there, the chunks handed over whole. */
-  private async *readInWorker(w: DecodeWorker, e: SnapshotEntry, opts: { verify?: 'crc32' | 'sha256'; entrySha256?: boolean }, readAhead: number, reuse: boolean): AsyncGenerator<Buffer> {
+  /**
+   * read() of an entry on the worker thread: every check done there, the chunks handed over whole
+   * (`deliver` false: only checked, nothing handed over: checkEntries).
+   */
+  private async *readInWorker(
+    w: DecodeWorker,
+    e: SnapshotEntry,
+    opts: { verify?: 'crc32' | 'sha256'; entrySha256?: boolean },
+    readAhead: number,
+    reuse: boolean,
+    deliver = true,
+  ): AsyncGenerator<Buffer> {
     let s: DecodeStream | null = null;
     try {
-      const job = await this.decodeJob(e, opts.verify === 'sha256', { deliver: true, entrySha256: !!opts.entrySha256, ahead: Math.max(2, Math.ceil(readAhead / DECODE_CHUNK / 4)) });
+      const job = await this.decodeJob(e, opts.verify === 'sha256', { deliver, entrySha256: !!opts.entrySha256, ahead: Math.max(2, Math.ceil(readAhead / DECODE_CHUNK / 4)) });
       s = w.start(job);
       // chunks(): a chunk handed out is done with when the next is asked for; its buffer is reused
       for (let c = await s.next(); c; c = await s.next(reuse ? c : undefined)) yield c;
@@ -505,17 +515,12 @@ class StoreSnapshotReader implements StoreSnapshotArchiveReader {
     await Promise.all([
       onMain(names.filter((name) => !onWorker.includes(name))),
       ...onWorker.map(async (name) => {
-        const e = this.entry(name);
-        let s: DecodeStream | null = null;
         try {
-          s = w!.start(await this.decodeJob(e, true, { deliver: false, entrySha256: false, ahead: 1 }));
-          while (await s.next());
-          for (const [id, crc] of s.end!.crcs) this.verified.set(id, crc);
+          for await (const _ of this.readInWorker(w!, this.entry(name), { verify: 'sha256' }, this.readAhead, false, false)) {
+            /* nothing is handed over */
+          }
         } catch (err) {
-          const pack = err instanceof DecodeError ? err.failure.pack : null;
-          bad.push({ entry: name, error: this.damaged(e, err instanceof DecodeError ? this.failureError(err.failure) : err, pack).message });
-        } finally {
-          s?.stop();
+          bad.push({ entry: name, error: errorMessage(err) });
         }
       }),
     ]);
